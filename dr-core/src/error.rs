@@ -1,0 +1,200 @@
+//! The one public error of drkit: a kind a caller can act on, a message that says what
+//! failed and what to do, and the underlying cause.
+
+use std::fmt;
+
+/// Shorthand for results whose error is [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What sort of failure happened; callers branch on this, never on message text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// The object, snapshot, database or file does not exist.
+    NotFound,
+    /// A create-only write found the key already present.
+    AlreadyExists,
+    /// Stored data failed a check: hash, authentication tag or format.
+    Corrupt,
+    /// The backend cannot do this (with the reason in the message).
+    Unsupported,
+    /// The caller passed something malformed: URL, option, name.
+    InvalidInput,
+    /// A service could not be reached or answered with a transient failure.
+    Unavailable,
+    /// Credentials were refused or the file system denied access.
+    PermissionDenied,
+    /// An operation ran past its deadline.
+    Timeout,
+    /// The state does not allow the operation (non-empty target, lock held, ...).
+    Conflict,
+    /// A key or passphrase did not open the repository.
+    WrongKey,
+    /// An external program (pg_dump, pg_restore, ...) failed.
+    External,
+    /// A local I/O failure that fits no other kind.
+    Io,
+}
+
+impl ErrorKind {
+    /// A short, stable name for machine output.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::NotFound => "not_found",
+            Self::AlreadyExists => "already_exists",
+            Self::Corrupt => "corrupt",
+            Self::Unsupported => "unsupported",
+            Self::InvalidInput => "invalid_input",
+            Self::Unavailable => "unavailable",
+            Self::PermissionDenied => "permission_denied",
+            Self::Timeout => "timeout",
+            Self::Conflict => "conflict",
+            Self::WrongKey => "wrong_key",
+            Self::External => "external",
+            Self::Io => "io",
+        }
+    }
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// A drkit error: kind, human message, optional cause.
+pub struct Error {
+    kind: ErrorKind,
+    message: String,
+    source: Option<Source>,
+}
+
+impl Error {
+    /// A new error of `kind` with `message`.
+    pub fn new(kind: ErrorKind, message: impl Into<String>) -> Self {
+        Self {
+            kind,
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// Attaches the underlying cause.
+    #[must_use]
+    pub fn with_source(mut self, source: impl Into<Source>) -> Self {
+        self.source = Some(source.into());
+        self
+    }
+
+    /// What sort of failure this is.
+    #[must_use]
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// The message without the cause chain.
+    #[must_use]
+    pub fn message(&self) -> &str {
+        &self.message
+    }
+
+    /// Whether the same call may succeed if tried again.
+    #[must_use]
+    pub fn is_retryable(&self) -> bool {
+        matches!(self.kind, ErrorKind::Unavailable | ErrorKind::Timeout)
+    }
+
+    /// Prefixes the message with context, keeping kind and source.
+    #[must_use]
+    pub fn context(mut self, context: impl fmt::Display) -> Self {
+        self.message = format!("{context}: {}", self.message);
+        self
+    }
+
+    /// An I/O error on `what`, with the kind read from the OS error.
+    pub fn io(what: impl fmt::Display, err: std::io::Error) -> Self {
+        use std::io::ErrorKind as Io;
+        let (kind, hint) = match err.kind() {
+            Io::NotFound => (ErrorKind::NotFound, ""),
+            Io::PermissionDenied | Io::ReadOnlyFilesystem => (
+                ErrorKind::PermissionDenied,
+                "; check that the folder exists and this user may write to it",
+            ),
+            Io::AlreadyExists => (ErrorKind::AlreadyExists, ""),
+            Io::TimedOut => (ErrorKind::Timeout, ""),
+            Io::StorageFull => (ErrorKind::Io, "; free some disk space"),
+            _ => (ErrorKind::Io, ""),
+        };
+        Self::new(kind, format!("{what}: {err}{hint}")).with_source(err)
+    }
+
+    /// The message followed by every cause not already in it, on one line.
+    #[must_use]
+    pub fn full_message(&self) -> String {
+        let mut out = self.message.clone();
+        let mut cause: Option<&(dyn std::error::Error + 'static)> = self
+            .source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static));
+        while let Some(c) = cause {
+            let text = c.to_string();
+            if !text.is_empty() && !out.contains(&text) {
+                out.push_str(": ");
+                out.push_str(&text);
+            }
+            cause = c.source();
+        }
+        out
+    }
+}
+
+impl fmt::Debug for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Error({}: {})", self.kind, self.full_message())
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn std::error::Error + 'static))
+    }
+}
+
+/// Builds an [`Error`] with `format!` arguments: `err!(NotFound, "no {x}")`.
+#[macro_export]
+macro_rules! err {
+    ($kind:ident, $($arg:tt)+) => {
+        $crate::Error::new($crate::ErrorKind::$kind, format!($($arg)+))
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_message_appends_causes_once() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let e = Error::io("writing /x", io);
+        assert_eq!(e.kind(), ErrorKind::PermissionDenied);
+        assert!(e.full_message().starts_with("writing /x: denied"));
+        assert_eq!(e.full_message().matches("denied").count(), 1);
+    }
+
+    #[test]
+    fn only_transient_kinds_retry() {
+        assert!(err!(Timeout, "slow").is_retryable());
+        assert!(!err!(Corrupt, "bad").is_retryable());
+    }
+}

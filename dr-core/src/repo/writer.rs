@@ -1,0 +1,228 @@
+//! Writing snapshots: chunk, hash, compress, encrypt and upload on every core while the
+//! source streams in, with a fixed number of chunks in flight.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex, PoisonError};
+
+use futures::{StreamExt, TryStreamExt};
+use jiff::Timestamp;
+use tokio::io::AsyncRead;
+use tokio_util::io::SyncIoBridge;
+
+use super::chunk::{self, ChunkId};
+use super::manifest::{ChunkRef, FileEntry, Snapshot, SnapshotId, SnapshotKind, SnapshotStats};
+use super::Repository;
+use crate::progress::{NoProgress, Progress};
+use crate::store::{BackupStoreExt, PutMode};
+use crate::{err, Error, Result};
+
+/// Stored sizes of the chunks already in the store, loaded once per writer.
+type Known = Arc<Mutex<HashMap<ChunkId, u64>>>;
+
+/// Builds one snapshot; dropped without [`commit`](Self::commit), it leaves only
+/// unreferenced chunks, which prune removes.
+pub struct SnapshotWriter {
+    repo: Repository,
+    kind: SnapshotKind,
+    source: String,
+    started_at: Timestamp,
+    files: Vec<FileEntry>,
+    stats: SnapshotStats,
+    tags: BTreeMap<String, String>,
+    known: Option<Known>,
+    progress: Arc<dyn Progress>,
+}
+
+impl std::fmt::Debug for SnapshotWriter {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SnapshotWriter").field("kind", &self.kind).field("source", &self.source).finish_non_exhaustive()
+    }
+}
+
+struct Processed {
+    id: ChunkId,
+    len: u32,
+    stored: u64,
+    new: bool,
+}
+
+impl SnapshotWriter {
+    pub(crate) fn new(repo: Repository, kind: SnapshotKind, source: &str) -> Self {
+        Self {
+            repo,
+            kind,
+            source: source.to_owned(),
+            started_at: Timestamp::now(),
+            files: Vec::new(),
+            stats: SnapshotStats::default(),
+            tags: BTreeMap::new(),
+            known: None,
+            progress: Arc::new(NoProgress),
+        }
+    }
+
+    /// Adds a tag to the manifest.
+    pub fn tag(&mut self, key: &str, value: &str) -> &mut Self {
+        self.tags.insert(key.to_owned(), value.to_owned());
+        self
+    }
+
+    /// Sends progress events to `progress`.
+    pub fn set_progress(&mut self, progress: Arc<dyn Progress>) -> &mut Self {
+        self.progress = progress;
+        self
+    }
+
+    /// Sizes so far.
+    #[must_use]
+    pub fn stats(&self) -> SnapshotStats {
+        self.stats
+    }
+
+    async fn known(&mut self) -> Result<Known> {
+        if let Some(k) = &self.known {
+            return Ok(k.clone());
+        }
+        let mut map = HashMap::new();
+        let mut list = self.repo.store().list("chunks/");
+        while let Some(meta) = list.try_next().await? {
+            if let Some(id) = ChunkId::from_key(&meta.key) {
+                map.insert(id, meta.size);
+            }
+        }
+        let known = Arc::new(Mutex::new(map));
+        self.known = Some(known.clone());
+        Ok(known)
+    }
+
+    /// Streams `reader` into the repository as file `name`.
+    pub async fn add_file<R>(&mut self, name: &str, reader: R) -> Result<&FileEntry>
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+    {
+        if self.files.iter().any(|f| f.name == name) {
+            return Err(err!(InvalidInput, "snapshot already has a file named {name:?}"));
+        }
+        let known = self.known().await?;
+        let params = self.repo.config().chunker;
+        let workers = self.repo.parallelism();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>>>(workers);
+
+        // The chunker reads the source on a blocking thread; CDC itself is cheap.
+        let chunker = tokio::task::spawn_blocking(move || {
+            let bridge = SyncIoBridge::new(reader);
+            let cdc = fastcdc::v2020::StreamCDC::new(bridge, params.min, params.avg, params.max);
+            for item in cdc {
+                let msg = item
+                    .map(|c| c.data)
+                    .map_err(|e| err!(Io, "reading the source stream: {e}"));
+                let stop = msg.is_err();
+                if tx.blocking_send(msg).is_err() || stop {
+                    break;
+                }
+            }
+        });
+
+        let repo = self.repo.clone();
+        let mut results = tokio_stream_of(rx)
+            .map(move |data| {
+                let repo = repo.clone();
+                let known = known.clone();
+                async move { process(repo, known, data?).await }
+            })
+            .buffered(workers);
+
+        let keys = self.repo.keys().cloned();
+        let mut file_hash = match &keys {
+            Some(k) => blake3::Hasher::new_keyed(k.id_key()),
+            None => blake3::Hasher::new(),
+        };
+        let mut entry = FileEntry { name: name.to_owned(), size: 0, hash: ChunkId([0; 32]), chunks: Vec::new() };
+        let outcome: Result<()> = async {
+            while let Some(p) = results.next().await {
+                let (p, data_hash) = p?;
+                file_hash.update(&data_hash);
+                entry.size += u64::from(p.len);
+                entry.chunks.push(ChunkRef { id: p.id, len: p.len });
+                self.stats.raw_bytes += u64::from(p.len);
+                self.stats.chunks += 1;
+                self.stats.stored_bytes += p.stored;
+                if p.new {
+                    self.stats.new_bytes += p.stored;
+                    self.stats.new_chunks += 1;
+                }
+                self.progress.advance(u64::from(p.len), if p.new { p.stored } else { 0 });
+            }
+            Ok(())
+        }
+        .await;
+        drop(results);
+        chunker.await.map_err(|e| err!(Io, "chunker failed: {e}"))?;
+        outcome.map_err(|e| e.context(format!("storing {name}")))?;
+        entry.hash = ChunkId(*file_hash.finalize().as_bytes());
+        self.files.push(entry);
+        Ok(self.files.last().expect("just pushed"))
+    }
+
+    /// Writes the manifest (create-only), making the snapshot visible.
+    pub async fn commit(self, metadata: serde_json::Value) -> Result<Snapshot> {
+        let finished_at = Timestamp::now();
+        let snap = Snapshot {
+            id: SnapshotId::new(self.started_at)?,
+            kind: self.kind,
+            source: self.source,
+            host: hostname(),
+            started_at: self.started_at,
+            finished_at,
+            files: self.files,
+            stats: self.stats,
+            tags: self.tags,
+            tool_version: format!("drkit {}", env!("CARGO_PKG_VERSION")),
+            metadata,
+        };
+        self.repo.write_manifest(&snap).await?;
+        Ok(snap)
+    }
+}
+
+/// The file hash is over chunk ids in order: cheap, and it pins content and order.
+async fn process(repo: Repository, known: Known, data: Vec<u8>) -> Result<(Processed, [u8; 32])> {
+    let level = repo.config().compression_level;
+    let keys = repo.keys().cloned();
+    let len = data.len() as u32;
+    let (id, encoded, stored_known) = tokio::task::spawn_blocking(move || -> Result<_> {
+        let id = ChunkId::of(keys.as_ref(), &data);
+        let mut map = known.lock().unwrap_or_else(PoisonError::into_inner);
+        if let Some(size) = map.get(&id) {
+            return Ok((id, None, *size));
+        }
+        // Claim the id before uploading so a duplicate chunk in flight is not sent twice.
+        map.insert(id, 0);
+        drop(map);
+        let encoded = chunk::encode(&data, level, keys.as_ref(), &id.0)?;
+        let size = encoded.len() as u64;
+        known.lock().unwrap_or_else(PoisonError::into_inner).insert(id, size);
+        Ok((id, Some(encoded), size))
+    })
+    .await
+    .map_err(|e| err!(Io, "chunk worker failed: {e}"))??;
+    let new = encoded.is_some();
+    if let Some(bytes) = encoded {
+        repo.store()
+            .put_bytes(&id.key(), bytes.into(), PutMode::Overwrite)
+            .await
+            .map_err(|e: Error| e.context(format!("uploading chunk {}", id.short())))?;
+    }
+    Ok((Processed { id, len, stored: stored_known, new }, id.0))
+}
+
+fn tokio_stream_of<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures::Stream<Item = T> + Send {
+    futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|s| s.trim().to_owned())
+        .or_else(|_| std::env::var("HOSTNAME"))
+        .unwrap_or_else(|_| "unknown".into())
+}
