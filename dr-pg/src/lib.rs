@@ -1,1 +1,30 @@
-//! Postgres.
+//! Postgres for drkit: logical backups streamed from `pg_dump` into a repository,
+//! restores through `pg_restore` (new database, in place, or beside and swapped), and
+//! verification by restoring into a scratch database and checking it.
+//!
+//! ```no_run
+//! # async fn run() -> dr_core::Result<()> {
+//! use dr_core::repo::{OpenOptions, Repository};
+//! use dr_pg::{BackupOptions, ConnInfo};
+//! let repo = Repository::open(dr_core::store::open_url("file:///var/backups/drkit")?, &OpenOptions::from_env()).await?;
+//! let db = ConnInfo::parse("postgres://app@db.internal/shop")?;
+//! let snapshot = dr_pg::backup(&repo, &db, &BackupOptions::default(), std::sync::Arc::new(dr_core::progress::NoProgress)).await?;
+//! println!("{} stored {} bytes", snapshot.id, snapshot.stats.new_bytes);
+//! # Ok(()) }
+//! ```
+
+mod backup;
+mod conn;
+mod error;
+mod metadata;
+mod process;
+mod restore;
+mod tools;
+mod verify;
+
+pub use backup::{backup, BackupOptions, RowCounts, DUMP_FILE, GLOBALS_FILE, KIND_LOGICAL};
+pub use conn::ConnInfo;
+pub use metadata::{LogicalMetadata, TableCount};
+pub use restore::{restore, RestoreMode, RestoreOptions, RestoreReport};
+pub use tools::PgTools;
+pub use verify::{verify_by_restore, AmcheckResult, SqlCheck, TableCheck, VerifyOptions, VerifyRestoreReport};

@@ -1,1 +1,28 @@
-//! Test kit.
+//! Starts the real services drkit's tests run against, and tears them down even when a
+//! test panics.
+//!
+//! Locally, a test whose service is missing prints one line saying what to install and
+//! returns early; with `CI` set, a missing service fails the test instead.
+
+mod postgres;
+
+pub use postgres::PgCluster;
+
+/// Whether this run must not skip anything.
+#[must_use]
+pub fn in_ci() -> bool {
+    std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// Reports a missing service: skips locally, fails in CI.
+pub fn missing(service: &str, install: &str) {
+    assert!(!in_ci(), "{service} is required in CI but missing: {install}");
+    eprintln!("SKIPPED: {service} not available; {install}");
+}
+
+/// Whether this process runs as root (services that refuse root then run as `postgres`).
+#[must_use]
+pub fn is_root() -> bool {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
+}

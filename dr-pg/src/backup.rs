@@ -1,0 +1,159 @@
+//! Logical backups: `pg_dump -Fc -Z0` streamed into the repository, roles beside it.
+
+use std::process::Stdio;
+use std::sync::Arc;
+
+use dr_core::progress::Progress;
+use dr_core::repo::{Repository, Snapshot, SnapshotKind};
+use dr_core::{Error, Result};
+use tokio::process::Command;
+
+use crate::conn::ConnInfo;
+use crate::error::query_error;
+use crate::metadata::{count_rows, server_facts, LogicalMetadata};
+use crate::process::spawn;
+use crate::tools::PgTools;
+
+/// Snapshot kind of logical dumps.
+pub const KIND_LOGICAL: &str = "pg-logical";
+/// The custom-format dump inside a logical snapshot.
+pub const DUMP_FILE: &str = "database.dump";
+/// The `pg_dumpall --globals-only` script inside a logical snapshot.
+pub const GLOBALS_FILE: &str = "globals.sql";
+
+/// Which tables get an exact `count(*)` recorded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RowCounts {
+    /// Every table.
+    #[default]
+    All,
+    /// Tables up to this many bytes on disk; larger ones record no count.
+    UpTo(u64),
+    /// None.
+    Skip,
+}
+
+/// How to take a logical backup.
+#[derive(Debug, Clone, Default)]
+pub struct BackupOptions {
+    /// Row counts to record for later verification.
+    pub row_counts: RowCounts,
+    /// Skip `pg_dumpall --globals-only`.
+    pub skip_globals: bool,
+    /// Tags for the manifest.
+    pub tags: Vec<(String, String)>,
+}
+
+/// Backs up the database `conn` names into `repo` and returns the committed snapshot.
+///
+/// The dump and the row counts read the same MVCC snapshot (exported from a
+/// repeatable-read transaction), so the counts describe exactly what was dumped.
+pub async fn backup(repo: &Repository, conn: &ConnInfo, options: &BackupOptions, progress: Arc<dyn Progress>) -> Result<Snapshot> {
+    let tools = PgTools::discover()?;
+    let client = conn.connect().await?;
+    let facts = server_facts(&client, conn).await?;
+
+    // An exported snapshot lets pg_dump and our counts see the same data.
+    client
+        .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+        .await
+        .map_err(|e| query_error(conn, "starting the backup transaction", &e))?;
+    let exported: Option<String> = client.query_one("SELECT pg_export_snapshot()", &[]).await.ok().map(|r| r.get(0));
+    if exported.is_none() {
+        // The failed call aborted the transaction; counts then come from a fresh one.
+        let _ = client.batch_execute("ROLLBACK; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await;
+    }
+
+    let mut writer = repo.begin_snapshot(SnapshotKind::new(KIND_LOGICAL), &conn.redacted());
+    for (k, v) in &options.tags {
+        writer.tag(k, v);
+    }
+    writer.set_progress(progress.clone());
+
+    let mut cmd = Command::new(tools.program("pg_dump"));
+    conn.apply_to(&mut cmd);
+    cmd.args(["--format=custom", "--compress=0", "--no-sync"]);
+    if let Some(snap) = &exported {
+        cmd.arg(format!("--snapshot={snap}"));
+    }
+    cmd.arg("--dbname").arg(conn.dbname());
+    progress.phase("dump");
+    let mut dump = spawn(cmd, "pg_dump", Stdio::null(), Stdio::piped())?;
+    let stdout = dump.child.stdout.take().expect("stdout is piped");
+
+    let max = match options.row_counts {
+        RowCounts::All => Some(None),
+        RowCounts::UpTo(b) => Some(Some(b)),
+        RowCounts::Skip => None,
+    };
+    let counting = async {
+        match max {
+            Some(limit) => count_rows(&client, conn, limit).await,
+            None => Ok(Vec::new()),
+        }
+    };
+    let (stored, tables) = tokio::join!(writer.add_file(crate::DUMP_FILE, stdout), counting);
+    let dump_result = dump.finish().await;
+    // pg_dump's own error explains a short stream better than the stream does.
+    dump_result.map_err(|e| e.context(format!("dumping {}", conn.redacted())))?;
+    stored?;
+    let tables = tables?;
+    let _ = client.batch_execute("COMMIT").await;
+
+    let globals = if options.skip_globals {
+        "skipped (--skip-globals)".to_owned()
+    } else {
+        progress.phase("globals");
+        match dump_globals(&tools, conn, &mut writer).await {
+            Ok(note) => note,
+            Err(e) => format!("not saved: {}", e.message()),
+        }
+    };
+
+    let meta = LogicalMetadata {
+        database: conn.dbname().to_owned(),
+        server: conn.server(),
+        server_version: facts.version,
+        server_version_num: facts.version_num,
+        database_size: facts.size,
+        start_lsn: facts.lsn,
+        in_recovery: facts.in_recovery,
+        consistent_counts: exported.is_some(),
+        tables,
+        pg_dump_version: tools.version(),
+        tools: format!("{} (found by {})", tools.bindir.display(), tools.found_by),
+        globals,
+    };
+    progress.phase("commit");
+    writer.commit(serde_json::to_value(&meta).expect("metadata serializes")).await
+}
+
+/// Saves roles and tablespaces; without superuser rights, retries without passwords.
+async fn dump_globals(tools: &PgTools, conn: &ConnInfo, writer: &mut dr_core::repo::SnapshotWriter) -> Result<String> {
+    let mut note = "saved".to_owned();
+    let mut output = run_dumpall(tools, conn, false).await;
+    if output.is_err() {
+        output = run_dumpall(tools, conn, true).await;
+        note = "saved without role passwords (the backup user cannot read pg_authid)".to_owned();
+    }
+    let bytes = output?;
+    writer.add_file(crate::GLOBALS_FILE, std::io::Cursor::new(bytes)).await?;
+    Ok(note)
+}
+
+async fn run_dumpall(tools: &PgTools, conn: &ConnInfo, no_passwords: bool) -> Result<Vec<u8>> {
+    let mut cmd = Command::new(tools.program("pg_dumpall"));
+    conn.apply_to(&mut cmd);
+    cmd.args(["--globals-only", "--no-sync"]).arg("--database").arg(conn.dbname());
+    if no_passwords {
+        cmd.arg("--no-role-passwords");
+    }
+    let mut run = spawn(cmd, "pg_dumpall", Stdio::null(), Stdio::piped())?;
+    let mut stdout = run.child.stdout.take().expect("stdout is piped");
+    let mut buf = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut stdout, &mut buf)
+        .await
+        .map_err(|e| Error::io("reading pg_dumpall output", e))?;
+    run.finish().await?;
+    Ok(buf)
+}

@@ -1,0 +1,198 @@
+//! Where a database is: a parsed DSN that never prints its password.
+
+use std::fmt;
+use std::str::FromStr;
+use std::time::Duration;
+
+use dr_core::{err, Result};
+use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::{Client, Config, NoTls};
+
+use crate::error::connect_error;
+
+const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// A Postgres connection target, parsed from a URL (`postgres://user:pw@host:port/db`) or
+/// a libpq key/value string (`host=… dbname=…`). Missing parts fall back to the libpq
+/// environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`).
+#[derive(Clone)]
+pub struct ConnInfo {
+    config: Config,
+}
+
+impl fmt::Debug for ConnInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ConnInfo({})", self.redacted())
+    }
+}
+
+impl fmt::Display for ConnInfo {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted())
+    }
+}
+
+fn env(name: &str) -> Option<String> {
+    std::env::var(name).ok().filter(|v| !v.is_empty())
+}
+
+impl ConnInfo {
+    /// Parses a DSN; the error never echoes a password.
+    pub fn parse(dsn: &str) -> Result<Self> {
+        let mut config = Config::from_str(dsn.trim()).map_err(|e| {
+            err!(InvalidInput, "invalid Postgres URL {}: {e}; use postgres://user:password@host:port/database", redact_text(dsn))
+        })?;
+        if config.get_hosts().is_empty() {
+            config.host(env("PGHOST").unwrap_or_else(|| "localhost".into()));
+        }
+        if config.get_ports().is_empty() {
+            if let Some(port) = env("PGPORT").and_then(|p| p.parse().ok()) {
+                config.port(port);
+            }
+        }
+        if config.get_user().is_none() {
+            config.user(env("PGUSER").or_else(|| env("USER")).unwrap_or_else(|| "postgres".into()));
+        }
+        if config.get_password().is_none() {
+            if let Some(pw) = env("PGPASSWORD") {
+                config.password(pw);
+            }
+        }
+        if config.get_dbname().is_none() {
+            let db = env("PGDATABASE").unwrap_or_else(|| config.get_user().unwrap_or("postgres").to_owned());
+            config.dbname(db);
+        }
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
+        }
+        if config.get_ssl_mode() == SslMode::Require {
+            return Err(err!(Unsupported, "sslmode=require is not supported by this drkit build yet; connect without TLS or through a local proxy"));
+        }
+        if config.get_application_name().is_none() {
+            config.application_name("drkit");
+        }
+        Ok(Self { config })
+    }
+
+    /// The same server, another database.
+    #[must_use]
+    pub fn with_dbname(&self, dbname: &str) -> Self {
+        let mut config = self.config.clone();
+        config.dbname(dbname);
+        Self { config }
+    }
+
+    /// The database name.
+    #[must_use]
+    pub fn dbname(&self) -> &str {
+        self.config.get_dbname().unwrap_or("postgres")
+    }
+
+    /// The user name.
+    #[must_use]
+    pub fn user(&self) -> &str {
+        self.config.get_user().unwrap_or("postgres")
+    }
+
+    /// The connect timeout.
+    #[must_use]
+    pub fn connect_timeout(&self) -> Duration {
+        self.config.get_connect_timeout().copied().unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+    }
+
+    fn host(&self) -> String {
+        match self.config.get_hosts().first() {
+            Some(Host::Tcp(h)) => h.clone(),
+            Some(Host::Unix(p)) => p.display().to_string(),
+            None => "localhost".into(),
+        }
+    }
+
+    fn port(&self) -> u16 {
+        self.config.get_ports().first().copied().unwrap_or(5432)
+    }
+
+    /// `host:port`, for messages.
+    #[must_use]
+    pub fn server(&self) -> String {
+        format!("{}:{}", self.host(), self.port())
+    }
+
+    /// `postgres://user@host:port/db`, never with the password.
+    #[must_use]
+    pub fn redacted(&self) -> String {
+        format!("postgres://{}@{}/{}", self.user(), self.server(), self.dbname())
+    }
+
+    /// Connects, with the configured timeout; the connection runs on a background task.
+    pub async fn connect(&self) -> Result<Client> {
+        let (client, connection) = self.config.connect(NoTls).await.map_err(|e| connect_error(self, &e))?;
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                tracing::debug!("postgres connection closed: {e}");
+            }
+        });
+        Ok(client)
+    }
+
+    /// Arguments and environment for libpq programs (pg_dump, pg_restore, psql): the
+    /// password goes in `PGPASSWORD`, never on a command line that `ps` shows.
+    pub(crate) fn apply_to(&self, cmd: &mut tokio::process::Command) {
+        cmd.arg("--host").arg(self.host());
+        cmd.arg("--port").arg(self.port().to_string());
+        cmd.arg("--username").arg(self.user());
+        cmd.env_remove("PGSERVICE");
+        match self.config.get_password() {
+            Some(pw) => cmd.env("PGPASSWORD", String::from_utf8_lossy(pw).into_owned()),
+            None => cmd.env_remove("PGPASSWORD"),
+        };
+        cmd.env("PGCONNECT_TIMEOUT", self.connect_timeout().as_secs().max(1).to_string());
+        cmd.env("PGAPPNAME", "drkit");
+    }
+}
+
+/// Hides a password in a DSN that did not parse, for error messages.
+fn redact_text(dsn: &str) -> String {
+    if let Ok(mut url) = url::Url::parse(dsn) {
+        if url.password().is_some() {
+            let _ = url.set_password(Some("***"));
+        }
+        return url.to_string();
+    }
+    dsn.split_whitespace()
+        .map(|kv| if kv.starts_with("password=") { "password=***" } else { kv })
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Quotes an identifier for SQL.
+pub(crate) fn ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_never_show() {
+        let c = ConnInfo::parse("postgres://app:s3cret@db.example:6432/shop").unwrap();
+        assert_eq!(c.redacted(), "postgres://app@db.example:6432/shop");
+        assert!(!format!("{c:?} {c}").contains("s3cret"));
+        let e = ConnInfo::parse("postgres://app:s3cret@db:notaport/x").unwrap_err();
+        assert!(!e.to_string().contains("s3cret"), "{e}");
+        assert!(redact_text("host=x password=hunter2").contains("password=***"));
+    }
+
+    #[test]
+    fn key_value_strings_parse() {
+        let c = ConnInfo::parse("host=127.0.0.1 port=5499 user=postgres dbname=app").unwrap();
+        assert_eq!(c.server(), "127.0.0.1:5499");
+        assert_eq!(c.with_dbname("other").dbname(), "other");
+    }
+
+    #[test]
+    fn identifiers_quote() {
+        assert_eq!(ident("we\"ird"), "\"we\"\"ird\"");
+    }
+}

@@ -1,0 +1,311 @@
+//! Restoring logical snapshots with `pg_restore`: into a new database, in place with
+//! `--clean`, or beside the live one and swapped in by an atomic rename.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dr_core::progress::Progress;
+use dr_core::repo::{Repository, Snapshot};
+use dr_core::{err, Error, ErrorKind, Result};
+use serde::Serialize;
+use tokio::io::AsyncWriteExt;
+use tokio::process::Command;
+
+use crate::backup::{DUMP_FILE, GLOBALS_FILE, KIND_LOGICAL};
+use crate::conn::{ident, ConnInfo};
+use crate::error::query_error;
+use crate::metadata::USER_TABLES;
+use crate::process::spawn;
+use crate::tools::PgTools;
+
+/// What to do about the target database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum RestoreMode {
+    /// Create it if missing; restore into it if it exists and holds no tables; refuse otherwise.
+    #[default]
+    Auto,
+    /// It must not exist; create it.
+    Create,
+    /// Drop and recreate the snapshot's objects inside the existing database.
+    Clean,
+    /// Restore into `<db>_restored`, then rename `<db>` to `<db>_old` and `<db>_restored`
+    /// to `<db>` in one transaction.
+    Swap,
+}
+
+/// How to restore.
+#[derive(Debug, Clone)]
+pub struct RestoreOptions {
+    /// Target database handling.
+    pub mode: RestoreMode,
+    /// `pg_restore -j`; above 1 the dump is first spooled (and fully verified) to a local file.
+    pub jobs: usize,
+    /// Also replay roles and tablespaces (errors for objects that already exist are ignored).
+    pub globals: bool,
+    /// `--no-owner`: objects belong to the restoring user.
+    pub no_owner: bool,
+    /// `--no-privileges`: skip GRANT/REVOKE.
+    pub no_privileges: bool,
+    /// In swap mode, end other sessions on the old database so the rename can proceed.
+    pub terminate_connections: bool,
+    /// Folder for the spooled dump; the system temp folder when `None`.
+    pub scratch_dir: Option<PathBuf>,
+}
+
+impl Default for RestoreOptions {
+    fn default() -> Self {
+        Self {
+            mode: RestoreMode::Auto,
+            jobs: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            globals: false,
+            no_owner: false,
+            no_privileges: false,
+            terminate_connections: false,
+            scratch_dir: None,
+        }
+    }
+}
+
+/// What a restore did.
+#[derive(Debug, Clone, Serialize)]
+pub struct RestoreReport {
+    /// The snapshot restored.
+    pub snapshot: String,
+    /// Where to (no password).
+    pub target: String,
+    /// Mode used.
+    pub mode: RestoreMode,
+    /// Bytes of dump fed to pg_restore.
+    pub bytes: u64,
+    /// pg_restore jobs.
+    pub jobs: usize,
+    /// Wall time.
+    pub duration: Duration,
+    /// In swap mode, the name the previous database now has.
+    pub previous_database: Option<String>,
+    /// Whether roles and tablespaces were replayed.
+    pub globals_restored: bool,
+}
+
+/// Restores `snapshot` into the database `target` names.
+pub async fn restore(repo: &Repository, snapshot: &Snapshot, target: &ConnInfo, options: &RestoreOptions, progress: Arc<dyn Progress>) -> Result<RestoreReport> {
+    if snapshot.kind.as_str() != KIND_LOGICAL {
+        return Err(err!(InvalidInput, "snapshot {} is a {} snapshot; `drkit restore` restores {KIND_LOGICAL} snapshots", snapshot.id, snapshot.kind));
+    }
+    snapshot.file(DUMP_FILE)?;
+    let tools = PgTools::discover()?;
+    let started = Instant::now();
+    let db = target.dbname().to_owned();
+    let admin = target.with_dbname(if db == "postgres" { "template1" } else { "postgres" });
+    let admin_client = admin.connect().await?;
+    let exists = database_exists(&admin_client, &admin, &db).await?;
+
+    let (into, created) = match options.mode {
+        RestoreMode::Auto if exists => {
+            let tables = user_table_count(target).await?;
+            if tables > 0 {
+                return Err(err!(
+                    Conflict,
+                    "database {db:?} on {} already holds {tables} tables; nothing was changed. Pass --clean to replace its objects in place, --swap to restore beside it and switch, or name a new database",
+                    target.server()
+                ));
+            }
+            (db.clone(), false)
+        }
+        RestoreMode::Auto | RestoreMode::Create => {
+            if exists {
+                return Err(err!(AlreadyExists, "database {db:?} already exists on {}; --create restores only into a new database", target.server()));
+            }
+            create_database(&admin_client, &admin, &db).await?;
+            (db.clone(), true)
+        }
+        RestoreMode::Clean => {
+            if !exists {
+                return Err(err!(NotFound, "database {db:?} does not exist on {}; --clean restores in place, drop the flag to create it", target.server()));
+            }
+            (db.clone(), false)
+        }
+        RestoreMode::Swap => {
+            let side = format!("{db}_restored");
+            if database_exists(&admin_client, &admin, &side).await? {
+                return Err(err!(Conflict, "database {side:?} already exists on {} (left by an earlier restore?); drop it first", target.server()));
+            }
+            if exists && database_exists(&admin_client, &admin, &format!("{db}_old")).await? {
+                return Err(err!(Conflict, "database \"{db}_old\" already exists on {}; drop or rename it so the swap can keep the current database there", target.server()));
+            }
+            create_database(&admin_client, &admin, &side).await?;
+            (side, true)
+        }
+    };
+
+    let run = async {
+        if options.globals {
+            restore_globals(repo, snapshot, &tools, &admin).await?;
+        }
+        progress.phase("restore");
+        feed_pg_restore(repo, snapshot, &tools, &target.with_dbname(&into), options, progress.clone()).await
+    };
+    let bytes = match run.await {
+        Ok(b) => b,
+        Err(e) => {
+            let note = if created {
+                match drop_database(&admin_client, &admin, &into).await {
+                    Ok(()) => format!("; the partly restored database {into:?} was dropped"),
+                    Err(d) => format!("; dropping the partly restored database {into:?} also failed: {}", d.message()),
+                }
+            } else if options.mode == RestoreMode::Clean || options.jobs > 1 {
+                format!("; database {into:?} may be partly restored: restore again with --clean, or drop it")
+            } else {
+                format!("; the single-transaction restore was rolled back, {into:?} is unchanged")
+            };
+            return Err(Error::new(e.kind(), format!("restoring snapshot {} into {}: {}{note}", snapshot.id, target.redacted(), e.message())));
+        }
+    };
+
+    let mut previous = None;
+    if options.mode == RestoreMode::Swap {
+        previous = swap(&admin_client, &admin, &db, &into, exists, options.terminate_connections).await?;
+    }
+    Ok(RestoreReport {
+        snapshot: snapshot.id.to_string(),
+        target: target.redacted(),
+        mode: options.mode,
+        bytes,
+        jobs: options.jobs.max(1),
+        duration: started.elapsed(),
+        previous_database: previous,
+        globals_restored: options.globals,
+    })
+}
+
+async fn feed_pg_restore(repo: &Repository, snapshot: &Snapshot, tools: &PgTools, into: &ConnInfo, options: &RestoreOptions, progress: Arc<dyn Progress>) -> Result<u64> {
+    let mut cmd = Command::new(tools.program("pg_restore"));
+    into.apply_to(&mut cmd);
+    cmd.args(["--exit-on-error", "--dbname"]).arg(into.dbname());
+    if options.mode == RestoreMode::Clean {
+        cmd.args(["--clean", "--if-exists"]);
+    }
+    if options.no_owner {
+        cmd.arg("--no-owner");
+    }
+    if options.no_privileges {
+        cmd.arg("--no-privileges");
+    }
+    if options.jobs > 1 {
+        // Parallel restore needs a seekable file; spooling also means every chunk is
+        // verified before the database is touched.
+        let dir = options.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let spool = tempfile::Builder::new()
+            .prefix("drkit-restore-")
+            .suffix(".dump")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io(format!("creating a spool file in {}", dir.display()), e))?;
+        let mut file = tokio::fs::File::from_std(spool.reopen().map_err(|e| Error::io("opening spool file", e))?);
+        progress.phase("fetch");
+        let bytes = repo.restore_file(snapshot, DUMP_FILE, &mut file, &*progress).await?;
+        drop(file);
+        progress.phase("pg_restore");
+        cmd.arg(format!("--jobs={}", options.jobs)).arg(spool.path());
+        spawn(cmd, "pg_restore", Stdio::null(), Stdio::null())?.finish().await?;
+        Ok(bytes)
+    } else {
+        cmd.arg("--single-transaction");
+        let mut run = spawn(cmd, "pg_restore", Stdio::piped(), Stdio::null())?;
+        let mut stdin = run.child.stdin.take().expect("stdin is piped");
+        let fed = repo.restore_file(snapshot, DUMP_FILE, &mut stdin, &*progress).await;
+        let _ = stdin.shutdown().await;
+        drop(stdin);
+        if let Err(e) = fed {
+            // Stop pg_restore before it commits a truncated stream.
+            let _ = run.child.start_kill();
+            let _ = run.child.wait().await;
+            return Err(e);
+        }
+        run.finish().await?;
+        fed
+    }
+}
+
+async fn restore_globals(repo: &Repository, snapshot: &Snapshot, tools: &PgTools, admin: &ConnInfo) -> Result<()> {
+    let script = match snapshot.file(GLOBALS_FILE) {
+        Ok(_) => repo.read_file_to_vec(snapshot, GLOBALS_FILE).await?,
+        Err(_) => return Err(err!(NotFound, "snapshot {} holds no roles (it was taken with --skip-globals or without the rights)", snapshot.id)),
+    };
+    let mut cmd = Command::new(tools.program("psql"));
+    admin.apply_to(&mut cmd);
+    cmd.args(["--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=0", "--dbname"]).arg(admin.dbname());
+    let mut run = spawn(cmd, "psql", Stdio::piped(), Stdio::null())?;
+    let mut stdin = run.child.stdin.take().expect("stdin is piped");
+    stdin.write_all(&script).await.map_err(|e| Error::io("feeding roles to psql", e))?;
+    drop(stdin);
+    let stderr = run.finish().await?;
+    let real: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("ERROR:") && !l.contains("already exists") && !l.contains("current user cannot be dropped"))
+        .collect();
+    if let Some(first) = real.first() {
+        return Err(err!(External, "restoring roles: {} error(s), first: {}", real.len(), first.trim()));
+    }
+    Ok(())
+}
+
+pub(crate) async fn database_exists(client: &tokio_postgres::Client, conn: &ConnInfo, name: &str) -> Result<bool> {
+    let row = client
+        .query_one("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", &[&name])
+        .await
+        .map_err(|e| query_error(conn, "looking up databases", &e))?;
+    Ok(row.get(0))
+}
+
+async fn user_table_count(target: &ConnInfo) -> Result<i64> {
+    let client = target.connect().await?;
+    let sql = format!("SELECT count(*) FROM ({USER_TABLES}) t");
+    let row = client.query_one(&sql, &[]).await.map_err(|e| query_error(target, "counting tables", &e))?;
+    Ok(row.get(0))
+}
+
+pub(crate) async fn create_database(client: &tokio_postgres::Client, conn: &ConnInfo, name: &str) -> Result<()> {
+    client
+        .batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0", ident(name)))
+        .await
+        .map_err(|e| query_error(conn, &format!("creating database {name:?}"), &e))
+}
+
+pub(crate) async fn drop_database(client: &tokio_postgres::Client, conn: &ConnInfo, name: &str) -> Result<()> {
+    client
+        .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(name)))
+        .await
+        .map_err(|e| query_error(conn, &format!("dropping database {name:?}"), &e))
+}
+
+/// Renames `db` → `db_old` and `side` → `db` in one transaction.
+async fn swap(client: &tokio_postgres::Client, conn: &ConnInfo, db: &str, side: &str, exists: bool, terminate: bool) -> Result<Option<String>> {
+    let old = format!("{db}_old");
+    if exists && terminate {
+        client
+            .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", &[&db])
+            .await
+            .map_err(|e| query_error(conn, "ending sessions on the old database", &e))?;
+    }
+    let mut sql = String::from("BEGIN;");
+    if exists {
+        sql.push_str(&format!("ALTER DATABASE {} RENAME TO {};", ident(db), ident(&old)));
+    }
+    sql.push_str(&format!("ALTER DATABASE {} RENAME TO {};COMMIT;", ident(side), ident(db)));
+    if let Err(e) = client.batch_execute(&sql).await {
+        let _ = client.batch_execute("ROLLBACK").await;
+        let busy = e.as_db_error().is_some_and(|d| d.code() == &tokio_postgres::error::SqlState::OBJECT_IN_USE);
+        let hint = if busy { "; other sessions are connected to it: stop the application or pass --terminate-connections" } else { "" };
+        return Err(Error::new(
+            if busy { ErrorKind::Conflict } else { ErrorKind::External },
+            format!(
+                "the restored copy is complete in database {side:?}, but switching it in failed: {}{hint}; nothing else was changed",
+                crate::error::db_message(&e)
+            ),
+        ));
+    }
+    Ok(exists.then_some(old))
+}

@@ -1,0 +1,194 @@
+//! Verification by restore: the snapshot goes into a scratch database, its row counts are
+//! compared with those recorded at backup time, the user's SQL checks and `amcheck` run,
+//! and the scratch database is dropped whatever happened.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use dr_core::progress::Progress;
+use dr_core::repo::{Repository, Snapshot};
+use dr_core::{err, Result};
+use serde::Serialize;
+use tokio_postgres::types::Type;
+
+use crate::conn::{ident, ConnInfo};
+use crate::error::db_message;
+use crate::metadata::LogicalMetadata;
+use crate::restore::{drop_database, restore, RestoreMode, RestoreOptions};
+
+/// How to verify by restore.
+#[derive(Debug, Clone, Default)]
+pub struct VerifyOptions {
+    /// SQL that must return `true` or a non-zero number in its first column.
+    pub checks: Vec<String>,
+    /// `pg_restore -j`.
+    pub jobs: Option<usize>,
+    /// Keep the scratch database for inspection instead of dropping it.
+    pub keep: bool,
+}
+
+/// One table's count, then and now.
+#[derive(Debug, Clone, Serialize)]
+pub struct TableCheck {
+    /// `schema.table`.
+    pub table: String,
+    /// Rows recorded at backup.
+    pub expected: i64,
+    /// Rows found after restore (`None` if the table is missing).
+    pub actual: Option<i64>,
+    /// Whether they agree.
+    pub ok: bool,
+}
+
+/// One user check.
+#[derive(Debug, Clone, Serialize)]
+pub struct SqlCheck {
+    /// The SQL.
+    pub sql: String,
+    /// Whether it passed.
+    pub ok: bool,
+    /// What it returned, or its error.
+    pub result: String,
+}
+
+/// What amcheck said.
+#[derive(Debug, Clone, Serialize)]
+pub struct AmcheckResult {
+    /// `checked`, or why it did not run.
+    pub status: String,
+    /// B-tree indexes checked.
+    pub indexes_checked: u64,
+    /// Indexes that failed, with the error.
+    pub failures: Vec<String>,
+}
+
+/// The outcome of verification by restore.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyRestoreReport {
+    /// Snapshot verified.
+    pub snapshot: String,
+    /// Server used (no password).
+    pub server: String,
+    /// Scratch database name.
+    pub scratch_database: String,
+    /// Restore time.
+    pub restore_duration: Duration,
+    /// Row-count comparisons.
+    pub tables: Vec<TableCheck>,
+    /// User checks.
+    pub checks: Vec<SqlCheck>,
+    /// Index checks.
+    pub amcheck: AmcheckResult,
+    /// Whether everything passed.
+    pub ok: bool,
+}
+
+/// Restores `snapshot` into a scratch database on `server` and checks it.
+pub async fn verify_by_restore(repo: &Repository, snapshot: &Snapshot, server: &ConnInfo, options: &VerifyOptions, progress: Arc<dyn Progress>) -> Result<VerifyRestoreReport> {
+    let meta: LogicalMetadata = serde_json::from_value(snapshot.metadata.clone())
+        .map_err(|e| err!(InvalidInput, "snapshot {} has no Postgres metadata to verify against: {e}", snapshot.id))?;
+    let rnd = &snapshot.id.as_str()[17..];
+    let scratch = format!("drkit_verify_{}_{}", rnd, std::process::id());
+    let target = server.with_dbname(&scratch);
+    let started = Instant::now();
+    let restore_options = RestoreOptions {
+        mode: RestoreMode::Create,
+        no_owner: true,
+        no_privileges: true,
+        jobs: options.jobs.unwrap_or(RestoreOptions::default().jobs),
+        ..RestoreOptions::default()
+    };
+    restore(repo, snapshot, &target, &restore_options, progress).await?;
+    let restore_duration = started.elapsed();
+
+    let checked = check(&target, &meta, &options.checks).await;
+    if !options.keep {
+        let admin = server.with_dbname(if server.dbname() == scratch { "postgres" } else { server.dbname() });
+        if let Ok(client) = admin.connect().await {
+            let _ = drop_database(&client, &admin, &scratch).await;
+        }
+    }
+    let (tables, checks, amcheck) = checked?;
+    let ok = tables.iter().all(|t| t.ok) && checks.iter().all(|c| c.ok) && amcheck.failures.is_empty();
+    Ok(VerifyRestoreReport {
+        snapshot: snapshot.id.to_string(),
+        server: server.server(),
+        scratch_database: scratch,
+        restore_duration,
+        tables,
+        checks,
+        amcheck,
+        ok,
+    })
+}
+
+async fn check(target: &ConnInfo, meta: &LogicalMetadata, checks: &[String]) -> Result<(Vec<TableCheck>, Vec<SqlCheck>, AmcheckResult)> {
+    let client = target.connect().await?;
+    let mut tables = Vec::new();
+    for t in &meta.tables {
+        let Some(expected) = t.rows else { continue };
+        let sql = format!("SELECT count(*) FROM {}.{}", ident(&t.schema), ident(&t.table));
+        let actual = client.query_one(&sql, &[]).await.ok().map(|r| r.get::<_, i64>(0));
+        tables.push(TableCheck { table: format!("{}.{}", t.schema, t.table), expected, actual, ok: actual == Some(expected) });
+    }
+    let mut results = Vec::new();
+    for sql in checks {
+        results.push(run_check(&client, sql).await);
+    }
+    let amcheck = amcheck(&client).await;
+    Ok((tables, results, amcheck))
+}
+
+async fn run_check(client: &tokio_postgres::Client, sql: &str) -> SqlCheck {
+    let row = match client.query_opt(sql, &[]).await {
+        Ok(Some(row)) => row,
+        Ok(None) => return SqlCheck { sql: sql.to_owned(), ok: false, result: "no rows".into() },
+        Err(e) => return SqlCheck { sql: sql.to_owned(), ok: false, result: format!("error: {}", db_message(&e)) },
+    };
+    if row.is_empty() {
+        return SqlCheck { sql: sql.to_owned(), ok: false, result: "no columns".into() };
+    }
+    let ty = row.columns()[0].type_().clone();
+    let (ok, result) = match ty {
+        Type::BOOL => row.get::<_, Option<bool>>(0).map_or((false, "NULL".into()), |b| (b, b.to_string())),
+        Type::INT2 => num(row.get::<_, Option<i16>>(0).map(i64::from)),
+        Type::INT4 => num(row.get::<_, Option<i32>>(0).map(i64::from)),
+        Type::INT8 => num(row.get::<_, Option<i64>>(0)),
+        other => (false, format!("first column is {other}; a check must return a boolean or an integer")),
+    };
+    SqlCheck { sql: sql.to_owned(), ok, result }
+}
+
+fn num(v: Option<i64>) -> (bool, String) {
+    v.map_or((false, "NULL".into()), |n| (n != 0, n.to_string()))
+}
+
+async fn amcheck(client: &tokio_postgres::Client) -> AmcheckResult {
+    if let Err(e) = client.batch_execute("CREATE EXTENSION IF NOT EXISTS amcheck").await {
+        return AmcheckResult { status: format!("skipped: amcheck is not available ({})", db_message(&e)), indexes_checked: 0, failures: vec![] };
+    }
+    let indexes = match client
+        .query(
+            "SELECT c.oid, n.nspname || '.' || c.relname FROM pg_index i \
+             JOIN pg_class c ON c.oid = i.indexrelid JOIN pg_namespace n ON n.oid = c.relnamespace \
+             JOIN pg_am am ON am.oid = c.relam \
+             WHERE am.amname = 'btree' AND i.indisvalid AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
+               AND n.nspname NOT LIKE 'pg_toast%'",
+            &[],
+        )
+        .await
+    {
+        Ok(rows) => rows,
+        Err(e) => return AmcheckResult { status: format!("skipped: {}", db_message(&e)), indexes_checked: 0, failures: vec![] },
+    };
+    let mut result = AmcheckResult { status: "checked".into(), indexes_checked: 0, failures: vec![] };
+    for row in indexes {
+        let oid: u32 = row.get(0);
+        let name: String = row.get(1);
+        result.indexes_checked += 1;
+        if let Err(e) = client.execute("SELECT bt_index_check($1::oid::regclass, true)", &[&oid]).await {
+            result.failures.push(format!("{name}: {}", db_message(&e)));
+        }
+    }
+    result
+}
