@@ -74,7 +74,7 @@ async fn rich_database_round_trips_to_a_new_cluster() {
     assert_eq!(meta.globals, "saved");
     let orders = meta.tables.iter().find(|t| t.table == "orders").unwrap();
     assert_eq!(orders.rows, Some(20_000));
-    assert!(!snap.source.contains(dr_testkit_password()), "the source URL is stored without its password");
+    assert!(!snap.source.contains(dr_testkit::PASSWORD), "the source URL is stored without its password");
 
     // A new cluster, roles included: the restored database must equal the original.
     let target = ConnInfo::parse(&dst.dsn("shop")).unwrap();
@@ -89,10 +89,6 @@ async fn rich_database_round_trips_to_a_new_cluster() {
     let e = dr_pg::restore(&repo, &snap, &target, &RestoreOptions::default(), Arc::new(NoProgress)).await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     assert!(e.to_string().contains("--clean"), "{e}");
-}
-
-fn dr_testkit_password() -> &'static str {
-    "drkit-test-pw"
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -1,1 +1,57 @@
-fn main() {}
+//! The `drkit` command-line tool.
+
+mod args;
+mod commands;
+mod demo;
+mod output;
+mod summary;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use dr_core::Error;
+
+use crate::args::{Cli, Command, RepoCommand};
+use crate::output::Output;
+
+/// Exit status when a check ran and found problems (as opposed to failing to run).
+pub const EXIT_CHECK_FAILED: u8 = 3;
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("DRKIT_LOG"))
+        .with_writer(std::io::stderr)
+        .init();
+    let out = Output { json: cli.json, quiet: cli.quiet };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => return report(out, &Error::io("starting the async runtime", e)),
+    };
+    match runtime.block_on(run(&cli, out)) {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => report(out, &e),
+    }
+}
+
+async fn run(cli: &Cli, out: Output) -> Result<u8, Error> {
+    match &cli.command {
+        Command::Repo(RepoCommand::Init(a)) => commands::init(cli, a, out).await,
+        Command::Backup(a) => commands::backup(cli, a, out).await,
+        Command::Snapshots => commands::snapshots(cli, out).await,
+        Command::Restore(a) => commands::restore(cli, a, out).await,
+        Command::Verify(a) => commands::verify(cli, a, out).await,
+        Command::Demo(a) => demo::run(a, out).await,
+    }
+}
+
+/// One line on stderr (or a JSON error on stdout), exit status 1.
+fn report(out: Output, e: &Error) -> ExitCode {
+    if out.json {
+        let doc = serde_json::json!({ "error": { "kind": e.kind().as_str(), "message": e.full_message() } });
+        println!("{doc}");
+    } else {
+        eprintln!("error: {}", e.full_message());
+    }
+    ExitCode::FAILURE
+}

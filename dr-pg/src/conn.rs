@@ -151,18 +151,32 @@ impl ConnInfo {
     }
 }
 
-/// Hides a password in a DSN that did not parse, for error messages.
+/// Hides a password in a DSN that did not parse, for error messages: the userinfo
+/// password of a URL (parsed by hand, since the URL may be malformed) and any
+/// `password=` pair.
 fn redact_text(dsn: &str) -> String {
-    if let Ok(mut url) = url::Url::parse(dsn) {
-        if url.password().is_some() {
-            let _ = url.set_password(Some("***"));
+    let mut text = dsn.to_owned();
+    if let Some(scheme_end) = text.find("://") {
+        let rest = &text[scheme_end + 3..];
+        let authority_end = rest.find(['/', '?']).unwrap_or(rest.len());
+        if let Some(at) = rest[..authority_end].rfind('@') {
+            if let Some(colon) = rest[..at].find(':') {
+                let (from, to) = (scheme_end + 3 + colon + 1, scheme_end + 3 + at);
+                text.replace_range(from..to, "***");
+            }
         }
-        return url.to_string();
     }
-    dsn.split_whitespace()
-        .map(|kv| if kv.starts_with("password=") { "password=***" } else { kv })
-        .collect::<Vec<_>>()
-        .join(" ")
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text.as_str();
+    while let Some(i) = rest.find("password=") {
+        out.push_str(&rest[..i + "password=".len()]);
+        out.push_str("***");
+        rest = &rest[i + "password=".len()..];
+        let end = rest.find([' ', '&']).unwrap_or(rest.len());
+        rest = &rest[end..];
+    }
+    out.push_str(rest);
+    out
 }
 
 /// Quotes an identifier for SQL.
@@ -181,7 +195,9 @@ mod tests {
         assert!(!format!("{c:?} {c}").contains("s3cret"));
         let e = ConnInfo::parse("postgres://app:s3cret@db:notaport/x").unwrap_err();
         assert!(!e.to_string().contains("s3cret"), "{e}");
-        assert!(redact_text("host=x password=hunter2").contains("password=***"));
+        assert_eq!(redact_text("host=x password=hunter2 port=1"), "host=x password=*** port=1");
+        assert_eq!(redact_text("postgres://u:p@ss@h:bad/db?password=x&a=b"), "postgres://u:***@h:bad/db?password=***&a=b");
+        assert_eq!(redact_text("postgres://u@h/db"), "postgres://u@h/db");
     }
 
     #[test]

@@ -28,7 +28,7 @@ impl From<PgError> for Error {
             PgError::Timeout { .. } => ErrorKind::Timeout,
             PgError::Query { .. } => ErrorKind::External,
         };
-        Error::new(kind, format!("postgres: {e}"))
+        Error::new(kind, e.to_string())
     }
 }
 

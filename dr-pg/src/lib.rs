@@ -14,6 +14,7 @@
 //! ```
 
 mod backup;
+mod cluster;
 mod conn;
 mod error;
 mod metadata;
@@ -23,6 +24,7 @@ mod tools;
 mod verify;
 
 pub use backup::{backup, BackupOptions, RowCounts, DUMP_FILE, GLOBALS_FILE, KIND_LOGICAL};
+pub use cluster::{ClusterOptions, TempCluster};
 pub use conn::ConnInfo;
 pub use metadata::{LogicalMetadata, TableCount};
 pub use restore::{restore, RestoreMode, RestoreOptions, RestoreReport};

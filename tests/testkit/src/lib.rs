@@ -6,7 +6,7 @@
 
 mod postgres;
 
-pub use postgres::PgCluster;
+pub use postgres::{PgCluster, PASSWORD};
 
 /// Whether this run must not skip anything.
 #[must_use]
@@ -18,11 +18,4 @@ pub fn in_ci() -> bool {
 pub fn missing(service: &str, install: &str) {
     assert!(!in_ci(), "{service} is required in CI but missing: {install}");
     eprintln!("SKIPPED: {service} not available; {install}");
-}
-
-/// Whether this process runs as root (services that refuse root then run as `postgres`).
-#[must_use]
-pub fn is_root() -> bool {
-    use std::os::unix::fs::MetadataExt;
-    std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }

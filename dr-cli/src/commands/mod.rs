@@ -1,0 +1,31 @@
+//! The repository and Postgres commands.
+
+mod backup;
+mod repo;
+mod restore;
+mod verify;
+
+pub use backup::{backup, snapshots};
+pub use repo::init;
+pub use restore::restore;
+pub use verify::verify;
+
+use dr_core::repo::{OpenOptions, Repository};
+use dr_core::{err, Result};
+
+use crate::args::Cli;
+
+/// The repository URL from --repo or DRKIT_REPO.
+pub fn repo_url(cli: &Cli) -> Result<&str> {
+    cli.repo
+        .as_deref()
+        .ok_or_else(|| err!(InvalidInput, "no repository given: pass --repo URL or set DRKIT_REPO (e.g. file:///var/backups/drkit)"))
+}
+
+/// Opens the repository the command line names.
+pub async fn open_repo(cli: &Cli) -> Result<Repository> {
+    let store = dr_core::store::open_url(repo_url(cli)?)?;
+    let mut options = OpenOptions::from_env();
+    options.secret = dr_core::repo::Secret::from_env()?;
+    Repository::open(store, &options).await
+}

@@ -1,0 +1,51 @@
+//! `drkit restore`.
+
+use dr_core::Result;
+use dr_pg::{ConnInfo, RestoreMode, RestoreOptions};
+
+use crate::args::{Cli, RestoreArgs};
+use crate::output::{bytes, secs, Output};
+
+/// Restores a snapshot into a database.
+pub async fn restore(cli: &Cli, a: &RestoreArgs, out: Output) -> Result<u8> {
+    let target = ConnInfo::parse(&a.to)?;
+    let repo = super::open_repo(cli).await?;
+    let snap = repo.find_snapshot(&a.snapshot).await?;
+    let mode = match (a.swap, a.clean, a.create) {
+        (true, _, _) => RestoreMode::Swap,
+        (_, true, _) => RestoreMode::Clean,
+        (_, _, true) => RestoreMode::Create,
+        _ => RestoreMode::Auto,
+    };
+    let defaults = RestoreOptions::default();
+    let options = RestoreOptions {
+        mode,
+        jobs: a.jobs.unwrap_or(defaults.jobs).max(1),
+        globals: a.globals,
+        no_owner: a.no_owner,
+        no_privileges: false,
+        terminate_connections: a.terminate_connections,
+        scratch_dir: a.scratch_dir.clone(),
+    };
+    out.note(&format!("restoring snapshot {} into {target}", snap.id));
+    let total = snap.file(dr_pg::DUMP_FILE).map(|f| f.size).ok();
+    let bar = out.progress(total);
+    let report = dr_pg::restore(&repo, &snap, &target, &options, bar.clone()).await;
+    bar.finish();
+    let report = report?;
+    out.emit(&report, || {
+        let mut t = format!(
+            "restored snapshot {} into {} ({} in {:.1}s, {} jobs)",
+            report.snapshot,
+            report.target,
+            bytes(report.bytes),
+            secs(report.duration),
+            report.jobs
+        );
+        if let Some(old) = &report.previous_database {
+            t.push_str(&format!("\nthe previous database is kept as {old:?}"));
+        }
+        t
+    });
+    Ok(0)
+}

@@ -1,0 +1,98 @@
+//! How results reach people (text, progress bars) and machines (`--json`).
+
+use std::io::IsTerminal;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use dr_core::progress::Progress;
+use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
+use serde::Serialize;
+
+/// Output mode chosen by the global flags.
+#[derive(Debug, Clone, Copy)]
+pub struct Output {
+    /// JSON on stdout.
+    pub json: bool,
+    /// No bars.
+    pub quiet: bool,
+}
+
+impl Output {
+    /// Prints `value` as JSON, or `text()` for people.
+    pub fn emit<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
+        if self.json {
+            println!("{}", serde_json::to_string_pretty(value).expect("output serializes"));
+        } else {
+            let t = text();
+            if !t.is_empty() {
+                println!("{t}");
+            }
+        }
+    }
+
+    /// A line of narration on stderr, for people at a terminal only.
+    pub fn note(&self, text: &str) {
+        if !self.json && !self.quiet && std::io::stderr().is_terminal() {
+            eprintln!("{text}");
+        }
+    }
+
+    /// A progress bar on stderr when it is a terminal and output is for people.
+    pub fn progress(&self, total: Option<u64>) -> std::sync::Arc<Bar> {
+        let show = !self.json && !self.quiet && std::io::stderr().is_terminal();
+        let bar = if show {
+            match total {
+                Some(n) => ProgressBar::new(n),
+                None => ProgressBar::new_spinner(),
+            }
+        } else {
+            ProgressBar::hidden()
+        };
+        let template = if total.is_some() {
+            "{spinner} {prefix:>8} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}"
+        } else {
+            "{spinner} {prefix:>8} {bytes} read, {binary_bytes_per_sec} {msg}"
+        };
+        bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
+        bar.enable_steady_tick(Duration::from_millis(200));
+        std::sync::Arc::new(Bar { bar, new_bytes: AtomicU64::new(0) })
+    }
+}
+
+/// A progress bar that also counts bytes newly stored (dedup shows as their ratio).
+#[derive(Debug)]
+pub struct Bar {
+    bar: ProgressBar,
+    new_bytes: AtomicU64,
+}
+
+impl Bar {
+    /// Removes the bar from the terminal.
+    pub fn finish(&self) {
+        self.bar.finish_and_clear();
+    }
+}
+
+impl Progress for Bar {
+    fn phase(&self, name: &str) {
+        self.bar.set_prefix(name.to_owned());
+    }
+
+    fn advance(&self, raw: u64, stored_new: u64) {
+        self.bar.inc(raw);
+        if stored_new > 0 {
+            let total = self.new_bytes.fetch_add(stored_new, Ordering::Relaxed) + stored_new;
+            self.bar.set_message(format!("{} new", HumanBytes(total)));
+        }
+    }
+}
+
+/// Seconds with millisecond precision, for reports.
+pub fn secs(d: Duration) -> f64 {
+    (d.as_secs_f64() * 1000.0).round() / 1000.0
+}
+
+/// `1.2 GiB`-style sizes.
+pub fn bytes(n: u64) -> String {
+    HumanBytes(n).to_string()
+}

@@ -1,0 +1,211 @@
+//! The `drkit` binary end to end, as an operator runs it, against real Postgres.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use dr_testkit::{PgCluster, PASSWORD};
+use serde_json::Value;
+
+struct Drkit {
+    repo: String,
+    env: Vec<(String, String)>,
+}
+
+impl Drkit {
+    fn new(repo_dir: &Path) -> Self {
+        Self { repo: format!("file://{}", repo_dir.display()), env: vec![("DRKIT_PASSWORD".into(), "cli test passphrase".into())] }
+    }
+
+    fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_drkit"));
+        c.arg("--repo").arg(&self.repo).args(args).env_remove("DRKIT_REPO").env_remove("PGPASSWORD");
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs with --json, expects success, returns the document.
+    fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        assert!(out.status.success(), "drkit {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("drkit {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+    }
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn fill(pg: &PgCluster, db: &str, rows: u64) {
+    pg.psql("postgres", &format!("CREATE DATABASE {db}"));
+    pg.psql(
+        db,
+        &format!(
+            "CREATE TABLE items (id bigint PRIMARY KEY, sku text, qty int, price numeric(10,2), meta jsonb); \
+             INSERT INTO items SELECT g, 'SKU-' || md5(g::text), g % 50, (g % 10000) / 100.0, jsonb_build_object('bin', g % 300) \
+             FROM generate_series(1, {rows}) g"
+        ),
+    );
+}
+
+#[test]
+fn backup_list_restore_verify_round_trip() {
+    let Some(pg) = PgCluster::start() else { return };
+    fill(&pg, "inventory", 50_000);
+    let dir = tempfile::tempdir().unwrap();
+    let drkit = Drkit::new(&dir.path().join("repo"));
+
+    let init = drkit.json(&["repo", "init"]);
+    assert_eq!(init["encrypted"], true);
+    let snap = drkit.json(&["backup", &pg.dsn("inventory"), "--tag", "env=test"]);
+    let id = snap["id"].as_str().unwrap().to_owned();
+    assert_eq!(snap["tags"]["env"], "test");
+    assert!(!snap.to_string().contains(PASSWORD), "no password in the output");
+
+    let list = drkit.json(&["snapshots"]);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["id"], id.as_str());
+
+    let restored = drkit.json(&["restore", "latest", "--to", &pg.dsn("inventory_copy")]);
+    assert_eq!(restored["mode"], "auto");
+    let sum = "SELECT count(*) || md5(string_agg(i::text, '' ORDER BY id)) FROM items i";
+    assert_eq!(pg.psql("inventory", sum), pg.psql("inventory_copy", sum), "restored rows equal the original rows");
+
+    let verified = drkit.json(&["verify", &id[..20], "--restore-into", &pg.dsn("postgres"), "--check", "SELECT count(*) = 50000 FROM items"]);
+    assert_eq!(verified["ok"], true, "{verified}");
+    assert_eq!(verified["restore"]["tables"][0]["expected"], 50_000);
+
+    // The same restore again refuses to overwrite the now non-empty database.
+    let again = drkit.run(&["restore", "latest", "--to", &pg.dsn("inventory_copy")]);
+    assert!(!again.status.success());
+    assert!(stderr(&again).contains("--clean"), "{}", stderr(&again));
+}
+
+#[test]
+fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
+    let Some(pg) = PgCluster::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let drkit = Drkit::new(&dir.path().join("repo"));
+
+    // Repository not initialised.
+    let out = drkit.run(&["backup", &pg.dsn("postgres")]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("drkit repo init"), "{}", stderr(&out));
+    assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
+
+    // Unwritable folder.
+    let bad = Drkit { repo: "file:///proc/drkit-nope".into(), env: drkit.env.clone() };
+    let out = bad.run(&["repo", "init"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("/proc/drkit-nope"), "{}", stderr(&out));
+
+    assert!(drkit.run(&["repo", "init"]).status.success());
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let cases = [
+        (format!("postgres://postgres:topsecret@127.0.0.1:{closed}/x"), format!("127.0.0.1:{closed}")),
+        (format!("postgres://postgres:topsecret@127.0.0.1:{}/postgres", pg.port()), "password".to_owned()),
+        (pg.dsn("no_such_database"), "no_such_database".to_owned()),
+        ("postgres://postgres:topsecret@127.0.0.1:notaport/x".to_owned(), "invalid Postgres URL".to_owned()),
+    ];
+    for (dsn, expect) in cases {
+        let out = drkit.run(&["backup", &dsn]);
+        let err = stderr(&out);
+        assert!(!out.status.success(), "{dsn}");
+        assert!(err.starts_with("error: "), "{err}");
+        assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
+        assert!(err.contains(&expect), "{dsn}: expected {expect:?} in {err}");
+        assert!(!err.contains("topsecret") && !err.contains(PASSWORD), "a password leaked: {err}");
+    }
+    // Wrong passphrase.
+    let wrong = Drkit { repo: drkit.repo.clone(), env: vec![("DRKIT_PASSWORD".into(), "not it".into())] };
+    let out = wrong.run(&["snapshots"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("does not open this repository"), "{}", stderr(&out));
+    let json = wrong.run(&["--json", "snapshots"]);
+    let doc: Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["error"]["kind"], "wrong_key");
+    assert!(drkit.json(&["snapshots"]).as_array().unwrap().is_empty(), "failed backups left no snapshot");
+}
+
+#[test]
+fn killing_a_backup_leaves_no_snapshot_and_the_next_one_works() {
+    let Some(pg) = PgCluster::start() else { return };
+    fill(&pg, "big", 1_500_000);
+    let dir = tempfile::tempdir().unwrap();
+    let repo_dir = dir.path().join("repo");
+    let drkit = Drkit::new(&repo_dir);
+    drkit.json(&["repo", "init"]);
+
+    let mut child = drkit.cmd(&["--quiet", "backup", &pg.dsn("big")]).spawn().unwrap();
+    let chunks = repo_dir.join("chunks");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    let count = |p: &Path| walk_count(p);
+    while count(&chunks) < 3 {
+        assert!(std::time::Instant::now() < deadline, "backup wrote no chunks in 60 s");
+        assert!(child.try_wait().unwrap().is_none(), "backup finished before it could be killed; use more rows");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    assert!(drkit.json(&["snapshots"]).as_array().unwrap().is_empty(), "a killed backup must not look complete");
+
+    let snap = drkit.json(&["backup", &pg.dsn("big")]);
+    assert!(snap["raw_bytes"].as_u64().unwrap() > 50 << 20);
+    let verified = drkit.json(&["verify", "latest"]);
+    assert_eq!(verified["ok"], true);
+}
+
+#[test]
+fn a_corrupt_chunk_fails_verify_and_restore_loudly() {
+    let Some(pg) = PgCluster::start() else { return };
+    fill(&pg, "shop", 100_000);
+    let dir = tempfile::tempdir().unwrap();
+    let repo_dir = dir.path().join("repo");
+    let drkit = Drkit::new(&repo_dir);
+    drkit.json(&["repo", "init"]);
+    let snap = drkit.json(&["backup", &pg.dsn("shop")]);
+    let id = snap["id"].as_str().unwrap();
+
+    let mut files = Vec::new();
+    collect(&repo_dir.join("chunks"), &mut files);
+    // The largest chunk belongs to the dump (the roles script is one small chunk).
+    files.sort_by_key(|f| std::fs::metadata(f).unwrap().len());
+    let victim = files.last().unwrap();
+    let mut bytes = std::fs::read(victim).unwrap();
+    bytes[100] ^= 0xff;
+    std::fs::write(victim, bytes).unwrap();
+    let victim_id = victim.file_name().unwrap().to_str().unwrap();
+
+    let out = drkit.run(&["verify"]);
+    assert_eq!(out.status.code(), Some(3), "verify exits 3 when it finds damage");
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains(id) && text.contains(victim_id) && text.contains("DAMAGED"), "{text}");
+
+    let out = drkit.run(&["restore", "latest", "--to", &pg.dsn("shop_restored")]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains(&victim_id[..12]), "{}", stderr(&out));
+    assert_eq!(pg.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'shop_restored'"), "0");
+}
+
+fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            collect(&e.path(), out);
+        } else {
+            out.push(e.path());
+        }
+    }
+}
+
+fn walk_count(dir: &Path) -> usize {
+    let mut v = Vec::new();
+    collect(dir, &mut v);
+    v.len()
+}
