@@ -15,13 +15,23 @@ fn secret() -> Secret {
 
 async fn encrypted_repo(dir: &std::path::Path) -> (Repository, DynStore) {
     let store: DynStore = Arc::new(LocalStore::new(dir.join("repo")));
-    let repo = Repository::init(store.clone(), &InitOptions::encrypted(secret())).await.unwrap();
+    let repo = Repository::init(store.clone(), &InitOptions::encrypted(secret()))
+        .await
+        .unwrap();
     (repo, store)
 }
 
 fn load(pg: &PgCluster, db: &str, file: &str) {
-    let out = pg.tool("psql", db, &["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", file]);
-    assert!(out.status.success(), "loading {file}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = pg.tool(
+        "psql",
+        db,
+        &["-X", "-q", "-v", "ON_ERROR_STOP=1", "-f", file],
+    );
+    assert!(
+        out.status.success(),
+        "loading {file}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
 
 fn fixture(name: &str) -> String {
@@ -43,13 +53,20 @@ fn content(pg: &PgCluster, db: &str) -> Vec<String> {
         })
         .collect();
     out.push(pg.psql(db, "SELECT 'lo ' || coalesce(md5(string_agg(oid::text || encode(lo_get(oid), 'hex'), ',' ORDER BY oid)), '-') FROM pg_largeobject_metadata"));
-    out.push(pg.psql(db, "SELECT 'seq ' || last_value || ' ' || is_called FROM sales.invoice_no"));
+    out.push(pg.psql(
+        db,
+        "SELECT 'seq ' || last_value || ' ' || is_called FROM sales.invoice_no",
+    ));
     out
 }
 
 fn schema(pg: &PgCluster, db: &str) -> String {
     let out = pg.tool("pg_dump", db, &["--schema-only"]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     // pg_dump ≥ 15.14 fences its output with a random restrict key; it is not schema.
     String::from_utf8(out.stdout)
         .unwrap()
@@ -61,32 +78,71 @@ fn schema(pg: &PgCluster, db: &str) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rich_database_round_trips_to_a_new_cluster() {
-    let (Some(src), Some(dst)) = (PgCluster::start(), PgCluster::start()) else { return };
+    let (Some(src), Some(dst)) = (PgCluster::start(), PgCluster::start()) else {
+        return;
+    };
     src.psql("postgres", "CREATE DATABASE shop");
     load(&src, "shop", &fixture("rich.sql"));
     let dir = tempfile::tempdir().unwrap();
     let (repo, _) = encrypted_repo(dir.path()).await;
 
     let conn = ConnInfo::parse(&src.dsn("shop")).unwrap();
-    let snap = dr_pg::backup(&repo, &conn, &BackupOptions::default(), Arc::new(NoProgress)).await.unwrap();
+    let snap = dr_pg::backup(
+        &repo,
+        &conn,
+        &BackupOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
     let meta: dr_pg::LogicalMetadata = serde_json::from_value(snap.metadata.clone()).unwrap();
     assert!(meta.consistent_counts);
     assert_eq!(meta.globals, "saved");
     let orders = meta.tables.iter().find(|t| t.table == "orders").unwrap();
     assert_eq!(orders.rows, Some(20_000));
-    assert!(!snap.source.contains(dr_testkit::PASSWORD), "the source URL is stored without its password");
+    assert!(
+        !snap.source.contains(dr_testkit::PASSWORD),
+        "the source URL is stored without its password"
+    );
 
     // A new cluster, roles included: the restored database must equal the original.
     let target = ConnInfo::parse(&dst.dsn("shop")).unwrap();
-    let options = RestoreOptions { mode: RestoreMode::Create, globals: true, ..RestoreOptions::default() };
-    let report = dr_pg::restore(&repo, &snap, &target, &options, Arc::new(NoProgress)).await.unwrap();
+    let options = RestoreOptions {
+        mode: RestoreMode::Create,
+        globals: true,
+        ..RestoreOptions::default()
+    };
+    let report = dr_pg::restore(&repo, &snap, &target, &options, Arc::new(NoProgress))
+        .await
+        .unwrap();
     assert_eq!(report.bytes, snap.file(dr_pg::DUMP_FILE).unwrap().size);
-    assert!(schema(&src, "shop") == schema(&dst, "shop"), "schema-only dumps of source and restored differ");
-    assert_eq!(content(&src, "shop"), content(&dst, "shop"), "table contents differ");
-    assert_eq!(dst.psql("shop", "SELECT has_table_privilege('app_ro', 'sales.customer_totals', 'SELECT')"), "t");
+    assert!(
+        schema(&src, "shop") == schema(&dst, "shop"),
+        "schema-only dumps of source and restored differ"
+    );
+    assert_eq!(
+        content(&src, "shop"),
+        content(&dst, "shop"),
+        "table contents differ"
+    );
+    assert_eq!(
+        dst.psql(
+            "shop",
+            "SELECT has_table_privilege('app_ro', 'sales.customer_totals', 'SELECT')"
+        ),
+        "t"
+    );
 
     // Restoring again without a flag refuses to touch the now non-empty database.
-    let e = dr_pg::restore(&repo, &snap, &target, &RestoreOptions::default(), Arc::new(NoProgress)).await.unwrap_err();
+    let e = dr_pg::restore(
+        &repo,
+        &snap,
+        &target,
+        &RestoreOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
     assert!(e.to_string().contains("--clean"), "{e}");
 }
@@ -100,22 +156,48 @@ async fn swap_restores_beside_and_keeps_the_old_database() {
     let dir = tempfile::tempdir().unwrap();
     let (repo, _) = encrypted_repo(dir.path()).await;
     let conn = ConnInfo::parse(&pg.dsn("shop")).unwrap();
-    let snap = dr_pg::backup(&repo, &conn, &BackupOptions::default(), Arc::new(NoProgress)).await.unwrap();
+    let snap = dr_pg::backup(
+        &repo,
+        &conn,
+        &BackupOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
 
     // The disaster: someone deletes most orders.
     pg.psql("shop", "DELETE FROM sales.orders WHERE id > 100");
     let damaged = content(&pg, "shop");
 
-    let options = RestoreOptions { mode: RestoreMode::Swap, jobs: 1, ..RestoreOptions::default() };
-    let report = dr_pg::restore(&repo, &snap, &conn, &options, Arc::new(NoProgress)).await.unwrap();
+    let options = RestoreOptions {
+        mode: RestoreMode::Swap,
+        jobs: 1,
+        ..RestoreOptions::default()
+    };
+    let report = dr_pg::restore(&repo, &snap, &conn, &options, Arc::new(NoProgress))
+        .await
+        .unwrap();
     assert_eq!(report.previous_database.as_deref(), Some("shop_old"));
-    assert_eq!(content(&pg, "shop"), before, "the swapped-in database holds the backed-up rows");
-    assert_eq!(content(&pg, "shop_old"), damaged, "the previous database is kept as shop_old");
+    assert_eq!(
+        content(&pg, "shop"),
+        before,
+        "the swapped-in database holds the backed-up rows"
+    );
+    assert_eq!(
+        content(&pg, "shop_old"),
+        damaged,
+        "the previous database is kept as shop_old"
+    );
 
     // In place with --clean, from the same snapshot, onto the damaged copy.
     let old = ConnInfo::parse(&pg.dsn("shop_old")).unwrap();
-    let clean = RestoreOptions { mode: RestoreMode::Clean, ..RestoreOptions::default() };
-    dr_pg::restore(&repo, &snap, &old, &clean, Arc::new(NoProgress)).await.unwrap();
+    let clean = RestoreOptions {
+        mode: RestoreMode::Clean,
+        ..RestoreOptions::default()
+    };
+    dr_pg::restore(&repo, &snap, &old, &clean, Arc::new(NoProgress))
+        .await
+        .unwrap();
     assert_eq!(content(&pg, "shop_old"), before);
 }
 
@@ -132,12 +214,26 @@ async fn appending_one_percent_stores_under_five_percent() {
     let dir = tempfile::tempdir().unwrap();
     let (repo, _) = encrypted_repo(dir.path()).await;
     let conn = ConnInfo::parse(&pg.dsn("big")).unwrap();
-    let first = dr_pg::backup(&repo, &conn, &BackupOptions::default(), Arc::new(NoProgress)).await.unwrap();
+    let first = dr_pg::backup(
+        &repo,
+        &conn,
+        &BackupOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
     pg.psql(
         "big",
         "INSERT INTO events SELECT g, md5(g::text), (g::bigint * 7919) % 100000, now(), repeat('z', 30) FROM generate_series(1000001, 1010000) g",
     );
-    let second = dr_pg::backup(&repo, &conn, &BackupOptions::default(), Arc::new(NoProgress)).await.unwrap();
+    let second = dr_pg::backup(
+        &repo,
+        &conn,
+        &BackupOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
     assert!(
         second.stats.new_bytes * 20 <= first.stats.stored_bytes,
         "second backup stored {} new bytes, first {}",
@@ -155,9 +251,22 @@ async fn corruption_is_named_and_restore_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let (repo, store) = encrypted_repo(dir.path()).await;
     let conn = ConnInfo::parse(&pg.dsn("shop")).unwrap();
-    let snap = dr_pg::backup(&repo, &conn, &BackupOptions::default(), Arc::new(NoProgress)).await.unwrap();
+    let snap = dr_pg::backup(
+        &repo,
+        &conn,
+        &BackupOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
 
-    let victim = snap.file(dr_pg::DUMP_FILE).unwrap().chunks.last().unwrap().id;
+    let victim = snap
+        .file(dr_pg::DUMP_FILE)
+        .unwrap()
+        .chunks
+        .last()
+        .unwrap()
+        .id;
     let path = dir.path().join("repo").join(victim.key());
     let mut bytes = std::fs::read(&path).unwrap();
     let at = bytes.len() / 2;
@@ -172,13 +281,27 @@ async fn corruption_is_named_and_restore_leaves_nothing_behind() {
 
     for jobs in [1, 2] {
         let target = ConnInfo::parse(&pg.dsn(&format!("restored_{jobs}"))).unwrap();
-        let options = RestoreOptions { jobs, ..RestoreOptions::default() };
-        let e = dr_pg::restore(&repo, &snap, &target, &options, Arc::new(NoProgress)).await.unwrap_err();
+        let options = RestoreOptions {
+            jobs,
+            ..RestoreOptions::default()
+        };
+        let e = dr_pg::restore(&repo, &snap, &target, &options, Arc::new(NoProgress))
+            .await
+            .unwrap_err();
         assert_eq!(e.kind(), ErrorKind::Corrupt, "{e}");
         let msg = e.to_string();
-        assert!(msg.contains(snap.id.as_str()) && msg.contains(&victim.short()), "{msg}");
-        let exists = pg.psql("postgres", &format!("SELECT count(*) FROM pg_database WHERE datname = 'restored_{jobs}'"));
-        assert_eq!(exists, "0", "no half-restored database is left (jobs={jobs})");
+        assert!(
+            msg.contains(snap.id.as_str()) && msg.contains(&victim.short()),
+            "{msg}"
+        );
+        let exists = pg.psql(
+            "postgres",
+            &format!("SELECT count(*) FROM pg_database WHERE datname = 'restored_{jobs}'"),
+        );
+        assert_eq!(
+            exists, "0",
+            "no half-restored database is left (jobs={jobs})"
+        );
     }
 }
 
@@ -190,7 +313,14 @@ async fn verify_by_restore_compares_counts_and_runs_checks() {
     let dir = tempfile::tempdir().unwrap();
     let (repo, _) = encrypted_repo(dir.path()).await;
     let conn = ConnInfo::parse(&pg.dsn("shop")).unwrap();
-    let snap = dr_pg::backup(&repo, &conn, &BackupOptions::default(), Arc::new(NoProgress)).await.unwrap();
+    let snap = dr_pg::backup(
+        &repo,
+        &conn,
+        &BackupOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
 
     let server = ConnInfo::parse(&pg.dsn("postgres")).unwrap();
     let options = VerifyOptions {
@@ -200,17 +330,27 @@ async fn verify_by_restore_compares_counts_and_runs_checks() {
         ],
         ..VerifyOptions::default()
     };
-    let report = dr_pg::verify_by_restore(&repo, &snap, &server, &options, Arc::new(NoProgress)).await.unwrap();
+    let report = dr_pg::verify_by_restore(&repo, &snap, &server, &options, Arc::new(NoProgress))
+        .await
+        .unwrap();
     assert!(report.ok, "{report:#?}");
     assert_eq!(report.tables.len(), 3);
     assert!(report.tables.iter().all(|t| t.ok));
     assert_eq!(report.amcheck.status, "checked");
     assert!(report.amcheck.indexes_checked >= 4, "{:?}", report.amcheck);
-    let left = pg.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname LIKE 'drkit_verify_%'");
+    let left = pg.psql(
+        "postgres",
+        "SELECT count(*) FROM pg_database WHERE datname LIKE 'drkit_verify_%'",
+    );
     assert_eq!(left, "0", "the scratch database is dropped");
 
-    let failing = VerifyOptions { checks: vec!["SELECT count(*) FROM sales.orders WHERE amount < 0".into()], ..VerifyOptions::default() };
-    let report = dr_pg::verify_by_restore(&repo, &snap, &server, &failing, Arc::new(NoProgress)).await.unwrap();
+    let failing = VerifyOptions {
+        checks: vec!["SELECT count(*) FROM sales.orders WHERE amount < 0".into()],
+        ..VerifyOptions::default()
+    };
+    let report = dr_pg::verify_by_restore(&repo, &snap, &server, &failing, Arc::new(NoProgress))
+        .await
+        .unwrap();
     assert!(!report.ok);
     assert_eq!(report.checks[0].result, "0");
 }
@@ -224,23 +364,49 @@ async fn bad_connections_say_what_is_wrong() {
         let repo = repo.clone();
         async move {
             let conn = ConnInfo::parse(&dsn).unwrap();
-            dr_pg::backup(&repo, &conn, &BackupOptions::default(), Arc::new(NoProgress)).await.unwrap_err()
+            dr_pg::backup(
+                &repo,
+                &conn,
+                &BackupOptions::default(),
+                Arc::new(NoProgress),
+            )
+            .await
+            .unwrap_err()
         }
     };
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let e = run(format!("postgres://postgres:x@127.0.0.1:{closed}/db")).await;
     assert_eq!(e.kind(), ErrorKind::Unavailable, "{e}");
-    assert!(e.to_string().contains(&format!("127.0.0.1:{closed}")), "{e}");
+    assert!(
+        e.to_string().contains(&format!("127.0.0.1:{closed}")),
+        "{e}"
+    );
 
-    let e = run(format!("postgres://postgres:wrong-pw@127.0.0.1:{}/postgres", pg.port())).await;
+    let e = run(format!(
+        "postgres://postgres:wrong-pw@127.0.0.1:{}/postgres",
+        pg.port()
+    ))
+    .await;
     assert_eq!(e.kind(), ErrorKind::PermissionDenied, "{e}");
-    assert!(!e.to_string().contains("wrong-pw"), "the password is never printed: {e}");
+    assert!(
+        !e.to_string().contains("wrong-pw"),
+        "the password is never printed: {e}"
+    );
 
     let e = run(pg.dsn("no_such_db")).await;
     assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
     assert!(e.to_string().contains("no_such_db"), "{e}");
 
-    assert!(repo.snapshots().await.unwrap().is_empty(), "failed backups leave no snapshot");
-    let reopened = Repository::open(repo.store().clone(), &OpenOptions::with_secret(secret())).await.unwrap();
+    assert!(
+        repo.snapshots().await.unwrap().is_empty(),
+        "failed backups leave no snapshot"
+    );
+    let reopened = Repository::open(repo.store().clone(), &OpenOptions::with_secret(secret()))
+        .await
+        .unwrap();
     assert!(reopened.snapshots().await.unwrap().is_empty());
 }

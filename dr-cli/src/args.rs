@@ -134,7 +134,7 @@ pub struct VerifyArgs {
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Orders in the sample database (customers are a tenth of that).
-    #[arg(long, default_value_t = 1_000_000)]
+    #[arg(long, default_value_t = 500_000)]
     pub rows: u64,
     /// Keep the repository folder afterwards and print where it is.
     #[arg(long)]
@@ -142,7 +142,9 @@ pub struct DemoArgs {
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("tag {s:?} is not KEY=VALUE"))?;
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("tag {s:?} is not KEY=VALUE"))?;
     if k.is_empty() {
         return Err(format!("tag {s:?} has an empty key"));
     }

@@ -1,21 +1,26 @@
 //! `drkit demo`: the whole job on embedded defaults, on a throwaway Postgres, with timings.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
 use dr_core::progress::NoProgress;
-use dr_core::repo::{InitOptions, Repository, Secret};
+use dr_core::repo::{InitOptions, Repository, Secret, Snapshot};
 use dr_core::store::LocalStore;
-use dr_core::{err, Result};
-use dr_pg::{BackupOptions, ClusterOptions, ConnInfo, RestoreMode, RestoreOptions, TempCluster, VerifyOptions};
+use dr_core::{err, Error, Result};
+use dr_pg::{
+    BackupOptions, ClusterOptions, ConnInfo, RestoreMode, RestoreOptions, TempCluster,
+    VerifyOptions,
+};
 use serde::Serialize;
+use tempfile::TempDir;
 
 use crate::args::DemoArgs;
 use crate::output::{bytes, secs, Output};
 
 #[derive(Debug, Serialize)]
 struct Step {
-    step: String,
+    name: String,
     seconds: f64,
     detail: String,
 }
@@ -23,8 +28,8 @@ struct Step {
 #[derive(Debug, Serialize)]
 struct DemoReport {
     ok: bool,
-    database_bytes: i64,
-    rows: u64,
+    database_bytes: u64,
+    orders: u64,
     first_snapshot: String,
     raw_bytes: u64,
     stored_bytes: u64,
@@ -35,176 +40,344 @@ struct DemoReport {
     steps: Vec<Step>,
 }
 
-struct Timer {
-    steps: Vec<Step>,
-    out: Output,
-}
-
-impl Timer {
-    async fn run<T, F: std::future::Future<Output = Result<T>>>(&mut self, step: &str, f: F, detail: impl FnOnce(&T) -> String) -> Result<T> {
-        self.out.note(&format!("… {step}"));
-        let start = Instant::now();
-        let value = f.await.map_err(|e| e.context(format!("demo step {step:?}")))?;
-        let seconds = secs(start.elapsed());
-        let detail = detail(&value);
-        self.out.note(&format!("  done in {seconds:.2}s: {detail}"));
-        self.steps.push(Step { step: step.to_owned(), seconds, detail });
-        Ok(value)
-    }
-}
-
-const SAMPLE: &str = "
-CREATE TABLE customers (id bigint PRIMARY KEY, email text UNIQUE NOT NULL, name text NOT NULL, profile jsonb NOT NULL, created_at timestamptz NOT NULL);
-CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id bigint NOT NULL REFERENCES customers(id), amount numeric(12,2) NOT NULL, status text NOT NULL, placed_at timestamptz NOT NULL, note text);
+const SCHEMA: &str = "
+CREATE TABLE customers (id bigint PRIMARY KEY, email text UNIQUE NOT NULL, name text NOT NULL,
+  profile jsonb NOT NULL, created_at timestamptz NOT NULL);
+CREATE TABLE orders (id bigserial PRIMARY KEY, customer_id bigint NOT NULL REFERENCES customers(id),
+  amount numeric(12,2) NOT NULL, status text NOT NULL, placed_at timestamptz NOT NULL, note text);
 CREATE INDEX orders_customer ON orders (customer_id, placed_at);
 ";
 
-/// Runs the demo; the throwaway cluster and (unless kept) the repository are removed at the end.
-pub async fn run(a: &DemoArgs, out: Output) -> Result<u8> {
-    let mut t = Timer { steps: Vec::new(), out };
-    let cluster = t
-        .run("start a throwaway PostgreSQL", async { tokio::task::spawn_blocking(|| TempCluster::start(&ClusterOptions::default())).await.map_err(|e| err!(Io, "{e}"))? }, |c| {
-            format!("initdb + pg_ctl on 127.0.0.1:{} from {}", c.port(), c.bindir().display())
-        })
-        .await?;
-    let admin = ConnInfo::parse(&cluster.dsn("postgres"))?;
-    let shop = ConnInfo::parse(&cluster.dsn("shop"))?;
-    let customers = (a.rows / 10).max(1);
-    let rows = a.rows;
-    let size = t
-        .run(
-            "load sample data",
+fn sample_rows(customers: u64, orders: u64) -> String {
+    format!(
+        "INSERT INTO customers SELECT g, 'user' || g || '@example.com', 'Customer ' || md5(g::text),
+           jsonb_build_object('tier', g % 4, 'city', (ARRAY['Lisbon','Osaka','Lagos','Lima'])[1 + g % 4], 'score', g % 997),
+           '2024-01-01'::timestamptz + g * interval '1 minute' FROM generate_series(1, {customers}) g;
+         INSERT INTO orders (customer_id, amount, status, placed_at, note)
+           SELECT 1 + g % {customers}, (g % 100000) / 100.0, (ARRAY['new','paid','shipped','returned'])[1 + g % 4],
+           '2025-01-01'::timestamptz + g * interval '7 seconds', CASE WHEN g % 5 = 0 THEN 'gift wrap ' || md5(g::text) END
+           FROM generate_series(1, {orders}) g;
+         ANALYZE;"
+    )
+}
+
+/// The demo's state: a cluster, a repository, and the timed steps so far.
+struct Demo {
+    out: Output,
+    steps: Vec<Step>,
+    admin: ConnInfo,
+    shop: ConnInfo,
+    repo: Repository,
+    repo_dir: TempDir,
+    // Stops the throwaway server when dropped.
+    cluster: TempCluster,
+}
+
+/// Times `f` as a named step and narrates it on a terminal.
+async fn step<T>(
+    out: Output,
+    steps: &mut Vec<Step>,
+    name: &str,
+    f: impl Future<Output = Result<T>>,
+    detail: impl FnOnce(&T) -> String,
+) -> Result<T> {
+    out.note(&format!("… {name}"));
+    let start = Instant::now();
+    let value = f
+        .await
+        .map_err(|e| e.context(format!("demo step {name:?}")))?;
+    let seconds = secs(start.elapsed());
+    let detail = detail(&value);
+    out.note(&format!("  done in {seconds:.2}s: {detail}"));
+    steps.push(Step {
+        name: name.to_owned(),
+        seconds,
+        detail,
+    });
+    Ok(value)
+}
+
+async fn sql(conn: &ConnInfo, text: &str) -> Result<()> {
+    conn.connect()
+        .await?
+        .batch_execute(text)
+        .await
+        .map_err(|e| err!(External, "running SQL on {conn}: {e}"))
+}
+
+impl Demo {
+    async fn setup(out: Output, orders: u64) -> Result<(Self, u64)> {
+        let mut steps = Vec::new();
+        let cluster = step(
+            out,
+            &mut steps,
+            "start a throwaway PostgreSQL",
             async {
-                admin.connect().await?.batch_execute("CREATE DATABASE shop").await.map_err(|e| err!(External, "{e}"))?;
-                let c = shop.connect().await?;
-                let load = format!(
-                    "{SAMPLE}
-                     INSERT INTO customers SELECT g, 'user' || g || '@example.com', 'Customer ' || md5(g::text),
-                       jsonb_build_object('tier', g % 4, 'city', (ARRAY['Lisbon','Osaka','Lagos','Lima'])[1 + g % 4], 'score', g % 997),
-                       '2024-01-01'::timestamptz + g * interval '1 minute' FROM generate_series(1, {customers}) g;
-                     INSERT INTO orders (customer_id, amount, status, placed_at, note)
-                       SELECT 1 + g % {customers}, (g % 100000) / 100.0, (ARRAY['new','paid','shipped','returned'])[1 + g % 4],
-                       '2025-01-01'::timestamptz + g * interval '7 seconds', CASE WHEN g % 5 = 0 THEN 'gift wrap ' || md5(g::text) END
-                       FROM generate_series(1, {rows}) g;
-                     ANALYZE;"
-                );
-                c.batch_execute(&load).await.map_err(|e| err!(External, "loading sample data: {e}"))?;
-                let r = c.query_one("SELECT pg_database_size('shop')", &[]).await.map_err(|e| err!(External, "{e}"))?;
-                Ok(r.get::<_, i64>(0))
+                tokio::task::spawn_blocking(|| TempCluster::start(&ClusterOptions::default()))
+                    .await
+                    .map_err(|e| err!(Io, "{e}"))?
             },
-            |s| format!("{customers} customers, {rows} orders, database is {}", bytes(*s as u64)),
+            |c| {
+                format!(
+                    "initdb + pg_ctl on 127.0.0.1:{} from {}",
+                    c.port(),
+                    c.bindir().display()
+                )
+            },
         )
         .await?;
-
-    let repo_dir = tempfile::Builder::new().prefix("drkit-demo-repo-").tempdir().map_err(|e| dr_core::Error::io("creating the demo repository folder", e))?;
-    let key_file = repo_dir.path().join("demo.key");
-    let repo = Repository::init(
-        Arc::new(LocalStore::new(repo_dir.path().join("repo"))),
-        &InitOptions::encrypted(Secret::generate_key_file(&key_file)?),
-    )
-    .await?;
-
-    let backup_options = BackupOptions::default();
-    let first = t
-        .run("backup (pg_dump → chunks → zstd → XChaCha20-Poly1305)", dr_pg::backup(&repo, &shop, &backup_options, Arc::new(NoProgress)), |s| {
-            format!("snapshot {}: {} read, {} stored", s.id, bytes(s.stats.raw_bytes), bytes(s.stats.stored_bytes))
-        })
+        let admin = ConnInfo::parse(&cluster.dsn("postgres"))?;
+        let shop = ConnInfo::parse(&cluster.dsn("shop"))?;
+        let customers = (orders / 10).max(1);
+        let size = step(
+            out,
+            &mut steps,
+            "load sample data",
+            async {
+                sql(&admin, "CREATE DATABASE shop").await?;
+                sql(
+                    &shop,
+                    &format!("{SCHEMA}{}", sample_rows(customers, orders)),
+                )
+                .await?;
+                let row = shop
+                    .connect()
+                    .await?
+                    .query_one("SELECT pg_database_size('shop')", &[])
+                    .await
+                    .map_err(|e| err!(External, "{e}"))?;
+                Ok(row.get::<_, i64>(0) as u64)
+            },
+            |s| {
+                format!(
+                    "{customers} customers, {orders} orders, database is {}",
+                    bytes(*s)
+                )
+            },
+        )
         .await?;
-    let new_orders = (rows / 100).max(1);
-    shop.connect()
-        .await?
-        .batch_execute(&format!(
-            "INSERT INTO orders (customer_id, amount, status, placed_at) SELECT 1 + g % {customers}, 9.99, 'new', now() FROM generate_series(1, {new_orders}) g"
+        let repo_dir = tempfile::Builder::new()
+            .prefix("drkit-demo-")
+            .tempdir()
+            .map_err(|e| Error::io("creating the demo repository folder", e))?;
+        let secret = Secret::generate_key_file(&repo_dir.path().join("demo.key"))?;
+        let store = Arc::new(LocalStore::new(repo_dir.path().join("repo")));
+        let repo = Repository::init(store, &InitOptions::encrypted(secret)).await?;
+        Ok((
+            Self {
+                out,
+                steps,
+                admin,
+                shop,
+                repo,
+                repo_dir,
+                cluster,
+            },
+            size,
         ))
+    }
+
+    async fn timed<T>(
+        &mut self,
+        name: &str,
+        f: impl Future<Output = Result<T>>,
+        detail: impl FnOnce(&T) -> String,
+    ) -> Result<T> {
+        step(self.out, &mut self.steps, name, f, detail).await
+    }
+
+    async fn backup(&mut self, name: &str, baseline: Option<u64>) -> Result<Snapshot> {
+        let (repo, shop, options) = (
+            self.repo.clone(),
+            self.shop.clone(),
+            BackupOptions::default(),
+        );
+        let run = dr_pg::backup(&repo, &shop, &options, Arc::new(NoProgress));
+        self.timed(name, run, |s| match baseline {
+            None => format!(
+                "snapshot {}: {} read, {} stored",
+                s.id,
+                bytes(s.stats.raw_bytes),
+                bytes(s.stats.stored_bytes)
+            ),
+            Some(first) => format!(
+                "snapshot {}: {} new ({:.2} % of the first)",
+                s.id,
+                bytes(s.stats.new_bytes),
+                pct(s.stats.new_bytes, first)
+            ),
+        })
         .await
-        .map_err(|e| err!(External, "{e}"))?;
-    let second = t
-        .run("incremental backup after 1 % new orders", dr_pg::backup(&repo, &shop, &backup_options, Arc::new(NoProgress)), |s| {
-            format!("snapshot {}: {} new of {} ({:.2} %)", s.id, bytes(s.stats.new_bytes), bytes(s.stats.stored_bytes), pct(s.stats.new_bytes, first.stats.stored_bytes))
+    }
+
+    async fn disaster_and_restore(&mut self) -> Result<(Snapshot, bool)> {
+        let before = checksums(&self.shop).await?;
+        let admin = self.admin.clone();
+        self.timed(
+            "disaster: DROP DATABASE shop",
+            sql(&admin, "DROP DATABASE shop"),
+            |()| "gone".to_owned(),
+        )
+        .await?;
+        let latest = self.repo.find_snapshot("latest").await?;
+        let options = RestoreOptions {
+            mode: RestoreMode::Create,
+            ..RestoreOptions::default()
+        };
+        let (repo, shop) = (self.repo.clone(), self.shop.clone());
+        let run = dr_pg::restore(&repo, &latest, &shop, &options, Arc::new(NoProgress));
+        self.timed("restore latest into a new shop database", run, |r| {
+            format!("{} through pg_restore -j{}", bytes(r.bytes), r.jobs)
         })
         .await?;
+        let after = checksums(&self.shop).await?;
+        let same = before == after;
+        self.timed(
+            "compare restored rows with the original",
+            async { Ok(()) },
+            |()| {
+                if same {
+                    format!(
+                        "{} tables identical (row count + md5 of every row)",
+                        before.len()
+                    )
+                } else {
+                    "MISMATCH".to_owned()
+                }
+            },
+        )
+        .await?;
+        Ok((latest, same))
+    }
 
-    let before = checksums(&shop).await?;
-    t.run(
-        "disaster: DROP DATABASE shop",
-        async { admin.connect().await?.batch_execute("DROP DATABASE shop").await.map_err(|e| err!(External, "{e}")) },
-        |()| "gone".to_owned(),
+    async fn verify(&mut self, snap: &Snapshot) -> Result<bool> {
+        let repo = self.repo.clone();
+        let read = self
+            .timed(
+                "verify: re-read and authenticate every chunk",
+                repo.verify_snapshot(snap, &NoProgress),
+                |r| format!("{} chunks, {} problems", r.chunks_checked, r.problems.len()),
+            )
+            .await?;
+        let options = VerifyOptions {
+            checks: vec!["SELECT count(*) FROM orders WHERE amount >= 0".into()],
+            ..VerifyOptions::default()
+        };
+        let admin = self.admin.clone();
+        let run = dr_pg::verify_by_restore(&repo, snap, &admin, &options, Arc::new(NoProgress));
+        let restored = self
+            .timed(
+                "verify: restore into a scratch database and check it",
+                run,
+                |r| {
+                    format!(
+                        "row counts of {} tables match: {}; amcheck on {} indexes: {}",
+                        r.tables.len(),
+                        r.tables.iter().all(|t| t.ok),
+                        r.amcheck.indexes_checked,
+                        r.amcheck.status
+                    )
+                },
+            )
+            .await?;
+        Ok(read.is_ok() && restored.ok)
+    }
+}
+
+/// Runs the demo; the throwaway cluster and (unless kept) the repository are removed at the end.
+pub async fn run(a: &DemoArgs, out: Output) -> Result<u8> {
+    let (mut demo, size) = Demo::setup(out, a.rows).await?;
+    let first = demo
+        .backup(
+            "backup (pg_dump → chunks → zstd → XChaCha20-Poly1305)",
+            None,
+        )
+        .await?;
+    let new_orders = (a.rows / 100).max(1);
+    sql(
+        &demo.shop,
+        &format!("INSERT INTO orders (customer_id, amount, status, placed_at) SELECT 1 + g % {}, 9.99, 'new', now() FROM generate_series(1, {new_orders}) g", (a.rows / 10).max(1)),
     )
     .await?;
-    let latest = repo.find_snapshot("latest").await?;
-    let restore_options = RestoreOptions { mode: RestoreMode::Create, ..RestoreOptions::default() };
-    t.run("restore latest into a new shop database", dr_pg::restore(&repo, &latest, &shop, &restore_options, Arc::new(NoProgress)), |r| {
-        format!("{} through pg_restore -j{}", bytes(r.bytes), r.jobs)
-    })
-    .await?;
-    let after = checksums(&shop).await?;
-    let matches = before == after;
-    t.run("compare restored rows with the original", async { Ok(()) }, |()| {
-        if matches { format!("{} tables identical (row count + md5 of every row)", before.len()) } else { "MISMATCH".to_owned() }
-    })
-    .await?;
-    t.run("verify: re-read and authenticate every chunk", repo.verify_snapshot(&latest, &NoProgress), |r| {
-        format!("{} chunks, {} problems", r.chunks_checked, r.problems.len())
-    })
-    .await?;
-    let verify_options = VerifyOptions { checks: vec!["SELECT count(*) FROM orders WHERE amount >= 0".into()], ..VerifyOptions::default() };
-    let verified = t
-        .run("verify: restore into a scratch database and check it", dr_pg::verify_by_restore(&repo, &latest, &admin, &verify_options, Arc::new(NoProgress)), |r| {
-            format!("{} tables' row counts match: {}, amcheck {} indexes: {}", r.tables.len(), r.tables.iter().all(|t| t.ok), r.amcheck.indexes_checked, r.amcheck.status)
-        })
+    let second = demo
+        .backup(
+            "incremental backup after 1 % new orders",
+            Some(first.stats.stored_bytes),
+        )
         .await?;
+    let (latest, same) = demo.disaster_and_restore().await?;
+    let verified = demo.verify(&latest).await?;
 
-    let kept = a.keep_repo.then(|| {
-        let path = repo_dir.keep();
-        format!("file://{}/repo (key file {}/demo.key)", path.display(), path.display())
-    });
+    let Demo {
+        steps,
+        repo_dir,
+        cluster,
+        ..
+    } = demo;
     drop(cluster);
-    let ok = matches && verified.ok;
+    let repository = a.keep_repo.then(|| {
+        let path = repo_dir.keep();
+        format!("file://{0}/repo (key file {0}/demo.key)", path.display())
+    });
+    let ok = same && verified;
     let report = DemoReport {
         ok,
         database_bytes: size,
-        rows,
+        orders: a.rows,
         first_snapshot: first.id.to_string(),
         raw_bytes: first.stats.raw_bytes,
         stored_bytes: first.stats.stored_bytes,
         incremental_snapshot: second.id.to_string(),
         incremental_new_bytes: second.stats.new_bytes,
-        restored_matches_original: matches,
-        repository: kept,
-        steps: t.steps,
+        restored_matches_original: same,
+        repository,
+        steps,
     };
-    out.emit(&report, || {
-        let mut lines = vec![String::new(), "drkit demo report".to_owned()];
-        for s in &report.steps {
-            lines.push(format!("  {:>7.2}s  {}", s.seconds, s.step));
-        }
-        lines.push(format!(
-            "  database {}; dump {} stored as {} ({:.1} %); 1 % change stored {} more",
-            bytes(report.database_bytes as u64),
-            bytes(report.raw_bytes),
-            bytes(report.stored_bytes),
-            pct(report.stored_bytes, report.raw_bytes),
-            bytes(report.incremental_new_bytes)
-        ));
-        if let Some(r) = &report.repository {
-            lines.push(format!("  repository kept at {r}"));
-        }
-        lines.push(if ok { "  result: OK — the restored database equals the original".into() } else { "  result: FAILED".into() });
-        lines.join("\n")
-    });
+    out.emit(&report, || render(&report));
     Ok(if ok { 0 } else { crate::EXIT_CHECK_FAILED })
 }
 
+fn render(r: &DemoReport) -> String {
+    let mut lines = vec![String::new(), "drkit demo report".to_owned()];
+    for s in &r.steps {
+        lines.push(format!("  {:>7.2}s  {}", s.seconds, s.name));
+    }
+    lines.push(format!(
+        "  database {}; dump {} stored as {} ({:.1} %); a 1 % change stored {} more",
+        bytes(r.database_bytes),
+        bytes(r.raw_bytes),
+        bytes(r.stored_bytes),
+        pct(r.stored_bytes, r.raw_bytes),
+        bytes(r.incremental_new_bytes)
+    ));
+    if let Some(repo) = &r.repository {
+        lines.push(format!("  repository kept at {repo}"));
+    }
+    lines.push(if r.ok {
+        "  result: OK, the restored database equals the original".into()
+    } else {
+        "  result: FAILED".into()
+    });
+    lines.join("\n")
+}
+
 fn pct(part: u64, whole: u64) -> f64 {
-    if whole == 0 { 0.0 } else { part as f64 * 100.0 / whole as f64 }
+    if whole == 0 {
+        0.0
+    } else {
+        part as f64 * 100.0 / whole as f64
+    }
 }
 
 async fn checksums(conn: &ConnInfo) -> Result<Vec<(String, String)>> {
     let c = conn.connect().await?;
     let mut out = Vec::new();
     for table in ["customers", "orders"] {
+        let sql = format!(
+            "SELECT count(*)::text || ':' || md5(string_agg(t::text, '' ORDER BY t::text)) FROM {table} t"
+        );
         let row = c
-            .query_one(&format!("SELECT count(*)::text || ':' || md5(string_agg(t::text, '' ORDER BY t::text)) FROM {table} t"), &[])
+            .query_one(&sql, &[])
             .await
             .map_err(|e| err!(External, "checksumming {table}: {e}"))?;
         out.push((table.to_owned(), row.get(0)));

@@ -23,8 +23,14 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("DRKIT_LOG"))
         .with_writer(std::io::stderr)
         .init();
-    let out = Output { json: cli.json, quiet: cli.quiet };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let out = Output {
+        json: cli.json,
+        quiet: cli.quiet,
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => return report(out, &Error::io("starting the async runtime", e)),
     };
@@ -41,7 +47,7 @@ async fn run(cli: &Cli, out: Output) -> Result<u8, Error> {
         Command::Snapshots => commands::snapshots(cli, out).await,
         Command::Restore(a) => commands::restore(cli, a, out).await,
         Command::Verify(a) => commands::verify(cli, a, out).await,
-        Command::Demo(a) => demo::run(a, out).await,
+        Command::Demo(a) => Box::pin(demo::run(a, out)).await,
     }
 }
 

@@ -19,9 +19,12 @@ pub struct Output {
 
 impl Output {
     /// Prints `value` as JSON, or `text()` for people.
-    pub fn emit<T: Serialize>(&self, value: &T, text: impl FnOnce() -> String) {
+    pub fn emit<T: Serialize>(self, value: &T, text: impl FnOnce() -> String) {
         if self.json {
-            println!("{}", serde_json::to_string_pretty(value).expect("output serializes"));
+            println!(
+                "{}",
+                serde_json::to_string_pretty(value).expect("output serializes")
+            );
         } else {
             let t = text();
             if !t.is_empty() {
@@ -31,14 +34,14 @@ impl Output {
     }
 
     /// A line of narration on stderr, for people at a terminal only.
-    pub fn note(&self, text: &str) {
+    pub fn note(self, text: &str) {
         if !self.json && !self.quiet && std::io::stderr().is_terminal() {
             eprintln!("{text}");
         }
     }
 
     /// A progress bar on stderr when it is a terminal and output is for people.
-    pub fn progress(&self, total: Option<u64>) -> std::sync::Arc<Bar> {
+    pub fn progress(self, total: Option<u64>) -> std::sync::Arc<Bar> {
         let show = !self.json && !self.quiet && std::io::stderr().is_terminal();
         let bar = if show {
             match total {
@@ -53,9 +56,16 @@ impl Output {
         } else {
             "{spinner} {prefix:>8} {bytes} read, {binary_bytes_per_sec} {msg}"
         };
-        bar.set_style(ProgressStyle::with_template(template).expect("valid template").progress_chars("=> "));
+        bar.set_style(
+            ProgressStyle::with_template(template)
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
         bar.enable_steady_tick(Duration::from_millis(200));
-        std::sync::Arc::new(Bar { bar, new_bytes: AtomicU64::new(0) })
+        std::sync::Arc::new(Bar {
+            bar,
+            new_bytes: AtomicU64::new(0),
+        })
     }
 }
 

@@ -49,10 +49,25 @@ impl From<&Snapshot> for SnapshotSummary {
             new_bytes: s.stats.new_bytes,
             chunks: s.stats.chunks,
             new_chunks: s.stats.new_chunks,
-            files: s.files.iter().map(|f| FileSummary { name: f.name.clone(), size: f.size }).collect(),
+            files: s
+                .files
+                .iter()
+                .map(|f| FileSummary {
+                    name: f.name.clone(),
+                    size: f.size,
+                })
+                .collect(),
             tags: s.tags.clone(),
-            tables: s.metadata.get("tables").and_then(|t| t.as_array()).map(Vec::len),
-            server_version: s.metadata.get("server_version").and_then(|v| v.as_str()).map(str::to_owned),
+            tables: s
+                .metadata
+                .get("tables")
+                .and_then(|t| t.as_array())
+                .map(Vec::len),
+            server_version: s
+                .metadata
+                .get("server_version")
+                .and_then(|v| v.as_str())
+                .map(str::to_owned),
         }
     }
 }

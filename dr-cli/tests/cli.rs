@@ -13,12 +13,19 @@ struct Drkit {
 
 impl Drkit {
     fn new(repo_dir: &Path) -> Self {
-        Self { repo: format!("file://{}", repo_dir.display()), env: vec![("DRKIT_PASSWORD".into(), "cli test passphrase".into())] }
+        Self {
+            repo: format!("file://{}", repo_dir.display()),
+            env: vec![("DRKIT_PASSWORD".into(), "cli test passphrase".into())],
+        }
     }
 
     fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(env!("CARGO_BIN_EXE_drkit"));
-        c.arg("--repo").arg(&self.repo).args(args).env_remove("DRKIT_REPO").env_remove("PGPASSWORD");
+        c.arg("--repo")
+            .arg(&self.repo)
+            .args(args)
+            .env_remove("DRKIT_REPO")
+            .env_remove("PGPASSWORD");
         for (k, v) in &self.env {
             c.env(k, v);
         }
@@ -34,8 +41,18 @@ impl Drkit {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
         let out = self.run(&all);
-        assert!(out.status.success(), "drkit {args:?} failed: {}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("drkit {args:?} printed no JSON ({e}): {}", String::from_utf8_lossy(&out.stdout)))
+        assert!(
+            out.status.success(),
+            "drkit {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "drkit {args:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
     }
 }
 
@@ -67,7 +84,10 @@ fn backup_list_restore_verify_round_trip() {
     let snap = drkit.json(&["backup", &pg.dsn("inventory"), "--tag", "env=test"]);
     let id = snap["id"].as_str().unwrap().to_owned();
     assert_eq!(snap["tags"]["env"], "test");
-    assert!(!snap.to_string().contains(PASSWORD), "no password in the output");
+    assert!(
+        !snap.to_string().contains(PASSWORD),
+        "no password in the output"
+    );
 
     let list = drkit.json(&["snapshots"]);
     assert_eq!(list.as_array().unwrap().len(), 1);
@@ -76,9 +96,20 @@ fn backup_list_restore_verify_round_trip() {
     let restored = drkit.json(&["restore", "latest", "--to", &pg.dsn("inventory_copy")]);
     assert_eq!(restored["mode"], "auto");
     let sum = "SELECT count(*) || md5(string_agg(i::text, '' ORDER BY id)) FROM items i";
-    assert_eq!(pg.psql("inventory", sum), pg.psql("inventory_copy", sum), "restored rows equal the original rows");
+    assert_eq!(
+        pg.psql("inventory", sum),
+        pg.psql("inventory_copy", sum),
+        "restored rows equal the original rows"
+    );
 
-    let verified = drkit.json(&["verify", &id[..20], "--restore-into", &pg.dsn("postgres"), "--check", "SELECT count(*) = 50000 FROM items"]);
+    let verified = drkit.json(&[
+        "verify",
+        &id[..20],
+        "--restore-into",
+        &pg.dsn("postgres"),
+        "--check",
+        "SELECT count(*) = 50000 FROM items",
+    ]);
     assert_eq!(verified["ok"], true, "{verified}");
     assert_eq!(verified["restore"]["tables"][0]["expected"], 50_000);
 
@@ -101,18 +132,41 @@ fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
     assert_eq!(stderr(&out).trim().lines().count(), 1, "{}", stderr(&out));
 
     // Unwritable folder.
-    let bad = Drkit { repo: "file:///proc/drkit-nope".into(), env: drkit.env.clone() };
+    let bad = Drkit {
+        repo: "file:///proc/drkit-nope".into(),
+        env: drkit.env.clone(),
+    };
     let out = bad.run(&["repo", "init"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("/proc/drkit-nope"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("/proc/drkit-nope"),
+        "{}",
+        stderr(&out)
+    );
 
     assert!(drkit.run(&["repo", "init"]).status.success());
-    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
     let cases = [
-        (format!("postgres://postgres:topsecret@127.0.0.1:{closed}/x"), format!("127.0.0.1:{closed}")),
-        (format!("postgres://postgres:topsecret@127.0.0.1:{}/postgres", pg.port()), "password".to_owned()),
+        (
+            format!("postgres://postgres:topsecret@127.0.0.1:{closed}/x"),
+            format!("127.0.0.1:{closed}"),
+        ),
+        (
+            format!(
+                "postgres://postgres:topsecret@127.0.0.1:{}/postgres",
+                pg.port()
+            ),
+            "password".to_owned(),
+        ),
         (pg.dsn("no_such_database"), "no_such_database".to_owned()),
-        ("postgres://postgres:topsecret@127.0.0.1:notaport/x".to_owned(), "invalid Postgres URL".to_owned()),
+        (
+            "postgres://postgres:topsecret@127.0.0.1:notaport/x".to_owned(),
+            "invalid Postgres URL".to_owned(),
+        ),
     ];
     for (dsn, expect) in cases {
         let out = drkit.run(&["backup", &dsn]);
@@ -121,17 +175,30 @@ fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
         assert!(err.starts_with("error: "), "{err}");
         assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
         assert!(err.contains(&expect), "{dsn}: expected {expect:?} in {err}");
-        assert!(!err.contains("topsecret") && !err.contains(PASSWORD), "a password leaked: {err}");
+        assert!(
+            !err.contains("topsecret") && !err.contains(PASSWORD),
+            "a password leaked: {err}"
+        );
     }
     // Wrong passphrase.
-    let wrong = Drkit { repo: drkit.repo.clone(), env: vec![("DRKIT_PASSWORD".into(), "not it".into())] };
+    let wrong = Drkit {
+        repo: drkit.repo.clone(),
+        env: vec![("DRKIT_PASSWORD".into(), "not it".into())],
+    };
     let out = wrong.run(&["snapshots"]);
     assert!(!out.status.success());
-    assert!(stderr(&out).contains("does not open this repository"), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("does not open this repository"),
+        "{}",
+        stderr(&out)
+    );
     let json = wrong.run(&["--json", "snapshots"]);
     let doc: Value = serde_json::from_slice(&json.stdout).unwrap();
     assert_eq!(doc["error"]["kind"], "wrong_key");
-    assert!(drkit.json(&["snapshots"]).as_array().unwrap().is_empty(), "failed backups left no snapshot");
+    assert!(
+        drkit.json(&["snapshots"]).as_array().unwrap().is_empty(),
+        "failed backups left no snapshot"
+    );
 }
 
 #[test]
@@ -143,18 +210,30 @@ fn killing_a_backup_leaves_no_snapshot_and_the_next_one_works() {
     let drkit = Drkit::new(&repo_dir);
     drkit.json(&["repo", "init"]);
 
-    let mut child = drkit.cmd(&["--quiet", "backup", &pg.dsn("big")]).spawn().unwrap();
+    let mut child = drkit
+        .cmd(&["--quiet", "backup", &pg.dsn("big")])
+        .spawn()
+        .unwrap();
     let chunks = repo_dir.join("chunks");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
     let count = |p: &Path| walk_count(p);
     while count(&chunks) < 3 {
-        assert!(std::time::Instant::now() < deadline, "backup wrote no chunks in 60 s");
-        assert!(child.try_wait().unwrap().is_none(), "backup finished before it could be killed; use more rows");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "backup wrote no chunks in 60 s"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "backup finished before it could be killed; use more rows"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    assert!(drkit.json(&["snapshots"]).as_array().unwrap().is_empty(), "a killed backup must not look complete");
+    assert!(
+        drkit.json(&["snapshots"]).as_array().unwrap().is_empty(),
+        "a killed backup must not look complete"
+    );
 
     let snap = drkit.json(&["backup", &pg.dsn("big")]);
     assert!(snap["raw_bytes"].as_u64().unwrap() > 50 << 20);
@@ -184,14 +263,27 @@ fn a_corrupt_chunk_fails_verify_and_restore_loudly() {
     let victim_id = victim.file_name().unwrap().to_str().unwrap();
 
     let out = drkit.run(&["verify"]);
-    assert_eq!(out.status.code(), Some(3), "verify exits 3 when it finds damage");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "verify exits 3 when it finds damage"
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.contains(id) && text.contains(victim_id) && text.contains("DAMAGED"), "{text}");
+    assert!(
+        text.contains(id) && text.contains(victim_id) && text.contains("DAMAGED"),
+        "{text}"
+    );
 
     let out = drkit.run(&["restore", "latest", "--to", &pg.dsn("shop_restored")]);
     assert!(!out.status.success());
     assert!(stderr(&out).contains(&victim_id[..12]), "{}", stderr(&out));
-    assert_eq!(pg.psql("postgres", "SELECT count(*) FROM pg_database WHERE datname = 'shop_restored'"), "0");
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'shop_restored'"
+        ),
+        "0"
+    );
 }
 
 fn collect(dir: &Path, out: &mut Vec<std::path::PathBuf>) {

@@ -31,13 +31,21 @@ impl Conformance {
     /// Every check, with a 256 MiB large object.
     #[must_use]
     pub fn full() -> Self {
-        Self { large_object_bytes: 256 << 20, many_keys: 1500, prefix: "conformance".into() }
+        Self {
+            large_object_bytes: 256 << 20,
+            many_keys: 1500,
+            prefix: "conformance".into(),
+        }
     }
 
     /// Every check with smaller sizes, for in-memory stores and doctests.
     #[must_use]
     pub fn quick() -> Self {
-        Self { large_object_bytes: 8 << 20, many_keys: 300, prefix: "conformance".into() }
+        Self {
+            large_object_bytes: 8 << 20,
+            many_keys: 300,
+            prefix: "conformance".into(),
+        }
     }
 
     fn key(&self, k: &str) -> String {
@@ -61,54 +69,107 @@ impl Conformance {
 
     async fn round_trip(&self, s: &dyn BackupStore) {
         let k = self.key("rt/a");
-        let meta = s.put_bytes(&k, Bytes::from_static(b"hello"), PutMode::Overwrite).await.unwrap();
+        let meta = s
+            .put_bytes(&k, Bytes::from_static(b"hello"), PutMode::Overwrite)
+            .await
+            .unwrap();
         assert_eq!(meta.size, 5, "put reports the size");
         assert_eq!(&s.get_bytes(&k).await.unwrap()[..], b"hello");
-        s.put_bytes(&k, Bytes::from_static(b"world!"), PutMode::Overwrite).await.unwrap();
-        assert_eq!(&s.get_bytes(&k).await.unwrap()[..], b"world!", "overwrite replaces");
+        s.put_bytes(&k, Bytes::from_static(b"world!"), PutMode::Overwrite)
+            .await
+            .unwrap();
+        assert_eq!(
+            &s.get_bytes(&k).await.unwrap()[..],
+            b"world!",
+            "overwrite replaces"
+        );
         assert_eq!(s.head(&k).await.unwrap().size, 6);
         // A multi-part stream arrives whole and in order.
-        let parts: Vec<crate::Result<Bytes>> = (0..10u8).map(|i| Ok(Bytes::from(vec![i; 1000]))).collect();
+        let parts: Vec<crate::Result<Bytes>> =
+            (0..10u8).map(|i| Ok(Bytes::from(vec![i; 1000]))).collect();
         let stream: ByteStream = futures::stream::iter(parts).boxed();
-        s.put(&self.key("rt/parts"), stream, PutMode::Overwrite).await.unwrap();
+        s.put(&self.key("rt/parts"), stream, PutMode::Overwrite)
+            .await
+            .unwrap();
         let back = s.get_bytes(&self.key("rt/parts")).await.unwrap();
         assert_eq!(back.len(), 10_000);
-        assert!(back.chunks(1000).enumerate().all(|(i, c)| c.iter().all(|b| usize::from(*b) == i)));
+        assert!(back
+            .chunks(1000)
+            .enumerate()
+            .all(|(i, c)| c.iter().all(|b| usize::from(*b) == i)));
     }
 
     async fn missing_keys(&self, s: &dyn BackupStore) {
         let k = self.key("missing/nothing-here");
-        assert_eq!(s.get(&k, None).await.err().map(|e| e.kind()), Some(ErrorKind::NotFound), "get of a missing key");
-        assert_eq!(s.head(&k).await.err().map(|e| e.kind()), Some(ErrorKind::NotFound), "head of a missing key");
+        assert_eq!(
+            s.get(&k, None).await.err().map(|e| e.kind()),
+            Some(ErrorKind::NotFound),
+            "get of a missing key"
+        );
+        assert_eq!(
+            s.head(&k).await.err().map(|e| e.kind()),
+            Some(ErrorKind::NotFound),
+            "head of a missing key"
+        );
         assert!(s.list_all(&self.key("missing/")).await.unwrap().is_empty());
     }
 
     async fn empty_object(&self, s: &dyn BackupStore) {
         let k = self.key("empty");
-        s.put_bytes(&k, Bytes::new(), PutMode::Overwrite).await.unwrap();
+        s.put_bytes(&k, Bytes::new(), PutMode::Overwrite)
+            .await
+            .unwrap();
         assert_eq!(s.head(&k).await.unwrap().size, 0);
         assert!(s.get_bytes(&k).await.unwrap().is_empty());
         let empty_stream: ByteStream = futures::stream::empty().boxed();
-        s.put(&self.key("empty2"), empty_stream, PutMode::CreateOnly).await.unwrap();
+        s.put(&self.key("empty2"), empty_stream, PutMode::CreateOnly)
+            .await
+            .unwrap();
         assert_eq!(s.head(&self.key("empty2")).await.unwrap().size, 0);
     }
 
     async fn ranges(&self, s: &dyn BackupStore) {
         let k = self.key("ranges");
         let data: Vec<u8> = (0..=255u8).cycle().take(10_000).collect();
-        s.put_bytes(&k, data.clone().into(), PutMode::Overwrite).await.unwrap();
-        for (r, want) in [(0..10, &data[0..10]), (5000..5100, &data[5000..5100]), (9990..20_000, &data[9990..]), (10_000..10_010, &[][..])] {
-            let got: Vec<Bytes> = s.get(&k, Some(r.clone())).await.unwrap().try_collect().await.unwrap();
+        s.put_bytes(&k, data.clone().into(), PutMode::Overwrite)
+            .await
+            .unwrap();
+        for (r, want) in [
+            (0..10, &data[0..10]),
+            (5000..5100, &data[5000..5100]),
+            (9990..20_000, &data[9990..]),
+            (10_000..10_010, &[][..]),
+        ] {
+            let got: Vec<Bytes> = s
+                .get(&k, Some(r.clone()))
+                .await
+                .unwrap()
+                .try_collect()
+                .await
+                .unwrap();
             assert_eq!(got.concat(), want, "range {r:?}");
         }
     }
 
     async fn create_only(&self, s: &dyn BackupStore) {
         let k = self.key("create-only");
-        s.put_bytes(&k, Bytes::from_static(b"first"), PutMode::CreateOnly).await.unwrap();
-        let e = s.put_bytes(&k, Bytes::from_static(b"second"), PutMode::CreateOnly).await.unwrap_err();
-        assert_eq!(e.kind(), ErrorKind::AlreadyExists, "second create-only put: {e}");
-        assert_eq!(&s.get_bytes(&k).await.unwrap()[..], b"first", "the loser wrote nothing");
+        s.put_bytes(&k, Bytes::from_static(b"first"), PutMode::CreateOnly)
+            .await
+            .unwrap();
+        let e = s
+            .put_bytes(&k, Bytes::from_static(b"second"), PutMode::CreateOnly)
+            .await
+            .unwrap_err();
+        assert_eq!(
+            e.kind(),
+            ErrorKind::AlreadyExists,
+            "second create-only put: {e}"
+        );
+        assert_eq!(
+            &s.get_bytes(&k).await.unwrap()[..],
+            b"first",
+            "the loser wrote nothing"
+        );
     }
 
     async fn create_only_race(&self, s: Arc<dyn BackupStore>) {
@@ -118,7 +179,10 @@ impl Conformance {
                 .map(|w| {
                     let s = s.clone();
                     let k = k.clone();
-                    tokio::spawn(async move { s.put_bytes(&k, Bytes::from(vec![w; 64 * 1024]), PutMode::CreateOnly).await })
+                    tokio::spawn(async move {
+                        s.put_bytes(&k, Bytes::from(vec![w; 64 * 1024]), PutMode::CreateOnly)
+                            .await
+                    })
                 })
                 .collect();
             let mut winners = Vec::new();
@@ -128,9 +192,16 @@ impl Conformance {
                     Err(e) => assert_eq!(e.kind(), ErrorKind::AlreadyExists, "race loser: {e}"),
                 }
             }
-            assert_eq!(winners.len(), 1, "exactly one create-only writer wins (round {round})");
+            assert_eq!(
+                winners.len(),
+                1,
+                "exactly one create-only writer wins (round {round})"
+            );
             let stored = s.get_bytes(&k).await.unwrap();
-            assert!(stored.iter().all(|b| *b == winners[0]), "the winner's bytes are stored, unmixed");
+            assert!(
+                stored.iter().all(|b| *b == winners[0]),
+                "the winner's bytes are stored, unmixed"
+            );
         }
     }
 
@@ -139,22 +210,50 @@ impl Conformance {
         let writes = futures::stream::iter(0..self.many_keys)
             .map(|i| {
                 let key = format!("{base}/{:02}/{i:05}", i % 16);
-                async move { s.put_bytes(&key, Bytes::from(i.to_string()), PutMode::Overwrite).await }
+                async move {
+                    s.put_bytes(&key, Bytes::from(i.to_string()), PutMode::Overwrite)
+                        .await
+                }
             })
             .buffer_unordered(16);
         writes.try_collect::<Vec<_>>().await.unwrap();
-        s.put_bytes(&format!("{base}-sibling"), Bytes::new(), PutMode::Overwrite).await.unwrap();
-        let mut all: Vec<String> = s.list_all(&format!("{base}/")).await.unwrap().into_iter().map(|m| m.key).collect();
+        s.put_bytes(&format!("{base}-sibling"), Bytes::new(), PutMode::Overwrite)
+            .await
+            .unwrap();
+        let mut all: Vec<String> = s
+            .list_all(&format!("{base}/"))
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
         all.sort();
-        assert_eq!(all.len(), self.many_keys, "listing returns every key under the prefix and nothing else");
-        assert_eq!(all.iter().filter(|k| k.starts_with(&format!("{base}/03/"))).count(), s.list_all(&format!("{base}/03/")).await.unwrap().len());
+        assert_eq!(
+            all.len(),
+            self.many_keys,
+            "listing returns every key under the prefix and nothing else"
+        );
+        assert_eq!(
+            all.iter()
+                .filter(|k| k.starts_with(&format!("{base}/03/")))
+                .count(),
+            s.list_all(&format!("{base}/03/")).await.unwrap().len()
+        );
         let partial = s.list_all(&format!("{base}/0")).await.unwrap();
-        assert_eq!(partial.len(), all.iter().filter(|k| k.starts_with(&format!("{base}/0"))).count(), "a prefix may end mid-segment");
+        assert_eq!(
+            partial.len(),
+            all.iter()
+                .filter(|k| k.starts_with(&format!("{base}/0")))
+                .count(),
+            "a prefix may end mid-segment"
+        );
     }
 
     async fn delete(&self, s: &dyn BackupStore) {
         let k = self.key("delete/x");
-        s.put_bytes(&k, Bytes::from_static(b"x"), PutMode::Overwrite).await.unwrap();
+        s.put_bytes(&k, Bytes::from_static(b"x"), PutMode::Overwrite)
+            .await
+            .unwrap();
         s.delete(&k).await.unwrap();
         assert_eq!(s.head(&k).await.unwrap_err().kind(), ErrorKind::NotFound);
         s.delete(&k).await.expect("deleting a missing key succeeds");
@@ -183,8 +282,18 @@ impl Conformance {
             got.update(&b);
         }
         assert_eq!(n, size);
-        assert_eq!(got.finalize(), want.finalize(), "large object reads back identical");
-        let tail: Vec<Bytes> = s.get(&k, Some(size - 100..size + 100)).await.unwrap().try_collect().await.unwrap();
+        assert_eq!(
+            got.finalize(),
+            want.finalize(),
+            "large object reads back identical"
+        );
+        let tail: Vec<Bytes> = s
+            .get(&k, Some(size - 100..size + 100))
+            .await
+            .unwrap()
+            .try_collect()
+            .await
+            .unwrap();
         assert_eq!(tail.concat().len(), 100);
         s.delete(&k).await.unwrap();
     }
@@ -192,6 +301,9 @@ impl Conformance {
 
 fn pattern(i: u64, len: usize) -> Bytes {
     let mut out = vec![0u8; len];
-    blake3::Hasher::new().update(&i.to_le_bytes()).finalize_xof().fill(&mut out);
+    blake3::Hasher::new()
+        .update(&i.to_le_bytes())
+        .finalize_xof()
+        .fill(&mut out);
     Bytes::from(out)
 }

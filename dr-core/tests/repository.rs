@@ -17,21 +17,33 @@ fn rows(from: usize, to: usize) -> Vec<u8> {
     let mut out = Vec::new();
     for i in from..to {
         let h = blake3::hash(&(i as u64).to_le_bytes());
-        out.extend_from_slice(format!("{i}\tcustomer-{}\t{}\tSECRET-MARKER-{}\n", &h.to_hex()[..12], i * 37 % 1000, i % 7).as_bytes());
+        out.extend_from_slice(
+            format!(
+                "{i}\tcustomer-{}\t{}\tSECRET-MARKER-{}\n",
+                &h.to_hex()[..12],
+                i * 37 % 1000,
+                i % 7
+            )
+            .as_bytes(),
+        );
     }
     out
 }
 
 async fn backup(repo: &Repository, data: Vec<u8>) -> dr_core::repo::Snapshot {
     let mut w = repo.begin_snapshot(SnapshotKind::new("test"), "unit");
-    w.add_file("data", std::io::Cursor::new(data)).await.unwrap();
+    w.add_file("data", std::io::Cursor::new(data))
+        .await
+        .unwrap();
     w.commit(serde_json::json!({"rows": 1})).await.unwrap()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn round_trip_and_dedup() {
     let store: DynStore = MemoryStore::new();
-    let repo = Repository::init(store.clone(), &InitOptions::unencrypted()).await.unwrap();
+    let repo = Repository::init(store.clone(), &InitOptions::unencrypted())
+        .await
+        .unwrap();
     let first = rows(0, 200_000);
     let s1 = backup(&repo, first.clone()).await;
     assert_eq!(repo.read_file_to_vec(&s1, "data").await.unwrap(), first);
@@ -47,7 +59,10 @@ async fn round_trip_and_dedup() {
         s2.stats.new_bytes
     );
     let listed = repo.snapshots().await.unwrap();
-    assert_eq!(listed.iter().map(|s| s.id.clone()).collect::<Vec<_>>(), vec![s1.id.clone(), s2.id.clone()]);
+    assert_eq!(
+        listed.iter().map(|s| s.id.clone()).collect::<Vec<_>>(),
+        vec![s1.id.clone(), s2.id.clone()]
+    );
     assert_eq!(repo.find_snapshot("latest").await.unwrap().id, s2.id);
 }
 
@@ -55,66 +70,123 @@ async fn round_trip_and_dedup() {
 async fn encryption_hides_plaintext_and_refuses_wrong_passphrase() {
     let dir = tempfile::tempdir().unwrap();
     let store: DynStore = Arc::new(LocalStore::new(dir.path()));
-    let repo = Repository::init(store.clone(), &InitOptions::encrypted(passphrase("correct horse"))).await.unwrap();
+    let repo = Repository::init(
+        store.clone(),
+        &InitOptions::encrypted(passphrase("correct horse")),
+    )
+    .await
+    .unwrap();
     let data = rows(0, 50_000);
     let snap = backup(&repo, data.clone()).await;
 
     for obj in store.list_all("").await.unwrap() {
         let bytes = store.get_bytes(&obj.key).await.unwrap();
-        assert!(!bytes.windows(13).any(|w| w == b"SECRET-MARKER"), "{} holds plaintext", obj.key);
-        assert!(!bytes.windows(9).any(|w| w == b"customer-"), "{} holds plaintext", obj.key);
+        assert!(
+            !bytes.windows(13).any(|w| w == b"SECRET-MARKER"),
+            "{} holds plaintext",
+            obj.key
+        );
+        assert!(
+            !bytes.windows(9).any(|w| w == b"customer-"),
+            "{} holds plaintext",
+            obj.key
+        );
     }
-    let e = Repository::open(store.clone(), &OpenOptions::with_secret(passphrase("wrong"))).await.unwrap_err();
+    let e = Repository::open(
+        store.clone(),
+        &OpenOptions::with_secret(passphrase("wrong")),
+    )
+    .await
+    .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::WrongKey);
-    assert!(e.to_string().contains("does not open this repository"), "{e}");
-    let e = Repository::open(store.clone(), &OpenOptions::default()).await.unwrap_err();
+    assert!(
+        e.to_string().contains("does not open this repository"),
+        "{e}"
+    );
+    let e = Repository::open(store.clone(), &OpenOptions::default())
+        .await
+        .unwrap_err();
     assert!(e.to_string().contains("DRKIT_PASSWORD"), "{e}");
 
-    let reopened = Repository::open(store, &OpenOptions::with_secret(passphrase("correct horse"))).await.unwrap();
-    let again = reopened.find_snapshot(&snap.id.to_string()[..18]).await.unwrap();
-    assert_eq!(reopened.read_file_to_vec(&again, "data").await.unwrap(), data);
+    let reopened = Repository::open(
+        store,
+        &OpenOptions::with_secret(passphrase("correct horse")),
+    )
+    .await
+    .unwrap();
+    let again = reopened
+        .find_snapshot(&snap.id.to_string()[..18])
+        .await
+        .unwrap();
+    assert_eq!(
+        reopened.read_file_to_vec(&again, "data").await.unwrap(),
+        data
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn a_flipped_byte_is_named_by_verify_and_fails_reads() {
     let store = MemoryStore::new();
-    let repo = Repository::init(store.clone(), &InitOptions::encrypted(passphrase("p"))).await.unwrap();
+    let repo = Repository::init(store.clone(), &InitOptions::encrypted(passphrase("p")))
+        .await
+        .unwrap();
     let snap = backup(&repo, rows(0, 100_000)).await;
     let victim = snap.files[0].chunks[1].id;
-    store.tamper(&victim.key(), |b| {
-        let mid = b.len() / 2;
-        b[mid] ^= 0x40;
-    }).unwrap();
+    store
+        .tamper(&victim.key(), |b| {
+            let mid = b.len() / 2;
+            b[mid] ^= 0x40;
+        })
+        .unwrap();
 
-    let report = repo.verify_snapshot(&snap, &dr_core::progress::NoProgress).await.unwrap();
+    let report = repo
+        .verify_snapshot(&snap, &dr_core::progress::NoProgress)
+        .await
+        .unwrap();
     assert_eq!(report.problems.len(), 1, "{report:?}");
     assert_eq!(report.problems[0].chunk, victim.to_string());
     let e = repo.read_file_to_vec(&snap, "data").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Corrupt);
     let msg = e.to_string();
-    assert!(msg.contains(snap.id.as_str()) && msg.contains(&victim.short()), "{msg}");
+    assert!(
+        msg.contains(snap.id.as_str()) && msg.contains(&victim.short()),
+        "{msg}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn an_abandoned_writer_leaves_no_snapshot() {
     let store = MemoryStore::new();
-    let repo = Repository::init(store.clone(), &InitOptions::unencrypted()).await.unwrap();
+    let repo = Repository::init(store.clone(), &InitOptions::unencrypted())
+        .await
+        .unwrap();
     let mut w = repo.begin_snapshot(SnapshotKind::new("test"), "unit");
-    w.add_file("data", std::io::Cursor::new(rows(0, 10_000))).await.unwrap();
+    w.add_file("data", std::io::Cursor::new(rows(0, 10_000)))
+        .await
+        .unwrap();
     drop(w);
     assert!(repo.snapshots().await.unwrap().is_empty());
-    assert!(!store.list_all("chunks/").await.unwrap().is_empty(), "chunks were written, the manifest was not");
+    assert!(
+        !store.list_all("chunks/").await.unwrap().is_empty(),
+        "chunks were written, the manifest was not"
+    );
     let e = repo.find_snapshot("latest").await.unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
 }
 
 #[tokio::test]
 async fn opening_an_empty_store_says_how_to_init() {
-    let e = Repository::open(MemoryStore::new(), &OpenOptions::default()).await.unwrap_err();
+    let e = Repository::open(MemoryStore::new(), &OpenOptions::default())
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
     assert!(e.to_string().contains("drkit repo init"), "{e}");
     let store = MemoryStore::new();
-    Repository::init(store.clone(), &InitOptions::unencrypted()).await.unwrap();
-    let e = Repository::init(store, &InitOptions::unencrypted()).await.unwrap_err();
+    Repository::init(store.clone(), &InitOptions::unencrypted())
+        .await
+        .unwrap();
+    let e = Repository::init(store, &InitOptions::unencrypted())
+        .await
+        .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists);
 }

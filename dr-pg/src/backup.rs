@@ -48,7 +48,12 @@ pub struct BackupOptions {
 ///
 /// The dump and the row counts read the same MVCC snapshot (exported from a
 /// repeatable-read transaction), so the counts describe exactly what was dumped.
-pub async fn backup(repo: &Repository, conn: &ConnInfo, options: &BackupOptions, progress: Arc<dyn Progress>) -> Result<Snapshot> {
+pub async fn backup(
+    repo: &Repository,
+    conn: &ConnInfo,
+    options: &BackupOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<Snapshot> {
     let tools = PgTools::discover()?;
     let client = conn.connect().await?;
     let facts = server_facts(&client, conn).await?;
@@ -58,10 +63,16 @@ pub async fn backup(repo: &Repository, conn: &ConnInfo, options: &BackupOptions,
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
         .map_err(|e| query_error(conn, "starting the backup transaction", &e))?;
-    let exported: Option<String> = client.query_one("SELECT pg_export_snapshot()", &[]).await.ok().map(|r| r.get(0));
+    let exported: Option<String> = client
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await
+        .ok()
+        .map(|r| r.get(0));
     if exported.is_none() {
         // The failed call aborted the transaction; counts then come from a fresh one.
-        let _ = client.batch_execute("ROLLBACK; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await;
+        let _ = client
+            .batch_execute("ROLLBACK; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+            .await;
     }
 
     let mut writer = repo.begin_snapshot(SnapshotKind::new(KIND_LOGICAL), &conn.redacted());
@@ -125,26 +136,36 @@ pub async fn backup(repo: &Repository, conn: &ConnInfo, options: &BackupOptions,
         globals,
     };
     progress.phase("commit");
-    writer.commit(serde_json::to_value(&meta).expect("metadata serializes")).await
+    writer
+        .commit(serde_json::to_value(&meta).expect("metadata serializes"))
+        .await
 }
 
 /// Saves roles and tablespaces; without superuser rights, retries without passwords.
-async fn dump_globals(tools: &PgTools, conn: &ConnInfo, writer: &mut dr_core::repo::SnapshotWriter) -> Result<String> {
-    let mut note = "saved".to_owned();
-    let mut output = run_dumpall(tools, conn, false).await;
-    if output.is_err() {
-        output = run_dumpall(tools, conn, true).await;
-        note = "saved without role passwords (the backup user cannot read pg_authid)".to_owned();
-    }
-    let bytes = output?;
-    writer.add_file(crate::GLOBALS_FILE, std::io::Cursor::new(bytes)).await?;
-    Ok(note)
+async fn dump_globals(
+    tools: &PgTools,
+    conn: &ConnInfo,
+    writer: &mut dr_core::repo::SnapshotWriter,
+) -> Result<String> {
+    let (bytes, note) = match run_dumpall(tools, conn, false).await {
+        Ok(bytes) => (bytes, "saved"),
+        Err(_) => (
+            run_dumpall(tools, conn, true).await?,
+            "saved without role passwords (the backup user cannot read pg_authid)",
+        ),
+    };
+    writer
+        .add_file(crate::GLOBALS_FILE, std::io::Cursor::new(bytes))
+        .await?;
+    Ok(note.to_owned())
 }
 
 async fn run_dumpall(tools: &PgTools, conn: &ConnInfo, no_passwords: bool) -> Result<Vec<u8>> {
     let mut cmd = Command::new(tools.program("pg_dumpall"));
     conn.apply_to(&mut cmd);
-    cmd.args(["--globals-only", "--no-sync"]).arg("--database").arg(conn.dbname());
+    cmd.args(["--globals-only", "--no-sync"])
+        .arg("--database")
+        .arg(conn.dbname());
     if no_passwords {
         cmd.arg("--no-role-passwords");
     }

@@ -41,11 +41,18 @@ fn run_as_owner(program: &Path, args: &[&str]) -> Result<Output> {
     } else {
         Command::new(program)
     };
-    cmd.args(args).env_remove("PGPASSWORD").output().map_err(|e| Error::io(format!("running {}", program.display()), e))
+    cmd.args(args)
+        .env_remove("PGPASSWORD")
+        .output()
+        .map_err(|e| Error::io(format!("running {}", program.display()), e))
 }
 
 fn chown_to_postgres(path: &Path) -> Result<()> {
-    let ok = Command::new("chown").args(["-R", "postgres:postgres"]).arg(path).status().is_ok_and(|s| s.success());
+    let ok = Command::new("chown")
+        .args(["-R", "postgres:postgres"])
+        .arg(path)
+        .status()
+        .is_ok_and(|s| s.success());
     if ok {
         Ok(())
     } else {
@@ -67,7 +74,9 @@ impl TempCluster {
             .flatten()
             .flatten()
             .filter_map(|e| Some((e.file_name().to_str()?.parse().ok()?, e.path().join("bin"))))
-            .filter(|(_, p): &(u32, PathBuf)| p.join("initdb").is_file() && p.join("pg_ctl").is_file())
+            .filter(|(_, p): &(u32, PathBuf)| {
+                p.join("initdb").is_file() && p.join("pg_ctl").is_file()
+            })
             .collect();
         found.sort();
         found.pop().map(|(_, p)| p).ok_or_else(|| {
@@ -78,22 +87,38 @@ impl TempCluster {
     /// Creates and starts a cluster; blocks for the second or two that takes.
     pub fn start(options: &ClusterOptions) -> Result<Self> {
         let bindir = Self::server_bindir()?;
-        let dir = tempfile::Builder::new().prefix("drkit-pg-").tempdir().map_err(|e| Error::io("creating a temp folder", e))?;
+        let dir = tempfile::Builder::new()
+            .prefix("drkit-pg-")
+            .tempdir()
+            .map_err(|e| Error::io("creating a temp folder", e))?;
         if is_root() {
             chown_to_postgres(dir.path())?;
         }
         let data = dir.path().join("data");
-        let mut initdb: Vec<String> = ["-D", path_str(&data), "-U", "postgres", "-E", "UTF8", "--locale=C.UTF-8", "--no-sync", "--auth-local=trust"]
-            .iter()
-            .map(ToString::to_string)
-            .collect();
+        let mut initdb: Vec<String> = [
+            "-D",
+            path_str(&data),
+            "-U",
+            "postgres",
+            "-E",
+            "UTF8",
+            "--locale=C.UTF-8",
+            "--no-sync",
+            "--auth-local=trust",
+        ]
+        .iter()
+        .map(ToString::to_string)
+        .collect();
         if let Some(pw) = &options.password {
             let pwfile = dir.path().join("pwfile");
             std::fs::write(&pwfile, pw).map_err(|e| Error::io("writing the password file", e))?;
             if is_root() {
                 chown_to_postgres(&pwfile)?;
             }
-            initdb.extend(["--auth-host=scram-sha-256".to_owned(), format!("--pwfile={}", pwfile.display())]);
+            initdb.extend([
+                "--auth-host=scram-sha-256".to_owned(),
+                format!("--pwfile={}", pwfile.display()),
+            ]);
         } else {
             initdb.push("--auth-host=trust".to_owned());
         }
@@ -101,7 +126,11 @@ impl TempCluster {
         let out = run_as_owner(&bindir.join("initdb"), &args)?;
         let _ = std::fs::remove_file(dir.path().join("pwfile"));
         if !out.status.success() {
-            return Err(err!(External, "initdb failed: {}", String::from_utf8_lossy(&out.stderr).trim()));
+            return Err(err!(
+                External,
+                "initdb failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
         }
         let log = dir.path().join("postgres.log");
         let mut last = String::new();
@@ -115,14 +144,36 @@ impl TempCluster {
                 dir.path().display(),
                 options.extra_conf
             );
-            std::fs::write(data.join("postgresql.auto.conf"), conf).map_err(|e| Error::io("writing postgresql.auto.conf", e))?;
-            let out = run_as_owner(&bindir.join("pg_ctl"), &["-D", path_str(&data), "-l", path_str(&log), "-w", "-t", "60", "start"])?;
+            std::fs::write(data.join("postgresql.auto.conf"), conf)
+                .map_err(|e| Error::io("writing postgresql.auto.conf", e))?;
+            let out = run_as_owner(
+                &bindir.join("pg_ctl"),
+                &[
+                    "-D",
+                    path_str(&data),
+                    "-l",
+                    path_str(&log),
+                    "-w",
+                    "-t",
+                    "60",
+                    "start",
+                ],
+            )?;
             if out.status.success() {
-                return Ok(Self { dir, port, bindir, password: options.password.clone() });
+                return Ok(Self {
+                    dir,
+                    port,
+                    bindir,
+                    password: options.password.clone(),
+                });
             }
             last = std::fs::read_to_string(&log).unwrap_or_default();
         }
-        Err(err!(External, "PostgreSQL did not start: {}", last.lines().last().unwrap_or("no log")))
+        Err(err!(
+            External,
+            "PostgreSQL did not start: {}",
+            last.lines().last().unwrap_or("no log")
+        ))
     }
 
     /// The TCP port on 127.0.0.1.
@@ -160,6 +211,9 @@ fn path_str(p: &Path) -> &str {
 impl Drop for TempCluster {
     fn drop(&mut self) {
         let data = self.dir.path().join("data");
-        let _ = run_as_owner(&self.bindir.join("pg_ctl"), &["-D", path_str(&data), "-m", "immediate", "-w", "stop"]);
+        let _ = run_as_owner(
+            &self.bindir.join("pg_ctl"),
+            &["-D", path_str(&data), "-m", "immediate", "-w", "stop"],
+        );
     }
 }

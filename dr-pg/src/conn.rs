@@ -40,7 +40,11 @@ impl ConnInfo {
     /// Parses a DSN; the error never echoes a password.
     pub fn parse(dsn: &str) -> Result<Self> {
         let mut config = Config::from_str(dsn.trim()).map_err(|e| {
-            err!(InvalidInput, "invalid Postgres URL {}: {e}; use postgres://user:password@host:port/database", redact_text(dsn))
+            err!(
+                InvalidInput,
+                "invalid Postgres URL {}: {e}; use postgres://user:password@host:port/database",
+                redact_text(dsn)
+            )
         })?;
         if config.get_hosts().is_empty() {
             config.host(env("PGHOST").unwrap_or_else(|| "localhost".into()));
@@ -51,7 +55,11 @@ impl ConnInfo {
             }
         }
         if config.get_user().is_none() {
-            config.user(env("PGUSER").or_else(|| env("USER")).unwrap_or_else(|| "postgres".into()));
+            config.user(
+                env("PGUSER")
+                    .or_else(|| env("USER"))
+                    .unwrap_or_else(|| "postgres".into()),
+            );
         }
         if config.get_password().is_none() {
             if let Some(pw) = env("PGPASSWORD") {
@@ -59,7 +67,8 @@ impl ConnInfo {
             }
         }
         if config.get_dbname().is_none() {
-            let db = env("PGDATABASE").unwrap_or_else(|| config.get_user().unwrap_or("postgres").to_owned());
+            let db = env("PGDATABASE")
+                .unwrap_or_else(|| config.get_user().unwrap_or("postgres").to_owned());
             config.dbname(db);
         }
         if config.get_connect_timeout().is_none() {
@@ -97,7 +106,10 @@ impl ConnInfo {
     /// The connect timeout.
     #[must_use]
     pub fn connect_timeout(&self) -> Duration {
-        self.config.get_connect_timeout().copied().unwrap_or(DEFAULT_CONNECT_TIMEOUT)
+        self.config
+            .get_connect_timeout()
+            .copied()
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT)
     }
 
     fn host(&self) -> String {
@@ -121,12 +133,21 @@ impl ConnInfo {
     /// `postgres://user@host:port/db`, never with the password.
     #[must_use]
     pub fn redacted(&self) -> String {
-        format!("postgres://{}@{}/{}", self.user(), self.server(), self.dbname())
+        format!(
+            "postgres://{}@{}/{}",
+            self.user(),
+            self.server(),
+            self.dbname()
+        )
     }
 
     /// Connects, with the configured timeout; the connection runs on a background task.
     pub async fn connect(&self) -> Result<Client> {
-        let (client, connection) = self.config.connect(NoTls).await.map_err(|e| connect_error(self, &e))?;
+        let (client, connection) = self
+            .config
+            .connect(NoTls)
+            .await
+            .map_err(|e| connect_error(self, &e))?;
         tokio::spawn(async move {
             if let Err(e) = connection.await {
                 tracing::debug!("postgres connection closed: {e}");
@@ -146,7 +167,10 @@ impl ConnInfo {
             Some(pw) => cmd.env("PGPASSWORD", String::from_utf8_lossy(pw).into_owned()),
             None => cmd.env_remove("PGPASSWORD"),
         };
-        cmd.env("PGCONNECT_TIMEOUT", self.connect_timeout().as_secs().max(1).to_string());
+        cmd.env(
+            "PGCONNECT_TIMEOUT",
+            self.connect_timeout().as_secs().max(1).to_string(),
+        );
         cmd.env("PGAPPNAME", "drkit");
     }
 }
@@ -195,8 +219,14 @@ mod tests {
         assert!(!format!("{c:?} {c}").contains("s3cret"));
         let e = ConnInfo::parse("postgres://app:s3cret@db:notaport/x").unwrap_err();
         assert!(!e.to_string().contains("s3cret"), "{e}");
-        assert_eq!(redact_text("host=x password=hunter2 port=1"), "host=x password=*** port=1");
-        assert_eq!(redact_text("postgres://u:p@ss@h:bad/db?password=x&a=b"), "postgres://u:***@h:bad/db?password=***&a=b");
+        assert_eq!(
+            redact_text("host=x password=hunter2 port=1"),
+            "host=x password=*** port=1"
+        );
+        assert_eq!(
+            redact_text("postgres://u:p@ss@h:bad/db?password=x&a=b"),
+            "postgres://u:***@h:bad/db?password=***&a=b"
+        );
         assert_eq!(redact_text("postgres://u@h/db"), "postgres://u@h/db");
     }
 

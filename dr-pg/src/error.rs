@@ -10,13 +10,21 @@ pub(crate) enum PgError {
     #[error("cannot connect to Postgres at {target}: {cause}; check that the server is running and the host and port are right")]
     Unreachable { target: String, cause: String },
     #[error("Postgres at {target} refused the login of user {user:?}: {cause}; check the user and password (in the URL or PGPASSWORD)")]
-    Auth { target: String, user: String, cause: String },
+    Auth {
+        target: String,
+        user: String,
+        cause: String,
+    },
     #[error("database {database:?} does not exist on {server}; create it, or pass --create to restore into a new one")]
     NoDatabase { server: String, database: String },
     #[error("connecting to Postgres at {target} timed out after {secs} s; check the host, firewall and connect_timeout")]
     Timeout { target: String, secs: u64 },
     #[error("{what} on {target} failed: {cause}")]
-    Query { what: String, target: String, cause: String },
+    Query {
+        what: String,
+        target: String,
+        cause: String,
+    },
 }
 
 impl From<PgError> for Error {
@@ -38,14 +46,29 @@ pub(crate) fn connect_error(conn: &ConnInfo, e: &tokio_postgres::Error) -> Error
     let target = conn.redacted();
     let cause = db_message(e);
     let pg = match e.code() {
-        Some(c) if *c == SqlState::INVALID_PASSWORD || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION => {
-            PgError::Auth { target, user: conn.user().to_owned(), cause }
+        Some(c)
+            if *c == SqlState::INVALID_PASSWORD
+                || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>
+        {
+            PgError::Auth {
+                target,
+                user: conn.user().to_owned(),
+                cause,
+            }
         }
-        Some(c) if *c == SqlState::INVALID_CATALOG_NAME => {
-            PgError::NoDatabase { server: conn.server(), database: conn.dbname().to_owned() }
-        }
-        _ if cause.contains("password") => PgError::Auth { target, user: conn.user().to_owned(), cause },
-        _ if cause.contains("timed out") || cause.contains("timeout") => PgError::Timeout { target, secs: conn.connect_timeout().as_secs() },
+        Some(c) if *c == SqlState::INVALID_CATALOG_NAME => PgError::NoDatabase {
+            server: conn.server(),
+            database: conn.dbname().to_owned(),
+        },
+        _ if cause.contains("password") => PgError::Auth {
+            target,
+            user: conn.user().to_owned(),
+            cause,
+        },
+        _ if cause.contains("timed out") || cause.contains("timeout") => PgError::Timeout {
+            target,
+            secs: conn.connect_timeout().as_secs(),
+        },
         _ => PgError::Unreachable { target, cause },
     };
     pg.into()
@@ -53,7 +76,12 @@ pub(crate) fn connect_error(conn: &ConnInfo, e: &tokio_postgres::Error) -> Error
 
 /// A failed query, naming what it was for.
 pub(crate) fn query_error(conn: &ConnInfo, what: &str, e: &tokio_postgres::Error) -> Error {
-    PgError::Query { what: what.to_owned(), target: conn.redacted(), cause: db_message(e) }.into()
+    PgError::Query {
+        what: what.to_owned(),
+        target: conn.redacted(),
+        cause: db_message(e),
+    }
+    .into()
 }
 
 /// The server's own message where there is one, else the client's.

@@ -29,4 +29,6 @@ pub use conn::ConnInfo;
 pub use metadata::{LogicalMetadata, TableCount};
 pub use restore::{restore, RestoreMode, RestoreOptions, RestoreReport};
 pub use tools::PgTools;
-pub use verify::{verify_by_restore, AmcheckResult, SqlCheck, TableCheck, VerifyOptions, VerifyRestoreReport};
+pub use verify::{
+    verify_by_restore, AmcheckResult, SqlCheck, TableCheck, VerifyOptions, VerifyRestoreReport,
+};

@@ -67,12 +67,19 @@ pub(crate) async fn server_facts(client: &Client, conn: &ConnInfo) -> Result<Ser
         )
         .await
         .map_err(|e| query_error(conn, "reading server facts", &e))?;
-    Ok(ServerFacts { version: row.get(0), version_num: row.get(1), size: row.get(2), in_recovery: row.get(3), lsn: row.get(4) })
+    Ok(ServerFacts {
+        version: row.get(0),
+        version_num: row.get(1),
+        size: row.get(2),
+        in_recovery: row.get(3),
+        lsn: row.get(4),
+    })
 }
 
 /// User tables that pg_dump writes data for: ordinary tables outside system schemas,
 /// not owned by an extension.
-pub(crate) const USER_TABLES: &str = "SELECT n.nspname::text, c.relname::text, pg_total_relation_size(c.oid) \
+pub(crate) const USER_TABLES: &str =
+    "SELECT n.nspname::text, c.relname::text, pg_total_relation_size(c.oid) \
      FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace \
      WHERE c.relkind = 'r' AND n.nspname NOT IN ('pg_catalog', 'information_schema') \
        AND n.nspname NOT LIKE 'pg_toast%' AND n.nspname NOT LIKE 'pg_temp%' \
@@ -81,8 +88,15 @@ pub(crate) const USER_TABLES: &str = "SELECT n.nspname::text, c.relname::text, p
      ORDER BY 1, 2";
 
 /// Exact counts for every user table, skipping those larger than `max_bytes`.
-pub(crate) async fn count_rows(client: &Client, conn: &ConnInfo, max_bytes: Option<u64>) -> Result<Vec<TableCount>> {
-    let rows = client.query(USER_TABLES, &[]).await.map_err(|e| query_error(conn, "listing tables", &e))?;
+pub(crate) async fn count_rows(
+    client: &Client,
+    conn: &ConnInfo,
+    max_bytes: Option<u64>,
+) -> Result<Vec<TableCount>> {
+    let rows = client
+        .query(USER_TABLES, &[])
+        .await
+        .map_err(|e| query_error(conn, "listing tables", &e))?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let (schema, table, bytes): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
@@ -91,13 +105,17 @@ pub(crate) async fn count_rows(client: &Client, conn: &ConnInfo, max_bytes: Opti
             None
         } else {
             let sql = format!("SELECT count(*) FROM {}.{}", ident(&schema), ident(&table));
-            let r = client
-                .query_one(&sql, &[])
-                .await
-                .map_err(|e| query_error(conn, &format!("counting rows of {schema}.{table}"), &e))?;
+            let r = client.query_one(&sql, &[]).await.map_err(|e| {
+                query_error(conn, &format!("counting rows of {schema}.{table}"), &e)
+            })?;
             Some(r.get::<_, i64>(0))
         };
-        out.push(TableCount { schema, table, rows: count, bytes });
+        out.push(TableCount {
+            schema,
+            table,
+            rows: count,
+            bytes,
+        });
     }
     Ok(out)
 }

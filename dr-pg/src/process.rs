@@ -18,8 +18,13 @@ pub(crate) struct Running {
 
 /// Starts `cmd` with stdin/stdout as given and stderr captured.
 pub(crate) fn spawn(mut cmd: Command, name: &str, stdin: Stdio, stdout: Stdio) -> Result<Running> {
-    cmd.stdin(stdin).stdout(stdout).stderr(Stdio::piped()).kill_on_drop(true);
-    let mut child = cmd.spawn().map_err(|e| Error::io(format!("starting {name}"), e))?;
+    cmd.stdin(stdin)
+        .stdout(stdout)
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut child = cmd
+        .spawn()
+        .map_err(|e| Error::io(format!("starting {name}"), e))?;
     let mut pipe = child.stderr.take().expect("stderr is piped");
     let stderr = tokio::spawn(async move {
         let mut buf = Vec::new();
@@ -35,13 +40,21 @@ pub(crate) fn spawn(mut cmd: Command, name: &str, stdin: Stdio, stdout: Stdio) -
         }
         String::from_utf8_lossy(&buf).into_owned()
     });
-    Ok(Running { child, name: name.to_owned(), stderr })
+    Ok(Running {
+        child,
+        name: name.to_owned(),
+        stderr,
+    })
 }
 
 impl Running {
     /// Waits for exit; a failure becomes an error quoting the program's last words.
     pub async fn finish(mut self) -> Result<String> {
-        let status = self.child.wait().await.map_err(|e| Error::io(format!("waiting for {}", self.name), e))?;
+        let status = self
+            .child
+            .wait()
+            .await
+            .map_err(|e| Error::io(format!("waiting for {}", self.name), e))?;
         let stderr = self.stderr.await.unwrap_or_default();
         check(&self.name, status, &stderr)?;
         Ok(stderr)
@@ -54,5 +67,9 @@ fn check(name: &str, status: ExitStatus, stderr: &str) -> Result<()> {
     }
     let lines: Vec<&str> = stderr.lines().filter(|l| !l.trim().is_empty()).collect();
     let tail = lines[lines.len().saturating_sub(3)..].join(" | ");
-    Err(err!(External, "{name} failed ({status}): {}", if tail.is_empty() { "no message" } else { &tail }))
+    Err(err!(
+        External,
+        "{name} failed ({status}): {}",
+        if tail.is_empty() { "no message" } else { &tail }
+    ))
 }

@@ -91,19 +91,114 @@ pub struct RestoreReport {
 }
 
 /// Restores `snapshot` into the database `target` names.
-pub async fn restore(repo: &Repository, snapshot: &Snapshot, target: &ConnInfo, options: &RestoreOptions, progress: Arc<dyn Progress>) -> Result<RestoreReport> {
+pub async fn restore(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    target: &ConnInfo,
+    options: &RestoreOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<RestoreReport> {
     if snapshot.kind.as_str() != KIND_LOGICAL {
-        return Err(err!(InvalidInput, "snapshot {} is a {} snapshot; `drkit restore` restores {KIND_LOGICAL} snapshots", snapshot.id, snapshot.kind));
+        return Err(err!(
+            InvalidInput,
+            "snapshot {} is a {} snapshot; `drkit restore` restores {KIND_LOGICAL} snapshots",
+            snapshot.id,
+            snapshot.kind
+        ));
     }
     snapshot.file(DUMP_FILE)?;
     let tools = PgTools::discover()?;
     let started = Instant::now();
     let db = target.dbname().to_owned();
-    let admin = target.with_dbname(if db == "postgres" { "template1" } else { "postgres" });
+    let admin = target.with_dbname(if db == "postgres" {
+        "template1"
+    } else {
+        "postgres"
+    });
     let admin_client = admin.connect().await?;
     let exists = database_exists(&admin_client, &admin, &db).await?;
 
-    let (into, created) = match options.mode {
+    let (into, created) =
+        prepare_target(&admin_client, &admin, target, options.mode, exists).await?;
+
+    let run = async {
+        if options.globals {
+            restore_globals(repo, snapshot, &tools, &admin).await?;
+        }
+        progress.phase("restore");
+        feed_pg_restore(
+            repo,
+            snapshot,
+            &tools,
+            &target.with_dbname(&into),
+            options,
+            progress.clone(),
+        )
+        .await
+    };
+    let bytes = match run.await {
+        Ok(b) => b,
+        Err(e) => {
+            let note = if created {
+                match drop_database(&admin_client, &admin, &into).await {
+                    Ok(()) => format!("; the partly restored database {into:?} was dropped"),
+                    Err(d) => format!(
+                        "; dropping the partly restored database {into:?} also failed: {}",
+                        d.message()
+                    ),
+                }
+            } else if options.mode == RestoreMode::Clean || options.jobs > 1 {
+                format!("; database {into:?} may be partly restored: restore again with --clean, or drop it")
+            } else {
+                format!("; the single-transaction restore was rolled back, {into:?} is unchanged")
+            };
+            return Err(Error::new(
+                e.kind(),
+                format!(
+                    "restoring snapshot {} into {}: {}{note}",
+                    snapshot.id,
+                    target.redacted(),
+                    e.message()
+                ),
+            ));
+        }
+    };
+
+    let mut previous = None;
+    if options.mode == RestoreMode::Swap {
+        previous = swap(
+            &admin_client,
+            &admin,
+            &db,
+            &into,
+            exists,
+            options.terminate_connections,
+        )
+        .await?;
+    }
+    Ok(RestoreReport {
+        snapshot: snapshot.id.to_string(),
+        target: target.redacted(),
+        mode: options.mode,
+        bytes,
+        jobs: options.jobs.max(1),
+        duration: started.elapsed(),
+        previous_database: previous,
+        globals_restored: options.globals,
+    })
+}
+
+/// Checks and creates the database to restore into; returns its name and whether it was
+/// created here (and so may be dropped if the restore fails).
+async fn prepare_target(
+    admin_client: &tokio_postgres::Client,
+    admin: &ConnInfo,
+    target: &ConnInfo,
+    mode: RestoreMode,
+    exists: bool,
+) -> Result<(String, bool)> {
+    let db = target.dbname().to_owned();
+    Ok(match mode {
         RestoreMode::Auto if exists => {
             let tables = user_table_count(target).await?;
             if tables > 0 {
@@ -119,7 +214,7 @@ pub async fn restore(repo: &Repository, snapshot: &Snapshot, target: &ConnInfo, 
             if exists {
                 return Err(err!(AlreadyExists, "database {db:?} already exists on {}; --create restores only into a new database", target.server()));
             }
-            create_database(&admin_client, &admin, &db).await?;
+            create_database(admin_client, admin, &db).await?;
             (db.clone(), true)
         }
         RestoreMode::Clean => {
@@ -130,58 +225,26 @@ pub async fn restore(repo: &Repository, snapshot: &Snapshot, target: &ConnInfo, 
         }
         RestoreMode::Swap => {
             let side = format!("{db}_restored");
-            if database_exists(&admin_client, &admin, &side).await? {
+            if database_exists(admin_client, admin, &side).await? {
                 return Err(err!(Conflict, "database {side:?} already exists on {} (left by an earlier restore?); drop it first", target.server()));
             }
-            if exists && database_exists(&admin_client, &admin, &format!("{db}_old")).await? {
+            if exists && database_exists(admin_client, admin, &format!("{db}_old")).await? {
                 return Err(err!(Conflict, "database \"{db}_old\" already exists on {}; drop or rename it so the swap can keep the current database there", target.server()));
             }
-            create_database(&admin_client, &admin, &side).await?;
+            create_database(admin_client, admin, &side).await?;
             (side, true)
         }
-    };
-
-    let run = async {
-        if options.globals {
-            restore_globals(repo, snapshot, &tools, &admin).await?;
-        }
-        progress.phase("restore");
-        feed_pg_restore(repo, snapshot, &tools, &target.with_dbname(&into), options, progress.clone()).await
-    };
-    let bytes = match run.await {
-        Ok(b) => b,
-        Err(e) => {
-            let note = if created {
-                match drop_database(&admin_client, &admin, &into).await {
-                    Ok(()) => format!("; the partly restored database {into:?} was dropped"),
-                    Err(d) => format!("; dropping the partly restored database {into:?} also failed: {}", d.message()),
-                }
-            } else if options.mode == RestoreMode::Clean || options.jobs > 1 {
-                format!("; database {into:?} may be partly restored: restore again with --clean, or drop it")
-            } else {
-                format!("; the single-transaction restore was rolled back, {into:?} is unchanged")
-            };
-            return Err(Error::new(e.kind(), format!("restoring snapshot {} into {}: {}{note}", snapshot.id, target.redacted(), e.message())));
-        }
-    };
-
-    let mut previous = None;
-    if options.mode == RestoreMode::Swap {
-        previous = swap(&admin_client, &admin, &db, &into, exists, options.terminate_connections).await?;
-    }
-    Ok(RestoreReport {
-        snapshot: snapshot.id.to_string(),
-        target: target.redacted(),
-        mode: options.mode,
-        bytes,
-        jobs: options.jobs.max(1),
-        duration: started.elapsed(),
-        previous_database: previous,
-        globals_restored: options.globals,
     })
 }
 
-async fn feed_pg_restore(repo: &Repository, snapshot: &Snapshot, tools: &PgTools, into: &ConnInfo, options: &RestoreOptions, progress: Arc<dyn Progress>) -> Result<u64> {
+async fn feed_pg_restore(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    tools: &PgTools,
+    into: &ConnInfo,
+    options: &RestoreOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<u64> {
     let mut cmd = Command::new(tools.program("pg_restore"));
     into.apply_to(&mut cmd);
     cmd.args(["--exit-on-error", "--dbname"]).arg(into.dbname());
@@ -197,25 +260,39 @@ async fn feed_pg_restore(repo: &Repository, snapshot: &Snapshot, tools: &PgTools
     if options.jobs > 1 {
         // Parallel restore needs a seekable file; spooling also means every chunk is
         // verified before the database is touched.
-        let dir = options.scratch_dir.clone().unwrap_or_else(std::env::temp_dir);
+        let dir = options
+            .scratch_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
         let spool = tempfile::Builder::new()
             .prefix("drkit-restore-")
             .suffix(".dump")
             .tempfile_in(&dir)
             .map_err(|e| Error::io(format!("creating a spool file in {}", dir.display()), e))?;
-        let mut file = tokio::fs::File::from_std(spool.reopen().map_err(|e| Error::io("opening spool file", e))?);
+        let mut file = tokio::fs::File::from_std(
+            spool
+                .reopen()
+                .map_err(|e| Error::io("opening spool file", e))?,
+        );
         progress.phase("fetch");
-        let bytes = repo.restore_file(snapshot, DUMP_FILE, &mut file, &*progress).await?;
+        let bytes = repo
+            .restore_file(snapshot, DUMP_FILE, &mut file, &*progress)
+            .await?;
         drop(file);
         progress.phase("pg_restore");
-        cmd.arg(format!("--jobs={}", options.jobs)).arg(spool.path());
-        spawn(cmd, "pg_restore", Stdio::null(), Stdio::null())?.finish().await?;
+        cmd.arg(format!("--jobs={}", options.jobs))
+            .arg(spool.path());
+        spawn(cmd, "pg_restore", Stdio::null(), Stdio::null())?
+            .finish()
+            .await?;
         Ok(bytes)
     } else {
         cmd.arg("--single-transaction");
         let mut run = spawn(cmd, "pg_restore", Stdio::piped(), Stdio::null())?;
         let mut stdin = run.child.stdin.take().expect("stdin is piped");
-        let fed = repo.restore_file(snapshot, DUMP_FILE, &mut stdin, &*progress).await;
+        let fed = repo
+            .restore_file(snapshot, DUMP_FILE, &mut stdin, &*progress)
+            .await;
         let _ = stdin.shutdown().await;
         drop(stdin);
         if let Err(e) = fed {
@@ -229,32 +306,69 @@ async fn feed_pg_restore(repo: &Repository, snapshot: &Snapshot, tools: &PgTools
     }
 }
 
-async fn restore_globals(repo: &Repository, snapshot: &Snapshot, tools: &PgTools, admin: &ConnInfo) -> Result<()> {
+async fn restore_globals(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    tools: &PgTools,
+    admin: &ConnInfo,
+) -> Result<()> {
     let script = match snapshot.file(GLOBALS_FILE) {
         Ok(_) => repo.read_file_to_vec(snapshot, GLOBALS_FILE).await?,
-        Err(_) => return Err(err!(NotFound, "snapshot {} holds no roles (it was taken with --skip-globals or without the rights)", snapshot.id)),
+        Err(_) => {
+            return Err(err!(
+            NotFound,
+            "snapshot {} holds no roles (it was taken with --skip-globals or without the rights)",
+            snapshot.id
+        ))
+        }
     };
     let mut cmd = Command::new(tools.program("psql"));
     admin.apply_to(&mut cmd);
-    cmd.args(["--no-psqlrc", "--quiet", "--set", "ON_ERROR_STOP=0", "--dbname"]).arg(admin.dbname());
+    cmd.args([
+        "--no-psqlrc",
+        "--quiet",
+        "--set",
+        "ON_ERROR_STOP=0",
+        "--dbname",
+    ])
+    .arg(admin.dbname());
     let mut run = spawn(cmd, "psql", Stdio::piped(), Stdio::null())?;
     let mut stdin = run.child.stdin.take().expect("stdin is piped");
-    stdin.write_all(&script).await.map_err(|e| Error::io("feeding roles to psql", e))?;
+    stdin
+        .write_all(&script)
+        .await
+        .map_err(|e| Error::io("feeding roles to psql", e))?;
     drop(stdin);
     let stderr = run.finish().await?;
     let real: Vec<&str> = stderr
         .lines()
-        .filter(|l| l.contains("ERROR:") && !l.contains("already exists") && !l.contains("current user cannot be dropped"))
+        .filter(|l| {
+            l.contains("ERROR:")
+                && !l.contains("already exists")
+                && !l.contains("current user cannot be dropped")
+        })
         .collect();
     if let Some(first) = real.first() {
-        return Err(err!(External, "restoring roles: {} error(s), first: {}", real.len(), first.trim()));
+        return Err(err!(
+            External,
+            "restoring roles: {} error(s), first: {}",
+            real.len(),
+            first.trim()
+        ));
     }
     Ok(())
 }
 
-pub(crate) async fn database_exists(client: &tokio_postgres::Client, conn: &ConnInfo, name: &str) -> Result<bool> {
+pub(crate) async fn database_exists(
+    client: &tokio_postgres::Client,
+    conn: &ConnInfo,
+    name: &str,
+) -> Result<bool> {
     let row = client
-        .query_one("SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)", &[&name])
+        .query_one(
+            "SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)",
+            &[&name],
+        )
         .await
         .map_err(|e| query_error(conn, "looking up databases", &e))?;
     Ok(row.get(0))
@@ -263,26 +377,50 @@ pub(crate) async fn database_exists(client: &tokio_postgres::Client, conn: &Conn
 async fn user_table_count(target: &ConnInfo) -> Result<i64> {
     let client = target.connect().await?;
     let sql = format!("SELECT count(*) FROM ({USER_TABLES}) t");
-    let row = client.query_one(&sql, &[]).await.map_err(|e| query_error(target, "counting tables", &e))?;
+    let row = client
+        .query_one(&sql, &[])
+        .await
+        .map_err(|e| query_error(target, "counting tables", &e))?;
     Ok(row.get(0))
 }
 
-pub(crate) async fn create_database(client: &tokio_postgres::Client, conn: &ConnInfo, name: &str) -> Result<()> {
+pub(crate) async fn create_database(
+    client: &tokio_postgres::Client,
+    conn: &ConnInfo,
+    name: &str,
+) -> Result<()> {
     client
-        .batch_execute(&format!("CREATE DATABASE {} TEMPLATE template0", ident(name)))
+        .batch_execute(&format!(
+            "CREATE DATABASE {} TEMPLATE template0",
+            ident(name)
+        ))
         .await
         .map_err(|e| query_error(conn, &format!("creating database {name:?}"), &e))
 }
 
-pub(crate) async fn drop_database(client: &tokio_postgres::Client, conn: &ConnInfo, name: &str) -> Result<()> {
+pub(crate) async fn drop_database(
+    client: &tokio_postgres::Client,
+    conn: &ConnInfo,
+    name: &str,
+) -> Result<()> {
     client
-        .batch_execute(&format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(name)))
+        .batch_execute(&format!(
+            "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+            ident(name)
+        ))
         .await
         .map_err(|e| query_error(conn, &format!("dropping database {name:?}"), &e))
 }
 
 /// Renames `db` → `db_old` and `side` → `db` in one transaction.
-async fn swap(client: &tokio_postgres::Client, conn: &ConnInfo, db: &str, side: &str, exists: bool, terminate: bool) -> Result<Option<String>> {
+async fn swap(
+    client: &tokio_postgres::Client,
+    conn: &ConnInfo,
+    db: &str,
+    side: &str,
+    exists: bool,
+    terminate: bool,
+) -> Result<Option<String>> {
     let old = format!("{db}_old");
     if exists && terminate {
         client
@@ -290,15 +428,26 @@ async fn swap(client: &tokio_postgres::Client, conn: &ConnInfo, db: &str, side: 
             .await
             .map_err(|e| query_error(conn, "ending sessions on the old database", &e))?;
     }
-    let mut sql = String::from("BEGIN;");
-    if exists {
-        sql.push_str(&format!("ALTER DATABASE {} RENAME TO {};", ident(db), ident(&old)));
-    }
-    sql.push_str(&format!("ALTER DATABASE {} RENAME TO {};COMMIT;", ident(side), ident(db)));
+    let keep_old = if exists {
+        format!("ALTER DATABASE {} RENAME TO {};", ident(db), ident(&old))
+    } else {
+        String::new()
+    };
+    let sql = format!(
+        "BEGIN;{keep_old}ALTER DATABASE {} RENAME TO {};COMMIT;",
+        ident(side),
+        ident(db)
+    );
     if let Err(e) = client.batch_execute(&sql).await {
         let _ = client.batch_execute("ROLLBACK").await;
-        let busy = e.as_db_error().is_some_and(|d| d.code() == &tokio_postgres::error::SqlState::OBJECT_IN_USE);
-        let hint = if busy { "; other sessions are connected to it: stop the application or pass --terminate-connections" } else { "" };
+        let busy = e
+            .as_db_error()
+            .is_some_and(|d| d.code() == &tokio_postgres::error::SqlState::OBJECT_IN_USE);
+        let hint = if busy {
+            "; other sessions are connected to it: stop the application or pass --terminate-connections"
+        } else {
+            ""
+        };
         return Err(Error::new(
             if busy { ErrorKind::Conflict } else { ErrorKind::External },
             format!(

@@ -26,14 +26,28 @@ impl PgTools {
         if let Ok(dir) = std::env::var("PG_BINDIR") {
             let dir = PathBuf::from(dir);
             if complete(&dir) {
-                return Ok(Self { bindir: dir, found_by: "PG_BINDIR".into() });
+                return Ok(Self {
+                    bindir: dir,
+                    found_by: "PG_BINDIR".into(),
+                });
             }
-            return Err(err!(NotFound, "PG_BINDIR={} does not hold {}; point it at a PostgreSQL bin folder", dir.display(), NEEDED.join(", ")));
+            return Err(err!(
+                NotFound,
+                "PG_BINDIR={} does not hold {}; point it at a PostgreSQL bin folder",
+                dir.display(),
+                NEEDED.join(", ")
+            ));
         }
-        if let Ok(out) = std::process::Command::new("pg_config").arg("--bindir").output() {
+        if let Ok(out) = std::process::Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+        {
             let dir = PathBuf::from(String::from_utf8_lossy(&out.stdout).trim());
             if out.status.success() && complete(&dir) {
-                return Ok(Self { bindir: dir, found_by: "pg_config --bindir".into() });
+                return Ok(Self {
+                    bindir: dir,
+                    found_by: "pg_config --bindir".into(),
+                });
             }
         }
         let mut candidates: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
@@ -48,7 +62,10 @@ impl PgTools {
             .collect();
         candidates.sort();
         if let Some((_, dir)) = candidates.pop() {
-            return Ok(Self { bindir: dir, found_by: "/usr/lib/postgresql/*/bin".into() });
+            return Ok(Self {
+                bindir: dir,
+                found_by: "/usr/lib/postgresql/*/bin".into(),
+            });
         }
         Err(err!(
             NotFound,
@@ -63,6 +80,7 @@ impl PgTools {
     }
 
     /// `pg_dump --version`, e.g. `pg_dump (PostgreSQL) 15.18`.
+    #[must_use]
     pub fn version(&self) -> String {
         std::process::Command::new(self.program("pg_dump"))
             .arg("--version")

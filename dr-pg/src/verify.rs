@@ -84,9 +84,20 @@ pub struct VerifyRestoreReport {
 }
 
 /// Restores `snapshot` into a scratch database on `server` and checks it.
-pub async fn verify_by_restore(repo: &Repository, snapshot: &Snapshot, server: &ConnInfo, options: &VerifyOptions, progress: Arc<dyn Progress>) -> Result<VerifyRestoreReport> {
-    let meta: LogicalMetadata = serde_json::from_value(snapshot.metadata.clone())
-        .map_err(|e| err!(InvalidInput, "snapshot {} has no Postgres metadata to verify against: {e}", snapshot.id))?;
+pub async fn verify_by_restore(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    server: &ConnInfo,
+    options: &VerifyOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<VerifyRestoreReport> {
+    let meta: LogicalMetadata = serde_json::from_value(snapshot.metadata.clone()).map_err(|e| {
+        err!(
+            InvalidInput,
+            "snapshot {} has no Postgres metadata to verify against: {e}",
+            snapshot.id
+        )
+    })?;
     let rnd = &snapshot.id.as_str()[17..];
     let scratch = format!("drkit_verify_{}_{}", rnd, std::process::id());
     let target = server.with_dbname(&scratch);
@@ -103,13 +114,18 @@ pub async fn verify_by_restore(repo: &Repository, snapshot: &Snapshot, server: &
 
     let checked = check(&target, &meta, &options.checks).await;
     if !options.keep {
-        let admin = server.with_dbname(if server.dbname() == scratch { "postgres" } else { server.dbname() });
+        let admin = server.with_dbname(if server.dbname() == scratch {
+            "postgres"
+        } else {
+            server.dbname()
+        });
         if let Ok(client) = admin.connect().await {
             let _ = drop_database(&client, &admin, &scratch).await;
         }
     }
     let (tables, checks, amcheck) = checked?;
-    let ok = tables.iter().all(|t| t.ok) && checks.iter().all(|c| c.ok) && amcheck.failures.is_empty();
+    let ok =
+        tables.iter().all(|t| t.ok) && checks.iter().all(|c| c.ok) && amcheck.failures.is_empty();
     Ok(VerifyRestoreReport {
         snapshot: snapshot.id.to_string(),
         server: server.server(),
@@ -122,14 +138,31 @@ pub async fn verify_by_restore(repo: &Repository, snapshot: &Snapshot, server: &
     })
 }
 
-async fn check(target: &ConnInfo, meta: &LogicalMetadata, checks: &[String]) -> Result<(Vec<TableCheck>, Vec<SqlCheck>, AmcheckResult)> {
+async fn check(
+    target: &ConnInfo,
+    meta: &LogicalMetadata,
+    checks: &[String],
+) -> Result<(Vec<TableCheck>, Vec<SqlCheck>, AmcheckResult)> {
     let client = target.connect().await?;
     let mut tables = Vec::new();
     for t in &meta.tables {
         let Some(expected) = t.rows else { continue };
-        let sql = format!("SELECT count(*) FROM {}.{}", ident(&t.schema), ident(&t.table));
-        let actual = client.query_one(&sql, &[]).await.ok().map(|r| r.get::<_, i64>(0));
-        tables.push(TableCheck { table: format!("{}.{}", t.schema, t.table), expected, actual, ok: actual == Some(expected) });
+        let sql = format!(
+            "SELECT count(*) FROM {}.{}",
+            ident(&t.schema),
+            ident(&t.table)
+        );
+        let actual = client
+            .query_one(&sql, &[])
+            .await
+            .ok()
+            .map(|r| r.get::<_, i64>(0));
+        tables.push(TableCheck {
+            table: format!("{}.{}", t.schema, t.table),
+            expected,
+            actual,
+            ok: actual == Some(expected),
+        });
     }
     let mut results = Vec::new();
     for sql in checks {
@@ -142,21 +175,46 @@ async fn check(target: &ConnInfo, meta: &LogicalMetadata, checks: &[String]) -> 
 async fn run_check(client: &tokio_postgres::Client, sql: &str) -> SqlCheck {
     let row = match client.query_opt(sql, &[]).await {
         Ok(Some(row)) => row,
-        Ok(None) => return SqlCheck { sql: sql.to_owned(), ok: false, result: "no rows".into() },
-        Err(e) => return SqlCheck { sql: sql.to_owned(), ok: false, result: format!("error: {}", db_message(&e)) },
+        Ok(None) => {
+            return SqlCheck {
+                sql: sql.to_owned(),
+                ok: false,
+                result: "no rows".into(),
+            }
+        }
+        Err(e) => {
+            return SqlCheck {
+                sql: sql.to_owned(),
+                ok: false,
+                result: format!("error: {}", db_message(&e)),
+            }
+        }
     };
     if row.is_empty() {
-        return SqlCheck { sql: sql.to_owned(), ok: false, result: "no columns".into() };
+        return SqlCheck {
+            sql: sql.to_owned(),
+            ok: false,
+            result: "no columns".into(),
+        };
     }
     let ty = row.columns()[0].type_().clone();
     let (ok, result) = match ty {
-        Type::BOOL => row.get::<_, Option<bool>>(0).map_or((false, "NULL".into()), |b| (b, b.to_string())),
+        Type::BOOL => row
+            .get::<_, Option<bool>>(0)
+            .map_or((false, "NULL".into()), |b| (b, b.to_string())),
         Type::INT2 => num(row.get::<_, Option<i16>>(0).map(i64::from)),
         Type::INT4 => num(row.get::<_, Option<i32>>(0).map(i64::from)),
         Type::INT8 => num(row.get::<_, Option<i64>>(0)),
-        other => (false, format!("first column is {other}; a check must return a boolean or an integer")),
+        other => (
+            false,
+            format!("first column is {other}; a check must return a boolean or an integer"),
+        ),
     };
-    SqlCheck { sql: sql.to_owned(), ok, result }
+    SqlCheck {
+        sql: sql.to_owned(),
+        ok,
+        result,
+    }
 }
 
 fn num(v: Option<i64>) -> (bool, String) {
@@ -164,8 +222,15 @@ fn num(v: Option<i64>) -> (bool, String) {
 }
 
 async fn amcheck(client: &tokio_postgres::Client) -> AmcheckResult {
-    if let Err(e) = client.batch_execute("CREATE EXTENSION IF NOT EXISTS amcheck").await {
-        return AmcheckResult { status: format!("skipped: amcheck is not available ({})", db_message(&e)), indexes_checked: 0, failures: vec![] };
+    if let Err(e) = client
+        .batch_execute("CREATE EXTENSION IF NOT EXISTS amcheck")
+        .await
+    {
+        return AmcheckResult {
+            status: format!("skipped: amcheck is not available ({})", db_message(&e)),
+            indexes_checked: 0,
+            failures: vec![],
+        };
     }
     let indexes = match client
         .query(
@@ -181,12 +246,19 @@ async fn amcheck(client: &tokio_postgres::Client) -> AmcheckResult {
         Ok(rows) => rows,
         Err(e) => return AmcheckResult { status: format!("skipped: {}", db_message(&e)), indexes_checked: 0, failures: vec![] },
     };
-    let mut result = AmcheckResult { status: "checked".into(), indexes_checked: 0, failures: vec![] };
+    let mut result = AmcheckResult {
+        status: "checked".into(),
+        indexes_checked: 0,
+        failures: vec![],
+    };
     for row in indexes {
         let oid: u32 = row.get(0);
         let name: String = row.get(1);
         result.indexes_checked += 1;
-        if let Err(e) = client.execute("SELECT bt_index_check($1::oid::regclass, true)", &[&oid]).await {
+        if let Err(e) = client
+            .execute("SELECT bt_index_check($1::oid::regclass, true)", &[&oid])
+            .await
+        {
             result.failures.push(format!("{name}: {}", db_message(&e)));
         }
     }

@@ -46,12 +46,20 @@ pub async fn backup(cli: &Cli, a: &BackupArgs, out: Output) -> Result<u8> {
 /// Lists snapshots, oldest first.
 pub async fn snapshots(cli: &Cli, out: Output) -> Result<u8> {
     let repo = super::open_repo(cli).await?;
-    let list: Vec<SnapshotSummary> = repo.snapshots().await?.iter().map(SnapshotSummary::from).collect();
+    let list: Vec<SnapshotSummary> = repo
+        .snapshots()
+        .await?
+        .iter()
+        .map(SnapshotSummary::from)
+        .collect();
     out.emit(&list, || {
         if list.is_empty() {
             return format!("no snapshots in {}", repo.store().url());
         }
-        list.iter().map(SnapshotSummary::line).collect::<Vec<_>>().join("\n")
+        list.iter()
+            .map(SnapshotSummary::line)
+            .collect::<Vec<_>>()
+            .join("\n")
     });
     Ok(0)
 }

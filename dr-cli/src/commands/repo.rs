@@ -1,5 +1,7 @@
 //! `drkit repo init`.
 
+use std::fmt::Write as _;
+
 use dr_core::repo::{InitOptions, Repository, Secret};
 use dr_core::{err, Result};
 use serde_json::json;
@@ -20,7 +22,11 @@ pub async fn init(cli: &Cli, a: &InitArgs, out: Output) -> Result<u8> {
             err!(InvalidInput, "an encrypted repository needs a secret: set DRKIT_PASSWORD, DRKIT_PASSWORD_FILE or DRKIT_KEY_FILE, pass --generate-key-file PATH, or --no-encryption")
         })?)
     };
-    let options = InitOptions { secret, compression_level: a.compression_level, ..InitOptions::unencrypted() };
+    let options = InitOptions {
+        secret,
+        compression_level: a.compression_level,
+        ..InitOptions::unencrypted()
+    };
     let repo = Repository::init(store, &options).await?;
     let c = repo.config();
     let doc = json!({
@@ -35,7 +41,7 @@ pub async fn init(cli: &Cli, a: &InitArgs, out: Output) -> Result<u8> {
     out.emit(&doc, || {
         let mut t = format!("created repository {} at {}", c.id, repo.store().url());
         if let Some(p) = &a.generate_key_file {
-            t.push_str(&format!("\nkey file: {} (keep a copy somewhere safe: without it the backups cannot be read)", p.display()));
+            let _ = write!(t, "\nkey file: {} (keep a copy somewhere safe: without it the backups cannot be read)", p.display());
         }
         if !repo.is_encrypted() {
             t.push_str("\nwarning: this repository is not encrypted");

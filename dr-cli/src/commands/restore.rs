@@ -1,5 +1,7 @@
 //! `drkit restore`.
 
+use std::fmt::Write as _;
+
 use dr_core::Result;
 use dr_pg::{ConnInfo, RestoreMode, RestoreOptions};
 
@@ -43,7 +45,7 @@ pub async fn restore(cli: &Cli, a: &RestoreArgs, out: Output) -> Result<u8> {
             report.jobs
         );
         if let Some(old) = &report.previous_database {
-            t.push_str(&format!("\nthe previous database is kept as {old:?}"));
+            let _ = write!(t, "\nthe previous database is kept as {old:?}");
         }
         t
     });

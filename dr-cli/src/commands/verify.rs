@@ -1,8 +1,9 @@
 //! `drkit verify`.
 
 use dr_core::progress::Progress;
+use dr_core::repo::VerifyReport;
 use dr_core::Result;
-use dr_pg::{ConnInfo, VerifyOptions};
+use dr_pg::{ConnInfo, VerifyOptions, VerifyRestoreReport};
 use serde_json::json;
 
 use crate::args::{Cli, VerifyArgs};
@@ -31,7 +32,11 @@ pub async fn verify(cli: &Cli, a: &VerifyArgs, out: Output) -> Result<u8> {
     let mut restore_report = None;
     if let Some(server) = &a.restore_into {
         let server = ConnInfo::parse(server)?;
-        let options = VerifyOptions { checks: a.checks.clone(), jobs: None, keep: a.keep };
+        let options = VerifyOptions {
+            checks: a.checks.clone(),
+            jobs: None,
+            keep: a.keep,
+        };
         let snap = &snaps[0];
         let bar = out.progress(Some(snap.stats.raw_bytes));
         let report = dr_pg::verify_by_restore(&repo, snap, &server, &options, bar.clone()).await;
@@ -41,34 +46,66 @@ pub async fn verify(cli: &Cli, a: &VerifyArgs, out: Output) -> Result<u8> {
         restore_report = Some(report);
     }
     let doc = json!({ "ok": ok, "snapshots": reads, "restore": restore_report });
-    out.emit(&doc, || {
-        let mut lines = Vec::new();
-        for r in &reads {
-            if r.is_ok() {
-                lines.push(format!("snapshot {}: {} chunks, {} read, all intact", r.snapshot, r.chunks_checked, bytes(r.bytes_checked)));
-            } else {
-                lines.push(format!("snapshot {}: {} of {} chunks DAMAGED", r.snapshot, r.problems.len(), r.chunks_checked));
-                for p in &r.problems {
-                    lines.push(format!("  chunk {}: {}", p.chunk, p.problem));
-                }
-            }
-        }
-        if let Some(r) = &restore_report {
-            lines.push(format!("restored {} into scratch database {} on {} in {:.1}s", r.snapshot, r.scratch_database, r.server, secs(r.restore_duration)));
-            for t in &r.tables {
-                let actual = t.actual.map_or("missing".to_owned(), |n| n.to_string());
-                lines.push(format!("  {} {}: {} rows, expected {}", if t.ok { "ok  " } else { "FAIL" }, t.table, actual, t.expected));
-            }
-            for c in &r.checks {
-                lines.push(format!("  {} check {:?} returned {}", if c.ok { "ok  " } else { "FAIL" }, c.sql, c.result));
-            }
-            lines.push(format!("  amcheck: {} ({} indexes, {} failures)", r.amcheck.status, r.amcheck.indexes_checked, r.amcheck.failures.len()));
-            for f in &r.amcheck.failures {
-                lines.push(format!("  FAIL {f}"));
-            }
-        }
-        lines.push(if ok { "verify: OK".into() } else { "verify: FAILED".into() });
-        lines.join("\n")
-    });
+    out.emit(&doc, || render(&reads, restore_report.as_ref(), ok));
     Ok(if ok { 0 } else { EXIT_CHECK_FAILED })
+}
+
+fn render(reads: &[VerifyReport], restore: Option<&VerifyRestoreReport>, ok: bool) -> String {
+    let mut lines = Vec::new();
+    for r in reads {
+        if r.is_ok() {
+            lines.push(format!(
+                "snapshot {}: {} chunks, {} read, all intact",
+                r.snapshot,
+                r.chunks_checked,
+                bytes(r.bytes_checked)
+            ));
+        } else {
+            lines.push(format!(
+                "snapshot {}: {} of {} chunks DAMAGED",
+                r.snapshot,
+                r.problems.len(),
+                r.chunks_checked
+            ));
+            for p in &r.problems {
+                lines.push(format!("  chunk {}: {}", p.chunk, p.problem));
+            }
+        }
+    }
+    if let Some(r) = restore {
+        lines.push(format!(
+            "restored {} into scratch database {} on {} in {:.1}s",
+            r.snapshot,
+            r.scratch_database,
+            r.server,
+            secs(r.restore_duration)
+        ));
+        for t in &r.tables {
+            let actual = t.actual.map_or("missing".to_owned(), |n| n.to_string());
+            let mark = if t.ok { "ok  " } else { "FAIL" };
+            lines.push(format!(
+                "  {mark} {}: {actual} rows, expected {}",
+                t.table, t.expected
+            ));
+        }
+        for c in &r.checks {
+            let mark = if c.ok { "ok  " } else { "FAIL" };
+            lines.push(format!("  {mark} check {:?} returned {}", c.sql, c.result));
+        }
+        lines.push(format!(
+            "  amcheck: {} ({} indexes, {} failures)",
+            r.amcheck.status,
+            r.amcheck.indexes_checked,
+            r.amcheck.failures.len()
+        ));
+        for f in &r.amcheck.failures {
+            lines.push(format!("  FAIL {f}"));
+        }
+    }
+    lines.push(if ok {
+        "verify: OK".into()
+    } else {
+        "verify: FAILED".into()
+    });
+    lines.join("\n")
 }

@@ -68,7 +68,8 @@ impl FromStr for ChunkId {
     type Err = crate::Error;
     fn from_str(s: &str) -> Result<Self> {
         let mut out = [0u8; 32];
-        hex::decode_to_slice(s, &mut out).map_err(|_| err!(InvalidInput, "{s:?} is not a chunk id"))?;
+        hex::decode_to_slice(s, &mut out)
+            .map_err(|_| err!(InvalidInput, "{s:?} is not a chunk id"))?;
         Ok(Self(out))
     }
 }
@@ -88,7 +89,8 @@ impl<'de> Deserialize<'de> for ChunkId {
 
 /// Compresses (when it helps) and seals (when keyed) `plain` for the store.
 pub(crate) fn encode(plain: &[u8], level: i32, keys: Option<&Keys>, aad: &[u8]) -> Result<Vec<u8>> {
-    let compressed = zstd::bulk::compress(plain, level).map_err(|e| err!(Io, "zstd compression failed: {e}"))?;
+    let compressed =
+        zstd::bulk::compress(plain, level).map_err(|e| err!(Io, "zstd compression failed: {e}"))?;
     let (mut flags, body) = if compressed.len() < plain.len() {
         (FLAG_ZSTD, compressed)
     } else {
@@ -110,28 +112,42 @@ pub(crate) fn encode(plain: &[u8], level: i32, keys: Option<&Keys>, aad: &[u8]) 
 }
 
 /// Reverses [`encode`]; `max_len` bounds decompression so a corrupt frame cannot balloon.
-pub(crate) fn decode(stored: &[u8], keys: Option<&Keys>, aad: &[u8], max_len: usize) -> Result<Vec<u8>> {
+pub(crate) fn decode(
+    stored: &[u8],
+    keys: Option<&Keys>,
+    aad: &[u8],
+    max_len: usize,
+) -> Result<Vec<u8>> {
     if stored.len() < 4 || stored[..2] != MAGIC {
         return Err(err!(Corrupt, "not a drkit object (bad header)"));
     }
     if stored[2] != VERSION {
-        return Err(err!(Unsupported, "object format version {} is newer than this drkit understands; upgrade drkit", stored[2]));
+        return Err(err!(
+            Unsupported,
+            "object format version {} is newer than this drkit understands; upgrade drkit",
+            stored[2]
+        ));
     }
     let flags = stored[3];
     let body = &stored[4..];
     let opened;
     let body = if flags & FLAG_SEALED != 0 {
-        let k = keys.ok_or_else(|| err!(Corrupt, "object is encrypted but the repository is not"))?;
+        let k =
+            keys.ok_or_else(|| err!(Corrupt, "object is encrypted but the repository is not"))?;
         opened = crypto::open(k.enc_key(), aad, body)?;
         &opened[..]
     } else {
         if keys.is_some() {
-            return Err(err!(Corrupt, "object is not encrypted in an encrypted repository"));
+            return Err(err!(
+                Corrupt,
+                "object is not encrypted in an encrypted repository"
+            ));
         }
         body
     };
     if flags & FLAG_ZSTD != 0 {
-        zstd::bulk::decompress(body, max_len).map_err(|e| err!(Corrupt, "zstd frame does not decode: {e}"))
+        zstd::bulk::decompress(body, max_len)
+            .map_err(|e| err!(Corrupt, "zstd frame does not decode: {e}"))
     } else {
         Ok(body.to_vec())
     }
@@ -163,6 +179,8 @@ mod tests {
     fn chunk_keys_parse_back() {
         let id = ChunkId::of(None, b"hello");
         assert_eq!(ChunkId::from_key(&id.key()), Some(id));
-        assert!(id.key().starts_with(&format!("chunks/{}/", &id.to_string()[..2])));
+        assert!(id
+            .key()
+            .starts_with(&format!("chunks/{}/", &id.to_string()[..2])));
     }
 }

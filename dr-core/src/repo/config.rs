@@ -27,7 +27,11 @@ impl Default for ChunkerParams {
     // 1 MiB average: ~1,000 objects per GiB keeps S3 request costs negligible, while a
     // changed row rewrites only about one chunk. Measured in the crate docs of `repo`.
     fn default() -> Self {
-        Self { min: 256 * 1024, avg: 1024 * 1024, max: 4 * 1024 * 1024 }
+        Self {
+            min: 256 * 1024,
+            avg: 1024 * 1024,
+            max: 4 * 1024 * 1024,
+        }
     }
 }
 
@@ -92,25 +96,39 @@ impl InitOptions {
     /// An unencrypted repository with default chunking and compression.
     #[must_use]
     pub fn unencrypted() -> Self {
-        Self { secret: None, chunker: ChunkerParams::default(), compression_level: 3 }
+        Self {
+            secret: None,
+            chunker: ChunkerParams::default(),
+            compression_level: 3,
+        }
     }
 
     /// An encrypted repository opened by `secret`.
     #[must_use]
     pub fn encrypted(secret: Secret) -> Self {
-        Self { secret: Some(secret), ..Self::unencrypted() }
+        Self {
+            secret: Some(secret),
+            ..Self::unencrypted()
+        }
     }
 
     /// Encrypted when `DRKIT_PASSWORD`, `DRKIT_PASSWORD_FILE` or `DRKIT_KEY_FILE` is set.
     pub fn from_env() -> Result<Self> {
-        Ok(Self { secret: Secret::from_env()?, ..Self::unencrypted() })
+        Ok(Self {
+            secret: Secret::from_env()?,
+            ..Self::unencrypted()
+        })
     }
 
     /// Checks the options.
     pub fn validate(&self) -> Result<()> {
         self.chunker.validate()?;
         if !(1..=19).contains(&self.compression_level) {
-            return Err(err!(InvalidInput, "compression level {} is out of range 1..=19", self.compression_level));
+            return Err(err!(
+                InvalidInput,
+                "compression level {} is out of range 1..=19",
+                self.compression_level
+            ));
         }
         Ok(())
     }
@@ -130,12 +148,18 @@ impl OpenOptions {
     /// `DRKIT_PASSWORD_FILE` surfaces when the repository is opened.
     #[must_use]
     pub fn from_env() -> Self {
-        Self { secret: Secret::from_env().ok().flatten(), parallelism: 0 }
+        Self {
+            secret: Secret::from_env().ok().flatten(),
+            parallelism: 0,
+        }
     }
 
     /// With `secret`.
     #[must_use]
     pub fn with_secret(secret: Secret) -> Self {
-        Self { secret: Some(secret), parallelism: 0 }
+        Self {
+            secret: Some(secret),
+            parallelism: 0,
+        }
     }
 }

@@ -106,8 +106,17 @@ impl KeySource {
     pub(crate) fn derive(&self, secret: &Secret) -> Result<Zeroizing<[u8; 32]>> {
         let mut kek = Zeroizing::new([0u8; 32]);
         match (self, secret) {
-            (Self::Argon2id { m_cost, t_cost, p_cost, salt }, Secret::Passphrase(pass)) => {
-                let salt = hex::decode(salt).map_err(|e| err!(Corrupt, "repository config: bad salt: {e}"))?;
+            (
+                Self::Argon2id {
+                    m_cost,
+                    t_cost,
+                    p_cost,
+                    salt,
+                },
+                Secret::Passphrase(pass),
+            ) => {
+                let salt = hex::decode(salt)
+                    .map_err(|e| err!(Corrupt, "repository config: bad salt: {e}"))?;
                 let params = argon2::Params::new(*m_cost, *t_cost, *p_cost, Some(32))
                     .map_err(|e| err!(Corrupt, "repository config: bad Argon2 parameters: {e}"))?;
                 argon2::Argon2::new(argon2::Algorithm::Argon2id, argon2::Version::V0x13, params)
@@ -115,16 +124,21 @@ impl KeySource {
                     .map_err(|e| err!(InvalidInput, "deriving key from passphrase: {e}"))?;
             }
             (Self::KeyFile, Secret::KeyFile(path)) => {
-                let raw = Zeroizing::new(
-                    std::fs::read(path).map_err(|e| Error::io(format!("reading key file {}", path.display()), e))?,
-                );
+                let raw =
+                    Zeroizing::new(std::fs::read(path).map_err(|e| {
+                        Error::io(format!("reading key file {}", path.display()), e)
+                    })?);
                 let text = String::from_utf8_lossy(&raw);
                 let trimmed = text.trim();
                 if raw.len() == 32 {
                     kek.copy_from_slice(&raw);
                 } else if trimmed.len() == 64 {
                     hex::decode_to_slice(trimmed, kek.as_mut()).map_err(|_| {
-                        err!(InvalidInput, "key file {} is not 64 hex digits or 32 raw bytes", path.display())
+                        err!(
+                            InvalidInput,
+                            "key file {} is not 64 hex digits or 32 raw bytes",
+                            path.display()
+                        )
                     })?;
                 } else {
                     return Err(err!(
@@ -167,7 +181,10 @@ impl std::fmt::Debug for Keys {
 
 impl Keys {
     pub(crate) fn generate() -> Result<Self> {
-        Ok(Self { enc: random()?, id: random()? })
+        Ok(Self {
+            enc: random()?,
+            id: random()?,
+        })
     }
 
     /// Seals both keys under `kek`; `aad` binds them to one repository.
@@ -180,12 +197,21 @@ impl Keys {
 
     pub(crate) fn unwrap(kek: &[u8; 32], aad: &[u8], sealed: &[u8]) -> Result<Self> {
         let plain = Zeroizing::new(open(kek, aad, sealed).map_err(|_| {
-            err!(WrongKey, "the passphrase or key file does not open this repository (wrong secret?)")
+            err!(
+                WrongKey,
+                "the passphrase or key file does not open this repository (wrong secret?)"
+            )
         })?);
         if plain.len() != 64 {
-            return Err(err!(Corrupt, "repository config: sealed keys have the wrong length"));
+            return Err(err!(
+                Corrupt,
+                "repository config: sealed keys have the wrong length"
+            ));
         }
-        let mut keys = Self { enc: [0; 32], id: [0; 32] };
+        let mut keys = Self {
+            enc: [0; 32],
+            id: [0; 32],
+        };
         keys.enc.copy_from_slice(&plain[..32]);
         keys.id.copy_from_slice(&plain[32..]);
         Ok(keys)
@@ -248,7 +274,12 @@ mod tests {
     fn wrong_passphrase_is_wrong_key() {
         let good = Secret::Passphrase(Zeroizing::new("right".into()));
         let bad = Secret::Passphrase(Zeroizing::new("wrong".into()));
-        let source = KeySource::Argon2id { m_cost: 256, t_cost: 1, p_cost: 1, salt: "00112233445566778899aabbccddeeff".into() };
+        let source = KeySource::Argon2id {
+            m_cost: 256,
+            t_cost: 1,
+            p_cost: 1,
+            salt: "00112233445566778899aabbccddeeff".into(),
+        };
         let keys = Keys::generate().unwrap();
         let sealed = keys.wrap(&source.derive(&good).unwrap(), b"r").unwrap();
         assert!(Keys::unwrap(&source.derive(&good).unwrap(), b"r", &sealed).is_ok());

@@ -17,7 +17,11 @@ pub struct SnapshotId(String);
 impl SnapshotId {
     pub(crate) fn new(at: Timestamp) -> Result<Self> {
         let rnd = super::crypto::random::<4>()?;
-        Ok(Self(format!("{}-{}", at.strftime("%Y%m%dT%H%M%SZ"), hex::encode(rnd))))
+        Ok(Self(format!(
+            "{}-{}",
+            at.strftime("%Y%m%dT%H%M%SZ"),
+            hex::encode(rnd)
+        )))
     }
 
     /// Parses an id as listed by the store.
@@ -26,7 +30,10 @@ impl SnapshotId {
         if ok && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '-') {
             Ok(Self(s.to_owned()))
         } else {
-            Err(err!(InvalidInput, "{s:?} is not a snapshot id (like 20261122T061500Z-3f9a1c2b)"))
+            Err(err!(
+                InvalidInput,
+                "{s:?} is not a snapshot id (like 20261122T061500Z-3f9a1c2b)"
+            ))
         }
     }
 
@@ -143,7 +150,11 @@ impl Snapshot {
     pub fn file(&self, name: &str) -> Result<&FileEntry> {
         self.files.iter().find(|f| f.name == name).ok_or_else(|| {
             let names: Vec<&str> = self.files.iter().map(|f| f.name.as_str()).collect();
-            err!(NotFound, "snapshot {} has no file {name:?} (it has {names:?})", self.id)
+            err!(
+                NotFound,
+                "snapshot {} has no file {name:?} (it has {names:?})",
+                self.id
+            )
         })
     }
 

@@ -32,7 +32,10 @@ use futures::{StreamExt, TryStreamExt};
 use jiff::Timestamp;
 
 pub use self::chunk::ChunkId;
-pub use self::config::{ChunkerParams, EncryptionConfig, InitOptions, OpenOptions, RepoConfig, CONFIG_KEY, FORMAT_VERSION};
+pub use self::config::{
+    ChunkerParams, EncryptionConfig, InitOptions, OpenOptions, RepoConfig, CONFIG_KEY,
+    FORMAT_VERSION,
+};
 pub use self::crypto::{KeySource, Keys, Secret};
 pub use self::manifest::{ChunkRef, FileEntry, Snapshot, SnapshotId, SnapshotKind, SnapshotStats};
 pub use self::reader::{ChunkProblem, VerifyReport};
@@ -93,10 +96,17 @@ impl Repository {
             encryption,
         };
         let json = serde_json::to_vec_pretty(&config).expect("config serializes");
-        match store.put_bytes(CONFIG_KEY, json.into(), PutMode::CreateOnly).await {
+        match store
+            .put_bytes(CONFIG_KEY, json.into(), PutMode::CreateOnly)
+            .await
+        {
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                return Err(err!(AlreadyExists, "a drkit repository already exists at {}; use it, or pick another location", store.url()));
+                return Err(err!(
+                    AlreadyExists,
+                    "a drkit repository already exists at {}; use it, or pick another location",
+                    store.url()
+                ));
             }
             Err(e) => return Err(e.context(format!("initialising repository at {}", store.url()))),
         }
@@ -125,8 +135,12 @@ impl Repository {
             }
             (Some(enc), Some(secret)) => {
                 let kek = enc.key_source.derive(secret)?;
-                let sealed = hex::decode(&enc.sealed_keys)
-                    .map_err(|e| err!(Corrupt, "repository config at {url}: sealed keys are not hex: {e}"))?;
+                let sealed = hex::decode(&enc.sealed_keys).map_err(|e| {
+                    err!(
+                        Corrupt,
+                        "repository config at {url}: sealed keys are not hex: {e}"
+                    )
+                })?;
                 let keys = Keys::unwrap(&kek, &[KEYS_AAD, config.id.as_bytes()].concat(), &sealed)
                     .map_err(|e| e.context(format!("opening repository at {url}")))?;
                 Some(keys)
@@ -135,8 +149,20 @@ impl Repository {
         Ok(Self::from_parts(store, config, keys, options.parallelism))
     }
 
-    fn from_parts(store: DynStore, config: RepoConfig, keys: Option<Keys>, parallelism: usize) -> Self {
-        Self { inner: Arc::new(Inner { store, config, keys, parallelism: default_parallelism(parallelism) }) }
+    fn from_parts(
+        store: DynStore,
+        config: RepoConfig,
+        keys: Option<Keys>,
+        parallelism: usize,
+    ) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                config,
+                keys,
+                parallelism: default_parallelism(parallelism),
+            }),
+        }
     }
 
     /// The store underneath.
@@ -196,7 +222,9 @@ impl Repository {
             .try_collect::<Vec<Snapshot>>()
             .await
             .map(|mut all| {
-                all.sort_by(|a, b| (a.started_at, a.finished_at).cmp(&(b.started_at, b.finished_at)));
+                all.sort_by(|a, b| {
+                    (a.started_at, a.finished_at).cmp(&(b.started_at, b.finished_at))
+                });
                 all
             })
     }
@@ -205,7 +233,11 @@ impl Repository {
     pub async fn load_snapshot(&self, id: &SnapshotId) -> Result<Snapshot> {
         let raw = self.inner.store.get_bytes(&id.key()).await.map_err(|e| {
             if e.kind() == ErrorKind::NotFound {
-                err!(NotFound, "snapshot {id} not found in {}; list them with `drkit snapshots`", self.inner.store.url())
+                err!(
+                    NotFound,
+                    "snapshot {id} not found in {}; list them with `drkit snapshots`",
+                    self.inner.store.url()
+                )
             } else {
                 e
             }
@@ -216,7 +248,11 @@ impl Repository {
         let snap: Snapshot = serde_json::from_slice(&plain)
             .map_err(|e| err!(Corrupt, "snapshot {id} manifest does not parse: {e}"))?;
         if &snap.id != id {
-            return Err(err!(Corrupt, "snapshot manifest {id} claims to be {}", snap.id));
+            return Err(err!(
+                Corrupt,
+                "snapshot manifest {id} claims to be {}",
+                snap.id
+            ));
         }
         Ok(snap)
     }
@@ -229,13 +265,27 @@ impl Repository {
             return all
                 .into_iter()
                 .max_by_key(|s| s.finished_at)
-                .ok_or_else(|| err!(NotFound, "repository {url} has no snapshots yet; take one with `drkit backup`"));
+                .ok_or_else(|| {
+                    err!(
+                        NotFound,
+                        "repository {url} has no snapshots yet; take one with `drkit backup`"
+                    )
+                });
         }
-        let mut matches: Vec<Snapshot> = all.into_iter().filter(|s| s.id.as_str().starts_with(reference)).collect();
+        let mut matches: Vec<Snapshot> = all
+            .into_iter()
+            .filter(|s| s.id.as_str().starts_with(reference))
+            .collect();
         match matches.len() {
             1 => Ok(matches.remove(0)),
-            0 => Err(err!(NotFound, "no snapshot {reference:?} in {url}; list them with `drkit snapshots`")),
-            n => Err(err!(InvalidInput, "{n} snapshots start with {reference:?}; give more of the id")),
+            0 => Err(err!(
+                NotFound,
+                "no snapshot {reference:?} in {url}; list them with `drkit snapshots`"
+            )),
+            n => Err(err!(
+                InvalidInput,
+                "{n} snapshots start with {reference:?}; give more of the id"
+            )),
         }
     }
 

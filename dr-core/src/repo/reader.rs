@@ -57,9 +57,16 @@ impl Repository {
         let keys = self.keys().cloned();
         tokio::task::spawn_blocking(move || {
             let stored_len = stored.len();
-            let plain = chunk::decode(&stored, keys.as_ref(), &c.id.0, c.len as usize).map_err(|e| {
-                err!(Corrupt, "chunk {} failed its check ({} stored bytes): {}", c.id.short(), stored_len, e.message())
-            })?;
+            let plain =
+                chunk::decode(&stored, keys.as_ref(), &c.id.0, c.len as usize).map_err(|e| {
+                    err!(
+                        Corrupt,
+                        "chunk {} failed its check ({} stored bytes): {}",
+                        c.id.short(),
+                        stored_len,
+                        e.message()
+                    )
+                })?;
             if plain.len() != c.len as usize || ChunkId::of(keys.as_ref(), &plain) != c.id {
                 return Err(err!(
                     Corrupt,
@@ -96,30 +103,45 @@ impl Repository {
     }
 
     /// Writes file `name` of `snapshot` to `out`, reporting progress.
-    pub async fn restore_file<W>(&self, snapshot: &Snapshot, name: &str, out: &mut W, progress: &dyn Progress) -> Result<u64>
+    pub async fn restore_file<W>(
+        &self,
+        snapshot: &Snapshot,
+        name: &str,
+        out: &mut W,
+        progress: &dyn Progress,
+    ) -> Result<u64>
     where
         W: AsyncWrite + Unpin + Send,
     {
         let mut stream = self.read_file(snapshot, name)?;
         let mut written = 0u64;
         while let Some(part) = stream.try_next().await? {
-            out.write_all(&part).await.map_err(|e| Error::io(format!("writing {name} of snapshot {}", snapshot.id), e))?;
+            out.write_all(&part)
+                .await
+                .map_err(|e| Error::io(format!("writing {name} of snapshot {}", snapshot.id), e))?;
             written += part.len() as u64;
             progress.advance(part.len() as u64, 0);
         }
-        out.flush().await.map_err(|e| Error::io(format!("writing {name}"), e))?;
+        out.flush()
+            .await
+            .map_err(|e| Error::io(format!("writing {name}"), e))?;
         Ok(written)
     }
 
     /// Reads a whole file into memory; for small files and tests.
     pub async fn read_file_to_vec(&self, snapshot: &Snapshot, name: &str) -> Result<Vec<u8>> {
         let mut out = Vec::new();
-        self.restore_file(snapshot, name, &mut out, &crate::progress::NoProgress).await?;
+        self.restore_file(snapshot, name, &mut out, &crate::progress::NoProgress)
+            .await?;
         Ok(out)
     }
 
     /// Re-reads every distinct chunk of `snapshot` and reports each one that fails.
-    pub async fn verify_snapshot(&self, snapshot: &Snapshot, progress: &dyn Progress) -> Result<VerifyReport> {
+    pub async fn verify_snapshot(
+        &self,
+        snapshot: &Snapshot,
+        progress: &dyn Progress,
+    ) -> Result<VerifyReport> {
         let mut seen = BTreeSet::new();
         let chunks: Vec<ChunkRef> = snapshot
             .files
@@ -127,7 +149,12 @@ impl Repository {
             .flat_map(|f| f.chunks.iter().copied())
             .filter(|c| seen.insert(c.id))
             .collect();
-        let mut report = VerifyReport { snapshot: snapshot.id.clone(), chunks_checked: 0, bytes_checked: 0, problems: Vec::new() };
+        let mut report = VerifyReport {
+            snapshot: snapshot.id.clone(),
+            chunks_checked: 0,
+            bytes_checked: 0,
+            problems: Vec::new(),
+        };
         let mut results = futures::stream::iter(chunks)
             .map(|c| async move { (c, self.read_chunk(c).await) })
             .buffer_unordered(self.parallelism());
@@ -139,7 +166,10 @@ impl Repository {
                     progress.advance(b.len() as u64, 0);
                 }
                 Err(e) if e.kind() == ErrorKind::Corrupt => {
-                    report.problems.push(ChunkProblem { chunk: c.id.to_string(), problem: e.message().to_owned() });
+                    report.problems.push(ChunkProblem {
+                        chunk: c.id.to_string(),
+                        problem: e.message().to_owned(),
+                    });
                 }
                 Err(e) => return Err(e.context(format!("verifying snapshot {}", snapshot.id))),
             }

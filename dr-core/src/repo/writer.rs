@@ -35,7 +35,10 @@ pub struct SnapshotWriter {
 
 impl std::fmt::Debug for SnapshotWriter {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SnapshotWriter").field("kind", &self.kind).field("source", &self.source).finish_non_exhaustive()
+        f.debug_struct("SnapshotWriter")
+            .field("kind", &self.kind)
+            .field("source", &self.source)
+            .finish_non_exhaustive()
     }
 }
 
@@ -101,7 +104,10 @@ impl SnapshotWriter {
         R: AsyncRead + Send + Unpin + 'static,
     {
         if self.files.iter().any(|f| f.name == name) {
-            return Err(err!(InvalidInput, "snapshot already has a file named {name:?}"));
+            return Err(err!(
+                InvalidInput,
+                "snapshot already has a file named {name:?}"
+            ));
         }
         let known = self.known().await?;
         let params = self.repo.config().chunker;
@@ -137,13 +143,21 @@ impl SnapshotWriter {
             Some(k) => blake3::Hasher::new_keyed(k.id_key()),
             None => blake3::Hasher::new(),
         };
-        let mut entry = FileEntry { name: name.to_owned(), size: 0, hash: ChunkId([0; 32]), chunks: Vec::new() };
+        let mut entry = FileEntry {
+            name: name.to_owned(),
+            size: 0,
+            hash: ChunkId([0; 32]),
+            chunks: Vec::new(),
+        };
         let outcome: Result<()> = async {
             while let Some(p) = results.next().await {
                 let (p, data_hash) = p?;
                 file_hash.update(&data_hash);
                 entry.size += u64::from(p.len);
-                entry.chunks.push(ChunkRef { id: p.id, len: p.len });
+                entry.chunks.push(ChunkRef {
+                    id: p.id,
+                    len: p.len,
+                });
                 self.stats.raw_bytes += u64::from(p.len);
                 self.stats.chunks += 1;
                 self.stats.stored_bytes += p.stored;
@@ -151,7 +165,8 @@ impl SnapshotWriter {
                     self.stats.new_bytes += p.stored;
                     self.stats.new_chunks += 1;
                 }
-                self.progress.advance(u64::from(p.len), if p.new { p.stored } else { 0 });
+                self.progress
+                    .advance(u64::from(p.len), if p.new { p.stored } else { 0 });
             }
             Ok(())
         }
@@ -201,7 +216,10 @@ async fn process(repo: Repository, known: Known, data: Vec<u8>) -> Result<(Proce
         drop(map);
         let encoded = chunk::encode(&data, level, keys.as_ref(), &id.0)?;
         let size = encoded.len() as u64;
-        known.lock().unwrap_or_else(PoisonError::into_inner).insert(id, size);
+        known
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(id, size);
         Ok((id, Some(encoded), size))
     })
     .await
@@ -213,10 +231,20 @@ async fn process(repo: Repository, known: Known, data: Vec<u8>) -> Result<(Proce
             .await
             .map_err(|e: Error| e.context(format!("uploading chunk {}", id.short())))?;
     }
-    Ok((Processed { id, len, stored: stored_known, new }, id.0))
+    Ok((
+        Processed {
+            id,
+            len,
+            stored: stored_known,
+            new,
+        },
+        id.0,
+    ))
 }
 
-fn tokio_stream_of<T: Send + 'static>(mut rx: tokio::sync::mpsc::Receiver<T>) -> impl futures::Stream<Item = T> + Send {
+fn tokio_stream_of<T: Send + 'static>(
+    mut rx: tokio::sync::mpsc::Receiver<T>,
+) -> impl futures::Stream<Item = T> + Send {
     futures::stream::poll_fn(move |cx| rx.poll_recv(cx))
 }
 

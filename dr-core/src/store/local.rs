@@ -51,29 +51,29 @@ impl LocalStore {
 }
 
 fn meta_of(key: String, md: &std::fs::Metadata) -> ObjectMeta {
-    let modified = md
-        .modified()
-        .ok()
-        .and_then(|t| Timestamp::try_from(t).ok());
-    ObjectMeta { key, size: md.len(), modified }
+    let modified = md.modified().ok().and_then(|t| Timestamp::try_from(t).ok());
+    ObjectMeta {
+        key,
+        size: md.len(),
+        modified,
+    }
 }
 
 fn sync_dir(dir: &Path) -> std::io::Result<()> {
     std::fs::File::open(dir)?.sync_all()
 }
 
-fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> impl std::future::Future<Output = Result<T>> {
-    async move {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| err!(Io, "store worker failed: {e}"))?
-    }
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| err!(Io, "store worker failed: {e}"))?
 }
 
 /// Moves a finished temporary file to `dest`, honouring `mode`.
 fn publish(tmp: &Path, dest: &Path, key: &str, mode: PutMode) -> Result<()> {
     let parent = dest.parent().expect("keys have a parent under the root");
-    std::fs::create_dir_all(parent).map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
+    std::fs::create_dir_all(parent)
+        .map_err(|e| Error::io(format!("creating {}", parent.display()), e))?;
     match mode {
         PutMode::Overwrite => std::fs::rename(tmp, dest)
             .map_err(|e| Error::io(format!("moving object into {}", dest.display()), e))?,
@@ -85,7 +85,12 @@ fn publish(tmp: &Path, dest: &Path, key: &str, mode: PutMode) -> Result<()> {
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     return Err(err!(AlreadyExists, "object {key} already exists"));
                 }
-                Err(e) => return Err(Error::io(format!("linking object into {}", dest.display()), e)),
+                Err(e) => {
+                    return Err(Error::io(
+                        format!("linking object into {}", dest.display()),
+                        e,
+                    ))
+                }
             }
         }
     }
@@ -113,16 +118,22 @@ impl BackupStore for LocalStore {
             while let Some(part) = data.next().await {
                 let part = part?;
                 size += part.len() as u64;
-                file.write_all(&part).await.map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
+                file.write_all(&part)
+                    .await
+                    .map_err(|e| Error::io(format!("writing {}", tmp.display()), e))?;
             }
-            file.sync_all().await.map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
+            file.sync_all()
+                .await
+                .map_err(|e| Error::io(format!("syncing {}", tmp.display()), e))?;
             Ok(size)
         }
         .await;
         let result = match written {
             Ok(size) => {
                 let (tmp, key) = (tmp.clone(), key.to_owned());
-                blocking(move || publish(&tmp, &dest, &key, mode)).await.map(|()| size)
+                blocking(move || publish(&tmp, &dest, &key, mode))
+                    .await
+                    .map(|()| size)
             }
             Err(e) => Err(e),
         };
@@ -130,44 +141,54 @@ impl BackupStore for LocalStore {
             let _ = tokio::fs::remove_file(&tmp).await;
         }
         let size = result.map_err(|e| e.context(format!("writing {key} to {}", self.url())))?;
-        Ok(ObjectMeta { key: key.to_owned(), size, modified: Some(Timestamp::now()) })
+        Ok(ObjectMeta {
+            key: key.to_owned(),
+            size,
+            modified: Some(Timestamp::now()),
+        })
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
         let path = self.path(key)?;
         let key_owned = key.to_owned();
         let (file, range) = blocking(move || {
-            let mut file = std::fs::File::open(&path).map_err(|e| map_missing(e, &key_owned, &path))?;
-            let size = file.metadata().map_err(|e| Error::io(path.display(), e))?.len();
+            let mut file =
+                std::fs::File::open(&path).map_err(|e| map_missing(e, &key_owned, &path))?;
+            let size = file
+                .metadata()
+                .map_err(|e| Error::io(path.display(), e))?
+                .len();
             let range = clamp_range(range, size);
-            file.seek(SeekFrom::Start(range.start)).map_err(|e| Error::io(path.display(), e))?;
+            file.seek(SeekFrom::Start(range.start))
+                .map_err(|e| Error::io(path.display(), e))?;
             Ok((file, range))
         })
         .await?;
         let remaining = range.end - range.start;
-        let stream = futures::stream::unfold((Some(file), remaining), |(file, remaining)| async move {
-            let mut file = file?;
-            if remaining == 0 {
-                return None;
-            }
-            let want = remaining.min(READ_BUF as u64) as usize;
-            let res = tokio::task::spawn_blocking(move || {
-                let mut buf = vec![0u8; want];
-                let n = read_full(&mut file, &mut buf)?;
-                buf.truncate(n);
-                Ok::<_, std::io::Error>((file, buf))
-            })
-            .await;
-            match res {
-                Ok(Ok((_, buf))) if buf.is_empty() => None,
-                Ok(Ok((file, buf))) => {
-                    let left = remaining - buf.len() as u64;
-                    Some((Ok(Bytes::from(buf)), (Some(file), left)))
+        let stream =
+            futures::stream::unfold((Some(file), remaining), |(file, remaining)| async move {
+                let mut file = file?;
+                if remaining == 0 {
+                    return None;
                 }
-                Ok(Err(e)) => Some((Err(Error::io("reading object", e)), (None, 0))),
-                Err(e) => Some((Err(err!(Io, "store worker failed: {e}")), (None, 0))),
-            }
-        });
+                let want = remaining.min(READ_BUF as u64) as usize;
+                let res = tokio::task::spawn_blocking(move || {
+                    let mut buf = vec![0u8; want];
+                    let n = read_full(&mut file, &mut buf)?;
+                    buf.truncate(n);
+                    Ok::<_, std::io::Error>((file, buf))
+                })
+                .await;
+                match res {
+                    Ok(Ok((_, buf))) if buf.is_empty() => None,
+                    Ok(Ok((file, buf))) => {
+                        let left = remaining - buf.len() as u64;
+                        Some((Ok(Bytes::from(buf)), (Some(file), left)))
+                    }
+                    Ok(Err(e)) => Some((Err(Error::io("reading object", e)), (None, 0))),
+                    Err(e) => Some((Err(err!(Io, "store worker failed: {e}")), (None, 0))),
+                }
+            });
         Ok(stream.boxed())
     }
 
@@ -187,7 +208,11 @@ impl BackupStore for LocalStore {
         let fut = blocking(move || {
             // Walk only the folder the prefix points into, then filter by the rest.
             let start_rel = prefix.rfind('/').map_or("", |i| &prefix[..i]);
-            let start = if start_rel.is_empty() { root.clone() } else { root.join(start_rel) };
+            let start = if start_rel.is_empty() {
+                root.clone()
+            } else {
+                root.join(start_rel)
+            };
             let mut out = Vec::new();
             walk(&root, &start, &prefix, &mut out)?;
             Ok(out)
@@ -238,12 +263,16 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ObjectMeta>) -> Res
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(format!("listing {}", dir.display()), e))?;
         let path = entry.path();
-        let Ok(rel) = path.strip_prefix(root) else { continue };
+        let Ok(rel) = path.strip_prefix(root) else {
+            continue;
+        };
         let Some(rel) = rel.to_str() else { continue };
         if rel == TMP_DIR || rel.starts_with(".tmp/") {
             continue;
         }
-        let ft = entry.file_type().map_err(|e| Error::io(path.display(), e))?;
+        let ft = entry
+            .file_type()
+            .map_err(|e| Error::io(path.display(), e))?;
         if ft.is_dir() {
             let as_dir = format!("{rel}/");
             if as_dir.starts_with(prefix) || prefix.starts_with(&as_dir) {

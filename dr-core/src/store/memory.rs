@@ -34,7 +34,12 @@ impl MemoryStore {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         map.entry(name.to_owned())
-            .or_insert_with(|| Arc::new(Self { name: name.to_owned(), ..Self::default() }))
+            .or_insert_with(|| {
+                Arc::new(Self {
+                    name: name.to_owned(),
+                    ..Self::default()
+                })
+            })
             .clone()
     }
 
@@ -45,7 +50,9 @@ impl MemoryStore {
     /// Replaces the bytes of `key` in place, bypassing every check; for corruption tests.
     pub fn tamper(&self, key: &str, f: impl FnOnce(&mut Vec<u8>)) -> Result<()> {
         let mut objects = self.objects();
-        let entry = objects.get_mut(key).ok_or_else(|| err!(NotFound, "object {key} not found"))?;
+        let entry = objects
+            .get_mut(key)
+            .ok_or_else(|| err!(NotFound, "object {key} not found"))?;
         let mut data = entry.0.to_vec();
         f(&mut data);
         entry.0 = Bytes::from(data);
@@ -72,7 +79,11 @@ impl BackupStore for MemoryStore {
             return Err(err!(AlreadyExists, "object {key} already exists"));
         }
         objects.insert(key.to_owned(), (buf.freeze(), now));
-        Ok(ObjectMeta { key: key.to_owned(), size, modified: Some(now) })
+        Ok(ObjectMeta {
+            key: key.to_owned(),
+            size,
+            modified: Some(now),
+        })
     }
 
     async fn get(&self, key: &str, range: Option<Range<u64>>) -> Result<ByteStream> {
@@ -84,7 +95,11 @@ impl BackupStore for MemoryStore {
             .ok_or_else(|| err!(NotFound, "object {key} not found in {}", self.url()))?;
         let r = clamp_range(range, data.len() as u64);
         let slice = data.slice(r.start as usize..r.end as usize);
-        let parts: Vec<Result<Bytes>> = if slice.is_empty() { vec![] } else { vec![Ok(slice)] };
+        let parts: Vec<Result<Bytes>> = if slice.is_empty() {
+            vec![]
+        } else {
+            vec![Ok(slice)]
+        };
         Ok(futures::stream::iter(parts).boxed())
     }
 
@@ -92,7 +107,11 @@ impl BackupStore for MemoryStore {
         validate_key(key)?;
         self.objects()
             .get(key)
-            .map(|(d, t)| ObjectMeta { key: key.to_owned(), size: d.len() as u64, modified: Some(*t) })
+            .map(|(d, t)| ObjectMeta {
+                key: key.to_owned(),
+                size: d.len() as u64,
+                modified: Some(*t),
+            })
             .ok_or_else(|| err!(NotFound, "object {key} not found in {}", self.url()))
     }
 
@@ -101,7 +120,13 @@ impl BackupStore for MemoryStore {
             .objects()
             .range(prefix.to_owned()..)
             .take_while(|(k, _)| k.starts_with(prefix))
-            .map(|(k, (d, t))| Ok(ObjectMeta { key: k.clone(), size: d.len() as u64, modified: Some(*t) }))
+            .map(|(k, (d, t))| {
+                Ok(ObjectMeta {
+                    key: k.clone(),
+                    size: d.len() as u64,
+                    modified: Some(*t),
+                })
+            })
             .collect();
         futures::stream::iter(items).boxed()
     }

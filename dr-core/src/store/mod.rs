@@ -81,7 +81,9 @@ pub fn validate_key(key: &str) -> Result<()> {
     let bad = key.is_empty()
         || key.starts_with('/')
         || key.ends_with('/')
-        || key.split('/').any(|s| s.is_empty() || s == "." || s == "..")
+        || key
+            .split('/')
+            .any(|s| s.is_empty() || s == "." || s == "..")
         || key.chars().any(char::is_control)
         || key.contains('\\');
     if bad {
@@ -107,7 +109,9 @@ mod tests {
 
     #[test]
     fn keys_cannot_escape() {
-        for bad in ["", "/a", "a/", "a//b", "../x", "a/../b", "a/./b", "a\\b", "a\nb"] {
+        for bad in [
+            "", "/a", "a/", "a//b", "../x", "a/../b", "a/./b", "a\\b", "a\nb",
+        ] {
             assert!(validate_key(bad).is_err(), "{bad:?} accepted");
         }
         for good in ["config", "chunks/ab/abcd", "snapshots/2026-x"] {

@@ -33,18 +33,28 @@ impl StoreUrl {
             return Ok(Self::Local(PathBuf::from(input)));
         }
         let hint = "use file:///absolute/path, memory://name or s3://bucket/prefix";
-        let parsed = url::Url::parse(input)
-            .map_err(|e| err!(InvalidInput, "invalid repository URL {input:?}: {e}; {hint}"))?;
+        let parsed = url::Url::parse(input).map_err(|e| {
+            err!(
+                InvalidInput,
+                "invalid repository URL {input:?}: {e}; {hint}"
+            )
+        })?;
         match parsed.scheme() {
             "file" => {
-                if parsed.host_str().is_some_and(|h| !h.is_empty() && h != "localhost") {
+                if parsed
+                    .host_str()
+                    .is_some_and(|h| !h.is_empty() && h != "localhost")
+                {
                     return Err(err!(
                         InvalidInput,
                         "invalid repository URL {input:?}: file URLs name a local folder (file:///path, three slashes)"
                     ));
                 }
                 let path = parsed.to_file_path().map_err(|()| {
-                    err!(InvalidInput, "invalid repository URL {input:?}: not an absolute path; {hint}")
+                    err!(
+                        InvalidInput,
+                        "invalid repository URL {input:?}: not an absolute path; {hint}"
+                    )
                 })?;
                 Ok(Self::Local(path))
             }
@@ -54,12 +64,22 @@ impl StoreUrl {
             "s3" => {
                 let bucket = parsed.host_str().unwrap_or_default().to_owned();
                 if bucket.is_empty() {
-                    return Err(err!(InvalidInput, "invalid repository URL {input:?}: no bucket; use s3://bucket/prefix"));
+                    return Err(err!(
+                        InvalidInput,
+                        "invalid repository URL {input:?}: no bucket; use s3://bucket/prefix"
+                    ));
                 }
                 let prefix = parsed.path().trim_matches('/').to_owned();
-                Ok(Self::S3 { bucket, prefix, url: input.to_owned() })
+                Ok(Self::S3 {
+                    bucket,
+                    prefix,
+                    url: input.to_owned(),
+                })
             }
-            other => Err(err!(InvalidInput, "unsupported repository URL scheme {other:?} in {input:?}; {hint}")),
+            other => Err(err!(
+                InvalidInput,
+                "unsupported repository URL scheme {other:?} in {input:?}; {hint}"
+            )),
         }
     }
 }
@@ -84,7 +104,9 @@ fn openers() -> &'static RwLock<Vec<(&'static str, Opener)>> {
 
 /// Lets an adapter open URLs of `scheme`; the binary that links it calls this once.
 pub fn register_opener(scheme: &'static str, opener: Opener) {
-    let mut list = openers().write().unwrap_or_else(std::sync::PoisonError::into_inner);
+    let mut list = openers()
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     list.retain(|(s, _)| *s != scheme);
     list.push((scheme, opener));
 }
@@ -96,7 +118,9 @@ pub fn open_url(input: &str) -> Result<DynStore> {
         StoreUrl::Local(path) => Ok(Arc::new(LocalStore::new(path.clone()))),
         StoreUrl::Memory(name) => Ok(MemoryStore::named(name)),
         StoreUrl::S3 { .. } => {
-            let list = openers().read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let list = openers()
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             match list.iter().find(|(s, _)| *s == "s3") {
                 Some((_, open)) => open(&url),
                 None => Err(err!(
@@ -114,18 +138,34 @@ mod tests {
 
     #[test]
     fn parses_the_three_schemes() {
-        assert_eq!(StoreUrl::parse("file:///var/b").unwrap(), StoreUrl::Local("/var/b".into()));
-        assert_eq!(StoreUrl::parse("/var/b").unwrap(), StoreUrl::Local("/var/b".into()));
-        assert_eq!(StoreUrl::parse("memory://x").unwrap(), StoreUrl::Memory("x".into()));
+        assert_eq!(
+            StoreUrl::parse("file:///var/b").unwrap(),
+            StoreUrl::Local("/var/b".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("/var/b").unwrap(),
+            StoreUrl::Local("/var/b".into())
+        );
+        assert_eq!(
+            StoreUrl::parse("memory://x").unwrap(),
+            StoreUrl::Memory("x".into())
+        );
         match StoreUrl::parse("s3://bkt/a/b/").unwrap() {
-            StoreUrl::S3 { bucket, prefix, .. } => assert_eq!((bucket.as_str(), prefix.as_str()), ("bkt", "a/b")),
+            StoreUrl::S3 { bucket, prefix, .. } => {
+                assert_eq!((bucket.as_str(), prefix.as_str()), ("bkt", "a/b"));
+            }
             other => panic!("{other:?}"),
         }
     }
 
     #[test]
     fn bad_urls_say_what_to_use() {
-        for bad in ["ftp://x/y", "relative/path", "file://host/x", "s3:///nobucket"] {
+        for bad in [
+            "ftp://x/y",
+            "relative/path",
+            "file://host/x",
+            "s3:///nobucket",
+        ] {
             let e = StoreUrl::parse(bad).unwrap_err();
             assert_eq!(e.kind(), crate::ErrorKind::InvalidInput, "{bad}");
             assert!(e.to_string().contains(bad), "{e}");

@@ -16,6 +16,9 @@ pub fn in_ci() -> bool {
 
 /// Reports a missing service: skips locally, fails in CI.
 pub fn missing(service: &str, install: &str) {
-    assert!(!in_ci(), "{service} is required in CI but missing: {install}");
+    assert!(
+        !in_ci(),
+        "{service} is required in CI but missing: {install}"
+    );
     eprintln!("SKIPPED: {service} not available; {install}");
 }

@@ -24,11 +24,19 @@ impl PgCluster {
     #[must_use]
     pub fn start_with(extra_conf: &str) -> Option<Self> {
         if TempCluster::server_bindir().is_err() {
-            crate::missing("PostgreSQL server", "install it with `apt-get install postgresql` or set PG_BINDIR");
+            crate::missing(
+                "PostgreSQL server",
+                "install it with `apt-get install postgresql` or set PG_BINDIR",
+            );
             return None;
         }
-        let options = ClusterOptions { extra_conf: extra_conf.to_owned(), password: Some(PASSWORD.to_owned()) };
-        Some(Self { inner: TempCluster::start(&options).unwrap_or_else(|e| panic!("{}", e.full_message())) })
+        let options = ClusterOptions {
+            extra_conf: extra_conf.to_owned(),
+            password: Some(PASSWORD.to_owned()),
+        };
+        Some(Self {
+            inner: TempCluster::start(&options).unwrap_or_else(|e| panic!("{}", e.full_message())),
+        })
     }
 
     /// The TCP port.
@@ -50,9 +58,18 @@ impl PgCluster {
     }
 
     /// Runs SQL through psql and returns its unaligned, tuples-only output.
+    #[allow(clippy::must_use_candidate)] // tests often run psql for its effect
     pub fn psql(&self, db: &str, sql: &str) -> String {
-        let out = self.tool("psql", db, &["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql]);
-        assert!(out.status.success(), "psql failed on {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
+        let out = self.tool(
+            "psql",
+            db,
+            &["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
+        );
+        assert!(
+            out.status.success(),
+            "psql failed on {sql:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8(out.stdout).unwrap().trim_end().to_owned()
     }
 
@@ -60,7 +77,14 @@ impl PgCluster {
     #[must_use]
     pub fn tool(&self, program: &str, db: &str, args: &[&str]) -> Output {
         Command::new(self.bindir().join(program))
-            .args(["-h", "127.0.0.1", "-p", &self.port().to_string(), "-U", "postgres"])
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port().to_string(),
+                "-U",
+                "postgres",
+            ])
             .args(args)
             .arg(if program == "pg_dumpall" { "-l" } else { "-d" })
             .arg(db)
@@ -71,7 +95,9 @@ impl PgCluster {
 
     /// A connected client for `db`.
     pub async fn client(&self, db: &str) -> tokio_postgres::Client {
-        let (client, conn) = tokio_postgres::connect(&self.dsn(db), tokio_postgres::NoTls).await.unwrap();
+        let (client, conn) = tokio_postgres::connect(&self.dsn(db), tokio_postgres::NoTls)
+            .await
+            .unwrap();
         tokio::spawn(conn);
         client
     }
