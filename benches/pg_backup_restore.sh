@@ -57,7 +57,7 @@ SELECT g, 'user' || g || '@' || (ARRAY['example.com','mail.test','corp.invalid']
        (g % 9999) || ' ' || (ARRAY['Main St','Rua Augusta','Sakura-dori','Broad St'])[1 + g % 4] || ', apt ' || (g % 97),
        jsonb_build_object('tier', g % 4, 'newsletter', g % 3 = 0, 'score', (g * 7919) % 1000, 'tags', jsonb_build_array(substr(md5(g::text), 1, 4), g % 17)),
        '2020-01-01'::timestamptz + (g % 1500000) * interval '97 seconds'
-FROM generate_series(1, $N / 2) g;
+FROM generate_series(1::bigint, $N / 2) g;
 CREATE TABLE orders (id bigint PRIMARY KEY, customer_id bigint NOT NULL, amount numeric(12,2) NOT NULL,
   currency char(3) NOT NULL, status text NOT NULL, placed_at timestamptz NOT NULL, shipped_at timestamptz, note text);
 INSERT INTO orders
@@ -66,7 +66,7 @@ SELECT g, 1 + (g * 7919) % ($N / 2), ((g * 31337) % 100000) / 100.0, (ARRAY['EUR
        '2023-01-01'::timestamptz + g * interval '13 seconds',
        CASE WHEN g % 5 IN (2, 3) THEN '2023-01-02'::timestamptz + g * interval '13 seconds' END,
        CASE WHEN g % 7 = 0 THEN 'please ' || (ARRAY['gift wrap','leave at door','call first'])[1 + g % 3] || ' #' || substr(md5(g::text), 1, 10) END
-FROM generate_series(1, $N * 2) g;
+FROM generate_series(1::bigint, $N * 2) g;
 CREATE INDEX ON orders (customer_id);
 CREATE TABLE events (id bigint PRIMARY KEY, at timestamptz NOT NULL, kind text NOT NULL, session uuid,
   ip inet, payload jsonb);
@@ -75,12 +75,12 @@ SELECT g, '2024-01-01'::timestamptz + g * interval '2 seconds', (ARRAY['view','c
        md5(g::text)::uuid, ('10.' || g % 256 || '.' || (g / 256) % 256 || '.' || (g / 65536) % 256)::inet,
        jsonb_build_object('path', '/p/' || (g % 5000), 'ref', (ARRAY['ads','mail','direct','social'])[1 + g % 4],
                           'ms', (g * 17) % 3000, 'q', CASE WHEN g % 5 = 2 THEN substr(md5((g * 3)::text), 1, 12) END)
-FROM generate_series(1, $N * 2) g;
+FROM generate_series(1::bigint, $N * 2) g;
 CREATE TABLE documents (id bigint PRIMARY KEY, title text, body text, blob bytea);
 INSERT INTO documents
-SELECT g, 'Document ' || g, repeat((ARRAY['lorem ipsum dolor sit amet ','consectetur adipiscing elit ','sed do eiusmod tempor '])[1 + g % 3], 5 + g % 20)
+SELECT g, 'Document ' || g, repeat((ARRAY['lorem ipsum dolor sit amet ','consectetur adipiscing elit ','sed do eiusmod tempor '])[1 + g % 3], (5 + g % 20)::int)
        || md5(g::text), decode(md5(g::text) || md5((g + 1)::text), 'hex')
-FROM generate_series(1, $N / 5) g;
+FROM generate_series(1::bigint, $N / 5) g;
 VACUUM ANALYZE;
 SQL
 DBSIZE=$("${PSQL[@]}" -At -d "$DB" -c "SELECT pg_database_size('$DB')")

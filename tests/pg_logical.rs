@@ -105,6 +105,25 @@ async fn rich_database_round_trips_to_a_new_cluster() {
         "the source URL is stored without its password"
     );
 
+    // Encrypted at rest: no stored object holds a string from the data.
+    let mut stored = Vec::new();
+    collect_files(&dir.path().join("repo"), &mut stored);
+    assert!(stored.len() > 2);
+    for path in stored {
+        let bytes = std::fs::read(&path).unwrap();
+        for needle in [
+            "Ünïcödé Nåme".as_bytes(),
+            b"user4242@Example.com",
+            b"large object payload",
+        ] {
+            assert!(
+                !bytes.windows(needle.len()).any(|w| w == needle),
+                "{} holds plaintext",
+                path.display()
+            );
+        }
+    }
+
     // A new cluster, roles included: the restored database must equal the original.
     let target = ConnInfo::parse(&dst.dsn("shop")).unwrap();
     let options = RestoreOptions {
@@ -409,4 +428,14 @@ async fn bad_connections_say_what_is_wrong() {
         .await
         .unwrap();
     assert!(reopened.snapshots().await.unwrap().is_empty());
+}
+
+fn collect_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).unwrap().flatten() {
+        if e.file_type().unwrap().is_dir() {
+            collect_files(&e.path(), out);
+        } else {
+            out.push(e.path());
+        }
+    }
 }

@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod duration_secs;
 pub mod error;
 pub mod progress;
 pub mod repo;

@@ -83,6 +83,7 @@ pub struct RestoreReport {
     /// pg_restore jobs.
     pub jobs: usize,
     /// Wall time.
+    #[serde(rename = "duration_secs", with = "dr_core::duration_secs")]
     pub duration: Duration,
     /// In swap mode, the name the previous database now has.
     pub previous_database: Option<String>,

@@ -72,6 +72,7 @@ pub struct VerifyRestoreReport {
     /// Scratch database name.
     pub scratch_database: String,
     /// Restore time.
+    #[serde(rename = "restore_secs", with = "dr_core::duration_secs")]
     pub restore_duration: Duration,
     /// Row-count comparisons.
     pub tables: Vec<TableCheck>,

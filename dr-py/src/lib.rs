@@ -1,1 +1,19 @@
-//! py
+//! Python bindings: `import drkit`. A thin layer over dr-core and dr-pg; every blocking
+//! call releases the GIL and runs on one lazily started tokio runtime.
+
+mod cluster;
+mod errors;
+mod repository;
+mod runtime;
+
+use pyo3::prelude::*;
+
+/// The private native module behind the `drkit` package.
+#[pymodule]
+fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<repository::Repository>()?;
+    m.add_class::<cluster::TempCluster>()?;
+    errors::register(m)?;
+    Ok(())
+}

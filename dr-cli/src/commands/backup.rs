@@ -1,11 +1,12 @@
 //! `drkit backup` and `drkit snapshots`.
 
+use dr_core::repo::{Snapshot, SnapshotSummary};
 use dr_core::Result;
 use dr_pg::{BackupOptions, ConnInfo, RowCounts};
 
 use crate::args::{BackupArgs, Cli};
 use crate::output::{bytes, Output};
-use crate::summary::SnapshotSummary;
+use crate::summary;
 
 /// Backs up one database.
 pub async fn backup(cli: &Cli, a: &BackupArgs, out: Output) -> Result<u8> {
@@ -25,19 +26,21 @@ pub async fn backup(cli: &Cli, a: &BackupArgs, out: Output) -> Result<u8> {
     let snap = dr_pg::backup(&repo, &conn, &options, bar.clone()).await;
     bar.finish();
     let snap = snap?;
-    let s = SnapshotSummary::from(&snap);
+    let s = snap.summary();
     out.emit(&s, || {
-        let ratio = if s.raw_bytes > 0 { s.stored_bytes as f64 / s.raw_bytes as f64 * 100.0 } else { 0.0 };
+        let st = s.stats;
+        let ratio = if st.raw_bytes > 0 { st.stored_bytes as f64 / st.raw_bytes as f64 * 100.0 } else { 0.0 };
         format!(
-            "snapshot {}\n  {} read, {} stored ({ratio:.1} %), {} new in {} new chunks of {}\n  {} tables counted, took {:.1}s",
+            "snapshot {}\n  {} read, {} stored ({ratio:.1} %), {} new in {} new chunks of {}\n  {} tables counted, took {:.1}s\n  {}",
             s.id,
-            bytes(s.raw_bytes),
-            bytes(s.stored_bytes),
-            bytes(s.new_bytes),
-            s.new_chunks,
-            s.chunks,
-            s.tables.unwrap_or(0),
-            s.duration_secs
+            bytes(st.raw_bytes),
+            bytes(st.stored_bytes),
+            bytes(st.new_bytes),
+            st.new_chunks,
+            st.chunks,
+            summary::tables(&s),
+            s.duration_secs,
+            summary::tools(&s)
         )
     });
     Ok(0)
@@ -50,14 +53,14 @@ pub async fn snapshots(cli: &Cli, out: Output) -> Result<u8> {
         .snapshots()
         .await?
         .iter()
-        .map(SnapshotSummary::from)
+        .map(Snapshot::summary)
         .collect();
     out.emit(&list, || {
         if list.is_empty() {
             return format!("no snapshots in {}", repo.store().url());
         }
         list.iter()
-            .map(SnapshotSummary::line)
+            .map(summary::line)
             .collect::<Vec<_>>()
             .join("\n")
     });

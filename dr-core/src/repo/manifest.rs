@@ -166,3 +166,67 @@ impl Snapshot {
             .unsigned_abs()
     }
 }
+
+/// A file inside a snapshot, without its chunk list.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FileSummary {
+    /// Name inside the snapshot.
+    pub name: String,
+    /// Plain size in bytes.
+    pub size: u64,
+}
+
+/// A snapshot without chunk lists: what listings and reports show.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SnapshotSummary {
+    /// Id.
+    pub id: SnapshotId,
+    /// What made it.
+    pub kind: SnapshotKind,
+    /// Where the data came from (never with a password).
+    pub source: String,
+    /// The machine that took it.
+    pub host: String,
+    /// When reading the source began.
+    pub started_at: Timestamp,
+    /// When the manifest was written.
+    pub finished_at: Timestamp,
+    /// Seconds between the two.
+    pub duration_secs: f64,
+    /// Sizes.
+    #[serde(flatten)]
+    pub stats: SnapshotStats,
+    /// Files inside.
+    pub files: Vec<FileSummary>,
+    /// User tags.
+    pub tags: BTreeMap<String, String>,
+    /// Source-specific metadata.
+    pub metadata: serde_json::Value,
+}
+
+impl Snapshot {
+    /// The snapshot without its chunk lists.
+    #[must_use]
+    pub fn summary(&self) -> SnapshotSummary {
+        SnapshotSummary {
+            id: self.id.clone(),
+            kind: self.kind.clone(),
+            source: self.source.clone(),
+            host: self.host.clone(),
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+            duration_secs: (self.duration().as_secs_f64() * 1000.0).round() / 1000.0,
+            stats: self.stats,
+            files: self
+                .files
+                .iter()
+                .map(|f| FileSummary {
+                    name: f.name.clone(),
+                    size: f.size,
+                })
+                .collect(),
+            tags: self.tags.clone(),
+            metadata: self.metadata.clone(),
+        }
+    }
+}

@@ -37,7 +37,10 @@ pub use self::config::{
     FORMAT_VERSION,
 };
 pub use self::crypto::{KeySource, Keys, Secret};
-pub use self::manifest::{ChunkRef, FileEntry, Snapshot, SnapshotId, SnapshotKind, SnapshotStats};
+pub use self::manifest::{
+    ChunkRef, FileEntry, FileSummary, Snapshot, SnapshotId, SnapshotKind, SnapshotStats,
+    SnapshotSummary,
+};
 pub use self::reader::{ChunkProblem, VerifyReport};
 pub use self::writer::SnapshotWriter;
 use crate::store::{BackupStoreExt, DynStore, PutMode};

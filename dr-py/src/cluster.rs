@@ -1,0 +1,63 @@
+//! `drkit.TempCluster`: a throwaway PostgreSQL for drills and tests.
+
+use pyo3::prelude::*;
+
+/// A throwaway PostgreSQL cluster on 127.0.0.1; stopped and deleted by `stop()`, by leaving
+/// a `with` block, or when garbage-collected.
+#[pyclass(module = "drkit._native")]
+pub struct TempCluster {
+    inner: Option<dr_pg::TempCluster>,
+    port: u16,
+}
+
+#[pymethods]
+impl TempCluster {
+    /// Starts a cluster with `initdb` (as the `postgres` user when run as root).
+    #[new]
+    #[pyo3(signature = (*, password=None))]
+    fn new(py: Python<'_>, password: Option<String>) -> PyResult<Self> {
+        let options = dr_pg::ClusterOptions {
+            password,
+            ..dr_pg::ClusterOptions::default()
+        };
+        let inner = py
+            .detach(|| dr_pg::TempCluster::start(&options))
+            .map_err(crate::errors::to_py)?;
+        let port = inner.port();
+        Ok(Self {
+            inner: Some(inner),
+            port,
+        })
+    }
+
+    /// The TCP port.
+    #[getter]
+    fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A connection URL for database `db`.
+    #[pyo3(signature = (db="postgres"))]
+    fn dsn(&self, db: &str) -> PyResult<String> {
+        self.inner.as_ref().map(|c| c.dsn(db)).ok_or_else(|| {
+            crate::errors::to_py(dr_core::err!(Conflict, "this cluster was stopped"))
+        })
+    }
+
+    /// Stops the server and deletes its files.
+    fn stop(&mut self, py: Python<'_>) {
+        if let Some(c) = self.inner.take() {
+            py.detach(move || drop(c));
+        }
+    }
+
+    fn __enter__(slf: PyRef<'_, Self>) -> PyRef<'_, Self> {
+        slf
+    }
+
+    #[pyo3(signature = (*_args))]
+    fn __exit__(&mut self, py: Python<'_>, _args: &Bound<'_, pyo3::types::PyTuple>) -> bool {
+        self.stop(py);
+        false
+    }
+}

@@ -1,0 +1,269 @@
+//! `drkit.Repository`: open or create a repository, back up, list, restore, verify.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use dr_core::progress::NoProgress;
+use dr_core::repo::{InitOptions, OpenOptions, Secret, Snapshot};
+use dr_core::{err, Result};
+use dr_pg::{BackupOptions, ConnInfo, RestoreMode, RestoreOptions, RowCounts, VerifyOptions};
+use pyo3::prelude::*;
+use pyo3::types::{PyBool, PyDict, PyList, PyString};
+use serde::Serialize;
+
+use crate::runtime::block_on;
+
+/// A drkit repository in a store (`file:///…`, `memory://…`).
+#[pyclass(module = "drkit._native", frozen)]
+pub struct Repository {
+    inner: dr_core::repo::Repository,
+}
+
+fn secret(
+    password: Option<String>,
+    password_file: Option<PathBuf>,
+    key_file: Option<PathBuf>,
+) -> Result<Option<Secret>> {
+    match (password, password_file, key_file) {
+        (Some(p), None, None) => Ok(Some(Secret::Passphrase(p.into()))),
+        (None, Some(f), None) => {
+            let text = std::fs::read_to_string(&f).map_err(|e| {
+                dr_core::Error::io(format!("reading password file {}", f.display()), e)
+            })?;
+            Ok(Some(Secret::Passphrase(
+                text.lines().next().unwrap_or_default().to_owned().into(),
+            )))
+        }
+        (None, None, Some(k)) => Ok(Some(Secret::KeyFile(k))),
+        (None, None, None) => Secret::from_env(),
+        _ => Err(err!(
+            InvalidInput,
+            "give at most one of password, password_file and key_file"
+        )),
+    }
+}
+
+fn mode(name: &str) -> Result<RestoreMode> {
+    Ok(match name {
+        "auto" => RestoreMode::Auto,
+        "create" => RestoreMode::Create,
+        "clean" => RestoreMode::Clean,
+        "swap" => RestoreMode::Swap,
+        other => {
+            return Err(err!(
+                InvalidInput,
+                "restore mode {other:?} is not one of auto, create, clean, swap"
+            ))
+        }
+    })
+}
+
+/// Turns any serializable report into Python dicts, lists and scalars.
+fn to_python<'py>(py: Python<'py>, value: &impl Serialize) -> PyResult<Bound<'py, PyAny>> {
+    let v = serde_json::to_value(value)
+        .map_err(|e| crate::errors::to_py(err!(Io, "serializing a report: {e}")))?;
+    json_to_py(py, &v)
+}
+
+fn json_to_py<'py>(py: Python<'py>, v: &serde_json::Value) -> PyResult<Bound<'py, PyAny>> {
+    use serde_json::Value;
+    Ok(match v {
+        Value::Null => py.None().into_bound(py),
+        Value::Bool(b) => PyBool::new(py, *b).to_owned().into_any(),
+        Value::Number(n) => match (n.as_i64(), n.as_u64()) {
+            (Some(i), _) => i.into_pyobject(py)?.into_any(),
+            (None, Some(u)) => u.into_pyobject(py)?.into_any(),
+            _ => n.as_f64().unwrap_or(f64::NAN).into_pyobject(py)?.into_any(),
+        },
+        Value::String(s) => PyString::new(py, s).into_any(),
+        Value::Array(items) => {
+            let list = PyList::empty(py);
+            for item in items {
+                list.append(json_to_py(py, item)?)?;
+            }
+            list.into_any()
+        }
+        Value::Object(map) => {
+            let dict = PyDict::new(py);
+            for (k, item) in map {
+                dict.set_item(k, json_to_py(py, item)?)?;
+            }
+            dict.into_any()
+        }
+    })
+}
+
+#[pymethods]
+impl Repository {
+    /// Creates a repository at `url`. Encrypted unless `encrypt=False`; the secret comes
+    /// from the arguments or DRKIT_PASSWORD / DRKIT_PASSWORD_FILE / DRKIT_KEY_FILE.
+    #[staticmethod]
+    #[pyo3(signature = (url, *, password=None, password_file=None, key_file=None, encrypt=true, compression_level=3))]
+    fn init(
+        py: Python<'_>,
+        url: &str,
+        password: Option<String>,
+        password_file: Option<PathBuf>,
+        key_file: Option<PathBuf>,
+        encrypt: bool,
+        compression_level: i32,
+    ) -> PyResult<Self> {
+        let store = dr_core::store::open_url(url).map_err(crate::errors::to_py)?;
+        let secret = if encrypt {
+            let s = secret(password, password_file, key_file).map_err(crate::errors::to_py)?;
+            Some(s.ok_or_else(|| {
+                crate::errors::to_py(err!(InvalidInput, "an encrypted repository needs password=, password_file= or key_file= (or DRKIT_PASSWORD); pass encrypt=False to store data unencrypted"))
+            })?)
+        } else {
+            None
+        };
+        let options = InitOptions {
+            secret,
+            compression_level,
+            ..InitOptions::unencrypted()
+        };
+        let inner = block_on(py, dr_core::repo::Repository::init(store, &options))?;
+        Ok(Self { inner })
+    }
+
+    /// Opens the repository at `url`.
+    #[staticmethod]
+    #[pyo3(signature = (url, *, password=None, password_file=None, key_file=None))]
+    fn open(
+        py: Python<'_>,
+        url: &str,
+        password: Option<String>,
+        password_file: Option<PathBuf>,
+        key_file: Option<PathBuf>,
+    ) -> PyResult<Self> {
+        let store = dr_core::store::open_url(url).map_err(crate::errors::to_py)?;
+        let options = OpenOptions {
+            secret: secret(password, password_file, key_file).map_err(crate::errors::to_py)?,
+            parallelism: 0,
+        };
+        let inner = block_on(py, dr_core::repo::Repository::open(store, &options))?;
+        Ok(Self { inner })
+    }
+
+    /// The store URL.
+    #[getter]
+    fn url(&self) -> String {
+        self.inner.store().url()
+    }
+
+    /// Whether data is encrypted.
+    #[getter]
+    fn encrypted(&self) -> bool {
+        self.inner.is_encrypted()
+    }
+
+    /// Backs up the Postgres database `dsn` names; returns the snapshot summary.
+    #[pyo3(signature = (dsn, *, tags=None, skip_globals=false, row_counts=true))]
+    fn backup<'py>(
+        &self,
+        py: Python<'py>,
+        dsn: &str,
+        tags: Option<HashMap<String, String>>,
+        skip_globals: bool,
+        row_counts: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let conn = ConnInfo::parse(dsn).map_err(crate::errors::to_py)?;
+        let options = BackupOptions {
+            row_counts: if row_counts {
+                RowCounts::All
+            } else {
+                RowCounts::Skip
+            },
+            skip_globals,
+            tags: tags.unwrap_or_default().into_iter().collect(),
+        };
+        let snap = block_on(
+            py,
+            dr_pg::backup(&self.inner, &conn, &options, Arc::new(NoProgress)),
+        )?;
+        to_python(py, &snap.summary())
+    }
+
+    /// Every snapshot, oldest first, as summaries.
+    fn snapshots<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let all = block_on(py, self.inner.snapshots())?;
+        let summaries: Vec<_> = all.iter().map(Snapshot::summary).collect();
+        to_python(py, &summaries)
+    }
+
+    /// Restores `snapshot` (id, prefix or "latest") into the database `to` names.
+    #[pyo3(signature = (snapshot, to, *, mode="auto", jobs=None, globals=false, no_owner=false, terminate_connections=false))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
+    fn restore<'py>(
+        &self,
+        py: Python<'py>,
+        snapshot: &str,
+        to: &str,
+        mode: &str,
+        jobs: Option<usize>,
+        globals: bool,
+        no_owner: bool,
+        terminate_connections: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let target = ConnInfo::parse(to).map_err(crate::errors::to_py)?;
+        let defaults = RestoreOptions::default();
+        let options = RestoreOptions {
+            mode: self::mode(mode).map_err(crate::errors::to_py)?,
+            jobs: jobs.unwrap_or(defaults.jobs).max(1),
+            globals,
+            no_owner,
+            terminate_connections,
+            ..defaults
+        };
+        let repo = &self.inner;
+        let report = block_on(py, async move {
+            let snap = repo.find_snapshot(snapshot).await?;
+            dr_pg::restore(repo, &snap, &target, &options, Arc::new(NoProgress)).await
+        })?;
+        to_python(py, &report)
+    }
+
+    /// Re-reads every chunk of `snapshot` and returns the report (`ok` is False on damage).
+    #[pyo3(signature = (snapshot="latest"))]
+    fn verify<'py>(&self, py: Python<'py>, snapshot: &str) -> PyResult<Bound<'py, PyAny>> {
+        let repo = &self.inner;
+        let report = block_on(py, async move {
+            let snap = repo.find_snapshot(snapshot).await?;
+            repo.verify_snapshot(&snap, &NoProgress).await
+        })?;
+        let ok = report.is_ok();
+        let out = to_python(py, &report)?;
+        out.set_item("ok", ok)?;
+        Ok(out)
+    }
+
+    /// Restores `snapshot` into a scratch database on `server`, compares row counts, runs
+    /// `checks` (SQL returning true or a non-zero count) and amcheck, drops the scratch copy.
+    #[pyo3(signature = (snapshot, server, *, checks=None, keep=false))]
+    fn verify_restore<'py>(
+        &self,
+        py: Python<'py>,
+        snapshot: &str,
+        server: &str,
+        checks: Option<Vec<String>>,
+        keep: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let server = ConnInfo::parse(server).map_err(crate::errors::to_py)?;
+        let options = VerifyOptions {
+            checks: checks.unwrap_or_default(),
+            jobs: None,
+            keep,
+        };
+        let repo = &self.inner;
+        let report = block_on(py, async move {
+            let snap = repo.find_snapshot(snapshot).await?;
+            dr_pg::verify_by_restore(repo, &snap, &server, &options, Arc::new(NoProgress)).await
+        })?;
+        to_python(py, &report)
+    }
+
+    fn __repr__(&self) -> String {
+        format!("Repository({:?})", self.inner.store().url())
+    }
+}

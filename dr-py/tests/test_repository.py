@@ -1,0 +1,82 @@
+"""drkit from Python, against a real throwaway PostgreSQL."""
+
+import os
+import subprocess
+
+import pytest
+
+import drkit
+
+PSQL = None
+
+
+def psql(cluster, db, sql):
+    global PSQL
+    if PSQL is None:
+        versions = sorted(os.listdir("/usr/lib/postgresql"), key=int)
+        PSQL = f"/usr/lib/postgresql/{versions[-1]}/bin/psql"
+    out = subprocess.run(
+        [PSQL, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", cluster.dsn(db), "-c", sql],
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return out.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    with drkit.TempCluster(password="py-test-pw") as c:
+        psql(c, "postgres", "CREATE DATABASE shop")
+        psql(
+            c,
+            "shop",
+            "CREATE TABLE orders (id bigint PRIMARY KEY, amount numeric(10,2), note text);"
+            "INSERT INTO orders SELECT g, g / 3.0, md5(g::text) FROM generate_series(1, 20000) g",
+        )
+        yield c
+
+
+CHECKSUM = "SELECT count(*) || ':' || md5(string_agg(o::text, '' ORDER BY id)) FROM orders o"
+
+
+def test_backup_restore_verify(tmp_path, cluster):
+    repo = drkit.Repository.init(f"file://{tmp_path}/repo", password="correct horse")
+    assert repo.encrypted
+    snap = repo.backup(cluster.dsn("shop"), tags={"from": "python"})
+    assert snap["tags"] == {"from": "python"}
+    assert snap["raw_bytes"] > 0 and snap["stored_bytes"] > 0
+    assert "py-test-pw" not in snap["source"]
+    counts = {t["table"]: t["rows"] for t in snap["metadata"]["tables"]}
+    assert counts == {"orders": 20000}
+
+    listed = drkit.Repository.open(f"file://{tmp_path}/repo", password="correct horse").snapshots()
+    assert [s["id"] for s in listed] == [snap["id"]]
+
+    report = repo.restore("latest", to=cluster.dsn("shop_copy"))
+    assert report["mode"] == "auto"
+    assert psql(cluster, "shop_copy", CHECKSUM) == psql(cluster, "shop", CHECKSUM)
+
+    assert repo.verify(snap["id"])["ok"] is True
+    checked = repo.verify_restore("latest", cluster.dsn(), checks=["SELECT count(*) = 20000 FROM orders"])
+    assert checked["ok"] is True
+    assert checked["tables"][0]["actual"] == 20000
+
+
+def test_errors_are_typed_and_say_what_to_do(tmp_path, cluster):
+    with pytest.raises(drkit.NotFoundError, match="drkit repo init"):
+        drkit.Repository.open(f"file://{tmp_path}/nothing", password="x")
+    drkit.Repository.init(f"file://{tmp_path}/repo", password="right")
+    with pytest.raises(drkit.WrongKeyError):
+        drkit.Repository.open(f"file://{tmp_path}/repo", password="wrong")
+    with pytest.raises(drkit.AlreadyExistsError):
+        drkit.Repository.init(f"file://{tmp_path}/repo", password="right")
+    repo = drkit.Repository.open(f"file://{tmp_path}/repo", password="right")
+    with pytest.raises(drkit.PermissionDeniedError) as info:
+        repo.backup(cluster.dsn("shop").replace("py-test-pw", "nope"))
+    assert "nope" not in str(info.value)
+    with pytest.raises(drkit.InvalidInputError):
+        repo.restore("latest", to=cluster.dsn("x"), mode="sideways")
+    with pytest.raises(drkit.NotFoundError):
+        repo.restore("latest", to=cluster.dsn("x"))
+    assert issubclass(drkit.CorruptError, drkit.DrkitError)
