@@ -38,6 +38,7 @@ maintenance_work_mem = '256MB'
 max_wal_size = '4GB'
 fsync = off
 synchronous_commit = off
+autovacuum = off
 CONF
 as_pg "$BIN/pg_ctl" -D "$WORK/data" -l "$WORK/pg.log" -w start >/dev/null
 PSQL=("$BIN/psql" -X -q -h 127.0.0.1 -p "$PORT" -U postgres -v ON_ERROR_STOP=1)
@@ -88,45 +89,58 @@ echo "database size: $((DBSIZE / 1048576)) MiB" >&2
 
 export DRKIT_PASSWORD="benchmark passphrase"
 REPO="file://$WORK/repo"
-"$DRKIT" --repo "$REPO" --quiet repo init >/dev/null
 
 RESULTS="$WORK/results.tsv"; : > "$RESULTS"
-# measure NAME OUTPUT_FILE_OR_- COMMAND...: wall, cpu, peak RSS via GNU time.
+REPEAT="${REPEAT:-3}"
+settle() { "${PSQL[@]}" -d postgres -c CHECKPOINT; sync; }
+# measure NAME OUTPUT_FILE_OR_- COMMAND...: wall, cpu (children included) and peak RSS
+# via GNU time; one line per run, the report takes medians.
 measure() {
   local name=$1 out=$2; shift 2
-  sync; echo 3 > /proc/sys/vm/drop_caches 2>/dev/null || true
-  /usr/bin/time -f "%e %U %S %M" -o "$WORK/time.txt" "$@"
+  settle
+  /usr/bin/time -f "%e %U %S %M" -o "$WORK/time.txt" "$@" >/dev/null
   read -r wall user sys rss < "$WORK/time.txt"
   local bytes=0
   if [ "$out" != "-" ]; then bytes=$(du -sb "$out" | cut -f1); fi
   printf '%s\t%s\t%s\t%s\t%s\n' "$name" "$wall" "$(awk "BEGIN{print $user + $sys}")" "$((rss / 1024))" "$bytes" >> "$RESULTS"
   printf '  %-28s %7.2fs wall\n' "$name" "$wall" >&2
 }
+fresh_db() { "${PSQL[@]}" -d postgres -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1"; }
 
-measure "pg_dump -Fc -Z0 >/dev/null" - sh -c "'$BIN/pg_dump' ${CONN[*]} -Fc -Z0 -d $DB > /dev/null"
-measure "pg_dump -Fc -Z0 > file" "$WORK/plain.dump" sh -c "'$BIN/pg_dump' ${CONN[*]} -Fc -Z0 -d $DB > '$WORK/plain.dump'"
-measure "pg_dump | gzip" "$WORK/dump.gz" sh -c "'$BIN/pg_dump' ${CONN[*]} -Fc -Z0 -d $DB | gzip > '$WORK/dump.gz'"
-measure "pg_dump | zstd -T2 -3" "$WORK/dump.zst" sh -c "'$BIN/pg_dump' ${CONN[*]} -Fc -Z0 -d $DB | zstd -q -T2 -3 > '$WORK/dump.zst'"
-measure "drkit backup" "$WORK/repo" "$DRKIT" --repo "$REPO" --quiet backup "$URL"
+# Warm the cache once so the first measured command is not penalised.
+"$BIN/pg_dump" "${CONN[@]}" -Fc -Z0 -d "$DB" > /dev/null
+for _ in $(seq "$REPEAT"); do
+  measure "pg_dump -Fc -Z0 >/dev/null" - sh -c "'$BIN/pg_dump' ${CONN[*]} -Fc -Z0 -d $DB > /dev/null"
+  measure "pg_dump | gzip" "$WORK/dump.gz" sh -c "'$BIN/pg_dump' ${CONN[*]} -Fc -Z0 -d $DB | gzip > '$WORK/dump.gz'"
+  measure "pg_dump | zstd -T2 -3" "$WORK/dump.zst" sh -c "'$BIN/pg_dump' ${CONN[*]} -Fc -Z0 -d $DB | zstd -q -T2 -3 > '$WORK/dump.zst'"
+  rm -rf "$WORK/repo"; "$DRKIT" --repo "$REPO" --quiet repo init >/dev/null
+  measure "drkit backup" "$WORK/repo" "$DRKIT" --repo "$REPO" --quiet backup "$URL"
+done
+"$BIN/pg_dump" "${CONN[@]}" -Fc -Z0 -d "$DB" > "$WORK/plain.dump"
 FIRST_REPO=$(du -sb "$WORK/repo" | cut -f1)
 "${PSQL[@]}" -d "$DB" -c "INSERT INTO orders SELECT id + $N * 2, customer_id, amount, currency, 'new', now(), NULL, note FROM orders WHERE id <= $N * 2 / 100"
 measure "drkit backup (+1 % rows)" "$WORK/repo" "$DRKIT" --repo "$REPO" --quiet backup "$URL"
 SECOND_REPO=$(du -sb "$WORK/repo" | cut -f1)
 echo "$((SECOND_REPO - FIRST_REPO))" > "$WORK/incremental.txt"
 
-"${PSQL[@]}" -d postgres -c "CREATE DATABASE r_base" -c "CREATE DATABASE r_drkit"
-measure "pg_restore -j2 (local file)" - "$BIN/pg_restore" "${CONN[@]}" -j2 -d r_base "$WORK/plain.dump"
-measure "drkit restore -j2" - "$DRKIT" --repo "$REPO" --quiet restore latest --jobs 2 --to "postgres://postgres@127.0.0.1:$PORT/r_drkit"
+for _ in $(seq "$REPEAT"); do
+  fresh_db r_base
+  measure "pg_restore -j2 (local file)" - "$BIN/pg_restore" "${CONN[@]}" -j2 -d r_base "$WORK/plain.dump"
+  fresh_db r_drkit
+  measure "drkit restore -j2" - "$DRKIT" --repo "$REPO" --quiet restore latest --jobs 2 --to "postgres://postgres@127.0.0.1:$PORT/r_drkit"
+done
 
-python3 - "$RESULTS" "$WORK/incremental.txt" "$DBSIZE" <<'PY'
-import sys
-rows = {}
+python3 - "$RESULTS" "$WORK/incremental.txt" "$DBSIZE" "$REPEAT" <<'PY'
+import statistics, sys
+runs = {}
 for line in open(sys.argv[1]):
     name, wall, cpu, rss, size = line.rstrip("\n").split("\t")
-    rows[name] = dict(wall=float(wall), cpu=float(cpu), rss=int(rss), size=int(size))
+    runs.setdefault(name, []).append((float(wall), float(cpu), int(rss), int(size)))
+med = lambda xs: statistics.median(xs)
+rows = {n: dict(wall=med([r[0] for r in rs]), cpu=med([r[1] for r in rs]), rss=max(r[2] for r in rs), size=int(med([r[3] for r in rs])), n=len(rs)) for n, rs in runs.items()}
 inc = int(open(sys.argv[2]).read())
 db = int(sys.argv[3])
-print(f"\ndatabase {db/2**20:.0f} MiB\n")
+print(f"\ndatabase {db/2**20:.0f} MiB; medians of {sys.argv[4]} runs (peak RSS: the maximum)\n")
 print(f"{'command':30} {'wall s':>8} {'cpu s':>8} {'peak RSS MiB':>13} {'bytes out':>14}")
 for n, r in rows.items():
     print(f"{n:30} {r['wall']:8.2f} {r['cpu']:8.2f} {r['rss']:13d} {r['size']:14,d}")

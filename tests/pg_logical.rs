@@ -76,6 +76,39 @@ fn schema(pg: &PgCluster, db: &str) -> String {
         .join("\n")
 }
 
+/// A cluster with the rich `shop` database, an encrypted repository, and one backup of it.
+struct Shop {
+    pg: PgCluster,
+    dir: tempfile::TempDir,
+    repo: Repository,
+    conn: ConnInfo,
+    snap: dr_core::repo::Snapshot,
+}
+
+async fn backed_up_shop() -> Option<Shop> {
+    let pg = PgCluster::start()?;
+    pg.psql("postgres", "CREATE DATABASE shop");
+    load(&pg, "shop", &fixture("rich.sql"));
+    let dir = tempfile::tempdir().unwrap();
+    let (repo, _) = encrypted_repo(dir.path()).await;
+    let conn = ConnInfo::parse(&pg.dsn("shop")).unwrap();
+    let snap = dr_pg::backup(
+        &repo,
+        &conn,
+        &BackupOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
+    Some(Shop {
+        pg,
+        dir,
+        repo,
+        conn,
+        snap,
+    })
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn rich_database_round_trips_to_a_new_cluster() {
     let (Some(src), Some(dst)) = (PgCluster::start(), PgCluster::start()) else {
@@ -168,21 +201,17 @@ async fn rich_database_round_trips_to_a_new_cluster() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn swap_restores_beside_and_keeps_the_old_database() {
-    let Some(pg) = PgCluster::start() else { return };
-    pg.psql("postgres", "CREATE DATABASE shop");
-    load(&pg, "shop", &fixture("rich.sql"));
+    let Some(Shop {
+        pg,
+        dir: _dir,
+        repo,
+        conn,
+        snap,
+    }) = backed_up_shop().await
+    else {
+        return;
+    };
     let before = content(&pg, "shop");
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, _) = encrypted_repo(dir.path()).await;
-    let conn = ConnInfo::parse(&pg.dsn("shop")).unwrap();
-    let snap = dr_pg::backup(
-        &repo,
-        &conn,
-        &BackupOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
 
     // The disaster: someone deletes most orders.
     pg.psql("shop", "DELETE FROM sales.orders WHERE id > 100");
@@ -264,20 +293,16 @@ async fn appending_one_percent_stores_under_five_percent() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn corruption_is_named_and_restore_leaves_nothing_behind() {
-    let Some(pg) = PgCluster::start() else { return };
-    pg.psql("postgres", "CREATE DATABASE shop");
-    load(&pg, "shop", &fixture("rich.sql"));
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, store) = encrypted_repo(dir.path()).await;
-    let conn = ConnInfo::parse(&pg.dsn("shop")).unwrap();
-    let snap = dr_pg::backup(
-        &repo,
-        &conn,
-        &BackupOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let Some(Shop {
+        pg,
+        dir,
+        repo,
+        conn: _,
+        snap,
+    }) = backed_up_shop().await
+    else {
+        return;
+    };
 
     let victim = snap
         .file(dr_pg::DUMP_FILE)
@@ -291,7 +316,6 @@ async fn corruption_is_named_and_restore_leaves_nothing_behind() {
     let at = bytes.len() / 2;
     bytes[at] ^= 0x01;
     std::fs::write(&path, bytes).unwrap();
-    drop(store);
 
     let report = repo.verify_snapshot(&snap, &NoProgress).await.unwrap();
     assert!(!report.is_ok());
@@ -326,20 +350,16 @@ async fn corruption_is_named_and_restore_leaves_nothing_behind() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn verify_by_restore_compares_counts_and_runs_checks() {
-    let Some(pg) = PgCluster::start() else { return };
-    pg.psql("postgres", "CREATE DATABASE shop");
-    load(&pg, "shop", &fixture("rich.sql"));
-    let dir = tempfile::tempdir().unwrap();
-    let (repo, _) = encrypted_repo(dir.path()).await;
-    let conn = ConnInfo::parse(&pg.dsn("shop")).unwrap();
-    let snap = dr_pg::backup(
-        &repo,
-        &conn,
-        &BackupOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let Some(Shop {
+        pg,
+        dir: _dir,
+        repo,
+        conn: _,
+        snap,
+    }) = backed_up_shop().await
+    else {
+        return;
+    };
 
     let server = ConnInfo::parse(&pg.dsn("postgres")).unwrap();
     let options = VerifyOptions {

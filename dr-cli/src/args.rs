@@ -78,6 +78,9 @@ pub struct BackupArgs {
     /// Count rows only in tables up to this many bytes on disk.
     #[arg(long)]
     pub count_max_bytes: Option<u64>,
+    /// Fail instead of waiting longer than this many seconds for a table lock.
+    #[arg(long, value_name = "SECS")]
+    pub lock_wait_timeout: Option<u64>,
 }
 
 /// `drkit restore`.

@@ -42,6 +42,8 @@ pub struct BackupOptions {
     pub skip_globals: bool,
     /// Tags for the manifest.
     pub tags: Vec<(String, String)>,
+    /// Give up (instead of waiting forever) when a table lock cannot be had this fast.
+    pub lock_wait_timeout: Option<std::time::Duration>,
 }
 
 /// Backs up the database `conn` names into `repo` and returns the committed snapshot.
@@ -86,6 +88,9 @@ pub async fn backup(
     cmd.args(["--format=custom", "--compress=0", "--no-sync"]);
     if let Some(snap) = &exported {
         cmd.arg(format!("--snapshot={snap}"));
+    }
+    if let Some(t) = options.lock_wait_timeout {
+        cmd.arg(format!("--lock-wait-timeout={}", t.as_millis()));
     }
     cmd.arg("--dbname").arg(conn.dbname());
     progress.phase("dump");

@@ -276,16 +276,39 @@ async fn feed_pg_restore(
                 .map_err(|e| Error::io("opening spool file", e))?,
         );
         progress.phase("fetch");
+        let fetch = Instant::now();
+        let size = snapshot.file(DUMP_FILE)?.size;
         let bytes = repo
             .restore_file(snapshot, DUMP_FILE, &mut file, &*progress)
-            .await?;
+            .await
+            .map_err(|e| {
+                if e.kind() == ErrorKind::Corrupt {
+                    e
+                } else {
+                    e.context(format!(
+                        "spooling the dump ({size} bytes) to {} for a parallel restore; free space there, pass --scratch-dir, or --jobs 1 to stream without a spool file",
+                        dir.display()
+                    ))
+                }
+            })?;
         drop(file);
+        tracing::info!(
+            bytes,
+            secs = fetch.elapsed().as_secs_f64(),
+            "spooled and verified the dump"
+        );
         progress.phase("pg_restore");
+        let load = Instant::now();
         cmd.arg(format!("--jobs={}", options.jobs))
             .arg(spool.path());
         spawn(cmd, "pg_restore", Stdio::null(), Stdio::null())?
             .finish()
             .await?;
+        tracing::info!(
+            secs = load.elapsed().as_secs_f64(),
+            jobs = options.jobs,
+            "pg_restore finished"
+        );
         Ok(bytes)
     } else {
         cmd.arg("--single-transaction");

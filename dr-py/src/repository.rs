@@ -159,7 +159,7 @@ impl Repository {
     }
 
     /// Backs up the Postgres database `dsn` names; returns the snapshot summary.
-    #[pyo3(signature = (dsn, *, tags=None, skip_globals=false, row_counts=true))]
+    #[pyo3(signature = (dsn, *, tags=None, skip_globals=false, row_counts=true, lock_wait_timeout=None))]
     fn backup<'py>(
         &self,
         py: Python<'py>,
@@ -167,8 +167,13 @@ impl Repository {
         tags: Option<HashMap<String, String>>,
         skip_globals: bool,
         row_counts: bool,
+        lock_wait_timeout: Option<f64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let conn = ConnInfo::parse(dsn).map_err(crate::errors::to_py)?;
+        let lock_wait_timeout = lock_wait_timeout
+            .map(std::time::Duration::try_from_secs_f64)
+            .transpose()
+            .map_err(|e| crate::errors::to_py(err!(InvalidInput, "lock_wait_timeout: {e}")))?;
         let options = BackupOptions {
             row_counts: if row_counts {
                 RowCounts::All
@@ -177,6 +182,7 @@ impl Repository {
             },
             skip_globals,
             tags: tags.unwrap_or_default().into_iter().collect(),
+            lock_wait_timeout,
         };
         let snap = block_on(
             py,

@@ -11,36 +11,8 @@ prove the backup is good::
     assert repo.verify(snap["id"])["ok"]
 """
 
+from drkit import exceptions
 from drkit._native import Repository, TempCluster, __version__
-from drkit.exceptions import (
-    AlreadyExistsError,
-    ConflictError,
-    CorruptError,
-    DrkitError,
-    ExternalError,
-    InvalidInputError,
-    NotFoundError,
-    PermissionDeniedError,
-    TimeoutError,
-    UnavailableError,
-    UnsupportedError,
-    WrongKeyError,
-)
+from drkit.exceptions import *  # noqa: F403 (every exception kind, listed in exceptions.__all__)
 
-__all__ = [
-    "AlreadyExistsError",
-    "ConflictError",
-    "CorruptError",
-    "DrkitError",
-    "ExternalError",
-    "InvalidInputError",
-    "NotFoundError",
-    "PermissionDeniedError",
-    "Repository",
-    "TempCluster",
-    "TimeoutError",
-    "UnavailableError",
-    "UnsupportedError",
-    "WrongKeyError",
-    "__version__",
-]
+__all__ = ["Repository", "TempCluster", "__version__", *exceptions.__all__]

@@ -64,6 +64,7 @@ class Repository:
         tags: dict[str, str] | None = None,
         skip_globals: bool = False,
         row_counts: bool = True,
+        lock_wait_timeout: float | None = None,
     ) -> dict[str, Any]: ...
     def snapshots(self) -> list[dict[str, Any]]: ...
     def restore(
