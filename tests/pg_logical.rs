@@ -459,3 +459,43 @@ fn collect_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
         }
     }
 }
+
+/// The offsets drkit writes into a piped dump are the ones pg_dump itself writes when it
+/// can seek: the patched file equals a dump pg_dump wrote to a file, but for its timestamp.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn piped_dumps_get_the_offsets_pg_dump_would_write() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.psql("postgres", "CREATE DATABASE shop");
+    load(&pg, "shop", &fixture("rich.sql"));
+    let dir = tempfile::tempdir().unwrap();
+    let to_file = dir.path().join("file.dump");
+    let out = pg.tool(
+        "pg_dump",
+        "shop",
+        &["-Fc", "-Z0", "-f", to_file.to_str().unwrap()],
+    );
+    assert!(out.status.success());
+    let piped = pg.tool("pg_dump", "shop", &["-Fc", "-Z0"]);
+    assert!(piped.status.success());
+    let mut patched = std::io::Cursor::new(piped.stdout.clone());
+    let index = dr_pg::OffsetIndex::scan(&piped.stdout[..]).unwrap();
+    assert!(
+        index.patch(&mut patched).unwrap() >= 4,
+        "every table and the large objects get an offset"
+    );
+    let patched = patched.into_inner();
+    let reference = std::fs::read(&to_file).unwrap();
+    assert_eq!(patched.len(), reference.len());
+    let differing: Vec<usize> = (0..patched.len())
+        .filter(|&i| patched[i] != reference[i])
+        .collect();
+    assert!(
+        differing.iter().all(|&i| i < 128),
+        "only the header's creation time may differ; bytes differ at {:?}",
+        &differing[..differing.len().min(10)]
+    );
+    assert_ne!(
+        piped.stdout, patched,
+        "the piped dump had no offsets before"
+    );
+}

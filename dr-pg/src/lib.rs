@@ -13,6 +13,7 @@
 //! # Ok(()) }
 //! ```
 
+mod archive;
 mod backup;
 mod cluster;
 mod conn;
@@ -23,6 +24,7 @@ mod restore;
 mod tools;
 mod verify;
 
+pub use archive::OffsetIndex;
 pub use backup::{backup, BackupOptions, RowCounts, DUMP_FILE, GLOBALS_FILE, KIND_LOGICAL};
 pub use cluster::{ClusterOptions, TempCluster};
 pub use conn::ConnInfo;

@@ -13,6 +13,7 @@ use serde::Serialize;
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
+use crate::archive::{ChannelReader, OffsetIndex};
 use crate::backup::{DUMP_FILE, GLOBALS_FILE, KIND_LOGICAL};
 use crate::conn::{ident, ConnInfo};
 use crate::error::query_error;
@@ -278,8 +279,7 @@ async fn feed_pg_restore(
         progress.phase("fetch");
         let fetch = Instant::now();
         let size = snapshot.file(DUMP_FILE)?.size;
-        let bytes = repo
-            .restore_file(snapshot, DUMP_FILE, &mut file, &*progress)
+        let bytes = spool_with_offsets(repo, snapshot, &mut file, spool.path(), &*progress)
             .await
             .map_err(|e| {
                 if e.kind() == ErrorKind::Corrupt {
@@ -328,6 +328,63 @@ async fn feed_pg_restore(
         run.finish().await?;
         fed
     }
+}
+
+/// Writes the dump to the spool file, every chunk verified, and records where each
+/// table's data starts so `pg_restore -j` can seek instead of scanning.
+async fn spool_with_offsets(
+    repo: &Repository,
+    snapshot: &Snapshot,
+    file: &mut tokio::fs::File,
+    path: &std::path::Path,
+    progress: &dyn Progress,
+) -> Result<u64> {
+    use futures::TryStreamExt;
+
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+    let scanner = tokio::task::spawn_blocking(move || OffsetIndex::scan(ChannelReader::new(rx)));
+    let mut tx = Some(tx);
+    let mut stream = repo.read_file(snapshot, DUMP_FILE)?;
+    let mut written = 0u64;
+    while let Some(part) = stream.try_next().await? {
+        file.write_all(&part)
+            .await
+            .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+        written += part.len() as u64;
+        progress.advance(part.len() as u64, 0);
+        // A scanner that gave up has dropped its end; the restore goes on without offsets.
+        if let Some(t) = &tx {
+            if t.send(part).await.is_err() {
+                tx = None;
+            }
+        }
+    }
+    file.flush()
+        .await
+        .map_err(|e| Error::io(format!("writing {}", path.display()), e))?;
+    drop(tx);
+    match scanner.await {
+        Ok(Ok(index)) => {
+            let path = path.to_owned();
+            let patched = tokio::task::spawn_blocking(move || {
+                let mut f = std::fs::OpenOptions::new().write(true).open(&path)?;
+                let n = index.patch(&mut f)?;
+                f.sync_data()?;
+                Ok::<_, std::io::Error>(n)
+            })
+            .await;
+            match patched {
+                Ok(Ok(n)) => {
+                    tracing::info!(entries = n, "recorded data offsets in the spooled dump");
+                }
+                Ok(Err(e)) => tracing::warn!("could not record data offsets: {e}"),
+                Err(e) => tracing::warn!("could not record data offsets: {e}"),
+            }
+        }
+        Ok(Err(e)) => tracing::info!("dump not indexed, pg_restore will scan it: {e}"),
+        Err(e) => tracing::warn!("offset scanner failed: {e}"),
+    }
+    Ok(written)
 }
 
 async fn restore_globals(
