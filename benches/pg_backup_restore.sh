@@ -14,7 +14,7 @@ SCALE="${SCALE:-1}"
 WORK="${BENCH_DIR:-/var/tmp/drkit-bench}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/drkit-target}"
 BIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
-PORT="${BENCH_PORT:-55432}"
+PORT="${BENCH_PORT:-$(python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])")}"
 DB=bench
 
 scripts/setup

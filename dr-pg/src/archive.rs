@@ -11,7 +11,7 @@
 //! pg_restore checks the block id it finds at each offset.
 
 use std::collections::HashMap;
-use std::io::{Read, Seek, SeekFrom, Write};
+use std::io::{BufRead, Read, Seek, SeekFrom, Write};
 
 const MAGIC: &[u8; 5] = b"PGDMP";
 const FORMAT_CUSTOM: u8 = 1;
@@ -43,22 +43,27 @@ struct Counted<R> {
     int_size: usize,
 }
 
-impl<R: Read> Counted<R> {
+impl<R: BufRead> Counted<R> {
     fn byte(&mut self) -> std::io::Result<u8> {
-        let mut b = [0u8; 1];
-        self.inner.read_exact(&mut b)?;
+        let b = *self.inner.fill_buf()?.first().ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        self.inner.consume(1);
         self.pos += 1;
-        Ok(b[0])
+        Ok(b)
     }
 
-    fn skip(&mut self, n: u64) -> std::io::Result<()> {
-        let copied = std::io::copy(&mut (&mut self.inner).take(n), &mut std::io::sink())?;
-        self.pos += copied;
-        if copied == n {
-            Ok(())
-        } else {
-            Err(std::io::ErrorKind::UnexpectedEof.into())
+    /// Skips `n` bytes without copying them anywhere.
+    fn skip(&mut self, mut n: u64) -> std::io::Result<()> {
+        while n > 0 {
+            let available = self.inner.fill_buf()?.len();
+            if available == 0 {
+                return Err(std::io::ErrorKind::UnexpectedEof.into());
+            }
+            let k = available.min(usize::try_from(n).unwrap_or(usize::MAX));
+            self.inner.consume(k);
+            self.pos += k as u64;
+            n -= k as u64;
         }
+        Ok(())
     }
 
     /// pg_dump's `ReadInt`: a sign byte, then `int_size` little-endian magnitude bytes.
@@ -94,8 +99,9 @@ impl OffsetIndex {
             int_size: 4,
         };
         let mut magic = [0u8; 5];
-        r.inner.read_exact(&mut magic)?;
-        r.pos = 5;
+        for m in &mut magic {
+            *m = r.byte()?;
+        }
         if &magic != MAGIC {
             return Err(bad("not a custom-format archive"));
         }
@@ -197,7 +203,7 @@ impl OffsetIndex {
 }
 
 /// Skips length-prefixed chunks up to the zero-length terminator.
-fn skip_chunks<R: Read>(r: &mut Counted<R>) -> std::io::Result<()> {
+fn skip_chunks<R: BufRead>(r: &mut Counted<R>) -> std::io::Result<()> {
     loop {
         let len = r.int()?;
         if len <= 0 {
