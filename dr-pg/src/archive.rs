@@ -45,7 +45,11 @@ struct Counted<R> {
 
 impl<R: BufRead> Counted<R> {
     fn byte(&mut self) -> std::io::Result<u8> {
-        let b = *self.inner.fill_buf()?.first().ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        let b = *self
+            .inner
+            .fill_buf()?
+            .first()
+            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
         self.inner.consume(1);
         self.pos += 1;
         Ok(b)
