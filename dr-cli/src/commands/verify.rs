@@ -52,6 +52,9 @@ pub async fn verify(cli: &Cli, a: &VerifyArgs, out: Output) -> Result<u8> {
 
 fn render(reads: &[VerifyReport], restore: Option<&VerifyRestoreReport>, ok: bool) -> String {
     let mut lines = Vec::new();
+    if reads.is_empty() {
+        lines.push("no snapshots to verify".to_owned());
+    }
     for r in reads {
         if r.is_ok() {
             lines.push(format!(
