@@ -76,6 +76,11 @@ fn schema(pg: &PgCluster, db: &str) -> String {
         .join("\n")
 }
 
+/// A default backup of `conn` into `repo`.
+async fn backup(repo: &Repository, conn: &ConnInfo) -> dr_core::Result<dr_core::repo::Snapshot> {
+    dr_pg::backup(repo, conn, &BackupOptions::default(), Arc::new(NoProgress)).await
+}
+
 /// A cluster with the rich `shop` database, an encrypted repository, and one backup of it.
 struct Shop {
     pg: PgCluster,
@@ -92,14 +97,7 @@ async fn backed_up_shop() -> Option<Shop> {
     let dir = tempfile::tempdir().unwrap();
     let (repo, _) = encrypted_repo(dir.path()).await;
     let conn = ConnInfo::parse(&pg.dsn("shop")).unwrap();
-    let snap = dr_pg::backup(
-        &repo,
-        &conn,
-        &BackupOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let snap = backup(&repo, &conn).await.unwrap();
     Some(Shop {
         pg,
         dir,
@@ -258,26 +256,12 @@ async fn appending_one_percent_stores_under_five_percent() {
     let dir = tempfile::tempdir().unwrap();
     let (repo, _) = encrypted_repo(dir.path()).await;
     let conn = ConnInfo::parse(&pg.dsn("big")).unwrap();
-    let first = dr_pg::backup(
-        &repo,
-        &conn,
-        &BackupOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let first = backup(&repo, &conn).await.unwrap();
     pg.psql(
         "big",
         "INSERT INTO events SELECT g, md5(g::text), (g::bigint * 7919) % 100000, now(), repeat('z', 30) FROM generate_series(1000001, 1010000) g",
     );
-    let second = dr_pg::backup(
-        &repo,
-        &conn,
-        &BackupOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let second = backup(&repo, &conn).await.unwrap();
     assert!(
         second.stats.new_bytes * 20 <= first.stats.stored_bytes,
         "second backup stored {} new bytes, first {}",
@@ -399,14 +383,7 @@ async fn bad_connections_say_what_is_wrong() {
         let repo = repo.clone();
         async move {
             let conn = ConnInfo::parse(&dsn).unwrap();
-            dr_pg::backup(
-                &repo,
-                &conn,
-                &BackupOptions::default(),
-                Arc::new(NoProgress),
-            )
-            .await
-            .unwrap_err()
+            backup(&repo, &conn).await.unwrap_err()
         }
     };
     let closed = std::net::TcpListener::bind("127.0.0.1:0")
