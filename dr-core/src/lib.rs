@@ -20,7 +20,10 @@ pub mod error;
 pub mod progress;
 pub mod repo;
 pub mod store;
+pub mod target;
 #[cfg(feature = "testing")]
 pub mod testing;
+pub mod traffic;
+pub mod wait;
 
 pub use error::{Error, ErrorKind, Result};

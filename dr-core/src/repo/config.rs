@@ -79,6 +79,20 @@ pub struct RepoConfig {
     pub compression_level: i32,
     /// Encryption, if any.
     pub encryption: Option<EncryptionConfig>,
+    /// Whether the store enforces create-only writes, as probed at init; `None` for
+    /// repositories made before the probe existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub create_only: Option<CreateOnly>,
+}
+
+/// What a store does with a create-only put of a key that exists.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum CreateOnly {
+    /// Refuses it: store-based locks are safe.
+    Enforced,
+    /// Overwrites: backups still work, store-based locks refuse to run.
+    Ignored,
 }
 
 /// What `Repository::init` creates.

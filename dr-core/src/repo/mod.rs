@@ -23,6 +23,7 @@
 mod chunk;
 mod config;
 mod crypto;
+mod lock;
 mod manifest;
 mod reader;
 mod writer;
@@ -34,20 +35,51 @@ use jiff::Timestamp;
 
 pub use self::chunk::ChunkId;
 pub use self::config::{
-    ChunkerParams, EncryptionConfig, InitOptions, OpenOptions, RepoConfig, CONFIG_KEY,
+    ChunkerParams, CreateOnly, EncryptionConfig, InitOptions, OpenOptions, RepoConfig, CONFIG_KEY,
     FORMAT_VERSION,
 };
 pub use self::crypto::{KeySource, Keys, Secret};
+pub use self::lock::{LockInfo, RepoLock};
 pub use self::manifest::{
     ChunkRef, FileEntry, FileSummary, Snapshot, SnapshotId, SnapshotKind, SnapshotStats,
     SnapshotSummary,
 };
 pub use self::reader::{ChunkProblem, VerifyReport};
 pub use self::writer::SnapshotWriter;
-use crate::store::{BackupStoreExt, DynStore, PutMode};
+use crate::store::{BackupStore, BackupStoreExt, DynStore, PutMode};
 use crate::{err, Error, ErrorKind, Result};
 
 const KEYS_AAD: &[u8] = b"drkit-keys-v1:";
+
+fn already_exists(store: &dyn BackupStore) -> Error {
+    err!(
+        AlreadyExists,
+        "a drkit repository already exists at {}; use it, or pick another location",
+        store.url()
+    )
+}
+
+/// Writes a probe key create-only twice: a store that accepts the second write does not
+/// enforce create-only puts (garage 2.5, some S3 clones).
+async fn probe_create_only(store: &dyn BackupStore, id: &str) -> Result<CreateOnly> {
+    let key = format!("locks/probe-{id}");
+    store
+        .put_bytes(&key, bytes::Bytes::from_static(b"1"), PutMode::CreateOnly)
+        .await
+        .map_err(|e| e.context(format!("writing to {}", store.url())))?;
+    let second = store
+        .put_bytes(&key, bytes::Bytes::from_static(b"2"), PutMode::CreateOnly)
+        .await;
+    store.delete(&key).await?;
+    match second {
+        Ok(_) => {
+            tracing::warn!("{} does not enforce create-only writes: backups work, store-based locks will refuse to run", store.url());
+            Ok(CreateOnly::Ignored)
+        }
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(CreateOnly::Enforced),
+        Err(e) => Err(e.context(format!("probing {}", store.url()))),
+    }
+}
 
 /// An open repository.
 #[derive(Debug, Clone)]
@@ -63,11 +95,13 @@ struct Inner {
     parallelism: usize,
 }
 
-fn default_parallelism(requested: usize) -> usize {
+fn default_parallelism(requested: usize, store_hint: usize) -> usize {
     if requested > 0 {
         return requested;
     }
-    std::thread::available_parallelism().map_or(2, std::num::NonZero::get) * 2
+    let cpu = std::thread::available_parallelism().map_or(2, std::num::NonZero::get) * 2;
+    // A remote store hides its round trips behind more requests in flight.
+    cpu.max(store_hint)
 }
 
 impl Repository {
@@ -75,6 +109,7 @@ impl Repository {
     pub async fn init(store: DynStore, options: &InitOptions) -> Result<Self> {
         options.validate()?;
         let id = hex::encode(crypto::random::<16>()?);
+        let create_only = probe_create_only(&*store, &id).await?;
         let (keys, encryption) = match &options.secret {
             None => (None, None),
             Some(secret) => {
@@ -98,20 +133,20 @@ impl Repository {
             chunker: options.chunker,
             compression_level: options.compression_level,
             encryption,
+            create_only: Some(create_only),
         };
         let json = serde_json::to_vec_pretty(&config).expect("config serializes");
+        // Where create-only is not enforced, the create-only put below could replace an
+        // existing repository's keys: look first.
+        if config.create_only == Some(CreateOnly::Ignored) && store.head(CONFIG_KEY).await.is_ok() {
+            return Err(already_exists(&*store));
+        }
         match store
             .put_bytes(CONFIG_KEY, json.into(), PutMode::CreateOnly)
             .await
         {
             Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                return Err(err!(
-                    AlreadyExists,
-                    "a drkit repository already exists at {}; use it, or pick another location",
-                    store.url()
-                ));
-            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => return Err(already_exists(&*store)),
             Err(e) => return Err(e.context(format!("initialising repository at {}", store.url()))),
         }
         Ok(Self::from_parts(store, config, keys, 0))
@@ -159,12 +194,13 @@ impl Repository {
         keys: Option<Keys>,
         parallelism: usize,
     ) -> Self {
+        let parallelism = default_parallelism(parallelism, store.concurrency_hint());
         Self {
             inner: Arc::new(Inner {
                 store,
                 config,
                 keys,
-                parallelism: default_parallelism(parallelism),
+                parallelism,
             }),
         }
     }

@@ -71,6 +71,20 @@ pub trait BackupStore: Send + Sync + fmt::Debug {
 
     /// Removes `key`; removing a missing key succeeds.
     async fn delete(&self, key: &str) -> Result<()>;
+
+    /// Removes many keys; stores with a batch call override this.
+    async fn delete_many(&self, keys: &[String]) -> Result<()> {
+        for key in keys {
+            self.delete(key).await?;
+        }
+        Ok(())
+    }
+
+    /// How many requests to keep in flight for good throughput (round trips to a remote
+    /// store hide behind parallelism); 0 lets the caller decide.
+    fn concurrency_hint(&self) -> usize {
+        0
+    }
 }
 
 /// A shared store handle, as the repository and adapters hold it.

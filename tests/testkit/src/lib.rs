@@ -4,9 +4,15 @@
 //! Locally, a test whose service is missing prints one line saying what to install and
 //! returns early; with `CI` set, a missing service fails the test instead.
 
+mod faults;
 mod postgres;
+mod services;
 
+pub use faults::{Fault, FaultProxy};
 pub use postgres::{PgCluster, PASSWORD};
+pub use services::{
+    free_port, s3_client, venv, Garage, Moto, BUCKET, GARAGE_KEY_ID, GARAGE_SECRET,
+};
 
 /// Whether this run must not skip anything.
 #[must_use]
