@@ -193,6 +193,19 @@ impl AwsConfig {
     }
 }
 
+/// An SDK timestamp as a `jiff` one.
+pub(crate) fn to_timestamp(t: &aws_sdk_s3::primitives::DateTime) -> Option<jiff::Timestamp> {
+    jiff::Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok()
+}
+
+/// A `jiff` timestamp as an SDK one.
+pub(crate) fn from_timestamp(t: jiff::Timestamp) -> aws_sdk_s3::primitives::DateTime {
+    aws_sdk_s3::primitives::DateTime::from_secs_and_nanos(
+        t.as_second(),
+        t.subsec_nanosecond().max(0) as u32,
+    )
+}
+
 /// Parses `30s`, `2m`, `500ms` or a bare number of seconds.
 pub(crate) fn parse_duration(name: &str, value: &str) -> Result<Duration> {
     let v = value.trim();

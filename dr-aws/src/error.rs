@@ -62,7 +62,15 @@ where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
     let what = what.into();
-    let cause = DisplayErrorContext(e).to_string();
+    // The service's own code and message when it answered; the cause chain when it did not.
+    let cause = match (e.code(), e.message()) {
+        (Some(code), Some(msg)) => format!("{code}: {msg}"),
+        (Some(code), None) => code.to_owned(),
+        _ => match e {
+            SdkError::ServiceError(s) => format!("HTTP {}", s.raw().status().as_u16()),
+            _ => DisplayErrorContext(e).to_string(),
+        },
+    };
     let status = match e {
         SdkError::ServiceError(s) => Some(s.raw().status().as_u16()),
         SdkError::ResponseError(r) => Some(r.raw().status().as_u16()),

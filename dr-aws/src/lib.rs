@@ -13,9 +13,13 @@
 
 mod config;
 mod error;
+pub mod rds;
+pub mod route53;
 pub mod s3;
 
 pub use config::{AwsConfig, StaticCredentials};
+pub use rds::{DbInstance, DbSnapshot, Rds, RdsTarget};
+pub use route53::{HealthCheck, HealthCheckSpec, Route53, Route53Router};
 pub use s3::{S3Config, S3Store};
 
 /// The store URL scheme this crate opens.

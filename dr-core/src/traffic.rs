@@ -28,6 +28,20 @@ pub struct RouteRecord {
     pub ttl: Option<i64>,
     /// The health check that gates it.
     pub health_check: Option<String>,
+    /// For an alias record: what it aliases (then `values` is empty).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub alias: Option<Alias>,
+}
+
+/// The target of an alias record (a load balancer, a CloudFront distribution, …).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Alias {
+    /// The hosted zone of the target.
+    pub zone_id: String,
+    /// The target's DNS name.
+    pub dns_name: String,
+    /// Whether the alias follows the target's health.
+    pub evaluate_target_health: bool,
 }
 
 /// Every record of one name and type.

@@ -26,6 +26,7 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::sync::OnceCell;
 
 pub use self::options::{S3Config, Sse};
+use crate::config::to_timestamp;
 use crate::error::classify;
 
 /// An S3 bucket and prefix as a drkit store.
@@ -270,8 +271,4 @@ impl BackupStore for S3Store {
     fn concurrency_hint(&self) -> usize {
         self.config.concurrency
     }
-}
-
-fn to_timestamp(t: &aws_sdk_s3::primitives::DateTime) -> Option<jiff::Timestamp> {
-    jiff::Timestamp::new(t.secs(), t.subsec_nanos() as i32).ok()
 }
