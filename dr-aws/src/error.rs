@@ -1,7 +1,7 @@
 //! AWS SDK failures, turned into drkit errors that name the object and the fix.
 
 use aws_sdk_s3::config::http::HttpResponse;
-use aws_sdk_s3::error::{DisplayErrorContext, ProvideErrorMetadata, SdkError};
+use aws_sdk_s3::error::{ProvideErrorMetadata, SdkError};
 use dr_core::{Error, ErrorKind};
 
 /// What an SDK failure means for the caller, before it becomes a [`dr_core::Error`].
@@ -68,7 +68,7 @@ where
         (Some(code), None) => code.to_owned(),
         _ => match e {
             SdkError::ServiceError(s) => format!("HTTP {}", s.raw().status().as_u16()),
-            _ => DisplayErrorContext(e).to_string(),
+            _ => chain(e),
         },
     };
     let status = match e {
@@ -88,7 +88,12 @@ where
         SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_)
             if lower.contains("credential") =>
         {
-            AwsError::NoCredentials { what, cause }
+            AwsError::NoCredentials {
+                what,
+                cause:
+                    "none in the environment, profile, web identity, container or instance metadata"
+                        .into(),
+            }
         }
         _ => match (status, code.as_str()) {
             (_, "NoSuchBucket") => AwsError::NoBucket { what, cause },
@@ -126,4 +131,19 @@ where
         },
     };
     failure.into()
+}
+
+/// The cause chain on one line: each distinct message once, without debug dumps.
+fn chain(e: &dyn std::error::Error) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut cur: Option<&dyn std::error::Error> = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        let line = text.lines().next().unwrap_or_default().trim().to_owned();
+        if !line.is_empty() && !parts.iter().any(|p| p.contains(&line)) {
+            parts.push(line);
+        }
+        cur = err.source();
+    }
+    parts.join(": ")
 }

@@ -36,8 +36,228 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Check a snapshot: re-read every chunk, or restore it into a scratch database and test it.
     Verify(VerifyArgs),
+    /// Copy snapshots to a second repository (another region or provider), deduplicated.
+    Copy(CopyArgs),
+    /// Raw objects in the store at --repo (no repository needed): list, upload, download.
+    #[command(subcommand)]
+    Store(StoreCommand),
+    /// Amazon RDS: status, promotion, point-in-time restore, replicas, snapshots.
+    Rds(AwsArgs<RdsCommand>),
+    /// Route 53: show records, fail over, shift weights, set records, health checks.
+    Dns(AwsArgs<DnsCommand>),
     /// Start a throwaway Postgres, back it up, drop it, restore it, verify it, report timings.
     Demo(DemoArgs),
+}
+
+/// `drkit copy`.
+#[derive(Debug, Args)]
+pub struct CopyArgs {
+    /// Snapshot ids (or unique prefixes) or `latest`; every snapshot when omitted.
+    pub snapshots: Vec<String>,
+    /// Destination repository URL.
+    #[arg(long)]
+    pub to: String,
+    /// Create the destination as a replica (same keys: chunks copy as stored bytes).
+    #[arg(long)]
+    pub init: bool,
+    /// Only the newest snapshot of each source per calendar period (UTC).
+    #[arg(long, value_enum)]
+    pub tier: Option<Tier>,
+    /// Only snapshots of this kind (e.g. pg_dump).
+    #[arg(long)]
+    pub kind: Option<String>,
+}
+
+/// A retention tier for `drkit copy --tier`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Tier {
+    /// Newest per day.
+    Daily,
+    /// Newest per ISO week.
+    Weekly,
+    /// Newest per month.
+    Monthly,
+    /// Newest per year.
+    Yearly,
+}
+
+/// `drkit store` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum StoreCommand {
+    /// List objects under a prefix.
+    Ls {
+        /// Key prefix.
+        #[arg(default_value = "")]
+        prefix: String,
+    },
+    /// Upload a file (or - for stdin) as KEY.
+    Put {
+        /// Object key.
+        key: String,
+        /// Local file, or - for standard input.
+        file: PathBuf,
+    },
+    /// Download KEY into a file (or - for stdout).
+    Get {
+        /// Object key.
+        key: String,
+        /// Local file, or - for standard output.
+        file: PathBuf,
+    },
+}
+
+/// Connection flags shared by the AWS commands.
+#[derive(Debug, Args)]
+pub struct AwsArgs<C: Subcommand> {
+    /// AWS region (default: AWS_REGION or the profile's).
+    #[arg(long, global = true)]
+    pub region: Option<String>,
+    /// Endpoint override, e.g. http://127.0.0.1:5000 (default: AWS_ENDPOINT_URL).
+    #[arg(long, global = true)]
+    pub endpoint: Option<String>,
+    /// Named profile from ~/.aws/config.
+    #[arg(long, global = true)]
+    pub profile: Option<String>,
+    /// Longest wait for a change to complete, in seconds.
+    #[arg(long, global = true, default_value_t = 1800)]
+    pub timeout: u64,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: C,
+}
+
+/// `drkit rds` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RdsCommand {
+    /// Status, endpoint, replication source, latest restorable time.
+    Describe {
+        /// Instance identifier.
+        id: String,
+    },
+    /// Promote a read replica and wait until it is a writable, available primary.
+    Promote {
+        /// Instance identifier of the replica.
+        id: String,
+    },
+    /// Create a read replica (in --region) of a source instance (an ARN across regions).
+    Replica {
+        /// The new replica's identifier.
+        id: String,
+        /// Source instance id or ARN.
+        #[arg(long)]
+        source: String,
+        /// Instance class (default: the source's).
+        #[arg(long)]
+        instance_class: Option<String>,
+    },
+    /// Restore an instance to a point in time into a new instance, and wait.
+    Pitr {
+        /// Source instance identifier.
+        source: String,
+        /// The new instance's identifier.
+        #[arg(long)]
+        to: String,
+        /// Restore to this time (RFC 3339, e.g. 2026-12-01T03:15:00Z).
+        #[arg(long, group = "when", required = true)]
+        time: Option<jiff::Timestamp>,
+        /// Restore to the latest restorable time.
+        #[arg(long, group = "when")]
+        latest: bool,
+    },
+    /// Take a snapshot and wait for it.
+    Snapshot {
+        /// Instance identifier.
+        id: String,
+        /// Snapshot identifier.
+        #[arg(long)]
+        name: String,
+    },
+    /// List snapshots (of one instance, or all).
+    Snapshots {
+        /// Instance identifier.
+        id: Option<String>,
+    },
+    /// Copy a snapshot into --region (give the source's ARN across regions).
+    CopySnapshot {
+        /// Source snapshot id or ARN.
+        source: String,
+        /// The copy's identifier.
+        #[arg(long)]
+        to: String,
+    },
+    /// Restore a snapshot into a new instance and wait.
+    RestoreSnapshot {
+        /// Snapshot identifier.
+        snapshot: String,
+        /// The new instance's identifier.
+        #[arg(long)]
+        to: String,
+    },
+}
+
+/// Which records a `drkit dns` command acts on.
+#[derive(Debug, Args)]
+pub struct RecordArgs {
+    /// Hosted zone name (example.com) or id.
+    #[arg(long)]
+    pub zone: String,
+    /// Record name (app.example.com).
+    #[arg(long)]
+    pub name: String,
+    /// Record type.
+    #[arg(long = "type", default_value = "CNAME")]
+    pub record_type: String,
+}
+
+/// `drkit dns` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DnsCommand {
+    /// Show the records of a name.
+    Show(RecordArgs),
+    /// Send all traffic to one set: the PRIMARY of a failover pair, or all the weight.
+    Failover {
+        /// Which records.
+        #[command(flatten)]
+        record: RecordArgs,
+        /// Set identifier to send traffic to.
+        #[arg(long)]
+        to: String,
+    },
+    /// Set weights of a weighted set: SET=WEIGHT,SET=WEIGHT.
+    Weights {
+        /// Which records.
+        #[command(flatten)]
+        record: RecordArgs,
+        /// e.g. use1=0,usw2=100.
+        weights: String,
+    },
+    /// Point a simple record at these values (created if missing).
+    Set {
+        /// Which records.
+        #[command(flatten)]
+        record: RecordArgs,
+        /// Values (addresses, host names).
+        #[arg(required = true)]
+        values: Vec<String>,
+    },
+    /// Create a health check and print its id.
+    HealthCheck {
+        /// HTTP, HTTPS or TCP.
+        #[arg(long, default_value = "HTTPS")]
+        kind: String,
+        /// Host name to probe.
+        #[arg(long)]
+        fqdn: Option<String>,
+        /// IP address to probe.
+        #[arg(long)]
+        ip: Option<String>,
+        /// Port.
+        #[arg(long, default_value_t = 443)]
+        port: u16,
+        /// Path for HTTP(S).
+        #[arg(long)]
+        path: Option<String>,
+    },
 }
 
 /// Repository subcommands.

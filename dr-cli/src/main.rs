@@ -19,6 +19,7 @@ pub const EXIT_CHECK_FAILED: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    dr_aws::s3::register();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("DRKIT_LOG"))
         .with_writer(std::io::stderr)
@@ -47,6 +48,10 @@ async fn run(cli: &Cli, out: Output) -> Result<u8, Error> {
         Command::Snapshots => commands::snapshots(cli, out).await,
         Command::Restore(a) => commands::restore(cli, a, out).await,
         Command::Verify(a) => commands::verify(cli, a, out).await,
+        Command::Copy(a) => commands::copy(cli, a, out).await,
+        Command::Store(c) => commands::store(cli, c, out).await,
+        Command::Rds(a) => commands::rds(a, out).await,
+        Command::Dns(a) => commands::dns(a, out).await,
         Command::Demo(a) => Box::pin(demo::run(a, out)).await,
     }
 }

@@ -1,59 +1,13 @@
 //! The `drkit` binary end to end, as an operator runs it, against real Postgres.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
-use dr_testkit::{PgCluster, PASSWORD};
+use dr_testkit::{Drkit, PgCluster, PASSWORD};
 use serde_json::Value;
 
-struct Drkit {
-    repo: String,
-    env: Vec<(String, String)>,
-}
-
-impl Drkit {
-    fn new(repo_dir: &Path) -> Self {
-        Self {
-            repo: format!("file://{}", repo_dir.display()),
-            env: vec![("DRKIT_PASSWORD".into(), "cli test passphrase".into())],
-        }
-    }
-
-    fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_drkit"));
-        c.arg("--repo")
-            .arg(&self.repo)
-            .args(args)
-            .env_remove("DRKIT_REPO")
-            .env_remove("PGPASSWORD");
-        for (k, v) in &self.env {
-            c.env(k, v);
-        }
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().unwrap()
-    }
-
-    /// Runs with --json, expects success, returns the document.
-    fn json(&self, args: &[&str]) -> Value {
-        let mut all = vec!["--json"];
-        all.extend_from_slice(args);
-        let out = self.run(&all);
-        assert!(
-            out.status.success(),
-            "drkit {args:?} failed: {}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
-            panic!(
-                "drkit {args:?} printed no JSON ({e}): {}",
-                String::from_utf8_lossy(&out.stdout)
-            )
-        })
-    }
+fn new_drkit(dir: &Path) -> Drkit {
+    Drkit::local(env!("CARGO_BIN_EXE_drkit"), dir)
 }
 
 fn stderr(out: &Output) -> String {
@@ -77,7 +31,7 @@ fn backup_list_restore_verify_round_trip() {
     let Some(pg) = PgCluster::start() else { return };
     fill(&pg, "inventory", 50_000);
     let dir = tempfile::tempdir().unwrap();
-    let drkit = Drkit::new(&dir.path().join("repo"));
+    let drkit = new_drkit(&dir.path().join("repo"));
 
     let init = drkit.json(&["repo", "init"]);
     assert_eq!(init["encrypted"], true);
@@ -123,7 +77,7 @@ fn backup_list_restore_verify_round_trip() {
 fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
     let Some(pg) = PgCluster::start() else { return };
     let dir = tempfile::tempdir().unwrap();
-    let drkit = Drkit::new(&dir.path().join("repo"));
+    let drkit = new_drkit(&dir.path().join("repo"));
 
     // Repository not initialised.
     let out = drkit.run(&["backup", &pg.dsn("postgres")]);
@@ -134,7 +88,7 @@ fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
     // Unwritable folder.
     let bad = Drkit {
         repo: "file:///proc/drkit-nope".into(),
-        env: drkit.env.clone(),
+        ..drkit.clone()
     };
     let out = bad.run(&["repo", "init"]);
     assert!(!out.status.success());
@@ -182,8 +136,8 @@ fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
     }
     // Wrong passphrase.
     let wrong = Drkit {
-        repo: drkit.repo.clone(),
         env: vec![("DRKIT_PASSWORD".into(), "not it".into())],
+        ..drkit.clone()
     };
     let out = wrong.run(&["snapshots"]);
     assert!(!out.status.success());
@@ -207,7 +161,7 @@ fn killing_a_backup_leaves_no_snapshot_and_the_next_one_works() {
     fill(&pg, "big", 1_500_000);
     let dir = tempfile::tempdir().unwrap();
     let repo_dir = dir.path().join("repo");
-    let drkit = Drkit::new(&repo_dir);
+    let drkit = new_drkit(&repo_dir);
     drkit.json(&["repo", "init"]);
 
     let mut child = drkit
@@ -247,7 +201,7 @@ fn a_corrupt_chunk_fails_verify_and_restore_loudly() {
     fill(&pg, "shop", 100_000);
     let dir = tempfile::tempdir().unwrap();
     let repo_dir = dir.path().join("repo");
-    let drkit = Drkit::new(&repo_dir);
+    let drkit = new_drkit(&repo_dir);
     drkit.json(&["repo", "init"]);
     let snap = drkit.json(&["backup", &pg.dsn("shop")]);
     let id = snap["id"].as_str().unwrap();

@@ -1,13 +1,19 @@
 //! The repository and Postgres commands.
 
+mod aws;
 mod backup;
+mod copy;
 mod repo;
 mod restore;
+mod store;
 mod verify;
 
+pub use aws::{dns, rds};
 pub use backup::{backup, snapshots};
+pub use copy::copy;
 pub use repo::init;
 pub use restore::restore;
+pub use store::store;
 pub use verify::verify;
 
 use dr_core::repo::{OpenOptions, Repository};

@@ -37,11 +37,15 @@ pub async fn init(cli: &Cli, a: &InitArgs, out: Output) -> Result<u8> {
         "key_file": a.generate_key_file,
         "chunker": c.chunker,
         "compression_level": c.compression_level,
+        "create_only": c.create_only,
     });
     out.emit(&doc, || {
         let mut t = format!("created repository {} at {}", c.id, repo.store().url());
         if let Some(p) = &a.generate_key_file {
             let _ = write!(t, "\nkey file: {} (keep a copy somewhere safe: without it the backups cannot be read)", p.display());
+        }
+        if c.create_only == Some(dr_core::repo::CreateOnly::Ignored) {
+            t.push_str("\nnote: this store does not enforce create-only writes: backups work, but store-based locks will refuse to run (use a Kubernetes Lease)");
         }
         if !repo.is_encrypted() {
             t.push_str("\nwarning: this repository is not encrypted");

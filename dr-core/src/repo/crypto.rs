@@ -37,16 +37,21 @@ impl std::fmt::Debug for Secret {
 impl Secret {
     /// Reads `DRKIT_PASSWORD`, `DRKIT_PASSWORD_FILE` or `DRKIT_KEY_FILE`, in that order.
     pub fn from_env() -> Result<Option<Self>> {
-        if let Ok(p) = std::env::var("DRKIT_PASSWORD") {
+        Self::from_env_prefixed("DRKIT_")
+    }
+
+    /// The same with another prefix (`DRKIT_TO_` for a copy's destination).
+    pub fn from_env_prefixed(prefix: &str) -> Result<Option<Self>> {
+        if let Ok(p) = std::env::var(format!("{prefix}PASSWORD")) {
             return Ok(Some(Self::Passphrase(Zeroizing::new(p))));
         }
-        if let Ok(path) = std::env::var("DRKIT_PASSWORD_FILE") {
+        if let Ok(path) = std::env::var(format!("{prefix}PASSWORD_FILE")) {
             let text = std::fs::read_to_string(&path)
-                .map_err(|e| Error::io(format!("reading DRKIT_PASSWORD_FILE {path}"), e))?;
+                .map_err(|e| Error::io(format!("reading {prefix}PASSWORD_FILE {path}"), e))?;
             let line = text.lines().next().unwrap_or_default().to_owned();
             return Ok(Some(Self::Passphrase(Zeroizing::new(line))));
         }
-        if let Ok(path) = std::env::var("DRKIT_KEY_FILE") {
+        if let Ok(path) = std::env::var(format!("{prefix}KEY_FILE")) {
             return Ok(Some(Self::KeyFile(PathBuf::from(path))));
         }
         Ok(None)

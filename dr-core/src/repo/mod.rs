@@ -22,6 +22,7 @@
 
 mod chunk;
 mod config;
+mod copy;
 mod crypto;
 mod lock;
 mod manifest;
@@ -38,6 +39,7 @@ pub use self::config::{
     ChunkerParams, CreateOnly, EncryptionConfig, InitOptions, OpenOptions, RepoConfig, CONFIG_KEY,
     FORMAT_VERSION,
 };
+pub use self::copy::CopyReport;
 pub use self::crypto::{KeySource, Keys, Secret};
 pub use self::lock::{LockInfo, RepoLock};
 pub use self::manifest::{
@@ -65,8 +67,7 @@ async fn probe_create_only(store: &dyn BackupStore, id: &str) -> Result<CreateOn
     let key = format!("locks/probe-{id}");
     store
         .put_bytes(&key, bytes::Bytes::from_static(b"1"), PutMode::CreateOnly)
-        .await
-        .map_err(|e| e.context(format!("writing to {}", store.url())))?;
+        .await?;
     let second = store
         .put_bytes(&key, bytes::Bytes::from_static(b"2"), PutMode::CreateOnly)
         .await;

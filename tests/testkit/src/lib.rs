@@ -4,10 +4,12 @@
 //! Locally, a test whose service is missing prints one line saying what to install and
 //! returns early; with `CI` set, a missing service fails the test instead.
 
+mod cli;
 mod faults;
 mod postgres;
 mod services;
 
+pub use cli::Drkit;
 pub use faults::{Fault, FaultProxy};
 pub use postgres::{PgCluster, PASSWORD};
 pub use services::{

@@ -1,0 +1,240 @@
+//! `drkit rds` and `drkit dns`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use dr_aws::route53::parse_weights;
+use dr_aws::{AwsConfig, DbInstance, HealthCheckSpec, Rds, Route53, Route53Router};
+use dr_core::target::PitrTarget;
+use dr_core::traffic::{Destination, Route, Switched, TrafficRouter};
+use dr_core::wait::Wait;
+use dr_core::Result;
+use serde_json::json;
+
+use crate::args::{AwsArgs, DnsCommand, RdsCommand, RecordArgs};
+use crate::output::{secs, Output};
+
+fn aws_config<C: clap::Subcommand>(a: &AwsArgs<C>) -> AwsConfig {
+    let mut c = AwsConfig::from_env();
+    if a.region.is_some() {
+        c.region.clone_from(&a.region);
+    }
+    if a.endpoint.is_some() {
+        c.endpoint.clone_from(&a.endpoint);
+    }
+    c.profile.clone_from(&a.profile);
+    c
+}
+
+fn wait<C: clap::Subcommand>(a: &AwsArgs<C>, out: Output) -> (Wait, Arc<crate::output::Bar>) {
+    let bar = out.progress(None);
+    let wait = Wait::new(Duration::from_secs(a.timeout)).progress(bar.clone());
+    (wait, bar)
+}
+
+fn instance_text(db: &DbInstance) -> String {
+    format!(
+        "{} ({}): {}\n  endpoint: {}\n  replicating from: {}\n  latest restorable: {}",
+        db.id,
+        db.region,
+        db.status,
+        db.endpoint.as_deref().unwrap_or("-"),
+        db.replication_source.as_deref().unwrap_or("- (a primary)"),
+        db.latest_restorable_time
+            .map_or("-".to_owned(), |t| t.to_string())
+    )
+}
+
+/// Runs a `drkit rds` subcommand.
+pub async fn rds(a: &AwsArgs<RdsCommand>, out: Output) -> Result<u8> {
+    let rds = Rds::connect(&aws_config(a)).await?;
+    let (w, bar) = wait(a, out);
+    let result = async {
+        Ok::<_, dr_core::Error>(match &a.command {
+            RdsCommand::Describe { id } => {
+                let db = rds.describe(id).await?;
+                (json!(db), instance_text(&db))
+            }
+            RdsCommand::Promote { id } => {
+                out.note(&format!("promoting {id} in {}", rds.region()));
+                let db = rds.promote(id, &w).await?;
+                (json!(db), format!("promoted: {}", instance_text(&db)))
+            }
+            RdsCommand::Replica {
+                id,
+                source,
+                instance_class,
+            } => {
+                let db = rds
+                    .create_read_replica(source, id, instance_class.as_deref(), &w)
+                    .await?;
+                (
+                    json!(db),
+                    format!("created replica: {}", instance_text(&db)),
+                )
+            }
+            RdsCommand::Pitr {
+                source,
+                to,
+                time,
+                latest,
+            } => {
+                let target = match (time, latest) {
+                    (Some(t), _) => PitrTarget::Time(*t),
+                    _ => PitrTarget::Latest,
+                };
+                let db = rds.restore_to_point_in_time(source, to, target, &w).await?;
+                (
+                    json!(db),
+                    format!("restored {source} to {target}: {}", instance_text(&db)),
+                )
+            }
+            RdsCommand::Snapshot { id, name } => {
+                let s = rds.create_snapshot(id, name, &w).await?;
+                (json!(s), format!("snapshot {} of {id}: {}", s.id, s.status))
+            }
+            RdsCommand::Snapshots { id } => {
+                let all = rds.snapshots(id.as_deref()).await?;
+                let text = all
+                    .iter()
+                    .map(|s| {
+                        format!(
+                            "{}  {}  {}  {}",
+                            s.id,
+                            s.instance.as_deref().unwrap_or("-"),
+                            s.status,
+                            s.created.map_or("-".into(), |t| t.to_string())
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n");
+                (json!(all), text)
+            }
+            RdsCommand::CopySnapshot { source, to } => {
+                let s = rds.copy_snapshot(source, to, &w).await?;
+                (
+                    json!(s),
+                    format!(
+                        "copied {source} to {} in {}: {}",
+                        s.id,
+                        rds.region(),
+                        s.status
+                    ),
+                )
+            }
+            RdsCommand::RestoreSnapshot { snapshot, to } => {
+                let db = rds.restore_snapshot(snapshot, to, &w).await?;
+                (
+                    json!(db),
+                    format!("restored {snapshot}: {}", instance_text(&db)),
+                )
+            }
+        })
+    }
+    .await;
+    bar.finish();
+    let (doc, text) = result?;
+    out.emit(&doc, || text);
+    Ok(0)
+}
+
+fn route_text(r: &Route) -> String {
+    if r.records.is_empty() {
+        return format!("{} {}: no records", r.name, r.record_type);
+    }
+    let mut lines = vec![format!("{} {}", r.name, r.record_type)];
+    for rec in &r.records {
+        let mut l = format!("  {:<10}", rec.set_id.as_deref().unwrap_or("(simple)"));
+        if let Some(f) = &rec.failover {
+            l.push_str(&format!(" {f:<9}"));
+        }
+        if let Some(w) = rec.weight {
+            l.push_str(&format!(" weight {w:<3}"));
+        }
+        match &rec.alias {
+            Some(a) => l.push_str(&format!(" alias {}", a.dns_name)),
+            None => l.push_str(&format!(" {}", rec.values.join(", "))),
+        }
+        if let Some(h) = &rec.health_check {
+            l.push_str(&format!(" (health check {h})"));
+        }
+        lines.push(l);
+    }
+    lines.join("\n")
+}
+
+fn switched_doc(s: &Switched) -> (serde_json::Value, String) {
+    (
+        json!({"before": s.before, "after": s.after, "seconds": secs(s.took)}),
+        format!(
+            "live after {:.1}s (read back):\n{}\nbefore:\n{}",
+            s.took.as_secs_f64(),
+            route_text(&s.after),
+            route_text(&s.before)
+        ),
+    )
+}
+
+async fn router(r53: &Route53, r: &RecordArgs) -> Result<Route53Router> {
+    Route53Router::new(r53.clone(), &r.zone, &r.name, &r.record_type).await
+}
+
+/// Runs a `drkit dns` subcommand.
+pub async fn dns(a: &AwsArgs<DnsCommand>, out: Output) -> Result<u8> {
+    let r53 = Route53::connect(&aws_config(a)).await?;
+    let (w, bar) = wait(a, out);
+    let result = async {
+        Ok::<_, dr_core::Error>(match &a.command {
+            DnsCommand::Show(r) => {
+                let route = router(&r53, r).await?.current().await?;
+                (json!(route), route_text(&route))
+            }
+            DnsCommand::Failover { record, to } => switched_doc(
+                &router(&r53, record)
+                    .await?
+                    .switch(&Destination::Set(to.clone()), &w)
+                    .await?,
+            ),
+            DnsCommand::Weights { record, weights } => {
+                let weights = parse_weights(weights)?;
+                switched_doc(
+                    &router(&r53, record)
+                        .await?
+                        .switch(&Destination::Weights(weights), &w)
+                        .await?,
+                )
+            }
+            DnsCommand::Set { record, values } => switched_doc(
+                &router(&r53, record)
+                    .await?
+                    .switch(&Destination::Values(values.clone()), &w)
+                    .await?,
+            ),
+            DnsCommand::HealthCheck {
+                kind,
+                fqdn,
+                ip,
+                port,
+                path,
+            } => {
+                let spec = HealthCheckSpec {
+                    kind: kind.clone(),
+                    fqdn: fqdn.clone(),
+                    ip: ip.clone(),
+                    port: *port,
+                    path: path.clone(),
+                    interval: 30,
+                    failure_threshold: 3,
+                };
+                let id = r53.create_health_check(&spec).await?;
+                let hc = r53.health_check(&id).await?;
+                (json!(hc), format!("health check {id}"))
+            }
+        })
+    }
+    .await;
+    bar.finish();
+    let (doc, text) = result?;
+    out.emit(&doc, || text);
+    Ok(0)
+}

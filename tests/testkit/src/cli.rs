@@ -1,0 +1,93 @@
+//! Runs the `drkit` binary as an operator would, with its own environment.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// The `drkit` binary pointed at one repository.
+#[derive(Debug, Clone)]
+pub struct Drkit {
+    /// The binary (`env!("CARGO_BIN_EXE_drkit")` in dr-cli's tests).
+    pub bin: PathBuf,
+    /// `--repo` URL.
+    pub repo: String,
+    /// Extra environment (secrets, AWS settings).
+    pub env: Vec<(String, String)>,
+}
+
+impl Drkit {
+    /// A passphrase-encrypted repository in folder `dir`.
+    #[must_use]
+    pub fn local(bin: &str, dir: &Path) -> Self {
+        Self::at(bin, &format!("file://{}", dir.display()))
+    }
+
+    /// A passphrase-encrypted repository at `url`.
+    #[must_use]
+    pub fn at(bin: &str, url: &str) -> Self {
+        Self {
+            bin: PathBuf::from(bin),
+            repo: url.to_owned(),
+            env: vec![("DRKIT_PASSWORD".into(), "cli test passphrase".into())],
+        }
+    }
+
+    /// With more environment variables.
+    #[must_use]
+    pub fn with_env<K: Into<String>>(
+        mut self,
+        vars: impl IntoIterator<Item = (K, String)>,
+    ) -> Self {
+        self.env
+            .extend(vars.into_iter().map(|(k, v)| (k.into(), v)));
+        self
+    }
+
+    /// A command with `--repo` and the environment set, and nothing inherited that could
+    /// change its behaviour.
+    #[must_use]
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(&self.bin);
+        c.arg("--repo").arg(&self.repo).args(args);
+        for var in [
+            "DRKIT_REPO",
+            "PGPASSWORD",
+            "AWS_ACCESS_KEY_ID",
+            "AWS_SECRET_ACCESS_KEY",
+            "AWS_ENDPOINT_URL",
+            "AWS_PROFILE",
+        ] {
+            c.env_remove(var);
+        }
+        for (k, v) in &self.env {
+            c.env(k, v);
+        }
+        c
+    }
+
+    /// Runs and returns what it printed.
+    #[must_use]
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().unwrap()
+    }
+
+    /// Runs with --json, expects success, returns the document.
+    pub fn json(&self, args: &[&str]) -> Value {
+        let mut all = vec!["--json"];
+        all.extend_from_slice(args);
+        let out = self.run(&all);
+        assert!(
+            out.status.success(),
+            "drkit {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!(
+                "drkit {args:?} printed no JSON ({e}): {}",
+                String::from_utf8_lossy(&out.stdout)
+            )
+        })
+    }
+}
