@@ -1,6 +1,7 @@
 //! Python bindings: `import drkit`. A thin layer over dr-core and dr-pg; every blocking
 //! call releases the GIL and runs on one lazily started tokio runtime.
 
+mod aws;
 mod cluster;
 mod errors;
 mod repository;
@@ -11,7 +12,10 @@ use pyo3::prelude::*;
 /// The private native module behind the `drkit` package.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    dr_aws::s3::register();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
+    m.add_class::<aws::Rds>()?;
+    m.add_class::<aws::Route53>()?;
     m.add_class::<repository::Repository>()?;
     m.add_class::<cluster::TempCluster>()?;
     errors::register(m)?;

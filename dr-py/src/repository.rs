@@ -60,7 +60,10 @@ fn mode(name: &str) -> Result<RestoreMode> {
 }
 
 /// Turns any serializable report into Python dicts, lists and scalars.
-fn to_python<'py>(py: Python<'py>, value: &impl Serialize) -> PyResult<Bound<'py, PyAny>> {
+pub(crate) fn to_python<'py>(
+    py: Python<'py>,
+    value: &impl Serialize,
+) -> PyResult<Bound<'py, PyAny>> {
     let v = serde_json::to_value(value)
         .map_err(|e| crate::errors::to_py(err!(Io, "serializing a report: {e}")))?;
     json_to_py(py, &v)
@@ -265,6 +268,49 @@ impl Repository {
         let report = block_on(py, async move {
             let snap = repo.find_snapshot(snapshot).await?;
             dr_pg::verify_by_restore(repo, &snap, &server, &options, Arc::new(NoProgress)).await
+        })?;
+        to_python(py, &report)
+    }
+
+    /// Copies snapshots (ids, prefixes or "latest"; all when None) to the repository at
+    /// `to`, uploading only chunks it lacks. `init=True` creates it as a replica with the
+    /// same keys; otherwise it is opened with the given secret (or this one's env secret).
+    #[pyo3(signature = (to, *, snapshots=None, init=false, password=None, password_file=None, key_file=None))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
+    fn copy_to<'py>(
+        &self,
+        py: Python<'py>,
+        to: &str,
+        snapshots: Option<Vec<String>>,
+        init: bool,
+        password: Option<String>,
+        password_file: Option<PathBuf>,
+        key_file: Option<PathBuf>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let store = dr_core::store::open_url(to).map_err(crate::errors::to_py)?;
+        let secret = secret(password, password_file, key_file).map_err(crate::errors::to_py)?;
+        let repo = &self.inner;
+        let report = block_on(py, async move {
+            let dest = if init {
+                repo.init_replica(store).await?
+            } else {
+                let options = OpenOptions {
+                    secret,
+                    parallelism: 0,
+                };
+                dr_core::repo::Repository::open(store, &options).await?
+            };
+            let chosen = match snapshots {
+                None => repo.snapshots().await?,
+                Some(refs) => {
+                    let mut v = Vec::new();
+                    for r in refs {
+                        v.push(repo.find_snapshot(&r).await?);
+                    }
+                    v
+                }
+            };
+            repo.copy_to(&dest, &chosen, &NoProgress).await
         })?;
         to_python(py, &report)
     }

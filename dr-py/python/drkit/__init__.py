@@ -12,7 +12,7 @@ prove the backup is good::
 """
 
 from drkit import exceptions
-from drkit._native import Repository, TempCluster, __version__
+from drkit._native import Rds, Repository, Route53, TempCluster, __version__
 from drkit.exceptions import *  # noqa: F403 (every exception kind, listed in exceptions.__all__)
 
-__all__ = ["Repository", "TempCluster", "__version__", *exceptions.__all__]
+__all__ = ["Rds", "Repository", "Route53", "TempCluster", "__version__", *exceptions.__all__]

@@ -10,7 +10,9 @@ __all__ = [
     "InvalidInputError",
     "NotFoundError",
     "PermissionDeniedError",
+    "Rds",
     "Repository",
+    "Route53",
     "TempCluster",
     "TimeoutError",
     "UnavailableError",
@@ -82,6 +84,74 @@ class Repository:
     def verify_restore(
         self, snapshot: str, server: str, *, checks: Sequence[str] | None = None, keep: bool = False
     ) -> dict[str, Any]: ...
+    def copy_to(
+        self,
+        to: str,
+        *,
+        snapshots: Sequence[str] | None = None,
+        init: bool = False,
+        password: str | None = None,
+        password_file: str | PathLike[str] | None = None,
+        key_file: str | PathLike[str] | None = None,
+    ) -> dict[str, Any]: ...
+
+@final
+class Rds:
+    def __new__(
+        cls,
+        *,
+        region: str | None = None,
+        endpoint: str | None = None,
+        profile: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+    ) -> Rds: ...
+    def describe(self, id: str) -> dict[str, Any]: ...
+    def promote(self, id: str, *, timeout: float = 1800.0) -> dict[str, Any]: ...
+    def create_read_replica(
+        self, source: str, id: str, *, instance_class: str | None = None, timeout: float = 1800.0
+    ) -> dict[str, Any]: ...
+    def restore_to_point_in_time(
+        self, source: str, to: str, *, time: str | None = None, timeout: float = 1800.0
+    ) -> dict[str, Any]: ...
+    def create_snapshot(self, id: str, name: str, *, timeout: float = 1800.0) -> dict[str, Any]: ...
+    def snapshots(self, id: str | None = None) -> list[dict[str, Any]]: ...
+    def copy_snapshot(self, source: str, to: str, *, timeout: float = 1800.0) -> dict[str, Any]: ...
+    def restore_snapshot(self, snapshot: str, to: str, *, timeout: float = 1800.0) -> dict[str, Any]: ...
+
+@final
+class Route53:
+    def __new__(
+        cls,
+        *,
+        endpoint: str | None = None,
+        profile: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+    ) -> Route53: ...
+    def route(self, zone: str, name: str, *, type: str = ...) -> dict[str, Any]: ...
+    def failover(
+        self, zone: str, name: str, to: str, *, type: str = ..., timeout: float = 600.0
+    ) -> dict[str, Any]: ...
+    def set_weights(
+        self, zone: str, name: str, weights: dict[str, int], *, type: str = ..., timeout: float = 600.0
+    ) -> dict[str, Any]: ...
+    def set_values(
+        self, zone: str, name: str, values: Sequence[str], *, type: str = ..., timeout: float = 600.0
+    ) -> dict[str, Any]: ...
+    def restore(self, zone: str, previous: dict[str, Any], *, timeout: float = 600.0) -> dict[str, Any]: ...
+    def create_health_check(
+        self,
+        *,
+        kind: str = "HTTPS",
+        fqdn: str | None = None,
+        ip: str | None = None,
+        port: int = 443,
+        path: str | None = None,
+        interval: int = 30,
+        failure_threshold: int = 3,
+    ) -> str: ...
+    def health_check(self, id: str) -> dict[str, Any]: ...
 
 @final
 class TempCluster:

@@ -1,0 +1,375 @@
+//! `drkit.Rds` and `drkit.Route53`: the AWS control-plane actions of a runbook.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use dr_aws::{AwsConfig, HealthCheckSpec, Rds as RdsClient, Route53 as R53Client, Route53Router};
+use dr_core::target::PitrTarget;
+use dr_core::traffic::{Destination, Route, TrafficRouter};
+use dr_core::wait::Wait;
+use dr_core::{err, Result};
+use pyo3::prelude::*;
+
+use crate::repository::to_python;
+use crate::runtime::block_on;
+
+fn config(
+    region: Option<String>,
+    endpoint: Option<String>,
+    profile: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+) -> Result<AwsConfig> {
+    let mut c = AwsConfig::from_env();
+    if region.is_some() {
+        c.region = region;
+    }
+    if endpoint.is_some() {
+        c.endpoint = endpoint;
+    }
+    c.profile = profile;
+    match (access_key_id, secret_access_key) {
+        (Some(k), Some(s)) => c = c.with_credentials(&k, &s),
+        (None, None) => {}
+        _ => {
+            return Err(err!(
+                InvalidInput,
+                "give both access_key_id and secret_access_key, or neither"
+            ))
+        }
+    }
+    c.validate()?;
+    Ok(c)
+}
+
+fn wait(timeout: f64) -> Result<Wait> {
+    let t = Duration::try_from_secs_f64(timeout).map_err(|e| err!(InvalidInput, "timeout: {e}"))?;
+    Ok(Wait::new(t))
+}
+
+fn py_err(e: dr_core::Error) -> PyErr {
+    crate::errors::to_py(e)
+}
+
+/// Amazon RDS in one region.
+#[pyclass(module = "drkit._native", frozen)]
+pub struct Rds {
+    inner: RdsClient,
+}
+
+#[pymethods]
+impl Rds {
+    /// Connects with the standard AWS chain, or the given region/endpoint/credentials.
+    #[new]
+    #[pyo3(signature = (*, region=None, endpoint=None, profile=None, access_key_id=None, secret_access_key=None))]
+    fn new(
+        py: Python<'_>,
+        region: Option<String>,
+        endpoint: Option<String>,
+        profile: Option<String>,
+        access_key_id: Option<String>,
+        secret_access_key: Option<String>,
+    ) -> PyResult<Self> {
+        let c =
+            config(region, endpoint, profile, access_key_id, secret_access_key).map_err(py_err)?;
+        Ok(Self {
+            inner: block_on(py, RdsClient::connect(&c))?,
+        })
+    }
+
+    /// Status, endpoint, replication source and latest restorable time of instance `id`.
+    fn describe<'py>(&self, py: Python<'py>, id: &str) -> PyResult<Bound<'py, PyAny>> {
+        let db = block_on(py, self.inner.describe(id))?;
+        to_python(py, &db)
+    }
+
+    /// Promotes read replica `id` and waits until it is an available primary.
+    #[pyo3(signature = (id, *, timeout=1800.0))]
+    fn promote<'py>(&self, py: Python<'py>, id: &str, timeout: f64) -> PyResult<Bound<'py, PyAny>> {
+        let w = wait(timeout).map_err(py_err)?;
+        let db = block_on(py, self.inner.promote(id, &w))?;
+        to_python(py, &db)
+    }
+
+    /// Creates read replica `id` of `source` (an ARN across regions) and waits for it.
+    #[pyo3(signature = (source, id, *, instance_class=None, timeout=1800.0))]
+    fn create_read_replica<'py>(
+        &self,
+        py: Python<'py>,
+        source: &str,
+        id: &str,
+        instance_class: Option<String>,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let w = wait(timeout).map_err(py_err)?;
+        let db = block_on(
+            py,
+            self.inner
+                .create_read_replica(source, id, instance_class.as_deref(), &w),
+        )?;
+        to_python(py, &db)
+    }
+
+    /// Restores `source` into new instance `to` at `time` (RFC 3339) or the latest
+    /// restorable time, and waits for it.
+    #[pyo3(signature = (source, to, *, time=None, timeout=1800.0))]
+    fn restore_to_point_in_time<'py>(
+        &self,
+        py: Python<'py>,
+        source: &str,
+        to: &str,
+        time: Option<String>,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let target = match time {
+            None => PitrTarget::Latest,
+            Some(t) => PitrTarget::Time(t.parse().map_err(|e| {
+                py_err(err!(
+                    InvalidInput,
+                    "time {t:?} is not RFC 3339 (2026-12-01T03:15:00Z): {e}"
+                ))
+            })?),
+        };
+        let w = wait(timeout).map_err(py_err)?;
+        let db = block_on(
+            py,
+            self.inner.restore_to_point_in_time(source, to, target, &w),
+        )?;
+        to_python(py, &db)
+    }
+
+    /// Takes snapshot `name` of instance `id` and waits for it.
+    #[pyo3(signature = (id, name, *, timeout=1800.0))]
+    fn create_snapshot<'py>(
+        &self,
+        py: Python<'py>,
+        id: &str,
+        name: &str,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let w = wait(timeout).map_err(py_err)?;
+        let s = block_on(py, self.inner.create_snapshot(id, name, &w))?;
+        to_python(py, &s)
+    }
+
+    /// Snapshots of instance `id`, or all, oldest first.
+    #[pyo3(signature = (id=None))]
+    fn snapshots<'py>(&self, py: Python<'py>, id: Option<String>) -> PyResult<Bound<'py, PyAny>> {
+        let all = block_on(py, self.inner.snapshots(id.as_deref()))?;
+        to_python(py, &all)
+    }
+
+    /// Copies snapshot `source` (an ARN across regions) into this region as `to`.
+    #[pyo3(signature = (source, to, *, timeout=1800.0))]
+    fn copy_snapshot<'py>(
+        &self,
+        py: Python<'py>,
+        source: &str,
+        to: &str,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let w = wait(timeout).map_err(py_err)?;
+        let s = block_on(py, self.inner.copy_snapshot(source, to, &w))?;
+        to_python(py, &s)
+    }
+
+    /// Restores snapshot `snapshot` into new instance `to` and waits for it.
+    #[pyo3(signature = (snapshot, to, *, timeout=1800.0))]
+    fn restore_snapshot<'py>(
+        &self,
+        py: Python<'py>,
+        snapshot: &str,
+        to: &str,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let w = wait(timeout).map_err(py_err)?;
+        let db = block_on(py, self.inner.restore_snapshot(snapshot, to, &w))?;
+        to_python(py, &db)
+    }
+}
+
+/// Amazon Route 53.
+#[pyclass(module = "drkit._native", frozen)]
+pub struct Route53 {
+    inner: R53Client,
+}
+
+impl Route53 {
+    fn switch<'py>(
+        &self,
+        py: Python<'py>,
+        zone: &str,
+        name: &str,
+        record_type: &str,
+        to: Destination,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let w = wait(timeout).map_err(py_err)?;
+        let r53 = self.inner.clone();
+        let switched = block_on(py, async move {
+            Route53Router::new(r53, zone, name, record_type)
+                .await?
+                .switch(&to, &w)
+                .await
+        })?;
+        to_python(py, &switched)
+    }
+}
+
+#[pymethods]
+impl Route53 {
+    /// Connects with the standard AWS chain, or the given endpoint/credentials.
+    #[new]
+    #[pyo3(signature = (*, endpoint=None, profile=None, access_key_id=None, secret_access_key=None))]
+    fn new(
+        py: Python<'_>,
+        endpoint: Option<String>,
+        profile: Option<String>,
+        access_key_id: Option<String>,
+        secret_access_key: Option<String>,
+    ) -> PyResult<Self> {
+        let c =
+            config(None, endpoint, profile, access_key_id, secret_access_key).map_err(py_err)?;
+        Ok(Self {
+            inner: block_on(py, R53Client::connect(&c))?,
+        })
+    }
+
+    /// The records of `name` (`type`) in hosted zone `zone` (name or id).
+    #[pyo3(signature = (zone, name, *, r#type="CNAME"))]
+    fn route<'py>(
+        &self,
+        py: Python<'py>,
+        zone: &str,
+        name: &str,
+        r#type: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let r53 = self.inner.clone();
+        let route = block_on(py, async move {
+            Route53Router::new(r53, zone, name, r#type)
+                .await?
+                .current()
+                .await
+        })?;
+        to_python(py, &route)
+    }
+
+    /// Sends all traffic to set `to` (PRIMARY of a failover pair, or all the weight);
+    /// waits until live and reads back. Returns `{"before", "after", "took"}`.
+    #[pyo3(signature = (zone, name, to, *, r#type="CNAME", timeout=600.0))]
+    fn failover<'py>(
+        &self,
+        py: Python<'py>,
+        zone: &str,
+        name: &str,
+        to: &str,
+        r#type: &str,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.switch(
+            py,
+            zone,
+            name,
+            r#type,
+            Destination::Set(to.to_owned()),
+            timeout,
+        )
+    }
+
+    /// Sets the weights of a weighted set, by set id.
+    #[pyo3(signature = (zone, name, weights, *, r#type="CNAME", timeout=600.0))]
+    fn set_weights<'py>(
+        &self,
+        py: Python<'py>,
+        zone: &str,
+        name: &str,
+        weights: BTreeMap<String, i64>,
+        r#type: &str,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.switch(
+            py,
+            zone,
+            name,
+            r#type,
+            Destination::Weights(weights),
+            timeout,
+        )
+    }
+
+    /// Points a simple record at `values`, creating it if missing.
+    #[pyo3(signature = (zone, name, values, *, r#type="CNAME", timeout=600.0))]
+    fn set_values<'py>(
+        &self,
+        py: Python<'py>,
+        zone: &str,
+        name: &str,
+        values: Vec<String>,
+        r#type: &str,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        self.switch(py, zone, name, r#type, Destination::Values(values), timeout)
+    }
+
+    /// Puts back `previous` (the `before` of a switch).
+    #[pyo3(signature = (zone, previous, *, timeout=600.0))]
+    fn restore<'py>(
+        &self,
+        py: Python<'py>,
+        zone: &str,
+        previous: &Bound<'py, PyAny>,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let json: String = py
+            .import("json")?
+            .call_method1("dumps", (previous,))?
+            .extract()?;
+        let route: Route = serde_json::from_str(&json).map_err(|e| {
+            py_err(err!(
+                InvalidInput,
+                "previous is not a route as a switch returned it: {e}"
+            ))
+        })?;
+        let w = wait(timeout).map_err(py_err)?;
+        let r53 = self.inner.clone();
+        let switched = block_on(py, async move {
+            Route53Router::new(r53, zone, &route.name, &route.record_type)
+                .await?
+                .restore(&route, &w)
+                .await
+        })?;
+        to_python(py, &switched)
+    }
+
+    /// Creates a health check; returns its id.
+    #[pyo3(signature = (*, kind="HTTPS", fqdn=None, ip=None, port=443, path=None, interval=30, failure_threshold=3))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
+    fn create_health_check(
+        &self,
+        py: Python<'_>,
+        kind: &str,
+        fqdn: Option<String>,
+        ip: Option<String>,
+        port: u16,
+        path: Option<String>,
+        interval: u16,
+        failure_threshold: u16,
+    ) -> PyResult<String> {
+        let spec = HealthCheckSpec {
+            kind: kind.to_owned(),
+            fqdn,
+            ip,
+            port,
+            path,
+            interval,
+            failure_threshold,
+        };
+        block_on(py, self.inner.create_health_check(&spec))
+    }
+
+    /// Reads health check `id`.
+    fn health_check<'py>(&self, py: Python<'py>, id: &str) -> PyResult<Bound<'py, PyAny>> {
+        let hc = block_on(py, self.inner.health_check(id))?;
+        to_python(py, &hc)
+    }
+}

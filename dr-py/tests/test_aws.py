@@ -1,0 +1,130 @@
+"""drkit.Rds, drkit.Route53 and S3 repositories from Python, against moto_server."""
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import boto3
+import pytest
+
+import drkit
+
+CREDS = {"access_key_id": "testing", "secret_access_key": "testing"}
+
+
+@pytest.fixture(scope="module")
+def moto():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    server = os.path.join(os.path.dirname(sys.executable), "moto_server")
+    proc = subprocess.Popen(
+        [server, "-H", "127.0.0.1", "-p", str(port)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    endpoint = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.1)
+    yield endpoint
+    proc.kill()
+    proc.wait()
+
+
+def client(service, endpoint, region="us-east-1"):
+    return boto3.client(
+        service,
+        endpoint_url=endpoint,
+        region_name=region,
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+
+
+def test_rds_replica_promotion_and_pitr(moto):
+    east = client("rds", moto)
+    east.create_db_instance(
+        DBInstanceIdentifier="py-primary",
+        Engine="postgres",
+        DBInstanceClass="db.t3.micro",
+        AllocatedStorage=20,
+        MasterUsername="app",
+        MasterUserPassword="secret-pw-123",
+    )
+    arn = east.describe_db_instances(DBInstanceIdentifier="py-primary")["DBInstances"][0]["DBInstanceArn"]
+    west = drkit.Rds(region="us-west-2", endpoint=moto, **CREDS)
+    replica = west.create_read_replica(arn, "py-dr", timeout=30)
+    assert replica["replication_source"] == arn
+    seen = client("rds", moto, "us-west-2").describe_db_instances(DBInstanceIdentifier="py-dr")["DBInstances"][0]
+    assert seen["ReadReplicaSourceDBInstanceIdentifier"] == arn
+
+    rds = drkit.Rds(region="us-east-1", endpoint=moto, **CREDS)
+    assert rds.promote("py-primary", timeout=30)["status"] == "available"  # a primary: nothing to do
+    restored = rds.restore_to_point_in_time("py-primary", "py-pitr", timeout=30)
+    assert restored["id"] == "py-pitr"
+    assert east.describe_db_instances(DBInstanceIdentifier="py-pitr")["DBInstances"][0]["DBInstanceStatus"] == "available"
+    with pytest.raises(drkit.InvalidInputError):
+        rds.restore_to_point_in_time("py-primary", "py-future", time="2999-01-01T00:00:00Z", timeout=30)
+    with pytest.raises(drkit.NotFoundError):
+        rds.describe("py-ghost")
+
+
+def test_route53_failover_and_back(moto):
+    r53c = client("route53", moto)
+    zone = r53c.create_hosted_zone(Name="py.test", CallerReference="py")["HostedZone"]["Id"]
+
+    def rec(set_id, role, value):
+        return {
+            "Action": "CREATE",
+            "ResourceRecordSet": {
+                "Name": "api.py.test.",
+                "Type": "CNAME",
+                "SetIdentifier": set_id,
+                "Failover": role,
+                "TTL": 30,
+                "ResourceRecords": [{"Value": value}],
+            },
+        }
+
+    r53c.change_resource_record_sets(
+        HostedZoneId=zone,
+        ChangeBatch={"Changes": [rec("east", "PRIMARY", "api.east.py.test"), rec("west", "SECONDARY", "api.west.py.test")]},
+    )
+    r53 = drkit.Route53(endpoint=moto, **CREDS)
+    switched = r53.failover("py.test", "api.py.test", "west", timeout=30)
+    sets = r53c.list_resource_record_sets(HostedZoneId=zone)["ResourceRecordSets"]
+    roles = {r["SetIdentifier"]: r["Failover"] for r in sets if r["Name"] == "api.py.test."}
+    assert roles == {"east": "SECONDARY", "west": "PRIMARY"}
+    r53.restore("py.test", switched["before"], timeout=30)
+    assert {r["set_id"]: r["failover"] for r in r53.route("py.test", "api.py.test")["records"]} == {
+        "east": "PRIMARY",
+        "west": "SECONDARY",
+    }
+    hc = r53.create_health_check(kind="HTTP", ip="127.0.0.1", port=8080, path="/ready")
+    assert r53.health_check(hc)["spec"]["path"] == "/ready"
+
+
+def test_repository_on_s3_and_copy(moto, tmp_path, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    s3 = client("s3", moto)
+    s3.create_bucket(Bucket="py-primary")
+    s3.create_bucket(Bucket="py-replica")
+    local = drkit.Repository.init(f"file://{tmp_path}/repo", password="pw")
+    with drkit.TempCluster(password="py-aws-pw") as c:
+        snap = local.backup(c.dsn("postgres"))
+    report = local.copy_to(f"s3://py-replica/dr?endpoint={moto}&region=us-east-1", init=True)
+    assert report["copied"] == [snap["id"]]
+    assert report["chunks_uploaded"] > 0
+    replica = drkit.Repository.open(f"s3://py-replica/dr?endpoint={moto}&region=us-east-1", password="pw")
+    assert [s["id"] for s in replica.snapshots()] == [snap["id"]]
+    assert replica.verify(snap["id"])["ok"] is True
+    keys = [o["Key"] for o in s3.list_objects_v2(Bucket="py-replica")["Contents"]]
+    assert any(k.startswith("dr/chunks/") for k in keys)
