@@ -44,7 +44,7 @@ async fn create_primary(moto: &Moto, id: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn rds_replica_promotion_pitr_and_snapshots() {
+async fn rds_cross_region_replica_and_promotion() {
     let Some(moto) = Moto::start() else { return };
     let arn = create_primary(&moto, "shop-primary").await;
     let east = Rds::connect(&moto.aws("us-east-1")).await.unwrap();
@@ -82,6 +82,16 @@ async fn rds_replica_promotion_pitr_and_snapshots() {
     // Promoting a primary is success without a call.
     let primary = RdsTarget::new(east.clone(), "shop-primary");
     assert_eq!(primary.promote(&wait()).await.unwrap().role, Role::Primary);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rds_point_in_time_restore_and_snapshots() {
+    let Some(moto) = Moto::start() else { return };
+    create_primary(&moto, "shop-primary").await;
+    let east = Rds::connect(&moto.aws("us-east-1")).await.unwrap();
+    let west = Rds::connect(&moto.aws("us-west-2")).await.unwrap();
+    let primary = RdsTarget::new(east.clone(), "shop-primary");
+    let other = rds_client(&moto, "us-west-2").await;
 
     // Point in time: latest and a past time; the new instances exist for a separate client.
     let latest = east
@@ -232,10 +242,10 @@ async fn read_back(
     v
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn route53_failover_weights_simple_and_health_checks() {
-    let Some(moto) = Moto::start() else { return };
-    let c = r53_client(&moto).await;
+/// Zone example.com with a failover pair (app, use1 PRIMARY with a health check) and a
+/// weighted pair (api), made with a separate client.
+async fn seeded_zone(moto: &Moto) -> (aws_sdk_route53::Client, String, Route53, String) {
+    let c = r53_client(moto).await;
     let zone = c
         .create_hosted_zone()
         .name("example.com")
@@ -310,6 +320,13 @@ async fn route53_failover_weights_simple_and_health_checks() {
         .await
         .unwrap();
 
+    (c, zone_id, r53, hc)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn route53_failover_and_back_with_health_checks() {
+    let Some(moto) = Moto::start() else { return };
+    let (c, zone_id, r53, hc) = seeded_zone(&moto).await;
     // Failover: the DR region becomes PRIMARY, as a separate client reads it; then back.
     let router: Arc<dyn TrafficRouter> = Arc::new(
         Route53Router::new(r53.clone(), "example.com", "app.example.com", "CNAME")
@@ -360,7 +377,15 @@ async fn route53_failover_weights_simple_and_health_checks() {
             .as_deref(),
         Some("PRIMARY")
     );
+}
 
+#[tokio::test(flavor = "multi_thread")]
+async fn route53_weights_simple_records_and_mistakes() {
+    let Some(moto) = Moto::start() else { return };
+    let (c, zone_id, r53, _) = seeded_zone(&moto).await;
+    let router = Route53Router::new(r53.clone(), "example.com", "app.example.com", "CNAME")
+        .await
+        .unwrap();
     // Weighted: all traffic to usw2, then explicit weights.
     let api = Route53Router::new(r53.clone(), &zone_id, "api.example.com", "CNAME")
         .await

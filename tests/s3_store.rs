@@ -66,7 +66,7 @@ async fn garage_ignores_create_only_so_locks_refuse() {
         .unwrap();
     assert_eq!(repo.config().create_only, Some(CreateOnly::Ignored));
     let e = repo
-        .lock("failover", "test", Duration::from_secs(60))
+        .lock("failover", "test", Duration::from_mins(1))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Unsupported);
@@ -101,11 +101,11 @@ async fn moto_enforces_create_only_and_locks_exclude() {
         .unwrap();
     assert_eq!(repo.config().create_only, Some(CreateOnly::Enforced));
     let held = repo
-        .lock("failover", "drill", Duration::from_secs(60))
+        .lock("failover", "drill", Duration::from_mins(1))
         .await
         .unwrap();
     let e = repo
-        .lock("failover", "second", Duration::from_secs(60))
+        .lock("failover", "second", Duration::from_mins(1))
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
@@ -114,7 +114,7 @@ async fn moto_enforces_create_only_and_locks_exclude() {
         "names the holder's purpose: {e}"
     );
     held.release().await.unwrap();
-    repo.lock("failover", "third", Duration::from_secs(60))
+    repo.lock("failover", "third", Duration::from_mins(1))
         .await
         .unwrap()
         .release()
@@ -270,7 +270,7 @@ async fn faults_are_retried_and_a_dead_server_fails_in_time() {
 
     // A server that never answers: a clear Timeout within the deadline, no hang.
     proxy.clear();
-    proxy.inject(Fault::Delay(Duration::from_secs(3600)), 1, None, None);
+    proxy.inject(Fault::Delay(Duration::from_hours(1)), 1, None, None);
     let mut c2 = c.clone();
     c2.aws.attempts = 2;
     let slow = S3Store::new(c2).unwrap();

@@ -65,8 +65,8 @@ impl Default for AwsConfig {
             endpoint: None,
             profile: None,
             credentials: None,
-            attempt_timeout: Duration::from_secs(60),
-            operation_timeout: Duration::from_secs(300),
+            attempt_timeout: Duration::from_mins(1),
+            operation_timeout: Duration::from_mins(5),
             connect_timeout: Duration::from_secs(5),
             read_timeout: Duration::from_secs(30),
             attempts: 5,
@@ -240,7 +240,7 @@ mod tests {
     #[test]
     fn durations_parse() {
         assert_eq!(parse_duration("t", "30").unwrap(), Duration::from_secs(30));
-        assert_eq!(parse_duration("t", "2m").unwrap(), Duration::from_secs(120));
+        assert_eq!(parse_duration("t", "2m").unwrap(), Duration::from_mins(2));
         assert_eq!(
             parse_duration("t", "250ms").unwrap(),
             Duration::from_millis(250)

@@ -90,7 +90,7 @@ impl Rds {
         Ok(Self {
             client: Client::new(&sdk),
             region,
-            settle: Duration::from_secs(60),
+            settle: Duration::from_mins(1),
         })
     }
 

@@ -499,19 +499,19 @@ impl Route53Router {
     async fn apply(
         &self,
         before: Route,
-        want: Vec<RouteRecord>,
+        target: Vec<RouteRecord>,
         comment: &str,
         wait: &Wait,
     ) -> Result<Switched> {
         let started = Instant::now();
         self.r53
-            .replace(&self.zone_id, &before, &want, comment, wait)
+            .replace(&self.zone_id, &before, &target, comment, wait)
             .await?;
         let after = self
             .r53
             .route(&self.zone_id, &self.name, &self.record_type)
             .await?;
-        let mut want_sorted = want;
+        let mut want_sorted = target;
         want_sorted.sort_by(|a, b| a.set_id.cmp(&b.set_id));
         if after.records != want_sorted {
             return Err(err!(
@@ -548,8 +548,8 @@ impl TrafficRouter for Route53Router {
 
     async fn switch(&self, to: &Destination, wait: &Wait) -> Result<Switched> {
         let before = self.current().await?;
-        let want = self.plan(&before, to)?;
-        self.apply(before, want, &format!("drkit: switch to {to}"), wait)
+        let target = self.plan(&before, to)?;
+        self.apply(before, target, &format!("drkit: switch to {to}"), wait)
             .await
     }
 

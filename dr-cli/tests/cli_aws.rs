@@ -2,6 +2,10 @@
 
 use std::process::Output;
 
+use aws_sdk_route53::types::{
+    Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet,
+    ResourceRecordSetFailover, RrType,
+};
 use dr_testkit::{Drkit, Garage, Moto, PgCluster};
 
 const BIN: &str = env!("CARGO_BIN_EXE_drkit");
@@ -148,70 +152,74 @@ fn s3_mistakes_get_one_clear_line() {
     assert!(err.contains("regoin") && err.contains("region"), "{err}");
 }
 
-#[test]
-fn rds_and_dns_commands_against_moto() {
-    let Some(moto) = Moto::start() else { return };
-    let rt = tokio::runtime::Runtime::new().unwrap();
+/// An RDS primary with a replica, and a failover pair for www.shop.test, made with
+/// separate SDK clients.
+async fn seed(moto: &Moto) {
     let aws = moto.aws("us-east-1");
-    rt.block_on(async {
-        let sdk = aws.load().await.unwrap();
-        let rds = aws_sdk_rds::Client::new(&sdk);
-        rds.create_db_instance()
-            .db_instance_identifier("orders")
-            .engine("postgres")
-            .db_instance_class("db.t3.micro")
-            .allocated_storage(20)
-            .master_username("app")
-            .master_user_password("secret-pw-123")
-            .send()
-            .await
-            .unwrap();
-        rds.create_db_instance_read_replica()
-            .db_instance_identifier("orders-replica")
-            .source_db_instance_identifier("orders")
-            .send()
-            .await
-            .unwrap();
-        let r53 = aws_sdk_route53::Client::new(&sdk);
-        let zone = r53
-            .create_hosted_zone()
-            .name("shop.test")
-            .caller_reference("z")
-            .send()
-            .await
-            .unwrap();
-        let zone_id = zone.hosted_zone().unwrap().id().to_owned();
-        use aws_sdk_route53::types::*;
-        let rec = |set: &str, role: &str, value: &str| {
-            Change::builder()
-                .action(ChangeAction::Create)
-                .resource_record_set(
-                    ResourceRecordSet::builder()
-                        .name("www.shop.test.")
-                        .r#type(RrType::Cname)
-                        .set_identifier(set)
-                        .failover(ResourceRecordSetFailover::from(role))
-                        .ttl(30)
-                        .resource_records(ResourceRecord::builder().value(value).build().unwrap())
-                        .build()
-                        .unwrap(),
-                )
-                .build()
-                .unwrap()
-        };
-        r53.change_resource_record_sets()
-            .hosted_zone_id(zone_id)
-            .change_batch(
-                ChangeBatch::builder()
-                    .changes(rec("primary", "PRIMARY", "a.shop.test"))
-                    .changes(rec("dr", "SECONDARY", "b.shop.test"))
+    let sdk = aws.load().await.unwrap();
+    let rds = aws_sdk_rds::Client::new(&sdk);
+    rds.create_db_instance()
+        .db_instance_identifier("orders")
+        .engine("postgres")
+        .db_instance_class("db.t3.micro")
+        .allocated_storage(20)
+        .master_username("app")
+        .master_user_password("secret-pw-123")
+        .send()
+        .await
+        .unwrap();
+    rds.create_db_instance_read_replica()
+        .db_instance_identifier("orders-replica")
+        .source_db_instance_identifier("orders")
+        .send()
+        .await
+        .unwrap();
+    let r53 = aws_sdk_route53::Client::new(&sdk);
+    let zone = r53
+        .create_hosted_zone()
+        .name("shop.test")
+        .caller_reference("z")
+        .send()
+        .await
+        .unwrap();
+    let zone_id = zone.hosted_zone().unwrap().id().to_owned();
+    let rec = |set: &str, role: &str, value: &str| {
+        Change::builder()
+            .action(ChangeAction::Create)
+            .resource_record_set(
+                ResourceRecordSet::builder()
+                    .name("www.shop.test.")
+                    .r#type(RrType::Cname)
+                    .set_identifier(set)
+                    .failover(ResourceRecordSetFailover::from(role))
+                    .ttl(30)
+                    .resource_records(ResourceRecord::builder().value(value).build().unwrap())
                     .build()
                     .unwrap(),
             )
-            .send()
-            .await
-            .unwrap();
-    });
+            .build()
+            .unwrap()
+    };
+    r53.change_resource_record_sets()
+        .hosted_zone_id(zone_id)
+        .change_batch(
+            ChangeBatch::builder()
+                .changes(rec("primary", "PRIMARY", "a.shop.test"))
+                .changes(rec("dr", "SECONDARY", "b.shop.test"))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+#[test]
+fn rds_and_dns_commands_against_moto() {
+    let Some(moto) = Moto::start() else { return };
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(seed(&moto));
     let cli = Drkit::at(BIN, "file:///unused").with_env(moto.env());
     let described = cli.json(&["rds", "describe", "orders-replica"]);
     assert_eq!(described["replication_source"], "orders");

@@ -30,7 +30,7 @@ impl fmt::Debug for Wait {
 
 impl Default for Wait {
     fn default() -> Self {
-        Self::new(Duration::from_secs(1800))
+        Self::new(Duration::from_mins(30))
     }
 }
 
@@ -83,7 +83,7 @@ impl Wait {
                     elapsed.as_secs()
                 ));
             }
-            tokio::time::sleep(self.poll.min(self.timeout - elapsed)).await;
+            tokio::time::sleep(self.poll.min(self.timeout.saturating_sub(elapsed))).await;
         }
     }
 }

@@ -98,14 +98,14 @@ impl Rds {
         py: Python<'py>,
         source: &str,
         id: &str,
-        instance_class: Option<String>,
+        instance_class: Option<&str>,
         timeout: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
         let w = wait(timeout).map_err(py_err)?;
         let db = block_on(
             py,
             self.inner
-                .create_read_replica(source, id, instance_class.as_deref(), &w),
+                .create_read_replica(source, id, instance_class, &w),
         )?;
         to_python(py, &db)
     }
@@ -154,8 +154,8 @@ impl Rds {
 
     /// Snapshots of instance `id`, or all, oldest first.
     #[pyo3(signature = (id=None))]
-    fn snapshots<'py>(&self, py: Python<'py>, id: Option<String>) -> PyResult<Bound<'py, PyAny>> {
-        let all = block_on(py, self.inner.snapshots(id.as_deref()))?;
+    fn snapshots<'py>(&self, py: Python<'py>, id: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
+        let all = block_on(py, self.inner.snapshots(id))?;
         to_python(py, &all)
     }
 

@@ -201,10 +201,7 @@ impl BackupStore for S3Store {
                 }
             },
         );
-        pages
-            .map_ok(|items| futures::stream::iter(items))
-            .try_flatten()
-            .boxed()
+        pages.map_ok(futures::stream::iter).try_flatten().boxed()
     }
 
     async fn delete(&self, key: &str) -> Result<()> {

@@ -128,7 +128,7 @@ impl S3Config {
                 });
             }
             "part_size" => {
-                self.part_size = parse_size(value).ok_or_else(|| bad("use bytes or e.g. 16MiB"))?
+                self.part_size = parse_size(value).ok_or_else(|| bad("use bytes or e.g. 16MiB"))?;
             }
             "concurrency" => {
                 self.concurrency = value.parse().map_err(|_| bad("use a whole number"))?;
@@ -137,7 +137,7 @@ impl S3Config {
             "connect_timeout" => self.aws.connect_timeout = parse_duration(name, value)?,
             "read_timeout" => self.aws.read_timeout = parse_duration(name, value)?,
             "attempts" => {
-                self.aws.attempts = value.parse().map_err(|_| bad("use a whole number"))?
+                self.aws.attempts = value.parse().map_err(|_| bad("use a whole number"))?;
             }
             _ => {
                 return Err(err!(

@@ -153,9 +153,10 @@ async fn upload_parts(
     let mut number = 0i32;
     let mut next = Some((first, first_permit));
     loop {
-        let (body, permit) = match next.take() {
-            Some(p) => p,
-            None => {
+        let (body, permit) =
+            if let Some(p) = next.take() {
+                p
+            } else {
                 // Take a slot before reading: a part in memory is a part in flight.
                 let permit = tokio::select! {
                     p = limit.clone().acquire_owned() => p.expect("never closed"),
@@ -170,8 +171,7 @@ async fn upload_parts(
                     Some(b) => (b, permit),
                     None => break,
                 }
-            }
-        };
+            };
         number += 1;
         if number > 10_000 {
             return Err(err!(
@@ -214,7 +214,7 @@ async fn upload_parts(
     while let Some(joined) = tasks.join_next().await {
         done.push(joined.map_err(|e| err!(External, "upload task failed: {e}"))??);
     }
-    done.sort_by_key(|p| p.part_number());
+    done.sort_by_key(aws_sdk_s3::types::CompletedPart::part_number);
     Ok((done, total))
 }
 

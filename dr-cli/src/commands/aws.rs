@@ -1,5 +1,6 @@
 //! `drkit rds` and `drkit dns`.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -146,17 +147,21 @@ fn route_text(r: &Route) -> String {
     for rec in &r.records {
         let mut l = format!("  {:<10}", rec.set_id.as_deref().unwrap_or("(simple)"));
         if let Some(f) = &rec.failover {
-            l.push_str(&format!(" {f:<9}"));
+            let _ = write!(l, " {f:<9}");
         }
         if let Some(w) = rec.weight {
-            l.push_str(&format!(" weight {w:<3}"));
+            let _ = write!(l, " weight {w:<3}");
         }
         match &rec.alias {
-            Some(a) => l.push_str(&format!(" alias {}", a.dns_name)),
-            None => l.push_str(&format!(" {}", rec.values.join(", "))),
+            Some(a) => {
+                let _ = write!(l, " alias {}", a.dns_name);
+            }
+            None => {
+                let _ = write!(l, " {}", rec.values.join(", "));
+            }
         }
         if let Some(h) = &rec.health_check {
-            l.push_str(&format!(" (health check {h})"));
+            let _ = write!(l, " (health check {h})");
         }
         lines.push(l);
     }

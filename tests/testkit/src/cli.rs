@@ -73,6 +73,7 @@ impl Drkit {
     }
 
     /// Runs with --json, expects success, returns the document.
+    #[allow(clippy::must_use_candidate)] // tests often run a command for its effect
     pub fn json(&self, args: &[&str]) -> Value {
         let mut all = vec!["--json"];
         all.extend_from_slice(args);
