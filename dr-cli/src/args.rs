@@ -36,6 +36,30 @@ pub enum Command {
     Restore(RestoreArgs),
     /// Check a snapshot: re-read every chunk, or restore it into a scratch database and test it.
     Verify(VerifyArgs),
+    /// Archive one WAL file (PostgreSQL's archive_command: `drkit wal-push %p`).
+    WalPush {
+        /// The file PostgreSQL passes as %p.
+        path: PathBuf,
+    },
+    /// Fetch one WAL file (PostgreSQL's restore_command: `drkit wal-fetch %f %p`).
+    WalFetch {
+        /// The file name PostgreSQL asks for (%f).
+        name: String,
+        /// Where to write it (%p).
+        dest: PathBuf,
+        /// Segments to fetch ahead in parallel into a spool folder beside DEST.
+        #[arg(long, default_value_t = 8)]
+        prefetch: usize,
+    },
+    /// Take a physical base backup (pg_basebackup) into the repository.
+    Basebackup {
+        /// postgres://user:password@host:port/ (a user with REPLICATION).
+        server: String,
+    },
+    /// Recover a cluster to a point in time from a base backup and the WAL archive.
+    Pitr(PitrArgs),
+    /// Check the WAL archive has no gaps from each base backup on; print the window.
+    WalVerify,
     /// Copy snapshots to a second repository (another region or provider), deduplicated.
     Copy(CopyArgs),
     /// Raw objects in the store at --repo (no repository needed): list, upload, download.
@@ -47,6 +71,41 @@ pub enum Command {
     Dns(AwsArgs<DnsCommand>),
     /// Start a throwaway Postgres, back it up, drop it, restore it, verify it, report timings.
     Demo(DemoArgs),
+}
+
+/// `drkit pitr`.
+#[derive(Debug, Args)]
+pub struct PitrArgs {
+    /// The data directory to create (missing or empty).
+    #[arg(long)]
+    pub pgdata: PathBuf,
+    /// Recover to this moment (RFC 3339, e.g. 2026-12-01T03:15:00Z).
+    #[arg(long, group = "target", required = true)]
+    pub target_time: Option<jiff::Timestamp>,
+    /// Recover to this WAL position (e.g. 0/3000028).
+    #[arg(long, group = "target")]
+    pub target_lsn: Option<String>,
+    /// Recover to a restore point made with pg_create_restore_point.
+    #[arg(long, group = "target")]
+    pub target_name: Option<String>,
+    /// Recover to the end of the archived WAL.
+    #[arg(long, group = "target")]
+    pub latest: bool,
+    /// Use this base backup instead of the newest one before the target.
+    #[arg(long)]
+    pub snapshot: Option<String>,
+    /// Start the server and wait until it has promoted.
+    #[arg(long)]
+    pub start: bool,
+    /// Extra postgresql.auto.conf setting, KEY=VALUE (e.g. port=5433); repeatable.
+    #[arg(long = "set", value_parser = parse_tag)]
+    pub settings: Vec<(String, String)>,
+    /// Put this postgresql.conf in place (for clusters whose config lives outside the data directory).
+    #[arg(long)]
+    pub postgresql_conf: Option<PathBuf>,
+    /// Longest wait for recovery to finish, in seconds.
+    #[arg(long, default_value_t = 3600)]
+    pub timeout: u64,
 }
 
 /// `drkit copy`.

@@ -27,13 +27,13 @@ pub struct TempCluster {
 }
 
 /// Whether this process runs as root.
-fn is_root() -> bool {
+pub(crate) fn is_root() -> bool {
     use std::os::unix::fs::MetadataExt;
     std::fs::metadata("/proc/self").is_ok_and(|m| m.uid() == 0)
 }
 
 /// Runs a server program, as `postgres` when we are root: initdb and postgres refuse root.
-fn run_as_owner(program: &Path, args: &[&str]) -> Result<Output> {
+pub(crate) fn run_as_owner(program: &Path, args: &[&str]) -> Result<Output> {
     let mut cmd = if is_root() {
         let mut c = Command::new("runuser");
         c.args(["-u", "postgres", "--"]).arg(program);
@@ -47,7 +47,7 @@ fn run_as_owner(program: &Path, args: &[&str]) -> Result<Output> {
         .map_err(|e| Error::io(format!("running {}", program.display()), e))
 }
 
-fn chown_to_postgres(path: &Path) -> Result<()> {
+pub(crate) fn chown_to_postgres(path: &Path) -> Result<()> {
     let ok = Command::new("chown")
         .args(["-R", "postgres:postgres"])
         .arg(path)

@@ -15,20 +15,26 @@
 
 mod archive;
 mod backup;
+mod basebackup;
 mod cluster;
 mod conn;
 mod error;
 mod metadata;
+mod pitr;
 mod process;
 mod restore;
+mod tartap;
 mod tools;
 mod verify;
+pub mod wal;
 
 pub use archive::OffsetIndex;
 pub use backup::{backup, BackupOptions, RowCounts, DUMP_FILE, GLOBALS_FILE, KIND_LOGICAL};
+pub use basebackup::{basebackup, BaseMetadata, BASE_FILE, KIND_BASE};
 pub use cluster::{ClusterOptions, TempCluster};
 pub use conn::ConnInfo;
 pub use metadata::{LogicalMetadata, TableCount};
+pub use pitr::{pitr, plan, window, PitrOptions, PitrReport, Plan, RecoveryTarget, Window};
 pub use restore::{restore, RestoreMode, RestoreOptions, RestoreReport};
 pub use tools::PgTools;
 pub use verify::{

@@ -109,7 +109,8 @@ pub(super) async fn get(
 ) -> Result<ByteStream> {
     let config = store.config();
     let part = config.part_size;
-    let concurrency = config.concurrency;
+    // One part is always with the reader: keep the total at `concurrency` parts.
+    let concurrency = config.concurrency.saturating_sub(1).max(1);
     let shown = store.describe(&key);
     let start = range.as_ref().map_or(0, |r| r.start);
     let wanted_end = range.as_ref().map(|r| r.end);

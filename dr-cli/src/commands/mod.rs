@@ -3,6 +3,7 @@
 mod aws;
 mod backup;
 mod copy;
+mod pitr;
 mod repo;
 mod restore;
 mod store;
@@ -11,6 +12,7 @@ mod verify;
 pub use aws::{dns, rds};
 pub use backup::{backup, snapshots};
 pub use copy::copy;
+pub use pitr::{basebackup, pitr, wal_fetch, wal_push, wal_verify};
 pub use repo::init;
 pub use restore::restore;
 pub use store::store;

@@ -26,6 +26,7 @@ mod copy;
 mod crypto;
 mod lock;
 mod manifest;
+mod objects;
 mod reader;
 mod writer;
 

@@ -14,6 +14,9 @@ pub struct Drkit {
     pub repo: String,
     /// Extra environment (secrets, AWS settings).
     pub env: Vec<(String, String)>,
+    /// Run as the `postgres` user (when the tests run as root), as PostgreSQL runs
+    /// `archive_command`, so both can write one local repository.
+    pub as_postgres: bool,
 }
 
 impl Drkit {
@@ -30,6 +33,7 @@ impl Drkit {
             bin: PathBuf::from(bin),
             repo: url.to_owned(),
             env: vec![("DRKIT_PASSWORD".into(), "cli test passphrase".into())],
+            as_postgres: false,
         }
     }
 
@@ -48,7 +52,15 @@ impl Drkit {
     /// change its behaviour.
     #[must_use]
     pub fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(&self.bin);
+        let root = std::fs::metadata("/proc/self")
+            .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+        let mut c = if self.as_postgres && root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&self.bin);
+            c
+        } else {
+            Command::new(&self.bin)
+        };
         c.arg("--repo").arg(&self.repo).args(args);
         for var in [
             "DRKIT_REPO",

@@ -1,0 +1,191 @@
+//! WAL archiving, base backups and point-in-time recovery.
+
+use std::fmt::Write as _;
+use std::path::Path;
+use std::time::Duration;
+
+use dr_core::{err, ErrorKind, Result};
+use dr_pg::wal::{self, Pushed, WalArchive};
+use dr_pg::{BaseMetadata, ConnInfo, PitrOptions, RecoveryTarget};
+use serde_json::json;
+
+use crate::args::{Cli, PitrArgs};
+use crate::output::{bytes, Output};
+use crate::EXIT_CHECK_FAILED;
+
+/// `drkit wal-push %p`: exit 0 only once the file is stored.
+pub async fn wal_push(cli: &Cli, path: &Path, out: Output) -> Result<u8> {
+    let repo = super::open_repo(cli).await?;
+    let pushed = wal::push(&repo, path).await?;
+    if cli.json {
+        out.emit(&json!({"file": path, "result": pushed}), String::new);
+    } else if pushed == Pushed::AlreadyArchived {
+        tracing::info!(
+            "{} was already archived with the same contents",
+            path.display()
+        );
+    }
+    Ok(0)
+}
+
+/// `drkit wal-fetch %f %p`: exit 1 at once for a file never archived.
+pub async fn wal_fetch(cli: &Cli, name: &str, dest: &Path, prefetch: usize) -> Result<u8> {
+    let repo = super::open_repo(cli).await?;
+    match wal::fetch(&repo, name, dest, prefetch).await {
+        Ok(()) => Ok(0),
+        // PostgreSQL asks for files that may not exist (the next timeline's history, the
+        // segment after the last): one quiet line, exit 1.
+        Err(e) if e.kind() == ErrorKind::NotFound => {
+            eprintln!("drkit wal-fetch: {name} is not archived");
+            Ok(1)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// `drkit basebackup`.
+pub async fn basebackup(cli: &Cli, server: &str, out: Output) -> Result<u8> {
+    let conn = ConnInfo::parse(server)?;
+    let repo = super::open_repo(cli).await?;
+    out.note(&format!("base backup of {conn} to {}", repo.store().url()));
+    let bar = out.progress(None);
+    let snap = dr_pg::basebackup(&repo, &conn, bar.clone()).await;
+    bar.finish();
+    let snap = snap?;
+    let s = snap.summary();
+    let meta = BaseMetadata::of(&snap)?;
+    out.emit(&s, || {
+        format!(
+            "base backup {}\n  {} read, {} new in {} new chunks of {}, took {:.1}s\n  WAL {} .. {} (timeline {}), replay needs {} onwards",
+            s.id,
+            bytes(s.stats.raw_bytes),
+            bytes(s.stats.new_bytes),
+            s.stats.new_chunks,
+            s.stats.chunks,
+            s.duration_secs,
+            meta.start_lsn,
+            meta.end_lsn,
+            meta.timeline,
+            meta.first_wal
+        )
+    });
+    Ok(0)
+}
+
+/// `restore_command` for a recovered server: this binary, the repository, and the secret
+/// by file (the server's environment has none of ours; a passphrase never goes into the
+/// configuration).
+fn restore_command(cli: &Cli) -> Result<String> {
+    let sh = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let exe =
+        std::env::current_exe().map_err(|e| dr_core::Error::io("finding the drkit binary", e))?;
+    let mut env = String::new();
+    for var in ["DRKIT_KEY_FILE", "DRKIT_PASSWORD_FILE"] {
+        if let Ok(f) = std::env::var(var) {
+            let abs = std::path::absolute(&f)
+                .map_err(|e| dr_core::Error::io(format!("resolving {var}"), e))?;
+            env = format!("{var}={} ", sh(&abs.to_string_lossy()));
+            break;
+        }
+    }
+    if env.is_empty() && std::env::var("DRKIT_PASSWORD").is_ok() {
+        return Err(err!(
+            InvalidInput,
+            "restore_command runs as the PostgreSQL server, which cannot see DRKIT_PASSWORD: give the secret as DRKIT_PASSWORD_FILE or DRKIT_KEY_FILE (a file the postgres user can read)"
+        ));
+    }
+    for var in ["AWS_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL"] {
+        if let Ok(v) = std::env::var(var) {
+            _ = write!(env, "{var}={} ", sh(&v));
+        }
+    }
+    Ok(format!(
+        "{env}{} --quiet --repo {} wal-fetch %f %p",
+        sh(&exe.to_string_lossy()),
+        sh(super::repo_url(cli)?)
+    ))
+}
+
+/// `drkit pitr`.
+pub async fn pitr(cli: &Cli, a: &PitrArgs, out: Output) -> Result<u8> {
+    let target = match (&a.target_time, &a.target_lsn, &a.target_name) {
+        (Some(t), _, _) => RecoveryTarget::Time(*t),
+        (_, Some(l), _) => {
+            dr_pg::wal::Lsn::parse(l)?;
+            RecoveryTarget::Lsn(l.clone())
+        }
+        (_, _, Some(n)) => RecoveryTarget::Name(n.clone()),
+        _ => RecoveryTarget::Latest,
+    };
+    let repo = super::open_repo(cli).await?;
+    let options = PitrOptions {
+        pgdata: std::path::absolute(&a.pgdata)
+            .map_err(|e| dr_core::Error::io("resolving --pgdata", e))?,
+        target,
+        snapshot: a.snapshot.clone(),
+        restore_command: restore_command(cli)?,
+        settings: a.settings.clone(),
+        postgresql_conf: a.postgresql_conf.clone(),
+        start: a.start,
+        timeout: Duration::from_secs(a.timeout),
+    };
+    let bar = out.progress(None);
+    let report = dr_pg::pitr(&repo, &options, bar.clone()).await;
+    bar.finish();
+    let r = report?;
+    out.emit(&r, || {
+        let mut t = format!(
+            "recovered base backup {} (finished {}) into {} to {}\n  WAL from {} to {}; window {}\n  unpacked in {:.1}s{}",
+            r.plan.snapshot,
+            r.plan.base_finished,
+            r.pgdata.display(),
+            r.target,
+            r.plan.wal_from,
+            r.plan.wal_to.as_deref().unwrap_or("-"),
+            r.plan.window,
+            r.unpack_seconds,
+            if r.manifest_verified { ", checked against backup_manifest" } else { "" }
+        );
+        match r.replay_seconds {
+            Some(s) => _ = write!(t, "\n  started, replayed and promoted in {s:.1}s"),
+            None => _ = write!(t, "\n  start it with: pg_ctl -D {} start", r.pgdata.display()),
+        }
+        t
+    });
+    Ok(0)
+}
+
+/// `drkit wal-verify`: exit 3 when a gap cuts a base backup's replay short.
+pub async fn wal_verify(cli: &Cli, out: Output) -> Result<u8> {
+    let repo = super::open_repo(cli).await?;
+    let (window, per_base) = dr_pg::window(&repo).await?;
+    let archive = WalArchive::read(&repo, dr_pg::wal::DEFAULT_SEGMENT_SIZE).await?;
+    let timelines: Vec<_> = archive
+        .segments
+        .iter()
+        .map(|(t, s)| json!({"timeline": t, "segments": s.len()}))
+        .collect();
+    let gaps: Vec<&String> = per_base.iter().filter_map(|(_, g)| g.as_ref()).collect();
+    let ok = gaps.is_empty();
+    let doc = json!({
+        "ok": ok,
+        "window": window,
+        "timelines": timelines,
+        "base_backups": per_base.iter().map(|(id, gap)| json!({"snapshot": id, "stops_at_missing": gap})).collect::<Vec<_>>(),
+        "files": archive.files.len(),
+    });
+    out.emit(&doc, || {
+        let mut t = format!(
+            "WAL archive: {} files; recovery window {window}",
+            archive.files.len()
+        );
+        for (id, gap) in &per_base {
+            match gap {
+                None => _ = write!(t, "\n  base {id}: WAL unbroken to the newest segment"),
+                Some(g) => _ = write!(t, "\n  base {id}: replay stops at missing segment {g}"),
+            }
+        }
+        t
+    });
+    Ok(if ok { 0 } else { EXIT_CHECK_FAILED })
+}

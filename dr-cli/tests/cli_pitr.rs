@@ -1,0 +1,416 @@
+//! WAL archiving and point-in-time recovery end to end: PostgreSQL runs `drkit wal-push`
+//! as its archive_command, recovered clusters fetch through `drkit wal-fetch`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use dr_testkit::{free_port, Drkit, PgCluster, PASSWORD};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_drkit");
+
+fn is_root() -> bool {
+    std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
+}
+
+/// A folder the postgres user owns, holding the repository and the recovered clusters.
+fn workdir() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    if is_root() {
+        assert!(Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(dir.path())
+            .status()
+            .unwrap()
+            .success());
+    }
+    dir
+}
+
+struct Setup {
+    drkit: Drkit,
+    pg: PgCluster,
+    dir: tempfile::TempDir,
+}
+
+/// A key-file repository and a cluster archiving into it through drkit.
+fn archiving_cluster() -> Option<Setup> {
+    let dir = workdir();
+    let key = dir.path().join("key");
+    let repo = dir.path().join("repo");
+    let mut drkit = Drkit::local(BIN, &repo);
+    drkit.env = vec![("DRKIT_KEY_FILE".into(), key.display().to_string())];
+    drkit.as_postgres = true;
+    let out = drkit.run(&["repo", "init", "--generate-key-file", key.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "repo init: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let archive = format!(
+        "DRKIT_KEY_FILE={} {BIN} --quiet --repo file://{} wal-push %p",
+        key.display(),
+        repo.display()
+    );
+    let pg = PgCluster::start_with(&format!(
+        "archive_mode = on\narchive_command = '{archive}'\n"
+    ))?;
+    Some(Setup { drkit, pg, dir })
+}
+
+/// Switches WAL and waits until the archiver has stored the segment it closed.
+fn switch_and_wait(pg: &PgCluster) {
+    let closed = pg.psql("postgres", "SELECT pg_walfile_name(pg_switch_wal())");
+    let deadline = Instant::now() + Duration::from_mins(1);
+    loop {
+        let s = pg.psql(
+            "postgres",
+            "SELECT coalesce(last_archived_wal, '') || ' ' || failed_count FROM pg_stat_archiver",
+        );
+        if s.split(' ')
+            .next()
+            .is_some_and(|last| last >= closed.as_str())
+        {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{closed} not archived: {s}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn insert_batch(pg: &PgCluster, batch: i32) {
+    pg.psql(
+        "postgres",
+        &format!("INSERT INTO t SELECT {batch}, g FROM generate_series(1, 1000) g"),
+    );
+}
+
+/// A recovered server, stopped when dropped.
+struct Recovered {
+    pgdata: PathBuf,
+    port: u16,
+    report: Value,
+}
+
+impl Recovered {
+    fn psql(&self, sql: &str) -> String {
+        let bindir = dr_pg::TempCluster::server_bindir().unwrap();
+        let out = Command::new(bindir.join("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                sql,
+            ])
+            .env("PGPASSWORD", PASSWORD)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{sql}: {}\nserver log:\n{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(self.pgdata.join("drkit-recovery.log")).unwrap_or_default()
+        );
+        String::from_utf8(out.stdout).unwrap().trim().to_owned()
+    }
+
+    fn batches(&self) -> String {
+        self.psql("SELECT string_agg(batch || ':' || n, ',' ORDER BY batch) FROM (SELECT batch, count(*) n FROM t GROUP BY batch) x")
+    }
+}
+
+impl Drop for Recovered {
+    fn drop(&mut self) {
+        let bindir = dr_pg::TempCluster::server_bindir().unwrap();
+        let mut c = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(bindir.join("pg_ctl"));
+            c
+        } else {
+            Command::new(bindir.join("pg_ctl"))
+        };
+        let _ = c
+            .args(["-D"])
+            .arg(&self.pgdata)
+            .args(["-m", "immediate", "-w", "stop"])
+            .output();
+    }
+}
+
+fn recover(drkit: &Drkit, dir: &Path, name: &str, target: &[&str], extra: &[&str]) -> Recovered {
+    let pgdata = dir.join(name);
+    let port = free_port();
+    let port_s = format!("port={port}");
+    let sock = format!("unix_socket_directories={}", dir.display());
+    let mut args = vec![
+        "pitr",
+        "--pgdata",
+        pgdata.to_str().unwrap(),
+        "--start",
+        "--timeout",
+        "120",
+        "--set",
+        &port_s,
+        "--set",
+        &sock,
+    ];
+    args.extend_from_slice(target);
+    args.extend_from_slice(extra);
+    let report = drkit.json(&args);
+    assert_eq!(report["promoted"], true, "{report}");
+    Recovered {
+        pgdata,
+        port,
+        report,
+    }
+}
+
+/// Writes batch 4 on a recovered server's new timeline and waits until it is archived.
+fn write_on_new_timeline(latest: &Recovered) {
+    latest.psql("INSERT INTO t SELECT 4, g FROM generate_series(1, 1000) g");
+    let closed = latest.psql("SELECT pg_walfile_name(pg_switch_wal())");
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while latest.psql("SELECT coalesce(last_archived_wal, '') FROM pg_stat_archiver") < closed {
+        assert!(Instant::now() < deadline, "timeline 2 not archived");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Batches 1, 2 and 3, archived; returns a time between batches 1 and 2 and the LSN
+/// just after batch 2 (a restore point `after-2` marks it too).
+fn three_batches(pg: &PgCluster) -> (String, String) {
+    insert_batch(pg, 1);
+    switch_and_wait(pg);
+    std::thread::sleep(Duration::from_millis(1100));
+    let between_1_and_2 = pg.psql(
+        "postgres",
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    );
+    std::thread::sleep(Duration::from_millis(1100));
+    insert_batch(pg, 2);
+    let after_2 = pg.psql("postgres", "SELECT pg_current_wal_insert_lsn()");
+    pg.psql("postgres", "SELECT pg_create_restore_point('after-2')");
+    switch_and_wait(pg);
+    insert_batch(pg, 3);
+    switch_and_wait(pg);
+    (between_1_and_2, after_2)
+}
+
+/// The recovered server takes writes, and pg_amcheck finds every table and index intact.
+fn check_writable_and_intact(latest: &Recovered) {
+    assert_eq!(
+        latest.psql("SELECT pg_is_in_recovery()::text || current_setting('transaction_read_only')"),
+        "falseoff",
+        "{}\n{}",
+        std::fs::read_to_string(latest.pgdata.join("drkit-recovery.log")).unwrap_or_default(),
+        std::fs::read_to_string(latest.pgdata.join("postmaster.pid")).unwrap_or_default()
+    );
+    let bindir = dr_pg::TempCluster::server_bindir().unwrap();
+    let amcheck = Command::new(bindir.join("pg_amcheck"))
+        .args([
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &latest.port.to_string(),
+            "-U",
+            "postgres",
+            "--install-missing",
+            "--heapallindexed",
+            "-d",
+            "postgres",
+        ])
+        .env("PGPASSWORD", PASSWORD)
+        .output()
+        .unwrap();
+    assert!(
+        amcheck.status.success(),
+        "pg_amcheck: {}{}",
+        String::from_utf8_lossy(&amcheck.stdout),
+        String::from_utf8_lossy(&amcheck.stderr)
+    );
+}
+
+#[test]
+fn recovers_to_a_time_an_lsn_a_restore_point_and_the_latest_then_across_timelines() {
+    let Some(Setup { drkit, pg, dir }) = archiving_cluster() else {
+        return;
+    };
+    pg.psql("postgres", "CREATE TABLE t (batch int, n int)");
+    let base = drkit.json(&["basebackup", &pg.dsn("postgres")]);
+    assert_eq!(base["kind"], "pg_basebackup");
+
+    let (between_1_and_2, after_2) = three_batches(&pg);
+    drop(pg); // the primary is gone
+
+    let by_time = recover(
+        &drkit,
+        dir.path(),
+        "by-time",
+        &["--target-time", &between_1_and_2],
+        &[],
+    );
+    assert_eq!(
+        by_time.batches(),
+        "1:1000",
+        "exactly the batches before the time"
+    );
+    assert_eq!(by_time.report["manifest_verified"], true);
+    drop(by_time);
+    let by_lsn = recover(
+        &drkit,
+        dir.path(),
+        "by-lsn",
+        &["--target-lsn", &after_2],
+        &[],
+    );
+    assert_eq!(
+        by_lsn.batches(),
+        "1:1000,2:1000",
+        "LSN {after_2}: {}",
+        std::fs::read_to_string(by_lsn.pgdata.join("drkit-recovery.log")).unwrap_or_default()
+    );
+    drop(by_lsn);
+    let by_name = recover(
+        &drkit,
+        dir.path(),
+        "by-name",
+        &["--target-name", "after-2"],
+        &[],
+    );
+    assert_eq!(by_name.batches(), "1:1000,2:1000");
+    drop(by_name);
+
+    // The latest, writable, checked by pg_amcheck; it then archives its own timeline.
+    let archive = format!(
+        "archive_command=DRKIT_KEY_FILE={} {BIN} --quiet --repo {} wal-push %p",
+        dir.path().join("key").display(),
+        drkit.repo
+    );
+    let latest = recover(
+        &drkit,
+        dir.path(),
+        "latest",
+        &["--latest"],
+        &["--set", "archive_mode=on", "--set", &archive],
+    );
+    assert_eq!(latest.batches(), "1:1000,2:1000,3:1000");
+    check_writable_and_intact(&latest);
+    assert_eq!(
+        latest.psql("SELECT timeline_id FROM pg_control_checkpoint()"),
+        "2"
+    );
+    write_on_new_timeline(&latest);
+    drop(latest);
+    let verify = drkit.json(&["wal-verify"]);
+    let timelines: Vec<u64> = verify["timelines"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["timeline"].as_u64().unwrap())
+        .collect();
+    assert_eq!(timelines, vec![1, 2], "{verify}");
+    assert_eq!(verify["ok"], true, "{verify}");
+    // Recovering again follows the history file onto timeline 2.
+    let again = recover(&drkit, dir.path(), "again", &["--latest"], &[]);
+    assert_eq!(again.batches(), "1:1000,2:1000,3:1000,4:1000");
+}
+
+#[test]
+fn a_missing_segment_is_reported_and_recovery_past_it_refused() {
+    let Some(Setup { drkit, pg, dir }) = archiving_cluster() else {
+        return;
+    };
+    pg.psql("postgres", "CREATE TABLE t (batch int, n int)");
+    drkit.json(&["basebackup", &pg.dsn("postgres")]);
+    let mut closed = Vec::new();
+    for b in 1..=3 {
+        insert_batch(&pg, b);
+        closed.push(pg.psql("postgres", "SELECT pg_walfile_name(pg_current_wal_lsn())"));
+        switch_and_wait(&pg);
+    }
+    // Lose the segment holding batch 2.
+    let victim = &closed[1];
+    let path = dir.path().join("repo/wal/00000001").join(victim);
+    std::fs::remove_file(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+
+    let out = drkit.run(&["--json", "wal-verify"]);
+    assert_eq!(out.status.code(), Some(3));
+    let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(doc["window"]["gap"], victim.as_str(), "{doc}");
+
+    let pgdata = dir.path().join("gap");
+    let out = drkit.run(&["pitr", "--pgdata", pgdata.to_str().unwrap(), "--latest"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains(victim.as_str()),
+        "names the missing segment: {err}"
+    );
+    assert!(
+        !pgdata.exists() || std::fs::read_dir(&pgdata).unwrap().next().is_none(),
+        "nothing unpacked"
+    );
+
+    // A target before the oldest base backup is refused with the window.
+    let out = drkit.run(&[
+        "pitr",
+        "--pgdata",
+        pgdata.to_str().unwrap(),
+        "--target-time",
+        "2001-01-01T00:00:00Z",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("window"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    // A re-push of an archived segment with other bytes is refused; the same bytes pass.
+    let seg = dir.path().join(&closed[0]);
+    std::fs::write(&seg, vec![7u8; 16 << 20]).unwrap();
+    let out = drkit.run(&["wal-push", seg.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("different contents"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fetched = dir.path().join("fetched");
+    let out = drkit.run(&["wal-fetch", &closed[0], fetched.to_str().unwrap()]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    std::fs::rename(&fetched, &seg).unwrap();
+    assert!(
+        drkit
+            .run(&["wal-push", seg.to_str().unwrap()])
+            .status
+            .success(),
+        "same bytes: idempotent"
+    );
+    // Never archived: exit 1 at once.
+    let started = Instant::now();
+    let out = drkit.run(&[
+        "wal-fetch",
+        "0000000100000000000000FF",
+        dir.path().join("nothing").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(!dir.path().join("nothing").exists());
+}

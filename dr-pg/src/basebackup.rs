@@ -1,0 +1,214 @@
+//! Physical base backups: `pg_basebackup -Ft -X none -c fast -D -` streamed through the
+//! repository's chunker, so files unchanged between backups store nothing new. Replay
+//! from one needs the WAL archive (see [`crate::wal`]).
+
+use std::process::Stdio;
+use std::sync::Arc;
+
+use dr_core::progress::Progress;
+use dr_core::repo::{Repository, Snapshot, SnapshotKind};
+use dr_core::{err, Result};
+use serde::{Deserialize, Serialize};
+use tokio::process::Command;
+
+use crate::conn::ConnInfo;
+use crate::process::spawn;
+use crate::tartap::TarTap;
+use crate::tools::PgTools;
+use crate::wal::{segment_name, Lsn};
+
+/// The snapshot kind of base backups.
+pub const KIND_BASE: &str = "pg_basebackup";
+
+/// The file inside a base-backup snapshot: the data directory as a tar stream (with
+/// `backup_label` and `backup_manifest`).
+pub const BASE_FILE: &str = "base.tar";
+
+/// The server's `backup_manifest`, also kept on its own.
+pub const MANIFEST_FILE: &str = "backup_manifest";
+
+/// What a base backup records beside its data.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BaseMetadata {
+    /// `host:port` of the server.
+    pub server: String,
+    /// `server_version_num`.
+    pub server_version_num: i32,
+    /// The cluster's system identifier (a restore checks WAL belongs to it).
+    pub system_identifier: String,
+    /// WAL segment size in bytes.
+    pub wal_segment_size: u64,
+    /// Where replay starts.
+    pub start_lsn: String,
+    /// Where the backup becomes consistent.
+    pub end_lsn: String,
+    /// The timeline it was taken on.
+    pub timeline: u32,
+    /// The first WAL file replay needs.
+    pub first_wal: String,
+    /// The WAL file holding the end point.
+    pub last_wal: String,
+    /// The label passed to pg_basebackup.
+    pub label: String,
+    /// pg_basebackup's version and where it came from.
+    pub tools: String,
+}
+
+impl BaseMetadata {
+    /// Reads it back from a snapshot.
+    pub fn of(snap: &Snapshot) -> Result<Self> {
+        serde_json::from_value(snap.metadata.clone()).map_err(|e| {
+            err!(
+                Corrupt,
+                "snapshot {} is not a readable base backup: {e}",
+                snap.id
+            )
+        })
+    }
+}
+
+/// Takes a base backup of the server `conn` names.
+pub async fn basebackup(
+    repo: &Repository,
+    conn: &ConnInfo,
+    progress: Arc<dyn Progress>,
+) -> Result<Snapshot> {
+    let tools = PgTools::discover()?;
+    let client = conn.connect().await?;
+    let row = client
+        .query_one(
+            "SELECT (SELECT system_identifier::text FROM pg_control_system()), \
+                    (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'), \
+                    current_setting('server_version_num')::int, \
+                    current_setting('archive_mode'), pg_is_in_recovery()",
+            &[],
+        )
+        .await
+        .map_err(|e| {
+            err!(
+                External,
+                "reading cluster facts from {}: {e}",
+                conn.redacted()
+            )
+        })?;
+    let system_identifier: String = row.get(0);
+    let segment_size = row.get::<_, i64>(1) as u64;
+    let version_num: i32 = row.get(2);
+    let archive_mode: String = row.get(3);
+    if archive_mode == "off" {
+        tracing::warn!("archive_mode is off on {}: this base backup cannot be replayed past its end without WAL; set archive_command to `drkit wal-push %p`", conn.redacted());
+    }
+    drop(client);
+
+    let label = format!("drkit {}", jiff::Timestamp::now());
+    let mut writer = repo.begin_snapshot(SnapshotKind::new(KIND_BASE), &conn.redacted());
+    writer.set_progress(progress.clone());
+    let mut cmd = Command::new(tools.program("pg_basebackup"));
+    conn.apply_to(&mut cmd);
+    cmd.args([
+        "--format=tar",
+        "--wal-method=none",
+        "--checkpoint=fast",
+        "--no-sync",
+        "--verbose",
+        "--pgdata=-",
+    ])
+    .arg(format!("--label={label}"));
+    progress.phase("base");
+    let mut run = spawn(cmd, "pg_basebackup", Stdio::null(), Stdio::piped())?;
+    let stdout = run.child.stdout.take().expect("stdout is piped");
+    let (tap, caught) = TarTap::new(stdout, &["backup_label", "backup_manifest"]);
+    let stored = writer.add_file(BASE_FILE, tap).await.map(|_| ());
+    run.finish()
+        .await
+        .map_err(|e| e.context(format!("base backup of {}", conn.redacted())))?;
+    stored?;
+    let manifest = caught.get("backup_manifest");
+    let backup_label = caught
+        .get("backup_label")
+        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    let (start, timeline, end) = points(manifest.as_deref(), backup_label.as_deref())?;
+    if let Some(m) = manifest {
+        writer
+            .add_file(MANIFEST_FILE, std::io::Cursor::new(m))
+            .await?;
+    }
+    let meta = BaseMetadata {
+        server: conn.server(),
+        server_version_num: version_num,
+        system_identifier,
+        wal_segment_size: segment_size,
+        start_lsn: start.to_string(),
+        end_lsn: end.to_string(),
+        timeline,
+        first_wal: segment_name(timeline, start.segment(segment_size), segment_size),
+        last_wal: segment_name(timeline, end.segment(segment_size), segment_size),
+        label,
+        tools: format!("{} ({})", tools.version(), tools.bindir.display()),
+    };
+    progress.phase("commit");
+    writer
+        .commit(serde_json::to_value(&meta).expect("metadata serializes"))
+        .await
+}
+
+/// Start point, its timeline and end point, from the server's `backup_manifest`
+/// (`WAL-Ranges`), checked against `backup_label`.
+fn points(manifest: Option<&[u8]>, label: Option<&str>) -> Result<(Lsn, u32, Lsn)> {
+    #[derive(Deserialize)]
+    struct Range {
+        #[serde(rename = "Timeline")]
+        timeline: u32,
+        #[serde(rename = "Start-LSN")]
+        start: String,
+        #[serde(rename = "End-LSN")]
+        end: String,
+    }
+    #[derive(Deserialize)]
+    struct Manifest {
+        #[serde(rename = "WAL-Ranges")]
+        ranges: Vec<Range>,
+    }
+    let m: Manifest = serde_json::from_slice(manifest.ok_or_else(|| {
+        err!(Unsupported, "the server sent no backup_manifest (PostgreSQL 13 or newer is needed for base backups)")
+    })?)
+    .map_err(|e| err!(Corrupt, "the server's backup_manifest does not parse: {e}"))?;
+    let first = m
+        .ranges
+        .first()
+        .ok_or_else(|| err!(Corrupt, "backup_manifest lists no WAL range"))?;
+    let last = m.ranges.last().expect("non-empty");
+    let start = Lsn::parse(&first.start)?;
+    if let Some(label) = label {
+        let said = label
+            .lines()
+            .find_map(|l| l.strip_prefix("START WAL LOCATION: "))
+            .and_then(|l| l.split_whitespace().next())
+            .map(Lsn::parse)
+            .transpose()?;
+        if said.is_some_and(|s| s != start) {
+            return Err(err!(
+                Corrupt,
+                "backup_label and backup_manifest disagree about the start point"
+            ));
+        }
+    }
+    Ok((start, first.timeline, Lsn::parse(&last.end)?))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn points_parse() {
+        let manifest = br#"{"PostgreSQL-Backup-Manifest-Version": 1, "Files": [], "WAL-Ranges": [{ "Timeline": 1, "Start-LSN": "0/2000028", "End-LSN": "0/2000100" }]}"#;
+        let label =
+            "START WAL LOCATION: 0/2000028 (file 000000010000000000000002)\nSTART TIMELINE: 1\n";
+        let (s, t, e) = points(Some(manifest), Some(label)).unwrap();
+        assert_eq!(
+            (s.to_string().as_str(), t, e.to_string().as_str()),
+            ("0/2000028", 1, "0/2000100")
+        );
+    }
+}
