@@ -60,6 +60,10 @@ pub enum Command {
     Pitr(PitrArgs),
     /// Check the WAL archive has no gaps from each base backup on; print the window.
     WalVerify,
+    /// Remove snapshots a calendar retention policy drops, then unreferenced chunks and WAL.
+    Prune(PruneArgs),
+    /// Per source: newest snapshot, newest verified, data at risk; checked against objectives.
+    Status(StatusArgs),
     /// Copy snapshots to a second repository (another region or provider), deduplicated.
     Copy(CopyArgs),
     /// Raw objects in the store at --repo (no repository needed): list, upload, download.
@@ -106,6 +110,47 @@ pub struct PitrArgs {
     /// Longest wait for recovery to finish, in seconds.
     #[arg(long, default_value_t = 3600)]
     pub timeout: u64,
+}
+
+/// `drkit prune`.
+#[derive(Debug, Args)]
+pub struct PruneArgs {
+    /// Keep the newest N of each source and kind.
+    #[arg(long, default_value_t = 0)]
+    pub keep_last: usize,
+    /// Keep the newest of each of the last D days with snapshots.
+    #[arg(long, default_value_t = 0)]
+    pub keep_daily: usize,
+    /// Keep the newest of each of the last W ISO weeks.
+    #[arg(long, default_value_t = 0)]
+    pub keep_weekly: usize,
+    /// Keep the newest of each of the last M months.
+    #[arg(long, default_value_t = 0)]
+    pub keep_monthly: usize,
+    /// Keep the newest of each of the last Y years.
+    #[arg(long, default_value_t = 0)]
+    pub keep_yearly: usize,
+    /// Keep everything younger than this (e.g. 36h, 14d).
+    #[arg(long)]
+    pub keep_within: Option<String>,
+    /// Calendar time zone for days, weeks, months and years (default UTC).
+    #[arg(long, default_value = "UTC")]
+    pub time_zone: String,
+    /// Leave unreferenced chunks younger than this (default 1h).
+    #[arg(long, default_value = "1h")]
+    pub grace: String,
+    /// Print each snapshot with keep/remove and the reason; change nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+}
+
+/// `drkit status`.
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    /// TOML file of objectives: [[service]] name, source (a substring of the snapshot
+    /// source), rpo, rto, verified_within (e.g. "15m", "1h", "7d").
+    #[arg(long)]
+    pub objectives: Option<PathBuf>,
 }
 
 /// `drkit copy`.

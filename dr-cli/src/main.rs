@@ -57,6 +57,8 @@ async fn run(cli: &Cli, out: Output) -> Result<u8, Error> {
         Command::Basebackup { server } => commands::basebackup(cli, server, out).await,
         Command::Pitr(a) => commands::pitr(cli, a, out).await,
         Command::WalVerify => commands::wal_verify(cli, out).await,
+        Command::Prune(a) => commands::prune(cli, a, out).await,
+        Command::Status(a) => commands::status(cli, a, out).await,
         Command::Copy(a) => commands::copy(cli, a, out).await,
         Command::Store(c) => commands::store(cli, c, out).await,
         Command::Rds(a) => commands::rds(a, out).await,

@@ -447,6 +447,50 @@ impl WalArchive {
     }
 }
 
+/// Deletes archived WAL that no replay from `first_needed` (a base backup's first WAL
+/// file) onwards can use: segments, partial segments and backup files of that timeline
+/// and its ancestors before it. History files stay. Returns the files removed.
+pub async fn prune_before(repo: &Repository, first_needed: &str, segment_size: u64) -> Result<u64> {
+    let WalFile::Segment { timeline, number } = WalFile::parse(first_needed, segment_size)? else {
+        return Err(err!(InvalidInput, "{first_needed} is not a segment name"));
+    };
+    let metas: Vec<dr_core::store::ObjectMeta> =
+        repo.store().list(WAL_PREFIX).try_collect().await?;
+    let doomed: Vec<String> = metas
+        .into_iter()
+        .filter(|m| {
+            let Some(name) = m.key.rsplit('/').next() else {
+                return false;
+            };
+            let seg = match WalFile::parse(name, segment_size) {
+                Ok(
+                    WalFile::Segment {
+                        timeline: t,
+                        number: n,
+                    }
+                    | WalFile::Partial {
+                        timeline: t,
+                        number: n,
+                    },
+                ) => Some((t, n)),
+                Ok(WalFile::Backup { timeline: t, name }) => {
+                    WalFile::parse(&name[..24], segment_size)
+                        .ok()
+                        .and_then(|f| match f {
+                            WalFile::Segment { number: n, .. } => Some((t, n)),
+                            _ => None,
+                        })
+                }
+                _ => None,
+            };
+            seg.is_some_and(|(t, n)| t <= timeline && n < number)
+        })
+        .map(|m| m.key)
+        .collect();
+    repo.store().delete_many(&doomed).await?;
+    Ok(doomed.len() as u64)
+}
+
 /// `1 <tab> 0/3000158 <tab> no recovery target specified` lines → (parent timeline, switch LSN).
 fn parse_history(text: &str) -> Vec<(u32, Lsn)> {
     text.lines()

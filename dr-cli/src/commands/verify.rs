@@ -1,6 +1,7 @@
 //! `drkit verify`.
 
 use dr_core::progress::Progress;
+use dr_core::repo::Verified;
 use dr_core::repo::VerifyReport;
 use dr_core::Result;
 use dr_pg::{ConnInfo, VerifyOptions, VerifyRestoreReport};
@@ -27,6 +28,14 @@ pub async fn verify(cli: &Cli, a: &VerifyArgs, out: Output) -> Result<u8> {
         bar.finish();
         let report = report?;
         ok &= report.is_ok();
+        if report.is_ok() {
+            let v = Verified {
+                at: jiff::Timestamp::now(),
+                level: "chunks".into(),
+                restore_seconds: None,
+            };
+            repo.mark_verified(&snap.id, &v).await?;
+        }
         reads.push(report);
     }
     let mut restore_report = None;
@@ -43,6 +52,14 @@ pub async fn verify(cli: &Cli, a: &VerifyArgs, out: Output) -> Result<u8> {
         bar.finish();
         let report = report?;
         ok &= report.ok;
+        if ok {
+            let v = Verified {
+                at: jiff::Timestamp::now(),
+                level: "restore".into(),
+                restore_seconds: Some(report.restore_duration.as_secs_f64()),
+            };
+            repo.mark_verified(&snap.id, &v).await?;
+        }
         restore_report = Some(report);
     }
     let doc = json!({ "ok": ok, "snapshots": reads, "restore": restore_report });

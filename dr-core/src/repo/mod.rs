@@ -27,7 +27,9 @@ mod crypto;
 mod lock;
 mod manifest;
 mod objects;
+mod prune;
 mod reader;
+pub mod retention;
 mod writer;
 
 use std::sync::Arc;
@@ -47,6 +49,7 @@ pub use self::manifest::{
     ChunkRef, FileEntry, FileSummary, Snapshot, SnapshotId, SnapshotKind, SnapshotStats,
     SnapshotSummary,
 };
+pub use self::prune::{PruneOptions, PruneReport, Verified, STALE_MARKER};
 pub use self::reader::{ChunkProblem, VerifyReport};
 pub use self::writer::SnapshotWriter;
 use crate::store::{BackupStore, BackupStoreExt, DynStore, PutMode};

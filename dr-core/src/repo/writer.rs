@@ -1,7 +1,7 @@
 //! Writing snapshots: chunk, hash, compress, encrypt and upload on every core while the
 //! source streams in, with a fixed number of chunks in flight.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use futures::{StreamExt, TryStreamExt};
@@ -30,6 +30,10 @@ pub struct SnapshotWriter {
     stats: SnapshotStats,
     tags: BTreeMap<String, String>,
     known: Option<Known>,
+    /// Chunks this snapshot uses without having uploaded them.
+    reused: HashSet<ChunkId>,
+    /// The in-flight marker that keeps a concurrent prune off this backup's chunks.
+    marker: Option<String>,
     progress: Arc<dyn Progress>,
 }
 
@@ -60,6 +64,8 @@ impl SnapshotWriter {
             stats: SnapshotStats::default(),
             tags: BTreeMap::new(),
             known: None,
+            reused: HashSet::new(),
+            marker: None,
             progress: Arc::new(NoProgress),
         }
     }
@@ -86,6 +92,8 @@ impl SnapshotWriter {
         if let Some(k) = &self.known {
             return Ok(k.clone());
         }
+        // Announce this backup before looking at what exists, so prune leaves it alone.
+        self.marker = Some(self.repo.begin_inflight(self.started_at).await?);
         let mut map = HashMap::new();
         let mut list = self.repo.store().list("chunks/");
         while let Some(meta) = list.try_next().await? {
@@ -164,6 +172,8 @@ impl SnapshotWriter {
                 if p.new {
                     self.stats.new_bytes += p.stored;
                     self.stats.new_chunks += 1;
+                } else {
+                    self.reused.insert(p.id);
                 }
                 self.progress
                     .advance(u64::from(p.len), if p.new { p.stored } else { 0 });
@@ -195,7 +205,13 @@ impl SnapshotWriter {
             tool_version: format!("drkit {}", env!("CARGO_PKG_VERSION")),
             metadata,
         };
+        self.repo
+            .check_reused(self.started_at, &self.reused)
+            .await?;
         self.repo.write_manifest(&snap).await?;
+        if let Some(marker) = &self.marker {
+            let _ = self.repo.store().delete(marker).await;
+        }
         Ok(snap)
     }
 }

@@ -34,6 +34,7 @@ pub enum Fault {
 struct Rule {
     fault: Fault,
     every: u64,
+    offset: u64,
     method: Option<String>,
     path: Option<String>,
     seen: u64,
@@ -99,10 +100,28 @@ impl FaultProxy {
         self.state.rules.lock().unwrap().push(Rule {
             fault,
             every: every.max(1),
+            offset: 0,
             method: method.map(str::to_owned),
             path: path_contains.map(str::to_owned),
             seen: 0,
         });
+    }
+
+    /// One fault every `every`-th request, taking `faults` in turn.
+    pub fn inject_rotating(&self, faults: &[Fault], every: u64) {
+        let every = every.max(1);
+        let period = every * faults.len() as u64;
+        let mut rules = self.state.rules.lock().unwrap();
+        for (i, f) in faults.iter().enumerate() {
+            rules.push(Rule {
+                fault: *f,
+                every: period,
+                offset: period - every * (i as u64 + 1) % period,
+                method: None,
+                path: None,
+                seen: 0,
+            });
+        }
     }
 
     /// Removes every rule.
@@ -131,18 +150,22 @@ impl Drop for FaultProxy {
 
 fn pick(state: &State, method: &str, path: &str) -> Option<Fault> {
     let mut rules = state.rules.lock().unwrap();
+    let mut chosen = None;
+    // Every rule counts every request it matches; the first that fires applies.
     for rule in rules.iter_mut() {
         let matches = rule.method.as_deref().is_none_or(|m| m == method)
             && rule.path.as_deref().is_none_or(|p| path.contains(p));
         if matches {
             rule.seen += 1;
-            if rule.seen % rule.every == 0 {
-                state.injected.fetch_add(1, Ordering::Relaxed);
-                return Some(rule.fault);
+            if (rule.seen + rule.offset) % rule.every == 0 && chosen.is_none() {
+                chosen = Some(rule.fault);
             }
         }
     }
-    None
+    if chosen.is_some() {
+        state.injected.fetch_add(1, Ordering::Relaxed);
+    }
+    chosen
 }
 
 async fn handle(
