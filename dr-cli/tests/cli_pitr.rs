@@ -414,3 +414,44 @@ fn a_missing_segment_is_reported_and_recovery_past_it_refused() {
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(!dir.path().join("nothing").exists());
 }
+
+#[test]
+fn prune_drops_an_old_base_backup_and_only_the_wal_before_the_kept_one() {
+    let Some(Setup { drkit, pg, dir }) = archiving_cluster() else {
+        return;
+    };
+    pg.psql("postgres", "CREATE TABLE t (batch int, n int)");
+    drkit.json(&["basebackup", &pg.dsn("postgres")]);
+    insert_batch(&pg, 1);
+    switch_and_wait(&pg);
+    let kept = drkit.json(&["basebackup", &pg.dsn("postgres")]);
+    insert_batch(&pg, 2);
+    switch_and_wait(&pg);
+    let status = drkit.json(&["status"]);
+    assert_eq!(
+        status["sources"][0]["at_risk_basis"], "last archived WAL",
+        "{status}"
+    );
+    assert!(status["sources"][0]["at_risk_seconds"].as_f64().unwrap() < 120.0);
+    drop(pg);
+
+    let first_needed = kept["metadata"]["first_wal"].as_str().unwrap().to_owned();
+    let pruned = drkit.json(&["prune", "--keep-last", "1", "--grace", "0s"]);
+    assert_eq!(pruned["report"]["removed"].as_array().unwrap().len(), 1);
+    assert!(
+        pruned["wal_files_removed"].as_u64().unwrap() > 0,
+        "{pruned}"
+    );
+    let left: Vec<String> = std::fs::read_dir(dir.path().join("repo/wal/00000001"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.len() == 24)
+        .collect();
+    assert!(!left.is_empty());
+    assert!(
+        left.iter().all(|n| n.as_str() >= first_needed.as_str()),
+        "{left:?} vs {first_needed}"
+    );
+    let latest = recover(&drkit, dir.path(), "after-prune", &["--latest"], &[]);
+    assert_eq!(latest.batches(), "1:1000,2:1000");
+}
