@@ -212,3 +212,35 @@ mod tests {
         );
     }
 }
+
+/// What [`prune`] did: the repository's report and the WAL files removed.
+#[derive(Debug, Clone, Serialize)]
+pub struct PruneOutcome {
+    /// Snapshots and chunks.
+    pub report: dr_core::repo::PruneReport,
+    /// WAL files no kept base backup needs any more.
+    pub wal_files_removed: u64,
+}
+
+/// Prunes snapshots and chunks, then the WAL older than the first file the oldest kept
+/// base backup needs (none when no base backup is kept: WAL then stays).
+pub async fn prune(
+    repo: &Repository,
+    options: &dr_core::repo::PruneOptions,
+    now: jiff::Timestamp,
+) -> Result<PruneOutcome> {
+    let report = repo.prune(options, now).await?;
+    let mut wal_files_removed = 0;
+    if !options.dry_run {
+        let kept = repo.snapshots().await?;
+        if let Some(oldest) = kept.iter().find(|s| s.kind.as_str() == KIND_BASE) {
+            let meta = BaseMetadata::of(oldest)?;
+            wal_files_removed =
+                crate::wal::prune_before(repo, &meta.first_wal, meta.wal_segment_size).await?;
+        }
+    }
+    Ok(PruneOutcome {
+        report,
+        wal_files_removed,
+    })
+}

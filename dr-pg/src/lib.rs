@@ -23,6 +23,7 @@ mod metadata;
 mod pitr;
 mod process;
 mod restore;
+mod status;
 mod tartap;
 mod tools;
 mod verify;
@@ -30,12 +31,13 @@ pub mod wal;
 
 pub use archive::OffsetIndex;
 pub use backup::{backup, BackupOptions, RowCounts, DUMP_FILE, GLOBALS_FILE, KIND_LOGICAL};
-pub use basebackup::{basebackup, BaseMetadata, BASE_FILE, KIND_BASE};
+pub use basebackup::{basebackup, prune, BaseMetadata, PruneOutcome, BASE_FILE, KIND_BASE};
 pub use cluster::{ClusterOptions, TempCluster};
 pub use conn::ConnInfo;
 pub use metadata::{LogicalMetadata, TableCount};
 pub use pitr::{pitr, plan, window, PitrOptions, PitrReport, Plan, RecoveryTarget, Window};
 pub use restore::{restore, RestoreMode, RestoreOptions, RestoreReport};
+pub use status::{status, Objective, Objectives, SourceStatus, StatusReport};
 pub use tools::PgTools;
 pub use verify::{
     verify_by_restore, AmcheckResult, SqlCheck, TableCheck, VerifyOptions, VerifyRestoreReport,

@@ -4,8 +4,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+use dr_core::duration_secs::parse_human;
 use dr_core::progress::NoProgress;
-use dr_core::repo::{InitOptions, OpenOptions, Secret, Snapshot};
+use dr_core::repo::retention::Policy;
+use dr_core::repo::{InitOptions, OpenOptions, PruneOptions, Secret, Snapshot};
 use dr_core::{err, Result};
 use dr_pg::{BackupOptions, ConnInfo, RestoreMode, RestoreOptions, RowCounts, VerifyOptions};
 use pyo3::prelude::*;
@@ -312,6 +314,72 @@ impl Repository {
             };
             repo.copy_to(&dest, &chosen, &NoProgress).await
         })?;
+        to_python(py, &report)
+    }
+
+    /// Removes snapshots the policy drops (per source and kind), then unreferenced chunks
+    /// and WAL no kept base backup needs. `dry_run=True` reports keep/remove with reasons
+    /// and changes nothing. Durations are like "36h", "14d".
+    #[pyo3(signature = (*, keep_last=0, keep_daily=0, keep_weekly=0, keep_monthly=0, keep_yearly=0, keep_within=None, time_zone="UTC", grace="1h", dry_run=false))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
+    fn prune<'py>(
+        &self,
+        py: Python<'py>,
+        keep_last: usize,
+        keep_daily: usize,
+        keep_weekly: usize,
+        keep_monthly: usize,
+        keep_yearly: usize,
+        keep_within: Option<&str>,
+        time_zone: &str,
+        grace: &str,
+        dry_run: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let build = || -> Result<PruneOptions> {
+            Ok(PruneOptions {
+                policy: Policy {
+                    keep_last,
+                    keep_daily,
+                    keep_weekly,
+                    keep_monthly,
+                    keep_yearly,
+                    keep_within: keep_within.map(parse_human).transpose()?,
+                    time_zone: jiff::tz::TimeZone::get(time_zone)
+                        .map_err(|e| err!(InvalidInput, "time zone {time_zone:?}: {e}"))?,
+                },
+                dry_run,
+                grace: parse_human(grace)?,
+            })
+        };
+        let options = build().map_err(crate::errors::to_py)?;
+        let outcome = block_on(
+            py,
+            dr_pg::prune(&self.inner, &options, jiff::Timestamp::now()),
+        )?;
+        to_python(py, &outcome)
+    }
+
+    /// Per source: newest snapshot, newest verified, data at risk now; checked against
+    /// `objectives` (dicts with name, source, and any of rpo, rto, verified_within).
+    #[pyo3(signature = (objectives=None))]
+    fn status<'py>(
+        &self,
+        py: Python<'py>,
+        objectives: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let objectives: Vec<dr_pg::Objective> = match objectives {
+            None => Vec::new(),
+            Some(o) => {
+                let json: String = py.import("json")?.call_method1("dumps", (o,))?.extract()?;
+                serde_json::from_str(&json).map_err(|e| {
+                    crate::errors::to_py(err!(InvalidInput, "objectives: {e}; give a list of dicts with name, source, rpo, rto, verified_within"))
+                })?
+            }
+        };
+        let report = block_on(
+            py,
+            dr_pg::status(&self.inner, &objectives, jiff::Timestamp::now()),
+        )?;
         to_python(py, &report)
     }
 

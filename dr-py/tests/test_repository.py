@@ -80,3 +80,23 @@ def test_errors_are_typed_and_say_what_to_do(tmp_path, cluster):
     with pytest.raises(drkit.NotFoundError):
         repo.restore("latest", to=cluster.dsn("x"))
     assert issubclass(drkit.CorruptError, drkit.DrkitError)
+
+
+def test_prune_and_status(tmp_path, cluster):
+    repo = drkit.Repository.init(f"file://{tmp_path}/repo", password="pw")
+    ids = [repo.backup(cluster.dsn("shop"))["id"] for _ in range(3)]
+    dry = repo.prune(keep_last=1, dry_run=True)
+    assert [d["keep"] for d in dry["report"]["decisions"]] == [False, False, True]
+    assert len(repo.snapshots()) == 3
+    with pytest.raises(drkit.InvalidInputError):
+        repo.prune()  # a policy that keeps nothing
+    done = repo.prune(keep_last=1, grace="0s")
+    assert done["report"]["removed"] == ids[:2]
+    assert [s["id"] for s in repo.snapshots()] == ids[2:]
+
+    objectives = [{"name": "shop", "source": "/shop", "rpo": "1h", "verified_within": "1d"}]
+    report = repo.status(objectives)
+    assert report["ok"] is False and "never verified" in report["objectives_missed"][0]
+    assert report["sources"][0]["at_risk_seconds"] < 600
+    with pytest.raises(drkit.InvalidInputError):
+        repo.status([{"name": "x", "source": "y", "rpoo": "1h"}])

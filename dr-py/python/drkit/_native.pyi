@@ -94,6 +94,20 @@ class Repository:
         password_file: str | PathLike[str] | None = None,
         key_file: str | PathLike[str] | None = None,
     ) -> dict[str, Any]: ...
+    def prune(
+        self,
+        *,
+        keep_last: int = 0,
+        keep_daily: int = 0,
+        keep_weekly: int = 0,
+        keep_monthly: int = 0,
+        keep_yearly: int = 0,
+        keep_within: str | None = None,
+        time_zone: str = ...,
+        grace: str = ...,
+        dry_run: bool = False,
+    ) -> dict[str, Any]: ...
+    def status(self, objectives: Sequence[dict[str, str]] | None = None) -> dict[str, Any]: ...
 
 @final
 class Rds:
