@@ -22,7 +22,9 @@ scripts/setup
 command -v /usr/bin/time >/dev/null || { apt-get install -y -qq time >/dev/null; }
 cargo build --release --locked -q -p dr-cli
 
-as_pg() { if [ "$(id -u)" -eq 0 ]; then runuser -u postgres -- "$@"; else "$@"; fi; }
+AS_PG=()
+[ "$(id -u)" -eq 0 ] && AS_PG=(runuser -u postgres --)
+as_pg() { "${AS_PG[@]}" "$@"; }
 free_port() { python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
 stop_all() {
   for d in "$WORK/data" "$WORK/r-cp" "$WORK/r-drkit"; do
@@ -65,9 +67,9 @@ DBSIZE=$("${PSQL[@]}" -c "SELECT pg_database_size('postgres')")
 
 # 3. Base backups, same cluster, same run.
 as_pg mkdir -p "$WORK/pgbb"
-/usr/bin/time -f "%e" -o "$WORK/t" as_pg "$BIN/pg_basebackup" "${CONN[@]}" -c fast -Ft -X stream -D "$WORK/pgbb/1" >/dev/null
+/usr/bin/time -f "%e" -o "$WORK/t" "${AS_PG[@]}" "$BIN/pg_basebackup" "${CONN[@]}" -c fast -Ft -X stream -D "$WORK/pgbb/1" >/dev/null
 PGBB_T=$(cat "$WORK/t"); PGBB_B=$(du -sb "$WORK/pgbb/1" | cut -f1)
-/usr/bin/time -f "%e %M" -o "$WORK/t" as_pg env DRKIT_KEY_FILE="$DRKIT_KEY_FILE" "$DRKIT" --quiet --json --repo "$REPO" basebackup "$URL" > "$WORK/bb.json"
+/usr/bin/time -f "%e %M" -o "$WORK/t" "${AS_PG[@]}" env DRKIT_KEY_FILE="$DRKIT_KEY_FILE" "$DRKIT" --quiet --json --repo "$REPO" basebackup "$URL" > "$WORK/bb.json"
 read -r DK_T DK_RSS < "$WORK/t"
 DK_B=$(python3 -c "import json; print(json.load(open('$WORK/bb.json'))['new_bytes'])")
 say "base backup of a $((DBSIZE >> 20)) MiB cluster:"
@@ -105,7 +107,7 @@ CP_T=$(python3 -c "import time; print(time.time() - $start)")
 : > "$WORK/rss"
 start=$(date +%s.%N)
 for f in "$WORK"/segs/*; do
-  /usr/bin/time -f "%M" -a -o "$WORK/rss" as_pg env DRKIT_KEY_FILE="$DRKIT_KEY_FILE" "$DRKIT" --quiet --repo "$REPO" wal-push "$f"
+  /usr/bin/time -f "%M" -a -o "$WORK/rss" "${AS_PG[@]}" env DRKIT_KEY_FILE="$DRKIT_KEY_FILE" "$DRKIT" --quiet --repo "$REPO" wal-push "$f"
 done
 PUSH_T=$(python3 -c "import time; print(time.time() - $start)")
 MAXRSS=$(sort -n "$WORK/rss" | tail -1)

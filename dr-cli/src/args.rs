@@ -110,6 +110,12 @@ pub struct PitrArgs {
     /// Longest wait for recovery to finish, in seconds.
     #[arg(long, default_value_t = 3600)]
     pub timeout: u64,
+    /// With --start: connect here after promotion and run amcheck and the --check queries.
+    #[arg(long, requires = "start")]
+    pub check_dsn: Option<String>,
+    /// SQL that must return true or a non-zero count after promotion; repeatable.
+    #[arg(long = "check", requires = "check_dsn")]
+    pub checks: Vec<String>,
 }
 
 /// `drkit prune`.

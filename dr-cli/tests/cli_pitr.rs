@@ -150,6 +150,19 @@ impl Drop for Recovered {
 }
 
 fn recover(drkit: &Drkit, dir: &Path, name: &str, target: &[&str], extra: &[&str]) -> Recovered {
+    recover_expecting(drkit, dir, name, target, extra, 0)
+}
+
+/// Recovers and starts a cluster; `{port}` in `extra` becomes its port. Expects exit
+/// status `code` (3: a post-promotion check failed).
+fn recover_expecting(
+    drkit: &Drkit,
+    dir: &Path,
+    name: &str,
+    target: &[&str],
+    extra: &[&str],
+    code: i32,
+) -> Recovered {
     let pgdata = dir.join(name);
     let port = free_port();
     let port_s = format!("port={port}");
@@ -167,8 +180,21 @@ fn recover(drkit: &Drkit, dir: &Path, name: &str, target: &[&str], extra: &[&str
         &sock,
     ];
     args.extend_from_slice(target);
-    args.extend_from_slice(extra);
-    let report = drkit.json(&args);
+    let extra: Vec<String> = extra
+        .iter()
+        .map(|a| a.replace("{port}", &port.to_string()))
+        .collect();
+    args.extend(extra.iter().map(String::as_str));
+    args.insert(0, "--json");
+    let out = drkit.run(&args);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(report["promoted"], true, "{report}");
     Recovered {
         pgdata,
@@ -282,14 +308,31 @@ fn recovers_to_a_time_an_lsn_a_restore_point_and_the_latest_then_across_timeline
         std::fs::read_to_string(by_lsn.pgdata.join("drkit-recovery.log")).unwrap_or_default()
     );
     drop(by_lsn);
-    let by_name = recover(
+    // Checks after promotion: amcheck and the user's SQL; a false one exits 3.
+    let dsn = format!("postgres://postgres:{PASSWORD}@127.0.0.1:{{port}}/postgres");
+    let by_name = recover_expecting(
         &drkit,
         dir.path(),
         "by-name",
         &["--target-name", "after-2"],
-        &[],
+        &[
+            "--check-dsn",
+            &dsn,
+            "--check",
+            "SELECT count(*) = 2000 FROM t",
+            "--check",
+            "SELECT count(*) = 3000 FROM t",
+        ],
+        3,
     );
     assert_eq!(by_name.batches(), "1:1000,2:1000");
+    let checks = &by_name.report["checks"];
+    assert_eq!(checks["checks"][0]["ok"], true, "{checks}");
+    assert_eq!(checks["checks"][1]["ok"], false, "{checks}");
+    assert!(
+        checks["amcheck"]["indexes_checked"].as_u64().is_some(),
+        "{checks}"
+    );
     drop(by_name);
 
     // The latest, writable, checked by pg_amcheck; it then archives its own timeline.

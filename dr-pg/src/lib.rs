@@ -40,5 +40,6 @@ pub use restore::{restore, RestoreMode, RestoreOptions, RestoreReport};
 pub use status::{status, Objective, Objectives, SourceStatus, StatusReport};
 pub use tools::PgTools;
 pub use verify::{
-    verify_by_restore, AmcheckResult, SqlCheck, TableCheck, VerifyOptions, VerifyRestoreReport,
+    check_server, verify_by_restore, AmcheckResult, ServerChecks, SqlCheck, TableCheck,
+    VerifyOptions, VerifyRestoreReport,
 };

@@ -106,6 +106,8 @@ pub struct PitrOptions {
     pub start: bool,
     /// How long to wait for promotion.
     pub timeout: Duration,
+    /// After promotion, connect here and run these checks plus amcheck.
+    pub check: Option<(crate::ConnInfo, Vec<String>)>,
 }
 
 /// What a recovery did.
@@ -125,6 +127,8 @@ pub struct PitrReport {
     pub unpack_seconds: f64,
     /// Seconds from start to promotion (WAL replay).
     pub replay_seconds: Option<f64>,
+    /// What the post-promotion checks found.
+    pub checks: Option<crate::ServerChecks>,
 }
 
 struct Base {
@@ -357,6 +361,7 @@ pub async fn pitr(
         promoted: false,
         unpack_seconds,
         replay_seconds: None,
+        checks: None,
     };
     if options.start {
         progress.phase("replay");
@@ -364,6 +369,10 @@ pub async fn pitr(
         start_and_wait(dir, options.timeout).await?;
         report.promoted = true;
         report.replay_seconds = Some(t.elapsed().as_secs_f64());
+        if let Some((conn, checks)) = &options.check {
+            progress.phase("check");
+            report.checks = Some(crate::check_server(conn, checks).await?);
+        }
     }
     Ok(report)
 }

@@ -139,6 +139,34 @@ pub async fn verify_by_restore(
     })
 }
 
+/// What the checks of a live server found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServerChecks {
+    /// User checks.
+    pub checks: Vec<SqlCheck>,
+    /// amcheck over every valid B-tree index.
+    pub amcheck: AmcheckResult,
+    /// Every check passed and amcheck found nothing.
+    pub ok: bool,
+}
+
+/// Runs `checks` (SQL returning true or a non-zero count) and amcheck against a live
+/// server, as `verify` does after a restore.
+pub async fn check_server(target: &ConnInfo, checks: &[String]) -> Result<ServerChecks> {
+    let client = target.connect().await?;
+    let mut results = Vec::new();
+    for sql in checks {
+        results.push(run_check(&client, sql).await);
+    }
+    let amcheck = amcheck(&client).await;
+    let ok = results.iter().all(|c| c.ok) && amcheck.failures.is_empty();
+    Ok(ServerChecks {
+        checks: results,
+        amcheck,
+        ok,
+    })
+}
+
 async fn check(
     target: &ConnInfo,
     meta: &LogicalMetadata,

@@ -261,7 +261,7 @@ pub async fn fetch(repo: &Repository, name: &str, dest: &Path, prefetch: usize) 
             tokio::fs::create_dir_all(&spool)
                 .await
                 .map_err(|e| Error::io(format!("creating {}", spool.display()), e))?;
-            write_atomic(&spool.join(&n), &bytes, false).await?;
+            write_atomic(&spool.join(&n), &bytes).await?;
         }
     }
     let bytes = mine
@@ -277,18 +277,16 @@ pub async fn fetch(repo: &Repository, name: &str, dest: &Path, prefetch: usize) 
                 e.context(format!("fetching {name}"))
             }
         })?;
-    write_atomic(dest, &bytes, true).await
+    // No fsync: PostgreSQL reads the file at once, and after a crash fetches it again.
+    write_atomic(dest, &bytes).await
 }
 
 /// Writes through a temporary file and a rename, so a reader never sees half a file.
-async fn write_atomic(dest: &Path, bytes: &[u8], sync: bool) -> Result<()> {
+async fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
     let tmp = PathBuf::from(format!("{}.drkit-tmp", dest.display()));
     let result = async {
         let mut f = tokio::fs::File::create(&tmp).await?;
         tokio::io::AsyncWriteExt::write_all(&mut f, bytes).await?;
-        if sync {
-            f.sync_all().await?;
-        }
         drop(f);
         tokio::fs::rename(&tmp, dest).await
     }

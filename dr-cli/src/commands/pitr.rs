@@ -128,11 +128,18 @@ pub async fn pitr(cli: &Cli, a: &PitrArgs, out: Output) -> Result<u8> {
         postgresql_conf: a.postgresql_conf.clone(),
         start: a.start,
         timeout: Duration::from_secs(a.timeout),
+        check: a
+            .check_dsn
+            .as_deref()
+            .map(ConnInfo::parse)
+            .transpose()?
+            .map(|c| (c, a.checks.clone())),
     };
     let bar = out.progress(None);
     let report = dr_pg::pitr(&repo, &options, bar.clone()).await;
     bar.finish();
     let r = report?;
+    let checks_ok = r.checks.as_ref().is_none_or(|c| c.ok);
     out.emit(&r, || {
         let mut t = format!(
             "recovered base backup {} (finished {}) into {} to {}\n  WAL from {} to {}; window {}\n  unpacked in {:.1}s{}",
@@ -150,9 +157,15 @@ pub async fn pitr(cli: &Cli, a: &PitrArgs, out: Output) -> Result<u8> {
             Some(s) => _ = write!(t, "\n  started, replayed and promoted in {s:.1}s"),
             None => _ = write!(t, "\n  start it with: pg_ctl -D {} start", r.pgdata.display()),
         }
+        if let Some(c) = &r.checks {
+            _ = write!(t, "\n  amcheck: {} indexes, {} failures", c.amcheck.indexes_checked, c.amcheck.failures.len());
+            for check in &c.checks {
+                _ = write!(t, "\n  {} {} -> {}", if check.ok { "ok  " } else { "FAIL" }, check.sql, check.result);
+            }
+        }
         t
     });
-    Ok(0)
+    Ok(if checks_ok { 0 } else { EXIT_CHECK_FAILED })
 }
 
 /// `drkit wal-verify`: exit 3 when a gap cuts a base backup's replay short.
