@@ -287,6 +287,8 @@ async fn write_atomic(dest: &Path, bytes: &[u8]) -> Result<()> {
     let result = async {
         let mut f = tokio::fs::File::create(&tmp).await?;
         tokio::io::AsyncWriteExt::write_all(&mut f, bytes).await?;
+        // tokio writes in the background: wait until the bytes are in the file.
+        tokio::io::AsyncWriteExt::flush(&mut f).await?;
         drop(f);
         tokio::fs::rename(&tmp, dest).await
     }
