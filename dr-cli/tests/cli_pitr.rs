@@ -380,7 +380,10 @@ fn a_missing_segment_is_reported_and_recovery_past_it_refused() {
     let mut closed = Vec::new();
     for b in 1..=3 {
         insert_batch(&pg, b);
-        closed.push(pg.psql("postgres", "SELECT pg_walfile_name(pg_current_wal_insert_lsn())"));
+        closed.push(pg.psql(
+            "postgres",
+            "SELECT pg_walfile_name(pg_current_wal_insert_lsn())",
+        ));
         switch_and_wait(&pg);
     }
     // Lose the segment holding batch 2.
