@@ -8,12 +8,7 @@ use dr_testkit::Garage;
 use futures::{StreamExt, TryStreamExt};
 
 fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    blake3::Hasher::new()
-        .update(&seed.to_le_bytes())
-        .finalize_xof()
-        .fill(&mut out);
-    out
+    dr_core::testing::pattern(seed, len).to_vec()
 }
 
 fn rss_bytes() -> u64 {

@@ -21,15 +21,8 @@ fn secret() -> Secret {
     Secret::Passphrase("s3 test passphrase".to_owned().into())
 }
 
-/// Deterministic, incompressible-ish bytes with a repeated block every `period`, so
-/// chunking finds shared content.
 fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    blake3::Hasher::new()
-        .update(&seed.to_le_bytes())
-        .finalize_xof()
-        .fill(&mut out);
-    out
+    dr_core::testing::pattern(seed, len).to_vec()
 }
 
 #[tokio::test(flavor = "multi_thread")]

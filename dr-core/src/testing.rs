@@ -306,7 +306,10 @@ impl Conformance {
     }
 }
 
-fn pattern(i: u64, len: usize) -> Bytes {
+/// `len` deterministic, incompressible bytes for seed `i`: test data that compresses
+/// and deduplicates only where a test repeats it on purpose.
+#[must_use]
+pub fn pattern(i: u64, len: usize) -> Bytes {
     let mut out = vec![0u8; len];
     blake3::Hasher::new()
         .update(&i.to_le_bytes())

@@ -11,12 +11,7 @@ use dr_core::ErrorKind;
 use jiff::{SignedDuration, Timestamp};
 
 fn data(len: usize, seed: u64) -> Vec<u8> {
-    let mut out = vec![0u8; len];
-    blake3::Hasher::new()
-        .update(&seed.to_le_bytes())
-        .finalize_xof()
-        .fill(&mut out);
-    out
+    dr_core::testing::pattern(seed, len).to_vec()
 }
 
 async fn backup(repo: &Repository, bytes: &[u8]) -> dr_core::repo::Snapshot {

@@ -1,6 +1,8 @@
 //! Postgres for drkit: logical backups streamed from `pg_dump` into a repository,
-//! restores through `pg_restore` (new database, in place, or beside and swapped), and
-//! verification by restoring into a scratch database and checking it.
+//! restores through `pg_restore` (new database, in place, or beside and swapped),
+//! verification by restoring into a scratch database and checking it; physical base
+//! backups, the WAL archive PostgreSQL fills through `drkit wal-push`, point-in-time
+//! recovery, prune with WAL, and the status of each source against its objectives.
 //!
 //! ```no_run
 //! # async fn run() -> dr_core::Result<()> {
