@@ -63,12 +63,20 @@ say() { echo "$*" | tee -a "$RESULTS" >&2; }
 echo "pgbench -i -s $SCALE…" >&2
 "$BIN/pgbench" "${CONN[@]}" -i -s "$SCALE" -q postgres >/dev/null 2>&1
 "${PSQL[@]}" -c "CHECKPOINT" >/dev/null
+# A base backup waits for its last WAL segment to be archived: let the archiver catch up
+# with pgbench -i first, so both tools are timed on a quiet server.
+wait_archived() {
+  local want; want=$("${PSQL[@]}" -c "SELECT pg_walfile_name(pg_switch_wal())")
+  until [ "$("${PSQL[@]}" -c "SELECT coalesce(last_archived_wal, '') >= '$want' FROM pg_stat_archiver")" = t ]; do sleep 0.2; done
+}
+wait_archived
 DBSIZE=$("${PSQL[@]}" -c "SELECT pg_database_size('postgres')")
 
 # 3. Base backups, same cluster, same run.
 as_pg mkdir -p "$WORK/pgbb"
 /usr/bin/time -f "%e" -o "$WORK/t" "${AS_PG[@]}" "$BIN/pg_basebackup" "${CONN[@]}" -c fast -Ft -X stream -D "$WORK/pgbb/1" >/dev/null
 PGBB_T=$(cat "$WORK/t"); PGBB_B=$(du -sb "$WORK/pgbb/1" | cut -f1)
+wait_archived
 /usr/bin/time -f "%e %M" -o "$WORK/t" "${AS_PG[@]}" env DRKIT_KEY_FILE="$DRKIT_KEY_FILE" "$DRKIT" --quiet --json --repo "$REPO" basebackup "$URL" > "$WORK/bb.json"
 read -r DK_T DK_RSS < "$WORK/t"
 DK_B=$(python3 -c "import json; print(json.load(open('$WORK/bb.json'))['new_bytes'])")

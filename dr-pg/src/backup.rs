@@ -95,7 +95,7 @@ pub async fn backup(
     cmd.arg("--dbname").arg(conn.dbname());
     progress.phase("dump");
     let mut dump = spawn(cmd, "pg_dump", Stdio::null(), Stdio::piped())?;
-    let stdout = dump.child.stdout.take().expect("stdout is piped");
+    let stdout = crate::process::blocking_stdout(&mut dump)?;
 
     let max = match options.row_counts {
         RowCounts::All => Some(None),
@@ -108,7 +108,8 @@ pub async fn backup(
             None => Ok(Vec::new()),
         }
     };
-    let (stored, tables) = tokio::join!(writer.add_file(crate::DUMP_FILE, stdout), counting);
+    let (stored, tables) =
+        tokio::join!(writer.add_file_blocking(crate::DUMP_FILE, stdout), counting);
     let dump_result = dump.finish().await;
     // pg_dump's own error explains a short stream better than the stream does.
     dump_result.map_err(|e| e.context(format!("dumping {}", conn.redacted())))?;

@@ -116,9 +116,9 @@ pub async fn basebackup(
     .arg(format!("--label={label}"));
     progress.phase("base");
     let mut run = spawn(cmd, "pg_basebackup", Stdio::null(), Stdio::piped())?;
-    let stdout = run.child.stdout.take().expect("stdout is piped");
+    let stdout = crate::process::blocking_stdout(&mut run)?;
     let (tap, caught) = TarTap::new(stdout, &["backup_label", "backup_manifest"]);
-    let stored = writer.add_file(BASE_FILE, tap).await.map(|_| ());
+    let stored = writer.add_file_blocking(BASE_FILE, tap).await.map(|_| ());
     run.finish()
         .await
         .map_err(|e| e.context(format!("base backup of {}", conn.redacted())))?;

@@ -47,6 +47,19 @@ pub(crate) fn spawn(mut cmd: Command, name: &str, stdin: Stdio, stdout: Stdio) -
     })
 }
 
+/// Takes the child's stdout as a blocking reader with a 1 MiB pipe buffer: the chunker
+/// reads it on its own thread, far fewer and larger reads than through the runtime.
+pub(crate) fn blocking_stdout(run: &mut Running) -> Result<std::fs::File> {
+    let out = run.child.stdout.take().expect("stdout is piped");
+    let fd = out
+        .into_owned_fd()
+        .map_err(|e| Error::io(format!("reading the output of {}", run.name), e))?;
+    // Best effort: the system limit may refuse a larger pipe.
+    let _ = rustix::pipe::fcntl_setpipe_size(&fd, 1 << 20);
+    let file = std::fs::File::from(fd);
+    Ok(file)
+}
+
 impl Running {
     /// Waits for exit; a failure becomes an error quoting the program's last words.
     pub async fn finish(mut self) -> Result<String> {

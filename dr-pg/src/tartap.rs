@@ -138,6 +138,18 @@ impl<R: AsyncRead + Unpin> AsyncRead for TarTap<R> {
     }
 }
 
+impl<R: std::io::Read> std::io::Read for TarTap<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.caught
+            .0
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .feed(&buf[..n]);
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

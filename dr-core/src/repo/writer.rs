@@ -111,6 +111,24 @@ impl SnapshotWriter {
     where
         R: AsyncRead + Send + Unpin + 'static,
     {
+        self.add_reader(name, Box::new(SyncIoBridge::new(reader)))
+            .await
+    }
+
+    /// The same from a blocking reader (a pipe from a child process, a file): read
+    /// directly on the chunker's thread, with no hop through the async runtime per read.
+    pub async fn add_file_blocking<R>(&mut self, name: &str, reader: R) -> Result<&FileEntry>
+    where
+        R: std::io::Read + Send + 'static,
+    {
+        self.add_reader(name, Box::new(reader)).await
+    }
+
+    async fn add_reader(
+        &mut self,
+        name: &str,
+        reader: Box<dyn std::io::Read + Send>,
+    ) -> Result<&FileEntry> {
         if self.files.iter().any(|f| f.name == name) {
             return Err(err!(
                 InvalidInput,
@@ -124,8 +142,7 @@ impl SnapshotWriter {
 
         // The chunker reads the source on a blocking thread; CDC itself is cheap.
         let chunker = tokio::task::spawn_blocking(move || {
-            let bridge = SyncIoBridge::new(reader);
-            let cdc = fastcdc::v2020::StreamCDC::new(bridge, params.min, params.avg, params.max);
+            let cdc = fastcdc::v2020::StreamCDC::new(reader, params.min, params.avg, params.max);
             for item in cdc {
                 let msg = item
                     .map(|c| c.data)
