@@ -457,7 +457,11 @@ fn a_missing_segment_is_reported_and_recovery_past_it_refused() {
         dir.path().join("nothing").to_str().unwrap(),
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(started.elapsed() < Duration::from_secs(5));
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "a missing segment answers at once, took {:?}",
+        started.elapsed()
+    );
     assert!(!dir.path().join("nothing").exists());
 }
 

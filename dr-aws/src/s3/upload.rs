@@ -28,12 +28,12 @@ impl Parts {
         while !self.ended && self.pending.len() < self.size {
             match self.input.try_next().await? {
                 Some(b) => {
-                    if self.pending.is_empty() && b.len() >= self.size {
-                        // Avoid a copy when the producer already hands over big buffers.
-                        self.pending = BytesMut::from(&b[..]);
-                    } else {
-                        self.pending.extend_from_slice(&b);
+                    if self.pending.is_empty() {
+                        // One allocation of the final size per part: growing by doubling
+                        // would copy each part several times and fragment the heap.
+                        self.pending = BytesMut::with_capacity(self.size.max(b.len()));
                     }
+                    self.pending.extend_from_slice(&b);
                 }
                 None => self.ended = true,
             }
@@ -42,7 +42,14 @@ impl Parts {
             return Ok(None);
         }
         let n = self.pending.len().min(self.size);
-        Ok(Some(self.pending.split_to(n).freeze()))
+        let part = self.pending.split_to(n).freeze();
+        if !self.pending.is_empty() && self.pending.capacity() < self.size {
+            // The tail shares the part's buffer; give the next part a buffer of its own.
+            let mut next = BytesMut::with_capacity(self.size.max(self.pending.len()));
+            next.extend_from_slice(&self.pending);
+            self.pending = next;
+        }
+        Ok(Some(part))
     }
 
     fn finished(&self) -> bool {
