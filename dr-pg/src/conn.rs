@@ -5,19 +5,22 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use dr_core::{err, Result};
-use tokio_postgres::config::{Host, SslMode};
+use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, NoTls};
 
 use crate::error::connect_error;
+use crate::tls::{self, SslMode, TlsSettings};
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// A Postgres connection target, parsed from a URL (`postgres://user:pw@host:port/db`) or
 /// a libpq key/value string (`host=… dbname=…`). Missing parts fall back to the libpq
-/// environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`).
+/// environment (`PGHOST`, `PGPORT`, `PGUSER`, `PGPASSWORD`, `PGDATABASE`, `PGSSLMODE`,
+/// `PGSSLROOTCERT`). TLS follows libpq's `sslmode` and `sslrootcert` (see [`crate::tls`]).
 #[derive(Clone)]
 pub struct ConnInfo {
     config: Config,
+    tls: TlsSettings,
 }
 
 impl fmt::Debug for ConnInfo {
@@ -39,7 +42,10 @@ fn env(name: &str) -> Option<String> {
 impl ConnInfo {
     /// Parses a DSN; the error never echoes a password.
     pub fn parse(dsn: &str) -> Result<Self> {
-        let mut config = Config::from_str(dsn.trim()).map_err(|e| {
+        let (rest, tls_params) = tls::extract(dsn)
+            .map_err(|e| e.context(format!("invalid Postgres URL {}", redact_text(dsn))))?;
+        let tls = TlsSettings::from_params(&tls_params)?;
+        let mut config = Config::from_str(&rest).map_err(|e| {
             err!(
                 InvalidInput,
                 "invalid Postgres URL {}: {e}; use postgres://user:password@host:port/database",
@@ -74,13 +80,17 @@ impl ConnInfo {
         if config.get_connect_timeout().is_none() {
             config.connect_timeout(DEFAULT_CONNECT_TIMEOUT);
         }
-        if config.get_ssl_mode() == SslMode::Require {
-            return Err(err!(Unsupported, "sslmode=require is not supported by this drkit build yet; connect without TLS or through a local proxy"));
-        }
+        config.ssl_mode(tls.mode.wire());
         if config.get_application_name().is_none() {
             config.application_name("drkit");
         }
-        Ok(Self { config })
+        Ok(Self { config, tls })
+    }
+
+    /// How this connection uses TLS.
+    #[must_use]
+    pub fn tls(&self) -> &TlsSettings {
+        &self.tls
     }
 
     /// The same server, another database.
@@ -88,7 +98,10 @@ impl ConnInfo {
     pub fn with_dbname(&self, dbname: &str) -> Self {
         let mut config = self.config.clone();
         config.dbname(dbname);
-        Self { config }
+        Self {
+            config,
+            tls: self.tls.clone(),
+        }
     }
 
     /// The database name.
@@ -130,29 +143,35 @@ impl ConnInfo {
         format!("{}:{}", self.host(), self.port())
     }
 
-    /// `postgres://user@host:port/db`, never with the password.
+    /// `postgres://user@host:port/db[?sslmode=…]`, never with the password.
     #[must_use]
     pub fn redacted(&self) -> String {
         format!(
-            "postgres://{}@{}/{}",
+            "postgres://{}@{}/{}{}",
             self.user(),
             self.server(),
-            self.dbname()
+            self.dbname(),
+            self.tls.suffix()
         )
     }
 
-    /// Connects, with the configured timeout; the connection runs on a background task.
+    /// Connects, with the configured timeout and TLS settings; the connection runs on a
+    /// background task.
     pub async fn connect(&self) -> Result<Client> {
-        let (client, connection) = self
-            .config
-            .connect(NoTls)
+        if self.tls.mode == SslMode::Disable {
+            let (client, connection) = self
+                .config
+                .connect(NoTls)
+                .await
+                .map_err(|e| connect_error(self, &e))?;
+            tokio::spawn(drive(connection));
+            return Ok(client);
+        }
+        // Boxed: the TLS handshake makes this future large, and every caller awaits it.
+        let (client, connection) = Box::pin(self.config.connect(self.tls.connector()?))
             .await
             .map_err(|e| connect_error(self, &e))?;
-        tokio::spawn(async move {
-            if let Err(e) = connection.await {
-                tracing::debug!("postgres connection closed: {e}");
-            }
-        });
+        tokio::spawn(drive(connection));
         Ok(client)
     }
 
@@ -172,6 +191,20 @@ impl ConnInfo {
             self.connect_timeout().as_secs().max(1).to_string(),
         );
         cmd.env("PGAPPNAME", "drkit");
+        cmd.env_remove("PGSSLROOTCERT");
+        for (k, v) in self.tls.libpq_env() {
+            cmd.env(k, v);
+        }
+    }
+}
+
+async fn drive<S, T>(connection: tokio_postgres::Connection<S, T>)
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+    T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    if let Err(e) = connection.await {
+        tracing::debug!("postgres connection closed: {e}");
     }
 }
 

@@ -19,6 +19,16 @@ pub(crate) enum PgError {
     NoDatabase { server: String, database: String },
     #[error("connecting to Postgres at {target} timed out after {secs} s; check the host, firewall and connect_timeout")]
     Timeout { target: String, secs: u64 },
+    #[error("Postgres at {target} accepts only TLS connections ({cause}); add sslmode=require to the URL, or sslmode=verify-full&sslrootcert=<CA file> to also check who answers")]
+    TlsRequired { target: String, cause: String },
+    #[error("Postgres at {target} does not offer TLS, which sslmode={mode} asks for; turn ssl on in the server's postgresql.conf, or connect with sslmode=prefer")]
+    TlsUnavailable { target: String, mode: String },
+    #[error("the TLS certificate of Postgres at {target} was not accepted: {cause}; {advice}")]
+    Untrusted {
+        target: String,
+        cause: String,
+        advice: &'static str,
+    },
     #[error("{what} on {target} failed: {cause}")]
     Query {
         what: String,
@@ -31,10 +41,11 @@ impl From<PgError> for Error {
     fn from(e: PgError) -> Self {
         let kind = match &e {
             PgError::Unreachable { .. } => ErrorKind::Unavailable,
-            PgError::Auth { .. } => ErrorKind::PermissionDenied,
+            PgError::Auth { .. } | PgError::Untrusted { .. } => ErrorKind::PermissionDenied,
             PgError::NoDatabase { .. } => ErrorKind::NotFound,
             PgError::Timeout { .. } => ErrorKind::Timeout,
             PgError::Query { .. } => ErrorKind::External,
+            PgError::TlsRequired { .. } | PgError::TlsUnavailable { .. } => ErrorKind::InvalidInput,
         };
         Error::new(kind, e.to_string())
     }
@@ -46,6 +57,20 @@ pub(crate) fn connect_error(conn: &ConnInfo, e: &tokio_postgres::Error) -> Error
     let target = conn.redacted();
     let cause = db_message(e);
     let pg = match e.code() {
+        _ if cause.contains("no encryption") => PgError::TlsRequired { target, cause },
+        _ if cause.contains("does not support TLS") => PgError::TlsUnavailable {
+            target,
+            mode: conn.tls().mode.to_string(),
+        },
+        _ if cause.contains("certificate") => PgError::Untrusted {
+            advice: if cause.contains("not valid for name") {
+                "connect by a host name the certificate lists, or use sslmode=verify-ca to check the CA only"
+            } else {
+                "pass the CA that signed it as sslrootcert (for Amazon RDS, its global-bundle.pem)"
+            },
+            target,
+            cause,
+        },
         Some(c)
             if *c == SqlState::INVALID_PASSWORD
                 || *c == SqlState::INVALID_AUTHORIZATION_SPECIFICATION =>

@@ -27,6 +27,7 @@ mod process;
 mod restore;
 mod status;
 mod tartap;
+pub mod tls;
 mod tools;
 mod verify;
 pub mod wal;
@@ -40,6 +41,7 @@ pub use metadata::{LogicalMetadata, TableCount};
 pub use pitr::{pitr, plan, window, PitrOptions, PitrReport, Plan, RecoveryTarget, Window};
 pub use restore::{restore, RestoreMode, RestoreOptions, RestoreReport};
 pub use status::{status, Objective, Objectives, SourceStatus, StatusReport};
+pub use tls::{RootCerts, SslMode, TlsSettings};
 pub use tools::PgTools;
 pub use verify::{
     check_server, verify_by_restore, AmcheckResult, ServerChecks, SqlCheck, TableCheck,
