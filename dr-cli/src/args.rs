@@ -176,6 +176,11 @@ pub struct CopyArgs {
     /// Only snapshots of this kind (e.g. pg_dump).
     #[arg(long)]
     pub kind: Option<String>,
+    /// Archived WAL to copy first: `all` (point-in-time recovery in the copy; the default
+    /// when every snapshot is copied), `needed` (what the copied base backups need to be
+    /// consistent; the default with snapshots named, --tier or --kind) or `none`.
+    #[arg(long, value_parser = ["all", "needed", "none"])]
+    pub wal: Option<String>,
 }
 
 /// A retention tier for `drkit copy --tier`.

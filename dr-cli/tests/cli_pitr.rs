@@ -505,3 +505,95 @@ fn prune_drops_an_old_base_backup_and_only_the_wal_before_the_kept_one() {
     let latest = recover(&drkit, dir.path(), "after-prune", &["--latest"], &[]);
     assert_eq!(latest.batches(), "1:1000,2:1000");
 }
+
+fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Ok(entries) = std::fs::read_dir(dir) {
+        for e in entries.flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                out.extend(files_under(&p));
+            } else {
+                out.push(p);
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+#[test]
+fn a_copy_recovers_on_its_own_with_the_wal_copied_before_the_snapshots() {
+    let Some(Setup { drkit, pg, dir }) = archiving_cluster() else {
+        return;
+    };
+    pg.psql("postgres", "CREATE TABLE t (batch int, n int)");
+    drkit.json(&["basebackup", &pg.dsn("postgres")]);
+    let _ = three_batches(&pg);
+    drop(pg); // the primary is gone
+    let source_wal = files_under(&dir.path().join("repo/wal"));
+    assert!(source_wal.len() >= 4, "{source_wal:?}");
+    let url = |name: &str| format!("file://{}", dir.path().join(name).display());
+
+    // Every archived file, then nothing new on a second run.
+    let all = drkit.json(&["copy", "--to", &url("dr"), "--init"]);
+    assert_eq!(all["copied"].as_array().unwrap().len(), 1, "{all}");
+    assert_eq!(all["wal"]["files_copied"], source_wal.len(), "{all}");
+    let again = drkit.json(&["copy", "--to", &url("dr")]);
+    assert_eq!(again["wal"]["files_copied"], 0, "{again}");
+    assert_eq!(again["already_there"].as_array().unwrap().len(), 1);
+
+    // A tier copy takes only what its base backup needs to be consistent.
+    let tier = drkit.json(&[
+        "copy",
+        "--to",
+        &url("monthly"),
+        "--init",
+        "--tier",
+        "monthly",
+    ]);
+    let needed = tier["wal"]["files_copied"].as_u64().unwrap();
+    assert!(
+        needed >= 1 && (needed as usize) < source_wal.len(),
+        "{needed} of {}: {tier}",
+        source_wal.len()
+    );
+
+    // A damaged WAL file in the source is not copied, and no snapshot lands.
+    let victim = source_wal
+        .iter()
+        .find(|p| p.file_name().unwrap().len() == 24)
+        .unwrap();
+    let mut bytes = std::fs::read(victim).unwrap();
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x40;
+    let pristine = std::fs::read(victim).unwrap();
+    std::fs::write(victim, &bytes).unwrap();
+    let out = drkit.run(&["copy", "--to", &url("broken"), "--init"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("failed its check"), "{err}");
+    assert!(
+        files_under(&dir.path().join("broken/snapshots")).is_empty(),
+        "no snapshot in a copy whose WAL failed"
+    );
+    std::fs::write(victim, pristine).unwrap();
+
+    // The source repository is lost as well: the copies recover on their own.
+    std::fs::remove_dir_all(dir.path().join("repo")).unwrap();
+    let mut dr = Drkit::local(BIN, &dir.path().join("dr"));
+    dr.env.clone_from(&drkit.env);
+    dr.as_postgres = true;
+    let latest = recover(&dr, dir.path(), "from-dr", &["--latest"], &[]);
+    assert_eq!(latest.batches(), "1:1000,2:1000,3:1000");
+    drop(latest);
+    let mut monthly = Drkit::local(BIN, &dir.path().join("monthly"));
+    monthly.env.clone_from(&drkit.env);
+    monthly.as_postgres = true;
+    let base_only = recover(&monthly, dir.path(), "from-monthly", &["--latest"], &[]);
+    assert_eq!(
+        base_only.batches(),
+        "",
+        "the base backup alone: the table, empty"
+    );
+}

@@ -20,6 +20,7 @@ mod backup;
 mod basebackup;
 mod cluster;
 mod conn;
+mod copy;
 mod error;
 mod metadata;
 mod pitr;
@@ -37,6 +38,7 @@ pub use backup::{backup, BackupOptions, RowCounts, DUMP_FILE, GLOBALS_FILE, KIND
 pub use basebackup::{basebackup, prune, BaseMetadata, PruneOutcome, BASE_FILE, KIND_BASE};
 pub use cluster::{ClusterOptions, TempCluster};
 pub use conn::ConnInfo;
+pub use copy::{copy, Copied};
 pub use metadata::{LogicalMetadata, TableCount};
 pub use pitr::{pitr, plan, window, PitrOptions, PitrReport, Plan, RecoveryTarget, Window};
 pub use restore::{restore, RestoreMode, RestoreOptions, RestoreReport};

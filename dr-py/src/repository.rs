@@ -275,9 +275,12 @@ impl Repository {
     }
 
     /// Copies snapshots (ids, prefixes or "latest"; all when None) to the repository at
-    /// `to`, uploading only chunks it lacks. `init=True` creates it as a replica with the
-    /// same keys; otherwise it is opened with the given secret (or this one's env secret).
-    #[pyo3(signature = (to, *, snapshots=None, init=false, password=None, password_file=None, key_file=None))]
+    /// `to`, uploading only chunks it lacks, after the archived WAL: `wal="all"` (the
+    /// default when all snapshots are copied), `"needed"` (what the copied base backups
+    /// need; the default when snapshots are named) or `"none"`. `init=True` creates it as
+    /// a replica with the same keys; otherwise it is opened with the given secret (or
+    /// this one's env secret).
+    #[pyo3(signature = (to, *, snapshots=None, init=false, password=None, password_file=None, key_file=None, wal=None))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
     fn copy_to<'py>(
         &self,
@@ -288,8 +291,14 @@ impl Repository {
         password: Option<String>,
         password_file: Option<PathBuf>,
         key_file: Option<PathBuf>,
+        wal: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let store = dr_core::store::open_url(to).map_err(crate::errors::to_py)?;
+        let selection: dr_pg::wal::WalSelection = match wal {
+            Some(w) => w.parse().map_err(crate::errors::to_py)?,
+            None if snapshots.is_none() => dr_pg::wal::WalSelection::All,
+            None => dr_pg::wal::WalSelection::Needed,
+        };
         let secret = secret(password, password_file, key_file).map_err(crate::errors::to_py)?;
         let repo = &self.inner;
         let report = block_on(py, async move {
@@ -312,7 +321,7 @@ impl Repository {
                     v
                 }
             };
-            repo.copy_to(&dest, &chosen, &NoProgress).await
+            dr_pg::copy(repo, &dest, &chosen, selection, &NoProgress).await
         })?;
         to_python(py, &report)
     }

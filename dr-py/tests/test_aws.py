@@ -123,6 +123,9 @@ def test_repository_on_s3_and_copy(moto, tmp_path, monkeypatch):
     report = local.copy_to(f"s3://py-replica/dr?endpoint={moto}&region=us-east-1", init=True)
     assert report["copied"] == [snap["id"]]
     assert report["chunks_uploaded"] > 0
+    assert report["wal"] == {"files_copied": 0, "bytes_copied": 0, "files_present": 0}
+    with pytest.raises(drkit.InvalidInputError, match="all, needed or none"):
+        local.copy_to(f"s3://py-replica/dr?endpoint={moto}&region=us-east-1", wal="some")
     replica = drkit.Repository.open(f"s3://py-replica/dr?endpoint={moto}&region=us-east-1", password="pw")
     assert [s["id"] for s in replica.snapshots()] == [snap["id"]]
     assert replica.verify(snap["id"])["ok"] is True

@@ -4,6 +4,7 @@ use std::collections::BTreeMap;
 
 use dr_core::repo::{OpenOptions, Repository, Secret, Snapshot};
 use dr_core::Result;
+use dr_pg::wal::WalSelection;
 
 use crate::args::{Cli, CopyArgs, Tier};
 use crate::output::{bytes, Output};
@@ -30,7 +31,7 @@ fn period(s: &Snapshot, tier: Tier) -> String {
     }
 }
 
-/// Copies snapshots to `--to`.
+/// Copies snapshots, and the WAL first, to `--to`.
 pub async fn copy(cli: &Cli, a: &CopyArgs, out: Output) -> Result<u8> {
     let source = super::open_repo(cli).await?;
     let dest_store = dr_core::store::open_url(&a.to)?;
@@ -67,26 +68,40 @@ pub async fn copy(cli: &Cli, a: &CopyArgs, out: Output) -> Result<u8> {
         chosen = newest.into_values().collect();
         chosen.sort_by_key(|s| s.finished_at);
     }
+    let selection: WalSelection = match &a.wal {
+        Some(w) => w.parse()?,
+        None if a.snapshots.is_empty() && a.tier.is_none() && a.kind.is_none() => WalSelection::All,
+        None => WalSelection::Needed,
+    };
     out.note(&format!(
-        "copying {} snapshots from {} to {}",
+        "copying {} snapshots and {} WAL from {} to {}",
         chosen.len(),
+        match selection {
+            WalSelection::All => "all archived",
+            WalSelection::Needed => "the needed",
+            WalSelection::None => "no",
+        },
         source.store().url(),
         dest.store().url()
     ));
     let bar = out.progress(None);
-    let report = source.copy_to(&dest, &chosen, &*bar).await;
+    let result = dr_pg::copy(&source, &dest, &chosen, selection, &*bar).await;
     bar.finish();
-    let report = report?;
+    let report = result?;
     out.emit(&report, || {
+        let s = &report.snapshots;
         format!(
-            "copied {} snapshots to {} ({} already there): {} chunks uploaded ({}), {} already present{}",
-            report.copied.len(),
+            "copied {} snapshots to {} ({} already there): {} chunks uploaded ({}), {} already present{}; WAL: {} files copied ({}), {} already there",
+            s.copied.len(),
             dest.store().url(),
-            report.already_there.len(),
-            report.chunks_uploaded,
-            bytes(report.bytes_uploaded),
-            report.chunks_present,
-            if report.reencrypted { ", re-encrypted with the destination's keys" } else { "" }
+            s.already_there.len(),
+            s.chunks_uploaded,
+            bytes(s.bytes_uploaded),
+            s.chunks_present,
+            if s.reencrypted { ", re-encrypted with the destination's keys" } else { "" },
+            report.wal.files_copied,
+            bytes(report.wal.bytes_copied),
+            report.wal.files_present,
         )
     });
     Ok(0)

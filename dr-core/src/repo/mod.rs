@@ -232,7 +232,9 @@ impl Repository {
         self.inner.keys.as_ref()
     }
 
-    pub(crate) fn parallelism(&self) -> usize {
+    /// How many chunks or objects this repository keeps in flight.
+    #[must_use]
+    pub fn parallelism(&self) -> usize {
         self.inner.parallelism
     }
 

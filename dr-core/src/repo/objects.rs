@@ -46,4 +46,48 @@ impl Repository {
         .await
         .map_err(|e| err!(Io, "decompression worker failed: {e}"))?
     }
+
+    /// Copies the object at `key` into `dest` under the same key, create-only: as stored
+    /// when both repositories share their keys (checked before it is written, so damage
+    /// does not spread), else decrypted and sealed again with `dest`'s keys. Returns the
+    /// bytes written, or `None` when `dest` already holds the key.
+    pub async fn copy_object(
+        &self,
+        dest: &Repository,
+        key: &str,
+        max_len: usize,
+    ) -> Result<Option<u64>> {
+        let same_keys = self.config().id == dest.config().id
+            && self.config().encryption == dest.config().encryption;
+        let stored = self.store().get_bytes(key).await?;
+        let keys = self.keys().cloned();
+        let dest_keys = dest.keys().cloned();
+        let level = dest.config().compression_level;
+        let aad = format!("object:{key}");
+        let shown = format!("{}/{key}", self.store().url());
+        let check = stored.clone();
+        let reencoded = tokio::task::spawn_blocking(move || -> Result<Option<Vec<u8>>> {
+            let plain =
+                chunk::decode(&check, keys.as_ref(), aad.as_bytes(), max_len).map_err(|e| {
+                    err!(
+                        Corrupt,
+                        "{shown} failed its check ({}); it was not copied",
+                        e.message()
+                    )
+                })?;
+            if same_keys {
+                return Ok(None);
+            }
+            chunk::encode(&plain, level, dest_keys.as_ref(), aad.as_bytes()).map(Some)
+        })
+        .await
+        .map_err(|e| err!(Io, "object worker failed: {e}"))??;
+        let body = reencoded.map_or(stored, Bytes::from);
+        let n = body.len() as u64;
+        match dest.store().put_bytes(key, body, PutMode::CreateOnly).await {
+            Ok(_) => Ok(Some(n)),
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
 }

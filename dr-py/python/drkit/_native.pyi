@@ -93,6 +93,7 @@ class Repository:
         password: str | None = None,
         password_file: str | PathLike[str] | None = None,
         key_file: str | PathLike[str] | None = None,
+        wal: Literal["all", "needed", "none"] | None = None,
     ) -> dict[str, Any]: ...
     def prune(
         self,
