@@ -116,6 +116,10 @@ pub struct PitrArgs {
     /// SQL that must return true or a non-zero count after promotion; repeatable.
     #[arg(long = "check", requires = "check_dsn")]
     pub checks: Vec<String>,
+    /// Put the tablespace that was at OLD at NEW instead (absolute paths); repeatable.
+    /// Tablespaces not named go back where they were, which must be missing or empty.
+    #[arg(long = "tablespace-mapping", value_parser = parse_mapping)]
+    pub tablespace_mapping: Vec<(PathBuf, PathBuf)>,
 }
 
 /// `drkit prune`.
@@ -477,6 +481,19 @@ pub struct DemoArgs {
     /// Keep the repository folder afterwards and print where it is.
     #[arg(long)]
     pub keep_repo: bool,
+}
+
+fn parse_mapping(s: &str) -> Result<(PathBuf, PathBuf), String> {
+    let (old, new) = s
+        .split_once('=')
+        .ok_or_else(|| format!("tablespace mapping {s:?} is not OLD=NEW"))?;
+    let (old, new) = (PathBuf::from(old), PathBuf::from(new));
+    if !old.is_absolute() || !new.is_absolute() {
+        return Err(format!(
+            "tablespace mapping {s:?}: both sides must be absolute paths"
+        ));
+    }
+    Ok((old, new))
 }
 
 fn parse_tag(s: &str) -> Result<(String, String), String> {

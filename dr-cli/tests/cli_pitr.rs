@@ -597,3 +597,80 @@ fn a_copy_recovers_on_its_own_with_the_wal_copied_before_the_snapshots() {
         "the base backup alone: the table, empty"
     );
 }
+
+#[test]
+fn a_cluster_with_a_tablespace_is_backed_up_and_recovers_with_it_moved() {
+    let Some(Setup { drkit, pg, dir }) = archiving_cluster() else {
+        return;
+    };
+    let ts = dir.path().join("ts");
+    std::fs::create_dir(&ts).unwrap();
+    if is_root() {
+        assert!(Command::new("chown")
+            .args(["postgres:postgres"])
+            .arg(&ts)
+            .status()
+            .unwrap()
+            .success());
+    }
+    pg.psql(
+        "postgres",
+        &format!("CREATE TABLESPACE fast LOCATION '{}'", ts.display()),
+    );
+    pg.psql(
+        "postgres",
+        "CREATE TABLE t (batch int, n int) TABLESPACE fast; CREATE INDEX t_n ON t (n) TABLESPACE fast",
+    );
+    insert_batch(&pg, 1);
+    let base = drkit.json(&["basebackup", &pg.dsn("postgres")]);
+    assert_eq!(
+        base["metadata"]["tablespaces"][0]["location"],
+        ts.display().to_string(),
+        "{base}"
+    );
+    insert_batch(&pg, 2);
+    switch_and_wait(&pg);
+    drop(pg); // the primary is gone; its tablespace folder is still there
+
+    // Back to the old place: it is not empty, so nothing is unpacked anywhere.
+    let refused = dir.path().join("refused");
+    let out = drkit.run(&["pitr", "--pgdata", refused.to_str().unwrap(), "--latest"]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains(&ts.display().to_string()), "{err}");
+    assert!(err.contains("--tablespace-mapping"), "{err}");
+    assert!(files_under(&refused).is_empty());
+    // A mapping for a place that held no tablespace is named.
+    let out = drkit.run(&[
+        "pitr",
+        "--pgdata",
+        refused.to_str().unwrap(),
+        "--latest",
+        "--tablespace-mapping",
+        "/nowhere=/elsewhere",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nowhere"));
+
+    let moved = dir.path().join("ts-moved");
+    let mapping = format!("{}={}", ts.display(), moved.display());
+    let latest = recover(
+        &drkit,
+        dir.path(),
+        "with-tablespace",
+        &["--latest"],
+        &["--tablespace-mapping", &mapping],
+    );
+    assert_eq!(latest.report["manifest_verified"], true);
+    assert_eq!(latest.batches(), "1:1000,2:1000");
+    assert_eq!(
+        latest.psql("SELECT pg_tablespace_location(oid) FROM pg_tablespace WHERE spcname = 'fast'"),
+        moved.display().to_string()
+    );
+    assert_eq!(
+        latest.psql("SELECT count(*) FROM t WHERE n = 7"),
+        "2",
+        "the index in the tablespace answers"
+    );
+    check_writable_and_intact(&latest);
+}

@@ -1,6 +1,11 @@
 //! Physical base backups: `pg_basebackup -Ft -X none -c fast -D -` streamed through the
 //! repository's chunker, so files unchanged between backups store nothing new. Replay
 //! from one needs the WAL archive (see [`crate::wal`]).
+//!
+//! pg_basebackup writes only a single tablespace to standard output; a cluster with
+//! tablespaces is written to a spool folder (`DRKIT_SPOOL_DIR`, else the system temp
+//! folder; it needs room for the whole cluster) and each archive stored from there:
+//! `base.tar` and `tablespaces/<oid>.tar`.
 
 use std::process::Stdio;
 use std::sync::Arc;
@@ -52,6 +57,28 @@ pub struct BaseMetadata {
     pub label: String,
     /// pg_basebackup's version and where it came from.
     pub tools: String,
+    /// Tablespaces outside the data directory, each stored as `tablespaces/<oid>.tar`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub tablespaces: Vec<Tablespace>,
+}
+
+/// A tablespace of a base backup.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tablespace {
+    /// Its oid (the name of its link in `pg_tblspc`).
+    pub oid: u32,
+    /// Its name.
+    pub name: String,
+    /// Where it was on the server.
+    pub location: String,
+}
+
+impl Tablespace {
+    /// The snapshot file holding it.
+    #[must_use]
+    pub fn file(&self) -> String {
+        format!("tablespaces/{}.tar", self.oid)
+    }
 }
 
 impl BaseMetadata {
@@ -98,6 +125,21 @@ pub async fn basebackup(
     if archive_mode == "off" {
         tracing::warn!("archive_mode is off on {}: this base backup cannot be replayed past its end without WAL; set archive_command to `drkit wal-push %p`", conn.redacted());
     }
+    let tablespaces = client
+        .query(
+            "SELECT oid::int8, spcname::text, pg_tablespace_location(oid) FROM pg_tablespace \
+             WHERE pg_tablespace_location(oid) <> '' ORDER BY oid",
+            &[],
+        )
+        .await
+        .map_err(|e| crate::error::query_error(conn, "listing tablespaces", &e))?
+        .iter()
+        .map(|r| Tablespace {
+            oid: u32::try_from(r.get::<_, i64>(0)).unwrap_or(u32::MAX),
+            name: r.get(1),
+            location: r.get(2),
+        })
+        .collect::<Vec<_>>();
     drop(client);
 
     let label = format!("drkit {}", jiff::Timestamp::now());
@@ -111,22 +153,14 @@ pub async fn basebackup(
         "--checkpoint=fast",
         "--no-sync",
         "--verbose",
-        "--pgdata=-",
     ])
     .arg(format!("--label={label}"));
     progress.phase("base");
-    let mut run = spawn(cmd, "pg_basebackup", Stdio::null(), Stdio::piped())?;
-    let stdout = crate::process::blocking_stdout(&mut run)?;
-    let (tap, caught) = TarTap::new(stdout, &["backup_label", "backup_manifest"]);
-    let stored = writer.add_file_blocking(BASE_FILE, tap).await.map(|_| ());
-    run.finish()
-        .await
-        .map_err(|e| e.context(format!("base backup of {}", conn.redacted())))?;
-    stored?;
-    let manifest = caught.get("backup_manifest");
-    let backup_label = caught
-        .get("backup_label")
-        .map(|b| String::from_utf8_lossy(&b).into_owned());
+    let (manifest, backup_label) = if tablespaces.is_empty() {
+        streamed(&mut writer, cmd, conn).await?
+    } else {
+        spooled(&mut writer, cmd, conn, &tablespaces, progress.as_ref()).await?
+    };
     let (start, timeline, end) = points(manifest.as_deref(), backup_label.as_deref())?;
     if let Some(m) = manifest {
         writer
@@ -145,11 +179,89 @@ pub async fn basebackup(
         last_wal: segment_name(timeline, end.segment(segment_size), segment_size),
         label,
         tools: format!("{} ({})", tools.version(), tools.bindir.display()),
+        tablespaces,
     };
     progress.phase("commit");
     writer
         .commit(serde_json::to_value(&meta).expect("metadata serializes"))
         .await
+}
+
+/// `pg_basebackup -D -`: the data directory's tar stream goes straight into the
+/// repository. Returns the manifest and backup label caught on the way.
+async fn streamed(
+    writer: &mut dr_core::repo::SnapshotWriter,
+    mut cmd: Command,
+    conn: &ConnInfo,
+) -> Result<(Option<Vec<u8>>, Option<String>)> {
+    cmd.arg("--pgdata=-");
+    let mut run = spawn(cmd, "pg_basebackup", Stdio::null(), Stdio::piped())?;
+    let stdout = crate::process::blocking_stdout(&mut run)?;
+    let (tap, caught) = TarTap::new(stdout, &["backup_label", "backup_manifest"]);
+    let stored = writer.add_file_blocking(BASE_FILE, tap).await.map(|_| ());
+    run.finish()
+        .await
+        .map_err(|e| e.context(format!("base backup of {}", conn.redacted())))?;
+    stored?;
+    Ok((
+        caught.get("backup_manifest"),
+        caught
+            .get("backup_label")
+            .map(|b| String::from_utf8_lossy(&b).into_owned()),
+    ))
+}
+
+/// A cluster with tablespaces: pg_basebackup writes `base.tar`, one `<oid>.tar` per
+/// tablespace and `backup_manifest` into a spool folder; each is stored from there and
+/// the folder removed.
+async fn spooled(
+    writer: &mut dr_core::repo::SnapshotWriter,
+    mut cmd: Command,
+    conn: &ConnInfo,
+    tablespaces: &[Tablespace],
+    progress: &dyn Progress,
+) -> Result<(Option<Vec<u8>>, Option<String>)> {
+    let root = std::env::var_os("DRKIT_SPOOL_DIR")
+        .map_or_else(std::env::temp_dir, std::path::PathBuf::from);
+    let spool = tempfile::Builder::new()
+        .prefix("drkit-basebackup-")
+        .tempdir_in(&root)
+        .map_err(|e| {
+            dr_core::Error::io(
+                format!(
+                    "creating a spool folder in {} (set DRKIT_SPOOL_DIR to a folder with room for the cluster)",
+                    root.display()
+                ),
+                e,
+            )
+        })?;
+    let dir = spool.path().join("backup");
+    progress.phase(&format!("spool to {}", root.display()));
+    cmd.arg("--pgdata").arg(&dir);
+    spawn(cmd, "pg_basebackup", Stdio::null(), Stdio::null())?
+        .finish()
+        .await
+        .map_err(|e| e.context(format!("base backup of {}", conn.redacted())))?;
+    let open = |name: &str| {
+        std::fs::File::open(dir.join(name))
+            .map_err(|e| dr_core::Error::io(format!("reading {name} that pg_basebackup wrote"), e))
+    };
+    progress.phase("base");
+    let (tap, caught) = TarTap::new(open("base.tar")?, &["backup_label"]);
+    writer.add_file_blocking(BASE_FILE, tap).await?;
+    for t in tablespaces {
+        progress.phase(&format!("tablespace {}", t.name));
+        writer
+            .add_file_blocking(&t.file(), open(&format!("{}.tar", t.oid))?)
+            .await?;
+    }
+    let manifest = std::fs::read(dir.join(MANIFEST_FILE)).ok();
+    Ok((
+        manifest,
+        caught
+            .get("backup_label")
+            .map(|b| String::from_utf8_lossy(&b).into_owned()),
+    ))
 }
 
 /// Start point, its timeline and end point, from the server's `backup_manifest`

@@ -35,7 +35,9 @@ pub mod wal;
 
 pub use archive::OffsetIndex;
 pub use backup::{backup, BackupOptions, RowCounts, DUMP_FILE, GLOBALS_FILE, KIND_LOGICAL};
-pub use basebackup::{basebackup, prune, BaseMetadata, PruneOutcome, BASE_FILE, KIND_BASE};
+pub use basebackup::{
+    basebackup, prune, BaseMetadata, PruneOutcome, Tablespace, BASE_FILE, KIND_BASE,
+};
 pub use cluster::{ClusterOptions, TempCluster};
 pub use conn::ConnInfo;
 pub use copy::{copy, Copied};

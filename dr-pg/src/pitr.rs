@@ -17,7 +17,7 @@ use jiff::Timestamp;
 use serde::Serialize;
 use tokio::process::Command;
 
-use crate::basebackup::{BaseMetadata, BASE_FILE, KIND_BASE};
+use crate::basebackup::{BaseMetadata, BASE_FILE, KIND_BASE, MANIFEST_FILE};
 use crate::cluster::{chown_to_postgres, is_root, run_as_owner};
 use crate::tools::PgTools;
 use crate::wal::{segment_name, Lsn, WalArchive, WalFile};
@@ -108,6 +108,9 @@ pub struct PitrOptions {
     pub timeout: Duration,
     /// After promotion, connect here and run these checks plus amcheck.
     pub check: Option<(crate::ConnInfo, Vec<String>)>,
+    /// Tablespaces to put somewhere else: (location in the backup, new location), as
+    /// pg_basebackup's `--tablespace-mapping`. Others go back where they were.
+    pub tablespace_mapping: Vec<(PathBuf, PathBuf)>,
 }
 
 /// What a recovery did.
@@ -121,6 +124,8 @@ pub struct PitrReport {
     pub pgdata: PathBuf,
     /// Whether `pg_verifybackup` checked the unpacked base against its manifest.
     pub manifest_verified: bool,
+    /// Where each tablespace was restored: (name, location).
+    pub tablespaces: Vec<(String, PathBuf)>,
     /// Whether the server was started and promoted.
     pub promoted: bool,
     /// Seconds to unpack the base.
@@ -341,23 +346,42 @@ pub async fn pitr(
     progress: Arc<dyn Progress>,
 ) -> Result<PitrReport> {
     let plan = plan(repo, &options.target, options.snapshot.as_deref()).await?;
+    let snap = repo.find_snapshot(&plan.snapshot).await?;
+    let meta = BaseMetadata::of(&snap)?;
+    let tablespaces = placed_tablespaces(&meta, &options.tablespace_mapping)?;
     let dir = &options.pgdata;
     prepare_dir(dir)?;
+    for (_, to) in &tablespaces {
+        if let Err(e) = prepare_dir(to) {
+            empty_dir(dir);
+            return Err(e.context(
+                "a tablespace goes back where it was unless --tablespace-mapping OLD=NEW moves it",
+            ));
+        }
+    }
     let started = Instant::now();
-    let result = unpack_and_configure(repo, &plan, options, progress.as_ref()).await;
+    let result = unpack_and_configure(repo, &plan, options, &tablespaces, progress.as_ref()).await;
     let manifest_verified = match result {
         Ok(v) => v,
         Err(e) => {
             empty_dir(dir);
+            for (_, to) in &tablespaces {
+                empty_dir(to);
+            }
             return Err(e);
         }
     };
+    let tablespaces = tablespaces
+        .into_iter()
+        .map(|(t, to)| (t.name, to))
+        .collect();
     let unpack_seconds = started.elapsed().as_secs_f64();
     let mut report = PitrReport {
         plan,
         target: options.target.clone(),
         pgdata: dir.clone(),
         manifest_verified,
+        tablespaces,
         promoted: false,
         unpack_seconds,
         replay_seconds: None,
@@ -375,6 +399,43 @@ pub async fn pitr(
         }
     }
     Ok(report)
+}
+
+/// Where each tablespace of `meta` goes: its old location, or where a mapping moves it.
+fn placed_tablespaces(
+    meta: &BaseMetadata,
+    mapping: &[(PathBuf, PathBuf)],
+) -> Result<Vec<(crate::Tablespace, PathBuf)>> {
+    for (from, _) in mapping {
+        if !meta
+            .tablespaces
+            .iter()
+            .any(|t| Path::new(&t.location) == from)
+        {
+            let known: Vec<&str> = meta
+                .tablespaces
+                .iter()
+                .map(|t| t.location.as_str())
+                .collect();
+            return Err(err!(
+                InvalidInput,
+                "--tablespace-mapping names {}, which is no tablespace of this base backup (its tablespaces: {})",
+                from.display(),
+                if known.is_empty() { "none".to_owned() } else { known.join(", ") }
+            ));
+        }
+    }
+    Ok(meta
+        .tablespaces
+        .iter()
+        .map(|t| {
+            let to = mapping
+                .iter()
+                .find(|(from, _)| Path::new(&t.location) == from)
+                .map_or_else(|| PathBuf::from(&t.location), |(_, to)| to.clone());
+            (t.clone(), to)
+        })
+        .collect())
 }
 
 fn prepare_dir(dir: &Path) -> Result<()> {
@@ -410,32 +471,87 @@ fn empty_dir(dir: &Path) {
     }
 }
 
-async fn unpack_and_configure(
+/// Unpacks snapshot file `name` into `dir` with tar.
+async fn untar(
     repo: &Repository,
-    plan: &Plan,
-    options: &PitrOptions,
+    snap: &Snapshot,
+    name: &str,
+    dir: &Path,
     progress: &dyn Progress,
-) -> Result<bool> {
-    let dir = &options.pgdata;
-    let snap = repo.find_snapshot(&plan.snapshot).await?;
-    progress.phase("unpack");
+) -> Result<()> {
     let mut tar = Command::new("tar");
     tar.args(["-x", "--no-same-owner", "-f", "-", "-C"])
         .arg(dir);
     let mut run = crate::process::spawn(tar, "tar", Stdio::piped(), Stdio::null())?;
     let mut stdin = run.child.stdin.take().expect("stdin is piped");
-    let written = repo
-        .restore_file(&snap, BASE_FILE, &mut stdin, progress)
-        .await;
+    let written = repo.restore_file(snap, name, &mut stdin, progress).await;
     drop(stdin);
-    let untar = run.finish().await;
-    written.map_err(|e| e.context(format!("unpacking base backup {}", snap.id)))?;
-    untar?;
+    let untarred = run.finish().await;
+    written.map_err(|e| e.context(format!("unpacking {name} of base backup {}", snap.id)))?;
+    untarred?;
     if is_root() {
         chown_to_postgres(dir)?;
     }
-    // Check the files against the server's manifest before anything is added.
+    Ok(())
+}
+
+/// Unpacks each tablespace into its place and links it from `pg_tblspc`; returns the
+/// `tablespace_map` to write once the backup is verified (PostgreSQL recreates the links
+/// from it at startup).
+async fn place_tablespaces(
+    repo: &Repository,
+    snap: &Snapshot,
+    dir: &Path,
+    tablespaces: &[(crate::Tablespace, PathBuf)],
+    progress: &dyn Progress,
+) -> Result<Option<String>> {
+    if tablespaces.is_empty() {
+        return Ok(None);
+    }
+    let links = dir.join("pg_tblspc");
+    std::fs::create_dir_all(&links)
+        .map_err(|e| Error::io(format!("creating {}", links.display()), e))?;
+    let mut map = String::new();
+    for (t, to) in tablespaces {
+        progress.phase(&format!("tablespace {}", t.name));
+        untar(repo, snap, &t.file(), to, progress).await?;
+        let link = links.join(t.oid.to_string());
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(to, &link)
+            .map_err(|e| Error::io(format!("linking {} to {}", link.display(), to.display()), e))?;
+        if is_root() {
+            let _ = std::process::Command::new("chown")
+                .args(["-h", "postgres:postgres"])
+                .arg(&link)
+                .status();
+        }
+        let _ = writeln!(map, "{} {}", t.oid, to.display());
+    }
+    Ok(Some(map))
+}
+
+async fn unpack_and_configure(
+    repo: &Repository,
+    plan: &Plan,
+    options: &PitrOptions,
+    tablespaces: &[(crate::Tablespace, PathBuf)],
+    progress: &dyn Progress,
+) -> Result<bool> {
+    let dir = &options.pgdata;
+    let snap = repo.find_snapshot(&plan.snapshot).await?;
+    progress.phase("unpack");
+    untar(repo, &snap, BASE_FILE, dir, progress).await?;
     let manifest = dir.join("backup_manifest");
+    if !manifest.exists() && snap.file(MANIFEST_FILE).is_ok() {
+        // Spooled backups (clusters with tablespaces) keep the manifest beside the tar.
+        let mut out = tokio::fs::File::create(&manifest)
+            .await
+            .map_err(|e| Error::io(format!("writing {}", manifest.display()), e))?;
+        repo.restore_file(&snap, MANIFEST_FILE, &mut out, progress)
+            .await?;
+    }
+    let tablespace_map = place_tablespaces(repo, &snap, dir, tablespaces, progress).await?;
+    // Check the files against the server's manifest before anything is added.
     let verified = if manifest.exists() {
         let tools = PgTools::discover()?;
         let out = Command::new(tools.program("pg_verifybackup"))
@@ -456,6 +572,10 @@ async fn unpack_and_configure(
     } else {
         false
     };
+    if let Some(map) = tablespace_map {
+        std::fs::write(dir.join("tablespace_map"), map)
+            .map_err(|e| Error::io(format!("writing tablespace_map in {}", dir.display()), e))?;
+    }
     if let Some(conf) = &options.postgresql_conf {
         std::fs::copy(conf, dir.join("postgresql.conf")).map_err(|e| {
             Error::io(

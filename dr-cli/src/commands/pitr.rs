@@ -134,6 +134,7 @@ pub async fn pitr(cli: &Cli, a: &PitrArgs, out: Output) -> Result<u8> {
             .map(ConnInfo::parse)
             .transpose()?
             .map(|c| (c, a.checks.clone())),
+        tablespace_mapping: a.tablespace_mapping.clone(),
     };
     let bar = out.progress(None);
     let report = dr_pg::pitr(&repo, &options, bar.clone()).await;
