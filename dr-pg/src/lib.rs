@@ -42,7 +42,9 @@ pub use cluster::{ClusterOptions, TempCluster};
 pub use conn::ConnInfo;
 pub use copy::{copy, Copied};
 pub use metadata::{LogicalMetadata, TableCount};
-pub use pitr::{pitr, plan, window, PitrOptions, PitrReport, Plan, RecoveryTarget, Window};
+pub use pitr::{
+    pitr, plan, restore_command, window, PitrOptions, PitrReport, Plan, RecoveryTarget, Window,
+};
 pub use restore::{restore, RestoreMode, RestoreOptions, RestoreReport};
 pub use status::{status, Objective, Objectives, SourceStatus, StatusReport};
 pub use tls::{RootCerts, SslMode, TlsSettings};

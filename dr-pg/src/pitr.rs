@@ -338,6 +338,40 @@ async fn choose_base<'a>(
     })
 }
 
+/// The `restore_command` for a recovered server: `drkit` (the binary at `drkit`)
+/// fetching from `repo_url`, with the secret by file (`DRKIT_KEY_FILE` or
+/// `DRKIT_PASSWORD_FILE` from this process's environment: the server's environment has
+/// none of ours, and a passphrase never goes into the configuration), and the AWS
+/// region, profile and endpoint when set (never credentials).
+pub fn restore_command(drkit: &Path, repo_url: &str) -> Result<String> {
+    let sh = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let mut env = String::new();
+    for var in ["DRKIT_KEY_FILE", "DRKIT_PASSWORD_FILE"] {
+        if let Ok(f) = std::env::var(var) {
+            let abs =
+                std::path::absolute(&f).map_err(|e| Error::io(format!("resolving {var}"), e))?;
+            env = format!("{var}={} ", sh(&abs.to_string_lossy()));
+            break;
+        }
+    }
+    if env.is_empty() && std::env::var("DRKIT_PASSWORD").is_ok() {
+        return Err(err!(
+            InvalidInput,
+            "restore_command runs as the PostgreSQL server, which cannot see DRKIT_PASSWORD: give the secret as DRKIT_PASSWORD_FILE or DRKIT_KEY_FILE (a file the postgres user can read)"
+        ));
+    }
+    for var in ["AWS_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL"] {
+        if let Ok(v) = std::env::var(var) {
+            let _ = write!(env, "{var}={} ", sh(&v));
+        }
+    }
+    Ok(format!(
+        "{env}{} --quiet --repo {} wal-fetch %f %p",
+        sh(&drkit.to_string_lossy()),
+        sh(repo_url)
+    ))
+}
+
 /// Recovers a cluster into `options.pgdata`. A failure before the server starts leaves
 /// the directory empty, so the command can be run again.
 pub async fn pitr(

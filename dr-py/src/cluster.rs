@@ -12,13 +12,25 @@ pub struct TempCluster {
 
 #[pymethods]
 impl TempCluster {
-    /// Starts a cluster with `initdb` (as the `postgres` user when run as root).
+    /// Starts a cluster with `initdb` (as the `postgres` user when run as root);
+    /// `settings` are added to its configuration (e.g. `archive_mode`).
     #[new]
-    #[pyo3(signature = (*, password=None))]
-    fn new(py: Python<'_>, password: Option<String>) -> PyResult<Self> {
+    #[pyo3(signature = (*, password=None, settings=None))]
+    fn new(
+        py: Python<'_>,
+        password: Option<String>,
+        settings: Option<std::collections::BTreeMap<String, String>>,
+    ) -> PyResult<Self> {
+        let mut extra_conf = String::new();
+        for (k, v) in settings.unwrap_or_default() {
+            extra_conf.push_str(&k);
+            extra_conf.push_str(" = '");
+            extra_conf.push_str(&v.replace('\'', "''"));
+            extra_conf.push_str("'\n");
+        }
         let options = dr_pg::ClusterOptions {
             password,
-            ..dr_pg::ClusterOptions::default()
+            extra_conf,
         };
         let inner = py
             .detach(|| dr_pg::TempCluster::start(&options))

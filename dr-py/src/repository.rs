@@ -392,7 +392,130 @@ impl Repository {
         to_python(py, &report)
     }
 
+    /// Takes a physical base backup (`pg_basebackup`) of the server `dsn` names; returns
+    /// the snapshot summary with the WAL range in `metadata`. Replay from it needs the
+    /// WAL archive (`archive_command = 'drkit wal-push %p'`).
+    fn basebackup<'py>(&self, py: Python<'py>, dsn: &str) -> PyResult<Bound<'py, PyAny>> {
+        let conn = ConnInfo::parse(dsn).map_err(crate::errors::to_py)?;
+        let snap = block_on(
+            py,
+            dr_pg::basebackup(&self.inner, &conn, Arc::new(NoProgress)),
+        )?;
+        to_python(py, &snap.summary())
+    }
+
+    /// The WAL archive's recovery window and, per base backup, where replay from it would
+    /// stop at a missing segment (None: unbroken). `ok` is False when any would.
+    fn wal_verify<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let (window, per_base) = block_on(py, dr_pg::window(&self.inner))?;
+        let ok = per_base.iter().all(|(_, gap)| gap.is_none());
+        let doc = serde_json::json!({
+            "ok": ok,
+            "window": window,
+            "base_backups": per_base
+                .iter()
+                .map(|(id, gap)| serde_json::json!({"snapshot": id, "stops_at_missing": gap}))
+                .collect::<Vec<_>>(),
+        });
+        to_python(py, &doc)
+    }
+
+    /// Recovers a cluster into `pgdata` (missing or empty) at one target: `target_time`
+    /// (RFC 3339), `target_lsn`, `target_name` or `latest=True`. With `start=True` the
+    /// server is started and awaited until promoted, then `checks` run on `check_dsn`.
+    /// The recovered server fetches WAL through the drkit CLI: `drkit` names the binary
+    /// (else `DRKIT_BIN`, else `drkit` on PATH); the secret reaches it only as
+    /// `DRKIT_KEY_FILE` / `DRKIT_PASSWORD_FILE` from this process's environment.
+    #[pyo3(signature = (pgdata, *, target_time=None, target_lsn=None, target_name=None, latest=false, snapshot=None, start=false, settings=None, timeout=3600.0, tablespace_mapping=None, check_dsn=None, checks=None, drkit=None))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
+    fn pitr<'py>(
+        &self,
+        py: Python<'py>,
+        pgdata: &Bound<'py, PyAny>,
+        target_time: Option<&str>,
+        target_lsn: Option<String>,
+        target_name: Option<String>,
+        latest: bool,
+        snapshot: Option<String>,
+        start: bool,
+        settings: Option<HashMap<String, String>>,
+        timeout: f64,
+        tablespace_mapping: Option<HashMap<PathBuf, PathBuf>>,
+        check_dsn: Option<&str>,
+        checks: Option<Vec<String>>,
+        drkit: Option<PathBuf>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let pgdata: PathBuf = pgdata.extract()?;
+        let build = || -> Result<dr_pg::PitrOptions> {
+            let target = match (target_time, target_lsn, target_name, latest) {
+                (Some(t), None, None, false) => {
+                    dr_pg::RecoveryTarget::Time(t.parse().map_err(|e| {
+                        err!(
+                            InvalidInput,
+                            "target_time {t:?}: {e}; use RFC 3339, e.g. 2026-12-01T03:15:00Z"
+                        )
+                    })?)
+                }
+                (None, Some(l), None, false) => {
+                    dr_pg::wal::Lsn::parse(&l)?;
+                    dr_pg::RecoveryTarget::Lsn(l)
+                }
+                (None, None, Some(n), false) => dr_pg::RecoveryTarget::Name(n),
+                (None, None, None, true) => dr_pg::RecoveryTarget::Latest,
+                _ => {
+                    return Err(err!(
+                        InvalidInput,
+                        "give exactly one of target_time, target_lsn, target_name or latest=True"
+                    ))
+                }
+            };
+            let drkit = drkit_binary(drkit)?;
+            Ok(dr_pg::PitrOptions {
+                pgdata: std::path::absolute(&pgdata)
+                    .map_err(|e| dr_core::Error::io("resolving pgdata", e))?,
+                target,
+                snapshot,
+                restore_command: dr_pg::restore_command(&drkit, &self.inner.store().url())?,
+                settings: settings.unwrap_or_default().into_iter().collect(),
+                postgresql_conf: None,
+                start,
+                timeout: std::time::Duration::try_from_secs_f64(timeout)
+                    .map_err(|e| err!(InvalidInput, "timeout: {e}"))?,
+                check: check_dsn
+                    .map(ConnInfo::parse)
+                    .transpose()?
+                    .map(|c| (c, checks.unwrap_or_default())),
+                tablespace_mapping: tablespace_mapping.unwrap_or_default().into_iter().collect(),
+            })
+        };
+        let options = build().map_err(crate::errors::to_py)?;
+        let report = block_on(py, dr_pg::pitr(&self.inner, &options, Arc::new(NoProgress)))?;
+        to_python(py, &report)
+    }
+
     fn __repr__(&self) -> String {
         format!("Repository({:?})", self.inner.store().url())
     }
+}
+
+/// The drkit CLI a recovered server runs as its `restore_command`.
+fn drkit_binary(given: Option<PathBuf>) -> Result<PathBuf> {
+    if let Some(p) = given.or_else(|| std::env::var_os("DRKIT_BIN").map(PathBuf::from)) {
+        if p.is_file() {
+            return std::path::absolute(&p).map_err(|e| dr_core::Error::io("resolving drkit", e));
+        }
+        return Err(err!(NotFound, "the drkit CLI is not at {}", p.display()));
+    }
+    std::env::var_os("PATH")
+        .and_then(|path| {
+            std::env::split_paths(&path)
+                .map(|d| d.join("drkit"))
+                .find(|p| p.is_file())
+        })
+        .ok_or_else(|| {
+            err!(
+                NotFound,
+                "a recovered server fetches WAL through the drkit CLI, which is not on PATH: install it, or pass drkit=/path/to/drkit (or set DRKIT_BIN)"
+            )
+        })
 }

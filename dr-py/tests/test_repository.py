@@ -7,16 +7,14 @@ import pytest
 
 import drkit
 
-PSQL = None
+def PSQL_BIN():
+    versions = sorted(os.listdir("/usr/lib/postgresql"), key=int)
+    return f"/usr/lib/postgresql/{versions[-1]}/bin/psql"
 
 
 def psql(cluster, db, sql):
-    global PSQL
-    if PSQL is None:
-        versions = sorted(os.listdir("/usr/lib/postgresql"), key=int)
-        PSQL = f"/usr/lib/postgresql/{versions[-1]}/bin/psql"
     out = subprocess.run(
-        [PSQL, "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", cluster.dsn(db), "-c", sql],
+        [PSQL_BIN(), "-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-d", cluster.dsn(db), "-c", sql],
         check=True,
         capture_output=True,
         text=True,

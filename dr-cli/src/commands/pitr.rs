@@ -4,7 +4,7 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
-use dr_core::{err, ErrorKind, Result};
+use dr_core::{ErrorKind, Result};
 use dr_pg::wal::{self, Pushed, WalArchive};
 use dr_pg::{BaseMetadata, ConnInfo, PitrOptions, RecoveryTarget};
 use serde_json::json;
@@ -72,38 +72,11 @@ pub async fn basebackup(cli: &Cli, server: &str, out: Output) -> Result<u8> {
     Ok(0)
 }
 
-/// `restore_command` for a recovered server: this binary, the repository, and the secret
-/// by file (the server's environment has none of ours; a passphrase never goes into the
-/// configuration).
+/// `restore_command` for a recovered server: this binary and the repository.
 fn restore_command(cli: &Cli) -> Result<String> {
-    let sh = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
     let exe =
         std::env::current_exe().map_err(|e| dr_core::Error::io("finding the drkit binary", e))?;
-    let mut env = String::new();
-    for var in ["DRKIT_KEY_FILE", "DRKIT_PASSWORD_FILE"] {
-        if let Ok(f) = std::env::var(var) {
-            let abs = std::path::absolute(&f)
-                .map_err(|e| dr_core::Error::io(format!("resolving {var}"), e))?;
-            env = format!("{var}={} ", sh(&abs.to_string_lossy()));
-            break;
-        }
-    }
-    if env.is_empty() && std::env::var("DRKIT_PASSWORD").is_ok() {
-        return Err(err!(
-            InvalidInput,
-            "restore_command runs as the PostgreSQL server, which cannot see DRKIT_PASSWORD: give the secret as DRKIT_PASSWORD_FILE or DRKIT_KEY_FILE (a file the postgres user can read)"
-        ));
-    }
-    for var in ["AWS_REGION", "AWS_PROFILE", "AWS_ENDPOINT_URL"] {
-        if let Ok(v) = std::env::var(var) {
-            _ = write!(env, "{var}={} ", sh(&v));
-        }
-    }
-    Ok(format!(
-        "{env}{} --quiet --repo {} wal-fetch %f %p",
-        sh(&exe.to_string_lossy()),
-        sh(super::repo_url(cli)?)
-    ))
+    dr_pg::restore_command(&exe, super::repo_url(cli)?)
 }
 
 /// `drkit pitr`.

@@ -1,5 +1,5 @@
 from os import PathLike
-from typing import Any, Literal, Sequence, final
+from typing import Any, Literal, Mapping, Sequence, final
 
 __all__ = [
     "AlreadyExistsError",
@@ -109,6 +109,25 @@ class Repository:
         dry_run: bool = False,
     ) -> dict[str, Any]: ...
     def status(self, objectives: Sequence[dict[str, str]] | None = None) -> dict[str, Any]: ...
+    def basebackup(self, dsn: str) -> dict[str, Any]: ...
+    def wal_verify(self) -> dict[str, Any]: ...
+    def pitr(
+        self,
+        pgdata: str | PathLike[str],
+        *,
+        target_time: str | None = None,
+        target_lsn: str | None = None,
+        target_name: str | None = None,
+        latest: bool = False,
+        snapshot: str | None = None,
+        start: bool = False,
+        settings: Mapping[str, str] | None = None,
+        timeout: float = 3600.0,
+        tablespace_mapping: Mapping[str | PathLike[str], str | PathLike[str]] | None = None,
+        check_dsn: str | None = None,
+        checks: Sequence[str] | None = None,
+        drkit: str | PathLike[str] | None = None,
+    ) -> dict[str, Any]: ...
 
 @final
 class Rds:
@@ -170,7 +189,7 @@ class Route53:
 
 @final
 class TempCluster:
-    def __new__(cls, *, password: str | None = None) -> TempCluster: ...
+    def __new__(cls, *, password: str | None = None, settings: Mapping[str, str] | None = None) -> TempCluster: ...
     @property
     def port(self) -> int: ...
     def dsn(self, db: str = "postgres") -> str: ...
