@@ -6,11 +6,12 @@ use std::sync::Arc;
 use aws_sdk_s3::error::SdkError;
 use aws_sdk_s3::operation::get_object::GetObjectError;
 use aws_sdk_s3::Client;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use dr_core::store::{BackupStore, ByteStream};
 use dr_core::{err, ErrorKind, Result};
 use futures::StreamExt;
 
+use super::pool::PartPool;
 use super::S3Store;
 use crate::error::classify;
 
@@ -23,17 +24,18 @@ struct Reader {
     etag: Option<String>,
     attempts: u32,
     read_timeout: std::time::Duration,
+    pool: PartPool,
 }
 
 impl Reader {
     /// Fetches `range` whole, resuming from where a broken or stalled body stopped.
     async fn fetch(&self, range: Range<u64>) -> Result<Bytes> {
-        let mut buf = BytesMut::with_capacity((range.end - range.start) as usize);
+        let mut buf = self.pool.take();
         let mut broken = 0;
         loop {
             let from = range.start + buf.len() as u64;
             if from >= range.end {
-                return Ok(buf.freeze());
+                return Ok(self.pool.freeze(buf));
             }
             let mut req = self
                 .client
@@ -122,6 +124,7 @@ pub(super) async fn get(
         etag: None,
         attempts: config.aws.attempts,
         read_timeout: config.aws.read_timeout,
+        pool: PartPool::new(part as usize, config.concurrency + 1),
     };
     if wanted_end.is_some_and(|end| end <= start) {
         // An empty range still tells a missing object from a present one.
@@ -157,7 +160,7 @@ pub(super) async fn get(
     let first_end = first_end.min(end);
     // The first response is already open: read it through the same resuming path.
     let reader = Arc::new(reader);
-    let mut head = BytesMut::with_capacity((first_end - start) as usize);
+    let mut head = reader.pool.take();
     let mut body = first.body;
     let mut broke = false;
     loop {
@@ -174,6 +177,7 @@ pub(super) async fn get(
         let rest = reader.fetch(start + head.len() as u64..first_end).await?;
         head.extend_from_slice(&rest);
     }
+    let head = reader.pool.freeze(head);
     let ranges: Vec<Range<u64>> = (first_end..end)
         .step_by(part as usize)
         .map(|s| s..(s + part).min(end))
@@ -184,7 +188,7 @@ pub(super) async fn get(
             async move { reader.fetch(r).await }
         })
         .buffered(concurrency);
-    Ok(futures::stream::once(async move { Ok(head.freeze()) })
+    Ok(futures::stream::once(async move { Ok(head) })
         .chain(rest)
         .boxed())
 }

@@ -9,6 +9,7 @@
 
 mod download;
 mod options;
+mod pool;
 mod upload;
 
 use std::ops::Range;

@@ -5,55 +5,60 @@ use std::sync::Arc;
 use aws_sdk_s3::primitives::ByteStream as SdkBody;
 use aws_sdk_s3::types::{CompletedMultipartUpload, CompletedPart};
 use aws_sdk_s3::Client;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use dr_core::store::{ByteStream, PutMode};
 use dr_core::{err, Result};
 use futures::TryStreamExt;
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 
+use super::pool::PartPool;
 use super::S3Store;
 use crate::error::classify;
 
 /// Cuts an incoming stream into parts of exactly `size` bytes (the last may be shorter).
 struct Parts {
     input: ByteStream,
-    pending: BytesMut,
+    /// Input not yet placed in a part.
+    carry: Bytes,
     ended: bool,
     size: usize,
+    pool: PartPool,
+    first: bool,
 }
 
 impl Parts {
     async fn next(&mut self) -> Result<Option<Bytes>> {
-        while !self.ended && self.pending.len() < self.size {
-            match self.input.try_next().await? {
-                Some(b) => {
-                    if self.pending.is_empty() {
-                        // One allocation of the final size per part: growing by doubling
-                        // would copy each part several times and fragment the heap.
-                        self.pending = BytesMut::with_capacity(self.size.max(b.len()));
-                    }
-                    self.pending.extend_from_slice(&b);
+        // The first part may be a whole small object: its buffer grows with the data.
+        // Later parts are whole parts and take a part-sized buffer from the pool.
+        let mut part = if self.first {
+            Vec::new()
+        } else {
+            self.pool.take()
+        };
+        self.first = false;
+        while part.len() < self.size {
+            if self.carry.is_empty() {
+                if self.ended {
+                    break;
                 }
-                None => self.ended = true,
+                match self.input.try_next().await? {
+                    Some(b) => self.carry = b,
+                    None => self.ended = true,
+                }
+                continue;
             }
+            let n = (self.size - part.len()).min(self.carry.len());
+            part.extend_from_slice(&self.carry.split_to(n));
         }
-        if self.pending.is_empty() {
+        if part.is_empty() {
             return Ok(None);
         }
-        let n = self.pending.len().min(self.size);
-        let part = self.pending.split_to(n).freeze();
-        if !self.pending.is_empty() && self.pending.capacity() < self.size {
-            // The tail shares the part's buffer; give the next part a buffer of its own.
-            let mut next = BytesMut::with_capacity(self.size.max(self.pending.len()));
-            next.extend_from_slice(&self.pending);
-            self.pending = next;
-        }
-        Ok(Some(part))
+        Ok(Some(self.pool.freeze(part)))
     }
 
     fn finished(&self) -> bool {
-        self.ended && self.pending.is_empty()
+        self.ended && self.carry.is_empty()
     }
 }
 
@@ -69,9 +74,11 @@ pub(super) async fn put(
     let limit = Arc::new(Semaphore::new(config.concurrency));
     let mut parts = Parts {
         input: data,
-        pending: BytesMut::new(),
+        carry: Bytes::new(),
         ended: false,
         size: config.part_size as usize,
+        pool: PartPool::new(config.part_size as usize, config.concurrency + 1),
+        first: true,
     };
     let first_permit = limit.clone().acquire_owned().await.expect("never closed");
     let first = parts
