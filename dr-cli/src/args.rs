@@ -55,6 +55,11 @@ pub enum Command {
     Basebackup {
         /// postgres://user:password@host:port/ (a user with REPLICATION).
         server: String,
+        /// Give up when the server's archiver has been failing this long (e.g. 10m, 1h):
+        /// the backup is only usable once its WAL is archived, and PostgreSQL would wait
+        /// for that forever.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        archive_timeout: std::time::Duration,
     },
     /// Recover a cluster to a point in time from a base backup and the WAL archive.
     Pitr(PitrArgs),
@@ -481,6 +486,10 @@ pub struct DemoArgs {
     /// Keep the repository folder afterwards and print where it is.
     #[arg(long)]
     pub keep_repo: bool,
+}
+
+fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
+    dr_core::duration_secs::parse_human(s).map_err(|e| e.to_string())
 }
 
 fn parse_mapping(s: &str) -> Result<(PathBuf, PathBuf), String> {

@@ -54,7 +54,10 @@ async fn run(cli: &Cli, out: Output) -> Result<u8, Error> {
             dest,
             prefetch,
         } => commands::wal_fetch(cli, name, dest, *prefetch).await,
-        Command::Basebackup { server } => commands::basebackup(cli, server, out).await,
+        Command::Basebackup {
+            server,
+            archive_timeout,
+        } => commands::basebackup(cli, server, *archive_timeout, out).await,
         Command::Pitr(a) => commands::pitr(cli, a, out).await,
         Command::WalVerify => commands::wal_verify(cli, out).await,
         Command::Prune(a) => commands::prune(cli, a, out).await,

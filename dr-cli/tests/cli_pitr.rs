@@ -36,6 +36,11 @@ struct Setup {
 
 /// A key-file repository and a cluster archiving into it through drkit.
 fn archiving_cluster() -> Option<Setup> {
+    archiving_cluster_with(dr_pg::ClusterOptions::default())
+}
+
+/// The same with cluster options (segment size, first WAL file).
+fn archiving_cluster_with(options: dr_pg::ClusterOptions) -> Option<Setup> {
     let dir = workdir();
     let key = dir.path().join("key");
     let repo = dir.path().join("repo");
@@ -53,9 +58,10 @@ fn archiving_cluster() -> Option<Setup> {
         key.display(),
         repo.display()
     );
-    let pg = PgCluster::start_with(&format!(
-        "archive_mode = on\narchive_command = '{archive}'\n"
-    ))?;
+    let pg = PgCluster::start_with_options(dr_pg::ClusterOptions {
+        extra_conf: format!("archive_mode = on\narchive_command = '{archive}'\n"),
+        ..options
+    })?;
     Some(Setup { drkit, pg, dir })
 }
 
@@ -673,4 +679,93 @@ fn a_cluster_with_a_tablespace_is_backed_up_and_recovers_with_it_moved() {
         "the index in the tablespace answers"
     );
     check_writable_and_intact(&latest);
+}
+
+#[test]
+fn one_mib_segments_archive_and_replay_across_a_log_boundary() {
+    // 4,096 one-MiB segments per log file: start just before the boundary.
+    let Some(Setup { drkit, pg, dir }) = archiving_cluster_with(dr_pg::ClusterOptions {
+        wal_segment_mib: Some(1),
+        first_wal: Some("000000010000000000000FFA".into()),
+        ..dr_pg::ClusterOptions::default()
+    }) else {
+        return;
+    };
+    pg.psql("postgres", "CREATE TABLE t (batch int, n int)");
+    let base = drkit.json(&["basebackup", &pg.dsn("postgres")]);
+    assert_eq!(base["metadata"]["wal_segment_size"], 1 << 20, "{base}");
+    for batch in 1..=8 {
+        insert_batch(&pg, batch);
+        switch_and_wait(&pg);
+    }
+    drop(pg);
+    let archived: Vec<String> = files_under(&dir.path().join("repo/wal"))
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert!(
+        archived.iter().any(|n| n.starts_with("0000000100000001")),
+        "crossed into the next log file: {archived:?}"
+    );
+    let verify = drkit.run(&["wal-verify"]);
+    assert!(
+        verify.status.success(),
+        "no gap at the log boundary: {}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    let latest = recover(&drkit, dir.path(), "small-segments", &["--latest"], &[]);
+    assert_eq!(
+        latest.batches(),
+        "1:1000,2:1000,3:1000,4:1000,5:1000,6:1000,7:1000,8:1000"
+    );
+    assert_eq!(
+        std::fs::read_to_string(latest.pgdata.join("pg_wal/.drkit-prefetch/segment-size")).unwrap(),
+        "1048576",
+        "prefetch learnt the segment size"
+    );
+}
+
+#[test]
+fn a_base_backup_whose_wal_cannot_be_archived_gives_up_and_stores_nothing() {
+    let dir = workdir();
+    let key = dir.path().join("key");
+    let mut drkit = Drkit::local(BIN, &dir.path().join("repo"));
+    drkit.env = vec![("DRKIT_KEY_FILE".into(), key.display().to_string())];
+    assert!(drkit
+        .run(&["repo", "init", "--generate-key-file", key.to_str().unwrap()])
+        .status
+        .success());
+
+    // An archive_command that always fails: PostgreSQL would hold the backup forever.
+    let Some(failing) = PgCluster::start_with("archive_mode = on\narchive_command = 'exit 1'\n")
+    else {
+        return;
+    };
+    let started = Instant::now();
+    let out = drkit.run(&[
+        "basebackup",
+        &failing.dsn("postgres"),
+        "--archive-timeout",
+        "3s",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("failing to archive WAL"), "{err}");
+    assert!(err.contains("--archive-timeout"), "{err}");
+    assert!(!err.contains(PASSWORD), "{err}");
+    assert!(
+        started.elapsed() < Duration::from_mins(1),
+        "gave up in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(drkit.json(&["snapshots"]).as_array().map(Vec::len), Some(0));
+
+    // Archiving on without an archive_command: refused before anything starts.
+    let Some(unset) = PgCluster::start_with("archive_mode = on\n") else {
+        return;
+    };
+    let out = drkit.run(&["basebackup", &unset.dsn("postgres")]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("no archive_command"), "{err}");
 }

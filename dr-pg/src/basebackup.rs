@@ -9,6 +9,7 @@
 
 use std::process::Stdio;
 use std::sync::Arc;
+use std::time::Duration;
 
 use dr_core::progress::Progress;
 use dr_core::repo::{Repository, Snapshot, SnapshotKind};
@@ -94,53 +95,24 @@ impl BaseMetadata {
     }
 }
 
-/// Takes a base backup of the server `conn` names.
+/// Takes a base backup of the server `conn` names. PostgreSQL finishes a base backup
+/// only once its last WAL segment is archived; when the server's archiver has been
+/// failing for `archive_timeout`, the backup is abandoned (nothing is stored) instead of
+/// waiting forever.
 pub async fn basebackup(
     repo: &Repository,
     conn: &ConnInfo,
+    archive_timeout: Duration,
     progress: Arc<dyn Progress>,
 ) -> Result<Snapshot> {
     let tools = PgTools::discover()?;
-    let client = conn.connect().await?;
-    let row = client
-        .query_one(
-            "SELECT (SELECT system_identifier::text FROM pg_control_system()), \
-                    (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'), \
-                    current_setting('server_version_num')::int, \
-                    current_setting('archive_mode'), pg_is_in_recovery()",
-            &[],
-        )
-        .await
-        .map_err(|e| {
-            err!(
-                External,
-                "reading cluster facts from {}: {e}",
-                conn.redacted()
-            )
-        })?;
-    let system_identifier: String = row.get(0);
-    let segment_size = row.get::<_, i64>(1) as u64;
-    let version_num: i32 = row.get(2);
-    let archive_mode: String = row.get(3);
-    if archive_mode == "off" {
-        tracing::warn!("archive_mode is off on {}: this base backup cannot be replayed past its end without WAL; set archive_command to `drkit wal-push %p`", conn.redacted());
-    }
-    let tablespaces = client
-        .query(
-            "SELECT oid::int8, spcname::text, pg_tablespace_location(oid) FROM pg_tablespace \
-             WHERE pg_tablespace_location(oid) <> '' ORDER BY oid",
-            &[],
-        )
-        .await
-        .map_err(|e| crate::error::query_error(conn, "listing tablespaces", &e))?
-        .iter()
-        .map(|r| Tablespace {
-            oid: u32::try_from(r.get::<_, i64>(0)).unwrap_or(u32::MAX),
-            name: r.get(1),
-            location: r.get(2),
-        })
-        .collect::<Vec<_>>();
-    drop(client);
+    let Facts {
+        system_identifier,
+        segment_size,
+        version_num,
+        archive_mode,
+        tablespaces,
+    } = facts(conn).await?;
 
     let label = format!("drkit {}", jiff::Timestamp::now());
     let mut writer = repo.begin_snapshot(SnapshotKind::new(KIND_BASE), &conn.redacted());
@@ -156,10 +128,21 @@ pub async fn basebackup(
     ])
     .arg(format!("--label={label}"));
     progress.phase("base");
-    let (manifest, backup_label) = if tablespaces.is_empty() {
-        streamed(&mut writer, cmd, conn).await?
+    let backup = async {
+        if tablespaces.is_empty() {
+            streamed(&mut writer, cmd, conn).await
+        } else {
+            spooled(&mut writer, cmd, conn, &tablespaces, progress.as_ref()).await
+        }
+    };
+    let (manifest, backup_label) = if archive_mode == "off" {
+        backup.await?
     } else {
-        spooled(&mut writer, cmd, conn, &tablespaces, progress.as_ref()).await?
+        // Dropping the backup kills pg_basebackup; nothing is committed.
+        tokio::select! {
+            done = backup => done?,
+            failed = archive_watchdog(conn, archive_timeout) => return Err(failed),
+        }
     };
     let (start, timeline, end) = points(manifest.as_deref(), backup_label.as_deref())?;
     if let Some(m) = manifest {
@@ -185,6 +168,100 @@ pub async fn basebackup(
     writer
         .commit(serde_json::to_value(&meta).expect("metadata serializes"))
         .await
+}
+
+/// What a base backup records about the server, read before it starts.
+struct Facts {
+    system_identifier: String,
+    segment_size: u64,
+    version_num: i32,
+    archive_mode: String,
+    tablespaces: Vec<Tablespace>,
+}
+
+async fn facts(conn: &ConnInfo) -> Result<Facts> {
+    let client = conn.connect().await?;
+    let row = client
+        .query_one(
+            "SELECT (SELECT system_identifier::text FROM pg_control_system()), \
+                    (SELECT setting::bigint FROM pg_settings WHERE name = 'wal_segment_size'), \
+                    current_setting('server_version_num')::int, \
+                    current_setting('archive_mode'), \
+                    current_setting('archive_command') || current_setting('archive_library')",
+            &[],
+        )
+        .await
+        .map_err(|e| crate::error::query_error(conn, "reading cluster facts", &e))?;
+    let archive_mode: String = row.get(3);
+    let archiver: String = row.get(4);
+    if archive_mode == "off" {
+        tracing::warn!("archive_mode is off on {}: this base backup cannot be replayed past its end without WAL; set archive_command to `drkit wal-push %p`", conn.redacted());
+    } else if archiver.trim().is_empty() {
+        return Err(err!(
+            InvalidInput,
+            "{} has archive_mode = {archive_mode} but no archive_command: PostgreSQL would hold the base backup until its WAL is archived, which never happens; set archive_command = 'drkit wal-push %p'",
+            conn.redacted()
+        ));
+    }
+    let tablespaces = client
+        .query(
+            "SELECT oid::int8, spcname::text, pg_tablespace_location(oid) FROM pg_tablespace \
+             WHERE pg_tablespace_location(oid) <> '' ORDER BY oid",
+            &[],
+        )
+        .await
+        .map_err(|e| crate::error::query_error(conn, "listing tablespaces", &e))?
+        .iter()
+        .map(|r| Tablespace {
+            oid: u32::try_from(r.get::<_, i64>(0)).unwrap_or(u32::MAX),
+            name: r.get(1),
+            location: r.get(2),
+        })
+        .collect();
+    Ok(Facts {
+        system_identifier: row.get(0),
+        segment_size: row.get::<_, i64>(1) as u64,
+        version_num: row.get(2),
+        archive_mode,
+        tablespaces,
+    })
+}
+
+/// Returns an error once the server's archiver has been failing (its last failure newer
+/// than its last success) for `limit` without a break; otherwise never returns.
+async fn archive_watchdog(conn: &ConnInfo, limit: Duration) -> dr_core::Error {
+    let Ok(client) = conn.connect().await else {
+        return std::future::pending().await;
+    };
+    let mut failing_since: Option<std::time::Instant> = None;
+    loop {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let Ok(row) = client
+            .query_one(
+                "SELECT coalesce(last_failed_time > coalesce(last_archived_time, '-infinity'), false), \
+                        coalesce(last_failed_wal, ''), coalesce(last_failed_time::text, '')\
+                 FROM pg_stat_archiver",
+                &[],
+            )
+            .await
+        else {
+            continue;
+        };
+        if !row.get::<_, bool>(0) {
+            failing_since = None;
+            continue;
+        }
+        let since = *failing_since.get_or_insert_with(std::time::Instant::now);
+        if since.elapsed() >= limit {
+            let (wal, at): (String, String) = (row.get(1), row.get(2));
+            return err!(
+                Unavailable,
+                "{} has been failing to archive WAL for {} s (last failure: {wal} at {at}); the base backup is usable only once its WAL is archived, so it was abandoned and nothing was stored. Fix archive_command (the server log says why it fails) and run it again, or raise --archive-timeout",
+                conn.redacted(),
+                since.elapsed().as_secs()
+            );
+        }
+    }
 }
 
 /// `pg_basebackup -D -`: the data directory's tar stream goes straight into the

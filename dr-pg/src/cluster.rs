@@ -15,6 +15,11 @@ pub struct ClusterOptions {
     pub extra_conf: String,
     /// Superuser password for TCP logins; `None` trusts local TCP logins.
     pub password: Option<String>,
+    /// WAL segment size in MiB (`initdb --wal-segsize`); `None` for the default 16.
+    pub wal_segment_mib: Option<u32>,
+    /// Start writing WAL at this segment (`pg_resetwal -l` before the first start), to
+    /// reach high segment numbers without writing that much.
+    pub first_wal: Option<String>,
 }
 
 /// A running throwaway cluster.
@@ -95,43 +100,7 @@ impl TempCluster {
             chown_to_postgres(dir.path())?;
         }
         let data = dir.path().join("data");
-        let mut initdb: Vec<String> = [
-            "-D",
-            path_str(&data),
-            "-U",
-            "postgres",
-            "-E",
-            "UTF8",
-            "--locale=C.UTF-8",
-            "--no-sync",
-            "--auth-local=trust",
-        ]
-        .iter()
-        .map(ToString::to_string)
-        .collect();
-        if let Some(pw) = &options.password {
-            let pwfile = dir.path().join("pwfile");
-            std::fs::write(&pwfile, pw).map_err(|e| Error::io("writing the password file", e))?;
-            if is_root() {
-                chown_to_postgres(&pwfile)?;
-            }
-            initdb.extend([
-                "--auth-host=scram-sha-256".to_owned(),
-                format!("--pwfile={}", pwfile.display()),
-            ]);
-        } else {
-            initdb.push("--auth-host=trust".to_owned());
-        }
-        let args: Vec<&str> = initdb.iter().map(String::as_str).collect();
-        let out = run_as_owner(&bindir.join("initdb"), &args)?;
-        let _ = std::fs::remove_file(dir.path().join("pwfile"));
-        if !out.status.success() {
-            return Err(err!(
-                External,
-                "initdb failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            ));
-        }
+        create(&bindir, dir.path(), &data, options)?;
         let log = dir.path().join("postgres.log");
         let mut last = String::new();
         for _ in 0..5 {
@@ -216,4 +185,62 @@ impl Drop for TempCluster {
             &["-D", path_str(&data), "-m", "immediate", "-w", "stop"],
         );
     }
+}
+
+/// `initdb` into `data` (and `pg_resetwal -l` when a first WAL segment is asked for).
+fn create(bindir: &Path, dir: &Path, data: &Path, options: &ClusterOptions) -> Result<()> {
+    let mut initdb: Vec<String> = [
+        "-D",
+        path_str(data),
+        "-U",
+        "postgres",
+        "-E",
+        "UTF8",
+        "--locale=C.UTF-8",
+        "--no-sync",
+        "--auth-local=trust",
+    ]
+    .iter()
+    .map(ToString::to_string)
+    .collect();
+    if let Some(pw) = &options.password {
+        let pwfile = dir.join("pwfile");
+        std::fs::write(&pwfile, pw).map_err(|e| Error::io("writing the password file", e))?;
+        if is_root() {
+            chown_to_postgres(&pwfile)?;
+        }
+        initdb.extend([
+            "--auth-host=scram-sha-256".to_owned(),
+            format!("--pwfile={}", pwfile.display()),
+        ]);
+    } else {
+        initdb.push("--auth-host=trust".to_owned());
+    }
+    if let Some(mib) = options.wal_segment_mib {
+        initdb.push(format!("--wal-segsize={mib}"));
+    }
+    let args: Vec<&str> = initdb.iter().map(String::as_str).collect();
+    let out = run_as_owner(&bindir.join("initdb"), &args)?;
+    let _ = std::fs::remove_file(dir.join("pwfile"));
+    if !out.status.success() {
+        return Err(err!(
+            External,
+            "initdb failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    if let Some(first) = &options.first_wal {
+        let out = run_as_owner(
+            &bindir.join("pg_resetwal"),
+            &["-l", first, "-D", path_str(data)],
+        )?;
+        if !out.status.success() {
+            return Err(err!(
+                External,
+                "pg_resetwal -l {first} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+    }
+    Ok(())
 }

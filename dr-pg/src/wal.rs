@@ -23,6 +23,10 @@ pub const WAL_PREFIX: &str = "wal/";
 /// The default (and most common) WAL segment size.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 16 << 20;
 
+/// The smallest WAL segment size PostgreSQL allows. Parsing a name with it accepts every
+/// well-formed name; only the timeline is needed for a file's key.
+const MIN_SEGMENT_SIZE: u64 = 1 << 20;
+
 /// Largest file accepted: a 1 GiB segment is PostgreSQL's maximum.
 const MAX_FILE: usize = 1 << 30;
 
@@ -187,10 +191,9 @@ pub async fn push(repo: &Repository, path: &Path) -> Result<Pushed> {
         .file_name()
         .and_then(|n| n.to_str())
         .ok_or_else(|| err!(InvalidInput, "{} has no file name", path.display()))?;
-    // Segment names do not depend on the size for timeline/history parsing; any valid size
+    // Only the timeline goes into the key, and parsing with the smallest segment size
     // accepts every well-formed name.
-    let file =
-        WalFile::parse(name, DEFAULT_SEGMENT_SIZE).or_else(|_| WalFile::parse(name, 1 << 30))?;
+    let file = WalFile::parse(name, MIN_SEGMENT_SIZE)?;
     let key = file.key(name);
     let data = tokio::fs::read(path)
         .await
@@ -219,52 +222,34 @@ pub async fn push(repo: &Repository, path: &Path) -> Result<Pushed> {
 /// Fetches `name` into `dest` (PostgreSQL's `%f` and `%p`), written atomically. Also
 /// fetches the next `prefetch` segments in parallel into a spool folder beside `dest`,
 /// from which later calls take them. A file never archived fails with `NotFound` at once.
+///
+/// The names of the next segments depend on the cluster's segment size: it is learnt
+/// from the first segment fetched (its length) and remembered in the spool folder.
 pub async fn fetch(repo: &Repository, name: &str, dest: &Path, prefetch: usize) -> Result<()> {
-    let file = WalFile::parse(name, DEFAULT_SEGMENT_SIZE)?;
+    WalFile::parse(name, MIN_SEGMENT_SIZE)?;
     let dir = dest
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     let spool = dir.join(".drkit-prefetch");
-    let spooled = spool.join(name);
-    if tokio::fs::rename(&spooled, dest).await.is_ok() {
+    if tokio::fs::rename(spool.join(name), dest).await.is_ok() {
         return Ok(());
     }
+    let memo = spool.join("segment-size");
+    let known = tokio::fs::read_to_string(&memo)
+        .await
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .and_then(segment_size_of);
+    let ahead = match known {
+        Some(size) => following(name, size, prefetch, &spool).await,
+        None => Vec::new(),
+    };
     let mut wanted = vec![name.to_owned()];
-    if let (WalFile::Segment { timeline, number }, true) = (&file, prefetch > 0) {
-        for n in 1..=prefetch as u64 {
-            let next = segment_name(*timeline, number + n, DEFAULT_SEGMENT_SIZE);
-            if !tokio::fs::try_exists(spool.join(&next))
-                .await
-                .unwrap_or(false)
-            {
-                wanted.push(next);
-            }
-        }
-    }
-    let results: Vec<(String, Result<Vec<u8>>)> = futures::stream::iter(wanted)
-        .map(|n| async move {
-            let key = WalFile::parse(&n, DEFAULT_SEGMENT_SIZE)
-                .expect("valid names")
-                .key(&n);
-            let got = repo.get_object(&key, MAX_FILE).await;
-            (n, got)
-        })
-        .buffer_unordered(prefetch.max(1) + 1)
-        .collect()
-        .await;
-    let mut mine = None;
-    for (n, got) in results {
-        if n == name {
-            mine = Some(got);
-        } else if let Ok(bytes) = got {
-            tokio::fs::create_dir_all(&spool)
-                .await
-                .map_err(|e| Error::io(format!("creating {}", spool.display()), e))?;
-            write_atomic(&spool.join(&n), &bytes).await?;
-        }
-    }
-    let bytes = mine
+    wanted.extend(ahead);
+    let mut fetched = fetch_many(repo, wanted, prefetch).await;
+    let bytes = fetched
+        .remove(name)
         .expect("the asked-for file is always fetched")
         .map_err(|e| {
             if e.kind() == ErrorKind::NotFound {
@@ -278,7 +263,74 @@ pub async fn fetch(repo: &Repository, name: &str, dest: &Path, prefetch: usize) 
             }
         })?;
     // No fsync: PostgreSQL reads the file at once, and after a crash fetches it again.
-    write_atomic(dest, &bytes).await
+    write_atomic(dest, &bytes).await?;
+    if known.is_none() && prefetch > 0 {
+        // The first segment of this recovery: now its size says what comes next.
+        if let Some(size) = segment_size_of(bytes.len() as u64).filter(|_| {
+            matches!(
+                WalFile::parse(name, MIN_SEGMENT_SIZE),
+                Ok(WalFile::Segment { .. })
+            )
+        }) {
+            tokio::fs::create_dir_all(&spool)
+                .await
+                .map_err(|e| Error::io(format!("creating {}", spool.display()), e))?;
+            write_atomic(&memo, size.to_string().as_bytes()).await?;
+            let ahead = following(name, size, prefetch, &spool).await;
+            fetched = fetch_many(repo, ahead, prefetch).await;
+        }
+    }
+    for (n, got) in fetched {
+        if let Ok(bytes) = got {
+            tokio::fs::create_dir_all(&spool)
+                .await
+                .map_err(|e| Error::io(format!("creating {}", spool.display()), e))?;
+            write_atomic(&spool.join(&n), &bytes).await?;
+        }
+    }
+    Ok(())
+}
+
+/// A WAL segment size PostgreSQL allows (a power of two from 1 MiB to 1 GiB).
+fn segment_size_of(len: u64) -> Option<u64> {
+    (len.is_power_of_two() && (MIN_SEGMENT_SIZE..=1 << 30).contains(&len)).then_some(len)
+}
+
+/// The `count` segments after segment `name` that are not spooled yet.
+async fn following(name: &str, size: u64, count: usize, spool: &Path) -> Vec<String> {
+    let Ok(WalFile::Segment { timeline, number }) = WalFile::parse(name, size) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    for n in 1..=count as u64 {
+        let next = segment_name(timeline, number + n, size);
+        if !tokio::fs::try_exists(spool.join(&next))
+            .await
+            .unwrap_or(false)
+        {
+            out.push(next);
+        }
+    }
+    out
+}
+
+/// Fetches archived files in parallel, by name.
+async fn fetch_many(
+    repo: &Repository,
+    names: Vec<String>,
+    prefetch: usize,
+) -> std::collections::HashMap<String, Result<Vec<u8>>> {
+    futures::stream::iter(names)
+        .map(|n| async move {
+            let key = WalFile::parse(&n, MIN_SEGMENT_SIZE)
+                .expect("valid names")
+                .key(&n);
+            let got = repo.get_object(&key, MAX_FILE).await;
+            (n, got)
+        })
+        .buffer_unordered(prefetch.max(1) + 1)
+        .collect()
+        .await
 }
 
 /// Writes through a temporary file and a rename, so a reader never sees half a file.

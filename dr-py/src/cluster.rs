@@ -31,6 +31,7 @@ impl TempCluster {
         let options = dr_pg::ClusterOptions {
             password,
             extra_conf,
+            ..dr_pg::ClusterOptions::default()
         };
         let inner = py
             .detach(|| dr_pg::TempCluster::start(&options))

@@ -394,12 +394,21 @@ impl Repository {
 
     /// Takes a physical base backup (`pg_basebackup`) of the server `dsn` names; returns
     /// the snapshot summary with the WAL range in `metadata`. Replay from it needs the
-    /// WAL archive (`archive_command = 'drkit wal-push %p'`).
-    fn basebackup<'py>(&self, py: Python<'py>, dsn: &str) -> PyResult<Bound<'py, PyAny>> {
+    /// WAL archive (`archive_command = 'drkit wal-push %p'`). Fails when the server's
+    /// archiver has been failing for `archive_timeout` seconds.
+    #[pyo3(signature = (dsn, *, archive_timeout=600.0))]
+    fn basebackup<'py>(
+        &self,
+        py: Python<'py>,
+        dsn: &str,
+        archive_timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
         let conn = ConnInfo::parse(dsn).map_err(crate::errors::to_py)?;
+        let limit = std::time::Duration::try_from_secs_f64(archive_timeout)
+            .map_err(|e| crate::errors::to_py(err!(InvalidInput, "archive_timeout: {e}")))?;
         let snap = block_on(
             py,
-            dr_pg::basebackup(&self.inner, &conn, Arc::new(NoProgress)),
+            dr_pg::basebackup(&self.inner, &conn, limit, Arc::new(NoProgress)),
         )?;
         to_python(py, &snap.summary())
     }

@@ -44,12 +44,17 @@ pub async fn wal_fetch(cli: &Cli, name: &str, dest: &Path, prefetch: usize) -> R
 }
 
 /// `drkit basebackup`.
-pub async fn basebackup(cli: &Cli, server: &str, out: Output) -> Result<u8> {
+pub async fn basebackup(
+    cli: &Cli,
+    server: &str,
+    archive_timeout: Duration,
+    out: Output,
+) -> Result<u8> {
     let conn = ConnInfo::parse(server)?;
     let repo = super::open_repo(cli).await?;
     out.note(&format!("base backup of {conn} to {}", repo.store().url()));
     let bar = out.progress(None);
-    let snap = dr_pg::basebackup(&repo, &conn, bar.clone()).await;
+    let snap = dr_pg::basebackup(&repo, &conn, archive_timeout, bar.clone()).await;
     bar.finish();
     let snap = snap?;
     let s = snap.summary();

@@ -23,6 +23,15 @@ impl PgCluster {
     /// Starts a new cluster with extra `postgresql.conf` lines.
     #[must_use]
     pub fn start_with(extra_conf: &str) -> Option<Self> {
+        Self::start_with_options(ClusterOptions {
+            extra_conf: extra_conf.to_owned(),
+            ..ClusterOptions::default()
+        })
+    }
+
+    /// Starts a new cluster with these options; the password is always [`PASSWORD`].
+    #[must_use]
+    pub fn start_with_options(options: ClusterOptions) -> Option<Self> {
         if TempCluster::server_bindir().is_err() {
             crate::missing(
                 "PostgreSQL server",
@@ -31,8 +40,8 @@ impl PgCluster {
             return None;
         }
         let options = ClusterOptions {
-            extra_conf: extra_conf.to_owned(),
             password: Some(PASSWORD.to_owned()),
+            ..options
         };
         Some(Self {
             inner: TempCluster::start(&options).unwrap_or_else(|e| panic!("{}", e.full_message())),
