@@ -10,7 +10,7 @@ use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
 use crate::basebackup::KIND_BASE;
-use crate::wal::{WalArchive, DEFAULT_SEGMENT_SIZE};
+use crate::wal::{WalArchive, MIN_SEGMENT_SIZE};
 
 /// One service's objectives.
 #[derive(Debug, Clone, Deserialize)]
@@ -185,7 +185,7 @@ pub async fn status(
 ) -> Result<StatusReport> {
     let all = repo.snapshots().await?;
     let verified = repo.verified().await?;
-    let wal = WalArchive::read(repo, DEFAULT_SEGMENT_SIZE)
+    let wal = WalArchive::read(repo, MIN_SEGMENT_SIZE)
         .await?
         .newest()
         .and_then(|(_, _, at)| at);

@@ -24,8 +24,9 @@ pub const WAL_PREFIX: &str = "wal/";
 pub const DEFAULT_SEGMENT_SIZE: u64 = 16 << 20;
 
 /// The smallest WAL segment size PostgreSQL allows. Parsing a name with it accepts every
-/// well-formed name; only the timeline is needed for a file's key.
-const MIN_SEGMENT_SIZE: u64 = 1 << 20;
+/// well-formed name, and the segment numbers it gives keep the names' order (enough for
+/// keys, counts and "the newest"; contiguity needs the cluster's real size).
+pub const MIN_SEGMENT_SIZE: u64 = 1 << 20;
 
 /// Largest file accepted: a 1 GiB segment is PostgreSQL's maximum.
 const MAX_FILE: usize = 1 << 30;

@@ -151,7 +151,7 @@ pub async fn pitr(cli: &Cli, a: &PitrArgs, out: Output) -> Result<u8> {
 pub async fn wal_verify(cli: &Cli, out: Output) -> Result<u8> {
     let repo = super::open_repo(cli).await?;
     let (window, per_base) = dr_pg::window(&repo).await?;
-    let archive = WalArchive::read(&repo, dr_pg::wal::DEFAULT_SEGMENT_SIZE).await?;
+    let archive = WalArchive::read(&repo, dr_pg::wal::MIN_SEGMENT_SIZE).await?;
     let timelines: Vec<_> = archive
         .segments
         .iter()
