@@ -389,6 +389,34 @@ pub enum DnsCommand {
 pub enum RepoCommand {
     /// Create a repository at --repo.
     Init(InitArgs),
+    /// Add a secret that also opens the repository (a key slot), e.g. a key file for
+    /// archive_command beside the passphrase; the current secret comes from DRKIT_*.
+    AddKey(AddKeyArgs),
+    /// List the key slots.
+    Keys,
+    /// Remove a key slot; the repository's own secret and other slots keep working.
+    RemoveKey {
+        /// The slot id (from `drkit repo keys`).
+        id: String,
+    },
+}
+
+/// `drkit repo add-key`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("new").required(true).args(["generate_key_file", "key_file", "password_file"]))]
+pub struct AddKeyArgs {
+    /// Create a new random key file at this path and add it.
+    #[arg(long)]
+    pub generate_key_file: Option<PathBuf>,
+    /// Add this existing key file (32 random bytes, raw or as 64 hex digits).
+    #[arg(long)]
+    pub key_file: Option<PathBuf>,
+    /// Add the passphrase in this file (its first line).
+    #[arg(long)]
+    pub password_file: Option<PathBuf>,
+    /// What the slot is for, shown by `drkit repo keys`.
+    #[arg(long, default_value = "")]
+    pub label: String,
 }
 
 /// `drkit repo init`.

@@ -44,6 +44,9 @@ fn main() -> ExitCode {
 async fn run(cli: &Cli, out: Output) -> Result<u8, Error> {
     match &cli.command {
         Command::Repo(RepoCommand::Init(a)) => commands::init(cli, a, out).await,
+        Command::Repo(RepoCommand::AddKey(a)) => commands::add_key(cli, a, out).await,
+        Command::Repo(RepoCommand::Keys) => commands::keys(cli, out).await,
+        Command::Repo(RepoCommand::RemoveKey { id }) => commands::remove_key(cli, id, out).await,
         Command::Backup(a) => commands::backup(cli, a, out).await,
         Command::Snapshots => commands::snapshots(cli, out).await,
         Command::Restore(a) => commands::restore(cli, a, out).await,

@@ -255,3 +255,50 @@ fn walk_count(dir: &Path) -> usize {
     collect(dir, &mut v);
     v.len()
 }
+
+#[test]
+fn a_passphrase_repository_gets_a_key_file_for_archive_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = dir.path().join("repo");
+    let drkit = new_drkit(&repo); // passphrase from DRKIT_PASSWORD
+    assert!(drkit.run(&["repo", "init"]).status.success());
+    let key = dir.path().join("archive.key");
+    let added = drkit.json(&[
+        "repo",
+        "add-key",
+        "--generate-key-file",
+        key.to_str().unwrap(),
+        "--label",
+        "archive_command",
+    ]);
+    assert_eq!(added["label"], "archive_command", "{added}");
+    let id = added["id"].as_str().unwrap().to_owned();
+
+    let mut by_key = new_drkit(&repo);
+    by_key.env = vec![("DRKIT_KEY_FILE".into(), key.display().to_string())];
+    let segment = dir.path().join("000000010000000000000001");
+    std::fs::write(&segment, vec![7u8; 1 << 20]).unwrap();
+    let out = by_key.run(&["wal-push", segment.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let fetched = dir.path().join("fetched");
+    let out = drkit.run(&[
+        "wal-fetch",
+        "000000010000000000000001",
+        fetched.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(&fetched).unwrap(), vec![7u8; 1 << 20]);
+
+    let keys = drkit.json(&["repo", "keys"]);
+    assert_eq!(keys.as_array().unwrap().len(), 1, "{keys}");
+    assert!(drkit.run(&["repo", "remove-key", &id]).status.success());
+    let out = by_key.run(&["snapshots"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("opened with a passphrase, not a key file"),
+        "{}",
+        stderr(&out)
+    );
+    // One new secret at a time, and one is needed.
+    assert_eq!(drkit.run(&["repo", "add-key"]).status.code(), Some(2));
+}

@@ -190,3 +190,82 @@ async fn opening_an_empty_store_says_how_to_init() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::AlreadyExists);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn key_slots_add_secrets_that_open_the_same_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: DynStore = Arc::new(LocalStore::new(dir.path().join("repo")));
+    let repo = Repository::init(store.clone(), &InitOptions::encrypted(passphrase("typed")))
+        .await
+        .unwrap();
+    let data = rows(0, 20_000);
+    let snap = backup(&repo, data.clone()).await;
+    let open = |secret: Secret| {
+        let store = store.clone();
+        async move { Repository::open(store, &OpenOptions::with_secret(secret)).await }
+    };
+
+    // A key file cannot open a passphrase repository until it is added as a slot.
+    let key = Secret::generate_key_file(&dir.path().join("archive.key")).unwrap();
+    let e = open(key.clone()).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WrongKey, "{e}");
+    let slot = repo.add_key(&key, "archive_command").await.unwrap();
+    assert_eq!(
+        (slot.kind(), slot.label.as_str()),
+        ("key file", "archive_command")
+    );
+    let by_key = open(key.clone()).await.unwrap();
+    assert_eq!(by_key.read_file_to_vec(&snap, "data").await.unwrap(), data);
+    // What the key file writes, the passphrase reads.
+    let more = rows(20_000, 21_000);
+    let snap2 = backup(&by_key, more.clone()).await;
+    let by_pass = open(passphrase("typed")).await.unwrap();
+    assert_eq!(
+        by_pass.read_file_to_vec(&snap2, "data").await.unwrap(),
+        more
+    );
+
+    // A second passphrase; a wrong one names the slots it tried.
+    repo.add_key(&passphrase("second person"), "on-call")
+        .await
+        .unwrap();
+    open(passphrase("second person")).await.unwrap();
+    let e = open(passphrase("nobody")).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::WrongKey, "{e}");
+    assert!(e.to_string().contains("2 key slots"), "{e}");
+    let other = Secret::generate_key_file(&dir.path().join("other.key")).unwrap();
+    assert_eq!(open(other).await.unwrap_err().kind(), ErrorKind::WrongKey);
+
+    // The slot holds no plaintext keys, and removing it shuts its secret out.
+    let stored = store.get_bytes(&format!("keys/{}", slot.id)).await.unwrap();
+    let key_bytes = std::fs::read(dir.path().join("archive.key")).unwrap();
+    assert!(!stored
+        .windows(16)
+        .any(|w| key_bytes.windows(16).any(|k| k == w)));
+    assert_eq!(repo.key_slots().await.unwrap().len(), 2);
+    repo.remove_key(&slot.id).await.unwrap();
+    assert_eq!(open(key).await.unwrap_err().kind(), ErrorKind::WrongKey);
+    open(passphrase("typed")).await.unwrap();
+    let e = repo.remove_key("nope").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound, "{e}");
+
+    // A replica takes the slots along: the second passphrase opens it too.
+    let replica = repo
+        .init_replica(Arc::new(LocalStore::new(dir.path().join("replica"))))
+        .await
+        .unwrap();
+    drop(replica);
+    Repository::open(
+        Arc::new(LocalStore::new(dir.path().join("replica"))),
+        &OpenOptions::with_secret(passphrase("second person")),
+    )
+    .await
+    .unwrap();
+
+    // An unencrypted repository has no keys to add to.
+    let plain = Repository::init(MemoryStore::new(), &InitOptions::unencrypted())
+        .await
+        .unwrap();
+    let e = plain.add_key(&passphrase("x"), "").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput, "{e}");
+}

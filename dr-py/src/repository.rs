@@ -392,6 +392,48 @@ impl Repository {
         to_python(py, &report)
     }
 
+    /// Adds one more secret that opens this repository (a key slot): exactly one of
+    /// `key_file`, `generate_key_file` (created, mode 0600) or `password`/`password_file`.
+    /// Returns the slot (id, label, kind of secret, when added).
+    #[pyo3(signature = (*, key_file=None, generate_key_file=None, password=None, password_file=None, label=""))]
+    fn add_key<'py>(
+        &self,
+        py: Python<'py>,
+        key_file: Option<PathBuf>,
+        generate_key_file: Option<PathBuf>,
+        password: Option<String>,
+        password_file: Option<PathBuf>,
+        label: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let secret = match (key_file, generate_key_file, password, password_file) {
+            (Some(p), None, None, None) => {
+                let s = Secret::KeyFile(p);
+                s.check().map(|()| s)
+            }
+            (None, Some(p), None, None) => Secret::generate_key_file(&p),
+            (None, None, Some(pw), None) => Ok(Secret::Passphrase(pw.into())),
+            (None, None, None, Some(p)) => Secret::from_password_file(&p),
+            _ => Err(err!(
+                InvalidInput,
+                "give exactly one of key_file, generate_key_file, password or password_file"
+            )),
+        }
+        .map_err(crate::errors::to_py)?;
+        let slot = block_on(py, self.inner.add_key(&secret, label))?;
+        to_python(py, &slot)
+    }
+
+    /// The key slots, oldest first (no secrets in them).
+    fn key_slots<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
+        let slots = block_on(py, self.inner.key_slots())?;
+        to_python(py, &slots)
+    }
+
+    /// Removes key slot `id`; the repository's own secret keeps working.
+    fn remove_key(&self, py: Python<'_>, id: &str) -> PyResult<()> {
+        block_on(py, self.inner.remove_key(id))
+    }
+
     /// Takes a physical base backup (`pg_basebackup`) of the server `dsn` names; returns
     /// the snapshot summary with the WAL range in `metadata`. Replay from it needs the
     /// WAL archive (`archive_command = 'drkit wal-push %p'`). Fails when the server's

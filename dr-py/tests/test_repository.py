@@ -98,3 +98,17 @@ def test_prune_and_status(tmp_path, cluster):
     assert report["sources"][0]["at_risk_seconds"] < 600
     with pytest.raises(drkit.InvalidInputError):
         repo.status([{"name": "x", "source": "y", "rpoo": "1h"}])
+
+
+def test_key_slots(tmp_path):
+    repo = drkit.Repository.init(f"file://{tmp_path}/repo", password="typed")
+    slot = repo.add_key(generate_key_file=tmp_path / "archive.key", label="archive_command")
+    assert slot["label"] == "archive_command"
+    by_key = drkit.Repository.open(f"file://{tmp_path}/repo", key_file=tmp_path / "archive.key")
+    assert by_key.encrypted
+    assert [s["id"] for s in repo.key_slots()] == [slot["id"]]
+    with pytest.raises(drkit.InvalidInputError, match="exactly one"):
+        repo.add_key(password="a", key_file=tmp_path / "archive.key")
+    repo.remove_key(slot["id"])
+    with pytest.raises(drkit.WrongKeyError):
+        drkit.Repository.open(f"file://{tmp_path}/repo", key_file=tmp_path / "archive.key")

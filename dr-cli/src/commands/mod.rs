@@ -15,7 +15,7 @@ pub use backup::{backup, snapshots};
 pub use copy::copy;
 pub use pitr::{basebackup, pitr, wal_fetch, wal_push, wal_verify};
 pub use prune::{prune, status};
-pub use repo::init;
+pub use repo::{add_key, init, keys, remove_key};
 pub use restore::restore;
 pub use store::store;
 pub use verify::verify;

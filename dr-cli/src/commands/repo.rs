@@ -1,4 +1,4 @@
-//! `drkit repo init`.
+//! `drkit repo init`, and the key slots: `repo add-key`, `repo keys`, `repo remove-key`.
 
 use std::fmt::Write as _;
 
@@ -6,7 +6,7 @@ use dr_core::repo::{InitOptions, Repository, Secret};
 use dr_core::{err, Result};
 use serde_json::json;
 
-use crate::args::{Cli, InitArgs};
+use crate::args::{AddKeyArgs, Cli, InitArgs};
 use crate::output::Output;
 
 /// Creates a repository.
@@ -52,5 +52,77 @@ pub async fn init(cli: &Cli, a: &InitArgs, out: Output) -> Result<u8> {
         }
         t
     });
+    Ok(0)
+}
+
+/// Adds a key slot.
+pub async fn add_key(cli: &Cli, a: &AddKeyArgs, out: Output) -> Result<u8> {
+    let repo = super::open_repo(cli).await?;
+    let secret = match (&a.generate_key_file, &a.key_file, &a.password_file) {
+        (Some(p), _, _) => Secret::generate_key_file(p)?,
+        (_, Some(p), _) => {
+            let secret = Secret::KeyFile(p.clone());
+            // Read it now: a key file that cannot be read must not become a slot.
+            secret.check()?;
+            secret
+        }
+        (_, _, Some(p)) => Secret::from_password_file(p)?,
+        _ => {
+            return Err(err!(
+                InvalidInput,
+                "give --generate-key-file, --key-file or --password-file"
+            ))
+        }
+    };
+    let slot = repo.add_key(&secret, &a.label).await?;
+    out.emit(&slot, || {
+        let mut t = format!(
+            "added key slot {} ({}) to {}",
+            slot.id,
+            slot.kind(),
+            repo.store().url()
+        );
+        if let Some(p) = &a.generate_key_file {
+            let _ = write!(
+                t,
+                "\nkey file: {} (keep a copy somewhere safe)",
+                p.display()
+            );
+        }
+        t
+    });
+    Ok(0)
+}
+
+/// Lists the key slots.
+pub async fn keys(cli: &Cli, out: Output) -> Result<u8> {
+    let repo = super::open_repo(cli).await?;
+    let slots = repo.key_slots().await?;
+    out.emit(&slots, || {
+        let mut t = format!(
+            "{}: opened by its own secret{}",
+            repo.store().url(),
+            if slots.is_empty() { " only" } else { " and:" }
+        );
+        for s in &slots {
+            let _ = write!(
+                t,
+                "\n  {}  {:<10}  added {}  {}",
+                s.id,
+                s.kind(),
+                s.created,
+                s.label
+            );
+        }
+        t
+    });
+    Ok(0)
+}
+
+/// Removes a key slot.
+pub async fn remove_key(cli: &Cli, id: &str, out: Output) -> Result<u8> {
+    let repo = super::open_repo(cli).await?;
+    repo.remove_key(id).await?;
+    out.emit(&json!({"removed": id}), || format!("removed key slot {id}"));
     Ok(0)
 }

@@ -59,6 +59,8 @@ impl Repository {
                     store.url()
                 ))
             })?;
+        // The same secrets open the replica: its key slots come along.
+        super::keyslots::copy_slots(&**self.store(), &*store).await?;
         Ok(Repository::from_parts(
             store,
             config,

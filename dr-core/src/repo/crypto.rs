@@ -46,15 +46,39 @@ impl Secret {
             return Ok(Some(Self::Passphrase(Zeroizing::new(p))));
         }
         if let Ok(path) = std::env::var(format!("{prefix}PASSWORD_FILE")) {
-            let text = std::fs::read_to_string(&path)
-                .map_err(|e| Error::io(format!("reading {prefix}PASSWORD_FILE {path}"), e))?;
-            let line = text.lines().next().unwrap_or_default().to_owned();
-            return Ok(Some(Self::Passphrase(Zeroizing::new(line))));
+            return Self::from_password_file(Path::new(&path))
+                .map(Some)
+                .map_err(|e| e.context(format!("{prefix}PASSWORD_FILE")));
         }
         if let Ok(path) = std::env::var(format!("{prefix}KEY_FILE")) {
             return Ok(Some(Self::KeyFile(PathBuf::from(path))));
         }
         Ok(None)
+    }
+
+    /// Checks the secret is usable: a key file is read and its format checked.
+    pub fn check(&self) -> Result<()> {
+        match self {
+            Self::KeyFile(_) => KeySource::KeyFile.derive(self).map(|_| ()),
+            Self::Passphrase(_) => Ok(()),
+        }
+    }
+
+    /// The passphrase on the first line of the file at `path`.
+    pub fn from_password_file(path: &Path) -> Result<Self> {
+        let text = Zeroizing::new(
+            std::fs::read_to_string(path)
+                .map_err(|e| Error::io(format!("reading {}", path.display()), e))?,
+        );
+        let line = text.lines().next().unwrap_or_default().to_owned();
+        if line.is_empty() {
+            return Err(err!(
+                InvalidInput,
+                "{} holds no passphrase on its first line",
+                path.display()
+            ));
+        }
+        Ok(Self::Passphrase(Zeroizing::new(line)))
     }
 
     /// Writes a new random key file at `path` (mode 0600) and returns the secret for it.

@@ -24,6 +24,7 @@ mod chunk;
 mod config;
 mod copy;
 mod crypto;
+mod keyslots;
 mod lock;
 mod manifest;
 mod objects;
@@ -44,6 +45,7 @@ pub use self::config::{
 };
 pub use self::copy::CopyReport;
 pub use self::crypto::{KeySource, Keys, Secret};
+pub use self::keyslots::{KeySlot, KEYS_PREFIX};
 pub use self::lock::{LockInfo, RepoLock};
 pub use self::manifest::{
     ChunkRef, FileEntry, FileSummary, Snapshot, SnapshotId, SnapshotKind, SnapshotStats,
@@ -178,15 +180,23 @@ impl Repository {
                 return Err(err!(WrongKey, "repository at {url} is encrypted: set DRKIT_PASSWORD, DRKIT_PASSWORD_FILE or DRKIT_KEY_FILE"));
             }
             (Some(enc), Some(secret)) => {
-                let kek = enc.key_source.derive(secret)?;
                 let sealed = hex::decode(&enc.sealed_keys).map_err(|e| {
                     err!(
                         Corrupt,
                         "repository config at {url}: sealed keys are not hex: {e}"
                     )
                 })?;
-                let keys = Keys::unwrap(&kek, &[KEYS_AAD, config.id.as_bytes()].concat(), &sealed)
-                    .map_err(|e| e.context(format!("opening repository at {url}")))?;
+                let own = enc.key_source.derive(secret).and_then(|kek| {
+                    Keys::unwrap(&kek, &[KEYS_AAD, config.id.as_bytes()].concat(), &sealed)
+                });
+                let keys = match own {
+                    Ok(keys) => Ok(keys),
+                    Err(e) if e.kind() == ErrorKind::WrongKey => {
+                        keyslots::open_with_slots(&*store, &config.id, secret, e).await
+                    }
+                    Err(e) => Err(e),
+                }
+                .map_err(|e| e.context(format!("opening repository at {url}")))?;
                 Some(keys)
             }
         };
