@@ -113,6 +113,30 @@ async fn moto_enforces_create_only_and_locks_exclude() {
         .release()
         .await
         .unwrap();
+    // A holder that crashed lets its lock expire; of six processes taking it over at
+    // once, exactly one holds it (If-None-Match on the next generation decides).
+    drop(
+        repo.lock("failover", "crashed", Duration::ZERO)
+            .await
+            .unwrap(),
+    );
+    let takers: Vec<_> = (0..6)
+        .map(|i| {
+            let repo = repo.clone();
+            tokio::spawn(async move {
+                repo.lock("failover", &format!("taker {i}"), Duration::from_mins(1))
+                    .await
+            })
+        })
+        .collect();
+    let mut holders = 0;
+    for t in takers {
+        match t.await.unwrap() {
+            Ok(_) => holders += 1,
+            Err(e) => assert_eq!(e.kind(), ErrorKind::Conflict, "{e}"),
+        }
+    }
+    assert_eq!(holders, 1, "exactly one process took over the expired lock");
 }
 
 #[tokio::test(flavor = "multi_thread")]
