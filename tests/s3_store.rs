@@ -189,8 +189,9 @@ async fn repository_on_garage_round_trips_dedups_and_detects_damage() {
         );
     }
 
-    // Flip one byte of one chunk through a separate client: verify names it, reads fail.
-    let chunk = s.list_all("chunks/").await.unwrap().remove(0).key;
+    // Flip one byte of a chunk the second snapshot uses, through a separate client:
+    // verify names it, reads fail.
+    let chunk = second.file("dump").unwrap().chunks[0].id.key();
     let mut raw = s.get_bytes(&chunk).await.unwrap().to_vec();
     raw[40] ^= 1;
     client
