@@ -13,7 +13,7 @@ use cap::Cap;
 use dr_aws::S3Store;
 use dr_core::store::{BackupStore, ByteStream, PutMode};
 use dr_testkit::Garage;
-use futures::{StreamExt, TryStreamExt};
+use futures::StreamExt;
 
 #[global_allocator]
 static HEAP: Cap<System> = Cap::new(System, usize::MAX);
@@ -45,19 +45,9 @@ async fn one_gib_round_trip_with_bounded_memory() {
     for i in 0..size / block {
         want.update(&data(block as usize, i));
     }
-    let mut got = blake3::Hasher::new();
-    let mut n = 0u64;
-    let mut read = s.get("gib", None).await.unwrap();
-    while let Some(b) = read.try_next().await.unwrap() {
-        n += b.len() as u64;
-        got.update(&b);
-    }
+    let (n, got) = dr_core::testing::digest(s.get("gib", None).await.unwrap()).await;
     assert_eq!(n, size);
-    assert_eq!(
-        got.finalize(),
-        want.finalize(),
-        "1 GiB reads back identical"
-    );
+    assert_eq!(got, want.finalize(), "1 GiB reads back identical");
     let peak = (HEAP.max_allocated() as u64).saturating_sub(before);
     let bound = conc * part + (32 << 20);
     eprintln!(

@@ -281,19 +281,9 @@ impl Conformance {
         for i in 0..parts {
             want.update(&pattern(i, part.min(size - i * part) as usize));
         }
-        let mut got = blake3::Hasher::new();
-        let mut n = 0u64;
-        let mut read = s.get(&k, None).await.unwrap();
-        while let Some(b) = read.try_next().await.unwrap() {
-            n += b.len() as u64;
-            got.update(&b);
-        }
+        let (n, got) = digest(s.get(&k, None).await.unwrap()).await;
         assert_eq!(n, size);
-        assert_eq!(
-            got.finalize(),
-            want.finalize(),
-            "large object reads back identical"
-        );
+        assert_eq!(got, want.finalize(), "large object reads back identical");
         let tail: Vec<Bytes> = s
             .get(&k, Some(size - 100..size + 100))
             .await
@@ -304,6 +294,20 @@ impl Conformance {
         assert_eq!(tail.concat().len(), 100);
         s.delete(&k).await.unwrap();
     }
+}
+
+/// Reads `stream` to its end: its length and BLAKE3 hash, without holding it.
+///
+/// # Panics
+/// When the stream fails.
+pub async fn digest(mut stream: ByteStream) -> (u64, blake3::Hash) {
+    let mut hasher = blake3::Hasher::new();
+    let mut n = 0u64;
+    while let Some(b) = stream.try_next().await.unwrap() {
+        n += b.len() as u64;
+        hasher.update(&b);
+    }
+    (n, hasher.finalize())
 }
 
 /// `len` deterministic, incompressible bytes for seed `i`: test data that compresses

@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use dr_core::{err, Result};
@@ -10,6 +11,7 @@ use tokio_postgres::{Client, Config, NoTls};
 
 use crate::error::connect_error;
 use crate::tls::{self, SslMode, TlsSettings};
+use tokio_postgres_rustls::MakeRustlsConnect;
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -21,6 +23,8 @@ const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 pub struct ConnInfo {
     config: Config,
     tls: TlsSettings,
+    /// Built on the first TLS connect (root certificates read once), shared by clones.
+    connector: Arc<OnceLock<MakeRustlsConnect>>,
 }
 
 impl fmt::Debug for ConnInfo {
@@ -84,7 +88,11 @@ impl ConnInfo {
         if config.get_application_name().is_none() {
             config.application_name("drkit");
         }
-        Ok(Self { config, tls })
+        Ok(Self {
+            config,
+            tls,
+            connector: Arc::default(),
+        })
     }
 
     /// How this connection uses TLS.
@@ -101,6 +109,7 @@ impl ConnInfo {
         Self {
             config,
             tls: self.tls.clone(),
+            connector: self.connector.clone(),
         }
     }
 
@@ -168,7 +177,14 @@ impl ConnInfo {
             return Ok(client);
         }
         // Boxed: the TLS handshake makes this future large, and every caller awaits it.
-        let (client, connection) = Box::pin(self.config.connect(self.tls.connector()?))
+        let connector = if let Some(c) = self.connector.get() {
+            c.clone()
+        } else {
+            let c = self.tls.connector()?;
+            let _ = self.connector.set(c.clone());
+            c
+        };
+        let (client, connection) = Box::pin(self.config.connect(connector))
             .await
             .map_err(|e| connect_error(self, &e))?;
         tokio::spawn(drive(connection));

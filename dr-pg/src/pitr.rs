@@ -394,7 +394,8 @@ pub async fn pitr(
         }
     }
     let started = Instant::now();
-    let result = unpack_and_configure(repo, &plan, options, &tablespaces, progress.as_ref()).await;
+    let result =
+        unpack_and_configure(repo, &snap, &plan, options, &tablespaces, progress.as_ref()).await;
     let manifest_verified = match result {
         Ok(v) => v,
         Err(e) => {
@@ -566,25 +567,25 @@ async fn place_tablespaces(
 
 async fn unpack_and_configure(
     repo: &Repository,
+    snap: &Snapshot,
     plan: &Plan,
     options: &PitrOptions,
     tablespaces: &[(crate::Tablespace, PathBuf)],
     progress: &dyn Progress,
 ) -> Result<bool> {
     let dir = &options.pgdata;
-    let snap = repo.find_snapshot(&plan.snapshot).await?;
     progress.phase("unpack");
-    untar(repo, &snap, BASE_FILE, dir, progress).await?;
+    untar(repo, snap, BASE_FILE, dir, progress).await?;
     let manifest = dir.join("backup_manifest");
     if !manifest.exists() && snap.file(MANIFEST_FILE).is_ok() {
         // Spooled backups (clusters with tablespaces) keep the manifest beside the tar.
         let mut out = tokio::fs::File::create(&manifest)
             .await
             .map_err(|e| Error::io(format!("writing {}", manifest.display()), e))?;
-        repo.restore_file(&snap, MANIFEST_FILE, &mut out, progress)
+        repo.restore_file(snap, MANIFEST_FILE, &mut out, progress)
             .await?;
     }
-    let tablespace_map = place_tablespaces(repo, &snap, dir, tablespaces, progress).await?;
+    let tablespace_map = place_tablespaces(repo, snap, dir, tablespaces, progress).await?;
     // Check the files against the server's manifest before anything is added.
     let verified = if manifest.exists() {
         let tools = PgTools::discover()?;

@@ -557,6 +557,19 @@ pub enum WalSelection {
     None,
 }
 
+impl WalSelection {
+    /// What a copy takes when not told: everything when every snapshot is copied (the
+    /// copy can then recover to any point), else what the chosen base backups need.
+    #[must_use]
+    pub fn default_for(every_snapshot: bool) -> Self {
+        if every_snapshot {
+            Self::All
+        } else {
+            Self::Needed
+        }
+    }
+}
+
 impl std::str::FromStr for WalSelection {
     type Err = Error;
 

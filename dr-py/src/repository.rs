@@ -296,8 +296,7 @@ impl Repository {
         let store = dr_core::store::open_url(to).map_err(crate::errors::to_py)?;
         let selection: dr_pg::wal::WalSelection = match wal {
             Some(w) => w.parse().map_err(crate::errors::to_py)?,
-            None if snapshots.is_none() => dr_pg::wal::WalSelection::All,
-            None => dr_pg::wal::WalSelection::Needed,
+            None => dr_pg::wal::WalSelection::default_for(snapshots.is_none()),
         };
         let secret = secret(password, password_file, key_file).map_err(crate::errors::to_py)?;
         let repo = &self.inner;

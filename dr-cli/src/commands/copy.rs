@@ -70,8 +70,9 @@ pub async fn copy(cli: &Cli, a: &CopyArgs, out: Output) -> Result<u8> {
     }
     let selection: WalSelection = match &a.wal {
         Some(w) => w.parse()?,
-        None if a.snapshots.is_empty() && a.tier.is_none() && a.kind.is_none() => WalSelection::All,
-        None => WalSelection::Needed,
+        None => WalSelection::default_for(
+            a.snapshots.is_empty() && a.tier.is_none() && a.kind.is_none(),
+        ),
     };
     out.note(&format!(
         "copying {} snapshots and {} WAL from {} to {}",
