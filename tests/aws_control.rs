@@ -7,8 +7,10 @@ use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet,
     ResourceRecordSetFailover, RrType,
 };
-use dr_aws::{HealthCheckSpec, Rds, RdsTarget, Route53, Route53Router};
-use dr_core::target::{DatabaseTarget, PitrTarget, Role};
+use dr_aws::{
+    HealthCheckSpec, PitrRequest, Rds, RdsTarget, ReplicaRequest, Route53, Route53Router,
+};
+use dr_core::target::{DatabaseTarget, Lsn, PointInTime, Role};
 use dr_core::traffic::{Destination, TrafficRouter};
 use dr_core::wait::Wait;
 use dr_core::ErrorKind;
@@ -48,14 +50,16 @@ async fn rds_cross_region_replica_and_promotion() {
     let Some(moto) = Moto::start() else { return };
     let arn = create_primary(&moto, "shop-primary").await;
     let east = Rds::connect(&moto.aws("us-east-1")).await.unwrap();
-    let mut west = Rds::connect(&moto.aws("us-west-2")).await.unwrap();
-    west.settle = Duration::from_millis(500);
+    let west = Rds::connect(&moto.aws("us-west-2")).await.unwrap();
 
     // A cross-region replica, read back by a separate client in its region.
-    let replica = west
-        .create_read_replica(&arn, "shop-dr", None, &wait())
-        .await
-        .unwrap();
+    let request = ReplicaRequest {
+        source: arn.clone(),
+        id: "shop-dr".into(),
+        instance_class: None,
+        token: Some("run-1".into()),
+    };
+    let replica = west.create_read_replica(&request, &wait()).await.unwrap();
     assert!(replica.is_available());
     let other = rds_client(&moto, "us-west-2").await;
     let seen = other
@@ -74,14 +78,49 @@ async fn rds_cross_region_replica_and_promotion() {
         "{replica:?}"
     );
 
-    // Promotion through the DatabaseTarget trait.
+    // Called again with the same token, the create adopts the replica; without it, or
+    // with another, the existing name is refused.
+    let again = west.start_read_replica(&request).await.unwrap();
+    assert!(again.adopted, "{again:?}");
+    let stranger = ReplicaRequest {
+        token: Some("run-2".into()),
+        ..request.clone()
+    };
+    let e = west.start_read_replica(&stranger).await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::AlreadyExists, "{e}");
+
+    // Promotion through the DatabaseTarget trait: afterwards RDS itself, asked by a
+    // separate client, says the instance has no source any more.
     let target: Arc<dyn DatabaseTarget> = Arc::new(RdsTarget::new(west.clone(), "shop-dr"));
     assert_eq!(target.health().await.unwrap().role, Role::Replica);
     let promoted = target.promote(&wait()).await.unwrap();
     assert!(promoted.available);
+    assert_eq!((promoted.role, promoted.writable), (Role::Primary, true));
+    let seen = other
+        .describe_db_instances()
+        .db_instance_identifier("shop-dr")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        seen.db_instances()[0].read_replica_source_db_instance_identifier(),
+        None,
+        "the promoted replica is standalone"
+    );
     // Promoting a primary is success without a call.
     let primary = RdsTarget::new(east.clone(), "shop-primary");
     assert_eq!(primary.promote(&wait()).await.unwrap().role, Role::Primary);
+
+    // The conformance check of targets, on a second, fresh replica.
+    let second = ReplicaRequest {
+        source: arn.clone(),
+        id: "shop-dr-2".into(),
+        instance_class: None,
+        token: None,
+    };
+    west.create_read_replica(&second, &wait()).await.unwrap();
+    dr_core::testing::check_database_target(&RdsTarget::new(west.clone(), "shop-dr-2"), &wait())
+        .await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -94,19 +133,34 @@ async fn rds_point_in_time_restore_and_snapshots() {
     let other = rds_client(&moto, "us-west-2").await;
 
     // Point in time: latest and a past time; the new instances exist for a separate client.
+    let latest_request = PitrRequest {
+        source: "shop-primary".into(),
+        new_id: "shop-pitr-latest".into(),
+        target: PointInTime::Latest,
+        token: Some("run-7".into()),
+    };
     let latest = east
-        .restore_to_point_in_time(
-            "shop-primary",
-            "shop-pitr-latest",
-            PitrTarget::Latest,
-            &wait(),
-        )
+        .restore_to_point_in_time(&latest_request, &wait())
         .await
         .unwrap();
     assert_eq!(latest.id, "shop-pitr-latest");
+    // The same request again (a resumed run) adopts what the first created.
+    let again = east
+        .start_point_in_time_restore(&latest_request)
+        .await
+        .unwrap();
+    assert!(again.adopted);
+    assert_eq!(again.resource.id, "shop-pitr-latest");
+    // RDS restores to times only: an LSN is refused naming what it takes.
+    let e = primary
+        .restore_to_point_in_time(&PointInTime::Lsn(Lsn(0x300_0028)), "shop-lsn", &wait())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Unsupported, "{e}");
+    assert!(e.to_string().contains("time"), "{e}");
     let past = jiff::Timestamp::now() - jiff::SignedDuration::from_secs(1);
     primary
-        .restore_to_point_in_time(PitrTarget::Time(past), "shop-pitr-time", &wait())
+        .restore_to_point_in_time(&PointInTime::Time(past), "shop-pitr-time", &wait())
         .await
         .unwrap();
     let east_client = rds_client(&moto, "us-east-1").await;
@@ -126,9 +180,12 @@ async fn rds_point_in_time_restore_and_snapshots() {
     let future = jiff::Timestamp::now() + jiff::SignedDuration::from_hours(1);
     let e = east
         .restore_to_point_in_time(
-            "shop-primary",
-            "shop-future",
-            PitrTarget::Time(future),
+            &PitrRequest {
+                source: "shop-primary".into(),
+                new_id: "shop-future".into(),
+                target: PointInTime::Time(future),
+                token: None,
+            },
             &wait(),
         )
         .await
@@ -136,9 +193,10 @@ async fn rds_point_in_time_restore_and_snapshots() {
     assert_eq!(e.kind(), ErrorKind::InvalidInput);
     let e = east
         .restore_to_point_in_time(
-            "shop-primary",
-            "shop-pitr-latest",
-            PitrTarget::Latest,
+            &PitrRequest {
+                token: None,
+                ..latest_request.clone()
+            },
             &wait(),
         )
         .await
@@ -146,7 +204,7 @@ async fn rds_point_in_time_restore_and_snapshots() {
     assert_eq!(
         e.kind(),
         ErrorKind::AlreadyExists,
-        "an existing target is never adopted: {e}"
+        "an existing target is never adopted without its request's token: {e}"
     );
 
     // Snapshots: create, list, copy to another region, restore.

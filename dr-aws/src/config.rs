@@ -33,6 +33,20 @@ impl fmt::Debug for StaticCredentials {
     }
 }
 
+/// What a frontend or a runbook target says about where AWS is: each field given
+/// replaces what the environment says. Credentials never come this way (they come from
+/// the standard chain, or [`AwsConfig::with_key_pair`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AwsOverrides {
+    /// Region (`us-west-2`).
+    pub region: Option<String>,
+    /// Endpoint override (`http://127.0.0.1:5000`).
+    pub endpoint: Option<String>,
+    /// Named profile from `~/.aws/config`.
+    pub profile: Option<String>,
+}
+
 /// Where and how to reach AWS (or an S3-compatible server, or moto).
 #[derive(Debug, Clone)]
 pub struct AwsConfig {
@@ -84,6 +98,36 @@ impl AwsConfig {
                 .ok()
                 .filter(|v| !v.is_empty()),
             ..Self::default()
+        }
+    }
+
+    /// The environment's settings ([`AwsConfig::from_env`]) with `overrides` on top,
+    /// validated.
+    pub fn resolve(overrides: &AwsOverrides) -> Result<Self> {
+        let mut c = Self::from_env();
+        if overrides.region.is_some() {
+            c.region.clone_from(&overrides.region);
+        }
+        if overrides.endpoint.is_some() {
+            c.endpoint.clone_from(&overrides.endpoint);
+        }
+        if overrides.profile.is_some() {
+            c.profile.clone_from(&overrides.profile);
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// With an explicit access key when both halves are given; neither keeps the
+    /// standard chain; one alone is refused.
+    pub fn with_key_pair(self, key_id: Option<&str>, secret: Option<&str>) -> Result<Self> {
+        match (key_id, secret) {
+            (Some(k), Some(s)) => Ok(self.with_credentials(k, s)),
+            (None, None) => Ok(self),
+            _ => Err(err!(
+                InvalidInput,
+                "give both access_key_id and secret_access_key, or neither (the standard AWS chain is used then)"
+            )),
         }
     }
 
@@ -206,31 +250,10 @@ pub(crate) fn from_timestamp(t: jiff::Timestamp) -> aws_sdk_s3::primitives::Date
     )
 }
 
-/// Parses `30s`, `2m`, `500ms` or a bare number of seconds.
+/// Parses a URL option's duration in drkit's one grammar ([`dr_core::duration`]).
 pub(crate) fn parse_duration(name: &str, value: &str) -> Result<Duration> {
-    let v = value.trim();
-    let (num, unit) = v
-        .find(|c: char| !c.is_ascii_digit() && c != '.')
-        .map_or((v, "s"), |i| (&v[..i], &v[i..]));
-    let n: f64 = num.parse().map_err(|_| {
-        err!(
-            InvalidInput,
-            "{name}={value:?} is not a duration; use e.g. 30s, 2m or 500ms"
-        )
-    })?;
-    let secs = match unit {
-        "ms" => n / 1000.0,
-        "s" => n,
-        "m" => n * 60.0,
-        "h" => n * 3600.0,
-        _ => {
-            return Err(err!(
-                InvalidInput,
-                "{name}={value:?} has an unknown unit; use ms, s, m or h"
-            ))
-        }
-    };
-    Ok(Duration::from_secs_f64(secs))
+    dr_core::duration::parse(value)
+        .map_err(|e| err!(InvalidInput, "{name}={value:?}: {}", e.message()))
 }
 
 #[cfg(test)]

@@ -57,7 +57,7 @@ impl From<AwsError> for Error {
 
 /// Classifies an SDK error of any AWS service. `what` names the call and its object,
 /// e.g. `reading s3://bucket/key`.
-pub(crate) fn classify<E>(what: impl Into<String>, e: &SdkError<E, HttpResponse>) -> Error
+pub(crate) fn classify<E>(what: impl Into<String>, e: SdkError<E, HttpResponse>) -> Error
 where
     E: ProvideErrorMetadata + std::error::Error + Send + Sync + 'static,
 {
@@ -66,19 +66,19 @@ where
     let cause = match (e.code(), e.message()) {
         (Some(code), Some(msg)) => format!("{code}: {msg}"),
         (Some(code), None) => code.to_owned(),
-        _ => match e {
+        _ => match &e {
             SdkError::ServiceError(s) => format!("HTTP {}", s.raw().status().as_u16()),
-            _ => chain(e),
+            _ => dr_core::error::chain(&e),
         },
     };
-    let status = match e {
+    let status = match &e {
         SdkError::ServiceError(s) => Some(s.raw().status().as_u16()),
         SdkError::ResponseError(r) => Some(r.raw().status().as_u16()),
         _ => None,
     };
     let code = e.code().unwrap_or_default().to_owned();
     let lower = cause.to_ascii_lowercase();
-    let failure = match e {
+    let failure = match &e {
         SdkError::TimeoutError(_) => AwsError::Timeout { what, cause },
         SdkError::DispatchFailure(d) if d.is_timeout() => AwsError::Timeout { what, cause },
         SdkError::DispatchFailure(d) if d.is_io() => AwsError::Unavailable {
@@ -130,20 +130,5 @@ where
             _ => AwsError::Other { what, cause },
         },
     };
-    failure.into()
-}
-
-/// The cause chain on one line: each distinct message once, without debug dumps.
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur: Option<&dyn std::error::Error> = Some(e);
-    while let Some(err) = cur {
-        let text = err.to_string();
-        let line = text.lines().next().unwrap_or_default().trim().to_owned();
-        if !line.is_empty() && !parts.iter().any(|p| p.contains(&line)) {
-            parts.push(line);
-        }
-        cur = err.source();
-    }
-    parts.join(": ")
+    Error::from(failure).with_source(e)
 }

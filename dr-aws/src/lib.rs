@@ -5,8 +5,7 @@
 //! ```no_run
 //! # async fn run() -> dr_core::Result<()> {
 //! use dr_core::store::BackupStoreExt;
-//! dr_aws::s3::register();
-//! let store = dr_core::store::open_url("s3://my-backups/prod?region=eu-west-1")?;
+//! let store = dr_aws::S3Store::from_url("s3://my-backups/prod?region=eu-west-1")?;
 //! let config = store.get_bytes("config").await?;
 //! # Ok(()) }
 //! ```
@@ -17,8 +16,8 @@ pub mod rds;
 pub mod route53;
 pub mod s3;
 
-pub use config::{AwsConfig, StaticCredentials};
-pub use rds::{DbInstance, DbSnapshot, Rds, RdsTarget};
+pub use config::{AwsConfig, AwsOverrides, StaticCredentials};
+pub use rds::{DbInstance, DbSnapshot, PitrRequest, Rds, RdsTarget, ReplicaRequest, Started};
 pub use route53::{HealthCheck, HealthCheckSpec, Route53, Route53Router};
 pub use s3::{S3Config, S3Store};
 

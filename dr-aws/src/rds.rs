@@ -2,15 +2,13 @@
 //! snapshots, status and endpoints. Every change waits, bounded by a [`Wait`], until the
 //! instance is usable, reporting each state it passes through.
 
-use std::time::Duration;
-
 use async_trait::async_trait;
 use aws_sdk_rds::Client;
-use dr_core::target::{Capability, DatabaseTarget, Health, PitrTarget, Role};
+use dr_core::target::{Capability, DatabaseTarget, Health, PointInTime, Role};
 use dr_core::wait::Wait;
 use dr_core::{err, ErrorKind, Result};
 use jiff::Timestamp;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{from_timestamp, to_timestamp, AwsConfig};
 use crate::error::classify;
@@ -77,9 +75,6 @@ const TERMINAL: &[&str] = &[
 pub struct Rds {
     client: Client,
     region: String,
-    /// How long a promoted instance may stay `available` while still naming its source
-    /// before it counts as promoted (RDS clears the link within seconds; moto never does).
-    pub settle: Duration,
 }
 
 impl Rds {
@@ -90,7 +85,6 @@ impl Rds {
         Ok(Self {
             client: Client::new(&sdk),
             region,
-            settle: Duration::from_mins(1),
         })
     }
 
@@ -109,7 +103,7 @@ impl Rds {
             .send()
             .await
             .map_err(|e| {
-                let mapped = classify(format!("describing RDS instance {id} in {}", self.region), &e);
+                let mapped = classify(format!("describing RDS instance {id} in {}", self.region), e);
                 if mapped.kind() == ErrorKind::NotFound {
                     err!(NotFound, "RDS instance {id} does not exist in {}; check the identifier and the region", self.region)
                 } else {
@@ -144,14 +138,6 @@ impl Rds {
         })
     }
 
-    async fn exists(&self, id: &str) -> Result<bool> {
-        match self.describe(id).await {
-            Ok(_) => Ok(true),
-            Err(e) if e.kind() == ErrorKind::NotFound => Ok(false),
-            Err(e) => Err(e),
-        }
-    }
-
     /// Waits until `id` is available; fails at once on a state it cannot leave.
     pub async fn wait_available(&self, id: &str, wait: &Wait) -> Result<DbInstance> {
         wait.until(&format!("RDS instance {id}"), || async {
@@ -183,97 +169,173 @@ impl Rds {
             .db_instance_identifier(id)
             .send()
             .await
-            .map_err(|e| classify(format!("promoting RDS instance {id}"), &e))?;
-        let started = std::time::Instant::now();
+            .map_err(|e| classify(format!("promoting RDS instance {id}"), e))?;
+        // Promoted means RDS itself says so: available and no longer naming a source.
         wait.until(&format!("promoting RDS instance {id}"), || async {
             let db = self.describe(id).await?;
             if TERMINAL.contains(&db.status.as_str()) {
-                return Err(err!(External, "RDS instance {id} entered state {:?} while being promoted", db.status));
+                return Err(err!(
+                    External,
+                    "RDS instance {id} entered state {:?} while being promoted",
+                    db.status
+                ));
             }
             let linked = db.replication_source.is_some();
-            if db.is_available() && linked && started.elapsed() >= self.settle {
-                tracing::warn!("RDS instance {id} is available but still names its source after {} s; taking it as promoted", self.settle.as_secs());
-                return Ok((Some(db), "available".to_owned()));
-            }
-            let state = if linked { format!("{} (still a replica)", db.status) } else { db.status.clone() };
+            let state = if linked {
+                format!("{} (still a replica)", db.status)
+            } else {
+                db.status.clone()
+            };
             Ok(((db.is_available() && !linked).then_some(db), state))
         })
         .await
     }
 
-    /// Creates read replica `id` in this client's region of `source` (an ARN for a
-    /// source in another region) and waits until it is available.
-    pub async fn create_read_replica(
+    /// Starts creating the read replica `request.id` of `request.source` (an ARN for a
+    /// source in another region) in this client's region, without waiting. Called again
+    /// with the same `token`, it adopts the instance the first call created.
+    pub async fn start_read_replica(
         &self,
-        source: &str,
-        id: &str,
-        instance_class: Option<&str>,
-        wait: &Wait,
-    ) -> Result<DbInstance> {
-        self.refuse_existing(id).await?;
+        request: &ReplicaRequest,
+    ) -> Result<Started<DbInstance>> {
+        let (id, source) = (&request.id, &request.source);
+        if let Some(db) = self.adopt(id, request.token.as_deref()).await? {
+            return Ok(Started {
+                resource: db,
+                adopted: true,
+            });
+        }
         self.client
             .create_db_instance_read_replica()
             .db_instance_identifier(id)
             .source_db_instance_identifier(source)
-            .set_db_instance_class(instance_class.map(str::to_owned))
+            .set_db_instance_class(request.instance_class.clone())
+            .set_tags(token_tags(request.token.as_deref()))
             .send()
             .await
             .map_err(|e| {
                 classify(
                     format!("creating read replica {id} of {source} in {}", self.region),
-                    &e,
+                    e,
                 )
             })?;
-        self.wait_available(id, wait).await
+        Ok(Started {
+            resource: self.describe(id).await?,
+            adopted: false,
+        })
     }
 
-    /// Restores `source` to `target` into a new instance `new_id` and waits for it.
-    pub async fn restore_to_point_in_time(
+    /// [`Rds::start_read_replica`], then waits until it is available.
+    pub async fn create_read_replica(
         &self,
-        source: &str,
-        new_id: &str,
-        target: PitrTarget,
+        request: &ReplicaRequest,
         wait: &Wait,
     ) -> Result<DbInstance> {
-        if let PitrTarget::Time(t) = target {
-            if t > Timestamp::now() {
-                return Err(err!(
-                    InvalidInput,
-                    "restore time {t} is in the future; give a past time or --latest"
-                ));
-            }
-            let src = self.describe(source).await?;
-            if let Some(latest) = src.latest_restorable_time {
-                if t > latest {
-                    return Err(err!(InvalidInput, "restore time {t} is after the latest restorable time of {source} ({latest}); give an earlier time or --latest"));
+        self.start_read_replica(request).await?;
+        self.wait_available(&request.id, wait).await
+    }
+
+    /// Starts restoring `request.source` to `request.target` into the new instance
+    /// `request.new_id`, without waiting; adopts what an earlier call with the same
+    /// `token` created. RDS restores to a time or the latest restorable time only.
+    pub async fn start_point_in_time_restore(
+        &self,
+        request: &PitrRequest,
+    ) -> Result<Started<DbInstance>> {
+        let (source, new_id, target) = (&request.source, &request.new_id, &request.target);
+        if let Some(db) = self.adopt(new_id, request.token.as_deref()).await? {
+            return Ok(Started {
+                resource: db,
+                adopted: true,
+            });
+        }
+        match target {
+            PointInTime::Time(t) => {
+                if *t > Timestamp::now() {
+                    return Err(err!(
+                        InvalidInput,
+                        "restore time {t} is in the future; give a past time or --latest"
+                    ));
+                }
+                let src = self.describe(source).await?;
+                if let Some(latest) = src.latest_restorable_time {
+                    if *t > latest {
+                        return Err(err!(InvalidInput, "restore time {t} is after the latest restorable time of {source} ({latest}); give an earlier time or --latest"));
+                    }
                 }
             }
+            PointInTime::Latest => {}
+            PointInTime::Lsn(_) | PointInTime::Name(_) => {
+                return Err(err!(
+                    Unsupported,
+                    "RDS instance {source} restores to a time or the latest restorable time, not to {target}; give a time"
+                ))
+            }
         }
-        self.refuse_existing(new_id).await?;
         let mut req = self
             .client
             .restore_db_instance_to_point_in_time()
             .source_db_instance_identifier(source)
-            .target_db_instance_identifier(new_id);
+            .target_db_instance_identifier(new_id)
+            .set_tags(token_tags(request.token.as_deref()));
         req = match target {
-            PitrTarget::Latest => req.use_latest_restorable_time(true),
-            PitrTarget::Time(t) => req.restore_time(from_timestamp(t)),
+            PointInTime::Time(t) => req.restore_time(from_timestamp(*t)),
+            _ => req.use_latest_restorable_time(true),
         };
         req.send()
             .await
-            .map_err(|e| classify(format!("restoring {source} to {target} as {new_id}"), &e))?;
-        self.wait_available(new_id, wait).await
+            .map_err(|e| classify(format!("restoring {source} to {target} as {new_id}"), e))?;
+        Ok(Started {
+            resource: self.describe(new_id).await?,
+            adopted: false,
+        })
     }
 
-    async fn refuse_existing(&self, id: &str) -> Result<()> {
-        if self.exists(id).await? {
-            return Err(err!(
-                AlreadyExists,
-                "RDS instance {id} already exists in {}; pick another name, or delete it first if it is left over from an earlier attempt",
-                self.region
-            ));
+    /// [`Rds::start_point_in_time_restore`], then waits until the new instance is available.
+    pub async fn restore_to_point_in_time(
+        &self,
+        request: &PitrRequest,
+        wait: &Wait,
+    ) -> Result<DbInstance> {
+        self.start_point_in_time_restore(request).await?;
+        self.wait_available(&request.new_id, wait).await
+    }
+
+    /// The instance `id` when an earlier call with `token` created it; `AlreadyExists`
+    /// when something else did; `None` when it does not exist.
+    async fn adopt(&self, id: &str, token: Option<&str>) -> Result<Option<DbInstance>> {
+        let db = match self.describe(id).await {
+            Ok(db) => db,
+            Err(e) if e.kind() == ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(e),
+        };
+        if let (Some(token), Some(arn)) = (token, db.arn.as_deref()) {
+            if self.tag(arn, TOKEN_TAG).await?.as_deref() == Some(token) {
+                tracing::info!("RDS instance {id} was created by an earlier call with request token {token}; adopting it");
+                return Ok(Some(db));
+            }
         }
-        Ok(())
+        Err(err!(
+            AlreadyExists,
+            "RDS instance {id} already exists in {} and was not created by this request{}; pick another name, or delete it first if it is left over from an earlier attempt",
+            self.region,
+            token.map_or(String::new(), |t| format!(" (token {t})"))
+        ))
+    }
+
+    async fn tag(&self, arn: &str, key: &str) -> Result<Option<String>> {
+        let out = self
+            .client
+            .list_tags_for_resource()
+            .resource_name(arn)
+            .send()
+            .await
+            .map_err(|e| classify(format!("reading the tags of {arn}"), e))?;
+        Ok(out
+            .tag_list()
+            .iter()
+            .find(|t| t.key() == Some(key))
+            .and_then(|t| t.value().map(str::to_owned)))
     }
 
     /// Takes snapshot `snapshot_id` of instance `id` and waits until it is available.
@@ -283,19 +345,68 @@ impl Rds {
         snapshot_id: &str,
         wait: &Wait,
     ) -> Result<DbSnapshot> {
+        self.start_snapshot(id, snapshot_id, None).await?;
+        self.wait_snapshot(snapshot_id, wait).await
+    }
+
+    /// Starts snapshot `snapshot_id` of instance `id` without waiting; called again with
+    /// the same `token`, adopts the snapshot the first call started.
+    pub async fn start_snapshot(
+        &self,
+        id: &str,
+        snapshot_id: &str,
+        token: Option<&str>,
+    ) -> Result<Started<DbSnapshot>> {
+        if let Some(existing) = self
+            .snapshots(Some(id))
+            .await?
+            .into_iter()
+            .find(|s| s.id == snapshot_id)
+        {
+            let ours = match (token, existing.arn.as_deref()) {
+                (Some(t), Some(arn)) => self.tag(arn, TOKEN_TAG).await?.as_deref() == Some(t),
+                _ => false,
+            };
+            if ours {
+                return Ok(Started {
+                    resource: existing,
+                    adopted: true,
+                });
+            }
+            return Err(err!(
+                AlreadyExists,
+                "RDS snapshot {snapshot_id} of {id} already exists in {} and was not taken by this request; pick another name",
+                self.region
+            ));
+        }
         self.client
             .create_db_snapshot()
             .db_instance_identifier(id)
             .db_snapshot_identifier(snapshot_id)
+            .set_tags(token_tags(token))
             .send()
             .await
             .map_err(|e| {
                 classify(
                     format!("snapshotting RDS instance {id} as {snapshot_id}"),
-                    &e,
+                    e,
                 )
             })?;
-        self.wait_snapshot(snapshot_id, wait).await
+        let snap = self
+            .snapshots(Some(id))
+            .await?
+            .into_iter()
+            .find(|s| s.id == snapshot_id)
+            .ok_or_else(|| {
+                err!(
+                    NotFound,
+                    "RDS snapshot {snapshot_id} vanished right after it was started"
+                )
+            })?;
+        Ok(Started {
+            resource: snap,
+            adopted: false,
+        })
     }
 
     /// Snapshots of instance `id`, or all of them, oldest first.
@@ -306,7 +417,7 @@ impl Rds {
             .set_db_instance_identifier(id.map(str::to_owned))
             .send()
             .await
-            .map_err(|e| classify(format!("listing RDS snapshots in {}", self.region), &e))?;
+            .map_err(|e| classify(format!("listing RDS snapshots in {}", self.region), e))?;
         let mut all: Vec<DbSnapshot> = out
             .db_snapshots()
             .iter()
@@ -365,7 +476,7 @@ impl Rds {
                         "copying RDS snapshot {source} to {new_id} in {}",
                         self.region
                     ),
-                    &e,
+                    e,
                 )
             })?;
         self.wait_snapshot(new_id, wait).await
@@ -378,7 +489,8 @@ impl Rds {
         new_id: &str,
         wait: &Wait,
     ) -> Result<DbInstance> {
-        self.refuse_existing(new_id).await?;
+        // Without a token nothing is adopted: an existing instance is AlreadyExists.
+        self.adopt(new_id, None).await?;
         self.client
             .restore_db_instance_from_db_snapshot()
             .db_snapshot_identifier(snapshot_id)
@@ -388,11 +500,64 @@ impl Rds {
             .map_err(|e| {
                 classify(
                     format!("restoring RDS snapshot {snapshot_id} as {new_id}"),
-                    &e,
+                    e,
                 )
             })?;
         self.wait_available(new_id, wait).await
     }
+}
+
+/// The tag a request token is kept in, on what a start-or-adopt call creates.
+pub const TOKEN_TAG: &str = "drkit:request";
+
+fn token_tags(token: Option<&str>) -> Option<Vec<aws_sdk_rds::types::Tag>> {
+    token.map(|t| {
+        vec![aws_sdk_rds::types::Tag::builder()
+            .key(TOKEN_TAG)
+            .value(t)
+            .build()]
+    })
+}
+
+/// What a start-or-adopt call returns: the resource, and whether an earlier call with
+/// the same token had already created it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Started<T> {
+    /// The instance or snapshot, as it is now (it may still be creating).
+    pub resource: T,
+    /// True when it was found, created by an earlier call with the same token.
+    pub adopted: bool,
+}
+
+/// A new read replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaRequest {
+    /// Source instance id, or its ARN across regions.
+    pub source: String,
+    /// The replica's identifier.
+    pub id: String,
+    /// Instance class (default: the source's).
+    #[serde(default)]
+    pub instance_class: Option<String>,
+    /// Caller's token (a run id): a second call with it adopts the first one's replica.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// A point-in-time restore into a new instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PitrRequest {
+    /// Source instance identifier.
+    pub source: String,
+    /// The new instance's identifier.
+    pub new_id: String,
+    /// When to restore to: a time or `latest`.
+    pub target: PointInTime,
+    /// Caller's token: a second call with it adopts the first one's instance.
+    #[serde(default)]
+    pub token: Option<String>,
 }
 
 /// One RDS instance as a [`DatabaseTarget`].
@@ -419,11 +584,13 @@ fn health(db: DbInstance) -> Health {
         } else {
             Role::Primary
         },
+        writable: db.is_available() && db.replication_source.is_none(),
         status: db.status,
         endpoint: db.endpoint,
         replicating_from: db.replication_source,
         // DescribeDBInstances does not report lag; CloudWatch's ReplicaLag does.
         replication_lag: None,
+        position: None,
     }
 }
 
@@ -452,12 +619,18 @@ impl DatabaseTarget for RdsTarget {
 
     async fn restore_to_point_in_time(
         &self,
-        target: PitrTarget,
+        target: &PointInTime,
         new_name: &str,
         wait: &Wait,
     ) -> Result<Health> {
+        let request = PitrRequest {
+            source: self.id.clone(),
+            new_id: new_name.to_owned(),
+            target: target.clone(),
+            token: None,
+        };
         self.rds
-            .restore_to_point_in_time(&self.id, new_name, target, wait)
+            .restore_to_point_in_time(&request, wait)
             .await
             .map(health)
     }

@@ -11,7 +11,9 @@ use aws_sdk_route53::types::{
     HealthCheckType, ResourceRecord, ResourceRecordSet, ResourceRecordSetFailover, RrType,
 };
 use aws_sdk_route53::Client;
-use dr_core::traffic::{Alias, Destination, Route, RouteRecord, Switched, TrafficRouter};
+use dr_core::traffic::{
+    plan_records, Alias, Destination, Route, RoutePlan, RouteRecord, Switched, TrafficRouter,
+};
 use dr_core::wait::Wait;
 use dr_core::{err, Result};
 use serde::{Deserialize, Serialize};
@@ -25,8 +27,10 @@ pub struct Route53 {
     client: Client,
 }
 
-/// What a new health check probes.
+/// What a new health check probes. Unset fields take Route 53's usual values: HTTPS on
+/// port 443, every 30 s, unhealthy after 3 failures.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct HealthCheckSpec {
     /// `HTTP`, `HTTPS` or `TCP`.
     pub kind: String,
@@ -42,6 +46,20 @@ pub struct HealthCheckSpec {
     pub interval: u16,
     /// Failed probes before unhealthy.
     pub failure_threshold: u16,
+}
+
+impl Default for HealthCheckSpec {
+    fn default() -> Self {
+        Self {
+            kind: "HTTPS".to_owned(),
+            fqdn: None,
+            ip: None,
+            port: 443,
+            path: None,
+            interval: 30,
+            failure_threshold: 3,
+        }
+    }
 }
 
 /// What Route 53 says about a health check.
@@ -87,7 +105,7 @@ impl Route53 {
             .dns_name(&name)
             .send()
             .await
-            .map_err(|e| classify(format!("looking up hosted zone {name}"), &e))?;
+            .map_err(|e| classify(format!("looking up hosted zone {name}"), e))?;
         out.hosted_zones()
             .iter()
             .find(|z| fqdn(z.name()) == name)
@@ -118,10 +136,7 @@ impl Route53 {
                 .send()
                 .await
                 .map_err(|e| {
-                    classify(
-                        format!("reading {name} {record_type} in zone {zone_id}"),
-                        &e,
-                    )
+                    classify(format!("reading {name} {record_type} in zone {zone_id}"), e)
                 })?;
             for set in out.resource_record_sets() {
                 if fqdn(set.name()) != name || set.r#type() != &rtype {
@@ -194,7 +209,7 @@ impl Route53 {
                         "changing {} {} in zone {zone_id}",
                         from.name, from.record_type
                     ),
-                    &e,
+                    e,
                 )
             })?;
         let id = out
@@ -213,7 +228,7 @@ impl Route53 {
                 .id(id)
                 .send()
                 .await
-                .map_err(|e| classify(format!("reading Route 53 change {id}"), &e))?;
+                .map_err(|e| classify(format!("reading Route 53 change {id}"), e))?;
             let status = out.change_info().map(|c| c.status().clone());
             let insync = status == Some(ChangeStatus::Insync);
             Ok((
@@ -262,7 +277,7 @@ impl Route53 {
             .health_check_config(config)
             .send()
             .await
-            .map_err(|e| classify("creating a Route 53 health check", &e))?;
+            .map_err(|e| classify("creating a Route 53 health check", e))?;
         out.health_check()
             .map(|h| h.id().to_owned())
             .ok_or_else(|| err!(External, "Route 53 returned no health check"))
@@ -276,7 +291,7 @@ impl Route53 {
             .health_check_id(id)
             .send()
             .await
-            .map_err(|e| classify(format!("reading Route 53 health check {id}"), &e))?;
+            .map_err(|e| classify(format!("reading Route 53 health check {id}"), e))?;
         let hc = out
             .health_check()
             .ok_or_else(|| err!(NotFound, "Route 53 health check {id} does not exist"))?;
@@ -290,7 +305,7 @@ impl Route53 {
             .map_err(|e| {
                 classify(
                     format!("reading the status of Route 53 health check {id}"),
-                    &e,
+                    e,
                 )
             })?;
         Ok(HealthCheck {
@@ -404,98 +419,6 @@ impl Route53Router {
         })
     }
 
-    /// What `to` makes of `current`.
-    fn plan(&self, current: &Route, to: &Destination) -> Result<Vec<RouteRecord>> {
-        let mut records = current.records.clone();
-        let sets: Vec<String> = records.iter().filter_map(|r| r.set_id.clone()).collect();
-        let unknown = |id: &str| {
-            err!(
-                NotFound,
-                "{} {} has no record with set id {id:?}; its sets are: {}",
-                self.name,
-                self.record_type,
-                if sets.is_empty() {
-                    "none".to_owned()
-                } else {
-                    sets.join(", ")
-                }
-            )
-        };
-        match to {
-            Destination::Set(id) => {
-                if !sets.contains(id) {
-                    return Err(unknown(id));
-                }
-                if records.iter().any(|r| r.failover.is_some()) {
-                    for r in &mut records {
-                        let primary = r.set_id.as_deref() == Some(id.as_str());
-                        r.failover = Some(if primary { "PRIMARY" } else { "SECONDARY" }.to_owned());
-                    }
-                } else if records.iter().any(|r| r.weight.is_some()) {
-                    let total: i64 = records.iter().filter_map(|r| r.weight).sum();
-                    for r in &mut records {
-                        let chosen = r.set_id.as_deref() == Some(id.as_str());
-                        r.weight = Some(if chosen { total.max(1) } else { 0 });
-                    }
-                } else {
-                    return Err(err!(
-                        InvalidInput,
-                        "{} {} is neither a failover pair nor a weighted set",
-                        self.name,
-                        self.record_type
-                    ));
-                }
-            }
-            Destination::Weights(w) => {
-                for id in w.keys() {
-                    if !sets.contains(id) {
-                        return Err(unknown(id));
-                    }
-                }
-                if w.values().any(|v| !(0..=255).contains(v)) {
-                    return Err(err!(InvalidInput, "Route 53 weights are 0..=255"));
-                }
-                for r in &mut records {
-                    if let Some(v) = r.set_id.as_ref().and_then(|id| w.get(id)) {
-                        r.weight = Some(*v);
-                    }
-                }
-            }
-            Destination::Values(values) => {
-                if records.iter().any(|r| r.set_id.is_some()) {
-                    return Err(err!(
-                        InvalidInput,
-                        "{} {} has routing sets ({}); switch to a set, not to values",
-                        self.name,
-                        self.record_type,
-                        sets.join(", ")
-                    ));
-                }
-                if values.is_empty() {
-                    return Err(err!(
-                        InvalidInput,
-                        "give at least one value for {}",
-                        self.name
-                    ));
-                }
-                let ttl = records
-                    .first()
-                    .and_then(|r| r.ttl)
-                    .unwrap_or(self.default_ttl);
-                records = vec![RouteRecord {
-                    set_id: None,
-                    failover: None,
-                    weight: None,
-                    values: values.clone(),
-                    ttl: Some(ttl),
-                    health_check: records.first().and_then(|r| r.health_check.clone()),
-                    alias: None,
-                }];
-            }
-        }
-        Ok(records)
-    }
-
     async fn apply(
         &self,
         before: Route,
@@ -546,9 +469,19 @@ impl TrafficRouter for Route53Router {
             .await
     }
 
+    async fn plan(&self, to: &Destination) -> Result<RoutePlan> {
+        let before = self.current().await?;
+        let records = plan_records(&before, to, self.default_ttl)?;
+        let after = Route {
+            records,
+            ..before.clone()
+        };
+        Ok(RoutePlan::new(before, after))
+    }
+
     async fn switch(&self, to: &Destination, wait: &Wait) -> Result<Switched> {
         let before = self.current().await?;
-        let target = self.plan(&before, to)?;
+        let target = plan_records(&before, to, self.default_ttl)?;
         self.apply(before, target, &format!("drkit: switch to {to}"), wait)
             .await
     }

@@ -1,8 +1,11 @@
 //! Command-line arguments.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
+use dr_core::repo::retention::Tier;
+use dr_pg::wal::WalSelection;
 
 /// drkit: backups that restore, failovers that prove themselves.
 #[derive(Debug, Parser)]
@@ -59,7 +62,7 @@ pub enum Command {
         /// the backup is only usable once its WAL is archived, and PostgreSQL would wait
         /// for that forever.
         #[arg(long, default_value = "10m", value_parser = parse_duration)]
-        archive_timeout: std::time::Duration,
+        archive_timeout: Duration,
     },
     /// Recover a cluster to a point in time from a base backup and the WAL archive.
     Pitr(PitrArgs),
@@ -93,7 +96,7 @@ pub struct PitrArgs {
     pub target_time: Option<jiff::Timestamp>,
     /// Recover to this WAL position (e.g. 0/3000028).
     #[arg(long, group = "target")]
-    pub target_lsn: Option<String>,
+    pub target_lsn: Option<dr_core::target::Lsn>,
     /// Recover to a restore point made with pg_create_restore_point.
     #[arg(long, group = "target")]
     pub target_name: Option<String>,
@@ -112,9 +115,9 @@ pub struct PitrArgs {
     /// Put this postgresql.conf in place (for clusters whose config lives outside the data directory).
     #[arg(long)]
     pub postgresql_conf: Option<PathBuf>,
-    /// Longest wait for recovery to finish, in seconds.
-    #[arg(long, default_value_t = 3600)]
-    pub timeout: u64,
+    /// Longest wait for recovery to finish (e.g. 1h, 90m; a bare number is seconds).
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub timeout: Duration,
     /// With --start: connect here after promotion and run amcheck and the --check queries.
     #[arg(long, requires = "start")]
     pub check_dsn: Option<String>,
@@ -146,14 +149,14 @@ pub struct PruneArgs {
     #[arg(long, default_value_t = 0)]
     pub keep_yearly: usize,
     /// Keep everything younger than this (e.g. 36h, 14d).
-    #[arg(long)]
-    pub keep_within: Option<String>,
+    #[arg(long, value_parser = parse_duration)]
+    pub keep_within: Option<Duration>,
     /// Calendar time zone for days, weeks, months and years (default UTC).
     #[arg(long, default_value = "UTC")]
     pub time_zone: String,
     /// Leave unreferenced chunks younger than this (default 1h).
-    #[arg(long, default_value = "1h")]
-    pub grace: String,
+    #[arg(long, default_value = "1h", value_parser = parse_duration)]
+    pub grace: Duration,
     /// Print each snapshot with keep/remove and the reason; change nothing.
     #[arg(long)]
     pub dry_run: bool,
@@ -179,8 +182,9 @@ pub struct CopyArgs {
     /// Create the destination as a replica (same keys: chunks copy as stored bytes).
     #[arg(long)]
     pub init: bool,
-    /// Only the newest snapshot of each source per calendar period (UTC).
-    #[arg(long, value_enum)]
+    /// Only the newest snapshot of each source per calendar period (UTC): daily,
+    /// weekly, monthly or yearly.
+    #[arg(long)]
     pub tier: Option<Tier>,
     /// Only snapshots of this kind (e.g. pg_dump).
     #[arg(long)]
@@ -188,21 +192,8 @@ pub struct CopyArgs {
     /// Archived WAL to copy first: `all` (point-in-time recovery in the copy; the default
     /// when every snapshot is copied), `needed` (what the copied base backups need to be
     /// consistent; the default with snapshots named, --tier or --kind) or `none`.
-    #[arg(long, value_parser = ["all", "needed", "none"])]
-    pub wal: Option<String>,
-}
-
-/// A retention tier for `drkit copy --tier`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Tier {
-    /// Newest per day.
-    Daily,
-    /// Newest per ISO week.
-    Weekly,
-    /// Newest per month.
-    Monthly,
-    /// Newest per year.
-    Yearly,
+    #[arg(long)]
+    pub wal: Option<WalSelection>,
 }
 
 /// `drkit store` subcommands.
@@ -242,9 +233,9 @@ pub struct AwsArgs<C: Subcommand> {
     /// Named profile from ~/.aws/config.
     #[arg(long, global = true)]
     pub profile: Option<String>,
-    /// Longest wait for a change to complete, in seconds.
-    #[arg(long, global = true, default_value_t = 1800)]
-    pub timeout: u64,
+    /// Longest wait for a change to complete (e.g. 30m; a bare number is seconds).
+    #[arg(long, global = true, default_value = "30m", value_parser = parse_duration)]
+    pub timeout: Duration,
     /// What to do.
     #[command(subcommand)]
     pub command: C,
@@ -273,6 +264,10 @@ pub enum RdsCommand {
         /// Instance class (default: the source's).
         #[arg(long)]
         instance_class: Option<String>,
+        /// Request token (e.g. a run id): running the command again with it adopts the
+        /// replica the first run created.
+        #[arg(long)]
+        token: Option<String>,
     },
     /// Restore an instance to a point in time into a new instance, and wait.
     Pitr {
@@ -284,6 +279,10 @@ pub enum RdsCommand {
         /// Restore to this time (RFC 3339, e.g. 2026-12-01T03:15:00Z).
         #[arg(long, group = "when", required = true)]
         time: Option<jiff::Timestamp>,
+        /// Request token (e.g. a run id): running the command again with it adopts the
+        /// instance the first run created.
+        #[arg(long)]
+        token: Option<String>,
         /// Restore to the latest restorable time.
         #[arg(long, group = "when")]
         latest: bool,
@@ -450,9 +449,9 @@ pub struct BackupArgs {
     /// Count rows only in tables up to this many bytes on disk.
     #[arg(long)]
     pub count_max_bytes: Option<u64>,
-    /// Fail instead of waiting longer than this many seconds for a table lock.
-    #[arg(long, value_name = "SECS")]
-    pub lock_wait_timeout: Option<u64>,
+    /// Fail instead of waiting longer than this for a table lock (e.g. 30s).
+    #[arg(long, value_parser = parse_duration)]
+    pub lock_wait_timeout: Option<Duration>,
 }
 
 /// `drkit restore`.
@@ -478,6 +477,10 @@ pub struct RestoreArgs {
     /// Also restore roles and tablespaces.
     #[arg(long)]
     pub globals: bool,
+    /// Create the roles the snapshot's objects need that the server lacks (as NOLOGIN
+    /// roles); without it or --globals, missing roles are refused before anything changes.
+    #[arg(long)]
+    pub create_roles: bool,
     /// Objects belong to the restoring user (pg_restore --no-owner).
     #[arg(long)]
     pub no_owner: bool,
@@ -516,8 +519,8 @@ pub struct DemoArgs {
     pub keep_repo: bool,
 }
 
-fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
-    dr_core::duration_secs::parse_human(s).map_err(|e| e.to_string())
+fn parse_duration(s: &str) -> Result<Duration, String> {
+    dr_core::duration::parse(s).map_err(|e| e.to_string())
 }
 
 fn parse_mapping(s: &str) -> Result<(PathBuf, PathBuf), String> {

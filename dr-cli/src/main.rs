@@ -19,7 +19,6 @@ pub const EXIT_CHECK_FAILED: u8 = 3;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    dr_aws::s3::register();
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_env("DRKIT_LOG"))
         .with_writer(std::io::stderr)

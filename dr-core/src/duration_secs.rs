@@ -16,33 +16,6 @@ pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error
     Duration::try_from_secs_f64(secs).map_err(serde::de::Error::custom)
 }
 
-/// Parses `90s`, `15m`, `6h`, `7d`, `2w` (or bare seconds), as objectives and policies
-/// are written.
-pub fn parse_human(text: &str) -> crate::Result<Duration> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
-    let n: u64 = t[..split].parse().map_err(|_| {
-        crate::err!(
-            InvalidInput,
-            "{text:?} is not a duration; use e.g. 90s, 15m, 6h, 7d or 2w"
-        )
-    })?;
-    let unit = match t[split..].trim() {
-        "" | "s" => 1,
-        "m" | "min" => 60,
-        "h" => 3600,
-        "d" => 86_400,
-        "w" => 604_800,
-        other => {
-            return Err(crate::err!(
-                InvalidInput,
-                "{text:?} has an unknown unit {other:?}; use s, m, h, d or w"
-            ))
-        }
-    };
-    Ok(Duration::from_secs(n.saturating_mul(unit)))
-}
-
 /// The same for `Option<Duration>` (`null` when absent).
 pub mod option {
     use std::time::Duration;

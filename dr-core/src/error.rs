@@ -135,19 +135,23 @@ impl Error {
     #[must_use]
     pub fn full_message(&self) -> String {
         let mut out = self.message.clone();
-        let mut cause: Option<&(dyn std::error::Error + 'static)> = self
+        if let Some(s) = self.source.as_deref() {
+            append_chain(&mut out, s);
+        }
+        out
+    }
+
+    /// The causes, outermost first (`source()`, its source, …).
+    pub fn causes(&self) -> impl Iterator<Item = &(dyn std::error::Error + 'static)> {
+        let mut next = self
             .source
             .as_deref()
             .map(|s| s as &(dyn std::error::Error + 'static));
-        while let Some(c) = cause {
-            let text = c.to_string();
-            if !text.is_empty() && !out.contains(&text) {
-                out.push_str(": ");
-                out.push_str(&text);
-            }
-            cause = c.source();
-        }
-        out
+        std::iter::from_fn(move || {
+            let current = next?;
+            next = current.source();
+            Some(current)
+        })
     }
 }
 
@@ -171,6 +175,31 @@ impl std::error::Error for Error {
     }
 }
 
+/// Appends to `out` the first line of `e` and of each of its causes, each once, joined
+/// with `: ` — the one way drkit turns a cause chain into text.
+pub fn append_chain(out: &mut String, e: &(dyn std::error::Error + 'static)) {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        let text = err.to_string();
+        let line = text.lines().next().unwrap_or_default().trim();
+        if !line.is_empty() && !out.contains(line) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(line);
+        }
+        cur = err.source();
+    }
+}
+
+/// The cause chain of `e` on one line (see [`append_chain`]).
+#[must_use]
+pub fn chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut out = String::new();
+    append_chain(&mut out, e);
+    out
+}
+
 /// Builds an [`Error`] with `format!` arguments: `err!(NotFound, "no {x}")`.
 #[macro_export]
 macro_rules! err {
@@ -190,6 +219,19 @@ mod tests {
         assert_eq!(e.kind(), ErrorKind::PermissionDenied);
         assert!(e.full_message().starts_with("writing /x: denied"));
         assert_eq!(e.full_message().matches("denied").count(), 1);
+    }
+
+    #[test]
+    fn causes_stay_walkable() {
+        let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "deadline passed");
+        let e = Error::io("reading s3://b/k", io).context("restoring snapshot 7f3a");
+        let causes: Vec<String> = e.causes().map(ToString::to_string).collect();
+        assert_eq!(causes, vec!["deadline passed".to_owned()]);
+        assert!(std::error::Error::source(&e).is_some());
+        assert_eq!(
+            chain(&e),
+            "restoring snapshot 7f3a: reading s3://b/k: deadline passed"
+        );
     }
 
     #[test]

@@ -15,8 +15,11 @@
 //! # Ok(()) }
 //! ```
 
+pub mod duration;
 pub mod duration_secs;
 pub mod error;
+pub mod fake;
+pub mod lock;
 pub mod progress;
 pub mod repo;
 pub mod store;

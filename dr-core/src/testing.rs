@@ -321,3 +321,90 @@ pub fn pattern(i: u64, len: usize) -> Bytes {
         .fill(&mut out);
     Bytes::from(out)
 }
+
+/// Checks that every capability a database target advertises really works, the way a
+/// runbook would use it: health answers and names it; a replica reports its source (and
+/// lag, with `ReplicationLag`); `Promote` turns it into a writable primary and a second
+/// promotion is success; `Fence` (run after promotion) makes it refuse writes and a
+/// second fence is success. Give it a replica to exercise promotion; capabilities it
+/// does not advertise must answer `Unsupported`. Panics with the capability that failed.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// let replica = dr_core::fake::FakeDatabase::replica("b", "a");
+/// dr_core::testing::check_database_target(&replica, &dr_core::wait::Wait::default()).await;
+/// # }
+/// ```
+pub async fn check_database_target(
+    target: &dyn crate::target::DatabaseTarget,
+    wait: &crate::wait::Wait,
+) {
+    use crate::target::{Capability, PointInTime, Role};
+    let caps = target.capabilities();
+    let name = target.name();
+    assert!(!name.is_empty(), "a target has a name");
+    let h = target
+        .health()
+        .await
+        .unwrap_or_else(|e| panic!("health of {name}: {e}"));
+    assert!(h.available, "{name} is available: {h:?}");
+    if h.role == Role::Replica {
+        assert!(!h.writable, "{name}: a replica does not take writes");
+        if caps.contains(&Capability::ReplicationLag) {
+            assert!(
+                h.replication_lag.is_some(),
+                "{name} advertises lag but reports none"
+            );
+        }
+    }
+    let unsupported = |cap: Capability, r: crate::Result<crate::target::Health>| {
+        let e = r.expect_err(&format!("{name} does not advertise {cap} but did it"));
+        assert_eq!(e.kind(), ErrorKind::Unsupported, "{name} {cap}: {e}");
+    };
+    if caps.contains(&Capability::Promote) {
+        let p = target
+            .promote(wait)
+            .await
+            .unwrap_or_else(|e| panic!("promoting {name}: {e}"));
+        assert_eq!(p.role, Role::Primary, "{name} is a primary after promotion");
+        assert!(p.writable, "{name} takes writes after promotion");
+        let again = target.health().await.unwrap();
+        assert_eq!(
+            (again.role, again.writable),
+            (Role::Primary, true),
+            "{name} reads back as a writable primary"
+        );
+        target
+            .promote(wait)
+            .await
+            .unwrap_or_else(|e| panic!("promoting {name} twice: {e}"));
+    } else {
+        unsupported(Capability::Promote, target.promote(wait).await);
+    }
+    if caps.contains(&Capability::Fence) {
+        let f = target
+            .fence(wait)
+            .await
+            .unwrap_or_else(|e| panic!("fencing {name}: {e}"));
+        assert!(!f.writable, "{name} refuses writes once fenced");
+        assert!(
+            !target.health().await.unwrap().writable,
+            "{name} reads back as fenced"
+        );
+        target
+            .fence(wait)
+            .await
+            .unwrap_or_else(|e| panic!("fencing {name} twice: {e}"));
+    } else {
+        unsupported(Capability::Fence, target.fence(wait).await);
+    }
+    if !caps.contains(&Capability::PointInTimeRestore) {
+        unsupported(
+            Capability::PointInTimeRestore,
+            target
+                .restore_to_point_in_time(&PointInTime::Latest, "conformance-copy", wait)
+                .await,
+        );
+    }
+}

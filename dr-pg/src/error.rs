@@ -2,7 +2,7 @@
 
 use dr_core::{Error, ErrorKind};
 
-use crate::conn::ConnInfo;
+use crate::connect::ConnInfo;
 
 /// What went wrong talking to a server, before it becomes a [`dr_core::Error`].
 #[derive(Debug, thiserror::Error)]
@@ -52,10 +52,10 @@ impl From<PgError> for Error {
 }
 
 /// Classifies a connection error by SQLSTATE and cause.
-pub(crate) fn connect_error(conn: &ConnInfo, e: &tokio_postgres::Error) -> Error {
+pub(crate) fn connect_error(conn: &ConnInfo, e: tokio_postgres::Error) -> Error {
     use tokio_postgres::error::SqlState;
     let target = conn.redacted();
-    let cause = db_message(e);
+    let cause = db_message(&e);
     let pg = match e.code() {
         _ if cause.contains("no encryption") => PgError::TlsRequired { target, cause },
         _ if cause.contains("does not support TLS") => PgError::TlsUnavailable {
@@ -96,33 +96,33 @@ pub(crate) fn connect_error(conn: &ConnInfo, e: &tokio_postgres::Error) -> Error
         },
         _ => PgError::Unreachable { target, cause },
     };
-    pg.into()
+    with_cause(Error::from(pg), e)
 }
 
 /// A failed query, naming what it was for.
-pub(crate) fn query_error(conn: &ConnInfo, what: &str, e: &tokio_postgres::Error) -> Error {
-    PgError::Query {
+pub(crate) fn query_error(conn: &ConnInfo, what: &str, e: tokio_postgres::Error) -> Error {
+    let pg = PgError::Query {
         what: what.to_owned(),
         target: conn.redacted(),
-        cause: db_message(e),
-    }
-    .into()
+        cause: db_message(&e),
+    };
+    with_cause(Error::from(pg), e)
 }
 
-/// The server's own message where there is one, else the client's.
+/// Keeps `e` as the cause, except a server's error report: its text is the message
+/// already, and it has no cause of its own to walk.
+fn with_cause(err: Error, e: tokio_postgres::Error) -> Error {
+    if e.as_db_error().is_some() {
+        err
+    } else {
+        err.with_source(e)
+    }
+}
+
+/// The server's own message where there is one, else the client's with its causes.
 pub(crate) fn db_message(e: &tokio_postgres::Error) -> String {
     if let Some(db) = e.as_db_error() {
         return db.message().to_owned();
     }
-    let mut msg = e.to_string();
-    let mut src = std::error::Error::source(e);
-    while let Some(s) = src {
-        let t = s.to_string();
-        if !msg.contains(&t) {
-            msg.push_str(": ");
-            msg.push_str(&t);
-        }
-        src = s.source();
-    }
-    msg
+    dr_core::error::chain(e)
 }

@@ -15,41 +15,42 @@
 //! # Ok(()) }
 //! ```
 
-mod archive;
-mod backup;
-mod basebackup;
 mod cluster;
-mod conn;
-mod copy;
+mod connect;
 mod error;
-mod metadata;
-mod pitr;
+mod logical;
+mod physical;
 mod process;
-mod restore;
 mod status;
-mod tartap;
-pub mod tls;
+mod target;
 mod tools;
-mod verify;
-pub mod wal;
 
-pub use archive::OffsetIndex;
-pub use backup::{backup, BackupOptions, RowCounts, DUMP_FILE, GLOBALS_FILE, KIND_LOGICAL};
-pub use basebackup::{
+pub use connect::tls;
+pub use physical::wal;
+
+pub use cluster::{ClusterOptions, TempCluster};
+pub use connect::ConnInfo;
+pub use logical::archive::OffsetIndex;
+pub use logical::backup::{
+    backup, BackupOptions, RowCounts, DUMP_FILE, GLOBALS_FILE, KIND_LOGICAL,
+};
+pub use logical::metadata::{LogicalMetadata, TableCount};
+pub use logical::restore::{restore, RestoreMode, RestoreOptions, RestoreReport};
+pub use logical::roles::NeededRoles;
+pub use logical::verify::{
+    check_server, verify, verify_by_restore, AmcheckResult, ServerChecks, SqlCheck, TableCheck,
+    VerifyOptions, VerifyOutcome, VerifyRestoreReport,
+};
+pub use physical::basebackup::{
     basebackup, prune, BaseMetadata, PruneOutcome, Tablespace, BASE_FILE, KIND_BASE,
 };
-pub use cluster::{ClusterOptions, TempCluster};
-pub use conn::ConnInfo;
-pub use copy::{copy, Copied};
-pub use metadata::{LogicalMetadata, TableCount};
-pub use pitr::{
-    pitr, plan, restore_command, window, PitrOptions, PitrReport, Plan, RecoveryTarget, Window,
+pub use physical::copy::CopyOptions;
+pub use physical::copy::{copy, Copied};
+pub use physical::pitr::{
+    drkit_binary, pitr, plan, restore_command, wal_verify, window, BaseReplay, PitrOptions,
+    PitrReport, Plan, TimelineSegments, WalVerifyReport, Window,
 };
-pub use restore::{restore, RestoreMode, RestoreOptions, RestoreReport};
 pub use status::{status, Objective, Objectives, SourceStatus, StatusReport};
+pub use target::PgTarget;
 pub use tls::{RootCerts, SslMode, TlsSettings};
 pub use tools::PgTools;
-pub use verify::{
-    check_server, verify_by_restore, AmcheckResult, ServerChecks, SqlCheck, TableCheck,
-    VerifyOptions, VerifyRestoreReport,
-};

@@ -2,38 +2,120 @@
 //! checked against recovery objectives (RPO, RTO, how recently verified).
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use dr_core::duration_secs::parse_human;
 use dr_core::repo::{Repository, Snapshot, SnapshotId, Verified};
-use dr_core::Result;
+use dr_core::{err, Result};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-use crate::basebackup::KIND_BASE;
-use crate::wal::{WalArchive, MIN_SEGMENT_SIZE};
+use crate::physical::basebackup::KIND_BASE;
+use crate::physical::wal::{WalArchive, MIN_SEGMENT_SIZE};
 
-/// One service's objectives.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
+/// One service's objectives, validated when read: a misspelt duration is refused
+/// naming the service, the field and the accepted forms, before any snapshot is looked at.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Objective {
     /// The service's name, for messages.
     pub name: String,
     /// A substring of the snapshots' source (`127.0.0.1:5432/shop`).
     pub source: String,
     /// Most data that may be lost (`15m`).
-    pub rpo: Option<String>,
+    #[serde(with = "dr_core::duration::human::option")]
+    pub rpo: Option<Duration>,
     /// Longest a restore may take, as measured by the newest restore test (`1h`).
-    pub rto: Option<String>,
-    /// How recently a snapshot must have passed `drkit verify` (`7d`).
-    pub verified_within: Option<String>,
+    #[serde(with = "dr_core::duration::human::option")]
+    pub rto: Option<Duration>,
+    /// How recently a snapshot must have passed a verify (`7d`).
+    #[serde(with = "dr_core::duration::human::option")]
+    pub verified_within: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawObjective {
+    name: String,
+    source: String,
+    rpo: Option<serde_json::Value>,
+    rto: Option<serde_json::Value>,
+    verified_within: Option<serde_json::Value>,
+}
+
+fn objective_duration(
+    service: &str,
+    field: &str,
+    v: Option<serde_json::Value>,
+) -> Result<Option<Duration>> {
+    let parsed = match &v {
+        None => return Ok(None),
+        Some(serde_json::Value::String(s)) => dr_core::duration::parse(s),
+        Some(serde_json::Value::Number(n)) => n
+            .as_f64()
+            .and_then(|f| Duration::try_from_secs_f64(f).ok())
+            .ok_or_else(|| err!(InvalidInput, "{n} is not a number of seconds")),
+        Some(other) => Err(err!(InvalidInput, "{other} is not a duration")),
+    };
+    parsed.map(Some).map_err(|e| {
+        err!(
+            InvalidInput,
+            "service {service:?}: {field} = {}: {}",
+            v.map(|v| v.to_string()).unwrap_or_default(),
+            e.message()
+        )
+    })
+}
+
+impl<'de> Deserialize<'de> for Objective {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let raw = RawObjective::deserialize(d)?;
+        let field = |f: &str, v| {
+            objective_duration(&raw.name, f, v).map_err(|e| serde::de::Error::custom(e.message()))
+        };
+        Ok(Self {
+            rpo: field("rpo", raw.rpo)?,
+            rto: field("rto", raw.rto)?,
+            verified_within: field("verified_within", raw.verified_within)?,
+            name: raw.name,
+            source: raw.source,
+        })
+    }
 }
 
 /// An objectives file: `[[service]]` entries.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Objectives {
     /// One entry per service.
     pub service: Vec<Objective>,
+}
+
+impl Objectives {
+    /// Reads an objectives file (TOML); every entry is validated, and an error names the
+    /// file, the line and the service.
+    pub fn load(path: &std::path::Path) -> Result<Vec<Objective>> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| dr_core::Error::io(format!("reading objectives {}", path.display()), e))?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Parses objectives from TOML text; `origin` names it in errors.
+    pub fn parse(text: &str, origin: &str) -> Result<Vec<Objective>> {
+        let o: Self = toml::from_str(text).map_err(|e| {
+            let at = e
+                .span()
+                .map(|s| {
+                    let line = text[..s.start.min(text.len())].matches('\n').count() + 1;
+                    format!(" (line {line})")
+                })
+                .unwrap_or_default();
+            err!(
+                InvalidInput,
+                "objectives file {origin}{at}: {}; each [[service]] has name, source and any of rpo, rto, verified_within (durations such as 15m, 1h, 7d)",
+                e.message().trim_end()
+            )
+        })?;
+        Ok(o.service)
+    }
 }
 
 /// Where one source stands.
@@ -113,18 +195,17 @@ fn sources(
         .collect()
 }
 
-fn check(o: &Objective, matching: &[&SourceStatus]) -> Result<Vec<String>> {
+fn check(o: &Objective, matching: &[&SourceStatus]) -> Vec<String> {
     let mut misses = Vec::new();
     if matching.is_empty() {
         misses.push(format!(
             "{}: no snapshots of a source matching {:?}",
             o.name, o.source
         ));
-        return Ok(misses);
+        return misses;
     }
-    let limit = |v: &Option<String>| v.as_deref().map(parse_human).transpose();
     for s in matching {
-        if let Some(rpo) = limit(&o.rpo)? {
+        if let Some(rpo) = o.rpo {
             if s.at_risk_seconds > rpo.as_secs_f64() {
                 misses.push(format!(
                     "{}: {:.0} s of data at risk (since the {}), objective RPO {} s",
@@ -135,9 +216,12 @@ fn check(o: &Objective, matching: &[&SourceStatus]) -> Result<Vec<String>> {
                 ));
             }
         }
-        if let Some(within) = limit(&o.verified_within)? {
+        if let Some(within) = o.verified_within {
             match s.verified_age_seconds {
-                None => misses.push(format!("{}: never verified; run `drkit verify`", o.name)),
+                None => misses.push(format!(
+                    "{}: never verified; verify a snapshot (drkit verify, Repository.verify or a pg.verify step)",
+                    o.name
+                )),
                 Some(a) if a > within.as_secs_f64() => misses.push(format!(
                     "{}: last verified {a:.0} s ago, objective {} s",
                     o.name,
@@ -146,10 +230,10 @@ fn check(o: &Objective, matching: &[&SourceStatus]) -> Result<Vec<String>> {
                 Some(_) => {}
             }
         }
-        if let Some(rto) = limit(&o.rto)? {
+        if let Some(rto) = o.rto {
             match s.last_restore_test_seconds {
                 None => misses.push(format!(
-                    "{}: no restore test measured; run `drkit verify --restore-into …`",
+                    "{}: no restore test measured; verify a snapshot by restoring it (drkit verify --restore-into, Repository.verify_restore or pg.verify with restore_into)",
                     o.name
                 )),
                 Some(t) if t > rto.as_secs_f64() => misses.push(format!(
@@ -161,7 +245,7 @@ fn check(o: &Objective, matching: &[&SourceStatus]) -> Result<Vec<String>> {
             }
         }
     }
-    Ok(misses)
+    misses
 }
 
 /// The whole picture.
@@ -196,7 +280,7 @@ pub async fn status(
             .iter()
             .filter(|s| s.source.contains(&o.source))
             .collect();
-        misses.extend(check(o, &matching)?);
+        misses.extend(check(o, &matching));
     }
     Ok(StatusReport {
         ok: misses.is_empty(),
@@ -204,4 +288,41 @@ pub async fn status(
         objectives_missed: misses,
         last_archived_wal: wal,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn objectives_are_validated_when_read_naming_service_and_field() {
+        let good = "[[service]]\nname = \"shop\"\nsource = \"/shop\"\nrpo = \"15m\"\nrto = \"1h30m\"\nverified_within = 604800\n";
+        let o = Objectives::parse(good, "objectives.toml").unwrap();
+        assert_eq!(o[0].rpo, Some(Duration::from_mins(15)));
+        assert_eq!(o[0].rto, Some(Duration::from_secs(5400)));
+        assert_eq!(o[0].verified_within, Some(Duration::from_secs(7 * 86_400)));
+        let bad = "[[service]]\nname = \"billing\"\nsource = \"/billing\"\nrpo = \"1hour-ish\"\n";
+        let e = Objectives::parse(bad, "objectives.toml").unwrap_err();
+        let m = e.to_string();
+        assert_eq!(e.kind(), dr_core::ErrorKind::InvalidInput);
+        for part in [
+            "objectives.toml",
+            "line",
+            "billing",
+            "rpo",
+            "1hour-ish",
+            "15m",
+        ] {
+            assert!(m.contains(part), "names {part}: {m}");
+        }
+        // The same validation from JSON (Python dicts, runbook objectives).
+        let e = serde_json::from_str::<Vec<Objective>>(
+            r#"[{"name": "api", "source": "x", "rto": "soon"}]"#,
+        )
+        .unwrap_err();
+        assert!(
+            e.to_string().contains("api") && e.to_string().contains("rto"),
+            "{e}"
+        );
+    }
 }

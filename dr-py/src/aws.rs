@@ -3,8 +3,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use dr_aws::{AwsConfig, HealthCheckSpec, Rds as RdsClient, Route53 as R53Client, Route53Router};
-use dr_core::target::PitrTarget;
+use dr_aws::{
+    AwsConfig, AwsOverrides, HealthCheckSpec, PitrRequest, Rds as RdsClient, ReplicaRequest,
+    Route53 as R53Client, Route53Router,
+};
+use dr_core::target::PointInTime;
 use dr_core::traffic::{Destination, Route, TrafficRouter};
 use dr_core::wait::Wait;
 use dr_core::{err, Result};
@@ -20,26 +23,12 @@ fn config(
     access_key_id: Option<String>,
     secret_access_key: Option<String>,
 ) -> Result<AwsConfig> {
-    let mut c = AwsConfig::from_env();
-    if region.is_some() {
-        c.region = region;
-    }
-    if endpoint.is_some() {
-        c.endpoint = endpoint;
-    }
-    c.profile = profile;
-    match (access_key_id, secret_access_key) {
-        (Some(k), Some(s)) => c = c.with_credentials(&k, &s),
-        (None, None) => {}
-        _ => {
-            return Err(err!(
-                InvalidInput,
-                "give both access_key_id and secret_access_key, or neither"
-            ))
-        }
-    }
-    c.validate()?;
-    Ok(c)
+    AwsConfig::resolve(&AwsOverrides {
+        region,
+        endpoint,
+        profile,
+    })?
+    .with_key_pair(access_key_id.as_deref(), secret_access_key.as_deref())
 }
 
 fn wait(timeout: f64) -> Result<Wait> {
@@ -92,38 +81,45 @@ impl Rds {
     }
 
     /// Creates read replica `id` of `source` (an ARN across regions) and waits for it.
-    #[pyo3(signature = (source, id, *, instance_class=None, timeout=1800.0))]
+    /// Called again with the same `token` (a run id), it adopts the replica the first
+    /// call created.
+    #[pyo3(signature = (source, id, *, instance_class=None, token=None, timeout=1800.0))]
     fn create_read_replica<'py>(
         &self,
         py: Python<'py>,
         source: &str,
         id: &str,
-        instance_class: Option<&str>,
+        instance_class: Option<String>,
+        token: Option<String>,
         timeout: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
         let w = wait(timeout).map_err(py_err)?;
-        let db = block_on(
-            py,
-            self.inner
-                .create_read_replica(source, id, instance_class, &w),
-        )?;
+        let request = ReplicaRequest {
+            source: source.to_owned(),
+            id: id.to_owned(),
+            instance_class,
+            token,
+        };
+        let db = block_on(py, self.inner.create_read_replica(&request, &w))?;
         to_python(py, &db)
     }
 
     /// Restores `source` into new instance `to` at `time` (RFC 3339) or the latest
-    /// restorable time, and waits for it.
-    #[pyo3(signature = (source, to, *, time=None, timeout=1800.0))]
+    /// restorable time, and waits for it; with the same `token` again, adopts the
+    /// instance the first call created.
+    #[pyo3(signature = (source, to, *, time=None, token=None, timeout=1800.0))]
     fn restore_to_point_in_time<'py>(
         &self,
         py: Python<'py>,
         source: &str,
         to: &str,
         time: Option<String>,
+        token: Option<String>,
         timeout: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
         let target = match time {
-            None => PitrTarget::Latest,
-            Some(t) => PitrTarget::Time(t.parse().map_err(|e| {
+            None => PointInTime::Latest,
+            Some(t) => PointInTime::Time(t.parse().map_err(|e| {
                 py_err(err!(
                     InvalidInput,
                     "time {t:?} is not RFC 3339 (2026-12-01T03:15:00Z): {e}"
@@ -131,10 +127,13 @@ impl Rds {
             })?),
         };
         let w = wait(timeout).map_err(py_err)?;
-        let db = block_on(
-            py,
-            self.inner.restore_to_point_in_time(source, to, target, &w),
-        )?;
+        let request = PitrRequest {
+            source: source.to_owned(),
+            new_id: to.to_owned(),
+            target,
+            token,
+        };
+        let db = block_on(py, self.inner.restore_to_point_in_time(&request, &w))?;
         to_python(py, &db)
     }
 
@@ -341,28 +340,30 @@ impl Route53 {
         to_python(py, &switched)
     }
 
-    /// Creates a health check; returns its id.
-    #[pyo3(signature = (*, kind="HTTPS", fqdn=None, ip=None, port=443, path=None, interval=30, failure_threshold=3))]
+    /// Creates a health check; returns its id. Fields left out take Route 53's usual
+    /// values (HTTPS, port 443, every 30 s, unhealthy after 3 failures).
+    #[pyo3(signature = (*, kind=None, fqdn=None, ip=None, port=None, path=None, interval=None, failure_threshold=None))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
     fn create_health_check(
         &self,
         py: Python<'_>,
-        kind: &str,
+        kind: Option<String>,
         fqdn: Option<String>,
         ip: Option<String>,
-        port: u16,
+        port: Option<u16>,
         path: Option<String>,
-        interval: u16,
-        failure_threshold: u16,
+        interval: Option<u16>,
+        failure_threshold: Option<u16>,
     ) -> PyResult<String> {
+        let d = HealthCheckSpec::default();
         let spec = HealthCheckSpec {
-            kind: kind.to_owned(),
+            kind: kind.unwrap_or(d.kind),
             fqdn,
             ip,
-            port,
+            port: port.unwrap_or(d.port),
             path,
-            interval,
-            failure_threshold,
+            interval: interval.unwrap_or(d.interval),
+            failure_threshold: failure_threshold.unwrap_or(d.failure_threshold),
         };
         block_on(py, self.inner.create_health_check(&spec))
     }

@@ -12,7 +12,6 @@ use pyo3::prelude::*;
 /// The private native module behind the `drkit` package.
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
-    dr_aws::s3::register();
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<aws::Rds>()?;
     m.add_class::<aws::Route53>()?;

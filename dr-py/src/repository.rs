@@ -4,12 +4,16 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use dr_core::duration_secs::parse_human;
+use std::time::Duration;
+
 use dr_core::progress::NoProgress;
-use dr_core::repo::retention::Policy;
-use dr_core::repo::{InitOptions, OpenOptions, PruneOptions, Secret, Snapshot};
+use dr_core::repo::retention::{self, Policy};
+use dr_core::repo::{InitOptions, OpenOptions, PruneOptions, Secret, Snapshot, SnapshotRef};
+use dr_core::target::{Lsn, PointInTime};
 use dr_core::{err, Result};
-use dr_pg::{BackupOptions, ConnInfo, RestoreMode, RestoreOptions, RowCounts, VerifyOptions};
+use dr_pg::{
+    BackupOptions, ConnInfo, CopyOptions, PitrOptions, RestoreOptions, RowCounts, VerifyOptions,
+};
 use pyo3::prelude::*;
 use pyo3::types::{PyBool, PyDict, PyList, PyString};
 use serde::Serialize;
@@ -27,38 +31,11 @@ fn secret(
     password_file: Option<PathBuf>,
     key_file: Option<PathBuf>,
 ) -> Result<Option<Secret>> {
-    match (password, password_file, key_file) {
-        (Some(p), None, None) => Ok(Some(Secret::Passphrase(p.into()))),
-        (None, Some(f), None) => {
-            let text = std::fs::read_to_string(&f).map_err(|e| {
-                dr_core::Error::io(format!("reading password file {}", f.display()), e)
-            })?;
-            Ok(Some(Secret::Passphrase(
-                text.lines().next().unwrap_or_default().to_owned().into(),
-            )))
-        }
-        (None, None, Some(k)) => Ok(Some(Secret::KeyFile(k))),
-        (None, None, None) => Secret::from_env(),
-        _ => Err(err!(
-            InvalidInput,
-            "give at most one of password, password_file and key_file"
-        )),
-    }
+    Secret::from_one_of(password, password_file.as_deref(), key_file)
 }
 
-fn mode(name: &str) -> Result<RestoreMode> {
-    Ok(match name {
-        "auto" => RestoreMode::Auto,
-        "create" => RestoreMode::Create,
-        "clean" => RestoreMode::Clean,
-        "swap" => RestoreMode::Swap,
-        other => {
-            return Err(err!(
-                InvalidInput,
-                "restore mode {other:?} is not one of auto, create, clean, swap"
-            ))
-        }
-    })
+fn seconds(name: &str, secs: f64) -> Result<Duration> {
+    Duration::try_from_secs_f64(secs).map_err(|e| err!(InvalidInput, "{name}: {e}"))
 }
 
 /// Turns any serializable report into Python dicts, lists and scalars.
@@ -114,7 +91,7 @@ impl Repository {
         encrypt: bool,
         compression_level: i32,
     ) -> PyResult<Self> {
-        let store = dr_core::store::open_url(url).map_err(crate::errors::to_py)?;
+        let store = drkit::open_store(url).map_err(crate::errors::to_py)?;
         let secret = if encrypt {
             let s = secret(password, password_file, key_file).map_err(crate::errors::to_py)?;
             Some(s.ok_or_else(|| {
@@ -142,7 +119,7 @@ impl Repository {
         password_file: Option<PathBuf>,
         key_file: Option<PathBuf>,
     ) -> PyResult<Self> {
-        let store = dr_core::store::open_url(url).map_err(crate::errors::to_py)?;
+        let store = drkit::open_store(url).map_err(crate::errors::to_py)?;
         let options = OpenOptions {
             secret: secret(password, password_file, key_file).map_err(crate::errors::to_py)?,
             parallelism: 0,
@@ -176,9 +153,9 @@ impl Repository {
     ) -> PyResult<Bound<'py, PyAny>> {
         let conn = ConnInfo::parse(dsn).map_err(crate::errors::to_py)?;
         let lock_wait_timeout = lock_wait_timeout
-            .map(std::time::Duration::try_from_secs_f64)
+            .map(|t| seconds("lock_wait_timeout", t))
             .transpose()
-            .map_err(|e| crate::errors::to_py(err!(InvalidInput, "lock_wait_timeout: {e}")))?;
+            .map_err(crate::errors::to_py)?;
         let options = BackupOptions {
             row_counts: if row_counts {
                 RowCounts::All
@@ -204,7 +181,7 @@ impl Repository {
     }
 
     /// Restores `snapshot` (id, prefix or "latest") into the database `to` names.
-    #[pyo3(signature = (snapshot, to, *, mode="auto", jobs=None, globals=false, no_owner=false, terminate_connections=false))]
+    #[pyo3(signature = (snapshot, to, *, mode="auto", jobs=None, globals=false, create_roles=false, no_owner=false, terminate_connections=false))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
     fn restore<'py>(
         &self,
@@ -214,15 +191,17 @@ impl Repository {
         mode: &str,
         jobs: Option<usize>,
         globals: bool,
+        create_roles: bool,
         no_owner: bool,
         terminate_connections: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let target = ConnInfo::parse(to).map_err(crate::errors::to_py)?;
         let defaults = RestoreOptions::default();
         let options = RestoreOptions {
-            mode: self::mode(mode).map_err(crate::errors::to_py)?,
+            mode: mode.parse().map_err(crate::errors::to_py)?,
             jobs: jobs.unwrap_or(defaults.jobs).max(1),
             globals,
+            create_roles,
             no_owner,
             terminate_connections,
             ..defaults
@@ -235,22 +214,26 @@ impl Repository {
         to_python(py, &report)
     }
 
-    /// Re-reads every chunk of `snapshot` and returns the report (`ok` is False on damage).
+    /// Re-reads and authenticates every chunk of `snapshot` (all snapshots when None)
+    /// and records what passed; returns the same document as `drkit verify --json`
+    /// (`ok`, `snapshots`, `restore`).
     #[pyo3(signature = (snapshot="latest"))]
-    fn verify<'py>(&self, py: Python<'py>, snapshot: &str) -> PyResult<Bound<'py, PyAny>> {
-        let repo = &self.inner;
-        let report = block_on(py, async move {
-            let snap = repo.find_snapshot(snapshot).await?;
-            repo.verify_snapshot(&snap, &NoProgress).await
-        })?;
-        let ok = report.is_ok();
-        let out = to_python(py, &report)?;
-        out.set_item("ok", ok)?;
-        Ok(out)
+    fn verify<'py>(&self, py: Python<'py>, snapshot: Option<&str>) -> PyResult<Bound<'py, PyAny>> {
+        let options = VerifyOptions {
+            snapshot: snapshot.map(SnapshotRef::from),
+            ..VerifyOptions::default()
+        };
+        let outcome = block_on(
+            py,
+            dr_pg::verify(&self.inner, &options, Arc::new(NoProgress)),
+        )?;
+        to_python(py, &outcome)
     }
 
     /// Restores `snapshot` into a scratch database on `server`, compares row counts, runs
-    /// `checks` (SQL returning true or a non-zero count) and amcheck, drops the scratch copy.
+    /// `checks` (SQL returning true or a non-zero count) and amcheck, drops the scratch
+    /// copy, and records the verification with its restore time (what `status` measures
+    /// the RTO objective by). Returns the `restore` part of `drkit verify --json`.
     #[pyo3(signature = (snapshot, server, *, checks=None, keep=false))]
     fn verify_restore<'py>(
         &self,
@@ -260,18 +243,18 @@ impl Repository {
         checks: Option<Vec<String>>,
         keep: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let server = ConnInfo::parse(server).map_err(crate::errors::to_py)?;
         let options = VerifyOptions {
+            snapshot: Some(SnapshotRef::from(snapshot)),
+            restore_into: Some(ConnInfo::parse(server).map_err(crate::errors::to_py)?),
             checks: checks.unwrap_or_default(),
             jobs: None,
             keep,
         };
-        let repo = &self.inner;
-        let report = block_on(py, async move {
-            let snap = repo.find_snapshot(snapshot).await?;
-            dr_pg::verify_by_restore(repo, &snap, &server, &options, Arc::new(NoProgress)).await
-        })?;
-        to_python(py, &report)
+        let outcome = block_on(
+            py,
+            dr_pg::verify(&self.inner, &options, Arc::new(NoProgress)),
+        )?;
+        to_python(py, &outcome.restore)
     }
 
     /// Copies snapshots (ids, prefixes or "latest"; all when None) to the repository at
@@ -293,35 +276,25 @@ impl Repository {
         key_file: Option<PathBuf>,
         wal: Option<&str>,
     ) -> PyResult<Bound<'py, PyAny>> {
-        let store = dr_core::store::open_url(to).map_err(crate::errors::to_py)?;
-        let selection: dr_pg::wal::WalSelection = match wal {
-            Some(w) => w.parse().map_err(crate::errors::to_py)?,
-            None => dr_pg::wal::WalSelection::default_for(snapshots.is_none()),
-        };
-        let secret = secret(password, password_file, key_file).map_err(crate::errors::to_py)?;
-        let repo = &self.inner;
-        let report = block_on(py, async move {
-            let dest = if init {
-                repo.init_replica(store).await?
+        let build = || -> Result<(CopyOptions, Option<Secret>)> {
+            let mut options = CopyOptions::to(to);
+            options.init = init;
+            options.snapshots = snapshots
+                .unwrap_or_default()
+                .iter()
+                .map(|s| SnapshotRef::from(s.as_str()))
+                .collect();
+            options.wal = wal.map(str::parse).transpose()?;
+            let given = password.is_some() || password_file.is_some() || key_file.is_some();
+            let secret = if given {
+                secret(password, password_file, key_file)?
             } else {
-                let options = OpenOptions {
-                    secret,
-                    parallelism: 0,
-                };
-                dr_core::repo::Repository::open(store, &options).await?
+                None
             };
-            let chosen = match snapshots {
-                None => repo.snapshots().await?,
-                Some(refs) => {
-                    let mut v = Vec::new();
-                    for r in refs {
-                        v.push(repo.find_snapshot(&r).await?);
-                    }
-                    v
-                }
-            };
-            dr_pg::copy(repo, &dest, &chosen, selection, &NoProgress).await
-        })?;
+            Ok((options, secret))
+        };
+        let (options, secret) = build().map_err(crate::errors::to_py)?;
+        let report = block_on(py, drkit::copy(&self.inner, &options, secret, &NoProgress))?;
         to_python(py, &report)
     }
 
@@ -351,12 +324,11 @@ impl Repository {
                     keep_weekly,
                     keep_monthly,
                     keep_yearly,
-                    keep_within: keep_within.map(parse_human).transpose()?,
-                    time_zone: jiff::tz::TimeZone::get(time_zone)
-                        .map_err(|e| err!(InvalidInput, "time zone {time_zone:?}: {e}"))?,
+                    keep_within: keep_within.map(dr_core::duration::parse).transpose()?,
+                    time_zone: retention::time_zone(time_zone)?,
                 },
                 dry_run,
-                grace: parse_human(grace)?,
+                grace: dr_core::duration::parse(grace)?,
             })
         };
         let options = build().map_err(crate::errors::to_py)?;
@@ -380,7 +352,7 @@ impl Repository {
             Some(o) => {
                 let json: String = py.import("json")?.call_method1("dumps", (o,))?.extract()?;
                 serde_json::from_str(&json).map_err(|e| {
-                    crate::errors::to_py(err!(InvalidInput, "objectives: {e}; give a list of dicts with name, source, rpo, rto, verified_within"))
+                    crate::errors::to_py(err!(InvalidInput, "objectives: {e}; give a list of dicts with name, source and any of rpo, rto, verified_within (durations such as 15m, or seconds)"))
                 })?
             }
         };
@@ -445,8 +417,7 @@ impl Repository {
         archive_timeout: f64,
     ) -> PyResult<Bound<'py, PyAny>> {
         let conn = ConnInfo::parse(dsn).map_err(crate::errors::to_py)?;
-        let limit = std::time::Duration::try_from_secs_f64(archive_timeout)
-            .map_err(|e| crate::errors::to_py(err!(InvalidInput, "archive_timeout: {e}")))?;
+        let limit = seconds("archive_timeout", archive_timeout).map_err(crate::errors::to_py)?;
         let snap = block_on(
             py,
             dr_pg::basebackup(&self.inner, &conn, limit, Arc::new(NoProgress)),
@@ -457,17 +428,8 @@ impl Repository {
     /// The WAL archive's recovery window and, per base backup, where replay from it would
     /// stop at a missing segment (None: unbroken). `ok` is False when any would.
     fn wal_verify<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let (window, per_base) = block_on(py, dr_pg::window(&self.inner))?;
-        let ok = per_base.iter().all(|(_, gap)| gap.is_none());
-        let doc = serde_json::json!({
-            "ok": ok,
-            "window": window,
-            "base_backups": per_base
-                .iter()
-                .map(|(id, gap)| serde_json::json!({"snapshot": id, "stops_at_missing": gap}))
-                .collect::<Vec<_>>(),
-        });
-        to_python(py, &doc)
+        let report = block_on(py, dr_pg::wal_verify(&self.inner))?;
+        to_python(py, &report)
     }
 
     /// Recovers a cluster into `pgdata` (missing or empty) at one target: `target_time`
@@ -496,47 +458,33 @@ impl Repository {
         drkit: Option<PathBuf>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let pgdata: PathBuf = pgdata.extract()?;
-        let build = || -> Result<dr_pg::PitrOptions> {
-            let target = match (target_time, target_lsn, target_name, latest) {
-                (Some(t), None, None, false) => {
-                    dr_pg::RecoveryTarget::Time(t.parse().map_err(|e| {
+        let build = || -> Result<PitrOptions> {
+            let time = target_time
+                .map(|t| {
+                    t.parse().map_err(|e| {
                         err!(
                             InvalidInput,
                             "target_time {t:?}: {e}; use RFC 3339, e.g. 2026-12-01T03:15:00Z"
                         )
-                    })?)
-                }
-                (None, Some(l), None, false) => {
-                    dr_pg::wal::Lsn::parse(&l)?;
-                    dr_pg::RecoveryTarget::Lsn(l)
-                }
-                (None, None, Some(n), false) => dr_pg::RecoveryTarget::Name(n),
-                (None, None, None, true) => dr_pg::RecoveryTarget::Latest,
-                _ => {
-                    return Err(err!(
-                        InvalidInput,
-                        "give exactly one of target_time, target_lsn, target_name or latest=True"
-                    ))
-                }
-            };
-            let drkit = drkit_binary(drkit)?;
-            Ok(dr_pg::PitrOptions {
-                pgdata: std::path::absolute(&pgdata)
+                    })
+                })
+                .transpose()?;
+            let lsn = target_lsn.as_deref().map(Lsn::parse).transpose()?;
+            let target = PointInTime::from_parts(time, lsn, target_name, latest)?;
+            let mut o = PitrOptions::new(
+                std::path::absolute(&pgdata)
                     .map_err(|e| dr_core::Error::io("resolving pgdata", e))?,
                 target,
-                snapshot,
-                restore_command: dr_pg::restore_command(&drkit, &self.inner.store().url())?,
-                settings: settings.unwrap_or_default().into_iter().collect(),
-                postgresql_conf: None,
-                start,
-                timeout: std::time::Duration::try_from_secs_f64(timeout)
-                    .map_err(|e| err!(InvalidInput, "timeout: {e}"))?,
-                check: check_dsn
-                    .map(ConnInfo::parse)
-                    .transpose()?
-                    .map(|c| (c, checks.unwrap_or_default())),
-                tablespace_mapping: tablespace_mapping.unwrap_or_default().into_iter().collect(),
-            })
+            );
+            o.snapshot = snapshot.as_deref().map(SnapshotRef::from);
+            o.drkit = drkit;
+            o.settings = settings.unwrap_or_default().into_iter().collect();
+            o.start = start;
+            o.timeout = seconds("timeout", timeout)?;
+            o.check_dsn = check_dsn.map(ConnInfo::parse).transpose()?;
+            o.checks = checks.unwrap_or_default();
+            o.tablespace_mapping = tablespace_mapping.unwrap_or_default().into_iter().collect();
+            Ok(o)
         };
         let options = build().map_err(crate::errors::to_py)?;
         let report = block_on(py, dr_pg::pitr(&self.inner, &options, Arc::new(NoProgress)))?;
@@ -546,26 +494,4 @@ impl Repository {
     fn __repr__(&self) -> String {
         format!("Repository({:?})", self.inner.store().url())
     }
-}
-
-/// The drkit CLI a recovered server runs as its `restore_command`.
-fn drkit_binary(given: Option<PathBuf>) -> Result<PathBuf> {
-    if let Some(p) = given.or_else(|| std::env::var_os("DRKIT_BIN").map(PathBuf::from)) {
-        if p.is_file() {
-            return std::path::absolute(&p).map_err(|e| dr_core::Error::io("resolving drkit", e));
-        }
-        return Err(err!(NotFound, "the drkit CLI is not at {}", p.display()));
-    }
-    std::env::var_os("PATH")
-        .and_then(|path| {
-            std::env::split_paths(&path)
-                .map(|d| d.join("drkit"))
-                .find(|p| p.is_file())
-        })
-        .ok_or_else(|| {
-            err!(
-                NotFound,
-                "a recovered server fetches WAL through the drkit CLI, which is not on PATH: install it, or pass drkit=/path/to/drkit (or set DRKIT_BIN)"
-            )
-        })
 }

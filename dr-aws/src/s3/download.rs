@@ -46,7 +46,7 @@ impl Reader {
             if let Some(etag) = &self.etag {
                 req = req.if_match(etag);
             }
-            let resp = req.send().await.map_err(|e| self.failed(&e))?;
+            let resp = req.send().await.map_err(|e| self.failed(e))?;
             let mut body = resp.body;
             let cause = loop {
                 match tokio::time::timeout(self.read_timeout, body.try_next()).await {
@@ -87,7 +87,7 @@ impl Reader {
 
     fn failed(
         &self,
-        e: &SdkError<GetObjectError, aws_sdk_s3::config::http::HttpResponse>,
+        e: SdkError<GetObjectError, aws_sdk_s3::config::http::HttpResponse>,
     ) -> dr_core::Error {
         let mapped = classify(format!("reading {}", self.shown), e);
         if mapped.kind() == ErrorKind::AlreadyExists {
@@ -147,7 +147,7 @@ pub(super) async fn get(
             store.head(store.store_key(&reader.key)).await?;
             return Ok(futures::stream::empty().boxed());
         }
-        Err(e) => return Err(reader.failed(&e)),
+        Err(e) => return Err(reader.failed(e)),
     };
     let total = first
         .content_range()

@@ -13,15 +13,12 @@ mod pool;
 mod upload;
 
 use std::ops::Range;
-use std::sync::Arc;
 
 use async_trait::async_trait;
 use aws_sdk_s3::config::{RequestChecksumCalculation, ResponseChecksumValidation};
 use aws_sdk_s3::types::{Delete, ObjectIdentifier};
 use aws_sdk_s3::Client;
-use dr_core::store::{
-    validate_key, BackupStore, ByteStream, DynStore, ListStream, ObjectMeta, PutMode, StoreUrl,
-};
+use dr_core::store::{validate_key, BackupStore, ByteStream, ListStream, ObjectMeta, PutMode};
 use dr_core::{err, Result};
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::OnceCell;
@@ -35,6 +32,29 @@ use crate::error::classify;
 pub struct S3Store {
     config: S3Config,
     client: OnceCell<Client>,
+    location: String,
+}
+
+/// A URL that opens `config` again: bucket, prefix and the options that say where it is.
+fn location_of(config: &S3Config) -> String {
+    let mut url = format!("s3://{}/{}", config.bucket, config.prefix);
+    let mut options = Vec::new();
+    for (name, value) in [
+        ("region", config.aws.region.clone()),
+        ("endpoint", config.aws.endpoint.clone()),
+        ("profile", config.aws.profile.clone()),
+        ("path_style", config.path_style.map(|p| p.to_string())),
+    ] {
+        if let Some(v) = value {
+            let v: String = url::form_urlencoded::byte_serialize(v.as_bytes()).collect();
+            options.push(format!("{name}={v}"));
+        }
+    }
+    if !options.is_empty() {
+        url.push('?');
+        url.push_str(&options.join("&"));
+    }
+    url
 }
 
 impl S3Store {
@@ -42,6 +62,7 @@ impl S3Store {
     pub fn new(config: S3Config) -> Result<Self> {
         config.validate()?;
         Ok(Self {
+            location: location_of(&config),
             config,
             client: OnceCell::new(),
         })
@@ -49,7 +70,10 @@ impl S3Store {
 
     /// Opens an `s3://` URL with its query options (see [`S3Config::from_url`]).
     pub fn from_url(url: &str) -> Result<Self> {
-        Self::new(S3Config::from_url(url)?)
+        let mut store = Self::new(S3Config::from_url(url)?)?;
+        // S3 URLs carry no secrets: the URL as given opens the same store elsewhere.
+        url.trim().clone_into(&mut store.location);
+        Ok(store)
     }
 
     /// The settings in use.
@@ -99,17 +123,6 @@ impl S3Store {
     }
 }
 
-/// Lets `dr_core::store::open_url` open `s3://` URLs; call once at start-up.
-pub fn register() {
-    dr_core::store::register_opener(
-        crate::S3_SCHEME,
-        Arc::new(|url: &StoreUrl| match url {
-            StoreUrl::S3 { url, .. } => Ok(Arc::new(S3Store::from_url(url)?) as DynStore),
-            other => Err(err!(InvalidInput, "{other} is not an s3:// URL")),
-        }),
-    );
-}
-
 #[async_trait]
 impl BackupStore for S3Store {
     fn url(&self) -> String {
@@ -118,6 +131,10 @@ impl BackupStore for S3Store {
         } else {
             format!("s3://{}/{}", self.config.bucket, self.config.prefix)
         }
+    }
+
+    fn location(&self) -> String {
+        self.location.clone()
     }
 
     async fn put(&self, key: &str, data: ByteStream, mode: PutMode) -> Result<ObjectMeta> {
@@ -148,7 +165,7 @@ impl BackupStore for S3Store {
             .key(&full)
             .send()
             .await
-            .map_err(|e| classify(format!("reading {}", self.describe(&full)), &e))?;
+            .map_err(|e| classify(format!("reading {}", self.describe(&full)), e))?;
         Ok(ObjectMeta {
             key: key.to_owned(),
             size: out.content_length().unwrap_or(0).max(0) as u64,
@@ -182,7 +199,7 @@ impl BackupStore for S3Store {
                         .send()
                         .await
                         .map_err(|e| {
-                            classify(format!("listing {}", self.describe(&full_prefix)), &e)
+                            classify(format!("listing {}", self.describe(&full_prefix)), e)
                         })?;
                     let items: Vec<Result<ObjectMeta>> = out
                         .contents()
@@ -215,7 +232,7 @@ impl BackupStore for S3Store {
             .key(&full)
             .send()
             .await
-            .map_err(|e| classify(format!("deleting {}", self.describe(&full)), &e))?;
+            .map_err(|e| classify(format!("deleting {}", self.describe(&full)), e))?;
         Ok(())
     }
 
@@ -246,7 +263,7 @@ impl BackupStore for S3Store {
                 .map_err(|e| {
                     classify(
                         format!("deleting {} objects under {}", batch.len(), self.url()),
-                        &e,
+                        e,
                     )
                 })?;
             if let Some(first) = out.errors().first() {

@@ -100,7 +100,7 @@ pub(super) async fn put(
         .set_ssekms_key_id(kms_key)
         .send()
         .await
-        .map_err(|e| classify(format!("starting an upload to {}", store.describe(key)), &e))?;
+        .map_err(|e| classify(format!("starting an upload to {}", store.describe(key)), e))?;
     let upload_id = created
         .upload_id()
         .ok_or_else(|| {
@@ -145,7 +145,7 @@ pub(super) async fn put(
     }
     if let Err(e) = complete.send().await {
         abort(store, client, key, &upload_id).await;
-        return Err(classify(format!("writing {}", store.describe(key)), &e));
+        return Err(classify(format!("writing {}", store.describe(key)), e));
     }
     Ok(total)
 }
@@ -213,7 +213,7 @@ async fn upload_parts(
                 .body(SdkBody::from(body))
                 .send()
                 .await
-                .map_err(|e| classify(what, &e));
+                .map_err(|e| classify(what, e));
             drop(permit);
             let out = out?;
             Ok(CompletedPart::builder()
@@ -256,7 +256,7 @@ async fn put_single(
     }
     req.send()
         .await
-        .map_err(|e| classify(format!("writing {}", store.describe(key)), &e))?;
+        .map_err(|e| classify(format!("writing {}", store.describe(key)), e))?;
     Ok(size)
 }
 

@@ -2,11 +2,13 @@
 
 use std::fmt::Write as _;
 use std::sync::Arc;
-use std::time::Duration;
 
 use dr_aws::route53::parse_weights;
-use dr_aws::{AwsConfig, DbInstance, HealthCheckSpec, Rds, Route53, Route53Router};
-use dr_core::target::PitrTarget;
+use dr_aws::{
+    AwsConfig, AwsOverrides, DbInstance, HealthCheckSpec, PitrRequest, Rds, ReplicaRequest,
+    Route53, Route53Router,
+};
+use dr_core::target::PointInTime;
 use dr_core::traffic::{Destination, Route, Switched, TrafficRouter};
 use dr_core::wait::Wait;
 use dr_core::Result;
@@ -15,21 +17,17 @@ use serde_json::json;
 use crate::args::{AwsArgs, DnsCommand, RdsCommand, RecordArgs};
 use crate::output::{secs, Output};
 
-fn aws_config<C: clap::Subcommand>(a: &AwsArgs<C>) -> AwsConfig {
-    let mut c = AwsConfig::from_env();
-    if a.region.is_some() {
-        c.region.clone_from(&a.region);
-    }
-    if a.endpoint.is_some() {
-        c.endpoint.clone_from(&a.endpoint);
-    }
-    c.profile.clone_from(&a.profile);
-    c
+fn aws_config<C: clap::Subcommand>(a: &AwsArgs<C>) -> Result<AwsConfig> {
+    AwsConfig::resolve(&AwsOverrides {
+        region: a.region.clone(),
+        endpoint: a.endpoint.clone(),
+        profile: a.profile.clone(),
+    })
 }
 
 fn wait<C: clap::Subcommand>(a: &AwsArgs<C>, out: Output) -> (Wait, Arc<crate::output::Bar>) {
     let bar = out.progress(None);
-    let wait = Wait::new(Duration::from_secs(a.timeout)).progress(bar.clone());
+    let wait = Wait::new(a.timeout).progress(bar.clone());
     (wait, bar)
 }
 
@@ -48,7 +46,7 @@ fn instance_text(db: &DbInstance) -> String {
 
 /// Runs a `drkit rds` subcommand.
 pub async fn rds(a: &AwsArgs<RdsCommand>, out: Output) -> Result<u8> {
-    let rds = Rds::connect(&aws_config(a)).await?;
+    let rds = Rds::connect(&aws_config(a)?).await?;
     let (w, bar) = wait(a, out);
     let result = async {
         Ok::<_, dr_core::Error>(match &a.command {
@@ -65,10 +63,15 @@ pub async fn rds(a: &AwsArgs<RdsCommand>, out: Output) -> Result<u8> {
                 id,
                 source,
                 instance_class,
+                token,
             } => {
-                let db = rds
-                    .create_read_replica(source, id, instance_class.as_deref(), &w)
-                    .await?;
+                let request = ReplicaRequest {
+                    source: source.clone(),
+                    id: id.clone(),
+                    instance_class: instance_class.clone(),
+                    token: token.clone(),
+                };
+                let db = rds.create_read_replica(&request, &w).await?;
                 (
                     json!(db),
                     format!("created replica: {}", instance_text(&db)),
@@ -79,15 +82,22 @@ pub async fn rds(a: &AwsArgs<RdsCommand>, out: Output) -> Result<u8> {
                 to,
                 time,
                 latest,
+                token,
             } => {
-                let target = match (time, latest) {
-                    (Some(t), _) => PitrTarget::Time(*t),
-                    _ => PitrTarget::Latest,
+                let request = PitrRequest {
+                    source: source.clone(),
+                    new_id: to.clone(),
+                    target: PointInTime::from_parts(*time, None, None, *latest)?,
+                    token: token.clone(),
                 };
-                let db = rds.restore_to_point_in_time(source, to, target, &w).await?;
+                let db = rds.restore_to_point_in_time(&request, &w).await?;
                 (
                     json!(db),
-                    format!("restored {source} to {target}: {}", instance_text(&db)),
+                    format!(
+                        "restored {source} to {}: {}",
+                        request.target,
+                        instance_text(&db)
+                    ),
                 )
             }
             RdsCommand::Snapshot { id, name } => {
@@ -186,7 +196,7 @@ async fn router(r53: &Route53, r: &RecordArgs) -> Result<Route53Router> {
 
 /// Runs a `drkit dns` subcommand.
 pub async fn dns(a: &AwsArgs<DnsCommand>, out: Output) -> Result<u8> {
-    let r53 = Route53::connect(&aws_config(a)).await?;
+    let r53 = Route53::connect(&aws_config(a)?).await?;
     let (w, bar) = wait(a, out);
     let result = async {
         Ok::<_, dr_core::Error>(match &a.command {
@@ -228,8 +238,7 @@ pub async fn dns(a: &AwsArgs<DnsCommand>, out: Output) -> Result<u8> {
                     ip: ip.clone(),
                     port: *port,
                     path: path.clone(),
-                    interval: 30,
-                    failure_threshold: 3,
+                    ..HealthCheckSpec::default()
                 };
                 let id = r53.create_health_check(&spec).await?;
                 let hc = r53.health_check(&id).await?;

@@ -19,8 +19,8 @@ pub async fn backup(cli: &Cli, a: &BackupArgs, out: Output) -> Result<u8> {
             (false, None) => RowCounts::All,
         },
         skip_globals: a.skip_globals,
-        tags: a.tags.clone(),
-        lock_wait_timeout: a.lock_wait_timeout.map(std::time::Duration::from_secs),
+        tags: a.tags.iter().cloned().collect(),
+        lock_wait_timeout: a.lock_wait_timeout,
     };
     out.note(&format!("backing up {conn} to {}", repo.store().url()));
     let bar = out.progress(None);

@@ -34,7 +34,7 @@ pub fn repo_url(cli: &Cli) -> Result<&str> {
 
 /// Opens the repository the command line names.
 pub async fn open_repo(cli: &Cli) -> Result<Repository> {
-    let store = dr_core::store::open_url(repo_url(cli)?)?;
+    let store = drkit::open_store(repo_url(cli)?)?;
     let mut options = OpenOptions::from_env();
     options.secret = dr_core::repo::Secret::from_env()?;
     Repository::open(store, &options).await

@@ -4,9 +4,11 @@ use std::fmt::Write as _;
 use std::path::Path;
 use std::time::Duration;
 
+use dr_core::repo::SnapshotRef;
+use dr_core::target::PointInTime;
 use dr_core::{ErrorKind, Result};
-use dr_pg::wal::{self, Pushed, WalArchive};
-use dr_pg::{BaseMetadata, ConnInfo, PitrOptions, RecoveryTarget};
+use dr_pg::wal::{self, Pushed};
+use dr_pg::{BaseMetadata, ConnInfo, PitrOptions};
 use serde_json::json;
 
 use crate::args::{Cli, PitrArgs};
@@ -77,43 +79,25 @@ pub async fn basebackup(
     Ok(0)
 }
 
-/// `restore_command` for a recovered server: this binary and the repository.
-fn restore_command(cli: &Cli) -> Result<String> {
-    let exe =
-        std::env::current_exe().map_err(|e| dr_core::Error::io("finding the drkit binary", e))?;
-    dr_pg::restore_command(&exe, super::repo_url(cli)?)
-}
-
 /// `drkit pitr`.
 pub async fn pitr(cli: &Cli, a: &PitrArgs, out: Output) -> Result<u8> {
-    let target = match (&a.target_time, &a.target_lsn, &a.target_name) {
-        (Some(t), _, _) => RecoveryTarget::Time(*t),
-        (_, Some(l), _) => {
-            dr_pg::wal::Lsn::parse(l)?;
-            RecoveryTarget::Lsn(l.clone())
-        }
-        (_, _, Some(n)) => RecoveryTarget::Name(n.clone()),
-        _ => RecoveryTarget::Latest,
-    };
-    let repo = super::open_repo(cli).await?;
-    let options = PitrOptions {
-        pgdata: std::path::absolute(&a.pgdata)
-            .map_err(|e| dr_core::Error::io("resolving --pgdata", e))?,
+    let target =
+        PointInTime::from_parts(a.target_time, a.target_lsn, a.target_name.clone(), a.latest)?;
+    let mut options = PitrOptions::new(
+        std::path::absolute(&a.pgdata).map_err(|e| dr_core::Error::io("resolving --pgdata", e))?,
         target,
-        snapshot: a.snapshot.clone(),
-        restore_command: restore_command(cli)?,
-        settings: a.settings.clone(),
-        postgresql_conf: a.postgresql_conf.clone(),
-        start: a.start,
-        timeout: Duration::from_secs(a.timeout),
-        check: a
-            .check_dsn
-            .as_deref()
-            .map(ConnInfo::parse)
-            .transpose()?
-            .map(|c| (c, a.checks.clone())),
-        tablespace_mapping: a.tablespace_mapping.clone(),
-    };
+    );
+    options.snapshot = a.snapshot.as_deref().map(SnapshotRef::from);
+    // The recovered server runs this very binary as its restore_command.
+    options.drkit = std::env::current_exe().ok();
+    options.settings = a.settings.iter().cloned().collect();
+    options.postgresql_conf.clone_from(&a.postgresql_conf);
+    options.start = a.start;
+    options.timeout = a.timeout;
+    options.check_dsn = a.check_dsn.as_deref().map(ConnInfo::parse).transpose()?;
+    options.checks.clone_from(&a.checks);
+    options.tablespace_mapping = a.tablespace_mapping.iter().cloned().collect();
+    let repo = super::open_repo(cli).await?;
     let bar = out.progress(None);
     let report = dr_pg::pitr(&repo, &options, bar.clone()).await;
     bar.finish();
@@ -150,34 +134,31 @@ pub async fn pitr(cli: &Cli, a: &PitrArgs, out: Output) -> Result<u8> {
 /// `drkit wal-verify`: exit 3 when a gap cuts a base backup's replay short.
 pub async fn wal_verify(cli: &Cli, out: Output) -> Result<u8> {
     let repo = super::open_repo(cli).await?;
-    let (window, per_base) = dr_pg::window(&repo).await?;
-    let archive = WalArchive::read(&repo, dr_pg::wal::MIN_SEGMENT_SIZE).await?;
-    let timelines: Vec<_> = archive
-        .segments
-        .iter()
-        .map(|(t, s)| json!({"timeline": t, "segments": s.len()}))
-        .collect();
-    let gaps: Vec<&String> = per_base.iter().filter_map(|(_, g)| g.as_ref()).collect();
-    let ok = gaps.is_empty();
-    let doc = json!({
-        "ok": ok,
-        "window": window,
-        "timelines": timelines,
-        "base_backups": per_base.iter().map(|(id, gap)| json!({"snapshot": id, "stops_at_missing": gap})).collect::<Vec<_>>(),
-        "files": archive.files.len(),
-    });
-    out.emit(&doc, || {
+    let report = dr_pg::wal_verify(&repo).await?;
+    out.emit(&report, || {
         let mut t = format!(
-            "WAL archive: {} files; recovery window {window}",
-            archive.files.len()
+            "WAL archive: {} files; recovery window {}",
+            report.files, report.window
         );
-        for (id, gap) in &per_base {
-            match gap {
-                None => _ = write!(t, "\n  base {id}: WAL unbroken to the newest segment"),
-                Some(g) => _ = write!(t, "\n  base {id}: replay stops at missing segment {g}"),
+        for b in &report.base_backups {
+            match &b.stops_at_missing {
+                None => {
+                    _ = write!(
+                        t,
+                        "\n  base {}: WAL unbroken to the newest segment",
+                        b.snapshot
+                    )
+                }
+                Some(g) => {
+                    _ = write!(
+                        t,
+                        "\n  base {}: replay stops at missing segment {g}",
+                        b.snapshot
+                    )
+                }
             }
         }
         t
     });
-    Ok(if ok { 0 } else { EXIT_CHECK_FAILED })
+    Ok(if report.ok { 0 } else { EXIT_CHECK_FAILED })
 }

@@ -1,13 +1,11 @@
 //! `drkit prune` and `drkit status`.
 
 use std::fmt::Write as _;
-use std::path::Path;
 
-use dr_core::duration_secs::parse_human;
-use dr_core::repo::retention::Policy;
+use dr_core::repo::retention::{self, Policy};
 use dr_core::repo::PruneOptions;
-use dr_core::{err, Error, Result};
-use dr_pg::{Objective, Objectives};
+use dr_core::Result;
+use dr_pg::Objectives;
 use jiff::Timestamp;
 
 use crate::args::{Cli, PruneArgs, StatusArgs};
@@ -16,22 +14,21 @@ use crate::EXIT_CHECK_FAILED;
 
 /// `drkit prune`.
 pub async fn prune(cli: &Cli, a: &PruneArgs, out: Output) -> Result<u8> {
-    let repo = super::open_repo(cli).await?;
     let policy = Policy {
         keep_last: a.keep_last,
         keep_daily: a.keep_daily,
         keep_weekly: a.keep_weekly,
         keep_monthly: a.keep_monthly,
         keep_yearly: a.keep_yearly,
-        keep_within: a.keep_within.as_deref().map(parse_human).transpose()?,
-        time_zone: jiff::tz::TimeZone::get(&a.time_zone)
-            .map_err(|e| err!(InvalidInput, "time zone {:?}: {e}", a.time_zone))?,
+        keep_within: a.keep_within,
+        time_zone: retention::time_zone(&a.time_zone)?,
     };
     let options = PruneOptions {
         policy,
         dry_run: a.dry_run,
-        grace: parse_human(&a.grace)?,
+        grace: a.grace,
     };
+    let repo = super::open_repo(cli).await?;
     let outcome = dr_pg::prune(&repo, &options, Timestamp::now()).await?;
     let (report, wal_removed) = (&outcome.report, outcome.wal_files_removed);
     out.emit(&outcome, || {
@@ -67,24 +64,10 @@ pub async fn prune(cli: &Cli, a: &PruneArgs, out: Output) -> Result<u8> {
     Ok(0)
 }
 
-fn read_objectives(path: &Path) -> Result<Vec<Objective>> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| Error::io(format!("reading objectives {}", path.display()), e))?;
-    let o: Objectives = toml::from_str(&text).map_err(|e| {
-        err!(
-            InvalidInput,
-            "objectives file {}: {}",
-            path.display(),
-            e.message()
-        )
-    })?;
-    Ok(o.service)
-}
-
 /// `drkit status`: exit 3 when an objective is missed.
 pub async fn status(cli: &Cli, a: &StatusArgs, out: Output) -> Result<u8> {
     let objectives = match &a.objectives {
-        Some(path) => read_objectives(path)?,
+        Some(path) => Objectives::load(path)?,
         None => Vec::new(),
     };
     let repo = super::open_repo(cli).await?;

@@ -12,7 +12,7 @@ use crate::output::Output;
 /// Creates a repository.
 pub async fn init(cli: &Cli, a: &InitArgs, out: Output) -> Result<u8> {
     let url = super::repo_url(cli)?;
-    let store = dr_core::store::open_url(url)?;
+    let store = drkit::open_store(url)?;
     let secret = if a.no_encryption {
         None
     } else if let Some(path) = &a.generate_key_file {

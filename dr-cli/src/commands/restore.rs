@@ -24,6 +24,7 @@ pub async fn restore(cli: &Cli, a: &RestoreArgs, out: Output) -> Result<u8> {
         mode,
         jobs: a.jobs.unwrap_or(defaults.jobs).max(1),
         globals: a.globals,
+        create_roles: a.create_roles,
         no_owner: a.no_owner,
         no_privileges: false,
         terminate_connections: a.terminate_connections,

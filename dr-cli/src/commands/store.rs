@@ -16,7 +16,7 @@ use crate::output::{bytes, secs, Output};
 
 /// Runs a `drkit store` subcommand against the store at --repo.
 pub async fn store(cli: &Cli, c: &StoreCommand, out: Output) -> Result<u8> {
-    let store = dr_core::store::open_url(super::repo_url(cli)?)?;
+    let store = drkit::open_store(super::repo_url(cli)?)?;
     match c {
         StoreCommand::Ls { prefix } => {
             let mut all = store.list_all(prefix).await?;

@@ -1,11 +1,8 @@
 //! `drkit verify`.
 
-use dr_core::progress::Progress;
-use dr_core::repo::Verified;
-use dr_core::repo::VerifyReport;
+use dr_core::repo::{SnapshotRef, VerifyReport};
 use dr_core::Result;
 use dr_pg::{ConnInfo, VerifyOptions, VerifyRestoreReport};
-use serde_json::json;
 
 use crate::args::{Cli, VerifyArgs};
 use crate::output::{bytes, secs, Output};
@@ -13,58 +10,22 @@ use crate::EXIT_CHECK_FAILED;
 
 /// Re-reads snapshots, and optionally restores one and checks it.
 pub async fn verify(cli: &Cli, a: &VerifyArgs, out: Output) -> Result<u8> {
-    let repo = super::open_repo(cli).await?;
-    let snaps = match (&a.snapshot, &a.restore_into) {
-        (Some(r), _) => vec![repo.find_snapshot(r).await?],
-        (None, Some(_)) => vec![repo.find_snapshot("latest").await?],
-        (None, None) => repo.snapshots().await?,
+    let options = VerifyOptions {
+        snapshot: a.snapshot.as_deref().map(SnapshotRef::from),
+        restore_into: a.restore_into.as_deref().map(ConnInfo::parse).transpose()?,
+        checks: a.checks.clone(),
+        jobs: None,
+        keep: a.keep,
     };
-    let mut ok = true;
-    let mut reads = Vec::new();
-    for snap in &snaps {
-        let bar = out.progress(Some(snap.stats.raw_bytes));
-        bar.phase("read");
-        let report = repo.verify_snapshot(snap, &*bar).await;
-        bar.finish();
-        let report = report?;
-        ok &= report.is_ok();
-        if report.is_ok() {
-            let v = Verified {
-                at: jiff::Timestamp::now(),
-                level: "chunks".into(),
-                restore_seconds: None,
-            };
-            repo.mark_verified(&snap.id, &v).await?;
-        }
-        reads.push(report);
-    }
-    let mut restore_report = None;
-    if let Some(server) = &a.restore_into {
-        let server = ConnInfo::parse(server)?;
-        let options = VerifyOptions {
-            checks: a.checks.clone(),
-            jobs: None,
-            keep: a.keep,
-        };
-        let snap = &snaps[0];
-        let bar = out.progress(Some(snap.stats.raw_bytes));
-        let report = dr_pg::verify_by_restore(&repo, snap, &server, &options, bar.clone()).await;
-        bar.finish();
-        let report = report?;
-        ok &= report.ok;
-        if ok {
-            let v = Verified {
-                at: jiff::Timestamp::now(),
-                level: "restore".into(),
-                restore_seconds: Some(report.restore_duration.as_secs_f64()),
-            };
-            repo.mark_verified(&snap.id, &v).await?;
-        }
-        restore_report = Some(report);
-    }
-    let doc = json!({ "ok": ok, "snapshots": reads, "restore": restore_report });
-    out.emit(&doc, || render(&reads, restore_report.as_ref(), ok));
-    Ok(if ok { 0 } else { EXIT_CHECK_FAILED })
+    let repo = super::open_repo(cli).await?;
+    let bar = out.progress(None);
+    let outcome = dr_pg::verify(&repo, &options, bar.clone()).await;
+    bar.finish();
+    let outcome = outcome?;
+    out.emit(&outcome, || {
+        render(&outcome.snapshots, outcome.restore.as_ref(), outcome.ok)
+    });
+    Ok(if outcome.ok { 0 } else { EXIT_CHECK_FAILED })
 }
 
 fn render(reads: &[VerifyReport], restore: Option<&VerifyRestoreReport>, ok: bool) -> String {

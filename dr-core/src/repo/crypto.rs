@@ -40,6 +40,26 @@ impl Secret {
         Self::from_env_prefixed("DRKIT_")
     }
 
+    /// At most one secret given by a caller (a passphrase, a password file's first line,
+    /// a key file), checked as [`Secret::from_password_file`] checks; none given falls
+    /// back to [`Secret::from_env`].
+    pub fn from_one_of(
+        password: Option<String>,
+        password_file: Option<&Path>,
+        key_file: Option<PathBuf>,
+    ) -> Result<Option<Self>> {
+        match (password, password_file, key_file) {
+            (Some(p), None, None) => Ok(Some(Self::Passphrase(Zeroizing::new(p)))),
+            (None, Some(f), None) => Self::from_password_file(f).map(Some),
+            (None, None, Some(k)) => Ok(Some(Self::KeyFile(k))),
+            (None, None, None) => Self::from_env(),
+            _ => Err(crate::err!(
+                InvalidInput,
+                "give at most one of password, password_file and key_file"
+            )),
+        }
+    }
+
     /// The same with another prefix (`DRKIT_TO_` for a copy's destination).
     pub fn from_env_prefixed(prefix: &str) -> Result<Option<Self>> {
         if let Ok(p) = std::env::var(format!("{prefix}PASSWORD")) {

@@ -10,46 +10,40 @@
 
 use std::time::Duration;
 
-use jiff::{SignedDuration, Timestamp};
-use serde::{Deserialize, Serialize};
+use async_trait::async_trait;
+use jiff::Timestamp;
 
 use super::{CreateOnly, Repository};
+use crate::lock::{FencingToken, Lease, Lock, LockRequest};
 use crate::store::{BackupStoreExt, DynStore, PutMode};
 use crate::{err, ErrorKind, Result};
 
-/// What a lock object says about its holder.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LockInfo {
-    /// The lock's name.
-    pub name: String,
-    /// `host:pid` of the holder.
-    pub holder: String,
-    /// What the holder is doing.
-    pub purpose: String,
-    /// When it was taken.
-    pub acquired: Timestamp,
-    /// When it may be taken over if not released.
-    pub expires: Timestamp,
+/// A lock in a store: generation `n` of lock `name` is the object `locks/<name>/<n>`,
+/// and `n` is the fencing token.
+#[derive(Debug, Clone)]
+pub struct StoreLock {
+    store: DynStore,
+    name: String,
+    enforced: bool,
 }
 
-/// A held lock; release it with [`RepoLock::release`].
+/// A held store lock; release it with [`RepoLock::release`].
 #[derive(Debug)]
 pub struct RepoLock {
-    store: DynStore,
-    key: String,
-    info: LockInfo,
+    lock: StoreLock,
+    lease: Lease,
 }
 
 impl RepoLock {
     /// Who holds it and why.
     #[must_use]
-    pub fn info(&self) -> &LockInfo {
-        &self.info
+    pub fn info(&self) -> &Lease {
+        &self.lease
     }
 
-    /// Removes this generation's object: the lock is free.
+    /// Gives the lock up.
     pub async fn release(self) -> Result<()> {
-        self.store.delete(&self.key).await
+        self.lock.release(&self.lease).await
     }
 }
 
@@ -71,7 +65,7 @@ async fn generations(store: &DynStore, name: &str) -> Result<Vec<u64>> {
     Ok(found)
 }
 
-async fn read_info(store: &DynStore, key: &str) -> Option<LockInfo> {
+async fn read_lease(store: &DynStore, key: &str) -> Option<Lease> {
     store
         .get_bytes(key)
         .await
@@ -79,63 +73,79 @@ async fn read_info(store: &DynStore, key: &str) -> Option<LockInfo> {
         .and_then(|b| serde_json::from_slice(&b).ok())
 }
 
-fn held_by(name: &str, url: &str, key: &str, h: &LockInfo) -> crate::Error {
-    err!(
-        Conflict,
-        "lock {name:?} in {url} is held by {} for {:?} since {} (until {}); wait for it, or if that process is gone delete {url}/{key}",
-        h.holder,
-        h.purpose,
-        h.acquired,
-        h.expires
-    )
-}
-
-impl Repository {
-    /// Takes the lock `name` for `ttl`; fails with `Conflict` naming the holder if another
-    /// process holds it, and with `Unsupported` on a store that does not enforce
-    /// create-only writes.
-    pub async fn lock(&self, name: &str, purpose: &str, ttl: Duration) -> Result<RepoLock> {
-        let store = self.store().clone();
-        let url = store.url();
-        if self.config().create_only == Some(CreateOnly::Ignored) {
-            return Err(err!(
-                Unsupported,
-                "cannot take lock {name:?} in {url}: this store does not enforce create-only writes (If-None-Match), so two processes could both take it; use a Kubernetes Lease for mutual exclusion, or a store that enforces them (AWS S3, a local folder)"
-            ));
-        }
+impl StoreLock {
+    /// Lock `name` in `store`. `enforced` says whether the store enforces create-only
+    /// writes; where it does not, taking the lock is refused.
+    pub fn new(store: DynStore, name: &str, enforced: bool) -> Result<Self> {
         if name.is_empty() || name.contains('/') {
             return Err(err!(
                 InvalidInput,
                 "lock name {name:?} must be non-empty without '/'"
             ));
         }
-        let newest = generations(&store, name).await?.last().copied();
-        if let Some(n) = newest {
-            let key = generation_key(name, n);
+        Ok(Self {
+            store,
+            name: name.to_owned(),
+            enforced,
+        })
+    }
+
+    fn location(&self) -> String {
+        format!(" in {}", self.store.url())
+    }
+
+    fn held(&self, key: &str, h: &Lease) -> crate::Error {
+        let e = h.held_error(&self.location());
+        let msg = format!(
+            "{}; if that process is gone, delete {}/{key}",
+            e.message(),
+            self.store.url()
+        );
+        crate::Error::new(ErrorKind::Conflict, msg)
+    }
+
+    async fn newest(&self) -> Result<Option<(u64, Option<Lease>)>> {
+        let Some(n) = generations(&self.store, &self.name).await?.last().copied() else {
+            return Ok(None);
+        };
+        let key = generation_key(&self.name, n);
+        Ok(Some((n, read_lease(&self.store, &key).await)))
+    }
+}
+
+#[async_trait]
+impl Lock for StoreLock {
+    fn name(&self) -> String {
+        format!("{}/locks/{}", self.store.url(), self.name)
+    }
+
+    async fn acquire(&self, request: &LockRequest) -> Result<Lease> {
+        let (store, name, url) = (&self.store, self.name.as_str(), self.store.url());
+        if !self.enforced {
+            return Err(err!(
+                Unsupported,
+                "cannot take lock {name:?} in {url}: this store does not enforce create-only writes (If-None-Match), so two processes could both take it; use a Kubernetes Lease for mutual exclusion, or a store that enforces them (AWS S3, a local folder)"
+            ));
+        }
+        let newest = self.newest().await?;
+        if let Some((n, holder)) = &newest {
             // An unreadable lock object is taken over like an expired one.
-            if let Some(h) = read_info(&store, &key).await {
-                if h.expires > Timestamp::now() {
-                    return Err(held_by(name, &url, &key, &h));
+            if let Some(h) = holder {
+                if !request.may_take_over(h) {
+                    return Err(self.held(&generation_key(name, *n), h));
                 }
                 tracing::warn!(
-                    "taking over lock {name:?} in {url}: {} ({:?}) let it expire at {}",
+                    "taking over lock {name:?} in {url} from {} ({:?}, expires {})",
                     h.holder,
                     h.purpose,
                     h.expires
                 );
             }
         }
-        let mine = newest.map_or(1, |n| n + 1);
+        let mine = newest.map_or(1, |(n, _)| n + 1);
         let key = generation_key(name, mine);
-        let now = Timestamp::now();
-        let info = LockInfo {
-            name: name.to_owned(),
-            holder: format!("{}:{}", super::writer::hostname(), std::process::id()),
-            purpose: purpose.to_owned(),
-            acquired: now,
-            expires: now + SignedDuration::try_from(ttl).unwrap_or(SignedDuration::MAX),
-        };
-        let body = serde_json::to_vec(&info).expect("lock serializes");
+        let lease = request.lease(name, FencingToken(mine));
+        let body = serde_json::to_vec(&lease).expect("lease serializes");
         match store
             .put_bytes(&key, body.into(), PutMode::CreateOnly)
             .await
@@ -143,8 +153,8 @@ impl Repository {
             Ok(_) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 // Another process took this generation first.
-                return Err(match read_info(&store, &key).await {
-                    Some(h) => held_by(name, &url, &key, &h),
+                return Err(match read_lease(store, &key).await {
+                    Some(h) => self.held(&key, &h),
                     None => err!(
                         Conflict,
                         "lock {name:?} in {url} was just taken by another process"
@@ -153,13 +163,13 @@ impl Repository {
             }
             Err(e) => return Err(e.context(format!("taking lock {name:?} in {url}"))),
         }
-        let all = generations(&store, name).await?;
+        let all = generations(store, name).await?;
         if let Some(&newer) = all.iter().find(|&&n| n > mine) {
             // We paused between listing and writing, and someone took a newer generation.
             let _ = store.delete(&key).await;
             let newer_key = generation_key(name, newer);
-            return Err(match read_info(&store, &newer_key).await {
-                Some(h) => held_by(name, &url, &newer_key, &h),
+            return Err(match read_lease(store, &newer_key).await {
+                Some(h) => self.held(&newer_key, &h),
                 None => err!(
                     Conflict,
                     "lock {name:?} in {url} was just taken by another process"
@@ -169,7 +179,71 @@ impl Repository {
         for old in all.into_iter().filter(|&n| n < mine) {
             let _ = store.delete(&generation_key(name, old)).await;
         }
-        Ok(RepoLock { store, key, info })
+        Ok(lease)
+    }
+
+    async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease> {
+        let lost = |why: &str| {
+            err!(
+                Conflict,
+                "lock {:?} in {} was lost ({why}); the holder with token {} must stop",
+                self.name,
+                self.store.url(),
+                lease.token
+            )
+        };
+        match self.newest().await? {
+            Some((n, Some(current))) if n == lease.token.0 && current.holder == lease.holder => {
+                let renewed = Lease {
+                    expires: crate::lock::expiry(Timestamp::now(), ttl),
+                    ..current
+                };
+                let body = serde_json::to_vec(&renewed).expect("lease serializes");
+                self.store
+                    .put_bytes(
+                        &generation_key(&self.name, n),
+                        body.into(),
+                        PutMode::Overwrite,
+                    )
+                    .await?;
+                Ok(renewed)
+            }
+            Some((n, _)) if n > lease.token.0 => Err(lost(&format!("taken over with token {n}"))),
+            _ => Err(lost("released")),
+        }
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<()> {
+        let key = generation_key(&self.name, lease.token.0);
+        match read_lease(&self.store, &key).await {
+            Some(current) if current.holder == lease.holder => self.store.delete(&key).await,
+            _ => Ok(()),
+        }
+    }
+
+    async fn holder(&self) -> Result<Option<Lease>> {
+        Ok(self.newest().await?.and_then(|(_, l)| l))
+    }
+}
+
+impl Repository {
+    /// The store lock `name` of this repository (refused on stores that ignore
+    /// create-only writes when taken).
+    pub fn store_lock(&self, name: &str) -> Result<StoreLock> {
+        StoreLock::new(
+            self.store().clone(),
+            name,
+            self.config().create_only != Some(CreateOnly::Ignored),
+        )
+    }
+
+    /// Takes the lock `name` for `ttl`; fails with `Conflict` naming the holder if another
+    /// process holds it, and with `Unsupported` on a store that does not enforce
+    /// create-only writes.
+    pub async fn lock(&self, name: &str, purpose: &str, ttl: Duration) -> Result<RepoLock> {
+        let lock = self.store_lock(name)?;
+        let lease = lock.acquire(&LockRequest::new(purpose, ttl)).await?;
+        Ok(RepoLock { lock, lease })
     }
 }
 
@@ -237,5 +311,49 @@ mod tests {
             "old generations removed"
         );
         again.release().await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn tokens_grow_renewal_fails_once_lost_and_the_same_run_takes_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let store: DynStore = Arc::new(LocalStore::new(dir.path()));
+        let repo = Repository::init(store.clone(), &InitOptions::unencrypted())
+            .await
+            .unwrap();
+        let lock = repo.store_lock("run").unwrap();
+        let first = lock
+            .acquire(&LockRequest::new("run A", Duration::ZERO))
+            .await
+            .unwrap();
+        // Expired: taken over by another holder with a higher token.
+        let mut other = LockRequest::new("run B", Duration::from_hours(1));
+        other.holder = "elsewhere:1".into();
+        let second = lock.acquire(&other).await.unwrap();
+        assert!(second.token > first.token);
+        let e = lock
+            .renew(&first, Duration::from_hours(1))
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict);
+        assert!(e.to_string().contains("taken over"), "{e}");
+        assert!(!lock.is_current(first.token).await.unwrap());
+        assert!(lock.is_current(second.token).await.unwrap());
+        // Live: a stranger is refused, naming the holder; the same run takes over at once.
+        let e = lock
+            .acquire(&LockRequest::new("run C", Duration::from_hours(1)))
+            .await
+            .unwrap_err();
+        assert!(
+            e.to_string().contains("elsewhere:1") && e.to_string().contains("run B"),
+            "{e}"
+        );
+        let mut resumed = LockRequest::new("run B", Duration::from_hours(1));
+        resumed.take_over_from = Some("run B".into());
+        let third = lock.acquire(&resumed).await.unwrap();
+        assert!(third.token > second.token);
+        let renewed = lock.renew(&third, Duration::from_hours(2)).await.unwrap();
+        assert!(renewed.expires > third.expires);
+        lock.release(&renewed).await.unwrap();
+        assert!(lock.holder().await.unwrap().is_none());
     }
 }

@@ -31,6 +31,7 @@ mod objects;
 mod prune;
 mod reader;
 pub mod retention;
+mod select;
 mod writer;
 
 use std::sync::Arc;
@@ -46,13 +47,14 @@ pub use self::config::{
 pub use self::copy::CopyReport;
 pub use self::crypto::{KeySource, Keys, Secret};
 pub use self::keyslots::{KeySlot, KEYS_PREFIX};
-pub use self::lock::{LockInfo, RepoLock};
+pub use self::lock::{RepoLock, StoreLock};
 pub use self::manifest::{
     ChunkRef, FileEntry, FileSummary, Snapshot, SnapshotId, SnapshotKind, SnapshotStats,
     SnapshotSummary,
 };
 pub use self::prune::{PruneOptions, PruneReport, Verified, STALE_MARKER};
 pub use self::reader::{ChunkProblem, VerifyReport};
+pub use self::select::{Selection, SnapshotRef};
 pub use self::writer::SnapshotWriter;
 use crate::store::{BackupStore, BackupStoreExt, DynStore, PutMode};
 use crate::{err, Error, ErrorKind, Result};

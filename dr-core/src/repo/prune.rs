@@ -23,7 +23,8 @@ use crate::{err, ErrorKind, Result};
 /// In-flight markers older than this are taken for killed backups and removed.
 pub const STALE_MARKER: Duration = Duration::from_hours(24);
 
-/// What `prune` does.
+/// What `prune` does. Read from options as the policy's fields (`keep_daily`, …,
+/// `time_zone`) beside `dry_run` and `grace`, every one checked by name.
 #[derive(Debug, Clone)]
 pub struct PruneOptions {
     /// The retention policy.
@@ -32,6 +33,59 @@ pub struct PruneOptions {
     pub dry_run: bool,
     /// Unreferenced chunks younger than this stay (a backup may be about to use them).
     pub grace: Duration,
+}
+
+impl<'de> Deserialize<'de> for PruneOptions {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        #[derive(Deserialize, Default)]
+        #[serde(default, deny_unknown_fields)]
+        struct Raw {
+            keep_last: usize,
+            keep_daily: usize,
+            keep_weekly: usize,
+            keep_monthly: usize,
+            keep_yearly: usize,
+            #[serde(with = "crate::duration::human::option")]
+            keep_within: Option<Duration>,
+            time_zone: Option<String>,
+            dry_run: bool,
+            #[serde(with = "crate::duration::human::option")]
+            grace: Option<Duration>,
+        }
+        let r = Raw::deserialize(d)?;
+        let time_zone = match r.time_zone.as_deref() {
+            None => jiff::tz::TimeZone::UTC,
+            Some(name) => super::retention::time_zone(name)
+                .map_err(|e| serde::de::Error::custom(e.message()))?,
+        };
+        Ok(Self {
+            policy: Policy {
+                keep_last: r.keep_last,
+                keep_daily: r.keep_daily,
+                keep_weekly: r.keep_weekly,
+                keep_monthly: r.keep_monthly,
+                keep_yearly: r.keep_yearly,
+                keep_within: r.keep_within,
+                time_zone,
+            },
+            dry_run: r.dry_run,
+            grace: r.grace.unwrap_or_else(default_grace),
+        })
+    }
+}
+
+fn default_grace() -> Duration {
+    Duration::from_hours(1)
+}
+
+impl Default for PruneOptions {
+    fn default() -> Self {
+        Self {
+            policy: Policy::default(),
+            dry_run: false,
+            grace: default_grace(),
+        }
+    }
 }
 
 /// What a prune did (or, dry, would do).
@@ -60,8 +114,52 @@ pub struct Verified {
     pub at: Timestamp,
     /// `chunks` (every chunk re-read) or `restore` (restored and checked).
     pub level: String,
-    /// For a restore, how long it took (the measured RTO of a restore drill).
+    /// For a restore, how long it took (the measured RTO of a restore drill). Kept
+    /// from an earlier restore verification when a later one re-reads chunks only.
     pub restore_seconds: Option<f64>,
+    /// When that restore verification ran.
+    #[serde(default)]
+    pub restored_at: Option<Timestamp>,
+}
+
+impl Verified {
+    /// Every chunk was re-read and authenticated, now.
+    #[must_use]
+    pub fn chunks(at: Timestamp) -> Self {
+        Self {
+            at,
+            level: "chunks".into(),
+            restore_seconds: None,
+            restored_at: None,
+        }
+    }
+
+    /// Restored and checked, now, in `seconds`.
+    #[must_use]
+    pub fn restore(at: Timestamp, seconds: f64) -> Self {
+        Self {
+            at,
+            level: "restore".into(),
+            restore_seconds: Some(seconds),
+            restored_at: Some(at),
+        }
+    }
+
+    /// This verification on top of `earlier`: the newest time, and the newest restore
+    /// measurement of either, so a chunk re-read never erases a measured restore time.
+    #[must_use]
+    pub fn merged_over(self, earlier: &Verified) -> Self {
+        if self.restore_seconds.is_some() {
+            return self;
+        }
+        Self {
+            restore_seconds: earlier.restore_seconds,
+            restored_at: earlier
+                .restored_at
+                .or(earlier.restore_seconds.map(|_| earlier.at)),
+            ..self
+        }
+    }
 }
 
 fn marker_time(key: &str) -> Option<Timestamp> {
@@ -71,13 +169,24 @@ fn marker_time(key: &str) -> Option<Timestamp> {
 }
 
 impl Repository {
-    /// Records that `id` passed a verify.
-    pub async fn mark_verified(&self, id: &SnapshotId, v: &Verified) -> Result<()> {
-        let body = serde_json::to_vec(v).expect("marker serializes");
+    /// Records that `id` passed a verify, keeping the restore time an earlier restore
+    /// verification measured; returns the marker as written.
+    pub async fn mark_verified(&self, id: &SnapshotId, v: &Verified) -> Result<Verified> {
+        let key = format!("verified/{id}");
+        let earlier: Option<Verified> = match self.store().get_bytes(&key).await {
+            Ok(b) => serde_json::from_slice(&b).ok(),
+            Err(e) if e.kind() == ErrorKind::NotFound => None,
+            Err(e) => return Err(e),
+        };
+        let v = match earlier {
+            Some(e) => v.clone().merged_over(&e),
+            None => v.clone(),
+        };
+        let body = serde_json::to_vec(&v).expect("marker serializes");
         self.store()
-            .put_bytes(&format!("verified/{id}"), body.into(), PutMode::Overwrite)
+            .put_bytes(&key, body.into(), PutMode::Overwrite)
             .await?;
-        Ok(())
+        Ok(v)
     }
 
     /// Every verify marker.
@@ -253,5 +362,29 @@ impl Repository {
             ));
         }
         Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_read_by_name_and_refuse_misspellings() {
+        let o: PruneOptions = serde_json::from_str(
+            r#"{"keep_daily": 7, "keep_within": "36h", "time_zone": "Pacific/Auckland", "grace": "30m", "dry_run": true}"#,
+        )
+        .unwrap();
+        assert_eq!(o.policy.keep_daily, 7);
+        assert_eq!(o.policy.keep_within, Some(Duration::from_hours(36)));
+        assert_eq!(o.policy.time_zone.iana_name(), Some("Pacific/Auckland"));
+        assert_eq!((o.grace, o.dry_run), (Duration::from_mins(30), true));
+        let d: PruneOptions = serde_json::from_str("{}").unwrap();
+        assert_eq!(d.grace, Duration::from_hours(1));
+        let e = serde_json::from_str::<PruneOptions>(r#"{"keep_dialy": 7}"#).unwrap_err();
+        assert!(e.to_string().contains("keep_dialy"), "{e}");
+        let e =
+            serde_json::from_str::<PruneOptions>(r#"{"time_zone": "Mars/Olympus"}"#).unwrap_err();
+        assert!(e.to_string().contains("Mars/Olympus"), "{e}");
     }
 }

@@ -8,16 +8,127 @@ use std::time::Duration;
 
 use jiff::tz::TimeZone;
 use jiff::{SignedDuration, Timestamp};
-use serde::Serialize;
+use serde::{Deserialize, Deserializer, Serialize};
 
 use super::manifest::{Snapshot, SnapshotId};
 use crate::{err, Result};
 
-/// Names the calendar period a moment falls in.
-type PeriodKey<'a> = dyn Fn(Timestamp) -> String + 'a;
+/// A calendar period: retention keeps the newest snapshot of each, `drkit copy --tier`
+/// copies the newest of each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tier {
+    /// A calendar day.
+    Daily,
+    /// An ISO week.
+    Weekly,
+    /// A calendar month.
+    Monthly,
+    /// A calendar year.
+    Yearly,
+}
 
-/// A retention policy.
-#[derive(Debug, Clone)]
+impl Tier {
+    /// The period `t` falls in, in `tz`: `2026-02-04`, `2026-W06`, `2026-02`, `2026`.
+    #[must_use]
+    pub fn period(self, t: Timestamp, tz: &TimeZone) -> String {
+        let d = t.to_zoned(tz.clone()).date();
+        match self {
+            Self::Daily => d.to_string(),
+            Self::Weekly => {
+                let w = d.iso_week_date();
+                format!("{}-W{:02}", w.year(), w.week())
+            }
+            Self::Monthly => format!("{}-{:02}", d.year(), d.month()),
+            Self::Yearly => d.year().to_string(),
+        }
+    }
+
+    /// `daily`, `weekly`, `monthly`, `yearly`.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Daily => "daily",
+            Self::Weekly => "weekly",
+            Self::Monthly => "monthly",
+            Self::Yearly => "yearly",
+        }
+    }
+
+    /// The newest snapshot of each source and kind per period of this tier, oldest first.
+    #[must_use]
+    pub fn newest_per_period(self, snapshots: Vec<Snapshot>, tz: &TimeZone) -> Vec<Snapshot> {
+        let mut newest: BTreeMap<(String, String, String), Snapshot> = BTreeMap::new();
+        for s in snapshots {
+            let key = (
+                s.source.clone(),
+                s.kind.to_string(),
+                self.period(s.finished_at, tz),
+            );
+            if newest
+                .get(&key)
+                .is_none_or(|n| n.finished_at < s.finished_at)
+            {
+                newest.insert(key, s);
+            }
+        }
+        let mut out: Vec<Snapshot> = newest.into_values().collect();
+        out.sort_by_key(|s| s.finished_at);
+        out
+    }
+}
+
+impl std::str::FromStr for Tier {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "daily" => Ok(Self::Daily),
+            "weekly" => Ok(Self::Weekly),
+            "monthly" => Ok(Self::Monthly),
+            "yearly" => Ok(Self::Yearly),
+            other => Err(err!(
+                InvalidInput,
+                "tier {other:?} is not one of daily, weekly, monthly, yearly"
+            )),
+        }
+    }
+}
+
+/// Reads an IANA time zone name (`UTC`, `Pacific/Auckland`).
+pub fn time_zone(name: &str) -> Result<TimeZone> {
+    TimeZone::get(name).map_err(|e| {
+        err!(
+            InvalidInput,
+            "time zone {name:?} is not known ({e}); use an IANA name such as UTC or Europe/Berlin"
+        )
+    })
+}
+
+/// Serde for a `TimeZone` field: an IANA name.
+pub mod tz_name {
+    use jiff::tz::TimeZone;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    /// Writes the IANA name (`UTC` when it has none).
+    pub fn serialize<S: Serializer>(tz: &TimeZone, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(tz.iana_name().unwrap_or("UTC"))
+    }
+
+    /// Reads an IANA name.
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<TimeZone, D::Error> {
+        let name = String::deserialize(d)?;
+        super::time_zone(&name).map_err(|e| serde::de::Error::custom(e.message()))
+    }
+}
+
+fn utc<'de, D: Deserializer<'de>>(d: D) -> std::result::Result<TimeZone, D::Error> {
+    tz_name::deserialize(d)
+}
+
+/// A retention policy. Read from options as `keep_last`, `keep_daily`, …,
+/// `keep_within` (a duration), `time_zone` (an IANA name, default UTC).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Policy {
     /// The newest N.
     pub keep_last: usize,
@@ -30,8 +141,10 @@ pub struct Policy {
     /// The newest per year, for this many years.
     pub keep_yearly: usize,
     /// Everything younger than this.
+    #[serde(with = "crate::duration::human::option")]
     pub keep_within: Option<Duration>,
     /// The calendar's time zone.
+    #[serde(serialize_with = "tz_name::serialize", deserialize_with = "utc")]
     pub time_zone: TimeZone,
 }
 
@@ -114,31 +227,21 @@ impl Policy {
                 }
             }
             let tz = &self.time_zone;
-            let periods: [(&str, usize, &PeriodKey); 4] = [
-                ("daily", self.keep_daily, &|t| {
-                    t.to_zoned(tz.clone()).date().to_string()
-                }),
-                ("weekly", self.keep_weekly, &|t| {
-                    let w = t.to_zoned(tz.clone()).date().iso_week_date();
-                    format!("{}-W{:02}", w.year(), w.week())
-                }),
-                ("monthly", self.keep_monthly, &|t| {
-                    let d = t.to_zoned(tz.clone()).date();
-                    format!("{}-{:02}", d.year(), d.month())
-                }),
-                ("yearly", self.keep_yearly, &|t| {
-                    t.to_zoned(tz.clone()).date().year().to_string()
-                }),
+            let periods = [
+                (Tier::Daily, self.keep_daily),
+                (Tier::Weekly, self.keep_weekly),
+                (Tier::Monthly, self.keep_monthly),
+                (Tier::Yearly, self.keep_yearly),
             ];
-            for (name, count, key) in periods {
+            for (tier, count) in periods {
                 let mut seen = HashSet::new();
                 for (s, r) in group.iter().zip(reasons.iter_mut()) {
                     if seen.len() >= count {
                         break;
                     }
-                    let k = key(s.finished_at);
+                    let k = tier.period(s.finished_at, tz);
                     if seen.insert(k.clone()) {
-                        r.push(format!("{name} {k}"));
+                        r.push(format!("{} {k}", tier.as_str()));
                     }
                 }
             }

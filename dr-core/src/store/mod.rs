@@ -20,7 +20,7 @@ use jiff::Timestamp;
 pub use self::ext::BackupStoreExt;
 pub use self::local::LocalStore;
 pub use self::memory::MemoryStore;
-pub use self::url::{open_url, register_opener, StoreUrl};
+pub use self::url::{open_url, StoreUrl};
 use crate::{err, Result};
 
 /// A stream of byte buffers, as every store reads and writes.
@@ -56,6 +56,14 @@ pub struct ObjectMeta {
 pub trait BackupStore: Send + Sync + fmt::Debug {
     /// The store's URL, without secrets.
     fn url(&self) -> String;
+
+    /// A URL that opens this same store again in another process (a recovered server's
+    /// `restore_command`, a resumed run): the URL with the options that say where the
+    /// store is (region, endpoint), never secrets. The same as [`BackupStore::url`] where
+    /// there are no options.
+    fn location(&self) -> String {
+        self.url()
+    }
 
     /// Writes `data` under `key`. The object becomes visible whole or not at all.
     async fn put(&self, key: &str, data: ByteStream, mode: PutMode) -> Result<ObjectMeta>;

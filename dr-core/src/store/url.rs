@@ -2,7 +2,7 @@
 
 use std::fmt;
 use std::path::PathBuf;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::Arc;
 
 use super::{DynStore, LocalStore, MemoryStore};
 use crate::{err, Result};
@@ -94,41 +94,18 @@ impl fmt::Display for StoreUrl {
     }
 }
 
-/// Opens stores for schemes that live outside dr-core (S3); adapters install one.
-pub type Opener = Arc<dyn Fn(&StoreUrl) -> Result<DynStore> + Send + Sync>;
-
-fn openers() -> &'static RwLock<Vec<(&'static str, Opener)>> {
-    static OPENERS: OnceLock<RwLock<Vec<(&'static str, Opener)>>> = OnceLock::new();
-    OPENERS.get_or_init(|| RwLock::new(Vec::new()))
-}
-
-/// Lets an adapter open URLs of `scheme`; the binary that links it calls this once.
-pub fn register_opener(scheme: &'static str, opener: Opener) {
-    let mut list = openers()
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    list.retain(|(s, _)| *s != scheme);
-    list.push((scheme, opener));
-}
-
-/// Opens the store a URL names.
+/// Opens the store a URL names, of the schemes dr-core itself has (`file://`,
+/// `memory://`). Other schemes (`s3://`) belong to adapters: open them through the
+/// `drkit` facade (`drkit::open_store`), which links every adapter.
 pub fn open_url(input: &str) -> Result<DynStore> {
     let url = StoreUrl::parse(input)?;
     match &url {
         StoreUrl::Local(path) => Ok(Arc::new(LocalStore::new(path.clone()))),
         StoreUrl::Memory(name) => Ok(MemoryStore::named(name)),
-        StoreUrl::S3 { .. } => {
-            let list = openers()
-                .read()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            match list.iter().find(|(s, _)| *s == "s3") {
-                Some((_, open)) => open(&url),
-                None => Err(err!(
-                    Unsupported,
-                    "S3 repositories ({url}) need the dr-aws adapter, which this build does not include"
-                )),
-            }
-        }
+        StoreUrl::S3 { .. } => Err(err!(
+            Unsupported,
+            "S3 repositories ({url}) are opened by the dr-aws adapter: use drkit::open_store, which links it"
+        )),
     }
 }
 

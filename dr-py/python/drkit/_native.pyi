@@ -77,13 +77,14 @@ class Repository:
         mode: Literal["auto", "create", "clean", "swap"] = "auto",
         jobs: int | None = None,
         globals: bool = False,
+        create_roles: bool = False,
         no_owner: bool = False,
         terminate_connections: bool = False,
     ) -> dict[str, Any]: ...
-    def verify(self, snapshot: str = "latest") -> dict[str, Any]: ...
+    def verify(self, snapshot: str | None = "latest") -> dict[str, Any]: ...
     def verify_restore(
         self, snapshot: str, server: str, *, checks: Sequence[str] | None = None, keep: bool = False
-    ) -> dict[str, Any]: ...
+    ) -> dict[str, Any] | None: ...
     def copy_to(
         self,
         to: str,
@@ -154,10 +155,22 @@ class Rds:
     def describe(self, id: str) -> dict[str, Any]: ...
     def promote(self, id: str, *, timeout: float = 1800.0) -> dict[str, Any]: ...
     def create_read_replica(
-        self, source: str, id: str, *, instance_class: str | None = None, timeout: float = 1800.0
+        self,
+        source: str,
+        id: str,
+        *,
+        instance_class: str | None = None,
+        token: str | None = None,
+        timeout: float = 1800.0,
     ) -> dict[str, Any]: ...
     def restore_to_point_in_time(
-        self, source: str, to: str, *, time: str | None = None, timeout: float = 1800.0
+        self,
+        source: str,
+        to: str,
+        *,
+        time: str | None = None,
+        token: str | None = None,
+        timeout: float = 1800.0,
     ) -> dict[str, Any]: ...
     def create_snapshot(self, id: str, name: str, *, timeout: float = 1800.0) -> dict[str, Any]: ...
     def snapshots(self, id: str | None = None) -> list[dict[str, Any]]: ...
@@ -188,13 +201,13 @@ class Route53:
     def create_health_check(
         self,
         *,
-        kind: str = "HTTPS",
+        kind: str | None = None,
         fqdn: str | None = None,
         ip: str | None = None,
-        port: int = 443,
+        port: int | None = None,
         path: str | None = None,
-        interval: int = 30,
-        failure_threshold: int = 3,
+        interval: int | None = None,
+        failure_threshold: int | None = None,
     ) -> str: ...
     def health_check(self, id: str) -> dict[str, Any]: ...
 

@@ -232,6 +232,38 @@ pub async fn s3_client(aws: &AwsConfig) -> aws_sdk_s3::Client {
     aws_sdk_s3::Client::from_conf(conf)
 }
 
+/// moto_server with one behaviour made to match AWS: `PromoteReadReplica` leaves moto's
+/// instance linked to its source forever, where RDS unlinks it once promoted. drkit
+/// counts a replica as promoted only when RDS says it no longer has a source, so the
+/// tests run moto the way AWS behaves rather than drkit bending to moto.
+const MOTO_AS_AWS: &str = r#"
+import sys
+from moto.rds.models import RDSBackend
+
+_promote = RDSBackend.promote_read_replica
+
+def promote(self, db_kwargs):
+    db = self.databases[db_kwargs["db_instance_identifier"]]
+    source = db.source_db_instance_identifier
+    db = _promote(self, db_kwargs)
+    if source is not None:
+        try:
+            primary = self.find_db_from_id(source)
+            for name in (db.db_instance_identifier, db.db_instance_arn):
+                if name in primary.replicas:
+                    primary.replicas.remove(name)
+        except Exception:
+            pass
+        db.source_db_instance_identifier = None
+        db.is_replica = False
+    return db
+
+RDSBackend.promote_read_replica = promote
+
+from moto.server import main
+sys.exit(main())
+"#;
+
 /// A running moto_server (S3, RDS, Route 53 in memory).
 pub struct Moto {
     child: Child,
@@ -244,13 +276,21 @@ impl Moto {
     /// is not installed.
     #[must_use]
     pub fn start() -> Option<Self> {
-        let Some(bin) = find_binary("MOTO_SERVER", &[venv().join("bin/moto_server")]) else {
+        let python = venv().join("bin/python");
+        if !venv().join("bin/moto_server").is_file() || !python.is_file() {
             crate::missing("moto_server >= 5.2.5", "run `scripts/setup --services`");
             return None;
-        };
+        }
         let port = free_port();
-        let mut child = Command::new(bin)
-            .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        let mut child = Command::new(python)
+            .args([
+                "-c",
+                MOTO_AS_AWS,
+                "-H",
+                "127.0.0.1",
+                "-p",
+                &port.to_string(),
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()

@@ -1,5 +1,7 @@
 //! Where a database is: a parsed DSN that never prints its password.
 
+pub mod tls;
+
 use std::fmt;
 use std::str::FromStr;
 use std::sync::{Arc, OnceLock};
@@ -9,8 +11,8 @@ use dr_core::{err, Result};
 use tokio_postgres::config::Host;
 use tokio_postgres::{Client, Config, NoTls};
 
+use self::tls::{SslMode, TlsSettings};
 use crate::error::connect_error;
-use crate::tls::{self, SslMode, TlsSettings};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -36,6 +38,21 @@ impl fmt::Debug for ConnInfo {
 impl fmt::Display for ConnInfo {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(&self.redacted())
+    }
+}
+
+/// Written without the password (`postgres://user@host:port/db`).
+impl serde::Serialize for ConnInfo {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        s.serialize_str(&self.redacted())
+    }
+}
+
+/// Read from a DSN, as [`ConnInfo::parse`] does (a runbook's `with:`, a JSON option).
+impl<'de> serde::Deserialize<'de> for ConnInfo {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
+        let dsn = String::deserialize(d)?;
+        Self::parse(&dsn).map_err(|e| serde::de::Error::custom(e.message()))
     }
 }
 
@@ -172,7 +189,7 @@ impl ConnInfo {
                 .config
                 .connect(NoTls)
                 .await
-                .map_err(|e| connect_error(self, &e))?;
+                .map_err(|e| connect_error(self, e))?;
             tokio::spawn(drive(connection));
             return Ok(client);
         }
@@ -186,7 +203,7 @@ impl ConnInfo {
         };
         let (client, connection) = Box::pin(self.config.connect(connector))
             .await
-            .map_err(|e| connect_error(self, &e))?;
+            .map_err(|e| connect_error(self, e))?;
         tokio::spawn(drive(connection));
         Ok(client)
     }

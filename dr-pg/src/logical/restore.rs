@@ -9,20 +9,21 @@ use std::time::{Duration, Instant};
 use dr_core::progress::Progress;
 use dr_core::repo::{Repository, Snapshot};
 use dr_core::{err, Error, ErrorKind, Result};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio::process::Command;
 
-use crate::archive::{ChannelReader, OffsetIndex};
-use crate::backup::{DUMP_FILE, GLOBALS_FILE, KIND_LOGICAL};
-use crate::conn::{ident, ConnInfo};
+use crate::connect::{ident, ConnInfo};
 use crate::error::query_error;
-use crate::metadata::USER_TABLES;
+use crate::logical::archive::{ChannelReader, OffsetIndex};
+use crate::logical::backup::{DUMP_FILE, GLOBALS_FILE, KIND_LOGICAL};
+use crate::logical::metadata::USER_TABLES;
+use crate::logical::roles::{self, NeededRoles};
 use crate::process::spawn;
 use crate::tools::PgTools;
 
-/// What to do about the target database.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+/// What to do about the target database: `auto`, `create`, `clean` or `swap`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestoreMode {
     /// Create it if missing; restore into it if it exists and holds no tables; refuse otherwise.
@@ -37,8 +38,26 @@ pub enum RestoreMode {
     Swap,
 }
 
-/// How to restore.
-#[derive(Debug, Clone)]
+impl std::str::FromStr for RestoreMode {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "auto" => Ok(Self::Auto),
+            "create" => Ok(Self::Create),
+            "clean" => Ok(Self::Clean),
+            "swap" => Ok(Self::Swap),
+            other => Err(err!(
+                InvalidInput,
+                "restore mode {other:?} is not one of auto, create, clean, swap"
+            )),
+        }
+    }
+}
+
+/// How to restore: the same options from the CLI, Python and a runbook's `pg.restore`
+/// step.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct RestoreOptions {
     /// Target database handling.
     pub mode: RestoreMode,
@@ -46,6 +65,10 @@ pub struct RestoreOptions {
     pub jobs: usize,
     /// Also replay roles and tablespaces (errors for objects that already exist are ignored).
     pub globals: bool,
+    /// Create the roles the snapshot's objects need that the server lacks, as roles that
+    /// cannot log in, before the data (without it, or `globals`, missing roles are refused
+    /// before anything changes).
+    pub create_roles: bool,
     /// `--no-owner`: objects belong to the restoring user.
     pub no_owner: bool,
     /// `--no-privileges`: skip GRANT/REVOKE.
@@ -62,6 +85,7 @@ impl Default for RestoreOptions {
             mode: RestoreMode::Auto,
             jobs: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
             globals: false,
+            create_roles: false,
             no_owner: false,
             no_privileges: false,
             terminate_connections: false,
@@ -92,6 +116,22 @@ pub struct RestoreReport {
     pub globals_restored: bool,
 }
 
+fn snapshot_roles(snapshot: &Snapshot) -> Result<NeededRoles> {
+    #[derive(Deserialize)]
+    struct Roles {
+        #[serde(default)]
+        roles: NeededRoles,
+    }
+    let r: Roles = serde_json::from_value(snapshot.metadata.clone()).map_err(|e| {
+        err!(
+            Corrupt,
+            "snapshot {} has unreadable metadata: {e}",
+            snapshot.id
+        )
+    })?;
+    Ok(r.roles)
+}
+
 /// Restores `snapshot` into the database `target` names.
 pub async fn restore(
     repo: &Repository,
@@ -119,6 +159,16 @@ pub async fn restore(
     });
     let admin_client = admin.connect().await?;
     let exists = database_exists(&admin_client, &admin, &db).await?;
+    // A fresh server lacks the roles the objects need: refuse now, not half-way through.
+    let needed = snapshot_roles(snapshot)?.required(options.no_owner, options.no_privileges);
+    let missing_roles = roles::missing(&admin_client, &admin, &needed).await?;
+    if !missing_roles.is_empty() && !options.globals && !options.create_roles {
+        return Err(roles::refuse(
+            snapshot.id.as_str(),
+            &admin.server(),
+            &missing_roles,
+        ));
+    }
 
     let (into, created) =
         prepare_target(&admin_client, &admin, target, options.mode, exists).await?;
@@ -126,6 +176,10 @@ pub async fn restore(
     let run = async {
         if options.globals {
             restore_globals(repo, snapshot, &tools, &admin).await?;
+        }
+        if options.create_roles {
+            let still = roles::missing(&admin_client, &admin, &needed).await?;
+            roles::create(&admin_client, &admin, &still).await?;
         }
         progress.phase("restore");
         feed_pg_restore(
@@ -450,7 +504,7 @@ pub(crate) async fn database_exists(
             &[&name],
         )
         .await
-        .map_err(|e| query_error(conn, "looking up databases", &e))?;
+        .map_err(|e| query_error(conn, "looking up databases", e))?;
     Ok(row.get(0))
 }
 
@@ -460,7 +514,7 @@ async fn user_table_count(target: &ConnInfo) -> Result<i64> {
     let row = client
         .query_one(&sql, &[])
         .await
-        .map_err(|e| query_error(target, "counting tables", &e))?;
+        .map_err(|e| query_error(target, "counting tables", e))?;
     Ok(row.get(0))
 }
 
@@ -475,7 +529,7 @@ pub(crate) async fn create_database(
             ident(name)
         ))
         .await
-        .map_err(|e| query_error(conn, &format!("creating database {name:?}"), &e))
+        .map_err(|e| query_error(conn, &format!("creating database {name:?}"), e))
 }
 
 pub(crate) async fn drop_database(
@@ -489,7 +543,7 @@ pub(crate) async fn drop_database(
             ident(name)
         ))
         .await
-        .map_err(|e| query_error(conn, &format!("dropping database {name:?}"), &e))
+        .map_err(|e| query_error(conn, &format!("dropping database {name:?}"), e))
 }
 
 /// Renames `db` → `db_old` and `side` → `db` in one transaction.
@@ -506,7 +560,7 @@ async fn swap(
         client
             .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", &[&db])
             .await
-            .map_err(|e| query_error(conn, "ending sessions on the old database", &e))?;
+            .map_err(|e| query_error(conn, "ending sessions on the old database", e))?;
     }
     let keep_old = if exists {
         format!("ALTER DATABASE {} RENAME TO {};", ident(db), ident(&old))

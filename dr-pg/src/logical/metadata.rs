@@ -4,7 +4,7 @@ use dr_core::Result;
 use serde::{Deserialize, Serialize};
 use tokio_postgres::Client;
 
-use crate::conn::{ident, ConnInfo};
+use crate::connect::{ident, ConnInfo};
 use crate::error::query_error;
 
 /// One table's exact row count at the dump's snapshot.
@@ -47,6 +47,9 @@ pub struct LogicalMetadata {
     pub tools: String,
     /// Whether roles and tablespaces (`pg_dumpall --globals-only`) were saved, or why not.
     pub globals: String,
+    /// The roles the objects need (empty in snapshots taken before this was recorded).
+    #[serde(default)]
+    pub roles: crate::logical::roles::NeededRoles,
 }
 
 pub(crate) struct ServerFacts {
@@ -66,7 +69,7 @@ pub(crate) async fn server_facts(client: &Client, conn: &ConnInfo) -> Result<Ser
             &[],
         )
         .await
-        .map_err(|e| query_error(conn, "reading server facts", &e))?;
+        .map_err(|e| query_error(conn, "reading server facts", e))?;
     Ok(ServerFacts {
         version: row.get(0),
         version_num: row.get(1),
@@ -96,7 +99,7 @@ pub(crate) async fn count_rows(
     let rows = client
         .query(USER_TABLES, &[])
         .await
-        .map_err(|e| query_error(conn, "listing tables", &e))?;
+        .map_err(|e| query_error(conn, "listing tables", e))?;
     let mut out = Vec::with_capacity(rows.len());
     for row in rows {
         let (schema, table, bytes): (String, String, i64) = (row.get(0), row.get(1), row.get(2));
@@ -105,9 +108,10 @@ pub(crate) async fn count_rows(
             None
         } else {
             let sql = format!("SELECT count(*) FROM {}.{}", ident(&schema), ident(&table));
-            let r = client.query_one(&sql, &[]).await.map_err(|e| {
-                query_error(conn, &format!("counting rows of {schema}.{table}"), &e)
-            })?;
+            let r = client
+                .query_one(&sql, &[])
+                .await
+                .map_err(|e| query_error(conn, &format!("counting rows of {schema}.{table}"), e))?;
             Some(r.get::<_, i64>(0))
         };
         out.push(TableCount {

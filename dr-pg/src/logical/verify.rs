@@ -6,25 +6,88 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dr_core::progress::Progress;
-use dr_core::repo::{Repository, Snapshot};
+use dr_core::repo::{Repository, Snapshot, SnapshotRef, Verified, VerifyReport};
 use dr_core::{err, Result};
-use serde::Serialize;
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
 use tokio_postgres::types::Type;
 
-use crate::conn::{ident, ConnInfo};
+use crate::connect::{ident, ConnInfo};
 use crate::error::db_message;
-use crate::metadata::LogicalMetadata;
-use crate::restore::{drop_database, restore, RestoreMode, RestoreOptions};
+use crate::logical::metadata::LogicalMetadata;
+use crate::logical::restore::{drop_database, restore, RestoreMode, RestoreOptions};
 
-/// How to verify by restore.
-#[derive(Debug, Clone, Default)]
+/// What `verify` does: re-read and authenticate every chunk of the chosen snapshots,
+/// and with `restore_into` also restore one into a scratch database on that server and
+/// check it. The same options from the CLI, Python and a runbook's `pg.verify` step.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct VerifyOptions {
+    /// The snapshot to verify; every snapshot when `None` (the newest with
+    /// `restore_into`).
+    pub snapshot: Option<SnapshotRef>,
+    /// Restore into a scratch database on this server and check it.
+    pub restore_into: Option<ConnInfo>,
     /// SQL that must return `true` or a non-zero number in its first column.
     pub checks: Vec<String>,
     /// `pg_restore -j`.
     pub jobs: Option<usize>,
     /// Keep the scratch database for inspection instead of dropping it.
     pub keep: bool,
+}
+
+/// What `verify` proved. A passing check is recorded in the repository
+/// (`verified/<id>`), where `status` and retention read it.
+#[derive(Debug, Clone, Serialize)]
+pub struct VerifyOutcome {
+    /// Every chunk intact and, with a restore, every check passed.
+    pub ok: bool,
+    /// The chunk re-read of each snapshot.
+    pub snapshots: Vec<VerifyReport>,
+    /// The restore and its checks, with `restore_into`.
+    pub restore: Option<VerifyRestoreReport>,
+}
+
+/// Verifies snapshots as `options` says, recording what passed; `progress` gets a phase
+/// per snapshot.
+pub async fn verify(
+    repo: &Repository,
+    options: &VerifyOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<VerifyOutcome> {
+    let snaps = match (&options.snapshot, &options.restore_into) {
+        (Some(r), _) => vec![repo.find(r).await?],
+        (None, Some(_)) => vec![repo.find(&SnapshotRef::latest()).await?],
+        (None, None) => repo.snapshots().await?,
+    };
+    let mut ok = true;
+    let mut reads = Vec::new();
+    for snap in &snaps {
+        progress.phase(&format!("read {}", snap.id));
+        let report = repo.verify_snapshot(snap, progress.as_ref()).await?;
+        ok &= report.is_ok();
+        if report.is_ok() {
+            repo.mark_verified(&snap.id, &Verified::chunks(Timestamp::now()))
+                .await?;
+        }
+        reads.push(report);
+    }
+    let mut restore = None;
+    if let Some(server) = &options.restore_into {
+        let snap = &snaps[0];
+        let report = verify_by_restore(repo, snap, server, options, progress.clone()).await?;
+        ok &= report.ok;
+        if ok {
+            let v = Verified::restore(Timestamp::now(), report.restore_duration.as_secs_f64());
+            repo.mark_verified(&snap.id, &v).await?;
+        }
+        restore = Some(report);
+    }
+    Ok(VerifyOutcome {
+        ok,
+        snapshots: reads,
+        restore,
+    })
 }
 
 /// One table's count, then and now.

@@ -17,11 +17,11 @@ use dr_core::{err, Result};
 use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 
-use crate::conn::ConnInfo;
+use crate::connect::ConnInfo;
+use crate::physical::tartap::TarTap;
+use crate::physical::wal::{segment_name, Lsn};
 use crate::process::spawn;
-use crate::tartap::TarTap;
 use crate::tools::PgTools;
-use crate::wal::{segment_name, Lsn};
 
 /// The snapshot kind of base backups.
 pub const KIND_BASE: &str = "pg_basebackup";
@@ -191,7 +191,7 @@ async fn facts(conn: &ConnInfo) -> Result<Facts> {
             &[],
         )
         .await
-        .map_err(|e| crate::error::query_error(conn, "reading cluster facts", &e))?;
+        .map_err(|e| crate::error::query_error(conn, "reading cluster facts", e))?;
     let archive_mode: String = row.get(3);
     let archiver: String = row.get(4);
     if archive_mode == "off" {
@@ -210,7 +210,7 @@ async fn facts(conn: &ConnInfo) -> Result<Facts> {
             &[],
         )
         .await
-        .map_err(|e| crate::error::query_error(conn, "listing tablespaces", &e))?
+        .map_err(|e| crate::error::query_error(conn, "listing tablespaces", e))?
         .iter()
         .map(|r| Tablespace {
             oid: u32::try_from(r.get::<_, i64>(0)).unwrap_or(u32::MAX),
@@ -425,7 +425,8 @@ pub async fn prune(
         if let Some(oldest) = kept.iter().find(|s| s.kind.as_str() == KIND_BASE) {
             let meta = BaseMetadata::of(oldest)?;
             wal_files_removed =
-                crate::wal::prune_before(repo, &meta.first_wal, meta.wal_segment_size).await?;
+                crate::physical::wal::prune_before(repo, &meta.first_wal, meta.wal_segment_size)
+                    .await?;
         }
     }
     Ok(PruneOutcome {

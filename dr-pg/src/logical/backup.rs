@@ -1,16 +1,19 @@
 //! Logical backups: `pg_dump -Fc -Z0` streamed into the repository, roles beside it.
 
+use std::collections::BTreeMap;
 use std::process::Stdio;
 use std::sync::Arc;
 
 use dr_core::progress::Progress;
 use dr_core::repo::{Repository, Snapshot, SnapshotKind};
 use dr_core::{Error, Result};
+use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 
-use crate::conn::ConnInfo;
+use crate::connect::ConnInfo;
 use crate::error::query_error;
-use crate::metadata::{count_rows, server_facts, LogicalMetadata};
+use crate::logical::metadata::{count_rows, server_facts, LogicalMetadata};
+use crate::logical::roles::NeededRoles;
 use crate::process::spawn;
 use crate::tools::PgTools;
 
@@ -21,8 +24,9 @@ pub const DUMP_FILE: &str = "database.dump";
 /// The `pg_dumpall --globals-only` script inside a logical snapshot.
 pub const GLOBALS_FILE: &str = "globals.sql";
 
-/// Which tables get an exact `count(*)` recorded.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which tables get an exact `count(*)` recorded: `all`, `skip`, or `{up_to: bytes}`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum RowCounts {
     /// Every table.
     #[default]
@@ -33,16 +37,19 @@ pub enum RowCounts {
     Skip,
 }
 
-/// How to take a logical backup.
-#[derive(Debug, Clone, Default)]
+/// How to take a logical backup: the same options from the CLI, Python and a runbook's
+/// `pg.backup` step.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct BackupOptions {
     /// Row counts to record for later verification.
     pub row_counts: RowCounts,
     /// Skip `pg_dumpall --globals-only`.
     pub skip_globals: bool,
     /// Tags for the manifest.
-    pub tags: Vec<(String, String)>,
+    pub tags: BTreeMap<String, String>,
     /// Give up (instead of waiting forever) when a table lock cannot be had this fast.
+    #[serde(with = "dr_core::duration::human::option")]
     pub lock_wait_timeout: Option<std::time::Duration>,
 }
 
@@ -59,12 +66,13 @@ pub async fn backup(
     let tools = PgTools::discover()?;
     let client = conn.connect().await?;
     let facts = server_facts(&client, conn).await?;
+    let roles = NeededRoles::read(&client, conn).await?;
 
     // An exported snapshot lets pg_dump and our counts see the same data.
     client
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
-        .map_err(|e| query_error(conn, "starting the backup transaction", &e))?;
+        .map_err(|e| query_error(conn, "starting the backup transaction", e))?;
     let exported: Option<String> = client
         .query_one("SELECT pg_export_snapshot()", &[])
         .await
@@ -140,6 +148,7 @@ pub async fn backup(
         pg_dump_version: tools.version(),
         tools: format!("{} (found by {})", tools.bindir.display(), tools.found_by),
         globals,
+        roles,
     };
     progress.phase("commit");
     writer
