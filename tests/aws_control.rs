@@ -124,13 +124,11 @@ async fn rds_cross_region_replica_and_promotion() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn rds_point_in_time_restore_and_snapshots() {
+async fn rds_point_in_time_restore() {
     let Some(moto) = Moto::start() else { return };
     create_primary(&moto, "shop-primary").await;
     let east = Rds::connect(&moto.aws("us-east-1")).await.unwrap();
-    let west = Rds::connect(&moto.aws("us-west-2")).await.unwrap();
     let primary = RdsTarget::new(east.clone(), "shop-primary");
-    let other = rds_client(&moto, "us-west-2").await;
 
     // Point in time: latest and a past time; the new instances exist for a separate client.
     let latest_request = PitrRequest {
@@ -207,6 +205,18 @@ async fn rds_point_in_time_restore_and_snapshots() {
         "an existing target is never adopted without its request's token: {e}"
     );
 
+    let e = east.describe("no-such-db").await.unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::NotFound);
+    assert!(e.to_string().contains("no-such-db"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn rds_snapshots_copy_and_restore() {
+    let Some(moto) = Moto::start() else { return };
+    create_primary(&moto, "shop-primary").await;
+    let east = Rds::connect(&moto.aws("us-east-1")).await.unwrap();
+    let west = Rds::connect(&moto.aws("us-west-2")).await.unwrap();
+    let other = rds_client(&moto, "us-west-2").await;
     // Snapshots: create, list, copy to another region, restore.
     let snap = east
         .create_snapshot("shop-primary", "shop-snap-1", &wait())
@@ -232,10 +242,6 @@ async fn rds_point_in_time_restore_and_snapshots() {
         .await
         .unwrap();
     assert_eq!(out.db_instances().len(), 1);
-
-    let e = east.describe("no-such-db").await.unwrap_err();
-    assert_eq!(e.kind(), ErrorKind::NotFound);
-    assert!(e.to_string().contains("no-such-db"), "{e}");
 }
 
 async fn r53_client(moto: &Moto) -> aws_sdk_route53::Client {

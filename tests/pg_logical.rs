@@ -194,6 +194,83 @@ async fn rich_database_round_trips_to_a_new_cluster() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_fresh_server_without_the_roles_is_refused_before_anything_changes() {
+    let Some(Shop {
+        pg: src,
+        dir: _dir,
+        repo,
+        conn: _,
+        snap,
+    }) = backed_up_shop().await
+    else {
+        return;
+    };
+    let Some(fresh) = PgCluster::start() else {
+        return;
+    };
+    let meta: dr_pg::LogicalMetadata = serde_json::from_value(snap.metadata.clone()).unwrap();
+    assert_eq!(meta.roles.owners, vec!["app_rw".to_owned()]);
+    assert_eq!(
+        meta.roles.grantees,
+        vec!["app_ro".to_owned(), "app_rw".to_owned()]
+    );
+
+    // The disaster case: a new server, no roles. Refused up front, naming them and the fix.
+    let target = ConnInfo::parse(&fresh.dsn("shop")).unwrap();
+    let e = dr_pg::restore(
+        &repo,
+        &snap,
+        &target,
+        &RestoreOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+    for part in ["app_ro", "app_rw", "--globals", "nothing was changed"] {
+        assert!(e.to_string().contains(part), "names {part}: {e}");
+    }
+    assert_eq!(
+        fresh.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'shop'"
+        ),
+        "0",
+        "no database was created"
+    );
+    // Without owners and privileges the roles are not needed.
+    let bare = RestoreOptions {
+        no_owner: true,
+        no_privileges: true,
+        ..RestoreOptions::default()
+    };
+    let bare_target = ConnInfo::parse(&fresh.dsn("shop_bare")).unwrap();
+    dr_pg::restore(&repo, &snap, &bare_target, &bare, Arc::new(NoProgress))
+        .await
+        .unwrap();
+
+    // A runbook step can ask for the missing roles to be created: the data then equals
+    // the original, privileges included.
+    let create = RestoreOptions {
+        create_roles: true,
+        ..RestoreOptions::default()
+    };
+    dr_pg::restore(&repo, &snap, &target, &create, Arc::new(NoProgress))
+        .await
+        .unwrap();
+    assert_eq!(content(&src, "shop"), content(&fresh, "shop"));
+    assert_eq!(
+        fresh.psql(
+            "shop",
+            "SELECT has_table_privilege('app_ro', 'sales.customer_totals', 'SELECT'), \
+             (SELECT tableowner FROM pg_tables WHERE schemaname = 'sales' AND tablename = 'orders'), \
+             (SELECT rolcanlogin FROM pg_roles WHERE rolname = 'app_rw')"
+        ),
+        "t|app_rw|f"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn swap_restores_beside_and_keeps_the_old_database() {
     let Some(Shop {
         pg,

@@ -120,9 +120,9 @@ impl AwsConfig {
 
     /// With an explicit access key when both halves are given; neither keeps the
     /// standard chain; one alone is refused.
-    pub fn with_key_pair(self, key_id: Option<&str>, secret: Option<&str>) -> Result<Self> {
+    pub fn with_key_pair(self, key_id: Option<String>, secret: Option<String>) -> Result<Self> {
         match (key_id, secret) {
-            (Some(k), Some(s)) => Ok(self.with_credentials(k, s)),
+            (Some(k), Some(s)) => Ok(self.with_credentials(&k, &s)),
             (None, None) => Ok(self),
             _ => Err(err!(
                 InvalidInput,

@@ -484,6 +484,9 @@ pub struct RestoreArgs {
     /// Objects belong to the restoring user (pg_restore --no-owner).
     #[arg(long)]
     pub no_owner: bool,
+    /// Skip GRANT and REVOKE (pg_restore --no-privileges).
+    #[arg(long)]
+    pub no_privileges: bool,
     /// With --swap, end other sessions on the old database so it can be renamed.
     #[arg(long, requires = "swap")]
     pub terminate_connections: bool,

@@ -67,6 +67,25 @@ fn backup_list_restore_verify_round_trip() {
     assert_eq!(verified["ok"], true, "{verified}");
     assert_eq!(verified["restore"]["tables"][0]["expected"], 50_000);
 
+    // A later chunk-level verify keeps the restore time the restore verification measured,
+    // so the RTO objective still has its measurement.
+    let objectives = dir.path().join("objectives.toml");
+    std::fs::write(
+        &objectives,
+        "[[service]]\nname = \"inventory\"\nsource = \"/inventory\"\nrto = \"1h\"\nverified_within = \"1d\"\n",
+    )
+    .unwrap();
+    let objectives = objectives.to_str().unwrap();
+    let measured = drkit.json(&["status", "--objectives", objectives]);
+    assert_eq!(measured["ok"], true, "{measured}");
+    assert_eq!(drkit.json(&["verify", "latest"])["ok"], true);
+    let after = drkit.json(&["status", "--objectives", objectives]);
+    assert_eq!(after["ok"], true, "{after}");
+    assert_eq!(
+        after["sources"][0]["last_restore_test_seconds"],
+        measured["sources"][0]["last_restore_test_seconds"]
+    );
+
     // The same restore again refuses to overwrite the now non-empty database.
     let again = drkit.run(&["restore", "latest", "--to", &pg.dsn("inventory_copy")]);
     assert!(!again.status.success());

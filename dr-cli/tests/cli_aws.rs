@@ -223,8 +223,27 @@ fn rds_and_dns_commands_against_moto() {
     let cli = Drkit::at(BIN, "file:///unused").with_env(moto.env());
     let described = cli.json(&["rds", "describe", "orders-replica"]);
     assert_eq!(described["replication_source"], "orders");
-    let promoted = cli.json(&["rds", "promote", "orders", "--timeout", "30"]);
+    let promoted = cli.json(&["rds", "promote", "orders-replica", "--timeout", "30"]);
     assert_eq!(promoted["status"], "available");
+    assert_eq!(
+        promoted["replication_source"],
+        serde_json::Value::Null,
+        "{promoted}"
+    );
+    let seen = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let sdk = moto.aws("us-east-1").load().await.unwrap();
+        aws_sdk_rds::Client::new(&sdk)
+            .describe_db_instances()
+            .db_instance_identifier("orders-replica")
+            .send()
+            .await
+            .unwrap()
+    });
+    assert_eq!(
+        seen.db_instances()[0].read_replica_source_db_instance_identifier(),
+        None,
+        "RDS, asked by a separate client, says the promoted replica is standalone"
+    );
     let pitr = cli.json(&[
         "rds",
         "pitr",

@@ -5,6 +5,7 @@
 //! `#[serde(with = "dr_core::duration::human")]` (a string in the grammar or a number of
 //! seconds); reports write seconds with [`crate::duration_secs`].
 
+use std::fmt::Write as _;
 use std::time::Duration;
 
 use crate::{err, Result};
@@ -75,7 +76,7 @@ pub fn format(d: Duration) -> String {
         ("ms", 1),
     ] {
         if ms >= size {
-            out.push_str(&format!("{}{unit}", ms / size));
+            let _ = write!(out, "{}{unit}", ms / size);
             ms %= size;
         }
     }
@@ -192,7 +193,7 @@ mod tests {
             let d = Duration::from_millis(ms);
             assert_eq!(parse(&format(d)).unwrap(), d, "{}", format(d));
         }
-        assert_eq!(format(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format(Duration::from_mins(90)), "1h30m");
     }
 
     #[test]
@@ -207,10 +208,10 @@ mod tests {
         let o: O = serde_json::from_str(r#"{"a": "1h30m", "b": 2.5}"#).unwrap();
         assert_eq!(
             (o.a, o.b),
-            (Duration::from_secs(5400), Some(Duration::from_millis(2500)))
+            (Duration::from_mins(90), Some(Duration::from_millis(2500)))
         );
         let o: O = serde_json::from_str(r#"{"a": 60}"#).unwrap();
-        assert_eq!((o.a, o.b), (Duration::from_secs(60), None));
+        assert_eq!((o.a, o.b), (Duration::from_mins(1), None));
         let e = serde_json::from_str::<O>(r#"{"a": "soon"}"#).err().unwrap();
         assert!(e.to_string().contains("15m"), "{e}");
     }

@@ -2,6 +2,7 @@
 //! stopped and deleted on drop. `drkit demo` and the test kit use them; so can a verify
 //! that needs a scratch server.
 
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -143,6 +144,88 @@ impl TempCluster {
             "PostgreSQL did not start: {}",
             last.lines().last().unwrap_or("no log")
         ))
+    }
+
+    /// Starts a streaming replica of this cluster (`pg_basebackup -R -X stream -c fast`):
+    /// a second throwaway cluster on its own port that follows this one until promoted.
+    pub fn start_replica(&self) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix("drkit-pg-replica-")
+            .tempdir()
+            .map_err(|e| Error::io("creating a temp folder", e))?;
+        if is_root() {
+            chown_to_postgres(dir.path())?;
+        }
+        let data = dir.path().join("data");
+        let mut conninfo = format!("host=127.0.0.1 port={} user=postgres", self.port);
+        if let Some(pw) = &self.password {
+            let _ = write!(conninfo, " password={pw}");
+        }
+        let out = run_as_owner(
+            &self.bindir.join("pg_basebackup"),
+            &[
+                "-d",
+                &conninfo,
+                "-D",
+                path_str(&data),
+                "-R",
+                "-X",
+                "stream",
+                "-c",
+                "fast",
+                "--no-sync",
+            ],
+        )?;
+        if !out.status.success() {
+            return Err(err!(
+                External,
+                "pg_basebackup of the primary on port {} failed: {}",
+                self.port,
+                String::from_utf8_lossy(&out.stderr).trim()
+            ));
+        }
+        let log = dir.path().join("postgres.log");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map_err(|e| Error::io("finding a free port", e))?
+            .port();
+        // The copy carries the primary's settings; later lines win.
+        let mut auto = std::fs::read_to_string(data.join("postgresql.auto.conf"))
+            .map_err(|e| Error::io("reading the replica's postgresql.auto.conf", e))?;
+        let _ = write!(
+            auto,
+            "\nport = {port}\nunix_socket_directories = '{}'\narchive_mode = off\nhot_standby = on\n",
+            dir.path().display()
+        );
+        std::fs::write(data.join("postgresql.auto.conf"), auto)
+            .map_err(|e| Error::io("writing the replica's postgresql.auto.conf", e))?;
+        let out = run_as_owner(
+            &self.bindir.join("pg_ctl"),
+            &[
+                "-D",
+                path_str(&data),
+                "-l",
+                path_str(&log),
+                "-w",
+                "-t",
+                "60",
+                "start",
+            ],
+        )?;
+        if !out.status.success() {
+            let last = std::fs::read_to_string(&log).unwrap_or_default();
+            return Err(err!(
+                External,
+                "the replica did not start: {}",
+                last.lines().last().unwrap_or("no log")
+            ));
+        }
+        Ok(Self {
+            dir,
+            port,
+            bindir: self.bindir.clone(),
+            password: self.password.clone(),
+        })
     }
 
     /// The TCP port on 127.0.0.1.

@@ -299,8 +299,8 @@ mod tests {
         let good = "[[service]]\nname = \"shop\"\nsource = \"/shop\"\nrpo = \"15m\"\nrto = \"1h30m\"\nverified_within = 604800\n";
         let o = Objectives::parse(good, "objectives.toml").unwrap();
         assert_eq!(o[0].rpo, Some(Duration::from_mins(15)));
-        assert_eq!(o[0].rto, Some(Duration::from_secs(5400)));
-        assert_eq!(o[0].verified_within, Some(Duration::from_secs(7 * 86_400)));
+        assert_eq!(o[0].rto, Some(Duration::from_mins(90)));
+        assert_eq!(o[0].verified_within, Some(Duration::from_hours(168)));
         let bad = "[[service]]\nname = \"billing\"\nsource = \"/billing\"\nrpo = \"1hour-ish\"\n";
         let e = Objectives::parse(bad, "objectives.toml").unwrap_err();
         let m = e.to_string();

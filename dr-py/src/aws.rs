@@ -28,7 +28,7 @@ fn config(
         endpoint,
         profile,
     })?
-    .with_key_pair(access_key_id.as_deref(), secret_access_key.as_deref())
+    .with_key_pair(access_key_id, secret_access_key)
 }
 
 fn wait(timeout: f64) -> Result<Wait> {

@@ -31,7 +31,7 @@ fn secret(
     password_file: Option<PathBuf>,
     key_file: Option<PathBuf>,
 ) -> Result<Option<Secret>> {
-    Secret::from_one_of(password, password_file.as_deref(), key_file)
+    Secret::from_one_of(password, password_file, key_file)
 }
 
 fn seconds(name: &str, secs: f64) -> Result<Duration> {
@@ -181,8 +181,8 @@ impl Repository {
     }
 
     /// Restores `snapshot` (id, prefix or "latest") into the database `to` names.
-    #[pyo3(signature = (snapshot, to, *, mode="auto", jobs=None, globals=false, create_roles=false, no_owner=false, terminate_connections=false))]
-    #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
+    #[pyo3(signature = (snapshot, to, *, mode="auto", jobs=None, globals=false, create_roles=false, no_owner=false, no_privileges=false, terminate_connections=false))]
+    #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)] // mirrors the Python keyword arguments one to one
     fn restore<'py>(
         &self,
         py: Python<'py>,
@@ -193,6 +193,7 @@ impl Repository {
         globals: bool,
         create_roles: bool,
         no_owner: bool,
+        no_privileges: bool,
         terminate_connections: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let target = ConnInfo::parse(to).map_err(crate::errors::to_py)?;
@@ -203,6 +204,7 @@ impl Repository {
             globals,
             create_roles,
             no_owner,
+            no_privileges,
             terminate_connections,
             ..defaults
         };
@@ -445,10 +447,10 @@ impl Repository {
         py: Python<'py>,
         pgdata: &Bound<'py, PyAny>,
         target_time: Option<&str>,
-        target_lsn: Option<String>,
+        target_lsn: Option<&str>,
         target_name: Option<String>,
         latest: bool,
-        snapshot: Option<String>,
+        snapshot: Option<&str>,
         start: bool,
         settings: Option<HashMap<String, String>>,
         timeout: f64,
@@ -469,14 +471,14 @@ impl Repository {
                     })
                 })
                 .transpose()?;
-            let lsn = target_lsn.as_deref().map(Lsn::parse).transpose()?;
+            let lsn = target_lsn.map(Lsn::parse).transpose()?;
             let target = PointInTime::from_parts(time, lsn, target_name, latest)?;
             let mut o = PitrOptions::new(
                 std::path::absolute(&pgdata)
                     .map_err(|e| dr_core::Error::io("resolving pgdata", e))?,
                 target,
             );
-            o.snapshot = snapshot.as_deref().map(SnapshotRef::from);
+            o.snapshot = snapshot.map(SnapshotRef::from);
             o.drkit = drkit;
             o.settings = settings.unwrap_or_default().into_iter().collect();
             o.start = start;

@@ -19,9 +19,10 @@ def moto():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = os.path.join(os.path.dirname(sys.executable), "moto_server")
+    # moto_server, with promotion unlinking the replica as RDS does (see the script).
+    launcher = os.path.join(os.path.dirname(__file__), "..", "..", "tests", "testkit", "moto_as_aws.py")
     proc = subprocess.Popen(
-        [server, "-H", "127.0.0.1", "-p", str(port)],
+        [sys.executable, launcher, "-H", "127.0.0.1", "-p", str(port)],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -64,6 +65,17 @@ def test_rds_replica_promotion_and_pitr(moto):
     assert replica["replication_source"] == arn
     seen = client("rds", moto, "us-west-2").describe_db_instances(DBInstanceIdentifier="py-dr")["DBInstances"][0]
     assert seen["ReadReplicaSourceDBInstanceIdentifier"] == arn
+
+    # The same request again (a resumed run, same token) adopts the replica.
+    token = west.create_read_replica(arn, "py-dr-2", token="run-42", timeout=30)
+    assert west.create_read_replica(arn, "py-dr-2", token="run-42", timeout=30)["id"] == token["id"]
+    with pytest.raises(drkit.AlreadyExistsError):
+        west.create_read_replica(arn, "py-dr-2", timeout=30)
+
+    promoted = west.promote("py-dr", timeout=30)
+    assert promoted["status"] == "available" and promoted["replication_source"] is None
+    seen = client("rds", moto, "us-west-2").describe_db_instances(DBInstanceIdentifier="py-dr")["DBInstances"][0]
+    assert "ReadReplicaSourceDBInstanceIdentifier" not in seen, seen
 
     rds = drkit.Rds(region="us-east-1", endpoint=moto, **CREDS)
     assert rds.promote("py-primary", timeout=30)["status"] == "available"  # a primary: nothing to do

@@ -1,6 +1,7 @@
 """drkit from Python, against a real throwaway PostgreSQL."""
 
 import os
+import re
 import subprocess
 
 import pytest
@@ -112,3 +113,37 @@ def test_key_slots(tmp_path):
     repo.remove_key(slot["id"])
     with pytest.raises(drkit.WrongKeyError):
         drkit.Repository.open(f"file://{tmp_path}/repo", key_file=tmp_path / "archive.key")
+
+
+def test_verifications_from_python_count_for_status(tmp_path, cluster):
+    repo = drkit.Repository.init(f"file://{tmp_path}/repo", password="pw")
+    repo.backup(cluster.dsn("shop"))
+    objectives = [{"name": "shop", "source": "/shop", "rto": "1h", "verified_within": "1d"}]
+    missed = repo.status(objectives)["objectives_missed"]
+    assert any("never verified" in m for m in missed) and not any("drkit verify`" in m for m in missed)
+
+    checked = repo.verify_restore("latest", cluster.dsn(), checks=["SELECT count(*) = 20000 FROM orders"])
+    assert checked["ok"] is True
+    report = repo.status(objectives)
+    assert report["ok"] is True, report["objectives_missed"]
+    assert report["sources"][0]["last_restore_test_seconds"] > 0
+
+    # A later chunk re-read keeps the measured restore time: the RTO objective still holds.
+    assert repo.verify("latest")["ok"] is True
+    again = repo.status(objectives)
+    assert again["ok"] is True, again["objectives_missed"]
+    assert again["sources"][0]["last_restore_test_seconds"] == report["sources"][0]["last_restore_test_seconds"]
+
+    with pytest.raises(drkit.InvalidInputError, match="shop.*rpo.*1hour-ish"):
+        repo.status([{"name": "shop", "source": "/shop", "rpo": "1hour-ish"}])
+
+
+def test_password_files_are_read_by_the_library(tmp_path):
+    empty = tmp_path / "empty-first-line"
+    empty.write_text("\nsecond line\n")
+    with pytest.raises(drkit.InvalidInputError, match=re.escape(str(empty))):
+        drkit.Repository.init(f"file://{tmp_path}/repo", password_file=empty)
+    good = tmp_path / "passphrase"
+    good.write_text("correct horse\n")
+    drkit.Repository.init(f"file://{tmp_path}/repo", password_file=good)
+    assert drkit.Repository.open(f"file://{tmp_path}/repo", password="correct horse").encrypted

@@ -44,6 +44,21 @@ fn instance_text(db: &DbInstance) -> String {
     )
 }
 
+fn snapshots_text(all: &[dr_aws::DbSnapshot]) -> String {
+    all.iter()
+        .map(|s| {
+            format!(
+                "{}  {}  {}  {}",
+                s.id,
+                s.instance.as_deref().unwrap_or("-"),
+                s.status,
+                s.created.map_or("-".into(), |t| t.to_string())
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
 /// Runs a `drkit rds` subcommand.
 pub async fn rds(a: &AwsArgs<RdsCommand>, out: Output) -> Result<u8> {
     let rds = Rds::connect(&aws_config(a)?).await?;
@@ -106,20 +121,7 @@ pub async fn rds(a: &AwsArgs<RdsCommand>, out: Output) -> Result<u8> {
             }
             RdsCommand::Snapshots { id } => {
                 let all = rds.snapshots(id.as_deref()).await?;
-                let text = all
-                    .iter()
-                    .map(|s| {
-                        format!(
-                            "{}  {}  {}  {}",
-                            s.id,
-                            s.instance.as_deref().unwrap_or("-"),
-                            s.status,
-                            s.created.map_or("-".into(), |t| t.to_string())
-                        )
-                    })
-                    .collect::<Vec<_>>()
-                    .join("\n");
-                (json!(all), text)
+                (json!(all), snapshots_text(&all))
             }
             RdsCommand::CopySnapshot { source, to } => {
                 let s = rds.copy_snapshot(source, to, &w).await?;

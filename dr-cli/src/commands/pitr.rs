@@ -147,14 +147,14 @@ pub async fn wal_verify(cli: &Cli, out: Output) -> Result<u8> {
                         t,
                         "\n  base {}: WAL unbroken to the newest segment",
                         b.snapshot
-                    )
+                    );
                 }
                 Some(g) => {
                     _ = write!(
                         t,
                         "\n  base {}: replay stops at missing segment {g}",
                         b.snapshot
-                    )
+                    );
                 }
             }
         }

@@ -26,7 +26,7 @@ pub async fn restore(cli: &Cli, a: &RestoreArgs, out: Output) -> Result<u8> {
         globals: a.globals,
         create_roles: a.create_roles,
         no_owner: a.no_owner,
-        no_privileges: false,
+        no_privileges: a.no_privileges,
         terminate_connections: a.terminate_connections,
         scratch_dir: a.scratch_dir.clone(),
     };

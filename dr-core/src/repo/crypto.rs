@@ -45,12 +45,12 @@ impl Secret {
     /// back to [`Secret::from_env`].
     pub fn from_one_of(
         password: Option<String>,
-        password_file: Option<&Path>,
+        password_file: Option<PathBuf>,
         key_file: Option<PathBuf>,
     ) -> Result<Option<Self>> {
         match (password, password_file, key_file) {
             (Some(p), None, None) => Ok(Some(Self::Passphrase(Zeroizing::new(p)))),
-            (None, Some(f), None) => Self::from_password_file(f).map(Some),
+            (None, Some(f), None) => Self::from_password_file(&f).map(Some),
             (None, None, Some(k)) => Ok(Some(Self::KeyFile(k))),
             (None, None, None) => Self::from_env(),
             _ => Err(crate::err!(

@@ -128,19 +128,17 @@ impl Lock for StoreLock {
             ));
         }
         let newest = self.newest().await?;
-        if let Some((n, holder)) = &newest {
-            // An unreadable lock object is taken over like an expired one.
-            if let Some(h) = holder {
-                if !request.may_take_over(h) {
-                    return Err(self.held(&generation_key(name, *n), h));
-                }
-                tracing::warn!(
-                    "taking over lock {name:?} in {url} from {} ({:?}, expires {})",
-                    h.holder,
-                    h.purpose,
-                    h.expires
-                );
+        // An unreadable lock object is taken over like an expired one.
+        if let Some((n, Some(h))) = &newest {
+            if !request.may_take_over(h) {
+                return Err(self.held(&generation_key(name, *n), h));
             }
+            tracing::warn!(
+                "taking over lock {name:?} in {url} from {} ({:?}, expires {})",
+                h.holder,
+                h.purpose,
+                h.expires
+            );
         }
         let mine = newest.map_or(1, |(n, _)| n + 1);
         let key = generation_key(name, mine);

@@ -79,6 +79,7 @@ class Repository:
         globals: bool = False,
         create_roles: bool = False,
         no_owner: bool = False,
+        no_privileges: bool = False,
         terminate_connections: bool = False,
     ) -> dict[str, Any]: ...
     def verify(self, snapshot: str | None = "latest") -> dict[str, Any]: ...

@@ -48,6 +48,17 @@ impl PgCluster {
         })
     }
 
+    /// Starts a streaming replica of this cluster (`pg_basebackup -R`).
+    #[must_use]
+    pub fn start_replica(&self) -> Self {
+        Self {
+            inner: self
+                .inner
+                .start_replica()
+                .unwrap_or_else(|e| panic!("{}", e.full_message())),
+        }
+    }
+
     /// The TCP port.
     #[must_use]
     pub fn port(&self) -> u16 {

@@ -236,33 +236,7 @@ pub async fn s3_client(aws: &AwsConfig) -> aws_sdk_s3::Client {
 /// instance linked to its source forever, where RDS unlinks it once promoted. drkit
 /// counts a replica as promoted only when RDS says it no longer has a source, so the
 /// tests run moto the way AWS behaves rather than drkit bending to moto.
-const MOTO_AS_AWS: &str = r#"
-import sys
-from moto.rds.models import RDSBackend
-
-_promote = RDSBackend.promote_read_replica
-
-def promote(self, db_kwargs):
-    db = self.databases[db_kwargs["db_instance_identifier"]]
-    source = db.source_db_instance_identifier
-    db = _promote(self, db_kwargs)
-    if source is not None:
-        try:
-            primary = self.find_db_from_id(source)
-            for name in (db.db_instance_identifier, db.db_instance_arn):
-                if name in primary.replicas:
-                    primary.replicas.remove(name)
-        except Exception:
-            pass
-        db.source_db_instance_identifier = None
-        db.is_replica = False
-    return db
-
-RDSBackend.promote_read_replica = promote
-
-from moto.server import main
-sys.exit(main())
-"#;
+const MOTO_AS_AWS: &str = include_str!("../moto_as_aws.py");
 
 /// A running moto_server (S3, RDS, Route 53 in memory).
 pub struct Moto {
