@@ -105,10 +105,7 @@ impl TempCluster {
         let log = dir.path().join("postgres.log");
         let mut last = String::new();
         for _ in 0..5 {
-            let port = std::net::TcpListener::bind("127.0.0.1:0")
-                .and_then(|l| l.local_addr())
-                .map_err(|e| Error::io("finding a free port", e))?
-                .port();
+            let port = free_port()?;
             let conf = format!(
                 "port = {port}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{}'\nfsync = off\nsynchronous_commit = off\nfull_page_writes = off\nmax_connections = 40\nwal_level = replica\nmax_wal_senders = 5\n{}\n",
                 dir.path().display(),
@@ -116,19 +113,7 @@ impl TempCluster {
             );
             std::fs::write(data.join("postgresql.auto.conf"), conf)
                 .map_err(|e| Error::io("writing postgresql.auto.conf", e))?;
-            let out = run_as_owner(
-                &bindir.join("pg_ctl"),
-                &[
-                    "-D",
-                    path_str(&data),
-                    "-l",
-                    path_str(&log),
-                    "-w",
-                    "-t",
-                    "60",
-                    "start",
-                ],
-            )?;
+            let out = pg_ctl_start(&bindir, &data, &log)?;
             if out.status.success() {
                 return Ok(Self {
                     dir,
@@ -185,10 +170,7 @@ impl TempCluster {
             ));
         }
         let log = dir.path().join("postgres.log");
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map_err(|e| Error::io("finding a free port", e))?
-            .port();
+        let port = free_port()?;
         // The copy carries the primary's settings; later lines win.
         let mut auto = std::fs::read_to_string(data.join("postgresql.auto.conf"))
             .map_err(|e| Error::io("reading the replica's postgresql.auto.conf", e))?;
@@ -199,19 +181,7 @@ impl TempCluster {
         );
         std::fs::write(data.join("postgresql.auto.conf"), auto)
             .map_err(|e| Error::io("writing the replica's postgresql.auto.conf", e))?;
-        let out = run_as_owner(
-            &self.bindir.join("pg_ctl"),
-            &[
-                "-D",
-                path_str(&data),
-                "-l",
-                path_str(&log),
-                "-w",
-                "-t",
-                "60",
-                "start",
-            ],
-        )?;
+        let out = pg_ctl_start(&self.bindir, &data, &log)?;
         if !out.status.success() {
             let last = std::fs::read_to_string(&log).unwrap_or_default();
             return Err(err!(
@@ -254,6 +224,31 @@ impl TempCluster {
             None => format!("postgres://postgres@127.0.0.1:{}/{db}", self.port),
         }
     }
+}
+
+/// `pg_ctl start`, waiting up to a minute, logging to `log`.
+fn pg_ctl_start(bindir: &Path, data: &Path, log: &Path) -> Result<Output> {
+    run_as_owner(
+        &bindir.join("pg_ctl"),
+        &[
+            "-D",
+            path_str(data),
+            "-l",
+            path_str(log),
+            "-w",
+            "-t",
+            "60",
+            "start",
+        ],
+    )
+}
+
+/// A port on 127.0.0.1 nothing listens on now.
+fn free_port() -> Result<u16> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| Error::io("finding a free port", e))
 }
 
 fn path_str(p: &Path) -> &str {

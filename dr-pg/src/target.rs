@@ -82,12 +82,12 @@ impl PgTarget {
         })
     }
 
-    /// Whether a new session can write: assigning a transaction id fails on a standby
-    /// and under `default_transaction_read_only`.
+    /// Whether a new session can write: a CREATE (rolled back) fails on a standby and
+    /// under `default_transaction_read_only`.
     async fn takes_writes(&self) -> Result<bool> {
         let client = self.conn.connect().await?;
         Ok(client
-            .query_one("SELECT pg_current_xact_id()::text", &[])
+            .batch_execute("BEGIN; CREATE TEMP TABLE drkit_write_probe (x int); ROLLBACK")
             .await
             .is_ok())
     }
@@ -95,12 +95,15 @@ impl PgTarget {
     /// Lifts a fence: the server takes writes again.
     pub async fn unfence(&self, wait: &Wait) -> Result<Health> {
         let client = self.conn.connect().await?;
-        client
-            .batch_execute(
-                "ALTER SYSTEM RESET default_transaction_read_only; SELECT pg_reload_conf()",
-            )
-            .await
-            .map_err(|e| self.privileged(e, "lifting the fence"))?;
+        for sql in [
+            "ALTER SYSTEM RESET default_transaction_read_only",
+            "SELECT pg_reload_conf()",
+        ] {
+            client
+                .batch_execute(sql)
+                .await
+                .map_err(|e| self.privileged(e, "lifting the fence"))?;
+        }
         wait.until(&format!("unfencing {}", self.name()), || async {
             let h = self.health().await?;
             let state = h.status.clone();
@@ -208,14 +211,19 @@ impl DatabaseTarget for PgTarget {
         if !now.writable {
             return Ok(now);
         }
-        client
-            .batch_execute(
-                "ALTER SYSTEM SET default_transaction_read_only = on; SELECT pg_reload_conf(); \
-                 SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
-                 WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
-            )
-            .await
-            .map_err(|e| self.privileged(e, "fencing"))?;
+        // One statement each: ALTER SYSTEM refuses to run in a transaction block, which
+        // several statements in one simple query are.
+        for sql in [
+            "ALTER SYSTEM SET default_transaction_read_only = on",
+            "SELECT pg_reload_conf()",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+             WHERE backend_type = 'client backend' AND pid <> pg_backend_pid()",
+        ] {
+            client
+                .batch_execute(sql)
+                .await
+                .map_err(|e| self.privileged(e, "fencing"))?;
+        }
         wait.until(&format!("fencing {}", self.name()), || async {
             let h = self.health().await?;
             let state = h.status.clone();
