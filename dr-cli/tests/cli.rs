@@ -1,35 +1,20 @@
 //! The `drkit` binary end to end, as an operator runs it, against real Postgres.
 
 use std::path::Path;
-use std::process::Output;
 
-use dr_testkit::{Drkit, PgCluster, PASSWORD};
+use dr_testkit::{stderr, Drkit, PgCluster, PASSWORD};
 use serde_json::Value;
 
 fn new_drkit(dir: &Path) -> Drkit {
     Drkit::local(env!("CARGO_BIN_EXE_drkit"), dir)
 }
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
-fn fill(pg: &PgCluster, db: &str, rows: u64) {
-    pg.psql("postgres", &format!("CREATE DATABASE {db}"));
-    pg.psql(
-        db,
-        &format!(
-            "CREATE TABLE items (id bigint PRIMARY KEY, sku text, qty int, price numeric(10,2), meta jsonb); \
-             INSERT INTO items SELECT g, 'SKU-' || md5(g::text), g % 50, (g % 10000) / 100.0, jsonb_build_object('bin', g % 300) \
-             FROM generate_series(1, {rows}) g"
-        ),
-    );
-}
 
 #[test]
 fn backup_list_restore_verify_round_trip() {
     let Some(pg) = PgCluster::start() else { return };
-    fill(&pg, "inventory", 50_000);
+    pg.fill_items("inventory", 50_000);
     let dir = tempfile::tempdir().unwrap();
     let drkit = new_drkit(&dir.path().join("repo"));
 
@@ -177,7 +162,7 @@ fn bad_input_gets_one_clear_line_and_a_nonzero_exit() {
 #[test]
 fn killing_a_backup_leaves_no_snapshot_and_the_next_one_works() {
     let Some(pg) = PgCluster::start() else { return };
-    fill(&pg, "big", 1_500_000);
+    pg.fill_items("big", 1_500_000);
     let dir = tempfile::tempdir().unwrap();
     let repo_dir = dir.path().join("repo");
     let drkit = new_drkit(&repo_dir);
@@ -217,7 +202,7 @@ fn killing_a_backup_leaves_no_snapshot_and_the_next_one_works() {
 #[test]
 fn a_corrupt_chunk_fails_verify_and_restore_loudly() {
     let Some(pg) = PgCluster::start() else { return };
-    fill(&pg, "shop", 100_000);
+    pg.fill_items("shop", 100_000);
     let dir = tempfile::tempdir().unwrap();
     let repo_dir = dir.path().join("repo");
     let drkit = new_drkit(&repo_dir);

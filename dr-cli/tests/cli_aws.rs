@@ -1,30 +1,15 @@
 //! The `drkit` binary against real S3 (garage) and the AWS control plane (moto).
 
-use std::process::Output;
 
 use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet,
     ResourceRecordSetFailover, RrType,
 };
-use dr_testkit::{Drkit, Garage, Moto, PgCluster};
+use dr_testkit::{stderr, Drkit, Garage, Moto, PgCluster};
 
 const BIN: &str = env!("CARGO_BIN_EXE_drkit");
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
-fn fill(pg: &PgCluster, db: &str, rows: u64) {
-    pg.psql("postgres", &format!("CREATE DATABASE {db}"));
-    pg.psql(
-        db,
-        &format!(
-            "CREATE TABLE items (id bigint PRIMARY KEY, sku text, qty int, meta jsonb); \
-             INSERT INTO items SELECT g, 'SKU-' || md5(g::text), g % 50, jsonb_build_object('bin', g % 300) \
-             FROM generate_series(1, {rows}) g"
-        ),
-    );
-}
 
 /// Row count and an md5 over every row, in key order.
 fn rows(pg: &PgCluster, db: &str) -> String {
@@ -40,7 +25,7 @@ fn backup_to_s3_restore_from_it_and_copy_between_repositories() {
     let Some(garage) = Garage::start() else {
         return;
     };
-    fill(&pg, "shop", 40_000);
+    pg.fill_items("shop", 40_000);
     let want = rows(&pg, "shop");
 
     // Backup straight into S3 and restore from it with parallel jobs.

@@ -1,15 +1,11 @@
 //! `drkit prune` and `drkit status` as an operator and a monitoring system use them.
 
-use std::process::Output;
 
-use dr_testkit::{Drkit, PgCluster};
+use dr_testkit::{stderr, Drkit, PgCluster};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_drkit");
 
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 fn rows(pg: &PgCluster, db: &str) -> String {
     pg.psql(

@@ -16,6 +16,12 @@ pub use services::{
     free_port, s3_client, venv, Garage, Moto, BUCKET, GARAGE_KEY_ID, GARAGE_SECRET,
 };
 
+/// A finished program's standard error, as text.
+#[must_use]
+pub fn stderr(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
 /// Whether this run must not skip anything.
 #[must_use]
 pub fn in_ci() -> bool {

@@ -113,6 +113,20 @@ impl PgCluster {
             .unwrap()
     }
 
+    /// Creates database `db` with an `items` table of `rows` generated rows (id, sku,
+    /// qty, price, meta), the sample data of the CLI tests.
+    pub fn fill_items(&self, db: &str, rows: u64) {
+        self.psql("postgres", &format!("CREATE DATABASE {db}"));
+        self.psql(
+            db,
+            &format!(
+                "CREATE TABLE items (id bigint PRIMARY KEY, sku text, qty int, price numeric(10,2), meta jsonb); \
+                 INSERT INTO items SELECT g, 'SKU-' || md5(g::text), g % 50, (g % 10000) / 100.0, jsonb_build_object('bin', g % 300) \
+                 FROM generate_series(1, {rows}) g"
+            ),
+        );
+    }
+
     /// A connected client for `db`.
     pub async fn client(&self, db: &str) -> tokio_postgres::Client {
         let (client, conn) = tokio_postgres::connect(&self.dsn(db), tokio_postgres::NoTls)
