@@ -9,8 +9,6 @@ fn new_drkit(dir: &Path) -> Drkit {
     Drkit::local(env!("CARGO_BIN_EXE_drkit"), dir)
 }
 
-
-
 #[test]
 fn backup_list_restore_verify_round_trip() {
     let Some(pg) = PgCluster::start() else { return };

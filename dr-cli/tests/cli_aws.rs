@@ -1,6 +1,5 @@
 //! The `drkit` binary against real S3 (garage) and the AWS control plane (moto).
 
-
 use aws_sdk_route53::types::{
     Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet,
     ResourceRecordSetFailover, RrType,
@@ -8,8 +7,6 @@ use aws_sdk_route53::types::{
 use dr_testkit::{stderr, Drkit, Garage, Moto, PgCluster};
 
 const BIN: &str = env!("CARGO_BIN_EXE_drkit");
-
-
 
 /// Row count and an md5 over every row, in key order.
 fn rows(pg: &PgCluster, db: &str) -> String {

@@ -1,11 +1,9 @@
 //! `drkit prune` and `drkit status` as an operator and a monitoring system use them.
 
-
 use dr_testkit::{stderr, Drkit, PgCluster};
 use serde_json::Value;
 
 const BIN: &str = env!("CARGO_BIN_EXE_drkit");
-
 
 fn rows(pg: &PgCluster, db: &str) -> String {
     pg.psql(

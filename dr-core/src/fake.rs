@@ -390,3 +390,70 @@ impl Lock for MemoryLock {
         Ok(locked(&self.state).0.clone())
     }
 }
+
+/// A target kind (`fake`) that hands out fakes built beforehand, by name: the targets of
+/// engine tests (`targets: { db: { kind: fake } }` gets the fake registered as `db`, or
+/// as its `name:` field).
+#[derive(Clone, Default)]
+pub struct FakeTargets {
+    targets: Arc<Mutex<std::collections::BTreeMap<String, crate::runbook::Target>>>,
+}
+
+impl FakeTargets {
+    /// No targets yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds a database under `name`.
+    #[must_use]
+    pub fn database(self, name: &str, db: FakeDatabase) -> Self {
+        locked(&self.targets).insert(
+            name.to_owned(),
+            crate::runbook::Target::Database(Arc::new(db)),
+        );
+        self
+    }
+
+    /// Adds a router under `name`.
+    #[must_use]
+    pub fn router(self, name: &str, router: FakeRouter) -> Self {
+        locked(&self.targets).insert(
+            name.to_owned(),
+            crate::runbook::Target::Router(Arc::new(router)),
+        );
+        self
+    }
+}
+
+#[async_trait]
+impl crate::runbook::TargetKind for FakeTargets {
+    #[allow(clippy::unnecessary_literal_bound)] // the trait lends the name from self
+    fn kind(&self) -> &str {
+        "fake"
+    }
+
+    fn fields(&self) -> Vec<crate::runbook::Field> {
+        vec![crate::runbook::Field::optional(
+            "name",
+            "string",
+            "Which registered fake (default: the target's name)",
+        )]
+    }
+
+    async fn build(
+        &self,
+        name: &str,
+        fields: &serde_json::Map<String, serde_json::Value>,
+    ) -> Result<crate::runbook::Target> {
+        let key = fields
+            .get("name")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or(name);
+        locked(&self.targets)
+            .get(key)
+            .cloned()
+            .ok_or_else(|| err!(NotFound, "no fake target {key:?} was registered"))
+    }
+}

@@ -22,6 +22,7 @@ pub mod fake;
 pub mod lock;
 pub mod progress;
 pub mod repo;
+pub mod runbook;
 pub mod store;
 pub mod target;
 #[cfg(feature = "testing")]

@@ -1,0 +1,293 @@
+//! What a step runs: an [`Action`], registered by the crate that owns it into a
+//! [`Registry`] the composition root builds (nothing registers itself in a global).
+//! Targets (`targets:` of a runbook) are built the same way, per kind, by a
+//! [`TargetKind`].
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+use super::model::Mode;
+use crate::target::DatabaseTarget;
+use crate::traffic::TrafficRouter;
+use crate::{err, Result};
+
+/// One documented parameter or output of an action.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Field {
+    /// Its name in `with:` (or in `outputs`).
+    pub name: String,
+    /// Its type, as users write it (`duration`, `string`, `target`, `[string]`).
+    pub ty: String,
+    /// Whether it must be given.
+    pub required: bool,
+    /// What it means.
+    pub description: String,
+}
+
+impl Field {
+    /// A required field.
+    #[must_use]
+    pub fn required(name: &str, ty: &str, description: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            ty: ty.to_owned(),
+            required: true,
+            description: description.to_owned(),
+        }
+    }
+
+    /// An optional field.
+    #[must_use]
+    pub fn optional(name: &str, ty: &str, description: &str) -> Self {
+        Self {
+            required: false,
+            ..Self::required(name, ty, description)
+        }
+    }
+}
+
+/// What an action is, for `drkit runbook actions`, the docs and the planner.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ActionSpec {
+    /// `db.promote`.
+    pub name: String,
+    /// One line on what it does.
+    pub summary: String,
+    /// Whether running it twice has the effect of running it once: a step of an
+    /// idempotent action that was in flight when a run died is simply run again.
+    pub idempotent: bool,
+    /// Its parameters.
+    pub params: Vec<Field>,
+    /// Its outputs (`${steps.<id>.outputs.<name>}`).
+    pub outputs: Vec<Field>,
+}
+
+/// What one attempt of an action came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Outcome {
+    /// Finished, with these outputs.
+    Done(Map<String, Value>),
+    /// Not yet: try again after this long (counts against the step's deadline, not its
+    /// retries).
+    RetryAfter(Duration),
+}
+
+/// What a step sees while it plans or runs.
+#[derive(Clone)]
+pub struct StepContext {
+    /// The run's id.
+    pub run_id: String,
+    /// The step's id.
+    pub step: String,
+    /// Planned or forced.
+    pub mode: Mode,
+    /// The attempt, from 1.
+    pub attempt: u32,
+    /// The run's targets by name.
+    pub targets: Arc<BTreeMap<String, Target>>,
+}
+
+impl StepContext {
+    fn target(&self, name: &str) -> Result<&Target> {
+        self.targets.get(name).ok_or_else(|| {
+            let known: Vec<&str> = self.targets.keys().map(String::as_str).collect();
+            err!(
+                InvalidInput,
+                "step {:?}: no target {name:?}; the runbook declares {}",
+                self.step,
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            )
+        })
+    }
+
+    /// The database target `name`.
+    pub fn database(&self, name: &str) -> Result<Arc<dyn DatabaseTarget>> {
+        match self.target(name)? {
+            Target::Database(d) => Ok(d.clone()),
+            Target::Router(_) => Err(err!(
+                InvalidInput,
+                "step {:?}: target {name:?} routes traffic; this action needs a database",
+                self.step
+            )),
+        }
+    }
+
+    /// The traffic router `name`.
+    pub fn router(&self, name: &str) -> Result<Arc<dyn TrafficRouter>> {
+        match self.target(name)? {
+            Target::Router(r) => Ok(r.clone()),
+            Target::Database(_) => Err(err!(
+                InvalidInput,
+                "step {:?}: target {name:?} is a database; this action needs a traffic router",
+                self.step
+            )),
+        }
+    }
+}
+
+/// A built target.
+#[derive(Clone)]
+pub enum Target {
+    /// A database.
+    Database(Arc<dyn DatabaseTarget>),
+    /// Where traffic goes.
+    Router(Arc<dyn TrafficRouter>),
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Database(d) => write!(f, "Database({})", d.name()),
+            Self::Router(r) => write!(f, "Router({})", r.name()),
+        }
+    }
+}
+
+/// Reads a step's parameters into the action's typed options, naming the step's action
+/// in the error.
+pub fn params<T: DeserializeOwned>(action: &str, with: &Value) -> Result<T> {
+    serde_json::from_value(with.clone())
+        .map_err(|e| err!(InvalidInput, "{action}: parameters: {e}"))
+}
+
+/// One step's action. Small on purpose: a user's crate adds one in about 30 lines.
+#[async_trait]
+pub trait Action: Send + Sync {
+    /// Name, documentation, idempotence.
+    fn spec(&self) -> ActionSpec;
+
+    /// Checks the parameters before anything runs (values only known after an earlier
+    /// step read as the string `"<known after STEP>"`). Most actions deserialize their
+    /// options here.
+    fn check(&self, with: &Value) -> Result<()> {
+        let _ = with;
+        Ok(())
+    }
+
+    /// The target names among the parameters (checked to exist, and built, before the
+    /// run).
+    fn targets(&self, with: &Value) -> Vec<String> {
+        with.get("target")
+            .and_then(Value::as_str)
+            .map(|t| vec![t.to_owned()])
+            .unwrap_or_default()
+    }
+
+    /// What running it would change, read from live state without changing anything.
+    async fn plan(&self, ctx: &StepContext, with: &Value) -> Result<Vec<String>> {
+        let _ = (ctx, with);
+        Ok(vec![format!("runs {}", self.spec().name)])
+    }
+
+    /// One attempt.
+    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome>;
+
+    /// For a non-idempotent action whose step was in flight when a run died: whether
+    /// its effect is visible in live state (then the outputs it would have returned).
+    /// `None` when it cannot tell: the run then stops and asks.
+    async fn probe(&self, ctx: &StepContext, with: &Value) -> Result<Option<Map<String, Value>>> {
+        let _ = (ctx, with);
+        Ok(None)
+    }
+}
+
+/// Builds the targets of one kind (`rds`, `route53`, `postgres`) from their fields.
+#[async_trait]
+pub trait TargetKind: Send + Sync {
+    /// The kind's name.
+    fn kind(&self) -> &str;
+    /// Its fields, documented.
+    fn fields(&self) -> Vec<Field>;
+    /// Builds target `name` from `fields` (variables already replaced).
+    async fn build(&self, name: &str, fields: &Map<String, Value>) -> Result<Target>;
+}
+
+/// The actions and target kinds a runbook may use.
+#[derive(Clone, Default)]
+pub struct Registry {
+    actions: BTreeMap<String, Arc<dyn Action>>,
+    kinds: BTreeMap<String, Arc<dyn TargetKind>>,
+}
+
+impl Registry {
+    /// An empty registry.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds `action` under its spec's name (replacing one of the same name).
+    pub fn action(&mut self, action: impl Action + 'static) -> &mut Self {
+        let a: Arc<dyn Action> = Arc::new(action);
+        self.actions.insert(a.spec().name, a);
+        self
+    }
+
+    /// Adds a target kind.
+    pub fn target_kind(&mut self, kind: impl TargetKind + 'static) -> &mut Self {
+        let k: Arc<dyn TargetKind> = Arc::new(kind);
+        self.kinds.insert(k.kind().to_owned(), k);
+        self
+    }
+
+    /// The action called `name`.
+    #[must_use]
+    pub fn get(&self, name: &str) -> Option<&Arc<dyn Action>> {
+        self.actions.get(name)
+    }
+
+    /// The target kind called `name`.
+    #[must_use]
+    pub fn kind(&self, name: &str) -> Option<&Arc<dyn TargetKind>> {
+        self.kinds.get(name)
+    }
+
+    /// Every action's spec, by name.
+    #[must_use]
+    pub fn specs(&self) -> Vec<ActionSpec> {
+        self.actions.values().map(|a| a.spec()).collect()
+    }
+
+    /// Every target kind's name.
+    #[must_use]
+    pub fn kinds(&self) -> Vec<String> {
+        self.kinds.keys().cloned().collect()
+    }
+
+    /// The action names closest to `name`, for "did you mean".
+    #[must_use]
+    pub fn closest(&self, name: &str) -> Vec<String> {
+        let mut scored: Vec<(usize, &String)> = self
+            .actions
+            .keys()
+            .map(|k| (distance(k, name), k))
+            .filter(|(d, _)| *d <= 3)
+            .collect();
+        scored.sort();
+        scored.into_iter().take(3).map(|(_, k)| k.clone()).collect()
+    }
+}
+
+fn distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}

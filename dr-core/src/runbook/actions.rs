@@ -1,0 +1,639 @@
+//! The actions every build has: `wait`, `approve`, `assert`, `exec`, `notify`,
+//! `tcp.check`, and the ones generic over the traits — `db.health`, `db.check_lag`,
+//! `db.promote`, `db.fence`, `traffic.switch`, `traffic.restore`.
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::Deserialize;
+use serde_json::{json, Map, Value};
+
+use super::action::{params, Action, ActionSpec, Field, Outcome, Registry, StepContext};
+use crate::target::Capability;
+use crate::traffic::{Destination, Route};
+use crate::wait::Wait;
+use crate::{err, Result};
+
+fn spec(
+    name: &str,
+    summary: &str,
+    idempotent: bool,
+    params: Vec<Field>,
+    outputs: Vec<Field>,
+) -> ActionSpec {
+    ActionSpec {
+        name: name.to_owned(),
+        summary: summary.to_owned(),
+        idempotent,
+        params,
+        outputs,
+    }
+}
+
+fn outputs(v: Value) -> Outcome {
+    match v {
+        Value::Object(m) => Outcome::Done(m),
+        _ => Outcome::Done(Map::new()),
+    }
+}
+
+fn waits(timeout: Option<Duration>) -> Wait {
+    Wait::new(timeout.unwrap_or(Duration::from_mins(30))).poll(Duration::from_secs(1))
+}
+
+/// Adds the core actions to `registry`.
+pub fn register(registry: &mut Registry) {
+    registry
+        .action(WaitAction)
+        .action(Approve)
+        .action(Assert)
+        .action(Exec)
+        .action(Notify)
+        .action(TcpCheck)
+        .action(DbHealth)
+        .action(DbCheckLag)
+        .action(DbPromote)
+        .action(DbFence)
+        .action(TrafficSwitch)
+        .action(TrafficRestore);
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WaitParams {
+    #[serde(with = "crate::duration::human")]
+    r#for: Duration,
+}
+
+struct WaitAction;
+
+#[async_trait]
+impl Action for WaitAction {
+    fn spec(&self) -> ActionSpec {
+        spec(
+            "wait",
+            "Waits a while (`for: 30s`).",
+            true,
+            vec![Field::required("for", "duration", "How long")],
+            vec![],
+        )
+    }
+    fn check(&self, with: &Value) -> Result<()> {
+        params::<WaitParams>("wait", with).map(|_| ())
+    }
+    async fn plan(&self, _: &StepContext, with: &Value) -> Result<Vec<String>> {
+        let p: WaitParams = params("wait", with)?;
+        Ok(vec![format!("waits {}", crate::duration::format(p.r#for))])
+    }
+    async fn run(&self, _: &StepContext, with: &Value) -> Result<Outcome> {
+        let p: WaitParams = params("wait", with)?;
+        tokio::time::sleep(p.r#for).await;
+        Ok(Outcome::Done(Map::new()))
+    }
+}
+
+struct Approve;
+
+#[async_trait]
+impl Action for Approve {
+    fn spec(&self) -> ActionSpec {
+        spec("approve", "Waits for a person: given by --yes or --approve STEP; a run without either stops here (waiting) and is resumed later.", true, vec![Field::optional("message", "string", "What the person approves")], vec![])
+    }
+    async fn run(&self, ctx: &StepContext, _: &Value) -> Result<Outcome> {
+        Err(err!(
+            Conflict,
+            "step {:?} needs an approval; the engine gives it",
+            ctx.step
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AssertParams {
+    that: Value,
+    #[serde(default)]
+    message: Option<String>,
+}
+
+struct Assert;
+
+#[async_trait]
+impl Action for Assert {
+    fn spec(&self) -> ActionSpec {
+        spec("assert", "Fails unless `that` is true (a boolean, usually an interpolated output or `if`-style comparison done by an earlier step).", true, vec![Field::required("that", "bool", "What must hold"), Field::optional("message", "string", "Said when it does not")], vec![])
+    }
+    fn check(&self, with: &Value) -> Result<()> {
+        params::<AssertParams>("assert", with).map(|_| ())
+    }
+    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
+        let p: AssertParams = params("assert", with)?;
+        let holds = match &p.that {
+            Value::Bool(b) => *b,
+            Value::String(s) => super::expr::condition(s, &json!({}))?,
+            Value::Null => false,
+            Value::Number(n) => n.as_f64() != Some(0.0),
+            _ => true,
+        };
+        if holds {
+            Ok(Outcome::Done(Map::new()))
+        } else {
+            Err(err!(
+                Conflict,
+                "step {:?}: assertion failed: {}",
+                ctx.step,
+                p.message.unwrap_or_else(|| p.that.to_string())
+            ))
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExecParams {
+    argv: Vec<String>,
+    #[serde(default)]
+    env: std::collections::BTreeMap<String, String>,
+    #[serde(default)]
+    cwd: Option<std::path::PathBuf>,
+    #[serde(default)]
+    idempotent: bool,
+}
+
+struct Exec;
+
+#[async_trait]
+impl Action for Exec {
+    fn spec(&self) -> ActionSpec {
+        spec(
+            "exec",
+            "Runs a program (argv, never a shell string); fails on a non-zero exit. Not idempotent: a run that died while it ran asks before running it again.",
+            false,
+            vec![Field::required("argv", "[string]", "Program and arguments"), Field::optional("env", "map", "Extra environment"), Field::optional("cwd", "path", "Working folder")],
+            vec![Field::required("stdout", "string", "Its standard output (last 64 KiB)"), Field::required("code", "int", "Exit status")],
+        )
+    }
+    fn check(&self, with: &Value) -> Result<()> {
+        let p: ExecParams = params("exec", with)?;
+        if p.argv.is_empty() {
+            return Err(err!(
+                InvalidInput,
+                "exec: argv is empty; give the program and its arguments"
+            ));
+        }
+        Ok(())
+    }
+    async fn plan(&self, _: &StepContext, with: &Value) -> Result<Vec<String>> {
+        let p: ExecParams = params("exec", with)?;
+        Ok(vec![format!(
+            "runs {:?}{}",
+            p.argv,
+            if p.idempotent {
+                ""
+            } else {
+                " (not idempotent)"
+            }
+        )])
+    }
+    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
+        let p: ExecParams = params("exec", with)?;
+        let mut cmd = tokio::process::Command::new(&p.argv[0]);
+        cmd.args(&p.argv[1..]).envs(&p.env).kill_on_drop(true);
+        if let Some(d) = &p.cwd {
+            cmd.current_dir(d);
+        }
+        let out = cmd.output().await.map_err(|e| {
+            crate::Error::io(format!("step {:?}: starting {}", ctx.step, p.argv[0]), e)
+        })?;
+        let tail =
+            |b: &[u8]| String::from_utf8_lossy(&b[b.len().saturating_sub(64 << 10)..]).into_owned();
+        if !out.status.success() {
+            return Err(err!(
+                External,
+                "step {:?}: {} exited with {}: {}",
+                ctx.step,
+                p.argv[0],
+                out.status,
+                tail(&out.stderr).trim()
+            ));
+        }
+        Ok(outputs(
+            json!({"stdout": tail(&out.stdout), "code": out.status.code().unwrap_or(0)}),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NotifyParams {
+    message: String,
+    #[serde(default)]
+    severity: super::model::Severity,
+}
+
+struct Notify;
+
+#[async_trait]
+impl Action for Notify {
+    fn spec(&self) -> ActionSpec {
+        spec("notify", "Sends a message to the runbook's notifiers for its severity (written to the journal and the log).", true, vec![Field::required("message", "string", "What to say"), Field::optional("severity", "info|low|medium|high|critical", "Routing")], vec![])
+    }
+    fn check(&self, with: &Value) -> Result<()> {
+        params::<NotifyParams>("notify", with).map(|_| ())
+    }
+    async fn plan(&self, _: &StepContext, with: &Value) -> Result<Vec<String>> {
+        let p: NotifyParams = params("notify", with)?;
+        Ok(vec![format!("notifies ({:?}): {}", p.severity, p.message)])
+    }
+    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
+        let p: NotifyParams = params("notify", with)?;
+        tracing::info!("[{}] {:?}: {}", ctx.run_id, p.severity, p.message);
+        Ok(outputs(json!({"message": p.message})))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TcpParams {
+    address: String,
+    #[serde(default, with = "crate::duration::human::option")]
+    timeout: Option<Duration>,
+}
+
+struct TcpCheck;
+
+#[async_trait]
+impl Action for TcpCheck {
+    fn spec(&self) -> ActionSpec {
+        spec(
+            "tcp.check",
+            "Fails unless a TCP connection to host:port opens in time.",
+            true,
+            vec![
+                Field::required("address", "host:port", "Where"),
+                Field::optional("timeout", "duration", "How long to try (default 5s)"),
+            ],
+            vec![Field::required("seconds", "number", "Time to connect")],
+        )
+    }
+    fn check(&self, with: &Value) -> Result<()> {
+        params::<TcpParams>("tcp.check", with).map(|_| ())
+    }
+    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
+        let p: TcpParams = params("tcp.check", with)?;
+        let started = std::time::Instant::now();
+        let limit = p.timeout.unwrap_or(Duration::from_secs(5));
+        match tokio::time::timeout(limit, tokio::net::TcpStream::connect(&p.address)).await {
+            Ok(Ok(_)) => Ok(outputs(json!({"seconds": started.elapsed().as_secs_f64()}))),
+            Ok(Err(e)) => Err(err!(
+                Unavailable,
+                "step {:?}: cannot connect to {}: {e}",
+                ctx.step,
+                p.address
+            )),
+            Err(_) => Err(err!(
+                Timeout,
+                "step {:?}: no connection to {} within {}",
+                ctx.step,
+                p.address,
+                crate::duration::format(limit)
+            )),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DbParams {
+    target: String,
+    #[serde(default, with = "crate::duration::human::option")]
+    max: Option<Duration>,
+    #[serde(default, with = "crate::duration::human::option")]
+    timeout: Option<Duration>,
+}
+
+fn health_doc(h: &crate::target::Health) -> Value {
+    json!({
+        "name": h.name,
+        "available": h.available,
+        "role": h.role,
+        "writable": h.writable,
+        "endpoint": h.endpoint,
+        "replicating_from": h.replicating_from,
+        "lag_seconds": h.replication_lag.map(|d| d.as_secs_f64()),
+    })
+}
+
+fn db_fields() -> Vec<Field> {
+    vec![
+        Field::required("target", "target", "A database target"),
+        Field::optional("timeout", "duration", "Longest wait (default 30m)"),
+    ]
+}
+
+fn health_outputs() -> Vec<Field> {
+    [
+        "name",
+        "available",
+        "role",
+        "writable",
+        "endpoint",
+        "replicating_from",
+        "lag_seconds",
+    ]
+    .iter()
+    .map(|n| Field::required(n, "value", "As the target reports it"))
+    .collect()
+}
+
+fn need(
+    ctx: &StepContext,
+    target: &str,
+    cap: Capability,
+) -> Result<std::sync::Arc<dyn crate::target::DatabaseTarget>> {
+    let db = ctx.database(target)?;
+    if !db.capabilities().contains(&cap) {
+        return Err(
+            crate::target::unsupported(&db.name(), cap).context(format!("step {:?}", ctx.step))
+        );
+    }
+    Ok(db)
+}
+
+struct DbHealth;
+
+#[async_trait]
+impl Action for DbHealth {
+    fn spec(&self) -> ActionSpec {
+        spec("db.health", "Reads a database's availability, role, writability and lag; fails when it is unreachable.", true, db_fields(), health_outputs())
+    }
+    fn check(&self, with: &Value) -> Result<()> {
+        params::<DbParams>("db.health", with).map(|_| ())
+    }
+    async fn plan(&self, ctx: &StepContext, with: &Value) -> Result<Vec<String>> {
+        let p: DbParams = params("db.health", with)?;
+        let h = need(ctx, &p.target, Capability::Health)?.health().await?;
+        Ok(vec![format!(
+            "reads {} (now {:?}, {})",
+            h.name, h.role, h.status
+        )])
+    }
+    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
+        let p: DbParams = params("db.health", with)?;
+        let h = need(ctx, &p.target, Capability::Health)?.health().await?;
+        if !h.available {
+            return Err(err!(
+                Unavailable,
+                "step {:?}: {} is unavailable: {}",
+                ctx.step,
+                h.name,
+                h.status
+            ));
+        }
+        Ok(outputs(health_doc(&h)))
+    }
+}
+
+struct DbCheckLag;
+
+#[async_trait]
+impl Action for DbCheckLag {
+    fn spec(&self) -> ActionSpec {
+        let mut p = db_fields();
+        p.push(Field::required(
+            "max",
+            "duration",
+            "Most lag allowed (often ${objectives.rpo})",
+        ));
+        spec(
+            "db.check_lag",
+            "Fails unless a replica's replication lag is at most `max`.",
+            true,
+            p,
+            health_outputs(),
+        )
+    }
+    fn check(&self, with: &Value) -> Result<()> {
+        let p: DbParams = params("db.check_lag", with)?;
+        if p.max.is_none() {
+            return Err(err!(
+                InvalidInput,
+                "db.check_lag: give max (a duration, e.g. ${{objectives.rpo}})"
+            ));
+        }
+        Ok(())
+    }
+    async fn plan(&self, ctx: &StepContext, with: &Value) -> Result<Vec<String>> {
+        let p: DbParams = params("db.check_lag", with)?;
+        let h = need(ctx, &p.target, Capability::ReplicationLag)?
+            .health()
+            .await?;
+        let lag = h
+            .replication_lag
+            .map_or("unknown".to_owned(), crate::duration::format);
+        Ok(vec![format!(
+            "checks {}: replication lag now {lag}, objective at most {}",
+            h.name,
+            p.max.map(crate::duration::format).unwrap_or_default()
+        )])
+    }
+    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
+        let p: DbParams = params("db.check_lag", with)?;
+        let max = p.max.unwrap_or_default();
+        let h = need(ctx, &p.target, Capability::ReplicationLag)?
+            .health()
+            .await?;
+        match h.replication_lag {
+            Some(lag) if lag <= max => Ok(outputs(health_doc(&h))),
+            Some(lag) => Err(err!(
+                Conflict,
+                "step {:?}: {} is {} behind, more than the {} allowed",
+                ctx.step,
+                h.name,
+                crate::duration::format(lag),
+                crate::duration::format(max)
+            )),
+            None => Err(err!(
+                Unavailable,
+                "step {:?}: {} reports no replication lag (is it a replica?)",
+                ctx.step,
+                h.name
+            )),
+        }
+    }
+}
+
+struct DbPromote;
+
+#[async_trait]
+impl Action for DbPromote {
+    fn spec(&self) -> ActionSpec {
+        spec(
+            "db.promote",
+            "Promotes a replica and waits until it takes writes; a primary is left alone.",
+            true,
+            db_fields(),
+            health_outputs(),
+        )
+    }
+    fn check(&self, with: &Value) -> Result<()> {
+        params::<DbParams>("db.promote", with).map(|_| ())
+    }
+    async fn plan(&self, ctx: &StepContext, with: &Value) -> Result<Vec<String>> {
+        let p: DbParams = params("db.promote", with)?;
+        let h = need(ctx, &p.target, Capability::Promote)?.health().await?;
+        Ok(vec![match h.role {
+            crate::target::Role::Replica => format!(
+                "promotes {} from replica (of {}) to primary",
+                h.name,
+                h.replicating_from.as_deref().unwrap_or("?")
+            ),
+            crate::target::Role::Primary => format!("{} is already a primary: no change", h.name),
+        }])
+    }
+    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
+        let p: DbParams = params("db.promote", with)?;
+        let h = need(ctx, &p.target, Capability::Promote)?
+            .promote(&waits(p.timeout))
+            .await?;
+        Ok(outputs(health_doc(&h)))
+    }
+}
+
+struct DbFence;
+
+#[async_trait]
+impl Action for DbFence {
+    fn spec(&self) -> ActionSpec {
+        spec("db.fence", "Makes an old primary refuse writes (where it is still reachable) and waits until it does.", true, db_fields(), health_outputs())
+    }
+    fn check(&self, with: &Value) -> Result<()> {
+        params::<DbParams>("db.fence", with).map(|_| ())
+    }
+    async fn plan(&self, ctx: &StepContext, with: &Value) -> Result<Vec<String>> {
+        let p: DbParams = params("db.fence", with)?;
+        let h = need(ctx, &p.target, Capability::Fence)?.health().await?;
+        Ok(vec![if h.writable {
+            format!("fences {}: it stops taking writes", h.name)
+        } else {
+            format!("{} already refuses writes: no change", h.name)
+        }])
+    }
+    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
+        let p: DbParams = params("db.fence", with)?;
+        let h = need(ctx, &p.target, Capability::Fence)?
+            .fence(&waits(p.timeout))
+            .await?;
+        Ok(outputs(health_doc(&h)))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwitchParams {
+    target: String,
+    to: Destination,
+    #[serde(default, with = "crate::duration::human::option")]
+    timeout: Option<Duration>,
+}
+
+struct TrafficSwitch;
+
+#[async_trait]
+impl Action for TrafficSwitch {
+    fn spec(&self) -> ActionSpec {
+        spec(
+            "traffic.switch",
+            "Sends traffic to `to` ({set: ID}, {weights: {ID: N}}, {values: [..]}), waits until live and reads it back.",
+            true,
+            vec![Field::required("target", "target", "A traffic router"), Field::required("to", "destination", "Where to"), Field::optional("timeout", "duration", "Longest wait")],
+            vec![Field::required("before", "route", "The route before: give it to traffic.restore"), Field::required("after", "route", "The route read back")],
+        )
+    }
+    fn check(&self, with: &Value) -> Result<()> {
+        params::<SwitchParams>("traffic.switch", with).map(|_| ())
+    }
+    async fn plan(&self, ctx: &StepContext, with: &Value) -> Result<Vec<String>> {
+        let p: SwitchParams = params("traffic.switch", with)?;
+        let r = ctx.router(&p.target)?;
+        let plan = r.plan(&p.to).await?;
+        Ok(if plan.is_noop() {
+            vec![format!(
+                "{} already sends traffic to {}: no change",
+                r.name(),
+                p.to
+            )]
+        } else {
+            plan.changes
+                .iter()
+                .map(|c| format!("{}: {c}", r.name()))
+                .collect()
+        })
+    }
+    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
+        let p: SwitchParams = params("traffic.switch", with)?;
+        let s = ctx
+            .router(&p.target)?
+            .switch(&p.to, &waits(p.timeout))
+            .await?;
+        Ok(outputs(
+            json!({"before": s.before, "after": s.after, "seconds": s.took.as_secs_f64()}),
+        ))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RestoreParams {
+    target: String,
+    route: Route,
+    #[serde(default, with = "crate::duration::human::option")]
+    timeout: Option<Duration>,
+}
+
+struct TrafficRestore;
+
+#[async_trait]
+impl Action for TrafficRestore {
+    fn spec(&self) -> ActionSpec {
+        spec(
+            "traffic.restore",
+            "Puts a route back as it was (the `before` of traffic.switch).",
+            true,
+            vec![
+                Field::required("target", "target", "A traffic router"),
+                Field::required("route", "route", "${steps.<switch>.outputs.before}"),
+            ],
+            vec![
+                Field::required("before", "route", "The route before"),
+                Field::required("after", "route", "The route read back"),
+            ],
+        )
+    }
+    fn check(&self, with: &Value) -> Result<()> {
+        if with
+            .get("route")
+            .and_then(Value::as_str)
+            .is_some_and(|s| s.starts_with("<known after"))
+        {
+            return Ok(());
+        }
+        params::<RestoreParams>("traffic.restore", with).map(|_| ())
+    }
+    async fn plan(&self, _: &StepContext, with: &Value) -> Result<Vec<String>> {
+        Ok(vec![format!(
+            "puts {} back as it was",
+            with.get("target")
+                .and_then(Value::as_str)
+                .unwrap_or("the route")
+        )])
+    }
+    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
+        let p: RestoreParams = params("traffic.restore", with)?;
+        let s = ctx
+            .router(&p.target)?
+            .restore(&p.route, &waits(p.timeout))
+            .await?;
+        Ok(outputs(json!({"before": s.before, "after": s.after})))
+    }
+}

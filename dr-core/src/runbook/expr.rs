@@ -1,0 +1,181 @@
+//! `${…}` interpolation and `if:` conditions.
+//!
+//! A string that is exactly one reference (`"${vars.port}"`) becomes the referenced value
+//! with its type (a number stays a number, a map stays a map); references inside longer
+//! strings are replaced by their text. References: `vars.<name>`,
+//! `steps.<id>.outputs.<key>[.<key>…]`, `steps.<id>.state`, `objectives.rto`,
+//! `objectives.rpo`, `run.id`, `run.mode`, `run.outcome`. `if:` takes a minijinja
+//! expression over the same names (`steps.lag.outputs.lag_seconds < 300`,
+//! `run.mode == "forced"`).
+
+use serde_json::Value;
+
+use crate::{err, Result};
+
+/// Every `${…}` reference in `value`, in order.
+#[must_use]
+pub fn references(value: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    walk_strings(value, &mut |s| {
+        let mut rest = s;
+        while let Some(i) = rest.find("${") {
+            let Some(j) = rest[i..].find('}') else { break };
+            out.push(rest[i + 2..i + j].trim().to_owned());
+            rest = &rest[i + j + 1..];
+        }
+    });
+    out
+}
+
+fn walk_strings(value: &Value, f: &mut impl FnMut(&str)) {
+    match value {
+        Value::String(s) => f(s),
+        Value::Array(a) => a.iter().for_each(|v| walk_strings(v, f)),
+        Value::Object(m) => m.values().for_each(|v| walk_strings(v, f)),
+        _ => {}
+    }
+}
+
+/// What a reference names in `scope` (a JSON object with `vars`, `steps`, `objectives`,
+/// `run`), or `None` when it is not there (yet).
+#[must_use]
+pub fn lookup<'a>(scope: &'a Value, path: &str) -> Option<&'a Value> {
+    path.split('.').try_fold(scope, |v, key| match v {
+        Value::Object(m) => m.get(key),
+        Value::Array(a) => key.parse::<usize>().ok().and_then(|i| a.get(i)),
+        _ => None,
+    })
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+/// `value` with every reference replaced from `scope`. `missing` says what to put for a
+/// reference `scope` lacks: `None` fails naming it; `Some(f)` asks `f` (a plan's
+/// "known after <step>").
+pub fn resolve(
+    value: &Value,
+    scope: &Value,
+    missing: Option<&dyn Fn(&str) -> Value>,
+) -> Result<Value> {
+    Ok(match value {
+        Value::String(s) => resolve_str(s, scope, missing)?,
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|v| resolve(v, scope, missing))
+                .collect::<Result<_>>()?,
+        ),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| Ok((k.clone(), resolve(v, scope, missing)?)))
+                .collect::<Result<_>>()?,
+        ),
+        other => other.clone(),
+    })
+}
+
+fn resolve_str(s: &str, scope: &Value, missing: Option<&dyn Fn(&str) -> Value>) -> Result<Value> {
+    let find = |path: &str| -> Result<Value> {
+        match lookup(scope, path) {
+            Some(v) => Ok(v.clone()),
+            None => match missing {
+                Some(f) => Ok(f(path)),
+                None => Err(err!(
+                    InvalidInput,
+                    "${{{path}}} has no value here; check the name, and that the step it names ran before"
+                )),
+            },
+        }
+    };
+    let trimmed = s.trim();
+    if trimmed.starts_with("${") && trimmed.ends_with('}') && trimmed.matches("${").count() == 1 {
+        return find(trimmed[2..trimmed.len() - 1].trim());
+    }
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        let Some(j) = rest[i..].find('}') else { break };
+        out.push_str(&rest[..i]);
+        out.push_str(&text(&find(rest[i + 2..i + j].trim())?));
+        rest = &rest[i + j + 1..];
+    }
+    out.push_str(rest);
+    Ok(Value::String(out))
+}
+
+/// Checks an `if:` expression compiles, and returns the top-level names it uses.
+pub fn condition_names(expr: &str) -> Result<Vec<String>> {
+    let env = minijinja::Environment::new();
+    let compiled = env
+        .compile_expression(expr)
+        .map_err(|e| err!(InvalidInput, "if: {expr:?} is not an expression: {e}"))?;
+    let mut names: Vec<String> = compiled.undeclared_variables(true).into_iter().collect();
+    names.sort();
+    Ok(names)
+}
+
+/// Evaluates an `if:` expression against `scope`: true unless it is false, `none`,
+/// zero or empty.
+pub fn condition(expr: &str, scope: &Value) -> Result<bool> {
+    let env = minijinja::Environment::new();
+    let compiled = env
+        .compile_expression(expr)
+        .map_err(|e| err!(InvalidInput, "if: {expr:?} is not an expression: {e}"))?;
+    let v = compiled
+        .eval(minijinja::Value::from(minijinja::value::Serde(scope)))
+        .map_err(|e| err!(InvalidInput, "if: {expr:?} failed: {e}"))?;
+    Ok(v.is_true())
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn whole_references_keep_their_type_and_embedded_ones_become_text() {
+        let scope = json!({"vars": {"port": 5432, "db": {"host": "h"}}, "steps": {"promote": {"outputs": {"endpoint": "db:5432"}}}});
+        let with = json!({"port": "${vars.port}", "db": "${ vars.db }", "msg": "at ${steps.promote.outputs.endpoint} on ${vars.port}", "n": 3});
+        let r = resolve(&with, &scope, None).unwrap();
+        assert_eq!(
+            r,
+            json!({"port": 5432, "db": {"host": "h"}, "msg": "at db:5432 on 5432", "n": 3})
+        );
+        assert_eq!(
+            references(&with),
+            [
+                "vars.db",
+                "steps.promote.outputs.endpoint",
+                "vars.port",
+                "vars.port"
+            ]
+        );
+        let e = resolve(&json!("${vars.nope}"), &scope, None).unwrap_err();
+        assert!(e.to_string().contains("vars.nope"), "{e}");
+        let later = resolve(
+            &json!("${steps.x.outputs.y}"),
+            &scope,
+            Some(&|p: &str| json!(format!("<{p}>"))),
+        )
+        .unwrap();
+        assert_eq!(later, json!("<steps.x.outputs.y>"));
+    }
+
+    #[test]
+    fn conditions_evaluate_and_name_what_they_use() {
+        let scope =
+            json!({"run": {"mode": "forced"}, "steps": {"lag": {"outputs": {"seconds": 12}}}});
+        assert!(condition("run.mode == 'forced'", &scope).unwrap());
+        assert!(!condition("steps.lag.outputs.seconds > 60", &scope).unwrap());
+        assert_eq!(
+            condition_names("steps.lag.outputs.seconds > vars.limit").unwrap(),
+            ["steps", "vars"]
+        );
+        assert!(condition_names("run.mode ==").is_err());
+    }
+}

@@ -1,0 +1,43 @@
+//! Runbooks as code: a runbook (YAML, or built in Rust) is planned — every problem found
+//! before anything runs, then live state read to say what would change — and run by the
+//! [`Engine`]: steps in dependency order, each event journaled in the repository before
+//! the effect it announces, under a single-flight lock, resumable on another machine.
+//!
+//! ```
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> dr_core::Result<()> {
+//! use std::sync::Arc;
+//! use dr_core::runbook::{parse_yaml, Engine, Registry, RunOptions};
+//! let yaml = "version: 1\nname: pause\nsteps:\n  - id: nap\n    action: wait\n    with: { for: 10ms }\n";
+//! let (rb, map) = parse_yaml(yaml, "pause.yaml")?;
+//! let mut registry = Registry::new();
+//! dr_core::runbook::actions::register(&mut registry);
+//! let store = dr_core::store::MemoryStore::new();
+//! let engine = Engine::new(registry, store, Arc::new(|name: &str| {
+//!     Ok(Arc::new(dr_core::fake::MemoryLock::new(name)) as Arc<dyn dr_core::lock::Lock>)
+//! }));
+//! let run = engine.run(&rb, &map, &RunOptions::default()).await?;
+//! assert_eq!(run.outcome, "succeeded");
+//! # Ok(()) }
+//! ```
+
+pub mod action;
+pub mod actions;
+mod engine;
+pub mod expr;
+pub mod journal;
+mod model;
+mod parse;
+mod plan;
+pub mod report;
+mod validate;
+
+pub use action::{Action, ActionSpec, Field, Outcome, Registry, StepContext, Target, TargetKind};
+pub use engine::{Engine, LockFactory, RunOptions};
+pub use model::{
+    Call, Guard, Mode, Objectives, OnFailure, Retry, Runbook, Severity, Step, TargetSpec, VarSpec,
+};
+pub use parse::{parse_yaml, report as report_problems, At, Diagnostic, SourceMap};
+pub use plan::{Plan, PlannedStep};
+pub use report::{RunSummary, StepSummary};
+pub use validate::{find_cycle, validate};

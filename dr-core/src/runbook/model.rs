@@ -1,0 +1,279 @@
+//! What a runbook is, once parsed: objectives, a lock name, variables, targets,
+//! notifiers and steps. The same structure is built from YAML ([`super::parse`]), from
+//! Rust, or from Python, and is frozen into the journal of every run.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A whole runbook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Runbook {
+    /// Format version; only 1 exists.
+    pub version: u32,
+    /// Its name (also the default lock name).
+    pub name: String,
+    /// What it does, for people.
+    #[serde(default)]
+    pub description: String,
+    /// Recovery objectives the run is measured against.
+    #[serde(default)]
+    pub objectives: Objectives,
+    /// Single-flight name: two runs with the same lock never run at once.
+    #[serde(default)]
+    pub lock: Option<String>,
+    /// Variables: `${vars.<name>}`.
+    #[serde(default)]
+    pub vars: BTreeMap<String, VarSpec>,
+    /// Things steps act on, declared once: `with: { target: <name> }`.
+    #[serde(default)]
+    pub targets: BTreeMap<String, TargetSpec>,
+    /// Where notifications go.
+    #[serde(default)]
+    pub notify: Vec<Value>,
+    /// Steps that may run at the same time (independent branches of the graph).
+    #[serde(default = "default_concurrency")]
+    pub concurrency: usize,
+    /// Deadline of the whole run.
+    #[serde(default, with = "crate::duration::human::option")]
+    pub timeout: Option<Duration>,
+    /// The steps, in file order.
+    pub steps: Vec<Step>,
+}
+
+fn default_concurrency() -> usize {
+    4
+}
+
+impl Runbook {
+    /// The lock name: `lock:`, else the runbook's name.
+    #[must_use]
+    pub fn lock_name(&self) -> &str {
+        self.lock.as_deref().unwrap_or(&self.name)
+    }
+
+    /// The step called `id`.
+    #[must_use]
+    pub fn step(&self, id: &str) -> Option<&Step> {
+        self.steps.iter().find(|s| s.id == id)
+    }
+}
+
+/// Recovery objectives.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Objectives {
+    /// Longest the recovery may take.
+    #[serde(default, with = "crate::duration::human::option")]
+    pub rto: Option<Duration>,
+    /// Most data that may be lost.
+    #[serde(default, with = "crate::duration::human::option")]
+    pub rpo: Option<Duration>,
+}
+
+/// One variable.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VarSpec {
+    /// Its value when neither `--var` nor `env` gives one.
+    #[serde(default)]
+    pub default: Option<Value>,
+    /// Read from this environment variable when set.
+    #[serde(default)]
+    pub env: Option<String>,
+    /// Never printed, journaled or shown in a plan.
+    #[serde(default)]
+    pub secret: bool,
+    /// What it is, for people.
+    #[serde(default)]
+    pub description: String,
+}
+
+/// A target: its kind (`rds`, `route53`, `postgres`, …) and the kind's fields.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TargetSpec {
+    /// Which adapter builds it.
+    pub kind: String,
+    /// The kind's own fields (may use `${vars.…}`).
+    #[serde(flatten)]
+    pub fields: serde_json::Map<String, Value>,
+}
+
+/// What happens when a step fails (after its retries).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// Stop: no new steps start; `always` steps still run.
+    #[default]
+    Abort,
+    /// Go on: steps that need this one are skipped, the rest run.
+    Continue,
+    /// Undo: the compensations of the finished steps run in reverse order, then stop.
+    Compensate,
+}
+
+/// Bounded retries, for retryable errors only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Retry {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// Wait before the second attempt; doubles each time.
+    #[serde(default = "default_backoff", with = "crate::duration::human")]
+    pub backoff: Duration,
+    /// Longest wait between attempts.
+    #[serde(default = "default_max_backoff", with = "crate::duration::human")]
+    pub max_backoff: Duration,
+}
+
+fn default_backoff() -> Duration {
+    Duration::from_secs(5)
+}
+
+fn default_max_backoff() -> Duration {
+    Duration::from_mins(2)
+}
+
+impl Retry {
+    /// The wait before attempt `n` (2, 3, …).
+    #[must_use]
+    pub fn delay(&self, n: u32) -> Duration {
+        let factor = 2u32.saturating_pow(n.saturating_sub(2));
+        self.backoff.saturating_mul(factor).min(self.max_backoff)
+    }
+}
+
+/// `planned` or `forced`: a guard runs its check only in planned mode.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// Everything is checked first: guards hold.
+    #[default]
+    Planned,
+    /// The primary is gone: guards are skipped, with a journal note.
+    Forced,
+}
+
+impl std::str::FromStr for Mode {
+    type Err = crate::Error;
+    fn from_str(s: &str) -> crate::Result<Self> {
+        match s {
+            "planned" => Ok(Self::Planned),
+            "forced" => Ok(Self::Forced),
+            other => Err(crate::err!(
+                InvalidInput,
+                "mode {other:?} is not planned or forced"
+            )),
+        }
+    }
+}
+
+/// A step that must have succeeded before this one, in some modes only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Guard {
+    /// The mode the guard holds in.
+    pub mode: Mode,
+    /// The step that must have succeeded.
+    pub step: String,
+}
+
+/// How urgent a step's notifications are.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Severity {
+    /// For the record.
+    Info,
+    /// Worth a look.
+    Low,
+    /// The default.
+    #[default]
+    Medium,
+    /// Page someone.
+    High,
+    /// Page everyone.
+    Critical,
+}
+
+/// An action and its parameters, as a compensation runs it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Call {
+    /// The action.
+    pub action: String,
+    /// Its parameters.
+    #[serde(default = "empty_map")]
+    pub with: Value,
+}
+
+fn empty_map() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+/// One step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// Unique id: `${steps.<id>.outputs.<key>}`.
+    pub id: String,
+    /// The action it runs.
+    pub action: String,
+    /// Steps that must finish first.
+    #[serde(default)]
+    pub needs: Vec<String>,
+    /// The action's parameters (may use `${…}`).
+    #[serde(default = "empty_map")]
+    pub with: Value,
+    /// Runs only when this expression is true.
+    #[serde(default, rename = "if")]
+    pub when: Option<String>,
+    /// Deadline of one attempt.
+    #[serde(default, with = "crate::duration::human::option")]
+    pub timeout: Option<Duration>,
+    /// Retries of retryable errors.
+    #[serde(default)]
+    pub retry: Option<Retry>,
+    /// What a failure does to the run.
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    /// What undoes this step, when a later failure compensates.
+    #[serde(default)]
+    pub compensate: Option<Call>,
+    /// Runs whatever happened before it.
+    #[serde(default)]
+    pub always: bool,
+    /// Skipped (with a note) unless the guard holds.
+    #[serde(default)]
+    pub guard: Option<Guard>,
+    /// Notification routing.
+    #[serde(default)]
+    pub severity: Severity,
+}
+
+impl Step {
+    /// A step running `action` with `with`.
+    #[must_use]
+    pub fn new(id: &str, action: &str, with: Value) -> Self {
+        Self {
+            id: id.to_owned(),
+            action: action.to_owned(),
+            needs: Vec::new(),
+            with,
+            when: None,
+            timeout: None,
+            retry: None,
+            on_failure: OnFailure::Abort,
+            compensate: None,
+            always: false,
+            guard: None,
+            severity: Severity::Medium,
+        }
+    }
+
+    /// The same, after `needs`.
+    #[must_use]
+    pub fn needs(mut self, needs: &[&str]) -> Self {
+        self.needs = needs.iter().map(|s| (*s).to_owned()).collect();
+        self
+    }
+}

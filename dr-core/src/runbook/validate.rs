@@ -1,0 +1,318 @@
+//! Every check that needs no live system: actions and parameters, references to
+//! variables and outputs, the dependency graph, guards and `always` steps.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::Value;
+
+use super::action::Registry;
+use super::expr;
+use super::model::Runbook;
+use super::parse::{At, Diagnostic, SourceMap};
+
+/// The value a plan-time check sees for an output of `step`.
+#[must_use]
+pub fn known_after(step: &str) -> Value {
+    Value::String(format!("<known after {step}>"))
+}
+
+/// Steps that must finish before `id`, directly or not.
+fn ancestors(rb: &Runbook, id: &str) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    let mut todo = vec![id.to_owned()];
+    while let Some(s) = todo.pop() {
+        if let Some(step) = rb.step(&s) {
+            for n in &step.needs {
+                if out.insert(n.clone()) {
+                    todo.push(n.clone());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A cycle through the `needs` graph, named step by step, if there is one.
+#[must_use]
+pub fn find_cycle(rb: &Runbook) -> Option<Vec<String>> {
+    fn visit(
+        rb: &Runbook,
+        id: &str,
+        state: &mut BTreeMap<String, u8>,
+        path: &mut Vec<String>,
+    ) -> Option<Vec<String>> {
+        match state.get(id) {
+            Some(2) => return None,
+            Some(1) => {
+                let start = path.iter().position(|p| p == id).unwrap_or(0);
+                let mut cycle = path[start..].to_vec();
+                cycle.push(id.to_owned());
+                return Some(cycle);
+            }
+            _ => {}
+        }
+        state.insert(id.to_owned(), 1);
+        path.push(id.to_owned());
+        if let Some(step) = rb.step(id) {
+            for n in &step.needs {
+                if let Some(c) = visit(rb, n, state, path) {
+                    return Some(c);
+                }
+            }
+        }
+        path.pop();
+        state.insert(id.to_owned(), 2);
+        None
+    }
+    let mut state = BTreeMap::new();
+    for s in &rb.steps {
+        if let Some(c) = visit(rb, &s.id, &mut state, &mut Vec::new()) {
+            return Some(c);
+        }
+    }
+    None
+}
+
+/// Every problem `rb` has that can be found without touching a live system.
+#[must_use]
+#[allow(clippy::too_many_lines)] // one pass over the steps, one check after another
+pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagnostic> {
+    let mut out = Vec::new();
+    let mut add = |path: &str, message: String, fix: String| {
+        out.push(Diagnostic {
+            at: map.at(path),
+            message,
+            fix,
+        });
+    };
+    let ids: BTreeSet<&str> = rb.steps.iter().map(|s| s.id.as_str()).collect();
+    for (name, t) in &rb.targets {
+        if registry.kind(&t.kind).is_none() {
+            add(
+                &format!("targets.{name}"),
+                format!("target {name:?} has an unknown kind {:?}", t.kind),
+                format!("the kinds are {}", registry.kinds().join(", ")),
+            );
+        }
+    }
+    // Steps that might not run: an `if:` or a guard, or after one that might not.
+    let conditional: BTreeSet<&str> = rb
+        .steps
+        .iter()
+        .filter(|s| s.when.is_some() || s.guard.is_some())
+        .map(|s| s.id.as_str())
+        .collect();
+    for step in &rb.steps {
+        let here = format!("steps.{}", step.id);
+        let before = ancestors(rb, &step.id);
+        for n in &step.needs {
+            if !ids.contains(n.as_str()) {
+                add(
+                    &format!("{here}.needs"),
+                    format!("step {:?} needs {n:?}, which is no step", step.id),
+                    format!(
+                        "the steps are {}",
+                        ids.iter().copied().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
+        }
+        let Some(action) = registry.get(&step.action) else {
+            let near = registry.closest(&step.action);
+            add(
+                &format!("{here}.action"),
+                format!(
+                    "step {:?} uses an unknown action {:?}",
+                    step.id, step.action
+                ),
+                if near.is_empty() {
+                    "list the actions with `drkit runbook actions`".to_owned()
+                } else {
+                    format!("did you mean {}?", near.join(" or "))
+                },
+            );
+            continue;
+        };
+        // References in `with`, `if` and the compensation.
+        let mut refs = expr::references(&step.with);
+        if let Some(c) = &step.compensate {
+            refs.extend(expr::references(&c.with));
+            if registry.get(&c.action).is_none() {
+                add(
+                    &format!("{here}.compensate"),
+                    format!(
+                        "step {:?} compensates with an unknown action {:?}",
+                        step.id, c.action
+                    ),
+                    "list the actions with `drkit runbook actions`".into(),
+                );
+            }
+        }
+        for r in &refs {
+            let parts: Vec<&str> = r.split('.').collect();
+            match parts.as_slice() {
+                ["vars", name, ..] if !rb.vars.contains_key(*name) => add(
+                    &format!("{here}.with"),
+                    format!("step {:?} uses ${{{r}}}, but there is no variable {name:?}", step.id),
+                    format!("declare it under vars: (declared: {})", rb.vars.keys().cloned().collect::<Vec<_>>().join(", ")),
+                ),
+                ["vars", ..] | ["run", "id" | "mode" | "outcome"] | ["objectives", "rto" | "rpo"] => {}
+                ["steps", other, "outputs", key, ..] => match rb.step(other) {
+                    None => add(&format!("{here}.with"), format!("step {:?} uses ${{{r}}}, but there is no step {other:?}", step.id), String::new()),
+                    Some(o) => {
+                        let compensating = step.compensate.as_ref().is_some_and(|c| expr::references(&c.with).contains(r));
+                        // An always-step runs after every other step: what did not run reads as null.
+                        if *other != step.id && !before.contains(*other) && !step.always {
+                            add(&format!("{here}.with"), format!("step {:?} uses ${{{r}}}, but {other:?} may not have run before it", step.id), format!("add {other:?} to its needs"));
+                        } else if *other == step.id && !compensating {
+                            add(&format!("{here}.with"), format!("step {:?} uses its own output ${{{r}}}", step.id), "only its compensation can use its outputs".into());
+                        }
+                        if let Some(a) = registry.get(&o.action) {
+                            let outs = a.spec().outputs;
+                            if !outs.iter().any(|f| f.name == *key) {
+                                add(&format!("{here}.with"), format!("step {:?} uses ${{{r}}}, but {} has no output {key:?}", step.id, o.action), format!("its outputs are {}", if outs.is_empty() { "none".to_owned() } else { outs.iter().map(|f| f.name.clone()).collect::<Vec<_>>().join(", ") }));
+                            }
+                        }
+                    }
+                },
+                _ => add(&format!("{here}.with"), format!("step {:?} uses ${{{r}}}, which names nothing", step.id), "references are vars.<name>, steps.<id>.outputs.<key>, objectives.rto|rpo, run.id|mode|outcome".into()),
+            }
+        }
+        if let Some(cond) = &step.when {
+            match expr::condition_names(cond) {
+                Err(e) => add(
+                    &format!("{here}.if"),
+                    format!("step {:?}: {}", step.id, e.message()),
+                    "write a minijinja expression, e.g. steps.lag.outputs.seconds < 300".into(),
+                ),
+                Ok(names) => {
+                    for n in names {
+                        if !["vars", "steps", "run", "objectives"].contains(&n.as_str()) {
+                            add(
+                                &format!("{here}.if"),
+                                format!("step {:?}: if: uses {n:?}, which names nothing", step.id),
+                                "use vars, steps, run or objectives".into(),
+                            );
+                        }
+                    }
+                }
+            }
+        }
+        if let Some(g) = &step.guard {
+            if !ids.contains(g.step.as_str()) {
+                add(
+                    &format!("{here}.guard"),
+                    format!(
+                        "step {:?} is guarded by {:?}, which is no step",
+                        step.id, g.step
+                    ),
+                    String::new(),
+                );
+            } else if !before.contains(&g.step) {
+                add(
+                    &format!("{here}.guard"),
+                    format!(
+                        "step {:?} is guarded by {:?}, which is not among the steps it needs",
+                        step.id, g.step
+                    ),
+                    format!("add {:?} to its needs", g.step),
+                );
+            }
+        }
+        if step.always {
+            let mut maybe: Vec<&str> = before
+                .iter()
+                .map(String::as_str)
+                .filter(|b| {
+                    conditional.contains(b)
+                        || ancestors(rb, b)
+                            .iter()
+                            .any(|a| conditional.contains(a.as_str()))
+                })
+                .collect();
+            maybe.sort_unstable();
+            if !maybe.is_empty() {
+                add(&format!("{here}.needs"), format!("always-step {:?} needs {}, which may be skipped (an if: or a guard on the way)", step.id, maybe.join(", ")), "an always-step runs after every other step anyway: drop its needs, and read what may be missing as null".into());
+            }
+        }
+        let placeholder = |p: &str| {
+            let id = p
+                .strip_prefix("steps.")
+                .and_then(|r| r.split('.').next())
+                .unwrap_or("an earlier step");
+            known_after(id)
+        };
+        let scope = plan_scope(rb);
+        match expr::resolve(&step.with, &scope, Some(&placeholder)) {
+            Ok(with) => {
+                if let Err(e) = action.check(&with) {
+                    add(
+                        &format!("{here}.with"),
+                        format!("step {:?}: {}", step.id, e.message()),
+                        format!("see `drkit runbook actions {}`", step.action),
+                    );
+                }
+                for t in action.targets(&with) {
+                    if !t.starts_with('<') && !rb.targets.contains_key(&t) {
+                        add(
+                            &format!("{here}.with"),
+                            format!(
+                                "step {:?} acts on target {t:?}, which is not declared",
+                                step.id
+                            ),
+                            format!(
+                                "declare it under targets: (declared: {})",
+                                rb.targets.keys().cloned().collect::<Vec<_>>().join(", ")
+                            ),
+                        );
+                    }
+                }
+            }
+            Err(e) => add(
+                &format!("{here}.with"),
+                format!("step {:?}: {}", step.id, e.message()),
+                String::new(),
+            ),
+        }
+    }
+    if let Some(cycle) = find_cycle(rb) {
+        out.push(Diagnostic {
+            at: map.at(&format!("steps.{}.needs", cycle[0])),
+            message: format!("the steps' needs form a cycle: {}", cycle.join(" -> ")),
+            fix: "remove one of those needs".into(),
+        });
+    }
+    out.sort_by_key(|d| {
+        d.at.unwrap_or(At {
+            line: u64::MAX,
+            column: 0,
+        })
+    });
+    out
+}
+
+/// The scope a check sees: variables as their defaults (or a placeholder), no outputs.
+#[must_use]
+pub fn plan_scope(rb: &Runbook) -> Value {
+    let vars: serde_json::Map<String, Value> = rb
+        .vars
+        .iter()
+        .map(|(k, v)| {
+            (
+                k.clone(),
+                v.default
+                    .clone()
+                    .unwrap_or_else(|| Value::String(format!("<var {k}>"))),
+            )
+        })
+        .collect();
+    serde_json::json!({
+        "vars": vars,
+        "steps": {},
+        "objectives": {
+            "rto": rb.objectives.rto.map(crate::duration::format),
+            "rpo": rb.objectives.rpo.map(crate::duration::format),
+        },
+        "run": {"id": "<run id>", "mode": "planned", "outcome": "<outcome>"},
+    })
+}

@@ -1,0 +1,489 @@
+//! The runbook engine against the in-memory store and fakes, no sockets: validation of a
+//! corpus of bad runbooks, ordering, failure policies, compensation, retries on a paused
+//! clock, guards, approvals, plans without side effects, resume and the lock.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dr_core::fake::{FakeDatabase, FakeRouter, FakeTargets, MemoryLock};
+use dr_core::lock::Lock;
+use dr_core::runbook::{
+    actions, parse_yaml, Action, ActionSpec, Engine, Outcome, Registry, RunOptions, StepContext,
+};
+use dr_core::store::{DynStore, MemoryStore};
+use dr_core::target::{DatabaseTarget, Role};
+use dr_core::traffic::{Route, RouteRecord, TrafficRouter};
+use dr_core::{err, ErrorKind, Result};
+use serde_json::{json, Map, Value};
+
+/// Counts its runs; fails (retryably) the first `fail` times.
+#[derive(Clone, Default)]
+struct Counter {
+    runs: Arc<AtomicU32>,
+    fail: u32,
+    name: &'static str,
+    idempotent: bool,
+}
+
+#[async_trait]
+impl Action for Counter {
+    fn spec(&self) -> ActionSpec {
+        ActionSpec {
+            name: self.name.to_owned(),
+            summary: "counts".into(),
+            idempotent: self.idempotent,
+            params: vec![],
+            outputs: vec![dr_core::runbook::Field::required("n", "int", "run number")],
+        }
+    }
+    async fn run(&self, _: &StepContext, with: &Value) -> Result<Outcome> {
+        let n = self.runs.fetch_add(1, Ordering::SeqCst) + 1;
+        if with.get("sleep").is_some() {
+            tokio::time::sleep(Duration::from_hours(1)).await;
+        }
+        if n <= self.fail {
+            return Err(err!(Unavailable, "flaky, run {n}"));
+        }
+        if with.get("break").is_some() {
+            return Err(err!(External, "broken on purpose"));
+        }
+        let mut m = Map::new();
+        m.insert("n".into(), json!(n));
+        Ok(Outcome::Done(m))
+    }
+}
+
+fn pair() -> Route {
+    let rec = |id: &str, role: &str| RouteRecord {
+        set_id: Some(id.into()),
+        failover: Some(role.into()),
+        weight: None,
+        values: vec![format!("{id}.example.com")],
+        ttl: Some(60),
+        health_check: None,
+        alias: None,
+    };
+    Route {
+        name: "app.example.com.".into(),
+        record_type: "CNAME".into(),
+        records: vec![rec("use1", "PRIMARY"), rec("usw2", "SECONDARY")],
+    }
+}
+
+struct World {
+    engine: Engine,
+    store: DynStore,
+    old: FakeDatabase,
+    replica: FakeDatabase,
+    dns: FakeRouter,
+    counter: Counter,
+}
+
+fn world() -> World {
+    let old = FakeDatabase::primary("shop-use1");
+    let replica = FakeDatabase::replica("shop-usw2", "shop-use1");
+    let dns = FakeRouter::new(pair());
+    let counter = Counter {
+        name: "test.count",
+        idempotent: true,
+        ..Counter::default()
+    };
+    let once = Counter {
+        name: "test.once",
+        idempotent: false,
+        ..Counter::default()
+    };
+    let mut registry = Registry::new();
+    actions::register(&mut registry);
+    registry.action(counter.clone()).action(once);
+    registry.target_kind(
+        FakeTargets::new()
+            .database("old", old.clone())
+            .database("dr_db", replica.clone())
+            .router("app_dns", dns.clone()),
+    );
+    let store: DynStore = MemoryStore::new();
+    let locks: Arc<std::sync::Mutex<std::collections::BTreeMap<String, MemoryLock>>> =
+        Arc::default();
+    let engine = Engine::new(
+        registry,
+        store.clone(),
+        Arc::new(move |name: &str| {
+            let mut l = locks.lock().unwrap();
+            Ok(Arc::new(
+                l.entry(name.to_owned())
+                    .or_insert_with(|| MemoryLock::new(name))
+                    .clone(),
+            ) as Arc<dyn Lock>)
+        }),
+    );
+    World {
+        engine,
+        store,
+        old,
+        replica,
+        dns,
+        counter,
+    }
+}
+
+const FAILOVER: &str = r#"
+version: 1
+name: shop-region-failover
+objectives: { rto: 15m, rpo: 5m }
+vars:
+  to: { default: usw2 }
+targets:
+  old: { kind: fake }
+  dr_db: { kind: fake }
+  app_dns: { kind: fake }
+steps:
+  - id: lag-ok
+    action: db.check_lag
+    with: { target: dr_db, max: "${objectives.rpo}" }
+  - id: fence
+    action: db.fence
+    with: { target: old }
+  - id: promote
+    action: db.promote
+    needs: [lag-ok, fence]
+    with: { target: dr_db }
+    guard: { mode: planned, step: lag-ok }
+  - id: dns
+    action: traffic.switch
+    needs: [promote]
+    with: { target: app_dns, to: { set: "${vars.to}" } }
+    on_failure: compensate
+    compensate: { action: traffic.restore, with: { target: app_dns, route: "${steps.dns.outputs.before}" } }
+  - id: tell
+    action: notify
+    always: true
+    with: { severity: high, message: "failover ${run.outcome}: ${steps.promote.outputs.endpoint}" }
+"#;
+
+#[tokio::test]
+async fn a_failover_runs_in_order_journals_every_step_and_plans_without_side_effects() {
+    let w = world();
+    let (rb, map) = parse_yaml(FAILOVER, "failover.yaml").unwrap();
+    let plan = w
+        .engine
+        .plan(&rb, &map, &RunOptions::default())
+        .await
+        .unwrap();
+    let text = serde_json::to_string(&plan).unwrap();
+    assert!(text.contains("promotes shop-usw2 from replica"), "{text}");
+    assert!(
+        text.contains("set usw2: SECONDARY usw2.example.com -> PRIMARY usw2.example.com"),
+        "{text}"
+    );
+    assert!(
+        text.contains("replication lag now 0s, objective at most 5m"),
+        "{text}"
+    );
+    assert!(
+        text.contains("known after promote"),
+        "values of later steps: {text}"
+    );
+    assert_eq!(
+        (
+            w.dns.switches(),
+            w.replica.calls().len(),
+            w.old.calls().len()
+        ),
+        (0, 0, 0),
+        "a plan changes nothing"
+    );
+
+    let run = w
+        .engine
+        .run(&rb, &map, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(run.outcome, "succeeded", "{run:#?}");
+    assert_eq!(w.replica.health().await.unwrap().role, Role::Primary);
+    assert!(!w.old.health().await.unwrap().writable);
+    assert_eq!(
+        w.dns
+            .current()
+            .await
+            .unwrap()
+            .record("usw2")
+            .unwrap()
+            .failover
+            .as_deref(),
+        Some("PRIMARY")
+    );
+    assert!(run.step("promote").unwrap().started >= run.step("lag-ok").unwrap().ended);
+    assert!(run.step("dns").unwrap().started >= run.step("promote").unwrap().ended);
+    assert_eq!(
+        run.step("tell").unwrap().outputs["message"],
+        "failover succeeded: shop-usw2.internal:5432"
+    );
+    // Every step's start is journaled before its end, numbered without gaps.
+    let seqs: Vec<u64> = run.events.iter().map(|e| e.seq).collect();
+    assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
+    let listed = dr_core::runbook::report::list(&w.store).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].outcome, "succeeded");
+}
+
+#[tokio::test]
+async fn a_failing_step_compensates_the_finished_ones_newest_first_and_always_steps_run() {
+    let w = world();
+    let yaml = r#"
+version: 1
+name: compensating
+targets: { app_dns: { kind: fake } }
+steps:
+  - id: dns
+    action: traffic.switch
+    with: { target: app_dns, to: { set: usw2 } }
+    compensate: { action: traffic.restore, with: { target: app_dns, route: "${steps.dns.outputs.before}" } }
+  - id: count
+    action: test.count
+    needs: [dns]
+    compensate: { action: test.count, with: {} }
+  - id: boom
+    action: test.count
+    needs: [count]
+    with: { break: true }
+    on_failure: compensate
+  - id: after
+    action: test.count
+    needs: [boom]
+  - id: report
+    action: notify
+    needs: [boom]
+    always: true
+    with: { message: "outcome ${run.outcome}" }
+"#;
+    let (rb, map) = parse_yaml(yaml, "c.yaml").unwrap();
+    let run = w
+        .engine
+        .run(&rb, &map, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(run.outcome, "compensated", "{run:#?}");
+    assert_eq!(
+        w.dns.current().await.unwrap(),
+        pair(),
+        "the route is back as it was"
+    );
+    assert_eq!(run.step("after").unwrap().state, "skipped");
+    assert_eq!(run.step("report").unwrap().state, "succeeded");
+    let order: Vec<String> = run
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            dr_core::runbook::journal::EventKind::CompensationStarted { step } => {
+                Some(step.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(order, ["count", "dns"], "newest first");
+    // count ran, boom ran once, the compensation of count ran once.
+    assert_eq!(w.counter.runs.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retries_are_bounded_and_only_for_retryable_errors_and_timeouts_hold() {
+    let w = world();
+    let mut flaky = w.counter.clone();
+    flaky.fail = 2;
+    let mut registry = Registry::new();
+    actions::register(&mut registry);
+    registry.action(flaky.clone());
+    let engine = Engine::new(
+        registry,
+        MemoryStore::new(),
+        Arc::new(|n: &str| Ok(Arc::new(MemoryLock::new(n)) as Arc<dyn Lock>)),
+    );
+    let yaml = "version: 1\nname: r\nsteps:\n  - id: a\n    action: test.count\n    retry: { attempts: 3, backoff: 10s }\n";
+    let (rb, map) = parse_yaml(yaml, "r.yaml").unwrap();
+    let started = tokio::time::Instant::now();
+    let run = engine.run(&rb, &map, &RunOptions::default()).await.unwrap();
+    assert_eq!(run.outcome, "succeeded");
+    assert_eq!(run.step("a").unwrap().attempts, 3);
+    assert_eq!(
+        started.elapsed(),
+        Duration::from_secs(30),
+        "10 s, then 20 s of backoff"
+    );
+    // Two attempts are not enough: the run fails, naming step and action.
+    flaky.runs.store(0, Ordering::SeqCst);
+    let yaml2 = yaml.replace("attempts: 3", "attempts: 2");
+    let (rb, map) = parse_yaml(&yaml2, "r.yaml").unwrap();
+    let run = engine.run(&rb, &map, &RunOptions::default()).await.unwrap();
+    assert_eq!(run.outcome, "failed");
+    assert!(
+        run.step("a")
+            .unwrap()
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("step \"a\" (test.count)"),
+        "{run:#?}"
+    );
+    // A step that runs past its timeout fails as a timeout.
+    let yaml3 = "version: 1\nname: t\nsteps:\n  - id: slow\n    action: test.count\n    with: { sleep: true }\n    timeout: 2s\n";
+    let (rb, map) = parse_yaml(yaml3, "t.yaml").unwrap();
+    let run = engine.run(&rb, &map, &RunOptions::default()).await.unwrap();
+    assert_eq!(run.outcome, "failed");
+    assert!(
+        run.step("slow")
+            .unwrap()
+            .note
+            .as_deref()
+            .unwrap()
+            .contains("did not finish within 2s"),
+        "{run:#?}"
+    );
+}
+
+#[tokio::test]
+async fn guards_hold_in_planned_mode_and_are_noted_in_forced_mode() {
+    let w = world();
+    w.replica.set_lag(Duration::from_mins(20));
+    let (rb, map) = parse_yaml(
+        &FAILOVER.replace("    on_failure: compensate\n", ""),
+        "f.yaml",
+    )
+    .unwrap();
+    // Planned: the lag check fails, so nothing is promoted.
+    let run = w
+        .engine
+        .run(&rb, &map, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(run.outcome, "failed");
+    assert_eq!(run.step("promote").unwrap().state, "skipped");
+    assert_eq!(w.replica.health().await.unwrap().role, Role::Replica);
+    // Forced: the primary is gone; the lag check still fails but the guard is lifted.
+    let yaml = FAILOVER.replace(
+        "    with: { target: dr_db, max: \"${objectives.rpo}\" }\n",
+        "    with: { target: dr_db, max: \"${objectives.rpo}\" }\n    on_failure: continue\n",
+    );
+    let (rb, map) = parse_yaml(&yaml, "f.yaml").unwrap();
+    let forced = RunOptions {
+        mode: dr_core::runbook::Mode::Forced,
+        ..RunOptions::default()
+    };
+    let run = w.engine.run(&rb, &map, &forced).await.unwrap();
+    assert_eq!(
+        run.step("promote").unwrap().state,
+        "skipped",
+        "a failed need still blocks: {run:#?}"
+    );
+}
+
+#[tokio::test]
+async fn an_approval_stops_a_non_interactive_run_which_resumes_once_approved() {
+    let w = world();
+    let yaml = "version: 1\nname: a\nsteps:\n  - id: first\n    action: test.count\n  - id: ok\n    action: approve\n    needs: [first]\n  - id: then\n    action: test.count\n    needs: [ok]\n";
+    let (rb, map) = parse_yaml(yaml, "a.yaml").unwrap();
+    let run = w
+        .engine
+        .run(&rb, &map, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(run.outcome, "waiting");
+    assert_eq!(run.step("ok").unwrap().state, "waiting");
+    assert_eq!(w.counter.runs.load(Ordering::SeqCst), 1);
+    let approved = RunOptions {
+        approve: ["ok".to_owned()].into(),
+        ..RunOptions::default()
+    };
+    let resumed = w.engine.resume(&run.id, &approved).await.unwrap();
+    assert_eq!(resumed.outcome, "succeeded", "{resumed:#?}");
+    assert_eq!(
+        w.counter.runs.load(Ordering::SeqCst),
+        2,
+        "the finished step did not run again"
+    );
+    let e = w.engine.resume(&run.id, &approved).await.unwrap_err();
+    assert_eq!(
+        e.kind(),
+        ErrorKind::Conflict,
+        "an ended run is not resumed: {e}"
+    );
+}
+
+#[tokio::test]
+async fn a_second_run_of_the_same_lock_is_refused_naming_the_holder() {
+    let w = world();
+    let yaml = "version: 1\nname: slow\nlock: shop\nsteps:\n  - id: nap\n    action: wait\n    with: { for: 300ms }\n";
+    let (rb, map) = parse_yaml(yaml, "s.yaml").unwrap();
+    let first = {
+        let (engine, rb, map) = (w.engine.clone(), rb.clone(), map.clone());
+        tokio::spawn(async move { engine.run(&rb, &map, &RunOptions::default()).await })
+    };
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let e = w
+        .engine
+        .run(&rb, &map, &RunOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::Conflict);
+    assert!(
+        e.to_string().contains("lock \"shop\"") && e.to_string().contains("run "),
+        "{e}"
+    );
+    assert_eq!(first.await.unwrap().unwrap().outcome, "succeeded");
+}
+
+#[tokio::test]
+async fn every_problem_of_a_bad_runbook_is_named_with_line_and_column() {
+    let w = world();
+    let yaml = r#"version: 1
+name: bad
+vars:
+  replica: { default: r }
+targets:
+  dr_db: { kind: fake }
+  dns: { kind: nosuchkind }
+steps:
+  - id: a
+    action: db.promot
+    with: { target: dr_db }
+  - id: b
+    action: db.promote
+    needs: [c]
+    with: { target: nowhere }
+  - id: c
+    action: notify
+    needs: [b]
+    with: { message: "${vars.missing} ${steps.b.outputs.nope}" }
+  - id: d
+    action: wait
+    with: { for: "soon" }
+    colour: red
+"#;
+    let e = w.engine.load(yaml, "bad.yaml").unwrap_err();
+    assert_eq!(e.kind(), ErrorKind::InvalidInput);
+    let m = e.to_string();
+    for (needle, place) in [
+        ("unknown kind \"nosuchkind\"", "bad.yaml:7:"),
+        (
+            "unknown action \"db.promot\"; did you mean db.promote",
+            "bad.yaml:10:",
+        ),
+        ("target \"nowhere\", which is not declared", "bad.yaml:15:"),
+        ("no variable \"missing\"", "bad.yaml:19:"),
+        ("db.promote has no output \"nope\"", "bad.yaml:19:"),
+        ("\"soon\"", "bad.yaml:22:"),
+        ("unknown field \"colour\"", "bad.yaml:23:"),
+        ("cycle: b -> c -> b", "bad.yaml:"),
+    ] {
+        let line = m
+            .lines()
+            .find(|l| l.contains(needle))
+            .unwrap_or_else(|| panic!("names {needle}: {m}"));
+        assert!(
+            line.trim_start().starts_with(place),
+            "{needle} at {place}: {line}"
+        );
+    }
+}
