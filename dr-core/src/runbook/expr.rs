@@ -113,7 +113,7 @@ pub fn condition_names(expr: &str) -> Result<Vec<String>> {
     let compiled = env
         .compile_expression(expr)
         .map_err(|e| err!(InvalidInput, "if: {expr:?} is not an expression: {e}"))?;
-    let mut names: Vec<String> = compiled.undeclared_variables(true).into_iter().collect();
+    let mut names: Vec<String> = compiled.undeclared_variables(false).into_iter().collect();
     names.sort();
     Ok(names)
 }
