@@ -17,6 +17,7 @@
 //! ```
 
 mod copy;
+mod runbooks;
 mod stores;
 
 pub use dr_aws as aws;
@@ -25,4 +26,5 @@ pub use dr_k8s as k8s;
 pub use dr_pg as pg;
 
 pub use copy::{copy, CopyOutcome};
+pub use runbooks::{engine, registry};
 pub use stores::{init_repository, open_repository, open_store};

@@ -83,6 +83,81 @@ pub enum Command {
     Dns(AwsArgs<DnsCommand>),
     /// Start a throwaway Postgres, back it up, drop it, restore it, verify it, report timings.
     Demo(DemoArgs),
+    /// Check a runbook and show what each step would change in live systems (no change).
+    Plan(PlanArgs),
+    /// Run a runbook (journaled in the repository, under its lock), or resume a run.
+    Run(RunArgs),
+    /// List runs, or show one run's timeline.
+    Runs {
+        /// `show RUN-ID`.
+        #[command(subcommand)]
+        command: Option<RunsCommand>,
+    },
+    /// About runbooks: the actions and target kinds this build has.
+    #[command(subcommand)]
+    Runbook(RunbookCommand),
+}
+
+/// `drkit runs` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// One run's timeline.
+    Show {
+        /// The run's id.
+        id: String,
+    },
+}
+
+/// `drkit runbook` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RunbookCommand {
+    /// The actions (with parameters and outputs) and target kinds.
+    Actions,
+}
+
+/// `drkit plan`.
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    /// The runbook (YAML).
+    pub file: PathBuf,
+    /// A variable, NAME=VALUE (a number, true/false or JSON stays typed); repeatable.
+    #[arg(long = "var", value_parser = parse_tag)]
+    pub vars: Vec<(String, String)>,
+    /// planned or forced.
+    #[arg(long, default_value = "planned")]
+    pub mode: dr_core::runbook::Mode,
+}
+
+/// `drkit run`.
+#[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("what").required(true).args(["file", "resume"]))]
+pub struct RunArgs {
+    /// The runbook (YAML).
+    pub file: Option<PathBuf>,
+    /// Resume this run (from its frozen runbook), on any machine that opens the repository.
+    #[arg(long)]
+    pub resume: Option<String>,
+    /// A variable, NAME=VALUE; repeatable.
+    #[arg(long = "var", value_parser = parse_tag)]
+    pub vars: Vec<(String, String)>,
+    /// planned (guards hold) or forced (the primary is gone: guards are noted, not held).
+    #[arg(long, default_value = "planned")]
+    pub mode: dr_core::runbook::Mode,
+    /// Approve every approval step.
+    #[arg(long)]
+    pub yes: bool,
+    /// Approve this approval step; repeatable.
+    #[arg(long)]
+    pub approve: Vec<String>,
+    /// On resume: run this in-flight step again; repeatable.
+    #[arg(long)]
+    pub rerun: Vec<String>,
+    /// On resume: count this in-flight step as done; repeatable.
+    #[arg(long)]
+    pub skip: Vec<String>,
+    /// How long the run's lock lasts if this process dies (renewed while it runs).
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub lock_ttl: Duration,
 }
 
 /// `drkit pitr`.

@@ -69,6 +69,10 @@ async fn run(cli: &Cli, out: Output) -> Result<u8, Error> {
         Command::Rds(a) => commands::rds(a, out).await,
         Command::Dns(a) => commands::dns(a, out).await,
         Command::Demo(a) => Box::pin(demo::run(a, out)).await,
+        Command::Plan(a) => commands::plan(cli, a, out).await,
+        Command::Run(a) => commands::run_runbook(cli, a, out).await,
+        Command::Runs { command } => commands::runs(cli, command.as_ref(), out).await,
+        Command::Runbook(c) => commands::runbook(c, out),
     }
 }
 

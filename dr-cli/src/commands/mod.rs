@@ -7,6 +7,7 @@ mod pitr;
 mod prune;
 mod repo;
 mod restore;
+mod runbook;
 mod store;
 mod verify;
 
@@ -17,6 +18,7 @@ pub use pitr::{basebackup, pitr, wal_fetch, wal_push, wal_verify};
 pub use prune::{prune, status};
 pub use repo::{add_key, init, keys, remove_key};
 pub use restore::restore;
+pub use runbook::{plan, run_runbook, runbook, runs};
 pub use store::store;
 pub use verify::verify;
 

@@ -91,6 +91,8 @@ pub struct StepContext {
     pub attempt: u32,
     /// The run's targets by name.
     pub targets: Arc<BTreeMap<String, Target>>,
+    /// The repository the run journals into (backups, restores and copies use it).
+    pub repo: Option<crate::repo::Repository>,
 }
 
 impl StepContext {
@@ -120,6 +122,17 @@ impl StepContext {
                 self.step
             )),
         }
+    }
+
+    /// The repository, for actions that read or write snapshots.
+    pub fn repository(&self) -> Result<&crate::repo::Repository> {
+        self.repo.as_ref().ok_or_else(|| {
+            err!(
+                InvalidInput,
+                "step {:?} needs a repository: run it with --repo (or DRKIT_REPO)",
+                self.step
+            )
+        })
     }
 
     /// The traffic router `name`.

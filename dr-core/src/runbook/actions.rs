@@ -243,7 +243,12 @@ impl Action for Notify {
     }
     async fn plan(&self, _: &StepContext, with: &Value) -> Result<Vec<String>> {
         let p: NotifyParams = params("notify", with)?;
-        Ok(vec![format!("notifies ({:?}): {}", p.severity, p.message)])
+        let severity = serde_json::to_value(p.severity).unwrap_or_default();
+        Ok(vec![format!(
+            "notifies ({}): {}",
+            severity.as_str().unwrap_or("medium"),
+            p.message
+        )])
     }
     async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
         let p: NotifyParams = params("notify", with)?;

@@ -24,7 +24,7 @@ use crate::store::DynStore;
 use crate::{err, Error, Result};
 
 /// How to run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct RunOptions {
     /// Variable values (`--var k=v`), over `env:` and `default:`.
     pub vars: BTreeMap<String, Value>,
@@ -42,6 +42,8 @@ pub struct RunOptions {
     pub lock_ttl: Duration,
     /// Cancelled on Ctrl-C: the step in flight is interrupted, the run left resumable.
     pub cancel: CancellationToken,
+    /// Sees every event once it is journaled.
+    pub observer: Option<super::journal::Observer>,
 }
 
 impl Default for RunOptions {
@@ -55,6 +57,7 @@ impl Default for RunOptions {
             skip: BTreeSet::new(),
             lock_ttl: Duration::from_mins(1),
             cancel: CancellationToken::new(),
+            observer: None,
         }
     }
 }
@@ -87,6 +90,7 @@ pub struct Engine {
     registry: Arc<Registry>,
     store: DynStore,
     locks: LockFactory,
+    repo: Option<crate::repo::Repository>,
 }
 
 struct Run {
@@ -108,7 +112,33 @@ impl Engine {
             registry: Arc::new(registry),
             store,
             locks,
+            repo: None,
         }
+    }
+
+    /// An engine journaling into `repo`, under its store locks, whose steps can use it.
+    #[must_use]
+    pub fn for_repository(registry: Registry, repo: &crate::repo::Repository) -> Self {
+        let r = repo.clone();
+        let locks: LockFactory =
+            Arc::new(move |name: &str| Ok(Arc::new(r.store_lock(name)?) as Arc<dyn Lock>));
+        Self {
+            repo: Some(repo.clone()),
+            ..Self::new(registry, repo.store().clone(), locks)
+        }
+    }
+
+    /// The same engine with another lock (a Kubernetes Lease).
+    #[must_use]
+    pub fn with_locks(mut self, locks: LockFactory) -> Self {
+        self.locks = locks;
+        self
+    }
+
+    /// The repository steps can use, if any.
+    #[must_use]
+    pub fn repository(&self) -> Option<&crate::repo::Repository> {
+        self.repo.as_ref()
     }
 
     /// The registry in use.
@@ -267,7 +297,7 @@ impl Engine {
             states,
             finished_order: Vec::new(),
         };
-        self.drive(run, lock, lease, options, false).await
+        self.drive_observed(run, lock, lease, options, false).await
     }
 
     /// Resumes run `id` (from this or another machine), from its frozen runbook.
@@ -335,6 +365,7 @@ impl Engine {
             mode: header.mode,
             attempt: 1,
             targets: Arc::new(targets.clone()),
+            repo: self.repo.clone(),
         };
         for step_id in &in_flight {
             let step = rb.step(step_id).expect("journaled steps exist");
@@ -394,10 +425,10 @@ impl Engine {
             states,
             finished_order,
         };
-        self.drive(run, lock, lease, options, true).await
+        self.drive_observed(run, lock, lease, options, true).await
     }
 
-    async fn drive(
+    async fn drive_observed(
         &self,
         mut run: Run,
         lock: Arc<dyn Lock>,
@@ -405,6 +436,7 @@ impl Engine {
         options: &RunOptions,
         resumed: bool,
     ) -> Result<RunSummary> {
+        run.journal.lock().await.observe(options.observer.clone());
         let lost = CancellationToken::new();
         let renewer = {
             let (lock, lease, lost, ttl) =
@@ -545,6 +577,7 @@ impl Engine {
                 mode: run.mode,
                 attempt: 1,
                 targets: run.targets.clone(),
+                repo: self.repo.clone(),
             },
         }))
     }
@@ -591,12 +624,16 @@ impl Engine {
                     if running >= run.rb.concurrency.max(1) {
                         break;
                     }
-                    // An always-step runs once every other step is finished.
+                    // An always-step runs once every other step is finished; none runs
+                    // while the run waits for an approval (they run when it resumes).
                     let others_done = !step.always
-                        || run.rb.steps.iter().filter(|o| !o.always).all(|o| {
-                            run.states[&o.id].finished()
-                                || (waiting && run.states[&o.id] == State::Pending)
-                        });
+                        || (!waiting
+                            && run
+                                .rb
+                                .steps
+                                .iter()
+                                .filter(|o| !o.always)
+                                .all(|o| run.states[&o.id].finished()));
                     if run.states[&step.id] != State::Pending
                         || !others_done
                         || !step
@@ -722,6 +759,7 @@ impl Engine {
                 mode: run.mode,
                 attempt: 1,
                 targets: run.targets.clone(),
+                repo: self.repo.clone(),
             };
             let result = match expr::resolve(&call.with, &scope, None) {
                 Ok(with) => until_done(action.as_ref(), &ctx, &with, step.timeout).await,

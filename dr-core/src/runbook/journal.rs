@@ -16,6 +16,9 @@ use crate::lock::{FencingToken, Lock};
 use crate::store::{BackupStoreExt, DynStore, PutMode};
 use crate::{err, ErrorKind, Result};
 
+/// Called with every event once it is durable (a terminal's live step list).
+pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
+
 /// Where runs live in a store.
 pub const RUNS_PREFIX: &str = "runs/";
 
@@ -35,11 +38,27 @@ impl Actor {
     #[must_use]
     pub fn current() -> Self {
         Self {
-            user: std::env::var("USER").unwrap_or_else(|_| "unknown".into()),
+            user: std::env::var("USER")
+                .or_else(|_| std::env::var("LOGNAME"))
+                .ok()
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(uid_name),
             host: crate::lock::hostname(),
             pid: std::process::id(),
         }
     }
+}
+
+/// `uid N` from the process status, when no user name is in the environment.
+fn uid_name() -> String {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("Uid:"))
+                .and_then(|l| l.split_whitespace().nth(1).map(|u| format!("uid {u}")))
+        })
+        .unwrap_or_else(|| "unknown".into())
 }
 
 /// The first object of a run: what ran, frozen.
@@ -171,6 +190,7 @@ pub struct Event {
 
 /// Appends to one run's journal, refusing once its lock is lost.
 pub struct Journal {
+    observer: Option<Observer>,
     store: DynStore,
     run: String,
     next: u64,
@@ -205,6 +225,7 @@ impl Journal {
             .await
             .map_err(|e| e.context(format!("starting the journal of run {}", header.id)))?;
         Ok(Self {
+            observer: None,
             store,
             run: header.id.clone(),
             next: 1,
@@ -223,6 +244,7 @@ impl Journal {
     ) -> Result<Self> {
         let events = read_events(&store, run).await?;
         Ok(Self {
+            observer: None,
             store,
             run: run.to_owned(),
             next: events.last().map_or(1, |e| e.seq + 1),
@@ -273,7 +295,15 @@ impl Journal {
             Err(e) => return Err(e.context(format!("journaling run {}", self.run))),
         }
         self.next += 1;
+        if let Some(o) = &self.observer {
+            o(&event);
+        }
         Ok(event)
+    }
+
+    /// Calls `observer` with every event appended from now on.
+    pub fn observe(&mut self, observer: Option<Observer>) {
+        self.observer = observer;
     }
 }
 

@@ -32,7 +32,9 @@ mod plan;
 pub mod report;
 mod validate;
 
-pub use action::{Action, ActionSpec, Field, Outcome, Registry, StepContext, Target, TargetKind};
+pub use action::{
+    params, Action, ActionSpec, Field, Outcome, Registry, StepContext, Target, TargetKind,
+};
 pub use engine::{Engine, LockFactory, RunOptions};
 pub use model::{
     Call, Guard, Mode, Objectives, OnFailure, Retry, Runbook, Severity, Step, TargetSpec, VarSpec,

@@ -79,6 +79,7 @@ impl Engine {
                 mode: options.mode,
                 attempt: 1,
                 targets: targets.clone(),
+                repo: self.repository().cloned(),
             };
             let changes = if step.action == "approve" {
                 vec!["waits for a person's approval (--yes or --approve)".to_owned()]

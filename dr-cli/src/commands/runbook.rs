@@ -1,0 +1,259 @@
+//! `drkit plan`, `drkit run`, `drkit runs`, `drkit runbook actions`.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+use std::sync::Arc;
+
+use dr_core::runbook::journal::{Event, EventKind};
+use dr_core::runbook::{report, RunOptions, RunSummary};
+use dr_core::{Error, Result};
+use serde_json::Value;
+
+use crate::args::{Cli, PlanArgs, RunArgs, RunbookCommand, RunsCommand};
+use crate::output::Output;
+
+/// Exit status of a run stopped at an approval (resume it once approved).
+const EXIT_WAITING: u8 = 4;
+/// Exit status of a run that failed or was compensated.
+const EXIT_RUN_FAILED: u8 = 3;
+
+fn read(path: &Path) -> Result<String> {
+    std::fs::read_to_string(path)
+        .map_err(|e| Error::io(format!("reading runbook {}", path.display()), e))
+}
+
+fn vars(pairs: &[(String, String)]) -> BTreeMap<String, Value> {
+    pairs
+        .iter()
+        .map(|(k, v)| {
+            // Numbers, booleans and JSON stay typed; everything else is text.
+            let typed = serde_json::from_str::<Value>(v)
+                .ok()
+                .filter(|j| !j.is_string());
+            (k.clone(), typed.unwrap_or_else(|| Value::String(v.clone())))
+        })
+        .collect()
+}
+
+/// `drkit plan FILE`.
+pub async fn plan(cli: &Cli, a: &PlanArgs, out: Output) -> Result<u8> {
+    let repo = super::open_repo(cli).await?;
+    let engine = drkit::engine(&repo);
+    let (rb, map) = engine.load(&read(&a.file)?, &a.file.display().to_string())?;
+    let options = RunOptions {
+        vars: vars(&a.vars),
+        mode: a.mode,
+        ..RunOptions::default()
+    };
+    let plan = engine.plan(&rb, &map, &options).await?;
+    out.emit(&plan, || {
+        let mut t = format!(
+            "plan of {} (lock {:?}); nothing was changed\n",
+            plan.runbook, plan.lock
+        );
+        for s in &plan.steps {
+            let needs = if s.needs.is_empty() {
+                String::new()
+            } else {
+                format!(" after {}", s.needs.join(", "))
+            };
+            let _ = writeln!(t, "  {} [{}]{needs}", s.id, s.action);
+            for c in &s.changes {
+                let _ = writeln!(t, "      {c}");
+            }
+            for n in &s.notes {
+                let _ = writeln!(t, "      ({n})");
+            }
+        }
+        t.trim_end().to_owned()
+    });
+    Ok(0)
+}
+
+fn event_line(e: &Event) -> Option<String> {
+    let t = e.at.strftime("%H:%M:%S");
+    Some(match &e.kind {
+        EventKind::StepStarted { step, attempt } if *attempt > 1 => {
+            format!("{t}  {step}: attempt {attempt}")
+        }
+        EventKind::StepStarted { step, .. } => format!("{t}  {step}: started"),
+        EventKind::StepSucceeded { step, .. } => format!("{t}  {step}: done"),
+        EventKind::StepFailed {
+            step,
+            message,
+            will_retry,
+            ..
+        } => {
+            format!(
+                "{t}  {step}: FAILED{}: {message}",
+                if *will_retry { " (will retry)" } else { "" }
+            )
+        }
+        EventKind::StepSkipped { step, why } => format!("{t}  {step}: skipped ({why})"),
+        EventKind::ApprovalWaiting { step } => {
+            format!("{t}  {step}: waiting for approval (drkit run --resume RUN --approve {step})")
+        }
+        EventKind::ApprovalGiven { step, how } => format!("{t}  {step}: approved ({how})"),
+        EventKind::CompensationStarted { step } => format!("{t}  {step}: compensating"),
+        EventKind::CompensationDone { step } => format!("{t}  {step}: compensated"),
+        EventKind::CompensationFailed { step, message } => {
+            format!("{t}  {step}: compensation FAILED: {message}")
+        }
+        EventKind::Note { step, text } => {
+            format!("{t}  {}: {text}", step.as_deref().unwrap_or("note"))
+        }
+        EventKind::RunInterrupted { why } => format!("{t}  interrupted: {why}"),
+        EventKind::RunStarted { .. } | EventKind::RunEnded { .. } => return None,
+    })
+}
+
+fn timeline(s: &RunSummary) -> String {
+    let mut t = format!(
+        "run {} of {}: {} ({:.1}s, started {} by {}@{})\n",
+        s.id, s.runbook, s.outcome, s.seconds, s.started, s.by.user, s.by.host
+    );
+    for st in &s.steps {
+        let secs = st.seconds.map_or(String::new(), |x| format!(" {x:.1}s"));
+        let attempts = if st.attempts > 1 {
+            format!(", {} attempts", st.attempts)
+        } else {
+            String::new()
+        };
+        let note = st
+            .note
+            .as_deref()
+            .map_or(String::new(), |n| format!(" — {n}"));
+        let _ = writeln!(
+            t,
+            "  {:<10} {} [{}]{secs}{attempts}{note}",
+            st.state, st.id, st.action
+        );
+    }
+    t.trim_end().to_owned()
+}
+
+/// `drkit run FILE` / `drkit run --resume ID`.
+pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
+    let repo = super::open_repo(cli).await?;
+    let engine = drkit::engine(&repo);
+    let cancel = tokio_util::sync::CancellationToken::new();
+    {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                cancel.cancel();
+            }
+        });
+    }
+    let observer: Option<dr_core::runbook::journal::Observer> = if out.json || out.quiet {
+        None
+    } else {
+        Some(Arc::new(|e: &Event| {
+            if let Some(l) = event_line(e) {
+                eprintln!("{l}");
+            }
+        }))
+    };
+    let options = RunOptions {
+        vars: vars(&a.vars),
+        mode: a.mode,
+        yes: a.yes,
+        approve: a.approve.iter().cloned().collect(),
+        rerun: a.rerun.iter().cloned().collect(),
+        skip: a.skip.iter().cloned().collect(),
+        lock_ttl: a.lock_ttl,
+        cancel,
+        observer,
+    };
+    let summary = match (&a.resume, &a.file) {
+        (Some(id), _) => engine.resume(id, &options).await?,
+        (None, Some(file)) => {
+            let (rb, map) = engine.load(&read(file)?, &file.display().to_string())?;
+            engine.run(&rb, &map, &options).await?
+        }
+        (None, None) => unreachable!("clap requires one"),
+    };
+    let mut shown = summary.clone();
+    shown.events.clear();
+    out.emit(&shown, || timeline(&summary));
+    Ok(match summary.outcome.as_str() {
+        "succeeded" => 0,
+        "waiting" => EXIT_WAITING,
+        "interrupted" => 130,
+        _ => EXIT_RUN_FAILED,
+    })
+}
+
+/// `drkit runs` and `drkit runs show ID`.
+pub async fn runs(cli: &Cli, c: Option<&RunsCommand>, out: Output) -> Result<u8> {
+    let repo = super::open_repo(cli).await?;
+    match c {
+        None => {
+            let all = report::list(repo.store()).await?;
+            out.emit(&all, || {
+                if all.is_empty() {
+                    return "no runs yet".to_owned();
+                }
+                all.iter()
+                    .map(|s| {
+                        format!(
+                            "{}  {:<24} {:<12} {}  {:.1}s  {}@{}",
+                            s.id, s.runbook, s.outcome, s.started, s.seconds, s.by.user, s.by.host
+                        )
+                    })
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
+        Some(RunsCommand::Show { id }) => {
+            let s = report::summarize(repo.store(), id).await?;
+            out.emit(&s, || timeline(&s));
+        }
+    }
+    Ok(0)
+}
+
+/// `drkit runbook actions`.
+pub fn runbook(c: &RunbookCommand, out: Output) -> Result<u8> {
+    match c {
+        RunbookCommand::Actions => {
+            let r = drkit::registry();
+            let specs = r.specs();
+            let doc = serde_json::json!({"actions": specs, "target_kinds": r.kinds()});
+            out.emit(&doc, || {
+                let mut t = String::new();
+                for s in &specs {
+                    let _ = writeln!(
+                        t,
+                        "{}{}  {}",
+                        s.name,
+                        if s.idempotent {
+                            ""
+                        } else {
+                            " (not idempotent)"
+                        },
+                        s.summary
+                    );
+                    for p in &s.params {
+                        let _ = writeln!(
+                            t,
+                            "    {}{}: {}  {}",
+                            p.name,
+                            if p.required { "" } else { "?" },
+                            p.ty,
+                            p.description
+                        );
+                    }
+                    if !s.outputs.is_empty() {
+                        let names: Vec<&str> = s.outputs.iter().map(|o| o.name.as_str()).collect();
+                        let _ = writeln!(t, "    -> {}", names.join(", "));
+                    }
+                }
+                let _ = write!(t, "target kinds: {}", r.kinds().join(", "));
+                t
+            });
+            Ok(0)
+        }
+    }
+}
