@@ -152,7 +152,7 @@ pub struct RunArgs {
     /// On resume: run this in-flight step again; repeatable.
     #[arg(long)]
     pub rerun: Vec<String>,
-    /// On resume: count this in-flight step as done; repeatable.
+    /// On resume: count this in-flight step as done (it took effect) without running it again; repeatable.
     #[arg(long)]
     pub skip: Vec<String>,
     /// How long the run's lock lasts if this process dies (renewed while it runs).

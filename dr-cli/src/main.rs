@@ -72,7 +72,7 @@ async fn run(cli: &Cli, out: Output) -> Result<u8, Error> {
         Command::Plan(a) => commands::plan(cli, a, out).await,
         Command::Run(a) => commands::run_runbook(cli, a, out).await,
         Command::Runs { command } => commands::runs(cli, command.as_ref(), out).await,
-        Command::Runbook(c) => commands::runbook(c, out),
+        Command::Runbook(c) => Ok(commands::runbook(c, out)),
     }
 }
 

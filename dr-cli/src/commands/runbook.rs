@@ -215,7 +215,7 @@ pub async fn runs(cli: &Cli, c: Option<&RunsCommand>, out: Output) -> Result<u8>
 }
 
 /// `drkit runbook actions`.
-pub fn runbook(c: &RunbookCommand, out: Output) -> Result<u8> {
+pub fn runbook(c: &RunbookCommand, out: Output) -> u8 {
     match c {
         RunbookCommand::Actions => {
             let r = drkit::registry();
@@ -253,7 +253,7 @@ pub fn runbook(c: &RunbookCommand, out: Output) -> Result<u8> {
                 let _ = write!(t, "target kinds: {}", r.kinds().join(", "));
                 t
             });
-            Ok(0)
+            0
         }
     }
 }

@@ -377,14 +377,21 @@ impl Engine {
                 )
             })?;
             if options.skip.contains(step_id) {
-                let why = "skipped on resume (--skip)".to_owned();
+                // The operator looked and says it took effect: done, not run again.
                 journal
-                    .append(EventKind::StepSkipped {
-                        step: step_id.clone(),
-                        why: why.clone(),
+                    .append(EventKind::Note {
+                        step: Some(step_id.clone()),
+                        text: "counted as done on resume (--skip); not run again".into(),
                     })
                     .await?;
-                states.insert(step_id.clone(), State::Skipped(why));
+                journal
+                    .append(EventKind::StepSucceeded {
+                        step: step_id.clone(),
+                        outputs: Map::new(),
+                    })
+                    .await?;
+                finished_order.push(step_id.clone());
+                states.insert(step_id.clone(), State::Succeeded(Map::new()));
             } else if action.spec().idempotent || options.rerun.contains(step_id) {
                 states.insert(step_id.clone(), State::Pending);
             } else {

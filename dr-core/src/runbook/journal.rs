@@ -19,6 +19,41 @@ use crate::{err, ErrorKind, Result};
 /// Called with every event once it is durable (a terminal's live step list).
 pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
 
+/// `value` with the password of every URL in it (`scheme://user:password@host`) removed:
+/// a journal never holds one, whatever a runbook's author wrote inline (a resumed run
+/// then finds it where libpq would: `PGPASSWORD`, or a secret variable).
+#[must_use]
+pub fn redact(value: &Value) -> Value {
+    match value {
+        Value::String(s) => Value::String(redact_str(s)),
+        Value::Array(a) => Value::Array(a.iter().map(redact).collect()),
+        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), redact(v))).collect()),
+        other => other.clone(),
+    }
+}
+
+fn redact_str(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find("://") {
+        let (head, tail) = rest.split_at(i + 3);
+        out.push_str(head);
+        let end = tail.find(['/', ' ', '"', '\'']).unwrap_or(tail.len());
+        let authority = &tail[..end];
+        match authority.rfind('@') {
+            Some(at) if authority[..at].contains(':') => {
+                let user = &authority[..authority[..at].find(':').unwrap_or(at)];
+                out.push_str(user);
+                out.push_str(&authority[at..]);
+            }
+            _ => out.push_str(authority),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 /// Where runs live in a store.
 pub const RUNS_PREFIX: &str = "runs/";
 
@@ -273,7 +308,10 @@ impl Journal {
             token: self.token,
             kind,
         };
-        let body = serde_json::to_vec(&event).expect("event serializes");
+        let body = serde_json::to_vec(&redact(
+            &serde_json::to_value(&event).expect("event serializes"),
+        ))
+        .expect("event serializes");
         match self
             .store
             .put_bytes(
@@ -359,4 +397,22 @@ pub async fn run_ids(store: &DynStore) -> Result<Vec<String>> {
         .collect();
     ids.sort();
     Ok(ids)
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::redact;
+
+    #[test]
+    fn passwords_in_urls_never_reach_the_journal() {
+        let v = json!({"url": "postgres://app:s3cret@db:5432/shop", "list": ["http://u:p@h/x and https://h/y"], "n": 1, "plain": "no url"});
+        let r = redact(&v);
+        assert_eq!(
+            r,
+            json!({"url": "postgres://app@db:5432/shop", "list": ["http://u@h/x and https://h/y"], "n": 1, "plain": "no url"})
+        );
+        assert!(!r.to_string().contains("s3cret"));
+    }
 }

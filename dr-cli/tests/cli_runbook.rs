@@ -1,0 +1,407 @@
+//! Runbooks through the `drkit` binary, as real processes: a run killed with SIGKILL in
+//! the middle of a step and resumed from another folder with another host identity, a
+//! non-idempotent step in flight that makes resume ask, two runs of one lock at once, and
+//! a real failover of a Postgres streaming replica with Route 53 (moto) read back.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use dr_testkit::{stderr, Drkit, Moto, PgCluster};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_drkit");
+
+fn drkit(dir: &Path) -> Drkit {
+    let d = Drkit::local(BIN, &dir.join("repo"));
+    d.json(&["repo", "init"]);
+    d
+}
+
+fn lines(path: &Path) -> Vec<String> {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
+/// Waits until the journal of the only run shows `step` started.
+fn wait_started(d: &Drkit, step: &str) -> String {
+    let deadline = Instant::now() + Duration::from_mins(1);
+    loop {
+        let runs = d.json(&["runs"]);
+        if let Some(id) = runs
+            .as_array()
+            .and_then(|a| a.first())
+            .and_then(|r| r["id"].as_str())
+        {
+            let shown = d.json(&["runs", "show", id]);
+            let started = shown["steps"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .any(|s| s["id"] == step && s["state"] == "running");
+            if started {
+                return id.to_owned();
+            }
+        }
+        assert!(Instant::now() < deadline, "step {step} never started");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_run_killed_mid_step_resumes_elsewhere_without_repeating_finished_steps() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = drkit(dir.path());
+    let log = dir.path().join("effects.log");
+    let book = dir.path().join("book.yaml");
+    std::fs::write(
+        &book,
+        format!(
+            r#"version: 1
+name: resumable
+lock: shop
+vars:
+  log: {{ default: "{log}" }}
+  pause: {{ default: 1h }}
+steps:
+  - id: one
+    action: exec
+    with: {{ argv: [sh, -c, "echo one >> ${{vars.log}}"] }}
+  - id: pause
+    action: wait
+    needs: [one]
+    with: {{ for: "${{vars.pause}}" }}
+  - id: three
+    action: exec
+    needs: [pause]
+    with: {{ argv: [sh, -c, "echo three >> ${{vars.log}}"] }}
+"#,
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    let mut child = d
+        .cmd(&["--quiet", "run", book.to_str().unwrap(), "--lock-ttl", "1h"])
+        .spawn()
+        .unwrap();
+    let id = wait_started(&d, "pause");
+    child.kill().unwrap(); // SIGKILL: no chance to journal anything
+    child.wait().unwrap();
+    assert_eq!(
+        d.json(&["runs", "show", &id])["outcome"],
+        "running",
+        "no end journaled"
+    );
+
+    // A fresh run of the same lock is refused: the dead run's lease is still live.
+    let refused = d.run(&["run", book.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains(&format!("run {id}")),
+        "{}",
+        stderr(&refused)
+    );
+
+    // Resume from another folder as another host: the idempotent wait that was in flight
+    // runs again (shorter, by a variable given on resume); the finished step does not.
+    let elsewhere = tempfile::tempdir().unwrap();
+    let other = d
+        .clone()
+        .with_env([("DRKIT_HOSTNAME", "dr-host-2".to_owned())]);
+    let out = other
+        .cmd(&["--json", "run", "--resume", &id, "--var", "pause=1s"])
+        .current_dir(elsewhere.path())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(summary["outcome"], "succeeded", "{summary}");
+    assert_eq!(
+        lines(&log),
+        ["one", "three"],
+        "step one ran once, step three once"
+    );
+    let shown = d.json(&["runs", "show", &id]);
+    let hosts: Vec<&str> = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["by"]["host"].as_str().unwrap())
+        .collect();
+    assert!(
+        hosts.contains(&"dr-host-2"),
+        "the resume is journaled by the other host: {hosts:?}"
+    );
+    let pause_starts = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["event"] == "step_started" && e["step"] == "pause")
+        .count();
+    assert_eq!(
+        pause_starts, 2,
+        "the idempotent step in flight was run again: {shown}"
+    );
+    let tokens: Vec<u64> = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["token"].as_u64().unwrap())
+        .collect();
+    assert!(
+        tokens.first() < tokens.last(),
+        "the resume holds the lock with a higher fencing token: {tokens:?}"
+    );
+}
+
+#[test]
+fn a_non_idempotent_step_in_flight_makes_resume_ask() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = drkit(dir.path());
+    let log = dir.path().join("effects.log");
+    let book = dir.path().join("book.yaml");
+    std::fs::write(
+        &book,
+        format!(
+            "version: 1\nname: asks\nsteps:\n  - id: migrate\n    action: exec\n    with: {{ argv: [sh, -c, \"echo start >> {log}; sleep 3600\"] }}\n  - id: after\n    action: exec\n    needs: [migrate]\n    with: {{ argv: [sh, -c, \"echo after >> {log}\"] }}\n",
+            log = log.display()
+        ),
+    )
+    .unwrap();
+    let mut child = d
+        .cmd(&["--quiet", "run", book.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    let id = wait_started(&d, "migrate");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let asked = d.run(&["run", "--resume", &id]);
+    assert_eq!(asked.status.code(), Some(1));
+    let e = stderr(&asked);
+    assert!(
+        e.contains("--rerun migrate")
+            && e.contains("--skip migrate")
+            && e.contains("not idempotent"),
+        "{e}"
+    );
+    let done = d.json(&["run", "--resume", &id, "--skip", "migrate"]);
+    assert_eq!(done["outcome"], "succeeded", "{done}");
+    assert_eq!(lines(&log).last().map(String::as_str), Some("after"));
+    assert_eq!(
+        lines(&log).iter().filter(|l| *l == "start").count(),
+        1,
+        "migrate did not run twice"
+    );
+}
+
+#[test]
+fn two_runs_of_one_lock_at_once_exactly_one_runs() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = drkit(dir.path());
+    let book = dir.path().join("book.yaml");
+    std::fs::write(&book, "version: 1\nname: failover\nsteps:\n  - id: nap\n    action: wait\n    with: { for: 3s }\n").unwrap();
+    let first = d
+        .cmd(&["--json", "run", book.to_str().unwrap()])
+        .spawn()
+        .unwrap();
+    wait_started(&d, "nap");
+    let second = d.run(&["run", book.to_str().unwrap()]);
+    assert_eq!(second.status.code(), Some(1));
+    let e = stderr(&second);
+    assert!(
+        e.contains("lock \"failover\"") && e.contains("is held by"),
+        "{e}"
+    );
+    assert!(first.wait_with_output().unwrap().status.success());
+    assert_eq!(
+        d.json(&["runs"]).as_array().unwrap().len(),
+        1,
+        "the refused run journaled nothing"
+    );
+}
+
+fn stream_until(replica: &PgCluster, rows: &str) {
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while replica.psql("postgres", "SELECT count(*) FROM orders") != rows {
+        assert!(Instant::now() < deadline, "the replica never caught up");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+async fn failover_zone(moto: &Moto) -> aws_sdk_route53::Client {
+    use aws_sdk_route53::types::{
+        Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet,
+        ResourceRecordSetFailover, RrType,
+    };
+    let sdk = moto.aws("us-east-1").load().await.unwrap();
+    let r53 = aws_sdk_route53::Client::new(&sdk);
+    let zone = r53
+        .create_hosted_zone()
+        .name("shop.test")
+        .caller_reference("rb")
+        .send()
+        .await
+        .unwrap();
+    let id = zone.hosted_zone().unwrap().id().to_owned();
+    let rec = |set: &str, role: &str, value: &str| {
+        Change::builder()
+            .action(ChangeAction::Create)
+            .resource_record_set(
+                ResourceRecordSet::builder()
+                    .name("db.shop.test.")
+                    .r#type(RrType::Cname)
+                    .set_identifier(set)
+                    .failover(ResourceRecordSetFailover::from(role))
+                    .ttl(30)
+                    .resource_records(ResourceRecord::builder().value(value).build().unwrap())
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    r53.change_resource_record_sets()
+        .hosted_zone_id(&id)
+        .change_batch(
+            ChangeBatch::builder()
+                .changes(rec("use1", "PRIMARY", "primary.shop.test"))
+                .changes(rec("usw2", "SECONDARY", "replica.shop.test"))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+    r53
+}
+
+/// The region failover of the seed plans: fence the old primary, promote the replica,
+/// move DNS, check the new primary.
+fn failover_book(old: &str, new: &str, endpoint: &str) -> String {
+    format!(
+        r#"version: 1
+name: shop-region-failover
+objectives: {{ rto: 15m, rpo: 5m }}
+targets:
+  old_db: {{ kind: postgres, url: "{old}" }}
+  dr_db: {{ kind: postgres, url: "{new}" }}
+  db_dns: {{ kind: route53, zone: shop.test, name: db.shop.test, endpoint: "{endpoint}" }}
+steps:
+  - id: lag-ok
+    action: db.check_lag
+    with: {{ target: dr_db, max: "${{objectives.rpo}}" }}
+  - id: fence
+    action: db.fence
+    with: {{ target: old_db }}
+  - id: promote
+    action: db.promote
+    needs: [lag-ok, fence]
+    with: {{ target: dr_db, timeout: 1m }}
+    guard: {{ mode: planned, step: lag-ok }}
+  - id: dns
+    action: traffic.switch
+    needs: [promote]
+    with: {{ target: db_dns, to: {{ set: usw2 }}, timeout: 1m }}
+    on_failure: compensate
+    compensate: {{ action: traffic.restore, with: {{ target: db_dns, route: "${{steps.dns.outputs.before}}" }} }}
+  - id: check
+    action: sql.check
+    needs: [dns]
+    with: {{ url: "{new}", sql: ["SELECT NOT pg_is_in_recovery()", "SELECT count(*) = 100 FROM orders"] }}
+"#
+    )
+}
+
+#[test]
+fn a_real_failover_runbook_promotes_a_streaming_replica_and_moves_dns() {
+    let Some(primary) = PgCluster::start() else {
+        return;
+    };
+    let Some(moto) = Moto::start() else { return };
+    primary.psql(
+        "postgres",
+        "CREATE TABLE orders (id int); INSERT INTO orders SELECT generate_series(1, 100)",
+    );
+    let replica = primary.start_replica();
+    stream_until(&replica, "100");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let r53 = rt.block_on(failover_zone(&moto));
+
+    let dir = tempfile::tempdir().unwrap();
+    let d = drkit(dir.path()).with_env(moto.env());
+    let book = dir.path().join("failover.yaml");
+    let text = failover_book(
+        &primary.dsn("postgres"),
+        &replica.dsn("postgres"),
+        &moto.endpoint(),
+    );
+    std::fs::write(&book, text).unwrap();
+    let plan = d.run(&["plan", book.to_str().unwrap()]);
+    let text = String::from_utf8_lossy(&plan.stdout).into_owned();
+    assert!(plan.status.success(), "{}", stderr(&plan));
+    assert!(
+        text.contains("promotes postgres:127.0.0.1")
+            && text.contains("SECONDARY replica.shop.test -> PRIMARY"),
+        "{text}"
+    );
+    assert!(
+        !text.contains(dr_testkit::PASSWORD),
+        "no password in a plan"
+    );
+    assert_eq!(
+        replica.psql("postgres", "SELECT pg_is_in_recovery()"),
+        "t",
+        "the plan changed nothing"
+    );
+
+    let run = d.json(&["run", book.to_str().unwrap()]);
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    // The replica really takes writes; the old primary refuses them.
+    replica.psql("postgres", "INSERT INTO orders VALUES (101)");
+    assert_eq!(
+        replica.psql("postgres", "SELECT count(*) FROM orders"),
+        "101"
+    );
+    let refused = primary.tool(
+        "psql",
+        "postgres",
+        &[
+            "-X",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "INSERT INTO orders VALUES (0)",
+        ],
+    );
+    assert!(
+        !refused.status.success(),
+        "the fenced primary refuses writes"
+    );
+    // DNS, read back by a separate client, points at the DR region.
+    let records = rt.block_on(async {
+        let zones = r53.list_hosted_zones().send().await.unwrap();
+        let id = zones.hosted_zones()[0].id().to_owned();
+        r53.list_resource_record_sets()
+            .hosted_zone_id(id)
+            .send()
+            .await
+            .unwrap()
+    });
+    let dr = records
+        .resource_record_sets()
+        .iter()
+        .find(|r| r.set_identifier() == Some("usw2"))
+        .unwrap();
+    assert_eq!(
+        dr.failover()
+            .map(aws_sdk_route53::types::ResourceRecordSetFailover::as_str),
+        Some("PRIMARY")
+    );
+    let shown = d.json(&["runs", "show", run["id"].as_str().unwrap()]);
+    assert!(
+        !shown.to_string().contains(dr_testkit::PASSWORD),
+        "no password in the journal"
+    );
+}
