@@ -286,3 +286,36 @@ impl Action for PgVerify {
         ))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use dr_core::runbook::Engine;
+
+    fn engine() -> Engine {
+        let store = dr_core::store::MemoryStore::new();
+        Engine::new(
+            super::registry(),
+            store,
+            std::sync::Arc::new(|n: &str| {
+                Ok(std::sync::Arc::new(dr_core::fake::MemoryLock::new(n))
+                    as std::sync::Arc<dyn dr_core::lock::Lock>)
+            }),
+        )
+    }
+
+    #[test]
+    fn the_documented_and_example_runbooks_are_valid() {
+        let docs = include_str!("../docs/runbooks.md");
+        let start = docs.find("```yaml\n").expect("a yaml block") + 8;
+        let end = start + docs[start..].find("```").unwrap();
+        engine()
+            .load(&docs[start..end], "docs/runbooks.md")
+            .unwrap();
+        engine()
+            .load(
+                include_str!("../examples/runbooks/failover.yaml"),
+                "failover.yaml",
+            )
+            .unwrap();
+    }
+}

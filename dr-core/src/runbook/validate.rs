@@ -157,6 +157,7 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
                     format!("declare it under vars: (declared: {})", rb.vars.keys().cloned().collect::<Vec<_>>().join(", ")),
                 ),
                 ["vars", ..] | ["run", "id" | "mode" | "outcome"] | ["objectives", "rto" | "rpo"] => {}
+                ["steps", other, "state"] if ids.contains(other) => {}
                 ["steps", other, "outputs", key, ..] => match rb.step(other) {
                     None => add(&format!("{here}.with"), format!("step {:?} uses ${{{r}}}, but there is no step {other:?}", step.id), String::new()),
                     Some(o) => {
