@@ -148,6 +148,7 @@ impl Action for SqlCheck {
                 Field::required("sql", "[string]", "Queries"),
             ],
             outputs: vec![Field::required("ok", "bool", "Every check passed"), Field::required("checks", "list", "Each query and what it returned")],
+            open_outputs: false,
         }
     }
     fn check(&self, with: &Value) -> Result<()> {
@@ -222,6 +223,7 @@ impl Action for PgBackup {
                 Field::required("snapshot", "string", "The new snapshot's id"),
                 Field::required("new_bytes", "int", "Bytes uploaded"),
             ],
+            open_outputs: false,
         }
     }
     async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
@@ -258,6 +260,7 @@ impl Action for PgVerify {
                 Field::optional("checks", "[string]", "SQL after the restore"),
             ],
             outputs: vec![Field::required("ok", "bool", "Everything passed"), Field::required("restore_seconds", "number", "The measured restore time")],
+            open_outputs: false,
         }
     }
     fn check(&self, with: &Value) -> Result<()> {

@@ -36,6 +36,7 @@ impl Action for Counter {
             idempotent: self.idempotent,
             params: vec![],
             outputs: vec![dr_core::runbook::Field::required("n", "int", "run number")],
+            open_outputs: false,
         }
     }
     async fn run(&self, _: &StepContext, with: &Value) -> Result<Outcome> {

@@ -5,6 +5,7 @@ mod aws;
 mod cluster;
 mod errors;
 mod repository;
+mod runbook;
 mod runtime;
 
 use pyo3::prelude::*;
@@ -17,6 +18,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<aws::Route53>()?;
     m.add_class::<repository::Repository>()?;
     m.add_class::<cluster::TempCluster>()?;
+    m.add_class::<runbook::Runbook>()?;
+    m.add_function(wrap_pyfunction!(runbook::resume, m)?)?;
     errors::register(m)?;
     Ok(())
 }

@@ -23,7 +23,7 @@ use crate::runtime::block_on;
 /// A drkit repository in a store (`file:///…`, `memory://…`).
 #[pyclass(module = "drkit._native", frozen)]
 pub struct Repository {
-    inner: dr_core::repo::Repository,
+    pub(crate) inner: dr_core::repo::Repository,
 }
 
 fn secret(

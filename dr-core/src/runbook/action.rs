@@ -66,6 +66,10 @@ pub struct ActionSpec {
     pub params: Vec<Field>,
     /// Its outputs (`${steps.<id>.outputs.<name>}`).
     pub outputs: Vec<Field>,
+    /// Whether it may return outputs beyond those listed (an action written in Python):
+    /// references to other names are then not refused before the run.
+    #[serde(default)]
+    pub open_outputs: bool,
 }
 
 /// What one attempt of an action came to.

@@ -27,6 +27,7 @@ fn spec(
         idempotent,
         params,
         outputs,
+        open_outputs: false,
     }
 }
 

@@ -169,8 +169,9 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
                             add(&format!("{here}.with"), format!("step {:?} uses its own output ${{{r}}}", step.id), "only its compensation can use its outputs".into());
                         }
                         if let Some(a) = registry.get(&o.action) {
-                            let outs = a.spec().outputs;
-                            if !outs.iter().any(|f| f.name == *key) {
+                            let spec = a.spec();
+                            let outs = spec.outputs;
+                            if !spec.open_outputs && !outs.iter().any(|f| f.name == *key) {
                                 add(&format!("{here}.with"), format!("step {:?} uses ${{{r}}}, but {} has no output {key:?}", step.id, o.action), format!("its outputs are {}", if outs.is_empty() { "none".to_owned() } else { outs.iter().map(|f| f.name.clone()).collect::<Vec<_>>().join(", ") }));
                             }
                         }

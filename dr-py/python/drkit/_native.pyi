@@ -13,11 +13,13 @@ __all__ = [
     "Rds",
     "Repository",
     "Route53",
+    "Runbook",
     "TempCluster",
     "TimeoutError",
     "UnavailableError",
     "UnsupportedError",
     "WrongKeyError",
+    "resume",
     "__version__",
 ]
 __version__: str
@@ -221,3 +223,41 @@ class TempCluster:
     def stop(self) -> None: ...
     def __enter__(self) -> TempCluster: ...
     def __exit__(self, *args: object) -> bool: ...
+
+@final
+class Runbook:
+    @staticmethod
+    def load(path: str | PathLike[str]) -> Runbook: ...
+    @staticmethod
+    def from_dict(runbook: Any) -> Runbook: ...
+    @property
+    def name(self) -> str: ...
+    def plan(
+        self,
+        *,
+        repo: Repository | None = None,
+        vars: Any | None = None,
+        mode: str = "planned",
+        actions: Any | None = None,
+    ) -> dict[str, Any]: ...
+    def run(
+        self,
+        *,
+        repo: Repository | None = None,
+        vars: Any | None = None,
+        mode: str = "planned",
+        yes: bool = False,
+        approve: Sequence[str] | None = None,
+        actions: Any | None = None,
+    ) -> dict[str, Any]: ...
+
+def resume(
+    run_id: str,
+    *,
+    repo: Repository | None = None,
+    vars: Any | None = None,
+    approve: Sequence[str] | None = None,
+    rerun: Sequence[str] | None = None,
+    skip: Sequence[str] | None = None,
+    actions: Any | None = None,
+) -> dict[str, Any]: ...

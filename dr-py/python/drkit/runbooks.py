@@ -1,0 +1,114 @@
+"""Runbooks from Python: load or build one, plan it, run it, resume a run; actions written
+in Python with ``@drkit.action``.
+
+    import drkit
+
+    @drkit.action("myapp.drain")
+    def drain(params):
+        return {"drained": pool(params["pool"]).drain()}
+
+    rb = drkit.Runbook.load("failover.yaml")
+    print(rb.plan()["steps"])
+    run = rb.run(vars={"replica": "shop-usw2"}, approve=["promote"])
+    assert run.outcome == "succeeded", run.to_json()
+"""
+
+from __future__ import annotations
+
+import json
+from os import PathLike
+from typing import Any, Callable, Mapping, Sequence
+
+from drkit import _native
+
+# Actions registered by @drkit.action, by name: this frontend's own registry, passed to
+# every plan, run and resume it starts.
+_ACTIONS: dict[str, tuple[Callable[[dict[str, Any]], Any], bool]] = {}
+
+
+def action(name: str, *, idempotent: bool = False) -> Callable[[Callable[[dict[str, Any]], Any]], Callable[[dict[str, Any]], Any]]:
+    """Registers a Python function as the runbook action ``name``: it gets the step's
+    parameters (a dict) and returns its outputs (a dict, or None). Not idempotent unless
+    said: a run that died while it ran asks before running it again."""
+
+    def register(fn: Callable[[dict[str, Any]], Any]) -> Callable[[dict[str, Any]], Any]:
+        _ACTIONS[name] = (fn, idempotent)
+        return fn
+
+    return register
+
+
+class Run:
+    """What a run did: ``id``, ``outcome``, ``steps`` (by id), the journal's ``events``."""
+
+    def __init__(self, doc: dict[str, Any]) -> None:
+        self._doc = doc
+        self.id: str = doc["id"]
+        self.outcome: str = doc["outcome"]
+        self.steps: dict[str, dict[str, Any]] = {s["id"]: s for s in doc["steps"]}
+        self.events: list[dict[str, Any]] = doc.get("events", [])
+
+    def to_json(self) -> str:
+        """The run as `drkit runs show --json` prints it."""
+        return json.dumps(self._doc)
+
+    def __repr__(self) -> str:
+        return f"Run({self.id!r}, outcome={self.outcome!r})"
+
+
+class Runbook:
+    """A runbook, read from YAML (``load``) or built from a dict (``from_dict``)."""
+
+    def __init__(self, native: _native.Runbook) -> None:
+        self._native = native
+
+    @staticmethod
+    def load(path: str | PathLike[str]) -> Runbook:
+        return Runbook(_native.Runbook.load(path))
+
+    @staticmethod
+    def from_dict(runbook: Mapping[str, Any]) -> Runbook:
+        return Runbook(_native.Runbook.from_dict(runbook))
+
+    @property
+    def name(self) -> str:
+        return self._native.name
+
+    def plan(self, *, repo: _native.Repository | None = None, vars: Mapping[str, Any] | None = None, mode: str = "planned") -> dict[str, Any]:
+        """Every problem at once, then what each step would change; changes nothing."""
+        return self._native.plan(repo=repo, vars=vars, mode=mode, actions=_ACTIONS)
+
+    def run(
+        self,
+        *,
+        repo: _native.Repository | None = None,
+        vars: Mapping[str, Any] | None = None,
+        mode: str = "planned",
+        yes: bool = False,
+        approve: Sequence[str] | None = None,
+    ) -> Run:
+        """Runs it, journaled in ``repo`` (default: ``DRKIT_REPO``) under its lock."""
+        return Run(self._native.run(repo=repo, vars=vars, mode=mode, yes=yes, approve=list(approve or []), actions=_ACTIONS))
+
+
+def resume(
+    run_id: str,
+    *,
+    repo: _native.Repository | None = None,
+    vars: Mapping[str, Any] | None = None,
+    approve: Sequence[str] | None = None,
+    rerun: Sequence[str] | None = None,
+    skip: Sequence[str] | None = None,
+) -> Run:
+    """Resumes a run from its journal: finished steps are not repeated."""
+    return Run(
+        _native.resume(
+            run_id,
+            repo=repo,
+            vars=vars,
+            approve=list(approve or []),
+            rerun=list(rerun or []),
+            skip=list(skip or []),
+            actions=_ACTIONS,
+        )
+    )

@@ -1,0 +1,58 @@
+"""Runbooks from Python, with an action written in Python, stopped at an approval and
+resumed; errors are typed."""
+
+import pytest
+
+import drkit
+
+calls: list[str] = []
+
+
+@drkit.action("py.record")
+def record(params):
+    calls.append(params["what"])
+    return {"count": len(calls)}
+
+
+BOOK = {
+    "version": 1,
+    "name": "py-book",
+    "vars": {"who": {"default": "python"}},
+    "steps": [
+        {"id": "first", "action": "py.record", "with": {"what": "first ${vars.who}"}},
+        {"id": "ok", "action": "approve", "needs": ["first"]},
+        {"id": "second", "action": "py.record", "needs": ["ok"], "with": {"what": "second ${steps.first.outputs.count}"}},
+    ],
+}
+
+
+def test_a_python_action_runs_stops_at_an_approval_and_resumes(tmp_path):
+    calls.clear()
+    repo = drkit.Repository.init(f"file://{tmp_path}/repo", password="pw")
+    rb = drkit.Runbook.from_dict(BOOK)
+    plan = rb.plan(repo=repo)
+    assert [s["id"] for s in plan["steps"]] == ["first", "ok", "second"]
+    assert calls == [], "a plan runs nothing"
+
+    run = rb.run(repo=repo, vars={"who": "py"})
+    assert run.outcome == "waiting", run.to_json()
+    assert run.steps["first"]["outputs"] == {"count": 1}
+    assert calls == ["first py"]
+
+    resumed = drkit.resume(run.id, repo=repo, approve=["ok"])
+    assert resumed.outcome == "succeeded", resumed.to_json()
+    assert calls == ["first py", "second 1"], "the finished step was not repeated"
+    assert resumed.id == run.id
+
+
+def test_bad_runbooks_and_ended_runs_are_typed_errors(tmp_path):
+    repo = drkit.Repository.init(f"file://{tmp_path}/repo", password="pw")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("version: 1\nname: bad\nsteps:\n  - id: a\n    action: wiat\n    with: { for: 1s }\n")
+    with pytest.raises(drkit.InvalidInputError, match=r"bad.yaml:5:\d+: .*did you mean wait"):
+        drkit.Runbook.load(bad).plan(repo=repo)
+    good = drkit.Runbook.from_dict({"version": 1, "name": "n", "steps": [{"id": "a", "action": "wait", "with": {"for": "1ms"}}]})
+    done = good.run(repo=repo)
+    assert done.outcome == "succeeded"
+    with pytest.raises(drkit.ConflictError, match="already ended"):
+        drkit.resume(done.id, repo=repo)
