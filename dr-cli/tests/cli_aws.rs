@@ -48,7 +48,10 @@ fn backup_to_s3_restore_from_it_and_copy_between_repositories() {
     let local = Drkit::local(BIN, &dir.path().join("repo"));
     local.json(&["repo", "init"]);
     local.json(&["backup", &pg.dsn("shop")]);
-    pg.psql("shop", "INSERT INTO items VALUES (999999, 'late', 1, '{}')");
+    pg.psql(
+        "shop",
+        "INSERT INTO items (id, sku, qty, meta) VALUES (999999, 'late', 1, '{}')",
+    );
     local.json(&["backup", &pg.dsn("shop")]);
     let want_latest = rows(&pg, "shop");
     let copy_url = garage.url("monthly");
