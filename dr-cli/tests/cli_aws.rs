@@ -1,9 +1,5 @@
 //! The `drkit` binary against real S3 (garage) and the AWS control plane (moto).
 
-use aws_sdk_route53::types::{
-    Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet,
-    ResourceRecordSetFailover, RrType,
-};
 use dr_testkit::{stderr, Drkit, Garage, Moto, PgCluster};
 
 const BIN: &str = env!("CARGO_BIN_EXE_drkit");
@@ -159,44 +155,13 @@ async fn seed(moto: &Moto) {
         .send()
         .await
         .unwrap();
-    let r53 = aws_sdk_route53::Client::new(&sdk);
-    let zone = r53
-        .create_hosted_zone()
-        .name("shop.test")
-        .caller_reference("z")
-        .send()
-        .await
-        .unwrap();
-    let zone_id = zone.hosted_zone().unwrap().id().to_owned();
-    let rec = |set: &str, role: &str, value: &str| {
-        Change::builder()
-            .action(ChangeAction::Create)
-            .resource_record_set(
-                ResourceRecordSet::builder()
-                    .name("www.shop.test.")
-                    .r#type(RrType::Cname)
-                    .set_identifier(set)
-                    .failover(ResourceRecordSetFailover::from(role))
-                    .ttl(30)
-                    .resource_records(ResourceRecord::builder().value(value).build().unwrap())
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-            .unwrap()
-    };
-    r53.change_resource_record_sets()
-        .hosted_zone_id(zone_id)
-        .change_batch(
-            ChangeBatch::builder()
-                .changes(rec("primary", "PRIMARY", "a.shop.test"))
-                .changes(rec("dr", "SECONDARY", "b.shop.test"))
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
+    moto.failover_pair(
+        "shop.test",
+        "www.shop.test",
+        ("primary", "a.shop.test"),
+        ("dr", "b.shop.test"),
+    )
+    .await;
 }
 
 #[test]

@@ -230,53 +230,6 @@ fn stream_until(replica: &PgCluster, rows: &str) {
     }
 }
 
-async fn failover_zone(moto: &Moto) -> aws_sdk_route53::Client {
-    use aws_sdk_route53::types::{
-        Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet,
-        ResourceRecordSetFailover, RrType,
-    };
-    let sdk = moto.aws("us-east-1").load().await.unwrap();
-    let r53 = aws_sdk_route53::Client::new(&sdk);
-    let zone = r53
-        .create_hosted_zone()
-        .name("shop.test")
-        .caller_reference("rb")
-        .send()
-        .await
-        .unwrap();
-    let id = zone.hosted_zone().unwrap().id().to_owned();
-    let rec = |set: &str, role: &str, value: &str| {
-        Change::builder()
-            .action(ChangeAction::Create)
-            .resource_record_set(
-                ResourceRecordSet::builder()
-                    .name("db.shop.test.")
-                    .r#type(RrType::Cname)
-                    .set_identifier(set)
-                    .failover(ResourceRecordSetFailover::from(role))
-                    .ttl(30)
-                    .resource_records(ResourceRecord::builder().value(value).build().unwrap())
-                    .build()
-                    .unwrap(),
-            )
-            .build()
-            .unwrap()
-    };
-    r53.change_resource_record_sets()
-        .hosted_zone_id(&id)
-        .change_batch(
-            ChangeBatch::builder()
-                .changes(rec("use1", "PRIMARY", "primary.shop.test"))
-                .changes(rec("usw2", "SECONDARY", "replica.shop.test"))
-                .build()
-                .unwrap(),
-        )
-        .send()
-        .await
-        .unwrap();
-    r53
-}
-
 /// The region failover of the seed plans: fence the old primary, promote the replica,
 /// move DNS, check the new primary.
 fn failover_book(old: &str, new: &str, endpoint: &str) -> String {
@@ -327,7 +280,12 @@ fn a_real_failover_runbook_promotes_a_streaming_replica_and_moves_dns() {
     let replica = primary.start_replica();
     stream_until(&replica, "100");
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let r53 = rt.block_on(failover_zone(&moto));
+    let r53 = rt.block_on(moto.failover_pair(
+        "shop.test",
+        "db.shop.test",
+        ("use1", "primary.shop.test"),
+        ("usw2", "replica.shop.test"),
+    ));
 
     let dir = tempfile::tempdir().unwrap();
     let d = drkit(dir.path()).with_env(moto.env());

@@ -235,6 +235,26 @@ struct RouterState {
     failures: Failures,
 }
 
+/// A failover pair for `name`: set `primary` is PRIMARY, set `secondary` SECONDARY, each
+/// pointing at `<set>.example.com` (CNAME, TTL 60) — the route of most failover tests.
+#[must_use]
+pub fn failover_pair(name: &str, primary: &str, secondary: &str) -> Route {
+    let rec = |id: &str, role: &str| crate::traffic::RouteRecord {
+        set_id: Some(id.to_owned()),
+        failover: Some(role.to_owned()),
+        weight: None,
+        values: vec![format!("{id}.example.com")],
+        ttl: Some(60),
+        health_check: None,
+        alias: None,
+    };
+    Route {
+        name: name.to_owned(),
+        record_type: "CNAME".into(),
+        records: vec![rec(primary, "PRIMARY"), rec(secondary, "SECONDARY")],
+    }
+}
+
 /// An in-memory router over one route (a failover pair, a weighted set or a simple
 /// record), planned and switched exactly as the DNS routers are.
 #[derive(Debug, Clone)]

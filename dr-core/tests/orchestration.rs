@@ -8,25 +8,12 @@ use dr_core::fake::{FakeDatabase, FakeRouter, MemoryLock};
 use dr_core::lock::{Lock, LockRequest};
 use dr_core::repo::{InitOptions, Repository, SnapshotKind, Verified};
 use dr_core::target::{Capability, DatabaseTarget, PointInTime, Role};
-use dr_core::traffic::{Destination, Route, RouteRecord, TrafficRouter};
+use dr_core::traffic::{Destination, Route, TrafficRouter};
 use dr_core::wait::Wait;
 use dr_core::ErrorKind;
 
 fn failover_pair() -> Route {
-    let rec = |id: &str, role: &str| RouteRecord {
-        set_id: Some(id.to_owned()),
-        failover: Some(role.to_owned()),
-        weight: None,
-        values: vec![format!("app.{id}.example.com")],
-        ttl: Some(60),
-        health_check: None,
-        alias: None,
-    };
-    Route {
-        name: "app.example.com.".into(),
-        record_type: "CNAME".into(),
-        records: vec![rec("use1", "PRIMARY"), rec("usw2", "SECONDARY")],
-    }
+    dr_core::fake::failover_pair("app.example.com.", "use1", "usw2")
 }
 
 #[tokio::test]

@@ -14,7 +14,7 @@ use dr_core::runbook::{
 };
 use dr_core::store::{DynStore, MemoryStore};
 use dr_core::target::{DatabaseTarget, Role};
-use dr_core::traffic::{Route, RouteRecord, TrafficRouter};
+use dr_core::traffic::{Route, TrafficRouter};
 use dr_core::{err, ErrorKind, Result};
 use serde_json::{json, Map, Value};
 
@@ -57,20 +57,7 @@ impl Action for Counter {
 }
 
 fn pair() -> Route {
-    let rec = |id: &str, role: &str| RouteRecord {
-        set_id: Some(id.into()),
-        failover: Some(role.into()),
-        weight: None,
-        values: vec![format!("{id}.example.com")],
-        ttl: Some(60),
-        health_check: None,
-        alias: None,
-    };
-    Route {
-        name: "app.example.com.".into(),
-        record_type: "CNAME".into(),
-        records: vec![rec("use1", "PRIMARY"), rec("usw2", "SECONDARY")],
-    }
+    dr_core::fake::failover_pair("app.example.com.", "use1", "usw2")
 }
 
 struct World {

@@ -376,32 +376,37 @@ impl Engine {
                     step.action
                 )
             })?;
-            if options.skip.contains(step_id) {
-                // The operator looked and says it took effect: done, not run again.
-                journal
-                    .append(EventKind::Note {
-                        step: Some(step_id.clone()),
-                        text: "counted as done on resume (--skip); not run again".into(),
-                    })
-                    .await?;
-                journal
-                    .append(EventKind::StepSucceeded {
-                        step: step_id.clone(),
-                        outputs: Map::new(),
-                    })
-                    .await?;
-                finished_order.push(step_id.clone());
-                states.insert(step_id.clone(), State::Succeeded(Map::new()));
+            // Done without running it again: the operator looked (--skip), or the
+            // action found its effect in live state.
+            let done = if options.skip.contains(step_id) {
+                Some((
+                    Map::new(),
+                    "counted as done on resume (--skip); not run again",
+                ))
             } else if action.spec().idempotent || options.rerun.contains(step_id) {
-                states.insert(step_id.clone(), State::Pending);
+                None
             } else {
                 let scope = scope_of(&vars, &states, &rb, header.mode, id, None);
                 let with = expr::resolve(&step.with, &scope, None)?;
-                if let Some(outputs) = action.probe(&ctx_for(step), &with).await? {
+                let Some(outputs) = action.probe(&ctx_for(step), &with).await? else {
+                    let _ = lock.release(&lease).await;
+                    return Err(err!(
+                        Conflict,
+                        "run {id}: step {step_id:?} ({}, not idempotent) was running when the run stopped, and drkit cannot tell whether it took effect; look at the system, then resume with --rerun {step_id} (run it again) or --skip {step_id} (count it as done)",
+                        step.action
+                    ));
+                };
+                Some((outputs, "found done in live state on resume"))
+            };
+            match done {
+                None => {
+                    states.insert(step_id.clone(), State::Pending);
+                }
+                Some((outputs, why)) => {
                     journal
                         .append(EventKind::Note {
                             step: Some(step_id.clone()),
-                            text: "found done in live state on resume".into(),
+                            text: why.into(),
                         })
                         .await?;
                     journal
@@ -412,13 +417,6 @@ impl Engine {
                         .await?;
                     finished_order.push(step_id.clone());
                     states.insert(step_id.clone(), State::Succeeded(outputs));
-                } else {
-                    let _ = lock.release(&lease).await;
-                    return Err(err!(
-                            Conflict,
-                            "run {id}: step {step_id:?} ({}, not idempotent) was running when the run stopped, and drkit cannot tell whether it took effect; look at the system, then resume with --rerun {step_id} (run it again) or --skip {step_id} (count it as done)",
-                            step.action
-                        ));
                 }
             }
         }

@@ -285,6 +285,62 @@ impl Moto {
         aws_for(&self.endpoint(), "testing", "testing").with_region(region)
     }
 
+    /// Creates hosted zone `zone` with a failover pair of CNAMEs for `name`: set `primary`
+    /// (PRIMARY) and set `secondary` (SECONDARY), each `(set id, value)`, made with a
+    /// separate SDK client. Returns the client, for reading back.
+    pub async fn failover_pair(
+        &self,
+        zone: &str,
+        name: &str,
+        primary: (&str, &str),
+        secondary: (&str, &str),
+    ) -> aws_sdk_route53::Client {
+        use aws_sdk_route53::types::{
+            Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet,
+            ResourceRecordSetFailover, RrType,
+        };
+        let sdk = self.aws("us-east-1").load().await.unwrap();
+        let r53 = aws_sdk_route53::Client::new(&sdk);
+        let created = r53
+            .create_hosted_zone()
+            .name(zone)
+            .caller_reference(format!("{zone}-{name}"))
+            .send()
+            .await
+            .unwrap();
+        let zone_id = created.hosted_zone().unwrap().id().to_owned();
+        let rec = |(set, value): (&str, &str), role: &str| {
+            Change::builder()
+                .action(ChangeAction::Create)
+                .resource_record_set(
+                    ResourceRecordSet::builder()
+                        .name(format!("{name}."))
+                        .r#type(RrType::Cname)
+                        .set_identifier(set)
+                        .failover(ResourceRecordSetFailover::from(role))
+                        .ttl(30)
+                        .resource_records(ResourceRecord::builder().value(value).build().unwrap())
+                        .build()
+                        .unwrap(),
+                )
+                .build()
+                .unwrap()
+        };
+        r53.change_resource_record_sets()
+            .hosted_zone_id(zone_id)
+            .change_batch(
+                ChangeBatch::builder()
+                    .changes(rec(primary, "PRIMARY"))
+                    .changes(rec(secondary, "SECONDARY"))
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+        r53
+    }
+
     /// Creates `bucket` and returns a store config for `prefix` in it.
     pub async fn bucket(&self, bucket: &str, prefix: &str) -> S3Config {
         let client = s3_client(&self.aws("us-east-1")).await;
