@@ -97,6 +97,8 @@ pub struct StepContext {
     pub targets: Arc<BTreeMap<String, Target>>,
     /// The repository the run journals into (backups, restores and copies use it).
     pub repo: Option<crate::repo::Repository>,
+    /// The run's notifiers (the `notify` action sends through them).
+    pub notifiers: super::notify::Notifiers,
 }
 
 impl StepContext {

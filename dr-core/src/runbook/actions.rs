@@ -1,5 +1,5 @@
 //! The actions every build has: `wait`, `approve`, `assert`, `exec`, `notify`,
-//! `tcp.check`, and the ones generic over the traits — `db.health`, `db.check_lag`,
+//! `tcp.check`, `http.check`, and the ones generic over the traits — `db.health`, `db.check_lag`,
 //! `db.promote`, `db.fence`, `traffic.switch`, `traffic.restore`.
 
 use std::time::Duration;
@@ -51,6 +51,7 @@ pub fn register(registry: &mut Registry) {
         .action(Exec)
         .action(Notify)
         .action(TcpCheck)
+        .action(HttpCheck)
         .action(DbHealth)
         .action(DbCheckLag)
         .action(DbPromote)
@@ -230,6 +231,8 @@ struct NotifyParams {
     message: String,
     #[serde(default)]
     severity: super::model::Severity,
+    #[serde(default)]
+    required: bool,
 }
 
 struct Notify;
@@ -237,7 +240,7 @@ struct Notify;
 #[async_trait]
 impl Action for Notify {
     fn spec(&self) -> ActionSpec {
-        spec("notify", "Sends a message to the runbook's notifiers for its severity (written to the journal and the log).", true, vec![Field::required("message", "string", "What to say"), Field::optional("severity", "info|low|medium|high|critical", "Routing")], vec![])
+        spec("notify", "Sends a message to the runbook's notifiers that take its severity; a notifier that fails is a warning in the outputs unless required.", true, vec![Field::required("message", "string", "What to say"), Field::optional("severity", "info|low|medium|high|critical", "Routing"), Field::optional("required", "bool", "Fail the step when a notifier fails")], vec![Field::required("message", "string", "What was said"), Field::required("failed", "list", "Notifiers that failed, and why")])
     }
     fn check(&self, with: &Value) -> Result<()> {
         params::<NotifyParams>("notify", with).map(|_| ())
@@ -254,7 +257,27 @@ impl Action for Notify {
     async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
         let p: NotifyParams = params("notify", with)?;
         tracing::info!("[{}] {:?}: {}", ctx.run_id, p.severity, p.message);
-        Ok(outputs(json!({"message": p.message})))
+        let m = super::notify::Message {
+            text: p.message.clone(),
+            severity: p.severity,
+            event: ctx.step.clone(),
+            resolves: false,
+        };
+        let failed = ctx.notifiers.send(&m, None).await;
+        if p.required && !failed.is_empty() {
+            let why: Vec<String> = failed.iter().map(|(n, w)| format!("{n}: {w}")).collect();
+            return Err(err!(
+                Unavailable,
+                "step {:?}: required notification failed: {}",
+                ctx.step,
+                why.join("; ")
+            ));
+        }
+        let failed: Vec<Value> = failed
+            .into_iter()
+            .map(|(n, w)| json!({"notifier": n, "error": w}))
+            .collect();
+        Ok(outputs(json!({"message": p.message, "failed": failed})))
     }
 }
 
@@ -641,5 +664,163 @@ impl Action for TrafficRestore {
             .restore(&p.route, &waits(p.timeout))
             .await?;
         Ok(outputs(json!({"before": s.before, "after": s.after})))
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct HttpParams {
+    url: String,
+    #[serde(default = "get")]
+    method: String,
+    #[serde(default)]
+    status: Option<Vec<u16>>,
+    #[serde(default)]
+    body_contains: Option<String>,
+    #[serde(default, with = "crate::duration::human::option")]
+    max_latency: Option<Duration>,
+    #[serde(default = "one")]
+    successes: u32,
+    #[serde(default, with = "crate::duration::human::option")]
+    interval: Option<Duration>,
+    #[serde(default, with = "crate::duration::human::option")]
+    timeout: Option<Duration>,
+    #[serde(default)]
+    breaker: Option<Breaker>,
+}
+
+/// After `threshold` failures in a row the breaker opens: no request for `cool_down`,
+/// then one probe (half-open) that closes it again on success.
+#[derive(Deserialize, Clone, Copy)]
+#[serde(deny_unknown_fields)]
+struct Breaker {
+    threshold: u32,
+    #[serde(with = "crate::duration::human")]
+    cool_down: Duration,
+}
+
+fn get() -> String {
+    "GET".into()
+}
+
+fn one() -> u32 {
+    1
+}
+
+struct HttpCheck;
+
+impl HttpCheck {
+    async fn probe_once(p: &HttpParams) -> std::result::Result<f64, String> {
+        let r = super::http::request(
+            &p.method,
+            &p.url,
+            &[],
+            None,
+            p.max_latency
+                .unwrap_or(Duration::from_secs(10))
+                .max(Duration::from_secs(10)),
+            &p.url,
+        )
+        .await
+        .map_err(|e| e.message().to_owned())?;
+        let ok_status = p
+            .status
+            .as_ref()
+            .map_or((200..400).contains(&r.status), |s| s.contains(&r.status));
+        if !ok_status {
+            return Err(format!("HTTP {}", r.status));
+        }
+        if let Some(needle) = &p.body_contains {
+            if !r.body.contains(needle.as_str()) {
+                return Err(format!("the answer does not contain {needle:?}"));
+            }
+        }
+        let secs = r.elapsed.as_secs_f64();
+        if let Some(max) = p.max_latency {
+            if r.elapsed > max {
+                return Err(format!(
+                    "answered in {secs:.3} s, more than {}",
+                    crate::duration::format(max)
+                ));
+            }
+        }
+        Ok(secs)
+    }
+}
+
+#[async_trait]
+impl Action for HttpCheck {
+    fn spec(&self) -> ActionSpec {
+        spec(
+            "http.check",
+            "Requests a URL (never through a proxy) until it answers `successes` times in a row with an expected status (default 2xx/3xx), the body text and within max_latency; gives up after timeout. An optional breaker pauses after repeated failures.",
+            true,
+            vec![
+                Field::required("url", "url", "What to ask"),
+                Field::optional("method", "string", "GET by default"),
+                Field::optional("status", "[int]", "Accepted statuses"),
+                Field::optional("body_contains", "string", "Text the answer must hold"),
+                Field::optional("max_latency", "duration", "Slowest acceptable answer (seed 001: 1s)"),
+                Field::optional("successes", "int", "Good answers in a row (default 1)"),
+                Field::optional("interval", "duration", "Between tries (default 2s)"),
+                Field::optional("timeout", "duration", "Give up after (default 1m)"),
+                Field::optional("breaker", "{threshold, cool_down}", "Circuit breaker"),
+            ],
+            vec![Field::required("seconds", "number", "Latency of the last good answer"), Field::required("attempts", "int", "Requests made")],
+        )
+    }
+    fn check(&self, with: &Value) -> Result<()> {
+        params::<HttpParams>("http.check", with).map(|_| ())
+    }
+    async fn plan(&self, _: &StepContext, with: &Value) -> Result<Vec<String>> {
+        let p: HttpParams = params("http.check", with)?;
+        Ok(vec![format!(
+            "checks {} {} ({} good answer(s) in a row)",
+            p.method, p.url, p.successes
+        )])
+    }
+    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
+        let p: HttpParams = params("http.check", with)?;
+        let deadline = tokio::time::Instant::now() + p.timeout.unwrap_or(Duration::from_mins(1));
+        let interval = p.interval.unwrap_or(Duration::from_secs(2));
+        let (mut good, mut bad, mut attempts) = (0u32, 0u32, 0u32);
+        let mut last = String::new();
+        loop {
+            attempts += 1;
+            match Self::probe_once(&p).await {
+                Ok(secs) => {
+                    good += 1;
+                    bad = 0;
+                    if good >= p.successes.max(1) {
+                        return Ok(outputs(json!({"seconds": secs, "attempts": attempts})));
+                    }
+                }
+                Err(why) => {
+                    good = 0;
+                    bad += 1;
+                    last = why;
+                }
+            }
+            let mut pause = interval;
+            if let Some(b) = p.breaker {
+                if bad >= b.threshold.max(1) {
+                    tracing::warn!(
+                        "step {:?}: breaker open for {} after {bad} failures",
+                        ctx.step,
+                        crate::duration::format(b.cool_down)
+                    );
+                    pause = b.cool_down;
+                }
+            }
+            if tokio::time::Instant::now() + pause > deadline {
+                return Err(err!(
+                    Timeout,
+                    "step {:?}: {} did not pass in time ({attempts} tries; last: {last})",
+                    ctx.step,
+                    p.url
+                ));
+            }
+            tokio::time::sleep(pause).await;
+        }
     }
 }

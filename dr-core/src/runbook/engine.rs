@@ -15,7 +15,8 @@ use tokio_util::sync::CancellationToken;
 
 use super::action::{Outcome, Registry, StepContext, Target};
 use super::journal::{self, Actor, EventKind, Journal, RunHeader};
-use super::model::{Mode, OnFailure, Runbook, Step};
+use super::model::{Mode, OnFailure, Runbook, Severity, Step};
+use super::notify::NotifyOn;
 use super::parse::SourceMap;
 use super::report::{self, RunSummary};
 use super::{expr, validate};
@@ -102,6 +103,7 @@ struct Run {
     journal: Arc<Mutex<Journal>>,
     states: BTreeMap<String, State>,
     finished_order: Vec<String>,
+    notifiers: super::notify::Notifiers,
 }
 
 impl Engine {
@@ -261,6 +263,7 @@ impl Engine {
         let (vars, journaled) = Self::resolve_vars(rb, &options.vars, None)?;
         let targets = self.build_targets(rb, &vars).await?;
         let id = uuid::Uuid::now_v7().to_string();
+        let notifiers = Self::notifiers(rb, &vars, &id)?;
         let lock = (self.locks)(rb.lock_name())?;
         let lease = lock
             .acquire(&LockRequest::new(format!("run {id}"), options.lock_ttl))
@@ -296,6 +299,7 @@ impl Engine {
             journal: Arc::new(Mutex::new(journal)),
             states,
             finished_order: Vec::new(),
+            notifiers,
         };
         self.drive_observed(run, lock, lease, options, false).await
     }
@@ -366,6 +370,7 @@ impl Engine {
             attempt: 1,
             targets: Arc::new(targets.clone()),
             repo: self.repo.clone(),
+            notifiers: super::notify::Notifiers::default(),
         };
         for step_id in &in_flight {
             let step = rb.step(step_id).expect("journaled steps exist");
@@ -420,6 +425,7 @@ impl Engine {
                 }
             }
         }
+        let notifiers = Self::notifiers(&rb, &vars, id)?;
         let run = Run {
             id: id.to_owned(),
             rb: Arc::new(rb),
@@ -429,6 +435,7 @@ impl Engine {
             journal: Arc::new(Mutex::new(journal)),
             states,
             finished_order,
+            notifiers,
         };
         self.drive_observed(run, lock, lease, options, true).await
     }
@@ -563,6 +570,17 @@ impl Engine {
                     },
                 )
                 .await?;
+                Self::tell(
+                    run,
+                    NotifyOn::Approval,
+                    format!(
+                        "run {} waits for approval of step {}: drkit run --resume {} --approve {}",
+                        run.id, step.id, run.id, step.id
+                    ),
+                    Severity::High,
+                    false,
+                )
+                .await?;
                 run.states.insert(
                     step.id.clone(),
                     State::Skipped("waiting for approval".into()),
@@ -583,8 +601,49 @@ impl Engine {
                 attempt: 1,
                 targets: run.targets.clone(),
                 repo: self.repo.clone(),
+                notifiers: run.notifiers.clone(),
             },
         }))
+    }
+
+    fn notifiers(
+        rb: &Runbook,
+        vars: &Map<String, Value>,
+        id: &str,
+    ) -> Result<super::notify::Notifiers> {
+        let scope = serde_json::json!({ "vars": vars, "run": { "id": id } });
+        let entries = expr::resolve(&Value::Array(rb.notify.clone()), &scope, None)?;
+        let Value::Array(entries) = entries else {
+            unreachable!("an array resolves to an array")
+        };
+        super::notify::Notifiers::new(&entries, id, &rb.name)
+    }
+
+    /// Tells the notifiers that take `on`; a notifier that fails is journaled, the run goes on.
+    async fn tell(
+        run: &Run,
+        on: super::notify::NotifyOn,
+        text: String,
+        severity: super::model::Severity,
+        resolves: bool,
+    ) -> Result<()> {
+        let m = super::notify::Message {
+            text,
+            severity,
+            event: format!("{on:?}").to_lowercase(),
+            resolves,
+        };
+        for (name, why) in run.notifiers.send(&m, Some(on)).await {
+            Self::journal(
+                run,
+                EventKind::Note {
+                    step: None,
+                    text: format!("warning: notifier {name:?} failed: {why}"),
+                },
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     async fn journal(run: &Run, kind: EventKind) -> Result<()> {
@@ -600,6 +659,19 @@ impl Engine {
         resumed: bool,
     ) -> Result<String> {
         Self::journal(run, EventKind::RunStarted { resumed }).await?;
+        Self::tell(
+            run,
+            NotifyOn::Start,
+            format!(
+                "run {} of {} {}",
+                run.id,
+                run.rb.name,
+                if resumed { "resumed" } else { "started" }
+            ),
+            Severity::Info,
+            false,
+        )
+        .await?;
         let deadline = run.rb.timeout.map(|t| tokio::time::Instant::now() + t);
         let mut tasks: JoinSet<(String, Result<Map<String, Value>>)> = JoinSet::new();
         let mut stopping: Option<String> = None;
@@ -688,6 +760,20 @@ impl Engine {
             let (id, result) = joined.map_err(|e| err!(Io, "a step task failed: {e}"))?;
             match result {
                 Ok(outputs) => {
+                    let (action, severity) = run
+                        .rb
+                        .step(&id)
+                        .map_or((String::new(), Severity::Info), |s| {
+                            (s.action.clone(), s.severity)
+                        });
+                    Self::tell(
+                        run,
+                        NotifyOn::Step,
+                        format!("step {id} ({action}) done"),
+                        severity,
+                        false,
+                    )
+                    .await?;
                     run.finished_order.push(id.clone());
                     run.states.insert(id, State::Succeeded(outputs));
                 }
@@ -699,6 +785,14 @@ impl Engine {
                 }
                 Err(e) => {
                     let step = run.rb.step(&id).expect("a known step").clone();
+                    Self::tell(
+                        run,
+                        NotifyOn::Failure,
+                        format!("step {id} ({}) failed: {}", step.action, e.message()),
+                        step.severity.max(Severity::High),
+                        false,
+                    )
+                    .await?;
                     run.states
                         .insert(id.clone(), State::Failed(e.message().to_owned()));
                     match step.on_failure {
@@ -727,6 +821,21 @@ impl Engine {
             } else {
                 "failed"
             };
+        }
+        if outcome != "waiting" {
+            let severity = if outcome == "succeeded" {
+                Severity::Info
+            } else {
+                Severity::Critical
+            };
+            Self::tell(
+                run,
+                NotifyOn::End,
+                format!("run {} of {} {outcome}", run.id, run.rb.name),
+                severity,
+                outcome == "succeeded",
+            )
+            .await?;
         }
         Self::journal(
             run,
@@ -765,6 +874,7 @@ impl Engine {
                 attempt: 1,
                 targets: run.targets.clone(),
                 repo: self.repo.clone(),
+                notifiers: run.notifiers.clone(),
             };
             let result = match expr::resolve(&call.with, &scope, None) {
                 Ok(with) => until_done(action.as_ref(), &ctx, &with, step.timeout).await,

@@ -80,6 +80,7 @@ impl Engine {
                 attempt: 1,
                 targets: targets.clone(),
                 repo: self.repository().cloned(),
+                notifiers: super::notify::Notifiers::default(),
             };
             let changes = if step.action == "approve" {
                 vec!["waits for a person's approval (--yes or --approve)".to_owned()]

@@ -7,11 +7,13 @@
 mod cli;
 mod faults;
 mod postgres;
+mod receiver;
 mod services;
 
 pub use cli::Drkit;
 pub use faults::{Fault, FaultProxy};
 pub use postgres::{PgCluster, PASSWORD};
+pub use receiver::{Received, Receiver};
 pub use services::{
     free_port, s3_client, venv, Garage, Moto, BUCKET, GARAGE_KEY_ID, GARAGE_SECRET,
 };

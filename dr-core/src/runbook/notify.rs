@@ -1,0 +1,277 @@
+//! Notifiers: where a run's messages go — a Slack incoming webhook, a generic JSON
+//! webhook, a Statuspage incident, PagerDuty Events v2 — routed by severity and by event.
+//! A notifier that fails is journaled as a warning and never fails the run, unless the
+//! `notify` step says `required: true`. URLs, keys and routing keys never appear in output,
+//! journals or errors: notifiers are named by their `name`.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::{json, Value};
+use tokio::sync::Mutex;
+
+use super::http;
+use super::model::Severity;
+use crate::{err, Result};
+
+/// When the engine speaks on its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotifyOn {
+    /// The run starts.
+    Start,
+    /// A step succeeds.
+    Step,
+    /// A step fails.
+    Failure,
+    /// An approval waits.
+    Approval,
+    /// The run ends.
+    End,
+}
+
+/// What kind of receiver.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum NotifierKind {
+    /// A Slack incoming webhook (`url`).
+    Slack {
+        /// The webhook URL (a secret: give it through a secret variable).
+        url: String,
+    },
+    /// Any JSON webhook (`url`): the message, severity, run and event as JSON.
+    Webhook {
+        /// Where to POST.
+        url: String,
+    },
+    /// PagerDuty Events v2: trigger, and resolve at the end, one dedup key per run.
+    Pagerduty {
+        /// The integration's routing key (a secret).
+        routing_key: String,
+        /// The events endpoint (default PagerDuty's).
+        #[serde(default = "pagerduty_url")]
+        url: String,
+    },
+    /// A Statuspage incident, created on the first message and updated after.
+    Statuspage {
+        /// The page id.
+        page_id: String,
+        /// The API key (a secret).
+        api_key: String,
+        /// The API base (default Statuspage's).
+        #[serde(default = "statuspage_url")]
+        url: String,
+    },
+}
+
+fn pagerduty_url() -> String {
+    "https://events.pagerduty.com/v2/enqueue".into()
+}
+
+fn statuspage_url() -> String {
+    "https://api.statuspage.io".into()
+}
+
+/// One notifier, as a runbook's `notify:` declares it (variables replaced).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+pub struct Notifier {
+    /// Its name in messages and the journal.
+    pub name: String,
+    /// Where messages go.
+    #[serde(flatten)]
+    pub kind: NotifierKind,
+    /// The severities it takes (all when empty).
+    #[serde(default)]
+    pub severities: Vec<Severity>,
+    /// What the engine tells it on its own (default: start, failure, approval, end).
+    #[serde(default = "default_on")]
+    pub on: Vec<NotifyOn>,
+}
+
+fn default_on() -> Vec<NotifyOn> {
+    vec![
+        NotifyOn::Start,
+        NotifyOn::Failure,
+        NotifyOn::Approval,
+        NotifyOn::End,
+    ]
+}
+
+/// A message for the notifiers.
+#[derive(Debug, Clone)]
+pub struct Message {
+    /// What to say.
+    pub text: String,
+    /// How urgent.
+    pub severity: Severity,
+    /// Why (`start`, `failure`, `end`, or a `notify` step's id).
+    pub event: String,
+    /// The run ends with this message (resolve PagerDuty, the Statuspage incident).
+    pub resolves: bool,
+}
+
+/// The notifiers of one run, with what they remember (Statuspage incident ids).
+#[derive(Clone, Default)]
+pub struct Notifiers {
+    list: Arc<Vec<Notifier>>,
+    run_id: String,
+    runbook: String,
+    incidents: Arc<Mutex<BTreeMap<String, String>>>,
+}
+
+impl std::fmt::Debug for Notifiers {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let names: Vec<&str> = self.list.iter().map(|n| n.name.as_str()).collect();
+        write!(f, "Notifiers({names:?})")
+    }
+}
+
+fn pd_severity(s: Severity) -> &'static str {
+    match s {
+        Severity::Critical => "critical",
+        Severity::High => "error",
+        Severity::Medium | Severity::Low => "warning",
+        Severity::Info => "info",
+    }
+}
+
+impl Notifiers {
+    /// `notify:` entries (variables already replaced).
+    pub fn new(entries: &[Value], run_id: &str, runbook: &str) -> Result<Self> {
+        let list = entries
+            .iter()
+            .enumerate()
+            .map(|(i, v)| {
+                serde_json::from_value::<Notifier>(v.clone()).map_err(|e| {
+                    err!(InvalidInput, "notify entry {}: {e}; give name, kind (slack, webhook, pagerduty, statuspage) and its fields", i + 1)
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            list: Arc::new(list),
+            run_id: run_id.to_owned(),
+            runbook: runbook.to_owned(),
+            incidents: Arc::default(),
+        })
+    }
+
+    /// Sends `m` to every notifier that takes it; `on` is the engine's own event, `None`
+    /// for a `notify` step. Returns, per notifier that failed, its name and why.
+    pub async fn send(&self, m: &Message, on: Option<NotifyOn>) -> Vec<(String, String)> {
+        let mut failed = Vec::new();
+        for n in self.list.iter() {
+            // An end that resolves reaches whoever was told of the trouble, whatever
+            // its severity.
+            let takes =
+                (n.severities.is_empty() || n.severities.contains(&m.severity) || m.resolves)
+                    && on.is_none_or(|e| n.on.contains(&e));
+            if !takes {
+                continue;
+            }
+            if let Err(e) = self.deliver(n, m).await {
+                failed.push((n.name.clone(), e.message().to_owned()));
+            }
+        }
+        failed
+    }
+
+    async fn deliver(&self, n: &Notifier, m: &Message) -> Result<()> {
+        let shown = format!("notifier {:?}", n.name);
+        let (method, url, headers, body) = match &n.kind {
+            NotifierKind::Slack { url } => (
+                "POST",
+                url.clone(),
+                Vec::new(),
+                json!({"text": m.text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": format!("*{}* ({}): {}", self.runbook, serde_json::to_value(m.severity).unwrap_or_default().as_str().unwrap_or(""), m.text)}}]}),
+            ),
+            NotifierKind::Webhook { url } => (
+                "POST",
+                url.clone(),
+                Vec::new(),
+                json!({"runbook": self.runbook, "run": self.run_id, "event": m.event, "severity": m.severity, "message": m.text}),
+            ),
+            NotifierKind::Pagerduty { routing_key, url } => (
+                "POST",
+                url.clone(),
+                Vec::new(),
+                json!({
+                    "routing_key": routing_key,
+                    "event_action": if m.resolves { "resolve" } else { "trigger" },
+                    "dedup_key": format!("drkit-{}", self.run_id),
+                    "payload": {"summary": format!("{}: {}", self.runbook, m.text), "source": "drkit", "severity": pd_severity(m.severity)},
+                }),
+            ),
+            NotifierKind::Statuspage {
+                page_id,
+                api_key,
+                url,
+            } => {
+                let status = if m.resolves {
+                    "resolved"
+                } else if m.event == "start" {
+                    "investigating"
+                } else {
+                    "identified"
+                };
+                let auth = vec![("authorization", format!("OAuth {api_key}"))];
+                let known = self.incidents.lock().await.get(&n.name).cloned();
+                match known {
+                    None => (
+                        "POST",
+                        format!("{url}/v1/pages/{page_id}/incidents"),
+                        auth,
+                        json!({"incident": {"name": format!("{} ({})", self.runbook, self.run_id), "status": status, "body": m.text}}),
+                    ),
+                    Some(id) => (
+                        "PATCH",
+                        format!("{url}/v1/pages/{page_id}/incidents/{id}"),
+                        auth,
+                        json!({"incident": {"status": status, "body": m.text}}),
+                    ),
+                }
+            }
+        };
+        let headers: Vec<(&str, String)> = headers.into_iter().collect();
+        // 429: wait as long as Retry-After says (at most a minute), a few times.
+        for _ in 0..4 {
+            let reply = http::request(
+                method,
+                &url,
+                &headers,
+                Some(&body),
+                Duration::from_secs(15),
+                &shown,
+            )
+            .await?;
+            match reply.status {
+                200..=299 => {
+                    if let NotifierKind::Statuspage { .. } = n.kind {
+                        if let Some(id) = serde_json::from_str::<Value>(&reply.body)
+                            .ok()
+                            .and_then(|v| v["id"].as_str().map(str::to_owned))
+                        {
+                            self.incidents.lock().await.insert(n.name.clone(), id);
+                        }
+                    }
+                    return Ok(());
+                }
+                429 => {
+                    tokio::time::sleep(
+                        reply
+                            .retry_after
+                            .unwrap_or(Duration::from_secs(1))
+                            .min(Duration::from_mins(1)),
+                    )
+                    .await;
+                }
+                s => return Err(err!(Unavailable, "{shown}: answered HTTP {s}")),
+            }
+        }
+        Err(err!(
+            Unavailable,
+            "{shown}: still rate-limited (HTTP 429) after 4 tries"
+        ))
+    }
+}
