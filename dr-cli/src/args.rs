@@ -113,6 +113,8 @@ pub enum RunsCommand {
 pub enum RunbookCommand {
     /// The actions (with parameters and outputs) and target kinds.
     Actions,
+    /// The JSON Schema of the runbook format, for editors (e.g. yaml-language-server).
+    Schema,
 }
 
 /// `drkit plan`.

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use dr_core::runbook::journal::{Event, EventKind};
-use dr_core::runbook::{report, RunOptions, RunSummary};
+use dr_core::runbook::{Orchestrator, RunOptions, RunSummary};
 use dr_core::{Error, Result};
 use serde_json::Value;
 
@@ -190,7 +190,7 @@ pub async fn runs(cli: &Cli, c: Option<&RunsCommand>, out: Output) -> Result<u8>
     let repo = super::open_repo(cli).await?;
     match c {
         None => {
-            let all = report::list(repo.store()).await?;
+            let all = drkit::engine(&repo).list().await?;
             out.emit(&all, || {
                 if all.is_empty() {
                     return "no runs yet".to_owned();
@@ -207,7 +207,7 @@ pub async fn runs(cli: &Cli, c: Option<&RunsCommand>, out: Output) -> Result<u8>
             });
         }
         Some(RunsCommand::Show { id }) => {
-            let s = report::summarize(repo.store(), id).await?;
+            let s = drkit::engine(&repo).show(id).await?;
             out.emit(&s, || timeline(&s));
         }
     }
@@ -217,6 +217,16 @@ pub async fn runs(cli: &Cli, c: Option<&RunsCommand>, out: Output) -> Result<u8>
 /// `drkit runbook actions`.
 pub fn runbook(c: &RunbookCommand, out: Output) -> u8 {
     match c {
+        RunbookCommand::Schema => {
+            // The schema is JSON whatever --json says: editors read it as it is.
+            let schema = dr_core::runbook::Runbook::json_schema();
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&schema).unwrap_or_default()
+            );
+            let _ = out;
+            0
+        }
         RunbookCommand::Actions => {
             let r = drkit::registry();
             let specs = r.specs();

@@ -137,6 +137,12 @@ impl Engine {
         self
     }
 
+    /// The store the journal lives in.
+    #[must_use]
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
     /// The repository steps can use, if any.
     #[must_use]
     pub fn repository(&self) -> Option<&crate::repo::Repository> {

@@ -29,6 +29,7 @@ mod http;
 pub mod journal;
 mod model;
 pub mod notify;
+mod orchestrator;
 mod parse;
 mod plan;
 pub mod report;
@@ -41,6 +42,7 @@ pub use engine::{Engine, LockFactory, RunOptions};
 pub use model::{
     Call, Guard, Mode, Objectives, OnFailure, Retry, Runbook, Severity, Step, TargetSpec, VarSpec,
 };
+pub use orchestrator::Orchestrator;
 pub use parse::{parse_yaml, report as report_problems, At, Diagnostic, SourceMap};
 pub use plan::{Plan, PlannedStep};
 pub use report::{RunSummary, StepSummary};

@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 /// A whole runbook.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Runbook {
     /// Format version; only 1 exists.
     pub version: u32,
@@ -38,6 +39,7 @@ pub struct Runbook {
     pub concurrency: usize,
     /// Deadline of the whole run.
     #[serde(default, with = "crate::duration::human::option")]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
     /// The steps, in file order.
     pub steps: Vec<Step>,
@@ -48,6 +50,12 @@ fn default_concurrency() -> usize {
 }
 
 impl Runbook {
+    /// The JSON Schema of the format (`drkit runbook schema`), for editors.
+    #[must_use]
+    pub fn json_schema() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(Runbook)).expect("a schema serializes")
+    }
+
     /// The lock name: `lock:`, else the runbook's name.
     #[must_use]
     pub fn lock_name(&self) -> &str {
@@ -62,18 +70,20 @@ impl Runbook {
 }
 
 /// Recovery objectives.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct Objectives {
     /// Longest the recovery may take.
     #[serde(default, with = "crate::duration::human::option")]
+    #[schemars(with = "Option<String>")]
     pub rto: Option<Duration>,
     /// Most data that may be lost.
     #[serde(default, with = "crate::duration::human::option")]
+    #[schemars(with = "Option<String>")]
     pub rpo: Option<Duration>,
 }
 
 /// One variable.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VarSpec {
     /// Its value when neither `--var` nor `env` gives one.
@@ -91,7 +101,7 @@ pub struct VarSpec {
 }
 
 /// A target: its kind (`rds`, `route53`, `postgres`, …) and the kind's fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct TargetSpec {
     /// Which adapter builds it.
     pub kind: String,
@@ -101,7 +111,7 @@ pub struct TargetSpec {
 }
 
 /// What happens when a step fails (after its retries).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OnFailure {
     /// Stop: no new steps start; `always` steps still run.
@@ -114,16 +124,18 @@ pub enum OnFailure {
 }
 
 /// Bounded retries, for retryable errors only.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Retry {
     /// Attempts in all, the first included.
     pub attempts: u32,
     /// Wait before the second attempt; doubles each time.
     #[serde(default = "default_backoff", with = "crate::duration::human")]
+    #[schemars(with = "String")]
     pub backoff: Duration,
     /// Longest wait between attempts.
     #[serde(default = "default_max_backoff", with = "crate::duration::human")]
+    #[schemars(with = "String")]
     pub max_backoff: Duration,
 }
 
@@ -145,7 +157,7 @@ impl Retry {
 }
 
 /// `planned` or `forced`: a guard runs its check only in planned mode.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Mode {
     /// Everything is checked first: guards hold.
@@ -170,7 +182,7 @@ impl std::str::FromStr for Mode {
 }
 
 /// A step that must have succeeded before this one, in some modes only.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Guard {
     /// The mode the guard holds in.
@@ -180,7 +192,9 @@ pub struct Guard {
 }
 
 /// How urgent a step's notifications are.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum Severity {
     /// For the record.
@@ -197,7 +211,7 @@ pub enum Severity {
 }
 
 /// An action and its parameters, as a compensation runs it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Call {
     /// The action.
@@ -212,7 +226,7 @@ fn empty_map() -> Value {
 }
 
 /// One step.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct Step {
     /// Unique id: `${steps.<id>.outputs.<key>}`.
     pub id: String,
@@ -229,6 +243,7 @@ pub struct Step {
     pub when: Option<String>,
     /// Deadline of one attempt.
     #[serde(default, with = "crate::duration::human::option")]
+    #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
     /// Retries of retryable errors.
     #[serde(default)]
@@ -275,5 +290,32 @@ impl Step {
     pub fn needs(mut self, needs: &[&str]) -> Self {
         self.needs = needs.iter().map(|s| (*s).to_owned()).collect();
         self
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Runbook;
+
+    #[test]
+    fn the_schema_names_the_format() {
+        let s = Runbook::json_schema();
+        let required: Vec<&str> = s["required"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap())
+            .collect();
+        assert_eq!(required, ["version", "name", "steps"]);
+        let text = s.to_string();
+        for part in [
+            "\"on_failure\"",
+            "\"compensate\"",
+            "\"always\"",
+            "\"guard\"",
+            "\"needs\"",
+        ] {
+            assert!(text.contains(part), "{part}");
+        }
     }
 }
