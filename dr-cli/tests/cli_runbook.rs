@@ -363,3 +363,123 @@ fn a_real_failover_runbook_promotes_a_streaming_replica_and_moves_dns() {
         "no password in the journal"
     );
 }
+
+#[test]
+fn the_rds_variant_promotes_a_moto_replica_and_moves_dns() {
+    let Some(moto) = Moto::start() else { return };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (rds, r53) = rt.block_on(async {
+        let sdk = moto.aws("us-east-1").load().await.unwrap();
+        let rds = aws_sdk_rds::Client::new(&sdk);
+        rds.create_db_instance()
+            .db_instance_identifier("shop")
+            .engine("postgres")
+            .db_instance_class("db.t3.micro")
+            .allocated_storage(20)
+            .master_username("app")
+            .master_user_password("secret-pw-123")
+            .send()
+            .await
+            .unwrap();
+        rds.create_db_instance_read_replica()
+            .db_instance_identifier("shop-dr")
+            .source_db_instance_identifier("shop")
+            .send()
+            .await
+            .unwrap();
+        let r53 = moto
+            .failover_pair(
+                "shop.test",
+                "db.shop.test",
+                ("use1", "shop.use1.rds"),
+                ("usw2", "shop-dr.usw2.rds"),
+            )
+            .await;
+        (rds, r53)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let d = drkit(dir.path()).with_env(moto.env());
+    let book = dir.path().join("rds.yaml");
+    std::fs::write(
+        &book,
+        format!(
+            r#"version: 1
+name: shop-rds-failover
+targets:
+  dr_db: {{ kind: rds, instance: shop-dr, region: us-east-1, endpoint: "{e}" }}
+  db_dns: {{ kind: route53, zone: shop.test, name: db.shop.test, endpoint: "{e}" }}
+steps:
+  - id: before
+    action: db.health
+    with: {{ target: dr_db }}
+  - id: promote
+    action: db.promote
+    needs: [before]
+    with: {{ target: dr_db, timeout: 1m }}
+  - id: fence
+    action: db.fence
+    needs: [promote]
+    with: {{ target: dr_db }}
+    on_failure: continue
+  - id: dns
+    action: traffic.switch
+    needs: [promote]
+    with: {{ target: db_dns, to: {{ set: usw2 }}, timeout: 1m }}
+"#,
+            e = moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let out = d.run(&["--json", "run", book.to_str().unwrap()]);
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "a run with a failed step exits 3"
+    );
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    // RDS cannot fence: that step fails naming the target and what it lacks; the run goes on.
+    assert_eq!(run["outcome"], "failed", "{run}");
+    let steps = run["steps"].as_array().unwrap();
+    let by_id = |id: &str| steps.iter().find(|s| s["id"] == id).unwrap().clone();
+    assert_eq!(by_id("before")["outputs"]["role"], "replica");
+    assert_eq!(by_id("promote")["state"], "succeeded");
+    assert!(
+        by_id("fence")["note"]
+            .as_str()
+            .unwrap()
+            .contains("does not support fencing"),
+        "{run}"
+    );
+    assert_eq!(by_id("dns")["state"], "succeeded");
+    let (seen, records) = rt.block_on(async {
+        let seen = rds
+            .describe_db_instances()
+            .db_instance_identifier("shop-dr")
+            .send()
+            .await
+            .unwrap();
+        let zones = r53.list_hosted_zones().send().await.unwrap();
+        let records = r53
+            .list_resource_record_sets()
+            .hosted_zone_id(zones.hosted_zones()[0].id())
+            .send()
+            .await
+            .unwrap();
+        (seen, records)
+    });
+    assert_eq!(
+        seen.db_instances()[0].read_replica_source_db_instance_identifier(),
+        None,
+        "RDS says standalone"
+    );
+    let dr = records
+        .resource_record_sets()
+        .iter()
+        .find(|r| r.set_identifier() == Some("usw2"))
+        .unwrap();
+    assert_eq!(
+        dr.failover()
+            .map(aws_sdk_route53::types::ResourceRecordSetFailover::as_str),
+        Some("PRIMARY")
+    );
+}
