@@ -364,39 +364,42 @@ fn a_real_failover_runbook_promotes_a_streaming_replica_and_moves_dns() {
     );
 }
 
+/// An RDS primary `shop` with replica `shop-dr`, and a failover pair for db.shop.test.
+async fn rds_replica_and_zone(moto: &Moto) -> (aws_sdk_rds::Client, aws_sdk_route53::Client) {
+    let sdk = moto.aws("us-east-1").load().await.unwrap();
+    let rds = aws_sdk_rds::Client::new(&sdk);
+    rds.create_db_instance()
+        .db_instance_identifier("shop")
+        .engine("postgres")
+        .db_instance_class("db.t3.micro")
+        .allocated_storage(20)
+        .master_username("app")
+        .master_user_password("secret-pw-123")
+        .send()
+        .await
+        .unwrap();
+    rds.create_db_instance_read_replica()
+        .db_instance_identifier("shop-dr")
+        .source_db_instance_identifier("shop")
+        .send()
+        .await
+        .unwrap();
+    let r53 = moto
+        .failover_pair(
+            "shop.test",
+            "db.shop.test",
+            ("use1", "shop.use1.rds"),
+            ("usw2", "shop-dr.usw2.rds"),
+        )
+        .await;
+    (rds, r53)
+}
+
 #[test]
 fn the_rds_variant_promotes_a_moto_replica_and_moves_dns() {
     let Some(moto) = Moto::start() else { return };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (rds, r53) = rt.block_on(async {
-        let sdk = moto.aws("us-east-1").load().await.unwrap();
-        let rds = aws_sdk_rds::Client::new(&sdk);
-        rds.create_db_instance()
-            .db_instance_identifier("shop")
-            .engine("postgres")
-            .db_instance_class("db.t3.micro")
-            .allocated_storage(20)
-            .master_username("app")
-            .master_user_password("secret-pw-123")
-            .send()
-            .await
-            .unwrap();
-        rds.create_db_instance_read_replica()
-            .db_instance_identifier("shop-dr")
-            .source_db_instance_identifier("shop")
-            .send()
-            .await
-            .unwrap();
-        let r53 = moto
-            .failover_pair(
-                "shop.test",
-                "db.shop.test",
-                ("use1", "shop.use1.rds"),
-                ("usw2", "shop-dr.usw2.rds"),
-            )
-            .await;
-        (rds, r53)
-    });
+    let (rds, r53) = rt.block_on(rds_replica_and_zone(&moto));
     let dir = tempfile::tempdir().unwrap();
     let d = drkit(dir.path()).with_env(moto.env());
     let book = dir.path().join("rds.yaml");
