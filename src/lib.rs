@@ -17,6 +17,7 @@
 //! ```
 
 mod copy;
+mod ops;
 mod runbooks;
 mod stores;
 

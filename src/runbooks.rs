@@ -22,6 +22,7 @@ pub fn registry() -> Registry {
         .target_kind(PostgresKind)
         .target_kind(RdsKind)
         .target_kind(Route53Kind);
+    crate::ops::register(&mut r);
     r
 }
 
@@ -196,8 +197,8 @@ impl Action for SqlCheck {
     }
 }
 
+/// `url` beside the options of `drkit backup` (checked by `BackupOptions` itself).
 #[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
 struct PgBackupParams {
     url: dr_pg::ConnInfo,
     #[serde(flatten)]

@@ -486,3 +486,74 @@ steps:
         Some("PRIMARY")
     );
 }
+
+#[test]
+fn a_restore_runbook_uses_the_same_operations_as_the_cli() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.fill_items("shop", 2_000);
+    let dir = tempfile::tempdir().unwrap();
+    let d = drkit(dir.path());
+    let book = dir.path().join("restore.yaml");
+    std::fs::write(
+        &book,
+        format!(
+            r#"version: 1
+name: restore-drill
+objectives: {{ rto: 1h }}
+steps:
+  - id: ready
+    action: pg.ready
+    with: {{ url: "{src}", timeout: 30s }}
+  - id: backup
+    action: pg.backup
+    needs: [ready]
+    with: {{ url: "{src}", tags: {{ reason: drill }} }}
+  - id: verify
+    action: pg.verify
+    needs: [backup]
+    with: {{ snapshot: "${{steps.backup.outputs.snapshot}}", restore_into: "{admin}", checks: ["SELECT count(*) = 2000 FROM items"] }}
+  - id: restore
+    action: pg.restore
+    needs: [backup]
+    with: {{ url: "{copy}", snapshot: "${{steps.backup.outputs.snapshot}}", options: {{ mode: create, jobs: 1 }} }}
+  - id: write
+    action: sql.exec
+    needs: [restore]
+    with: {{ url: "{copy}", sql: ["INSERT INTO items (id, sku, qty) VALUES (0, 'new', 1)"] }}
+  - id: check
+    action: sql.check
+    needs: [write]
+    with: {{ url: "{copy}", sql: ["SELECT count(*) = 2001 FROM items"] }}
+  - id: objectives
+    action: repo.status
+    needs: [verify]
+    with: {{ objectives: [{{ name: shop, source: /shop, rto: 1h, verified_within: 1d }}] }}
+"#,
+            src = pg.dsn("shop"),
+            copy = pg.dsn("shop_copy"),
+            admin = pg.dsn("postgres"),
+        ),
+    )
+    .unwrap();
+    let run = d.json(&["run", book.to_str().unwrap()]);
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    let sum =
+        "SELECT count(*) || md5(string_agg(i::text, '' ORDER BY id)) FROM items i WHERE id > 0";
+    assert_eq!(
+        pg.psql("shop", sum),
+        pg.psql("shop_copy", sum),
+        "restored rows equal the original rows"
+    );
+    let snaps = d.json(&["snapshots"]);
+    assert_eq!(
+        snaps[0]["tags"]["reason"], "drill",
+        "the step's options are the CLI's"
+    );
+    let status = d.json(&["status"]);
+    assert!(
+        status["sources"][0]["last_restore_test_seconds"]
+            .as_f64()
+            .is_some(),
+        "the verify step was recorded: {status}"
+    );
+}
