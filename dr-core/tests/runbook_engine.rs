@@ -475,3 +475,51 @@ steps:
         );
     }
 }
+
+#[tokio::test]
+async fn uses_runs_a_shared_procedure_in_place_with_its_variables() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("restore-db.yaml"),
+        "version: 1\nname: restore-db\nvars:\n  db: {}\n  jobs: { default: 2 }\nsteps:\n  - id: stop\n    action: test.count\n  - id: restore\n    action: test.count\n    needs: [stop]\n    with: { db: \"${vars.db}\", jobs: \"${vars.jobs}\", after: \"${steps.stop.outputs.n}\" }\n  - id: start\n    action: test.count\n    needs: [restore]\n",
+    )
+    .unwrap();
+    let main = dir.path().join("main.yaml");
+    std::fs::write(
+        &main,
+        "version: 1\nname: main\nsteps:\n  - id: backup\n    action: test.count\n  - id: shop\n    uses: restore-db.yaml\n    needs: [backup]\n    with: { db: shop }\n  - id: after\n    action: test.count\n    needs: [shop]\n    with: { started_as: \"${steps.shop/start.outputs.n}\" }\n",
+    )
+    .unwrap();
+    let (rb, map) = w.engine.load_file(&main).unwrap();
+    let ids: Vec<&str> = rb.steps.iter().map(|s| s.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["backup", "shop/stop", "shop/restore", "shop/start", "after"]
+    );
+    assert_eq!(rb.step("shop/stop").unwrap().needs, ["backup"]);
+    assert_eq!(rb.step("after").unwrap().needs, ["shop/start"]);
+    assert_eq!(
+        rb.step("shop/restore").unwrap().with,
+        json!({"db": "shop", "jobs": 2, "after": "${steps.shop/stop.outputs.n}"})
+    );
+    let run = w
+        .engine
+        .run(&rb, &map, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(run.outcome, "succeeded", "{run:#?}");
+    let n = |id: &str| run.step(id).unwrap().outputs["n"].as_u64().unwrap();
+    assert!(
+        n("backup") < n("shop/stop")
+            && n("shop/stop") < n("shop/restore")
+            && n("shop/restore") < n("shop/start")
+            && n("shop/start") < n("after")
+    );
+
+    // A missing variable and a cycle are named before anything runs.
+    std::fs::write(&main, "version: 1\nname: main\nsteps:\n  - id: shop\n    uses: restore-db.yaml\n  - id: again\n    uses: main.yaml\n").unwrap();
+    let e = w.engine.load_file(&main).unwrap_err().to_string();
+    assert!(e.contains("without its variable \"db\""), "{e}");
+    assert!(e.contains("uses itself"), "{e}");
+}

@@ -2,12 +2,11 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::path::Path;
 use std::sync::Arc;
 
 use dr_core::runbook::journal::{Event, EventKind};
 use dr_core::runbook::{Orchestrator, RunOptions, RunSummary};
-use dr_core::{Error, Result};
+use dr_core::Result;
 use serde_json::Value;
 
 use crate::args::{Cli, PlanArgs, RunArgs, RunbookCommand, RunsCommand};
@@ -17,11 +16,6 @@ use crate::output::Output;
 const EXIT_WAITING: u8 = 4;
 /// Exit status of a run that failed or was compensated.
 const EXIT_RUN_FAILED: u8 = 3;
-
-fn read(path: &Path) -> Result<String> {
-    std::fs::read_to_string(path)
-        .map_err(|e| Error::io(format!("reading runbook {}", path.display()), e))
-}
 
 fn vars(pairs: &[(String, String)]) -> BTreeMap<String, Value> {
     pairs
@@ -40,7 +34,7 @@ fn vars(pairs: &[(String, String)]) -> BTreeMap<String, Value> {
 pub async fn plan(cli: &Cli, a: &PlanArgs, out: Output) -> Result<u8> {
     let repo = super::open_repo(cli).await?;
     let engine = drkit::engine(&repo);
-    let (rb, map) = engine.load(&read(&a.file)?, &a.file.display().to_string())?;
+    let (rb, map) = engine.load_file(&a.file)?;
     let options = RunOptions {
         vars: vars(&a.vars),
         mode: a.mode,
@@ -169,7 +163,7 @@ pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
     let summary = match (&a.resume, &a.file) {
         (Some(id), _) => engine.resume(id, &options).await?,
         (None, Some(file)) => {
-            let (rb, map) = engine.load(&read(file)?, &file.display().to_string())?;
+            let (rb, map) = engine.load_file(file)?;
             engine.run(&rb, &map, &options).await?
         }
         (None, None) => unreachable!("clap requires one"),

@@ -168,6 +168,23 @@ impl Engine {
         }
     }
 
+    /// Reads the runbook file at `path`, with every `uses:` expanded, and checks it: every
+    /// problem of the file and of what it includes at once.
+    pub fn load_file(&self, path: &std::path::Path) -> Result<(Runbook, SourceMap)> {
+        let origin = path.display().to_string();
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| Error::io(format!("reading runbook {origin}"), e))?;
+        let (mut rb, map, mut problems) = super::parse::parse_yaml_lenient(&text, &origin)?;
+        super::include::expand(&mut rb, &map, path, &mut problems)?;
+        problems.extend(validate::validate(&rb, &map, &self.registry));
+        problems.sort_by_key(|d| d.at.map_or((u64::MAX, 0), |a| (a.line, a.column)));
+        if problems.is_empty() {
+            Ok((rb, map))
+        } else {
+            Err(super::parse::report(&origin, &problems))
+        }
+    }
+
     /// Checks `rb` without touching anything live; every problem at once.
     pub fn check(&self, rb: &Runbook, map: &SourceMap) -> Result<()> {
         let problems = validate::validate(rb, map, &self.registry);

@@ -26,6 +26,7 @@ pub mod actions;
 mod engine;
 pub mod expr;
 mod http;
+mod include;
 pub mod journal;
 mod model;
 pub mod notify;

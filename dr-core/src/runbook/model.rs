@@ -230,8 +230,12 @@ fn empty_map() -> Value {
 pub struct Step {
     /// Unique id: `${steps.<id>.outputs.<key>}`.
     pub id: String,
-    /// The action it runs.
+    /// The action it runs (empty for a step that `uses` another runbook).
+    #[serde(default)]
     pub action: String,
+    /// Another runbook file whose steps run here, its variables given by `with:`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uses: Option<String>,
     /// Steps that must finish first.
     #[serde(default)]
     pub needs: Vec<String>,
@@ -272,6 +276,7 @@ impl Step {
         Self {
             id: id.to_owned(),
             action: action.to_owned(),
+            uses: None,
             needs: Vec::new(),
             with,
             when: None,

@@ -133,6 +133,7 @@ struct RawDoc {
 const STEP_FIELDS: &[&str] = &[
     "id",
     "action",
+    "uses",
     "needs",
     "with",
     "if",
@@ -284,11 +285,11 @@ pub(crate) fn parse_yaml_lenient(
                         }
                     }
                 }
-                if !obj.contains_key("action") {
+                if !obj.contains_key("action") && !obj.contains_key("uses") {
                     problems.add(
                         Some(at),
                         format!("step {id:?} has no action"),
-                        "give it an `action:` (drkit runbook actions lists them)",
+                        "give it an `action:` (drkit runbook actions lists them) or `uses: other-runbook.yaml`",
                     );
                     continue;
                 }

@@ -1,0 +1,250 @@
+//! `uses:` — a step that runs another runbook's steps in its place, so procedures shared
+//! by several plans (stop the app, restore the database, start it) are written once.
+//!
+//! The included steps get ids `<step>/<id>`; those with no `needs` wait for the using
+//! step's `needs`; steps that need the using step wait for all the included ones. Its
+//! `with:` gives the included runbook's variables (defaults apply); its targets join the
+//! runbook's (the same name twice must be the same target).
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde_json::Value;
+
+use super::model::{Runbook, Step};
+use super::parse::{parse_yaml_lenient, Diagnostic, SourceMap};
+use crate::Result;
+
+const MAX_DEPTH: usize = 8;
+
+/// Expands every `uses:` of `rb` (read from `origin`), reporting problems into `problems`.
+pub(crate) fn expand(
+    rb: &mut Runbook,
+    map: &SourceMap,
+    origin: &Path,
+    problems: &mut Vec<Diagnostic>,
+) -> Result<()> {
+    let mut seen = BTreeSet::new();
+    seen.insert(origin.to_path_buf());
+    expand_in(rb, map, origin, problems, &mut seen, 0)
+}
+
+#[allow(clippy::too_many_lines)] // read, bind, merge targets, rename, rewire: one include at a time
+fn expand_in(
+    rb: &mut Runbook,
+    map: &SourceMap,
+    origin: &Path,
+    problems: &mut Vec<Diagnostic>,
+    seen: &mut BTreeSet<PathBuf>,
+    depth: usize,
+) -> Result<()> {
+    let base = origin.parent().unwrap_or(Path::new("."));
+    let mut out: Vec<Step> = Vec::new();
+    let mut groups: Vec<(String, Vec<String>)> = Vec::new();
+    for step in std::mem::take(&mut rb.steps) {
+        let Some(uses) = step.uses.clone() else {
+            out.push(step);
+            continue;
+        };
+        let at = map.at(&format!("steps.{}.uses", step.id));
+        let path = base.join(&uses);
+        if depth >= MAX_DEPTH || seen.contains(&path) {
+            add(
+                problems,
+                at,
+                format!(
+                    "step {:?} uses {uses}, which uses itself (directly or not)",
+                    step.id
+                ),
+                "break the cycle of uses:",
+            );
+            continue;
+        }
+        let text = match std::fs::read_to_string(&path) {
+            Ok(t) => t,
+            Err(e) => {
+                add(
+                    problems,
+                    at,
+                    format!(
+                        "step {:?} uses {}, which cannot be read: {e}",
+                        step.id,
+                        path.display()
+                    ),
+                    "give a path relative to this runbook",
+                );
+                continue;
+            }
+        };
+        let (mut child, child_map, child_problems) =
+            parse_yaml_lenient(&text, &path.display().to_string())?;
+        problems.extend(child_problems.into_iter().map(|d| Diagnostic {
+            message: format!("in {}: {}", path.display(), d.message),
+            ..d
+        }));
+        seen.insert(path.clone());
+        expand_in(&mut child, &child_map, &path, problems, seen, depth + 1)?;
+        seen.remove(&path);
+        // Variables of the included runbook: given by `with`, else their default.
+        let given = step.with.as_object().cloned().unwrap_or_default();
+        for k in given.keys() {
+            if !child.vars.contains_key(k) {
+                add(
+                    problems,
+                    at,
+                    format!(
+                        "step {:?} gives {k:?} to {uses}, which declares no such variable",
+                        step.id
+                    ),
+                    &format!(
+                        "its variables are {}",
+                        child.vars.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                );
+            }
+        }
+        let mut bindings = serde_json::Map::new();
+        for (k, spec) in &child.vars {
+            match given.get(k).cloned().or_else(|| spec.default.clone()) {
+                Some(v) => {
+                    bindings.insert(k.clone(), v);
+                }
+                None => add(
+                    problems,
+                    at,
+                    format!("step {:?} uses {uses} without its variable {k:?}", step.id),
+                    &format!("give it under with: ({k}: …)"),
+                ),
+            }
+        }
+        for (name, t) in child.targets {
+            match rb.targets.get(&name) {
+                Some(mine) if *mine != t => add(
+                    problems,
+                    at,
+                    format!("{uses} declares target {name:?} differently from this runbook"),
+                    "rename one of them",
+                ),
+                _ => {
+                    rb.targets.insert(name, t);
+                }
+            }
+        }
+        let prefix = format!("{}/", step.id);
+        let ids: BTreeSet<String> = child.steps.iter().map(|c| c.id.clone()).collect();
+        let needed: BTreeSet<String> = child.steps.iter().flat_map(|c| c.needs.clone()).collect();
+        let mut leaves = Vec::new();
+        for mut c in child.steps {
+            if !needed.contains(&c.id) {
+                leaves.push(format!("{prefix}{}", c.id));
+            }
+            c.needs = if c.needs.is_empty() {
+                step.needs.clone()
+            } else {
+                c.needs.iter().map(|n| format!("{prefix}{n}")).collect()
+            };
+            c.id = format!("{prefix}{}", c.id);
+            c.with = rewrite(&c.with, &bindings, &prefix, &ids);
+            if let Some(comp) = &mut c.compensate {
+                comp.with = rewrite(&comp.with, &bindings, &prefix, &ids);
+            }
+            if let Some(w) = &c.when {
+                c.when = Some(rewrite_text(w, &bindings, &prefix, &ids, true));
+            }
+            if let Some(g) = &mut c.guard {
+                g.step = format!("{prefix}{}", g.step);
+            }
+            out.push(c);
+        }
+        groups.push((step.id.clone(), leaves));
+    }
+    // Steps that need an including step wait for everything it included.
+    for s in &mut out {
+        let mut needs = Vec::new();
+        for n in std::mem::take(&mut s.needs) {
+            match groups.iter().find(|(g, _)| *g == n) {
+                Some((_, leaves)) => needs.extend(leaves.iter().cloned()),
+                None => needs.push(n),
+            }
+        }
+        s.needs = needs;
+    }
+    rb.steps = out;
+    Ok(())
+}
+
+fn add(problems: &mut Vec<Diagnostic>, at: Option<super::parse::At>, message: String, fix: &str) {
+    problems.push(Diagnostic {
+        at,
+        message,
+        fix: fix.to_owned(),
+    });
+}
+
+fn rewrite(
+    v: &Value,
+    bindings: &serde_json::Map<String, Value>,
+    prefix: &str,
+    ids: &BTreeSet<String>,
+) -> Value {
+    match v {
+        Value::String(s) => {
+            let t = s.trim();
+            if let Some(name) = t.strip_prefix("${vars.").and_then(|r| r.strip_suffix('}')) {
+                if let Some(b) = bindings.get(name.trim()) {
+                    return b.clone();
+                }
+            }
+            Value::String(rewrite_text(s, bindings, prefix, ids, false))
+        }
+        Value::Array(a) => Value::Array(
+            a.iter()
+                .map(|x| rewrite(x, bindings, prefix, ids))
+                .collect(),
+        ),
+        Value::Object(m) => Value::Object(
+            m.iter()
+                .map(|(k, x)| (k.clone(), rewrite(x, bindings, prefix, ids)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// Rewrites `${vars.X}` to the binding's text and `${steps.Y.` to the prefixed id; in an
+/// `if:` expression (`bare`), `vars.X` and `steps.Y.` are rewritten without `${}`.
+fn rewrite_text(
+    s: &str,
+    bindings: &serde_json::Map<String, Value>,
+    prefix: &str,
+    ids: &BTreeSet<String>,
+    bare: bool,
+) -> String {
+    let mut out = s.to_owned();
+    for (k, v) in bindings {
+        let text = match v {
+            Value::String(t) => t.clone(),
+            other => other.to_string(),
+        };
+        if bare {
+            let literal = serde_json::to_string(v).unwrap_or_default();
+            out = out.replace(&format!("vars.{k}"), &literal);
+        } else {
+            out = out.replace(&format!("${{vars.{k}}}"), &text);
+        }
+    }
+    for id in ids {
+        if bare {
+            out = out.replace(
+                &format!("steps.{id}."),
+                &format!("steps[\"{prefix}{id}\"]."),
+            );
+        } else {
+            out = out.replace(
+                &format!("${{steps.{id}."),
+                &format!("${{steps.{prefix}{id}."),
+            );
+        }
+    }
+    out
+}
