@@ -149,6 +149,24 @@ pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
             }
         }))
     };
+    // On a terminal an approval asks; piped, the run waits and is resumed later.
+    let approver: Option<dr_core::runbook::Approver> =
+        if !out.json && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
+            Some(Arc::new(|step: &str, message: &str| {
+                eprint!(
+                    "approve step {step}{}? type yes to go on: ",
+                    if message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({message})")
+                    }
+                );
+                let mut line = String::new();
+                std::io::stdin().read_line(&mut line).is_ok() && line.trim() == "yes"
+            }))
+        } else {
+            None
+        };
     let options = RunOptions {
         vars: vars(&a.vars),
         mode: a.mode,
@@ -159,6 +177,7 @@ pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
         lock_ttl: a.lock_ttl,
         cancel,
         observer,
+        approver,
     };
     let summary = match (&a.resume, &a.file) {
         (Some(id), _) => engine.resume(id, &options).await?,

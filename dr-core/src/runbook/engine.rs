@@ -45,7 +45,13 @@ pub struct RunOptions {
     pub cancel: CancellationToken,
     /// Sees every event once it is journaled.
     pub observer: Option<super::journal::Observer>,
+    /// Asked about an approval step neither `yes` nor `approve` settles (a terminal's
+    /// prompt): step id and message in, yes or no out. Without it the run waits.
+    pub approver: Option<Approver>,
 }
+
+/// Asks a person to approve a step: `(step, message) -> approved`.
+pub type Approver = Arc<dyn Fn(&str, &str) -> bool + Send + Sync>;
 
 impl Default for RunOptions {
     fn default() -> Self {
@@ -59,6 +65,7 @@ impl Default for RunOptions {
             lock_ttl: Duration::from_mins(1),
             cancel: CancellationToken::new(),
             observer: None,
+            approver: None,
         }
     }
 }
@@ -562,6 +569,18 @@ impl Engine {
                 Some("--yes")
             } else if options.approve.contains(&step.id) {
                 Some("--approve")
+            } else if let Some(ask) = &options.approver {
+                let message = step
+                    .with
+                    .get("message")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_owned();
+                let (ask, id) = (ask.clone(), step.id.clone());
+                let yes = tokio::task::spawn_blocking(move || ask(&id, &message))
+                    .await
+                    .unwrap_or(false);
+                yes.then_some("prompt")
             } else {
                 None
             };

@@ -39,7 +39,7 @@ mod validate;
 pub use action::{
     params, Action, ActionSpec, Field, Outcome, Registry, StepContext, Target, TargetKind,
 };
-pub use engine::{Engine, LockFactory, RunOptions};
+pub use engine::{Approver, Engine, LockFactory, RunOptions};
 pub use model::{
     Call, Guard, Mode, Objectives, OnFailure, Retry, Runbook, Severity, Step, TargetSpec, VarSpec,
 };
