@@ -121,6 +121,29 @@ struct RdsStep {
 }
 
 #[derive(Deserialize)]
+struct RdsReplicaStep {
+    #[serde(flatten)]
+    request: dr_aws::ReplicaRequest,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    endpoint: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RdsSnapshotStep {
+    instance: String,
+    snapshot: String,
+    #[serde(default)]
+    region: Option<String>,
+    #[serde(default)]
+    endpoint: Option<String>,
+    #[serde(default, with = "dr_core::duration::human::option")]
+    timeout: Option<Duration>,
+}
+
+#[derive(Deserialize)]
 struct RdsPitrStep {
     #[serde(flatten)]
     request: dr_aws::PitrRequest,
@@ -279,6 +302,35 @@ pub(crate) fn register(r: &mut Registry) {
                 s.request.token.get_or_insert_with(|| ctx.run_id.clone());
                 let aws = dr_aws::AwsOverrides { region: s.region, endpoint: s.endpoint, profile: None };
                 Ok(doc(&rds(&aws).await?.restore_to_point_in_time(&s.request, &wait(None)).await?))
+            })
+        },
+    ))
+    .action(op::<RdsReplicaStep>(
+        "rds.replica",
+        "Creates a read replica (of an ARN across regions) and waits; tagged with the run id, so a resumed run adopts it.",
+        true,
+        vec![Field::required("source", "string", "Source instance or ARN"), Field::required("id", "string", "The replica"), Field::optional("region", "string", "Where")],
+        vec![Field::required("endpoint", "string", "host:port")],
+        |ctx, mut s| {
+            Box::pin(async move {
+                s.request.token.get_or_insert_with(|| ctx.run_id.clone());
+                let aws = dr_aws::AwsOverrides { region: s.region, endpoint: s.endpoint, profile: None };
+                Ok(doc(&rds(&aws).await?.create_read_replica(&s.request, &wait(None)).await?))
+            })
+        },
+    ))
+    .action(op::<RdsSnapshotStep>(
+        "rds.snapshot",
+        "Takes a snapshot of an instance and waits; tagged with the run id, so a resumed run adopts it.",
+        true,
+        vec![Field::required("instance", "string", "Identifier"), Field::required("snapshot", "string", "Snapshot identifier")],
+        vec![Field::required("status", "string", "available")],
+        |ctx, s| {
+            Box::pin(async move {
+                let aws = dr_aws::AwsOverrides { region: s.region, endpoint: s.endpoint, profile: None };
+                let client = rds(&aws).await?;
+                client.start_snapshot(&s.instance, &s.snapshot, Some(&ctx.run_id)).await?;
+                Ok(doc(&client.wait_snapshot(&s.snapshot, &wait(s.timeout)).await?))
             })
         },
     ));

@@ -433,7 +433,8 @@ impl Rds {
         Ok(all)
     }
 
-    async fn wait_snapshot(&self, snapshot_id: &str, wait: &Wait) -> Result<DbSnapshot> {
+    /// Waits until snapshot `snapshot_id` is available; fails at once if it failed.
+    pub async fn wait_snapshot(&self, snapshot_id: &str, wait: &Wait) -> Result<DbSnapshot> {
         wait.until(&format!("RDS snapshot {snapshot_id}"), || async {
             let snap = self
                 .snapshots(None)

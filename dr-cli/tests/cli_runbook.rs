@@ -557,3 +557,43 @@ steps:
         "the verify step was recorded: {status}"
     );
 }
+
+#[test]
+fn rds_actions_tag_what_they_create_with_the_run_id() {
+    let Some(moto) = Moto::start() else { return };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (rds, _) = rt.block_on(rds_replica_and_zone(&moto));
+    let dir = tempfile::tempdir().unwrap();
+    let d = drkit(dir.path()).with_env(moto.env());
+    let book = dir.path().join("rds-actions.yaml");
+    std::fs::write(
+        &book,
+        format!(
+            "version: 1\nname: rds-actions\nsteps:\n  - id: replica\n    action: rds.replica\n    with: {{ source: shop, id: shop-dr3, region: us-east-1, endpoint: \"{e}\" }}\n  - id: snap\n    action: rds.snapshot\n    needs: [replica]\n    with: {{ instance: shop, snapshot: before-drill, region: us-east-1, endpoint: \"{e}\" }}\n",
+            e = moto.endpoint()
+        ),
+    )
+    .unwrap();
+    let run = d.json(&["run", book.to_str().unwrap()]);
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    let tags = rt.block_on(async {
+        let db = rds
+            .describe_db_instances()
+            .db_instance_identifier("shop-dr3")
+            .send()
+            .await
+            .unwrap();
+        let arn = db.db_instances()[0].db_instance_arn().unwrap().to_owned();
+        rds.list_tags_for_resource()
+            .resource_name(arn)
+            .send()
+            .await
+            .unwrap()
+    });
+    let token = tags
+        .tag_list()
+        .iter()
+        .find(|t| t.key() == Some("drkit:request"))
+        .and_then(|t| t.value());
+    assert_eq!(token, run["id"].as_str(), "tagged with the run id");
+}

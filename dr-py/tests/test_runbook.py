@@ -56,3 +56,56 @@ def test_bad_runbooks_and_ended_runs_are_typed_errors(tmp_path):
     assert done.outcome == "succeeded"
     with pytest.raises(drkit.ConflictError, match="already ended"):
         drkit.resume(done.id, repo=repo)
+
+
+CHILD = """
+import sys, time, pathlib
+import drkit
+
+marks = pathlib.Path(sys.argv[2])
+
+@drkit.action("py.slow")
+def slow(params):
+    with marks.open("a") as f:
+        f.write("start\\n")
+    if not pathlib.Path(sys.argv[3]).exists():
+        time.sleep(3600)
+    return {"done": True}
+
+repo = drkit.Repository.open(sys.argv[1], password="pw")
+drkit.Runbook.from_dict({
+    "version": 1, "name": "py-slow",
+    "steps": [{"id": "slow", "action": "py.slow"}, {"id": "after", "action": "wait", "needs": ["slow"], "with": {"for": "1ms"}}],
+}).run(repo=repo)
+"""
+
+
+def test_a_python_action_killed_mid_step_is_resumed_with_a_question(tmp_path):
+    import os, signal, subprocess, sys, time
+
+    url = f"file://{tmp_path}/repo"
+    repo = drkit.Repository.init(url, password="pw")
+    marks, go = tmp_path / "marks", tmp_path / "go"
+    script = tmp_path / "child.py"
+    script.write_text(CHILD)
+    child = subprocess.Popen([sys.executable, str(script), url, str(marks), str(go)])
+    deadline = time.time() + 60
+    while not (marks.exists() and marks.read_text().count("start") == 1):
+        assert time.time() < deadline, "the Python action never started"
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+
+    @drkit.action("py.slow")
+    def slow(params):
+        with marks.open("a") as f:
+            f.write("start\n")
+        return {"done": True}
+
+    run_id = [r for r in os.listdir(tmp_path / "repo" / "runs")][0]
+    with pytest.raises(drkit.ConflictError, match="--rerun slow"):
+        drkit.resume(run_id, repo=repo)
+    go.touch()
+    resumed = drkit.resume(run_id, repo=repo, rerun=["slow"])
+    assert resumed.outcome == "succeeded", resumed.to_json()
+    assert marks.read_text().count("start") == 2, "run again only when asked to"
