@@ -136,25 +136,8 @@ fn s3_mistakes_get_one_clear_line() {
 /// An RDS primary with a replica, and a failover pair for www.shop.test, made with
 /// separate SDK clients.
 async fn seed(moto: &Moto) {
-    let aws = moto.aws("us-east-1");
-    let sdk = aws.load().await.unwrap();
-    let rds = aws_sdk_rds::Client::new(&sdk);
-    rds.create_db_instance()
-        .db_instance_identifier("orders")
-        .engine("postgres")
-        .db_instance_class("db.t3.micro")
-        .allocated_storage(20)
-        .master_username("app")
-        .master_user_password("secret-pw-123")
-        .send()
-        .await
-        .unwrap();
-    rds.create_db_instance_read_replica()
-        .db_instance_identifier("orders-replica")
-        .source_db_instance_identifier("orders")
-        .send()
-        .await
-        .unwrap();
+    moto.rds_primary_with_replica("orders", "orders-replica")
+        .await;
     moto.failover_pair(
         "shop.test",
         "www.shop.test",

@@ -366,24 +366,7 @@ fn a_real_failover_runbook_promotes_a_streaming_replica_and_moves_dns() {
 
 /// An RDS primary `shop` with replica `shop-dr`, and a failover pair for db.shop.test.
 async fn rds_replica_and_zone(moto: &Moto) -> (aws_sdk_rds::Client, aws_sdk_route53::Client) {
-    let sdk = moto.aws("us-east-1").load().await.unwrap();
-    let rds = aws_sdk_rds::Client::new(&sdk);
-    rds.create_db_instance()
-        .db_instance_identifier("shop")
-        .engine("postgres")
-        .db_instance_class("db.t3.micro")
-        .allocated_storage(20)
-        .master_username("app")
-        .master_user_password("secret-pw-123")
-        .send()
-        .await
-        .unwrap();
-    rds.create_db_instance_read_replica()
-        .db_instance_identifier("shop-dr")
-        .source_db_instance_identifier("shop")
-        .send()
-        .await
-        .unwrap();
+    let rds = moto.rds_primary_with_replica("shop", "shop-dr").await;
     let r53 = moto
         .failover_pair(
             "shop.test",

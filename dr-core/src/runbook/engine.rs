@@ -723,24 +723,13 @@ impl Engine {
             // Start what is ready, in file order, up to the concurrency limit; a skip can
             // make another step ready, so go round until nothing changes.
             let mut progressed = true;
-            while progressed {
+            // The runbook is shared, not copied: this loop runs once per event.
+            let rb = run.rb.clone();
+            let limit = rb.concurrency.max(1);
+            while progressed && tasks.len() < limit {
                 progressed = false;
-                let running = run
-                    .states
-                    .values()
-                    .filter(|s| **s == State::Running)
-                    .count();
-                if running >= run.rb.concurrency.max(1) {
-                    break;
-                }
-                let steps: Vec<Step> = run.rb.steps.clone();
-                for step in &steps {
-                    let running = run
-                        .states
-                        .values()
-                        .filter(|s| **s == State::Running)
-                        .count();
-                    if running >= run.rb.concurrency.max(1) {
+                for step in &rb.steps {
+                    if tasks.len() >= limit {
                         break;
                     }
                     // An always-step runs once every other step is finished; none runs

@@ -341,6 +341,34 @@ impl Moto {
         r53
     }
 
+    /// Creates RDS instance `primary` (postgres) in us-east-1 and its read replica
+    /// `replica`, with a separate SDK client, which it returns for reading back.
+    pub async fn rds_primary_with_replica(
+        &self,
+        primary: &str,
+        replica: &str,
+    ) -> aws_sdk_rds::Client {
+        let sdk = self.aws("us-east-1").load().await.unwrap();
+        let rds = aws_sdk_rds::Client::new(&sdk);
+        rds.create_db_instance()
+            .db_instance_identifier(primary)
+            .engine("postgres")
+            .db_instance_class("db.t3.micro")
+            .allocated_storage(20)
+            .master_username("app")
+            .master_user_password("secret-pw-123")
+            .send()
+            .await
+            .unwrap();
+        rds.create_db_instance_read_replica()
+            .db_instance_identifier(replica)
+            .source_db_instance_identifier(primary)
+            .send()
+            .await
+            .unwrap();
+        rds
+    }
+
     /// Creates `bucket` and returns a store config for `prefix` in it.
     pub async fn bucket(&self, bucket: &str, prefix: &str) -> S3Config {
         let client = s3_client(&self.aws("us-east-1")).await;
