@@ -322,4 +322,34 @@ mod tests {
             )
             .unwrap();
     }
+
+    /// The actions table of docs/runbooks.md names every action of the build, and
+    /// nothing else.
+    #[test]
+    fn every_action_is_documented() {
+        let docs = include_str!("../docs/runbooks.md");
+        let section = &docs[docs.find("## Actions").unwrap()..];
+        let section = &section[..section.find("\n## ").unwrap()];
+        let mut documented: Vec<String> = section
+            .lines()
+            .filter(|l| l.starts_with("| `"))
+            .flat_map(|l| {
+                let first = l.split('|').nth(1).unwrap_or_default();
+                first
+                    .split('`')
+                    .skip(1)
+                    .step_by(2)
+                    .map(str::to_owned)
+                    .collect::<Vec<_>>()
+            })
+            .collect();
+        documented.sort();
+        let mut built: Vec<String> = super::registry()
+            .specs()
+            .into_iter()
+            .map(|s| s.name)
+            .collect();
+        built.sort();
+        assert_eq!(documented, built);
+    }
 }

@@ -17,7 +17,10 @@ pub mod route53;
 pub mod s3;
 
 pub use config::{AwsConfig, AwsOverrides, StaticCredentials};
-pub use rds::{DbInstance, DbSnapshot, PitrRequest, Rds, RdsTarget, ReplicaRequest, Started};
+pub use rds::{
+    DbInstance, DbSnapshot, PitrRequest, Rds, RdsTarget, ReplicaRequest, SnapshotRestoreRequest,
+    Started,
+};
 pub use route53::{HealthCheck, HealthCheckSpec, Route53, Route53Router};
 pub use s3::{S3Config, S3Store};
 

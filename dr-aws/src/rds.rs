@@ -490,21 +490,51 @@ impl Rds {
         new_id: &str,
         wait: &Wait,
     ) -> Result<DbInstance> {
-        // Without a token nothing is adopted: an existing instance is AlreadyExists.
-        self.adopt(new_id, None).await?;
+        let request = SnapshotRestoreRequest {
+            snapshot: snapshot_id.to_owned(),
+            new_id: new_id.to_owned(),
+            instance_class: None,
+            token: None,
+        };
+        self.start_snapshot_restore(&request).await?;
+        self.wait_available(new_id, wait).await
+    }
+
+    /// Starts restoring snapshot `request.snapshot` into the new instance
+    /// `request.new_id`, without waiting; called again with the same `token`, adopts the
+    /// instance the first call created.
+    pub async fn start_snapshot_restore(
+        &self,
+        request: &SnapshotRestoreRequest,
+    ) -> Result<Started<DbInstance>> {
+        let (snapshot, new_id) = (&request.snapshot, &request.new_id);
+        if let Some(db) = self.adopt(new_id, request.token.as_deref()).await? {
+            return Ok(Started {
+                resource: db,
+                adopted: true,
+            });
+        }
         self.client
             .restore_db_instance_from_db_snapshot()
-            .db_snapshot_identifier(snapshot_id)
+            .db_snapshot_identifier(snapshot)
             .db_instance_identifier(new_id)
+            .set_db_instance_class(request.instance_class.clone())
+            .set_tags(token_tags(request.token.as_deref()))
             .send()
             .await
             .map_err(|e| {
                 classify(
-                    format!("restoring RDS snapshot {snapshot_id} as {new_id}"),
+                    format!(
+                        "restoring RDS snapshot {snapshot} as {new_id} in {}",
+                        self.region
+                    ),
                     e,
                 )
             })?;
-        self.wait_available(new_id, wait).await
+        Ok(Started {
+            resource: self.describe(new_id).await?,
+            adopted: false,
+        })
     }
 }
 
@@ -556,6 +586,22 @@ pub struct PitrRequest {
     pub new_id: String,
     /// When to restore to: a time or `latest`.
     pub target: PointInTime,
+    /// Caller's token: a second call with it adopts the first one's instance.
+    #[serde(default)]
+    pub token: Option<String>,
+}
+
+/// A restore of a snapshot into a new instance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SnapshotRestoreRequest {
+    /// The snapshot's identifier (or ARN).
+    pub snapshot: String,
+    /// The new instance's identifier.
+    pub new_id: String,
+    /// Instance class; the snapshot's when unset.
+    #[serde(default)]
+    pub instance_class: Option<String>,
     /// Caller's token: a second call with it adopts the first one's instance.
     #[serde(default)]
     pub token: Option<String>,

@@ -241,6 +241,45 @@ impl Route53 {
 
     /// Creates a health check; returns its id.
     pub async fn create_health_check(&self, spec: &HealthCheckSpec) -> Result<String> {
+        let reference = format!(
+            "drkit-{}-{}",
+            std::process::id(),
+            jiff::Timestamp::now().as_nanosecond()
+        );
+        Ok(self.ensure_health_check(spec, &reference).await?.resource)
+    }
+
+    /// The health check created with caller reference `reference` (adopted when an
+    /// earlier call made it), else a new one made with it.
+    pub async fn ensure_health_check(
+        &self,
+        spec: &HealthCheckSpec,
+        reference: &str,
+    ) -> Result<crate::Started<String>> {
+        let mut marker = None;
+        loop {
+            let out = self
+                .client
+                .list_health_checks()
+                .set_marker(marker.take())
+                .send()
+                .await
+                .map_err(|e| classify("listing Route 53 health checks", e))?;
+            if let Some(h) = out
+                .health_checks()
+                .iter()
+                .find(|h| h.caller_reference() == reference)
+            {
+                return Ok(crate::Started {
+                    resource: h.id().to_owned(),
+                    adopted: true,
+                });
+            }
+            match out.next_marker() {
+                Some(m) if out.is_truncated() => marker = Some(m.to_owned()),
+                _ => break,
+            }
+        }
         let kind = HealthCheckType::from(spec.kind.to_ascii_uppercase().as_str());
         if !HealthCheckType::values().contains(&spec.kind.to_ascii_uppercase().as_str()) {
             return Err(err!(
@@ -265,11 +304,6 @@ impl Route53 {
             .failure_threshold(i32::from(spec.failure_threshold))
             .build()
             .map_err(|e| err!(InvalidInput, "health check: {e}"))?;
-        let reference = format!(
-            "drkit-{}-{}",
-            std::process::id(),
-            jiff::Timestamp::now().as_nanosecond()
-        );
         let out = self
             .client
             .create_health_check()
@@ -279,7 +313,10 @@ impl Route53 {
             .await
             .map_err(|e| classify("creating a Route 53 health check", e))?;
         out.health_check()
-            .map(|h| h.id().to_owned())
+            .map(|h| crate::Started {
+                resource: h.id().to_owned(),
+                adopted: false,
+            })
             .ok_or_else(|| err!(External, "Route 53 returned no health check"))
     }
 

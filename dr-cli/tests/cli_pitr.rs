@@ -769,3 +769,61 @@ fn a_base_backup_whose_wal_cannot_be_archived_gives_up_and_stores_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no archive_command"), "{err}");
 }
+
+#[test]
+fn a_runbook_takes_a_base_backup_and_recovers_from_it() {
+    let Some(Setup { drkit, pg, dir }) = archiving_cluster() else {
+        return;
+    };
+    pg.psql("postgres", "CREATE TABLE t (batch int, n int)");
+    let book = |name: &str, steps: &str| {
+        let path = dir.path().join(format!("{name}.yaml"));
+        std::fs::write(&path, format!("version: 1\nname: {name}\nsteps:\n{steps}")).unwrap();
+        path
+    };
+    let base = book(
+        "base",
+        &format!(
+            "  - id: base\n    action: pg.basebackup\n    with: {{ url: \"{}\", archive_timeout: 2m }}\n",
+            pg.dsn("postgres")
+        ),
+    );
+    let run = drkit.json(&["run", base.to_str().unwrap()]);
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    let snapshot = run["steps"][0]["outputs"]["snapshot"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let listed = drkit.json(&["snapshots"]);
+    assert!(
+        listed.to_string().contains(&snapshot),
+        "the base backup is in the repository: {listed}"
+    );
+    insert_batch(&pg, 1);
+    switch_and_wait(&pg);
+    drop(pg); // the primary is gone
+
+    let port = free_port();
+    let pgdata = dir.path().join("recovered");
+    let recover = book(
+        "recover",
+        &format!(
+            "  - id: pitr\n    action: pg.pitr\n    with:\n      pgdata: \"{}\"\n      target: latest\n      start: true\n      timeout: 2m\n      settings: {{ port: \"{port}\", unix_socket_directories: \"{}\" }}\n",
+            pgdata.display(),
+            dir.path().display()
+        ),
+    );
+    let run = drkit.json(&["run", recover.to_str().unwrap()]);
+    let recovered = Recovered {
+        pgdata,
+        port,
+        report: run["steps"][0]["outputs"].clone(),
+    };
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    assert_eq!(recovered.report["promoted"], true, "{run}");
+    assert_eq!(
+        recovered.batches(),
+        "1:1000",
+        "the rows written after the base backup were replayed"
+    );
+}

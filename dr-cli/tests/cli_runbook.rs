@@ -542,17 +542,40 @@ steps:
 }
 
 #[test]
-fn rds_actions_tag_what_they_create_with_the_run_id() {
+#[allow(clippy::too_many_lines)] // one runbook, each AWS object read back
+fn aws_actions_tag_what_they_create_with_the_run_id_and_read_back() {
     let Some(moto) = Moto::start() else { return };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (rds, _) = rt.block_on(rds_replica_and_zone(&moto));
+    let (rds, r53) = rt.block_on(rds_replica_and_zone(&moto));
     let dir = tempfile::tempdir().unwrap();
     let d = drkit(dir.path()).with_env(moto.env());
     let book = dir.path().join("rds-actions.yaml");
     std::fs::write(
         &book,
         format!(
-            "version: 1\nname: rds-actions\nsteps:\n  - id: replica\n    action: rds.replica\n    with: {{ source: shop, id: shop-dr3, region: us-east-1, endpoint: \"{e}\" }}\n  - id: snap\n    action: rds.snapshot\n    needs: [replica]\n    with: {{ instance: shop, snapshot: before-drill, region: us-east-1, endpoint: \"{e}\" }}\n",
+            r#"version: 1
+name: rds-actions
+targets:
+  www: {{ kind: route53, zone: shop.test, name: www.shop.test, type: A, endpoint: "{e}" }}
+steps:
+  - id: replica
+    action: rds.replica
+    with: {{ source: shop, id: shop-dr3, region: us-east-1, endpoint: "{e}" }}
+  - id: snap
+    action: rds.snapshot
+    needs: [replica]
+    with: {{ instance: shop, snapshot: before-drill, region: us-east-1, endpoint: "{e}" }}
+  - id: restored
+    action: rds.restore_snapshot
+    needs: [snap]
+    with: {{ snapshot: before-drill, new_id: shop-restored, region: us-east-1, endpoint: "{e}" }}
+  - id: probe
+    action: route53.health_check
+    with: {{ kind: HTTP, fqdn: www.shop.test, port: 80, path: /health, endpoint: "{e}" }}
+  - id: www
+    action: route53.set
+    with: {{ target: www, values: [192.0.2.10], timeout: 1m }}
+"#,
             e = moto.endpoint()
         ),
     )
@@ -579,4 +602,50 @@ fn rds_actions_tag_what_they_create_with_the_run_id() {
         .find(|t| t.key() == Some("drkit:request"))
         .and_then(|t| t.value());
     assert_eq!(token, run["id"].as_str(), "tagged with the run id");
+    let steps = run["steps"].as_array().unwrap();
+    let outputs = |id: &str| steps.iter().find(|s| s["id"] == id).unwrap()["outputs"].clone();
+    let (restored, checks, www) = rt.block_on(async {
+        let db = rds
+            .describe_db_instances()
+            .db_instance_identifier("shop-restored")
+            .send()
+            .await
+            .unwrap();
+        let checks = r53.list_health_checks().send().await.unwrap();
+        let zones = r53.list_hosted_zones().send().await.unwrap();
+        let records = r53
+            .list_resource_record_sets()
+            .hosted_zone_id(zones.hosted_zones()[0].id())
+            .send()
+            .await
+            .unwrap();
+        (db, checks, records)
+    });
+    assert_eq!(
+        restored.db_instances()[0].db_instance_status(),
+        Some("available"),
+        "the snapshot restored into a new instance"
+    );
+    let ours: Vec<_> = checks
+        .health_checks()
+        .iter()
+        .filter(|h| h.caller_reference().contains(run["id"].as_str().unwrap()))
+        .collect();
+    assert_eq!(ours.len(), 1, "one health check for the run's step");
+    assert_eq!(outputs("probe")["id"], ours[0].id());
+    let a = www
+        .resource_record_sets()
+        .iter()
+        .find(|r| r.name() == "www.shop.test." && r.r#type().as_str() == "A")
+        .expect("the A record exists");
+    let values: Vec<&str> = a
+        .resource_records()
+        .iter()
+        .map(aws_sdk_route53::types::ResourceRecord::value)
+        .collect();
+    assert_eq!(values, ["192.0.2.10"], "Route 53 serves the new value");
+    assert_eq!(
+        outputs("www")["after"]["records"][0]["values"][0],
+        "192.0.2.10"
+    );
 }

@@ -114,6 +114,16 @@ impl Error {
         self
     }
 
+    /// The same error without `prefix` at the start of its message (a context a caller
+    /// is about to add in its own words).
+    #[must_use]
+    pub fn without_prefix(mut self, prefix: &str) -> Self {
+        if let Some(rest) = self.message.strip_prefix(prefix) {
+            self.message = rest.to_owned();
+        }
+        self
+    }
+
     /// An I/O error on `what`, with the kind read from the OS error.
     pub fn io(what: impl fmt::Display, err: std::io::Error) -> Self {
         use std::io::ErrorKind as Io;

@@ -132,6 +132,20 @@ impl RoutePlan {
     pub fn is_noop(&self) -> bool {
         self.changes.is_empty()
     }
+
+    /// What a plan shows: each change prefixed with the router's name, or that the
+    /// router already sends traffic `to` where asked.
+    #[must_use]
+    pub fn lines(&self, router: &str, to: &Destination) -> Vec<String> {
+        if self.is_noop() {
+            vec![format!("{router} already sends traffic to {to}: no change")]
+        } else {
+            self.changes
+                .iter()
+                .map(|c| format!("{router}: {c}"))
+                .collect()
+        }
+    }
 }
 
 /// Moves users' traffic.

@@ -523,3 +523,49 @@ async fn uses_runs_a_shared_procedure_in_place_with_its_variables() {
     assert!(e.contains("without its variable \"db\""), "{e}");
     assert!(e.contains("uses itself"), "{e}");
 }
+
+#[tokio::test]
+async fn a_problem_in_an_included_runbook_names_its_file_line_and_column() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    let inner = dir.path().join("inner.yaml");
+    std::fs::write(
+        &inner,
+        "version: 1\nname: inner\nsteps:\n  - id: ok\n    action: test.count\n  - id: bad\n    action: test.cuont\n  - id: deeper\n    uses: deepest.yaml\n",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("deepest.yaml"),
+        "version: 1\nname: deepest\nsteps:\n  - id: x\n    action: test.count\n    needs: [nowhere]\n",
+    )
+    .unwrap();
+    let main = dir.path().join("main.yaml");
+    std::fs::write(
+        &main,
+        "version: 1\nname: main\nsteps:\n  - id: first\n    action: nope\n  - id: shop\n    uses: inner.yaml\n",
+    )
+    .unwrap();
+    let e = w.engine.load_file(&main).unwrap_err().to_string();
+    let lines: Vec<&str> = e.lines().skip(1).map(str::trim).collect();
+    let main_s = main.display().to_string();
+    let inner_s = inner.display().to_string();
+    let deepest_s = dir.path().join("deepest.yaml").display().to_string();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{main_s}:5:")) && l.contains("nope")),
+        "{e}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{inner_s}:7:")) && l.contains("test.cuont")),
+        "the included step's own line: {e}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with(&format!("{deepest_s}:6:")) && l.contains("nowhere")),
+        "two includes deep: {e}"
+    );
+}

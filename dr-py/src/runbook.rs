@@ -154,7 +154,6 @@ fn options(
 pub struct Runbook {
     rb: dr_core::runbook::Runbook,
     map: SourceMap,
-    text: Option<String>,
 }
 
 #[pymethods]
@@ -163,19 +162,15 @@ impl Runbook {
     #[staticmethod]
     #[allow(clippy::needless_pass_by_value)] // pyo3 extracts the path as an owned value
     fn load(path: std::path::PathBuf) -> PyResult<Self> {
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            crate::errors::to_py(dr_core::Error::io(
-                format!("reading runbook {}", path.display()),
-                e,
-            ))
-        })?;
-        let (rb, map) = dr_core::runbook::parse_yaml(&text, &path.display().to_string())
-            .map_err(crate::errors::to_py)?;
-        Ok(Self {
-            rb,
-            map,
-            text: Some(text),
-        })
+        let (rb, map, problems) =
+            dr_core::runbook::read_file(&path).map_err(crate::errors::to_py)?;
+        if !problems.is_empty() {
+            return Err(crate::errors::to_py(dr_core::runbook::report_problems(
+                &map.origin,
+                &problems,
+            )));
+        }
+        Ok(Self { rb, map })
     }
 
     /// Builds a runbook from a dict with the fields of the YAML format.
@@ -188,14 +183,15 @@ impl Runbook {
                 "runbook: {e}; see docs/runbooks.md for the fields"
             ))
         })?;
-        Ok(Self {
-            rb,
-            map: SourceMap {
-                origin: "<dict>".into(),
-                ..SourceMap::default()
-            },
-            text: None,
-        })
+        let mut map = SourceMap {
+            origin: "<dict>".into(),
+            ..SourceMap::default()
+        };
+        let mut rb = rb;
+        // `uses:` paths are relative to the working directory.
+        dr_core::runbook::expand_uses(&mut rb, &mut map, std::path::Path::new("."))
+            .map_err(crate::errors::to_py)?;
+        Ok(Self { rb, map })
     }
 
     /// The runbook's name.
@@ -253,15 +249,12 @@ impl Runbook {
 
 impl Runbook {
     fn checked(&self, engine: &Engine) -> PyResult<(dr_core::runbook::Runbook, SourceMap)> {
-        match &self.text {
-            Some(t) => engine
-                .load(t, &self.map.origin)
-                .map_err(crate::errors::to_py),
-            None => engine
-                .check(&self.rb, &self.map)
-                .map(|()| (self.rb.clone(), self.map.clone()))
-                .map_err(crate::errors::to_py),
-        }
+        // What was read at load (includes expanded), checked against this engine's
+        // actions; the file is not read again.
+        engine
+            .check(&self.rb, &self.map)
+            .map(|()| (self.rb.clone(), self.map.clone()))
+            .map_err(crate::errors::to_py)
     }
 }
 

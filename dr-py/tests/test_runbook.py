@@ -109,3 +109,30 @@ def test_a_python_action_killed_mid_step_is_resumed_with_a_question(tmp_path):
     resumed = drkit.resume(run_id, repo=repo, rerun=["slow"])
     assert resumed.outcome == "succeeded", resumed.to_json()
     assert marks.read_text().count("start") == 2, "run again only when asked to"
+
+
+def test_uses_works_from_a_file_and_from_a_dict(tmp_path, monkeypatch):
+    calls.clear()
+    repo = drkit.Repository.init(f"file://{tmp_path}/repo", password="pw")
+    (tmp_path / "shared.yaml").write_text(
+        "version: 1\nname: shared\nvars:\n  what: {}\nsteps:\n"
+        "  - id: rec\n    action: py.record\n    with: { what: \"shared ${vars.what}\" }\n"
+        "  - id: typo\n    action: py.recrod\n    needs: [rec]\n"
+    )
+    main = tmp_path / "main.yaml"
+    main.write_text("version: 1\nname: main\nsteps:\n  - id: inc\n    uses: shared.yaml\n    with: { what: file }\n")
+    # The problem is in the included file, on its own line.
+    with pytest.raises(drkit.InvalidInputError, match=r"shared\.yaml:10:\d+: .*py\.recrod"):
+        drkit.Runbook.load(main).plan(repo=repo)
+    (tmp_path / "shared.yaml").write_text(
+        "version: 1\nname: shared\nvars:\n  what: {}\nsteps:\n"
+        "  - id: rec\n    action: py.record\n    with: { what: \"shared ${vars.what}\" }\n"
+    )
+    run = drkit.Runbook.load(main).run(repo=repo)
+    assert run.outcome == "succeeded", run.to_json()
+    assert list(run.steps) == ["inc/rec"]
+    monkeypatch.chdir(tmp_path)
+    book = {"version": 1, "name": "d", "steps": [{"id": "inc", "uses": "shared.yaml", "with": {"what": "dict"}}]}
+    run = drkit.Runbook.from_dict(book).run(repo=repo)
+    assert run.outcome == "succeeded", run.to_json()
+    assert calls == ["shared file", "shared dict"]

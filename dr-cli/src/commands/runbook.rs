@@ -102,6 +102,97 @@ fn event_line(e: &Event) -> Option<String> {
     })
 }
 
+/// The live step list on a terminal: a spinner per running step, a line per finished
+/// one, and every other event as a line above them.
+struct LiveSteps {
+    multi: indicatif::MultiProgress,
+    running: std::sync::Mutex<BTreeMap<String, indicatif::ProgressBar>>,
+}
+
+impl LiveSteps {
+    fn new() -> Self {
+        Self {
+            multi: indicatif::MultiProgress::new(),
+            running: std::sync::Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    fn finish(&self, step: &str, line: String) {
+        let bar = self
+            .running
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(step);
+        match bar {
+            Some(bar) => {
+                bar.set_style(
+                    indicatif::ProgressStyle::with_template("{msg}").expect("a valid template"),
+                );
+                bar.finish_with_message(line);
+            }
+            None => {
+                let _ = self.multi.println(line);
+            }
+        }
+    }
+
+    fn show(&self, e: &Event) {
+        let elapsed = |step: &str| {
+            self.running
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .get(step)
+                .map_or(String::new(), |b| {
+                    format!(" ({:.1}s)", b.elapsed().as_secs_f64())
+                })
+        };
+        match &e.kind {
+            EventKind::StepStarted { step, attempt } => {
+                let mut running = self
+                    .running
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                let bar = running.entry(step.clone()).or_insert_with(|| {
+                    let bar = self.multi.add(indicatif::ProgressBar::new_spinner());
+                    bar.set_style(
+                        indicatif::ProgressStyle::with_template("{spinner} {msg} {elapsed}")
+                            .expect("a valid template"),
+                    );
+                    bar.enable_steady_tick(std::time::Duration::from_millis(120));
+                    bar
+                });
+                let again = if *attempt > 1 {
+                    format!(" (attempt {attempt})")
+                } else {
+                    String::new()
+                };
+                bar.set_message(format!("{step}{again}"));
+            }
+            EventKind::StepSucceeded { step, .. } => {
+                let took = elapsed(step);
+                self.finish(step, format!("✓ {step}{took}"));
+            }
+            EventKind::StepFailed {
+                step,
+                message,
+                will_retry: false,
+                ..
+            } => {
+                let took = elapsed(step);
+                self.finish(step, format!("✗ {step}{took}: {message}"));
+            }
+            EventKind::StepSkipped { step, why } => {
+                self.finish(step, format!("- {step}: skipped ({why})"));
+            }
+            _ => {
+                if let Some(l) = event_line(e) {
+                    let _ = self.multi.println(l);
+                }
+            }
+        }
+    }
+}
+
 fn timeline(s: &RunSummary) -> String {
     let mut t = format!(
         "run {} of {}: {} ({:.1}s, started {} by {}@{})\n",
@@ -140,8 +231,12 @@ pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
             }
         });
     }
+    let live = (!out.json && !out.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .then(|| Arc::new(LiveSteps::new()));
     let observer: Option<dr_core::runbook::journal::Observer> = if out.json || out.quiet {
         None
+    } else if let Some(live) = live.clone() {
+        Some(Arc::new(move |e: &Event| live.show(e)))
     } else {
         Some(Arc::new(|e: &Event| {
             if let Some(l) = event_line(e) {
@@ -152,17 +247,24 @@ pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
     // On a terminal an approval asks; piped, the run waits and is resumed later.
     let approver: Option<dr_core::runbook::Approver> =
         if !out.json && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
-            Some(Arc::new(|step: &str, message: &str| {
-                eprint!(
-                    "approve step {step}{}? type yes to go on: ",
-                    if message.is_empty() {
-                        String::new()
-                    } else {
-                        format!(" ({message})")
-                    }
-                );
-                let mut line = String::new();
-                std::io::stdin().read_line(&mut line).is_ok() && line.trim() == "yes"
+            let live = live.clone();
+            Some(Arc::new(move |step: &str, message: &str| {
+                let ask = || {
+                    eprint!(
+                        "approve step {step}{}? type yes to go on: ",
+                        if message.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({message})")
+                        }
+                    );
+                    let mut answer = String::new();
+                    std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == "yes"
+                };
+                match &live {
+                    Some(live) => live.multi.suspend(ask),
+                    None => ask(),
+                }
             }))
         } else {
             None
@@ -187,6 +289,10 @@ pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
         }
         (None, None) => unreachable!("clap requires one"),
     };
+    if live.is_some() {
+        // The live list leaves the cursor at the end of its last line.
+        eprintln!();
+    }
     let mut shown = summary.clone();
     shown.events.clear();
     out.emit(&shown, || timeline(&summary));

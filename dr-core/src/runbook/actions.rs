@@ -585,19 +585,7 @@ impl Action for TrafficSwitch {
     async fn plan(&self, ctx: &StepContext, with: &Value) -> Result<Vec<String>> {
         let p: SwitchParams = params("traffic.switch", with)?;
         let r = ctx.router(&p.target)?;
-        let plan = r.plan(&p.to).await?;
-        Ok(if plan.is_noop() {
-            vec![format!(
-                "{} already sends traffic to {}: no change",
-                r.name(),
-                p.to
-            )]
-        } else {
-            plan.changes
-                .iter()
-                .map(|c| format!("{}: {c}", r.name()))
-                .collect()
-        })
+        Ok(r.plan(&p.to).await?.lines(&r.name(), &p.to))
     }
     async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
         let p: SwitchParams = params("traffic.switch", with)?;

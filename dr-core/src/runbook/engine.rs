@@ -167,7 +167,7 @@ impl Engine {
     pub fn load(&self, text: &str, origin: &str) -> Result<(Runbook, SourceMap)> {
         let (rb, map, mut problems) = super::parse::parse_yaml_lenient(text, origin)?;
         problems.extend(validate::validate(&rb, &map, &self.registry));
-        problems.sort_by_key(|d| d.at.map_or((u64::MAX, 0), |a| (a.line, a.column)));
+        super::parse::sort(&mut problems);
         if problems.is_empty() {
             Ok((rb, map))
         } else {
@@ -178,17 +178,13 @@ impl Engine {
     /// Reads the runbook file at `path`, with every `uses:` expanded, and checks it: every
     /// problem of the file and of what it includes at once.
     pub fn load_file(&self, path: &std::path::Path) -> Result<(Runbook, SourceMap)> {
-        let origin = path.display().to_string();
-        let text = std::fs::read_to_string(path)
-            .map_err(|e| Error::io(format!("reading runbook {origin}"), e))?;
-        let (mut rb, map, mut problems) = super::parse::parse_yaml_lenient(&text, &origin)?;
-        super::include::expand(&mut rb, &map, path, &mut problems)?;
+        let (rb, map, mut problems) = super::include::read_file(path)?;
         problems.extend(validate::validate(&rb, &map, &self.registry));
-        problems.sort_by_key(|d| d.at.map_or((u64::MAX, 0), |a| (a.line, a.column)));
+        super::parse::sort(&mut problems);
         if problems.is_empty() {
             Ok((rb, map))
         } else {
-            Err(super::parse::report(&origin, &problems))
+            Err(super::parse::report(&map.origin, &problems))
         }
     }
 
@@ -1051,7 +1047,9 @@ impl StepTask {
                         .await?;
                     return Ok(outputs);
                 }
-                Err(e) => e.context(format!("step {:?} ({})", step.id, step.action)),
+                Err(e) => e
+                    .without_prefix(&format!("step {:?}: ", step.id))
+                    .context(format!("step {:?} ({})", step.id, step.action)),
             };
             let will_retry = attempt < attempts && e.is_retryable();
             self.journal

@@ -17,10 +17,35 @@ use crate::Result;
 
 const MAX_DEPTH: usize = 8;
 
+/// Reads the runbook file at `path` with every `uses:` expanded (paths relative to the
+/// file). Problems of the format and of the includes are reported at once, each with its
+/// file, line and column; the actions are checked later, by the engine that runs it.
+pub fn read_file(path: &Path) -> Result<(Runbook, SourceMap, Vec<Diagnostic>)> {
+    let origin = path.display().to_string();
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| crate::Error::io(format!("reading runbook {origin}"), e))?;
+    let (mut rb, mut map, mut problems) = parse_yaml_lenient(&text, &origin)?;
+    expand(&mut rb, &mut map, path, &mut problems)?;
+    Ok((rb, map, problems))
+}
+
+/// Expands the `uses:` of a runbook built in code (a dict, a struct), with paths
+/// relative to the directory `base`.
+pub fn expand_uses(rb: &mut Runbook, map: &mut SourceMap, base: &Path) -> Result<()> {
+    let mut problems = Vec::new();
+    // The origin is a file name inside `base`, never read itself.
+    expand(rb, map, &base.join(&map.origin), &mut problems)?;
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(super::parse::report(&map.origin, &problems))
+    }
+}
+
 /// Expands every `uses:` of `rb` (read from `origin`), reporting problems into `problems`.
-pub(crate) fn expand(
+fn expand(
     rb: &mut Runbook,
-    map: &SourceMap,
+    map: &mut SourceMap,
     origin: &Path,
     problems: &mut Vec<Diagnostic>,
 ) -> Result<()> {
@@ -32,13 +57,15 @@ pub(crate) fn expand(
 #[allow(clippy::too_many_lines)] // read, bind, merge targets, rename, rewire: one include at a time
 fn expand_in(
     rb: &mut Runbook,
-    map: &SourceMap,
+    map: &mut SourceMap,
     origin: &Path,
     problems: &mut Vec<Diagnostic>,
     seen: &mut BTreeSet<PathBuf>,
     depth: usize,
 ) -> Result<()> {
     let base = origin.parent().unwrap_or(Path::new("."));
+    // Problems of a `uses:` inside an included file are placed in that file.
+    let here = (depth > 0).then(|| origin.display().to_string());
     let mut out: Vec<Step> = Vec::new();
     let mut groups: Vec<(String, Vec<String>)> = Vec::new();
     for step in std::mem::take(&mut rb.steps) {
@@ -51,6 +78,7 @@ fn expand_in(
         if depth >= MAX_DEPTH || seen.contains(&path) {
             add(
                 problems,
+                here.as_ref(),
                 at,
                 format!(
                     "step {:?} uses {uses}, which uses itself (directly or not)",
@@ -65,6 +93,7 @@ fn expand_in(
             Err(e) => {
                 add(
                     problems,
+                    here.as_ref(),
                     at,
                     format!(
                         "step {:?} uses {}, which cannot be read: {e}",
@@ -76,14 +105,14 @@ fn expand_in(
                 continue;
             }
         };
-        let (mut child, child_map, child_problems) =
-            parse_yaml_lenient(&text, &path.display().to_string())?;
+        let file = path.display().to_string();
+        let (mut child, mut child_map, child_problems) = parse_yaml_lenient(&text, &file)?;
         problems.extend(child_problems.into_iter().map(|d| Diagnostic {
-            message: format!("in {}: {}", path.display(), d.message),
+            file: Some(d.file.unwrap_or_else(|| file.clone())),
             ..d
         }));
         seen.insert(path.clone());
-        expand_in(&mut child, &child_map, &path, problems, seen, depth + 1)?;
+        expand_in(&mut child, &mut child_map, &path, problems, seen, depth + 1)?;
         seen.remove(&path);
         // Variables of the included runbook: given by `with`, else their default.
         let given = step.with.as_object().cloned().unwrap_or_default();
@@ -91,6 +120,7 @@ fn expand_in(
             if !child.vars.contains_key(k) {
                 add(
                     problems,
+                    here.as_ref(),
                     at,
                     format!(
                         "step {:?} gives {k:?} to {uses}, which declares no such variable",
@@ -111,6 +141,7 @@ fn expand_in(
                 }
                 None => add(
                     problems,
+                    here.as_ref(),
                     at,
                     format!("step {:?} uses {uses} without its variable {k:?}", step.id),
                     &format!("give it under with: ({k}: …)"),
@@ -121,6 +152,7 @@ fn expand_in(
             match rb.targets.get(&name) {
                 Some(mine) if *mine != t => add(
                     problems,
+                    here.as_ref(),
                     at,
                     format!("{uses} declares target {name:?} differently from this runbook"),
                     "rename one of them",
@@ -135,6 +167,28 @@ fn expand_in(
         let needed: BTreeSet<String> = child.steps.iter().flat_map(|c| c.needs.clone()).collect();
         let mut leaves = Vec::new();
         for mut c in child.steps {
+            // Problems found later in an included step point into its own file.
+            let key = format!("steps.{}", c.id);
+            let renamed = format!("steps.{prefix}{}", c.id);
+            for (k, a) in &child_map.places {
+                if let Some(rest) = k
+                    .strip_prefix(&key)
+                    .filter(|r| r.is_empty() || r.starts_with('.'))
+                {
+                    map.places.insert(format!("{renamed}{rest}"), *a);
+                }
+            }
+            for (k, f) in &child_map.files {
+                if let Some(rest) = k
+                    .strip_prefix(&key)
+                    .filter(|r| r.is_empty() || r.starts_with('.') || r.starts_with('/'))
+                {
+                    map.files.insert(format!("{renamed}{rest}"), f.clone());
+                }
+            }
+            map.files
+                .entry(renamed)
+                .or_insert_with(|| child_map.file_of(&key).unwrap_or_else(|| file.clone()));
             if !needed.contains(&c.id) {
                 leaves.push(format!("{prefix}{}", c.id));
             }
@@ -173,9 +227,16 @@ fn expand_in(
     Ok(())
 }
 
-fn add(problems: &mut Vec<Diagnostic>, at: Option<super::parse::At>, message: String, fix: &str) {
+fn add(
+    problems: &mut Vec<Diagnostic>,
+    file: Option<&String>,
+    at: Option<super::parse::At>,
+    message: String,
+    fix: &str,
+) {
     problems.push(Diagnostic {
         at,
+        file: file.cloned(),
         message,
         fix: fix.to_owned(),
     });

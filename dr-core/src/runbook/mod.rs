@@ -40,6 +40,7 @@ pub use action::{
     params, Action, ActionSpec, Field, Outcome, Registry, StepContext, Target, TargetKind,
 };
 pub use engine::{Approver, Engine, LockFactory, RunOptions};
+pub use include::{expand_uses, read_file};
 pub use model::{
     Call, Guard, Mode, Objectives, OnFailure, Retry, Runbook, Severity, Step, TargetSpec, VarSpec,
 };

@@ -37,6 +37,9 @@ impl At {
 pub struct Diagnostic {
     /// Where, when the runbook came from a file.
     pub at: Option<At>,
+    /// The included file it is in, when not the runbook's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub file: Option<String>,
     /// What is wrong.
     pub message: String,
     /// How to fix it.
@@ -63,6 +66,9 @@ pub struct SourceMap {
     pub origin: String,
     /// `steps.<id>` and `steps.<id>.<field>` → place; `vars.<name>`, `targets.<name>`.
     pub places: BTreeMap<String, At>,
+    /// `steps.<id>` → the included file the step came from (`uses:`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, String>,
 }
 
 impl SourceMap {
@@ -77,6 +83,42 @@ impl SourceMap {
             p = &p[..p.rfind('.')?];
         }
     }
+
+    /// The included file `path` is in, when it is not in the runbook's own file.
+    #[must_use]
+    pub fn file_of(&self, path: &str) -> Option<String> {
+        let mut p = path;
+        loop {
+            if let Some(f) = self.files.get(p) {
+                return Some(f.clone());
+            }
+            p = &p[..p.rfind('.')?];
+        }
+    }
+
+    /// A problem at `path`, placed in whichever file it came from.
+    #[must_use]
+    pub fn diagnostic(&self, path: &str, message: String, fix: String) -> Diagnostic {
+        Diagnostic {
+            at: self.at(path),
+            file: self.file_of(path),
+            message,
+            fix,
+        }
+    }
+}
+
+/// Diagnostics in reading order: the runbook's own file first, then each included file.
+pub(crate) fn sort(problems: &mut [Diagnostic]) {
+    problems.sort_by(|a, b| {
+        let key = |d: &Diagnostic| {
+            (
+                d.file.clone(),
+                d.at.map_or((u64::MAX, 0), |a| (a.line, a.column)),
+            )
+        };
+        key(a).cmp(&key(b))
+    });
 }
 
 #[derive(Debug, Clone)]
@@ -159,6 +201,7 @@ impl Problems {
     ) {
         self.0.push(Diagnostic {
             at,
+            file: None,
             message: message.into(),
             fix: fix.into(),
         });
@@ -207,6 +250,7 @@ pub(crate) fn parse_yaml_lenient(
     let mut map = SourceMap {
         origin: origin.to_owned(),
         places: BTreeMap::new(),
+        files: BTreeMap::new(),
     };
     let mut doc = serde_json::Map::new();
     let top = [
@@ -339,9 +383,12 @@ pub(crate) fn parse_yaml_lenient(
 pub fn report(origin: &str, problems: &[Diagnostic]) -> crate::Error {
     let lines: Vec<String> = problems
         .iter()
-        .map(|d| match d.at {
-            Some(_) => format!("  {origin}:{d}"),
-            None => format!("  {origin}: {d}"),
+        .map(|d| {
+            let file = d.file.as_deref().unwrap_or(origin);
+            match d.at {
+                Some(_) => format!("  {file}:{d}"),
+                None => format!("  {file}: {d}"),
+            }
         })
         .collect();
     err!(

@@ -8,7 +8,7 @@ use serde_json::Value;
 use super::action::Registry;
 use super::expr;
 use super::model::Runbook;
-use super::parse::{At, Diagnostic, SourceMap};
+use super::parse::{Diagnostic, SourceMap};
 
 /// The value a plan-time check sees for an output of `step`.
 #[must_use]
@@ -79,11 +79,7 @@ pub fn find_cycle(rb: &Runbook) -> Option<Vec<String>> {
 pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let mut add = |path: &str, message: String, fix: String| {
-        out.push(Diagnostic {
-            at: map.at(path),
-            message,
-            fix,
-        });
+        out.push(map.diagnostic(path, message, fix));
     };
     let ids: BTreeSet<&str> = rb.steps.iter().map(|s| s.id.as_str()).collect();
     for (name, t) in &rb.targets {
@@ -278,18 +274,13 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
         }
     }
     if let Some(cycle) = find_cycle(rb) {
-        out.push(Diagnostic {
-            at: map.at(&format!("steps.{}.needs", cycle[0])),
-            message: format!("the steps' needs form a cycle: {}", cycle.join(" -> ")),
-            fix: "remove one of those needs".into(),
-        });
+        out.push(map.diagnostic(
+            &format!("steps.{}.needs", cycle[0]),
+            format!("the steps' needs form a cycle: {}", cycle.join(" -> ")),
+            "remove one of those needs".into(),
+        ));
     }
-    out.sort_by_key(|d| {
-        d.at.unwrap_or(At {
-            line: u64::MAX,
-            column: 0,
-        })
-    });
+    super::parse::sort(&mut out);
     out
 }
 

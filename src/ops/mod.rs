@@ -17,16 +17,18 @@ use serde::de::DeserializeOwned;
 use serde::Deserialize;
 use serde_json::{Map, Value};
 
-type Run<O> = fn(StepContext, O) -> Pin<Box<dyn Future<Output = Result<Value>> + Send>>;
+mod aws;
+
+pub(super) type Run<O> = fn(StepContext, O) -> Pin<Box<dyn Future<Output = Result<Value>> + Send>>;
 
 /// An action made of an options type and an async function of it.
-struct Op<O> {
+pub(super) struct Op<O> {
     spec: ActionSpec,
     run: Run<O>,
     _options: PhantomData<fn() -> O>,
 }
 
-fn op<O: DeserializeOwned + Send + 'static>(
+pub(super) fn op<O: DeserializeOwned + Send + 'static>(
     name: &str,
     summary: &str,
     idempotent: bool,
@@ -53,6 +55,11 @@ impl<O: DeserializeOwned + Send + 'static> Action for Op<O> {
     fn spec(&self) -> ActionSpec {
         self.spec.clone()
     }
+    // These operations name what they act on in their options (`target` of pg.pitr is
+    // a point in time), never a declared target.
+    fn targets(&self, _: &Value) -> Vec<String> {
+        Vec::new()
+    }
     fn check(&self, with: &Value) -> Result<()> {
         // Values known only after an earlier step cannot be typed yet.
         if with.to_string().contains("<known after") {
@@ -74,7 +81,7 @@ impl<O: DeserializeOwned + Send + 'static> Action for Op<O> {
     }
 }
 
-fn doc<T: serde::Serialize>(v: &T) -> Value {
+pub(super) fn doc<T: serde::Serialize>(v: &T) -> Value {
     serde_json::to_value(v).unwrap_or(Value::Null)
 }
 
@@ -98,6 +105,14 @@ struct ReadyStep {
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
+struct BasebackupStep {
+    url: dr_pg::ConnInfo,
+    #[serde(default, with = "dr_core::duration::human::option")]
+    archive_timeout: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
 struct SqlExecStep {
     url: dr_pg::ConnInfo,
     sql: Vec<String>,
@@ -110,58 +125,7 @@ struct StatusStep {
     objectives: Vec<dr_pg::Objective>,
 }
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RdsStep {
-    instance: String,
-    #[serde(default, flatten)]
-    aws: dr_aws::AwsOverrides,
-    #[serde(default, with = "dr_core::duration::human::option")]
-    timeout: Option<Duration>,
-}
-
-#[derive(Deserialize)]
-struct RdsReplicaStep {
-    #[serde(flatten)]
-    request: dr_aws::ReplicaRequest,
-    #[serde(default)]
-    region: Option<String>,
-    #[serde(default)]
-    endpoint: Option<String>,
-}
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct RdsSnapshotStep {
-    instance: String,
-    snapshot: String,
-    #[serde(default)]
-    region: Option<String>,
-    #[serde(default)]
-    endpoint: Option<String>,
-    #[serde(default, with = "dr_core::duration::human::option")]
-    timeout: Option<Duration>,
-}
-
-#[derive(Deserialize)]
-struct RdsPitrStep {
-    #[serde(flatten)]
-    request: dr_aws::PitrRequest,
-    #[serde(default)]
-    region: Option<String>,
-    #[serde(default)]
-    endpoint: Option<String>,
-}
-
-async fn rds(aws: &dr_aws::AwsOverrides) -> Result<dr_aws::Rds> {
-    dr_aws::Rds::connect(&dr_aws::AwsConfig::resolve(aws)?).await
-}
-
-fn wait(t: Option<Duration>) -> dr_core::wait::Wait {
-    dr_core::wait::Wait::new(t.unwrap_or(Duration::from_mins(30))).poll(Duration::from_secs(5))
-}
-
-/// Adds the Postgres, repository and RDS operations.
+/// Adds the Postgres, repository and AWS operations.
 #[allow(clippy::too_many_lines)] // one registration per operation
 pub(crate) fn register(r: &mut Registry) {
     let url = || Field::required("url", "postgres://…", "The database");
@@ -216,6 +180,20 @@ pub(crate) fn register(r: &mut Registry) {
                 }
                 tx.commit().await.map_err(|e| err!(External, "step {:?}: COMMIT on {}: {e}", ctx.step, s.url))?;
                 Ok(serde_json::json!({"statements": s.sql.len()}))
+            })
+        },
+    ))
+    .action(op::<BasebackupStep>(
+        "pg.basebackup",
+        "Takes a physical base backup of `url` into the run's repository (for pg.pitr); abandoned, with nothing stored, when the server's WAL archiving fails for `archive_timeout`.",
+        true,
+        vec![url(), Field::optional("archive_timeout", "duration", "How long archiving may fail (default 10m)")],
+        vec![Field::required("snapshot", "string", "The base backup's id"), Field::required("new_bytes", "int", "Bytes uploaded")],
+        |ctx, s| {
+            Box::pin(async move {
+                let timeout = s.archive_timeout.unwrap_or(Duration::from_mins(10));
+                let snap = dr_pg::basebackup(ctx.repository()?, &s.url, timeout, Arc::new(NoProgress)).await?;
+                Ok(serde_json::json!({"snapshot": snap.id.to_string(), "new_bytes": snap.stats.new_bytes}))
             })
         },
     ))
@@ -274,64 +252,6 @@ pub(crate) fn register(r: &mut Registry) {
         vec![Field::required("to", "url", "The destination repository"), Field::optional("init", "bool", "Create it as a replica")],
         vec![Field::required("destination", "string", "Where")],
         |ctx, o| Box::pin(async move { Ok(doc(&crate::copy(ctx.repository()?, &o, None, &NoProgress).await?)) }),
-    ))
-    .action(op::<RdsStep>(
-        "rds.describe",
-        "Status, endpoint and replication source of an RDS instance.",
-        true,
-        vec![Field::required("instance", "string", "Identifier"), Field::optional("region", "string", "AWS region")],
-        vec![Field::required("status", "string", "RDS status"), Field::required("endpoint", "string", "host:port")],
-        |_, s| Box::pin(async move { Ok(doc(&rds(&s.aws).await?.describe(&s.instance).await?)) }),
-    ))
-    .action(op::<RdsStep>(
-        "rds.wait",
-        "Waits until an RDS instance is available.",
-        true,
-        vec![Field::required("instance", "string", "Identifier"), Field::optional("timeout", "duration", "Longest wait")],
-        vec![Field::required("status", "string", "RDS status")],
-        |_, s| Box::pin(async move { Ok(doc(&rds(&s.aws).await?.wait_available(&s.instance, &wait(s.timeout)).await?)) }),
-    ))
-    .action(op::<RdsPitrStep>(
-        "rds.pitr",
-        "Restores an RDS instance to a point in time into a new instance and waits; tagged with the run id, so a resumed run adopts what it created.",
-        true,
-        vec![Field::required("source", "string", "Source instance"), Field::required("new_id", "string", "The new instance"), Field::required("target", "latest|{time}", "When")],
-        vec![Field::required("endpoint", "string", "host:port of the new instance")],
-        |ctx, mut s| {
-            Box::pin(async move {
-                s.request.token.get_or_insert_with(|| ctx.run_id.clone());
-                let aws = dr_aws::AwsOverrides { region: s.region, endpoint: s.endpoint, profile: None };
-                Ok(doc(&rds(&aws).await?.restore_to_point_in_time(&s.request, &wait(None)).await?))
-            })
-        },
-    ))
-    .action(op::<RdsReplicaStep>(
-        "rds.replica",
-        "Creates a read replica (of an ARN across regions) and waits; tagged with the run id, so a resumed run adopts it.",
-        true,
-        vec![Field::required("source", "string", "Source instance or ARN"), Field::required("id", "string", "The replica"), Field::optional("region", "string", "Where")],
-        vec![Field::required("endpoint", "string", "host:port")],
-        |ctx, mut s| {
-            Box::pin(async move {
-                s.request.token.get_or_insert_with(|| ctx.run_id.clone());
-                let aws = dr_aws::AwsOverrides { region: s.region, endpoint: s.endpoint, profile: None };
-                Ok(doc(&rds(&aws).await?.create_read_replica(&s.request, &wait(None)).await?))
-            })
-        },
-    ))
-    .action(op::<RdsSnapshotStep>(
-        "rds.snapshot",
-        "Takes a snapshot of an instance and waits; tagged with the run id, so a resumed run adopts it.",
-        true,
-        vec![Field::required("instance", "string", "Identifier"), Field::required("snapshot", "string", "Snapshot identifier")],
-        vec![Field::required("status", "string", "available")],
-        |ctx, s| {
-            Box::pin(async move {
-                let aws = dr_aws::AwsOverrides { region: s.region, endpoint: s.endpoint, profile: None };
-                let client = rds(&aws).await?;
-                client.start_snapshot(&s.instance, &s.snapshot, Some(&ctx.run_id)).await?;
-                Ok(doc(&client.wait_snapshot(&s.snapshot, &wait(s.timeout)).await?))
-            })
-        },
     ));
+    aws::register(r);
 }
