@@ -1,5 +1,59 @@
-//! Kubernetes adapters for drkit: workload scaling, ConfigMap repointing, ingress
-//! maintenance mode, namespace export and Lease locks. This crate is being built.
+//! drkit's Kubernetes adapter: what the seed plans do by hand with `kubectl` — scale and
+//! wait, ConfigMap changes, a Lease lock for stores that do not enforce create-only
+//! writes — as library operations that record what they replaced, so a plan shows the
+//! change and a compensation undoes it.
+//!
+//! Every update is a compare-and-swap on `resourceVersion`: a write that lost a race is
+//! tried again on fresh state, never blindly overwritten. Every mutating operation has a
+//! plan form that reads live state and returns the change without writing.
+//!
+//! This crate enables no `k8s-openapi` version feature: the binary that links it picks
+//! one (drkit's own pick `v1_33`).
 
-/// The field manager name drkit uses for server-side apply.
-pub const FIELD_MANAGER: &str = "drkit";
+mod cluster;
+mod configmap;
+mod error;
+mod lease;
+mod workload;
+
+pub use cluster::{ConnectOptions, Kubernetes};
+pub use configmap::{ConfigMapChange, ConfigMapOptions};
+pub use lease::LeaseLock;
+pub use workload::{ScaleOptions, ScaleOutcome, WaitOutcome, Workload, WorkloadKind};
+
+/// What a planned change would do to one object: `from` → `to`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Change {
+    /// `deployment default/api in context dr`.
+    pub object: String,
+    /// What changes (`replicas`, `data.DB_HOST`).
+    pub field: String,
+    /// The live value (`None`: absent).
+    pub from: Option<String>,
+    /// The value after.
+    pub to: Option<String>,
+}
+
+impl std::fmt::Display for Change {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let show = |v: &Option<String>| v.clone().unwrap_or_else(|| "(absent)".to_owned());
+        if self.from == self.to {
+            write!(
+                f,
+                "{} {}: {} (no change)",
+                self.object,
+                self.field,
+                show(&self.from)
+            )
+        } else {
+            write!(
+                f,
+                "{} {}: {} -> {}",
+                self.object,
+                self.field,
+                show(&self.from),
+                show(&self.to)
+            )
+        }
+    }
+}

@@ -6,6 +6,7 @@
 
 mod cli;
 mod faults;
+pub mod k8s;
 mod postgres;
 mod receiver;
 mod services;

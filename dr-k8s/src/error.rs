@@ -1,0 +1,36 @@
+//! Kubernetes API failures as drkit errors that name the context, the verb and the
+//! object, and say what to do.
+
+use dr_core::{Error, ErrorKind};
+
+/// `verb` (`patch`, `get`) on `object` (`deployment default/api`) in `context` failed.
+pub(crate) fn classify(context: &str, verb: &str, object: &str, e: kube::Error) -> Error {
+    match e {
+        kube::Error::Api(s) => {
+            let (kind, advice) = match s.code {
+                401 => (ErrorKind::PermissionDenied, format!("the credentials of context {context:?} were refused (expired or revoked); refresh them (log in again, or renew the token in the kubeconfig)")),
+                403 => (ErrorKind::PermissionDenied, format!("grant the user of context {context:?} the {verb:?} verb on it (RBAC), or use a context that has it")),
+                404 => (ErrorKind::NotFound, "check the name, the namespace (-n) and the context".to_owned()),
+                409 if s.reason == "AlreadyExists" => (ErrorKind::AlreadyExists, "pick another name or delete it first".to_owned()),
+                409 => (ErrorKind::Conflict, "another writer changed it; try again".to_owned()),
+                422 | 400 => (ErrorKind::InvalidInput, "fix the value named above".to_owned()),
+                429 | 500..=599 => (ErrorKind::Unavailable, "the API server is overloaded or failing; try again".to_owned()),
+                _ => (ErrorKind::External, String::new()),
+            };
+            let sep = if advice.is_empty() { "" } else { "; " };
+            Error::new(
+                kind,
+                format!("{verb} {object} in context {context:?}: {} ({}){sep}{advice}", s.message, s.code),
+            )
+        }
+        other => Error::new(
+            ErrorKind::Unavailable,
+            format!("{verb} {object}: cannot reach the API server of context {context:?} ({other}); check that the cluster is up and the kubeconfig's server address"),
+        ),
+    }
+}
+
+/// Whether `e` is a lost compare-and-swap (409 Conflict, not AlreadyExists).
+pub(crate) fn is_conflict(e: &kube::Error) -> bool {
+    matches!(e, kube::Error::Api(s) if s.code == 409 && s.reason != "AlreadyExists")
+}

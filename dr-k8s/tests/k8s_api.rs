@@ -1,0 +1,329 @@
+//! dr-k8s against the Kubernetes test API, with kubectl reading back what drkit did.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use dr_core::lock::{Lock, LockRequest};
+use dr_k8s::{ConfigMapOptions, ConnectOptions, Kubernetes, LeaseLock, ScaleOptions};
+use dr_testkit::k8s::{deployment, kubectl, kubectl_json, Faults, K8sTestApi};
+use serde_json::json;
+
+struct World {
+    api: K8sTestApi,
+    kubeconfig: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+fn world() -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let api = K8sTestApi::start();
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig, "dr");
+    World {
+        api,
+        kubeconfig,
+        _dir: dir,
+    }
+}
+
+impl World {
+    async fn k8s(&self) -> Kubernetes {
+        Kubernetes::connect(&ConnectOptions {
+            kubeconfig: Some(self.kubeconfig.clone()),
+            context: Some("dr".into()),
+            ..ConnectOptions::default()
+        })
+        .await
+        .unwrap()
+    }
+}
+
+fn scale(workload: &str, replicas: i32) -> ScaleOptions {
+    ScaleOptions {
+        workload: workload.parse().unwrap(),
+        replicas,
+        namespace: None,
+        wait: true,
+        timeout: Duration::from_mins(1),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scale_down_and_back_up_to_the_remembered_count() {
+    let w = world();
+    w.api.create(deployment("default", "api", 3, "shop/api:1"));
+    let k = w.k8s().await;
+    k.wait_ready(
+        &"deployment/api".parse().unwrap(),
+        None,
+        Duration::from_mins(1),
+    )
+    .await
+    .unwrap();
+
+    let plan = k.plan_scale(&scale("deployment/api", 0)).await.unwrap();
+    assert_eq!(
+        (plan.from.as_deref(), plan.to.as_deref()),
+        (Some("3"), Some("0"))
+    );
+    assert_eq!(
+        w.api
+            .object("apps/v1", "deployments", "default", "api")
+            .unwrap()["spec"]["replicas"],
+        3,
+        "a plan writes nothing"
+    );
+
+    let down = k.scale(&scale("deployment/api", 0)).await.unwrap();
+    assert_eq!(down.previous, 3);
+    let Some(pods) = kubectl_json(&w.kubeconfig, &["get", "pods", "-l", "app=api"]) else {
+        return;
+    };
+    assert_eq!(
+        pods["items"].as_array().unwrap().len(),
+        0,
+        "the pods are gone once the scale-down returned"
+    );
+
+    let up = k
+        .scale(&scale("deployment/api", down.previous))
+        .await
+        .unwrap();
+    assert_eq!((up.previous, up.ready), (0, Some(3)));
+    let d = kubectl_json(&w.kubeconfig, &["get", "deployment", "api"]).unwrap();
+    assert_eq!(d["spec"]["replicas"], 3);
+    assert_eq!(
+        d["status"]["readyReplicas"], 3,
+        "kubectl sees three ready replicas"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drkit_and_kubectl_scale_to_the_same_object() {
+    let w = world();
+    w.api.create(deployment("default", "a", 1, "shop/api:1"));
+    w.api.create(deployment("default", "b", 1, "shop/api:1"));
+    let k = w.k8s().await;
+    k.scale(&ScaleOptions {
+        wait: false,
+        ..scale("deployment/a", 4)
+    })
+    .await
+    .unwrap();
+    let Some(out) = kubectl(&w.kubeconfig, &["scale", "deployment/b", "--replicas=4"]) else {
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = kubectl_json(&w.kubeconfig, &["get", "deployment", "a"]).unwrap();
+    let b = kubectl_json(&w.kubeconfig, &["get", "deployment", "b"]).unwrap();
+    // The same spec, but for the name in the labels.
+    let b_as_a: serde_json::Value =
+        serde_json::from_str(&b["spec"].to_string().replace("\"b\"", "\"a\"")).unwrap();
+    assert_eq!(
+        a["spec"], b_as_a,
+        "drkit's scale and kubectl's leave the same object"
+    );
+    assert_eq!(a["spec"]["replicas"], 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_configmap_change_returns_the_old_values_and_kubectl_reads_the_new_ones() {
+    let w = world();
+    w.api.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-config", "namespace": "default"}, "data": {"DB_HOST": "db-primary", "LOG": "info"}}));
+    let k = w.k8s().await;
+    let o = ConfigMapOptions {
+        name: "app-config".into(),
+        set: BTreeMap::from([
+            ("DB_HOST".into(), "db-dr".into()),
+            ("NEW".into(), "1".into()),
+        ]),
+        remove: vec!["LOG".into()],
+        ..ConfigMapOptions::default()
+    };
+    let plan = k.plan_configmap(&o).await.unwrap();
+    assert_eq!(plan.len(), 3);
+    let changed = k.configmap_set(&o).await.unwrap();
+    assert_eq!(changed.previous["DB_HOST"].as_deref(), Some("db-primary"));
+    assert_eq!(changed.previous["NEW"], None);
+    let Some(cm) = kubectl_json(&w.kubeconfig, &["get", "configmap", "app-config"]) else {
+        return;
+    };
+    assert_eq!(cm["data"], json!({"DB_HOST": "db-dr", "NEW": "1"}));
+
+    k.configmap_set(&ConfigMapOptions::undo(&changed))
+        .await
+        .unwrap();
+    let cm = kubectl_json(&w.kubeconfig, &["get", "configmap", "app-config"]).unwrap();
+    assert_eq!(
+        cm["data"],
+        json!({"DB_HOST": "db-primary", "LOG": "info"}),
+        "undone exactly"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_conflict_storm_still_converges() {
+    let w = world();
+    w.api.create(deployment("default", "api", 1, "shop/api:1"));
+    w.api.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "default"}, "data": {"K": "1"}}));
+    w.api.set_faults(Faults {
+        conflicts_per_write: 2,
+        ..Faults::default()
+    });
+    let k = w.k8s().await;
+    let s = k
+        .scale(&ScaleOptions {
+            wait: false,
+            ..scale("deployment/api", 5)
+        })
+        .await
+        .unwrap();
+    assert_eq!(s.previous, 1);
+    let c = k
+        .configmap_set(&ConfigMapOptions {
+            name: "c".into(),
+            set: BTreeMap::from([("K".into(), "2".into())]),
+            ..ConfigMapOptions::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(c.previous["K"].as_deref(), Some("1"));
+    assert_eq!(
+        w.api
+            .object("apps/v1", "deployments", "default", "api")
+            .unwrap()["spec"]["replicas"],
+        5
+    );
+    assert_eq!(
+        w.api.object("v1", "configmaps", "default", "c").unwrap()["data"]["K"],
+        "2"
+    );
+    let patches = w
+        .api
+        .requests()
+        .iter()
+        .filter(|r| r.starts_with("PATCH"))
+        .count();
+    assert_eq!(
+        patches,
+        6,
+        "each write lost twice, then passed: {:?}",
+        w.api.requests()
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_input_names_the_context_the_object_and_the_verb() {
+    let w = world();
+    let e = Kubernetes::connect(&ConnectOptions {
+        kubeconfig: Some(w.kubeconfig.clone()),
+        context: Some("prod".into()),
+        ..ConnectOptions::default()
+    })
+    .await
+    .unwrap_err()
+    .to_string();
+    assert!(e.contains("no context \"prod\"") && e.contains("dr"), "{e}");
+
+    let k = w.k8s().await;
+    let e = k.scale(&scale("deployment/missing", 1)).await.unwrap_err();
+    assert_eq!(e.kind(), dr_core::ErrorKind::NotFound);
+    assert!(
+        e.to_string()
+            .contains("deployment/missing in namespace default"),
+        "{e}"
+    );
+
+    w.api.create(deployment("default", "api", 1, "shop/api:1"));
+    w.api.forbid("patch", "deployments");
+    let e = k.scale(&scale("deployment/api", 2)).await.unwrap_err();
+    assert_eq!(e.kind(), dr_core::ErrorKind::PermissionDenied);
+    let m = e.to_string();
+    assert!(
+        m.contains("cannot patch resource \"deployments\"")
+            && m.contains("context \"dr\"")
+            && m.contains("RBAC"),
+        "{m}"
+    );
+
+    let e = "pods/x"
+        .parse::<dr_k8s::Workload>()
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("deployment/NAME"), "{e}");
+}
+
+fn request(holder: &str, ttl: Duration) -> LockRequest {
+    LockRequest {
+        holder: holder.into(),
+        purpose: format!("run of {holder}"),
+        ttl,
+        take_over_from: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn of_two_lease_holders_exactly_one_wins_and_an_expired_one_is_taken_over() {
+    let w = world();
+    let k = w.k8s().await;
+    let alice = LeaseLock::new(k.clone(), "default", "shop");
+    let bob = LeaseLock::new(k.clone(), "default", "shop");
+    let (for_alice, for_bob) = (
+        request("alice", Duration::from_secs(2)),
+        request("bob", Duration::from_secs(2)),
+    );
+    let (got_alice, got_bob) = tokio::join!(alice.acquire(&for_alice), bob.acquire(&for_bob));
+    let (won, lost) = match (got_alice, got_bob) {
+        (Ok(l), Err(e)) | (Err(e), Ok(l)) => (l, e),
+        other => panic!("exactly one must win: {other:?}"),
+    };
+    assert_eq!(won.token.0, 1);
+    let m = lost.to_string();
+    assert!(
+        m.contains(&format!("held by {}", won.holder)) && m.contains("until"),
+        "{m}"
+    );
+    assert!(alice.is_current(won.token).await.unwrap());
+
+    // The winner renews, then stops (its process died); the lease is taken over once it
+    // has gone unrenewed for its duration, with a higher token.
+    let renewed = alice.renew(&won, Duration::from_secs(2)).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let carol = LeaseLock::new(k.clone(), "default", "shop");
+    let taken = carol
+        .acquire(&request("carol", Duration::from_secs(30)))
+        .await
+        .unwrap();
+    assert!(
+        taken.token > renewed.token,
+        "{} > {}",
+        taken.token,
+        renewed.token
+    );
+    assert!(
+        !carol.is_current(renewed.token).await.unwrap(),
+        "the old token is stale"
+    );
+    let e = alice
+        .renew(&renewed, Duration::from_secs(2))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("must stop"),
+        "a holder that cannot renew in time is told to stop: {e}"
+    );
+    let Some(lease) = kubectl_json(&w.kubeconfig, &["get", "lease", "shop"]) else {
+        return;
+    };
+    assert_eq!(lease["spec"]["holderIdentity"], "carol");
+    assert_eq!(lease["spec"]["leaseTransitions"], 2);
+
+    carol.release(&taken).await.unwrap();
+    assert!(carol.holder().await.unwrap().is_none(), "released");
+}

@@ -1,0 +1,61 @@
+//! The Kubernetes test API on its own, for trying `drkit k8s` and runbooks without a
+//! cluster:
+//!
+//! ```text
+//! cargo run -p dr-testkit --bin k8s-test-api -- --port 0 --kubeconfig /tmp/kubeconfig
+//! KUBECONFIG=/tmp/kubeconfig kubectl get namespaces
+//! ```
+//!
+//! It writes the kubeconfig (context `drkit-test`) once it listens, prints its URL, and
+//! serves until killed.
+
+use std::path::PathBuf;
+
+fn main() {
+    let mut port = 0u16;
+    let mut kubeconfig: Option<PathBuf> = None;
+    let mut context = "drkit-test".to_owned();
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        match a.as_str() {
+            "--port" => {
+                port = args
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or_else(|| usage("--port takes a number"));
+            }
+            "--kubeconfig" => kubeconfig = args.next().map(PathBuf::from),
+            "--context" => {
+                context = args
+                    .next()
+                    .unwrap_or_else(|| usage("--context takes a name"));
+            }
+            "-h" | "--help" => usage(""),
+            other => usage(&format!("unknown argument {other:?}")),
+        }
+    }
+    let Some(kubeconfig) = kubeconfig else {
+        usage("give --kubeconfig PATH")
+    };
+    let api = dr_testkit::k8s::K8sTestApi::start_with(&dr_testkit::k8s::Options {
+        port,
+        ..dr_testkit::k8s::Options::default()
+    });
+    api.write_kubeconfig(&kubeconfig, &context);
+    println!(
+        "Kubernetes test API at {} (context {context}); kubeconfig written to {}",
+        api.url(),
+        kubeconfig.display()
+    );
+    loop {
+        std::thread::park();
+    }
+}
+
+fn usage(problem: &str) -> ! {
+    if !problem.is_empty() {
+        eprintln!("k8s-test-api: {problem}");
+    }
+    eprintln!("usage: k8s-test-api [--port N] --kubeconfig PATH [--context NAME]");
+    std::process::exit(2);
+}
