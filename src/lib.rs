@@ -17,6 +17,7 @@
 //! ```
 
 mod copy;
+mod kubernetes;
 mod ops;
 mod runbooks;
 mod stores;
@@ -27,5 +28,6 @@ pub use dr_k8s as k8s;
 pub use dr_pg as pg;
 
 pub use copy::{copy, CopyOutcome};
-pub use runbooks::{engine, registry};
+pub use kubernetes::open_lock;
+pub use runbooks::{engine, engine_with_lock, registry};
 pub use stores::{init_repository, open_repository, open_store};

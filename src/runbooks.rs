@@ -23,6 +23,7 @@ pub fn registry() -> Registry {
         .target_kind(RdsKind)
         .target_kind(Route53Kind);
     crate::ops::register(&mut r);
+    crate::kubernetes::register(&mut r);
     r
 }
 
@@ -30,6 +31,18 @@ pub fn registry() -> Registry {
 #[must_use]
 pub fn engine(repo: &dr_core::repo::Repository) -> dr_core::runbook::Engine {
     dr_core::runbook::Engine::for_repository(registry(), repo)
+}
+
+/// [`engine`], with every run's single-flight lock the one `lock` names
+/// (`k8s:CONTEXT/NAMESPACE/NAME`, see [`crate::open_lock`]) instead of the store's.
+pub async fn engine_with_lock(
+    repo: &dr_core::repo::Repository,
+    lock: Option<&str>,
+) -> Result<dr_core::runbook::Engine> {
+    let engine = engine(repo);
+    let Some(spec) = lock else { return Ok(engine) };
+    let lock = crate::kubernetes::open_lock(spec).await?;
+    Ok(engine.with_locks(Arc::new(move |_: &str| Ok(lock.clone()))))
 }
 
 fn text(fields: &Map<String, Value>, name: &str, kind: &str, target: &str) -> Result<String> {
@@ -320,6 +333,14 @@ mod tests {
                 include_str!("../examples/runbooks/failover.yaml"),
                 "failover.yaml",
             )
+            .unwrap();
+        let k8s = docs
+            .find("name: app-to-dr-database")
+            .expect("the Kubernetes example");
+        let start = docs[..k8s].rfind("```yaml\n").unwrap() + 8;
+        let end = start + docs[start..].find("```").unwrap();
+        engine()
+            .load(&docs[start..end], "docs/runbooks.md")
             .unwrap();
     }
 

@@ -160,6 +160,10 @@ pub struct RunArgs {
     /// How long the run's lock lasts if this process dies (renewed while it runs).
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     pub lock_ttl: Duration,
+    /// Take the run's lock on a Kubernetes Lease, k8s:CONTEXT/NAMESPACE/NAME, instead of
+    /// in the store (needed where the store ignores create-only writes, e.g. garage).
+    #[arg(long)]
+    pub lock: Option<String>,
 }
 
 /// `drkit pitr`.
@@ -210,6 +214,10 @@ pub struct PitrArgs {
 /// `drkit prune`.
 #[derive(Debug, Args)]
 pub struct PruneArgs {
+    /// Take the prune lock on a Kubernetes Lease, k8s:CONTEXT/NAMESPACE/NAME, instead of
+    /// in the store (needed where the store ignores create-only writes, e.g. garage).
+    #[arg(long)]
+    pub lock: Option<String>,
     /// Keep the newest N of each source and kind.
     #[arg(long, default_value_t = 0)]
     pub keep_last: usize,

@@ -42,7 +42,7 @@ pub use logical::verify::{
     VerifyOptions, VerifyOutcome, VerifyRestoreReport,
 };
 pub use physical::basebackup::{
-    basebackup, prune, BaseMetadata, PruneOutcome, Tablespace, BASE_FILE, KIND_BASE,
+    basebackup, prune, prune_under, BaseMetadata, PruneOutcome, Tablespace, BASE_FILE, KIND_BASE,
 };
 pub use physical::copy::CopyOptions;
 pub use physical::copy::{copy, Copied};

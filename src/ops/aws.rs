@@ -312,6 +312,12 @@ impl Action for RecordAction {
         let r = Self::router(ctx, self.name, &target)?;
         Ok(r.plan(&to).await?.lines(&r.name(), &to))
     }
+    fn undo(&self, with: &Value, outputs: &Map<String, Value>) -> Option<dr_core::runbook::Call> {
+        Some(dr_core::runbook::Call {
+            action: "traffic.restore".into(),
+            with: json!({"target": with.get("target")?, "route": outputs.get("before")?}),
+        })
+    }
     async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
         let (target, to, timeout) = self.destination(with)?;
         let r = Self::router(ctx, self.name, &target)?;

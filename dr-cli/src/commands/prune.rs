@@ -29,7 +29,11 @@ pub async fn prune(cli: &Cli, a: &PruneArgs, out: Output) -> Result<u8> {
         grace: a.grace,
     };
     let repo = super::open_repo(cli).await?;
-    let outcome = dr_pg::prune(&repo, &options, Timestamp::now()).await?;
+    let lock = match &a.lock {
+        Some(spec) => Some(drkit::open_lock(spec).await?),
+        None => None,
+    };
+    let outcome = dr_pg::prune_under(&repo, &options, Timestamp::now(), lock).await?;
     let (report, wal_removed) = (&outcome.report, outcome.wal_files_removed);
     out.emit(&outcome, || {
         let mut t = String::new();

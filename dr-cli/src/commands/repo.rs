@@ -45,7 +45,7 @@ pub async fn init(cli: &Cli, a: &InitArgs, out: Output) -> Result<u8> {
             let _ = write!(t, "\nkey file: {} (keep a copy somewhere safe: without it the backups cannot be read)", p.display());
         }
         if c.create_only == Some(dr_core::repo::CreateOnly::Ignored) {
-            t.push_str("\nnote: this store does not enforce create-only writes: backups work, but store-based locks will refuse to run (use a Kubernetes Lease)");
+            t.push_str("\nnote: this store does not enforce create-only writes: backups work, but store-based locks will refuse to run (take them on a Kubernetes Lease: --lock k8s:CONTEXT/NAMESPACE/NAME)");
         }
         if !repo.is_encrypted() {
             t.push_str("\nwarning: this repository is not encrypted");

@@ -221,7 +221,7 @@ fn timeline(s: &RunSummary) -> String {
 /// `drkit run FILE` / `drkit run --resume ID`.
 pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
     let repo = super::open_repo(cli).await?;
-    let engine = drkit::engine(&repo);
+    let engine = drkit::engine_with_lock(&repo, a.lock.as_deref()).await?;
     let cancel = tokio_util::sync::CancellationToken::new();
     {
         let cancel = cancel.clone();

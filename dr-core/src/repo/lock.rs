@@ -27,10 +27,11 @@ pub struct StoreLock {
     enforced: bool,
 }
 
-/// A held store lock; release it with [`RepoLock::release`].
+/// A held lock (the store's, or another such as a Kubernetes Lease); release it with
+/// [`RepoLock::release`].
 #[derive(Debug)]
 pub struct RepoLock {
-    lock: StoreLock,
+    lock: std::sync::Arc<dyn Lock>,
     lease: Lease,
 }
 
@@ -124,7 +125,7 @@ impl Lock for StoreLock {
         if !self.enforced {
             return Err(err!(
                 Unsupported,
-                "cannot take lock {name:?} in {url}: this store does not enforce create-only writes (If-None-Match), so two processes could both take it; use a Kubernetes Lease for mutual exclusion, or a store that enforces them (AWS S3, a local folder)"
+                "cannot take lock {name:?} in {url}: this store does not enforce create-only writes (If-None-Match), so two processes could both take it; take it on a Kubernetes Lease instead (--lock k8s:CONTEXT/NAMESPACE/NAME), or use a store that enforces them (AWS S3, a local folder)"
             ));
         }
         let newest = self.newest().await?;
@@ -239,7 +240,17 @@ impl Repository {
     /// process holds it, and with `Unsupported` on a store that does not enforce
     /// create-only writes.
     pub async fn lock(&self, name: &str, purpose: &str, ttl: Duration) -> Result<RepoLock> {
-        let lock = self.store_lock(name)?;
+        let lock = std::sync::Arc::new(self.store_lock(name)?);
+        Self::lock_with(lock, purpose, ttl).await
+    }
+
+    /// Takes `lock` (a Kubernetes Lease, for a store that ignores create-only writes)
+    /// for `ttl`; fails with `Conflict` naming the holder.
+    pub async fn lock_with(
+        lock: std::sync::Arc<dyn Lock>,
+        purpose: &str,
+        ttl: Duration,
+    ) -> Result<RepoLock> {
         let lease = lock.acquire(&LockRequest::new(purpose, ttl)).await?;
         Ok(RepoLock { lock, lease })
     }

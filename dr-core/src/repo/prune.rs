@@ -259,16 +259,34 @@ impl Repository {
         let lock = if options.dry_run {
             None
         } else {
-            Some(self.lock("prune", "prune", Duration::from_hours(6)).await?)
+            Some(self.prune_lock(None).await?)
         };
-        let result = self.prune_locked(options, now).await;
+        let result = self.prune_holding_lock(options, now).await;
         if let Some(l) = lock {
             l.release().await?;
         }
         result
     }
 
-    async fn prune_locked(&self, options: &PruneOptions, now: Timestamp) -> Result<PruneReport> {
+    /// Takes the lock a prune holds: `lock` when given (a Kubernetes Lease, for stores
+    /// that ignore create-only writes), else the store lock `prune`.
+    pub async fn prune_lock(
+        &self,
+        lock: Option<std::sync::Arc<dyn crate::lock::Lock>>,
+    ) -> Result<super::RepoLock> {
+        match lock {
+            Some(l) => Self::lock_with(l, "prune", Duration::from_hours(6)).await,
+            None => self.lock("prune", "prune", Duration::from_hours(6)).await,
+        }
+    }
+
+    /// [`Repository::prune`] for a caller that holds [`Repository::prune_lock`] (or
+    /// runs a dry run, which changes nothing).
+    pub async fn prune_holding_lock(
+        &self,
+        options: &PruneOptions,
+        now: Timestamp,
+    ) -> Result<PruneReport> {
         let all = self.snapshots().await?;
         let verified: HashSet<SnapshotId> = self
             .verified()

@@ -122,9 +122,9 @@ impl StepContext {
     pub fn database(&self, name: &str) -> Result<Arc<dyn DatabaseTarget>> {
         match self.target(name)? {
             Target::Database(d) => Ok(d.clone()),
-            Target::Router(_) => Err(err!(
+            Target::Router(_) | Target::Adapter { .. } => Err(err!(
                 InvalidInput,
-                "step {:?}: target {name:?} routes traffic; this action needs a database",
+                "step {:?}: target {name:?} is not a database; this action needs one",
                 self.step
             )),
         }
@@ -145,9 +145,31 @@ impl StepContext {
     pub fn router(&self, name: &str) -> Result<Arc<dyn TrafficRouter>> {
         match self.target(name)? {
             Target::Router(r) => Ok(r.clone()),
-            Target::Database(_) => Err(err!(
+            Target::Database(_) | Target::Adapter { .. } => Err(err!(
                 InvalidInput,
-                "step {:?}: target {name:?} is a database; this action needs a traffic router",
+                "step {:?}: target {name:?} does not route traffic; this action needs a traffic router",
+                self.step
+            )),
+        }
+    }
+
+    /// The adapter target `name` as its client type `T` (a `dr_k8s::Kubernetes`).
+    pub fn adapter<T: std::any::Any + Send + Sync>(
+        &self,
+        name: &str,
+        what: &str,
+    ) -> Result<Arc<T>> {
+        match self.target(name)? {
+            Target::Adapter { value, .. } => value.clone().downcast::<T>().map_err(|_| {
+                err!(
+                    InvalidInput,
+                    "step {:?}: target {name:?} is not {what}",
+                    self.step
+                )
+            }),
+            _ => Err(err!(
+                InvalidInput,
+                "step {:?}: target {name:?} is not {what}",
                 self.step
             )),
         }
@@ -161,6 +183,14 @@ pub enum Target {
     Database(Arc<dyn DatabaseTarget>),
     /// Where traffic goes.
     Router(Arc<dyn TrafficRouter>),
+    /// Something only its own adapter's actions use (a Kubernetes cluster), named for
+    /// messages.
+    Adapter {
+        /// What it is, for messages (`kubernetes context dr`).
+        name: String,
+        /// The adapter's client; its actions take it with [`StepContext::adapter`].
+        value: Arc<dyn std::any::Any + Send + Sync>,
+    },
 }
 
 impl std::fmt::Debug for Target {
@@ -168,6 +198,7 @@ impl std::fmt::Debug for Target {
         match self {
             Self::Database(d) => write!(f, "Database({})", d.name()),
             Self::Router(r) => write!(f, "Router({})", r.name()),
+            Self::Adapter { name, .. } => write!(f, "Adapter({name})"),
         }
     }
 }
@@ -210,6 +241,14 @@ pub trait Action: Send + Sync {
 
     /// One attempt.
     async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome>;
+
+    /// What undoes a finished step of this action, from its parameters and outputs
+    /// (`k8s.scale` back to the previous count): the compensation of a step that gives
+    /// none of its own. `None`: nothing to undo, or not undoable.
+    fn undo(&self, with: &Value, outputs: &Map<String, Value>) -> Option<super::model::Call> {
+        let _ = (with, outputs);
+        None
+    }
 
     /// For a non-idempotent action whose step was in flight when a run died: whether
     /// its effect is visible in live state (then the outputs it would have returned).

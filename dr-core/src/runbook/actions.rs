@@ -587,6 +587,12 @@ impl Action for TrafficSwitch {
         let r = ctx.router(&p.target)?;
         Ok(r.plan(&p.to).await?.lines(&r.name(), &p.to))
     }
+    fn undo(&self, with: &Value, outputs: &Map<String, Value>) -> Option<super::Call> {
+        Some(super::Call {
+            action: "traffic.restore".into(),
+            with: json!({"target": with.get("target")?, "route": outputs.get("before")?}),
+        })
+    }
     async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
         let p: SwitchParams = params("traffic.switch", with)?;
         let s = ctx

@@ -879,13 +879,6 @@ impl Engine {
         let mut ok = true;
         for id in run.finished_order.iter().rev() {
             let step = run.rb.step(id).expect("a known step");
-            let Some(call) = &step.compensate else {
-                continue;
-            };
-            let Some(action) = self.registry.get(&call.action) else {
-                continue;
-            };
-            Self::journal(run, EventKind::CompensationStarted { step: id.clone() }).await?;
             let scope = scope_of(
                 &run.vars,
                 &run.states,
@@ -894,6 +887,25 @@ impl Engine {
                 &run.id,
                 Some("failed"),
             );
+            // The step's own compensation, else its action's undo of what it did.
+            let call = if let Some(c) = &step.compensate {
+                c.clone()
+            } else {
+                let Some(State::Succeeded(outputs)) = run.states.get(id) else {
+                    continue;
+                };
+                let undo = self.registry.get(&step.action).and_then(|a| {
+                    let with = expr::resolve(&step.with, &scope, None).ok()?;
+                    a.undo(&with, outputs)
+                });
+                let Some(c) = undo else { continue };
+                c
+            };
+            let call = &call;
+            let Some(action) = self.registry.get(&call.action) else {
+                continue;
+            };
+            Self::journal(run, EventKind::CompensationStarted { step: id.clone() }).await?;
             let ctx = StepContext {
                 run_id: run.id.clone(),
                 step: id.clone(),

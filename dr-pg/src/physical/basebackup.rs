@@ -418,7 +418,37 @@ pub async fn prune(
     options: &dr_core::repo::PruneOptions,
     now: jiff::Timestamp,
 ) -> Result<PruneOutcome> {
-    let report = repo.prune(options, now).await?;
+    prune_under(repo, options, now, None).await
+}
+
+/// [`prune`] under `lock` (a Kubernetes Lease, for stores that ignore create-only
+/// writes), else the store's own lock; the lock is held for the snapshots, the chunks
+/// and the WAL alike.
+pub async fn prune_under(
+    repo: &Repository,
+    options: &dr_core::repo::PruneOptions,
+    now: jiff::Timestamp,
+    lock: Option<std::sync::Arc<dyn dr_core::lock::Lock>>,
+) -> Result<PruneOutcome> {
+    options.policy.validate()?;
+    let held = if options.dry_run {
+        None
+    } else {
+        Some(repo.prune_lock(lock).await?)
+    };
+    let result = prune_holding(repo, options, now).await;
+    if let Some(l) = held {
+        l.release().await?;
+    }
+    result
+}
+
+async fn prune_holding(
+    repo: &Repository,
+    options: &dr_core::repo::PruneOptions,
+    now: jiff::Timestamp,
+) -> Result<PruneOutcome> {
+    let report = repo.prune_holding_lock(options, now).await?;
     let mut wal_files_removed = 0;
     if !options.dry_run {
         let kept = repo.snapshots().await?;

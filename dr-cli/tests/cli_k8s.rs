@@ -1,0 +1,163 @@
+//! The `drkit` binary with Kubernetes: a runbook that scales down, repoints the app's
+//! ConfigMap, fails on purpose and compensates, read back with kubectl; prune and runs
+//! on garage under a Lease lock.
+
+use std::path::Path;
+
+use dr_testkit::k8s::{deployment, kubectl_json, K8sTestApi};
+use dr_testkit::{stderr, Drkit, Garage};
+use serde_json::{json, Value};
+
+const BIN: &str = env!("CARGO_BIN_EXE_drkit");
+
+fn cluster(dir: &Path) -> (K8sTestApi, std::path::PathBuf) {
+    let api = K8sTestApi::start();
+    let kubeconfig = dir.join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig, "dr");
+    api.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
+    api.create(deployment("shop", "api", 3, "shop/api:1"));
+    api.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-config", "namespace": "shop"}, "data": {"DB_HOST": "db-primary.internal"}}));
+    (api, kubeconfig)
+}
+
+const BOOK: &str = r#"version: 1
+name: app-to-dr-database
+targets:
+  dr: { kind: kubernetes, context: dr, kubeconfig: KUBECONFIG, namespace: shop }
+steps:
+  - id: stop
+    action: k8s.scale
+    with: { target: dr, workload: deployment/api, replicas: 0, wait: true, timeout: 1m }
+  - id: repoint
+    action: k8s.configmap_set
+    needs: [stop]
+    with: { target: dr, name: app-config, set: { DB_HOST: db-dr.internal } }
+  - id: check
+    action: assert
+    needs: [repoint]
+    with: { that: "${vars.healthy}" }
+    on_failure: compensate
+vars:
+  healthy: { default: false }
+"#;
+
+#[test]
+fn a_failing_runbook_compensates_replicas_and_configmap_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, kubeconfig) = cluster(dir.path());
+    let d = Drkit::local(BIN, &dir.path().join("repo"));
+    d.json(&["repo", "init"]);
+    let book = dir.path().join("book.yaml");
+    std::fs::write(
+        &book,
+        BOOK.replace("KUBECONFIG", &kubeconfig.display().to_string()),
+    )
+    .unwrap();
+    assert!(api.tick_until(50, |a| a
+        .object("apps/v1", "deployments", "shop", "api")
+        .unwrap()["status"]["readyReplicas"]
+        == 3));
+
+    let plan = d.json(&["plan", book.to_str().unwrap()]);
+    let changes = plan.to_string();
+    assert!(changes.contains("replicas: 3 -> 0"), "{plan}");
+    assert!(
+        changes.contains("data.DB_HOST: db-primary.internal -> db-dr.internal"),
+        "{plan}"
+    );
+    assert_eq!(
+        api.object("apps/v1", "deployments", "shop", "api").unwrap()["spec"]["replicas"],
+        3,
+        "plan changed nothing"
+    );
+
+    let out = d.run(&["--json", "run", book.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["outcome"], "compensated", "{run}");
+    let steps = run["steps"].as_array().unwrap();
+    let stop = steps.iter().find(|s| s["id"] == "stop").unwrap();
+    assert_eq!(stop["outputs"]["previous"], 3);
+
+    let Some(dep) = kubectl_json(&kubeconfig, &["-n", "shop", "get", "deployment", "api"]) else {
+        return;
+    };
+    assert_eq!(
+        dep["spec"]["replicas"], 3,
+        "scaled back to the remembered count"
+    );
+    let cm = kubectl_json(
+        &kubeconfig,
+        &["-n", "shop", "get", "configmap", "app-config"],
+    )
+    .unwrap();
+    assert_eq!(
+        cm["data"],
+        json!({"DB_HOST": "db-primary.internal"}),
+        "the ConfigMap as it was"
+    );
+    let shown = d.json(&["runs", "show", run["id"].as_str().unwrap()]);
+    let events = shown.to_string();
+    assert!(
+        events.contains("compensat"),
+        "the journal records the compensation: {shown}"
+    );
+}
+
+#[test]
+fn on_garage_prune_and_runs_take_a_lease_lock() {
+    let Some(garage) = Garage::start() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let api = K8sTestApi::start();
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig, "ops");
+    let s3 = Drkit::at(BIN, &garage.url("k8s-lock"))
+        .with_env(garage.env())
+        .with_env([("KUBECONFIG", kubeconfig.display().to_string())]);
+    s3.json(&["repo", "init"]);
+
+    let refused = s3.run(&["prune", "--keep-last", "1"]);
+    assert_ne!(refused.status.code(), Some(0));
+    assert!(
+        stderr(&refused).contains("k8s:"),
+        "points at the Lease lock: {}",
+        stderr(&refused)
+    );
+
+    let pruned = s3.json(&[
+        "prune",
+        "--keep-last",
+        "1",
+        "--lock",
+        "k8s:ops/default/drkit-prune",
+    ]);
+    assert!(pruned["report"].is_object(), "{pruned}");
+    let lease = api
+        .object("coordination.k8s.io/v1", "leases", "default", "drkit-prune")
+        .expect("the Lease was used");
+    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+    assert!(
+        lease["spec"]["holderIdentity"].is_null(),
+        "released after the prune: {lease}"
+    );
+
+    let book = dir.path().join("pause.yaml");
+    std::fs::write(
+        &book,
+        "version: 1\nname: pause\nsteps:\n  - id: nap\n    action: wait\n    with: { for: 10ms }\n",
+    )
+    .unwrap();
+    let run = s3.json(&[
+        "run",
+        book.to_str().unwrap(),
+        "--lock",
+        "k8s:ops/default/drkit-runs",
+    ]);
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    let lease = api
+        .object("coordination.k8s.io/v1", "leases", "default", "drkit-runs")
+        .expect("the run's Lease");
+    assert_eq!(lease["spec"]["leaseTransitions"], 1);
+}
