@@ -25,36 +25,11 @@ command -v /usr/bin/time >/dev/null || { apt-get install -y -qq time >/dev/null;
 "$VENV/bin/python" -c "import awscli" 2>/dev/null || "$VENV/bin/pip" install -q awscli
 cargo build --release --locked -q -p dr-cli
 DRKIT="$CARGO_TARGET_DIR/release/drkit"
-GARAGE=$(command -v garage || echo "$HOME/.cargo/bin/garage")
-
-free_port() { python3 -c "import socket; s = socket.socket(); s.bind(('127.0.0.1', 0)); print(s.getsockname()[1])"; }
-S3_PORT=$(free_port); RPC_PORT=$(free_port); ADMIN_PORT=$(free_port)
+# shellcheck source=benches/garage.sh
+. "$(dirname "$0")/garage.sh"
 rm -rf "$WORK"; mkdir -p "$WORK"
-cat > "$WORK/garage.toml" <<CONF
-metadata_dir = "$WORK/meta"
-data_dir = "$WORK/data"
-db_engine = "lmdb"
-replication_factor = 1
-rpc_bind_addr = "127.0.0.1:$RPC_PORT"
-rpc_public_addr = "127.0.0.1:$RPC_PORT"
-rpc_secret = "$(printf 'cd%.0s' {1..32})"
-[s3_api]
-s3_region = "us-east-1"
-api_bind_addr = "127.0.0.1:$S3_PORT"
-root_domain = ".s3.garage.localhost"
-[admin]
-api_bind_addr = "127.0.0.1:$ADMIN_PORT"
-admin_token = "bench-admin-token"
-CONF
-export AWS_ACCESS_KEY_ID=GK0123456789abcdef01234567
-export AWS_SECRET_ACCESS_KEY=0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef
-export AWS_REGION=us-east-1 AWS_DEFAULT_REGION=us-east-1
-GARAGE_DEFAULT_ACCESS_KEY=$AWS_ACCESS_KEY_ID GARAGE_DEFAULT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY \
-  GARAGE_DEFAULT_BUCKET=bench RUST_LOG=warn "$GARAGE" -c "$WORK/garage.toml" server --single-node --default-bucket \
-  > "$WORK/garage.log" 2>&1 &
-GARAGE_PID=$!
-trap 'kill $GARAGE_PID 2>/dev/null || true; rm -rf "$WORK"' EXIT
-ENDPOINT="http://127.0.0.1:$S3_PORT"
+start_garage "$WORK/garage"
+trap 'stop_garage; rm -rf "$WORK"' EXIT
 for _ in $(seq 100); do "$VENV/bin/aws" --endpoint-url "$ENDPOINT" s3 ls s3://bench >/dev/null 2>&1 && break; sleep 0.2; done
 
 echo "writing a ${SIZE_MIB} MiB file of random bytes…" >&2

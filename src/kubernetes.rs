@@ -2,6 +2,8 @@
 //! CLI and Python call, with the same options; each mutating one plans from live state
 //! and undoes itself when its run compensates.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +12,7 @@ use dr_core::runbook::{
     params, Action, ActionSpec, Call, Field, Outcome, Registry, StepContext, Target, TargetKind,
 };
 use dr_core::{err, Result};
-use dr_k8s::{ConfigMapOptions, ConnectOptions, Kubernetes, ScaleOptions, Workload};
+use dr_k8s::{ConfigMapOptions, ConnectOptions, EnvOptions, Kubernetes, ScaleOptions, Workload};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -75,67 +77,88 @@ fn split<O: serde::de::DeserializeOwned>(action: &str, with: &Value) -> Result<(
     Ok((target, params(action, &Value::Object(m))?))
 }
 
-fn known_later(with: &Value) -> bool {
-    with.to_string().contains("<known after")
+type Fut<T> = Pin<Box<dyn Future<Output = Result<T>> + Send>>;
+type RunFn<O> = fn(Arc<Kubernetes>, O) -> Fut<Value>;
+type PlanFn<O> = fn(Arc<Kubernetes>, O) -> Fut<Vec<String>>;
+type UndoFn = fn(&Value, &Map<String, Value>) -> Option<Call>;
+
+/// A `k8s.*` action: `target` (a kubernetes target) beside the options `O` of one
+/// `dr_k8s` operation, with its plan form and its undo.
+struct K8sOp<O> {
+    spec: ActionSpec,
+    run: RunFn<O>,
+    plan: PlanFn<O>,
+    undo: Option<UndoFn>,
 }
 
-struct Scale;
+fn k8s_op<O>(
+    name: &str,
+    summary: &str,
+    params: Vec<Field>,
+    outputs: Vec<Field>,
+    run: RunFn<O>,
+    plan: PlanFn<O>,
+    undo: Option<UndoFn>,
+) -> K8sOp<O> {
+    let mut all = vec![Field::required("target", "target", WHAT)];
+    all.extend(params);
+    K8sOp {
+        spec: ActionSpec {
+            name: name.into(),
+            summary: summary.into(),
+            idempotent: true,
+            params: all,
+            outputs,
+            open_outputs: false,
+        },
+        run,
+        plan,
+        undo,
+    }
+}
 
 #[async_trait]
-impl Action for Scale {
+impl<O: serde::de::DeserializeOwned + Send + 'static> Action for K8sOp<O> {
     fn spec(&self) -> ActionSpec {
-        ActionSpec {
-            name: "k8s.scale".into(),
-            summary: "Scales a Deployment or StatefulSet (compare-and-swap on the /scale subresource) and, with wait, waits until its replicas are ready or its pods are gone; compensated by scaling back to the previous count.".into(),
-            idempotent: true,
-            params: vec![
-                Field::required("target", "target", WHAT),
-                Field::required("workload", "string", "deployment/NAME or statefulset/NAME"),
-                Field::required("replicas", "int", "The count to set"),
-                Field::optional("namespace", "string", "Else the target's"),
-                Field::optional("wait", "bool", "Wait until ready / gone (default false)"),
-                Field::optional("timeout", "duration", "Longest wait (default 5m)"),
-            ],
-            outputs: vec![
-                Field::required("previous", "int", "The count before: what compensation restores"),
-                Field::required("replicas", "int", "The count now"),
-                Field::required("namespace", "string", "Where"),
-                Field::required("ready", "int", "Ready replicas, when it waited"),
-            ],
-            open_outputs: false,
-        }
+        self.spec.clone()
     }
     fn check(&self, with: &Value) -> Result<()> {
-        if known_later(with) {
+        if with.to_string().contains("<known after") {
             return Ok(());
         }
-        split::<ScaleOptions>("k8s.scale", with).map(|_| ())
+        split::<O>(&self.spec.name, with).map(|_| ())
     }
     async fn plan(&self, ctx: &StepContext, with: &Value) -> Result<Vec<String>> {
-        let (t, o): (String, ScaleOptions) = split("k8s.scale", with)?;
-        let k = ctx.adapter::<Kubernetes>(&t, WHAT)?;
-        Ok(vec![k.plan_scale(&o).await?.to_string()])
+        let (t, o): (String, O) = split(&self.spec.name, with)?;
+        (self.plan)(ctx.adapter::<Kubernetes>(&t, WHAT)?, o).await
     }
     async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
-        let (t, o): (String, ScaleOptions) = split("k8s.scale", with)?;
-        let k = ctx.adapter::<Kubernetes>(&t, WHAT)?;
-        Ok(outputs(k.scale(&o).await?))
+        let (t, o): (String, O) = split(&self.spec.name, with)?;
+        Ok(outputs(
+            (self.run)(ctx.adapter::<Kubernetes>(&t, WHAT)?, o).await?,
+        ))
     }
     fn undo(&self, with: &Value, out: &Map<String, Value>) -> Option<Call> {
-        Some(Call {
-            action: "k8s.scale".into(),
-            with: json!({
-                "target": with.get("target")?, "workload": with.get("workload")?,
-                "namespace": out.get("namespace")?, "replicas": out.get("previous")?,
-                "wait": with.get("wait").cloned().unwrap_or(Value::Bool(false)),
-            }),
-        })
+        self.undo.and_then(|u| u(with, out))
     }
+}
+
+fn doc<T: serde::Serialize>(v: &T) -> Value {
+    serde_json::to_value(v).unwrap_or(Value::Null)
+}
+
+/// The undo of a change that returned its previous state as `Options::undo` takes it.
+fn call(action: &str, with: &Value, mut params: Value) -> Option<Call> {
+    params["target"] = with.get("target")?.clone();
+    Some(Call {
+        action: action.into(),
+        with: params,
+    })
 }
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct WaitParams {
+struct WorkloadParams {
     workload: Workload,
     #[serde(default)]
     namespace: Option<String>,
@@ -143,103 +166,158 @@ struct WaitParams {
     timeout: Option<Duration>,
 }
 
-struct WaitReady;
-
-#[async_trait]
-impl Action for WaitReady {
-    fn spec(&self) -> ActionSpec {
-        ActionSpec {
-            name: "k8s.wait_ready".into(),
-            summary: "Waits until a Deployment or StatefulSet has every replica updated, ready and available (watching it, no polling); fails at the timeout saying what it still waits for.".into(),
-            idempotent: true,
-            params: vec![
-                Field::required("target", "target", WHAT),
-                Field::required("workload", "string", "deployment/NAME or statefulset/NAME"),
-                Field::optional("namespace", "string", "Else the target's"),
-                Field::optional("timeout", "duration", "Longest wait (default 5m)"),
-            ],
-            outputs: vec![Field::required("ready", "int", "Ready replicas"), Field::required("seconds", "number", "How long it waited")],
-            open_outputs: false,
-        }
-    }
-    fn check(&self, with: &Value) -> Result<()> {
-        split::<WaitParams>("k8s.wait_ready", with).map(|_| ())
-    }
-    async fn plan(&self, _: &StepContext, with: &Value) -> Result<Vec<String>> {
-        let (_, p): (String, WaitParams) = split("k8s.wait_ready", with)?;
-        Ok(vec![format!("waits until {} is ready", p.workload)])
-    }
-    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
-        let (t, p): (String, WaitParams) = split("k8s.wait_ready", with)?;
-        let k = ctx.adapter::<Kubernetes>(&t, WHAT)?;
-        let w = k
-            .wait_ready(
-                &p.workload,
-                p.namespace.as_deref(),
-                p.timeout.unwrap_or(Duration::from_mins(5)),
-            )
-            .await?;
-        Ok(outputs(w))
-    }
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UndoParams {
+    workload: Workload,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    to_revision: Option<i64>,
 }
 
-struct ConfigMapSet;
+fn workload_fields() -> Vec<Field> {
+    vec![
+        Field::required("workload", "string", "deployment/NAME or statefulset/NAME"),
+        Field::optional("namespace", "string", "Else the target's"),
+    ]
+}
 
-#[async_trait]
-impl Action for ConfigMapSet {
-    fn spec(&self) -> ActionSpec {
-        ActionSpec {
-            name: "k8s.configmap_set".into(),
-            summary: "Sets and removes keys of a ConfigMap (compare-and-swap on its resourceVersion); outputs the old values, and compensation puts them back.".into(),
-            idempotent: true,
-            params: vec![
-                Field::required("target", "target", WHAT),
+/// Adds the `kubernetes` target kind and the `k8s.*` actions.
+#[allow(clippy::too_many_lines)] // one registration per operation
+pub(crate) fn register(r: &mut Registry) {
+    let mut scale_fields = workload_fields();
+    scale_fields.extend([
+        Field::required("replicas", "int", "The count to set"),
+        Field::optional("wait", "bool", "Wait until ready / gone (default false)"),
+        Field::optional("timeout", "duration", "Longest wait (default 5m)"),
+    ]);
+    let mut wait_fields = workload_fields();
+    wait_fields.push(Field::optional(
+        "timeout",
+        "duration",
+        "Longest wait (default 5m)",
+    ));
+    let mut undo_fields = workload_fields();
+    undo_fields.push(Field::optional(
+        "to_revision",
+        "int",
+        "Else the revision before the current one",
+    ));
+    let mut env_fields = workload_fields();
+    env_fields.extend([
+        Field::optional("container", "string", "Else every container"),
+        Field::required(
+            "env",
+            "{NAME: value|null}",
+            "Variables to set (null removes)",
+        ),
+    ]);
+    r.target_kind(KubernetesKind)
+        .action(k8s_op::<ScaleOptions>(
+            "k8s.scale",
+            "Scales a Deployment or StatefulSet (compare-and-swap on the /scale subresource) and, with wait, waits until its replicas are ready or its pods are gone; compensated by scaling back to the previous count.",
+            scale_fields,
+            vec![
+                Field::required("previous", "int", "The count before: what compensation restores"),
+                Field::required("replicas", "int", "The count now"),
+                Field::required("namespace", "string", "Where"),
+                Field::required("ready", "int", "Ready replicas, when it waited"),
+            ],
+            |k, o| Box::pin(async move { Ok(doc(&k.scale(&o).await?)) }),
+            |k, o| Box::pin(async move { Ok(vec![k.plan_scale(&o).await?.to_string()]) }),
+            Some(|with, out| {
+                call("k8s.scale", with, json!({
+                    "workload": with.get("workload")?, "namespace": out.get("namespace")?,
+                    "replicas": out.get("previous")?, "wait": with.get("wait").cloned().unwrap_or(Value::Bool(false)),
+                }))
+            }),
+        ))
+        .action(k8s_op::<WorkloadParams>(
+            "k8s.wait_ready",
+            "Waits until a Deployment or StatefulSet has every replica updated, ready and available (watching it, no polling); fails at the timeout saying what it still waits for.",
+            wait_fields.clone(),
+            vec![Field::required("ready", "int", "Ready replicas"), Field::required("seconds", "number", "How long it waited")],
+            |k, p| Box::pin(async move { Ok(doc(&k.wait_ready(&p.workload, p.namespace.as_deref(), p.timeout.unwrap_or(Duration::from_mins(5))).await?)) }),
+            |_, p| Box::pin(async move { Ok(vec![format!("waits until {} is ready", p.workload)]) }),
+            None,
+        ))
+        .action(k8s_op::<WorkloadParams>(
+            "k8s.rollout_status",
+            "kubectl rollout status: waits until the rollout of a Deployment or StatefulSet is done (the same wait as k8s.wait_ready).",
+            wait_fields,
+            vec![Field::required("ready", "int", "Ready replicas"), Field::required("updated", "int", "Replicas of the current template")],
+            |k, p| Box::pin(async move { Ok(doc(&k.wait_ready(&p.workload, p.namespace.as_deref(), p.timeout.unwrap_or(Duration::from_mins(5))).await?)) }),
+            |_, p| Box::pin(async move { Ok(vec![format!("waits until the rollout of {} is done", p.workload)]) }),
+            None,
+        ))
+        .action(k8s_op::<UndoParams>(
+            "k8s.rollout_undo",
+            "Rolls a Deployment or StatefulSet back to the previous revision, or to_revision (found as kubectl does); compensated by rolling forward to the revision it left.",
+            undo_fields,
+            vec![
+                Field::required("from_revision", "int", "The revision it ran"),
+                Field::required("to_revision", "int", "The revision whose template it runs now"),
+                Field::required("image_before", "string", "First container's image before"),
+                Field::required("image_after", "string", "And after"),
+            ],
+            |k, p| Box::pin(async move { Ok(doc(&k.rollout_undo(&p.workload, p.namespace.as_deref(), p.to_revision).await?)) }),
+            |k, p| Box::pin(async move { Ok(vec![k.plan_rollout_undo(&p.workload, p.namespace.as_deref(), p.to_revision).await?.to_string()]) }),
+            Some(|with, out| {
+                call("k8s.rollout_undo", with, json!({"workload": with.get("workload")?, "namespace": out.get("namespace")?, "to_revision": out.get("from_revision")?}))
+            }),
+        ))
+        .action(k8s_op::<WorkloadParams>(
+            "k8s.restart",
+            "kubectl rollout restart: new pods for a Deployment or StatefulSet (the restartedAt annotation on its template).",
+            workload_fields(),
+            vec![Field::required("restarted_at", "string", "The annotation's value")],
+            |k, p| Box::pin(async move { Ok(doc(&k.rollout_restart(&p.workload, p.namespace.as_deref()).await?)) }),
+            |_, p| Box::pin(async move { Ok(vec![format!("restarts the pods of {}", p.workload)]) }),
+            None,
+        ))
+        .action(k8s_op::<EnvOptions>(
+            "k8s.set_env",
+            "Sets (or, with null, removes) environment variables of a workload's containers; outputs the old values, and compensation puts them back.",
+            env_fields,
+            vec![Field::required("previous", "{container: {NAME: value|null}}", "The old values"), Field::required("changed", "bool", "Whether anything changed")],
+            |k, o| Box::pin(async move { Ok(doc(&k.set_env(&o).await?)) }),
+            |k, o| Box::pin(async move { Ok(k.plan_set_env(&o).await?.iter().map(ToString::to_string).collect()) }),
+            Some(|with, out| {
+                let change: dr_k8s::EnvChange = serde_json::from_value(Value::Object(out.clone())).ok()?;
+                // One container per undo call: the common case, and what set_env returns
+                // for a named container.
+                let undo = EnvOptions::undo(&change).into_iter().next()?;
+                if !change.changed {
+                    return None;
+                }
+                call("k8s.set_env", with, doc(&undo))
+            }),
+        ))
+        .action(k8s_op::<ConfigMapOptions>(
+            "k8s.configmap_set",
+            "Sets and removes keys of a ConfigMap (compare-and-swap on its resourceVersion); outputs the old values, and compensation puts them back.",
+            vec![
                 Field::required("name", "string", "The ConfigMap"),
                 Field::optional("namespace", "string", "Else the target's"),
                 Field::optional("set", "{key: value}", "Keys to set"),
                 Field::optional("remove", "[key]", "Keys to remove"),
             ],
-            outputs: vec![
+            vec![
                 Field::required("previous", "{key: value|null}", "The old value of each key touched"),
                 Field::required("changed", "bool", "Whether anything changed"),
                 Field::required("namespace", "string", "Where"),
             ],
-            open_outputs: false,
-        }
-    }
-    fn check(&self, with: &Value) -> Result<()> {
-        if known_later(with) {
-            return Ok(());
-        }
-        split::<ConfigMapOptions>("k8s.configmap_set", with).map(|_| ())
-    }
-    async fn plan(&self, ctx: &StepContext, with: &Value) -> Result<Vec<String>> {
-        let (t, o): (String, ConfigMapOptions) = split("k8s.configmap_set", with)?;
-        let k = ctx.adapter::<Kubernetes>(&t, WHAT)?;
-        Ok(k.plan_configmap(&o)
-            .await?
-            .iter()
-            .map(ToString::to_string)
-            .collect())
-    }
-    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
-        let (t, o): (String, ConfigMapOptions) = split("k8s.configmap_set", with)?;
-        let k = ctx.adapter::<Kubernetes>(&t, WHAT)?;
-        Ok(outputs(k.configmap_set(&o).await?))
-    }
-    fn undo(&self, with: &Value, out: &Map<String, Value>) -> Option<Call> {
-        let change: dr_k8s::ConfigMapChange =
-            serde_json::from_value(Value::Object(out.clone())).ok()?;
-        if !change.changed {
-            return None;
-        }
-        let mut w = serde_json::to_value(ConfigMapOptions::undo(&change)).ok()?;
-        w["target"] = with.get("target")?.clone();
-        Some(Call {
-            action: "k8s.configmap_set".into(),
-            with: w,
-        })
-    }
+            |k, o| Box::pin(async move { Ok(doc(&k.configmap_set(&o).await?)) }),
+            |k, o| Box::pin(async move { Ok(k.plan_configmap(&o).await?.iter().map(ToString::to_string).collect()) }),
+            Some(|with, out| {
+                let change: dr_k8s::ConfigMapChange = serde_json::from_value(Value::Object(out.clone())).ok()?;
+                if !change.changed {
+                    return None;
+                }
+                call("k8s.configmap_set", with, doc(&ConfigMapOptions::undo(&change)))
+            }),
+        ));
 }
 
 /// The lock a `--lock` flag names: `k8s:CONTEXT/NAMESPACE/NAME`, a Kubernetes Lease
@@ -254,12 +332,4 @@ pub async fn open_lock(spec: &str) -> Result<Arc<dyn dr_core::lock::Lock>> {
     })
     .await?;
     Ok(Arc::new(dr_k8s::LeaseLock::new(k8s, &namespace, &name)))
-}
-
-/// Adds the `kubernetes` target kind and the `k8s.*` actions.
-pub(crate) fn register(r: &mut Registry) {
-    r.target_kind(KubernetesKind)
-        .action(Scale)
-        .action(WaitReady)
-        .action(ConfigMapSet);
 }

@@ -14,11 +14,13 @@ mod cluster;
 mod configmap;
 mod error;
 mod lease;
+mod rollout;
 mod workload;
 
 pub use cluster::{ConnectOptions, Kubernetes};
 pub use configmap::{ConfigMapChange, ConfigMapOptions};
 pub use lease::LeaseLock;
+pub use rollout::{EnvChange, EnvOptions, RestartOutcome, UndoOutcome};
 pub use workload::{ScaleOptions, ScaleOutcome, WaitOutcome, Workload, WorkloadKind};
 
 /// What a planned change would do to one object: `from` → `to`.

@@ -327,3 +327,168 @@ async fn of_two_lease_holders_exactly_one_wins_and_an_expired_one_is_taken_over(
     carol.release(&taken).await.unwrap();
     assert!(carol.holder().await.unwrap().is_none(), "released");
 }
+
+fn image(api: &K8sTestApi, name: &str) -> String {
+    api.object("apps/v1", "deployments", "default", name)
+        .unwrap()["spec"]["template"]["spec"]["containers"][0]["image"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn set_image(w: &World, name: &str, image: &str) {
+    let out = kubectl(
+        &w.kubeconfig,
+        &[
+            "set",
+            "image",
+            &format!("deployment/{name}"),
+            &format!("app={image}"),
+        ],
+    )
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(w.api.tick_until(100, |a| {
+        let d = a.object("apps/v1", "deployments", "default", name).unwrap();
+        d["status"]["updatedReplicas"] == d["spec"]["replicas"]
+            && d["status"]["observedGeneration"] == d["metadata"]["generation"]
+    }));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rollout_undo_returns_the_previous_image_and_to_revision_a_named_one() {
+    let w = world();
+    w.api.create(deployment("default", "api", 2, "shop/api:1"));
+    let k = w.k8s().await;
+    let api: dr_k8s::Workload = "deployment/api".parse().unwrap();
+    k.wait_ready(&api, None, Duration::from_mins(1))
+        .await
+        .unwrap();
+    if kubectl(&w.kubeconfig, &["version", "--client"]).is_none() {
+        return;
+    }
+    set_image(&w, "api", "shop/api:2");
+    set_image(&w, "api", "shop/api:3");
+
+    let plan = k.plan_rollout_undo(&api, None, None).await.unwrap();
+    assert_eq!(plan.to.as_deref(), Some("2 (shop/api:2)"), "{plan}");
+    let undo = k.rollout_undo(&api, None, None).await.unwrap();
+    assert_eq!(
+        (undo.image_before.as_deref(), undo.image_after.as_deref()),
+        (Some("shop/api:3"), Some("shop/api:2"))
+    );
+    assert_eq!(image(&w.api, "api"), "shop/api:2");
+    k.wait_ready(&api, None, Duration::from_mins(1))
+        .await
+        .unwrap();
+
+    let named = k.rollout_undo(&api, None, Some(1)).await.unwrap();
+    assert_eq!(named.image_after.as_deref(), Some("shop/api:1"));
+    k.wait_ready(&api, None, Duration::from_mins(1))
+        .await
+        .unwrap();
+    // kubectl sees the history renumbered as the real controller does: 1 became 5.
+    let out = kubectl(&w.kubeconfig, &["rollout", "history", "deployment/api"]).unwrap();
+    let history = String::from_utf8_lossy(&out.stdout);
+    let revisions: Vec<&str> = history
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(revisions, ["3", "4", "5"], "{history}");
+    let out = kubectl(
+        &w.kubeconfig,
+        &[
+            "rollout",
+            "history",
+            "deployment/api",
+            "--revision=5",
+            "-o",
+            "jsonpath={.spec.template.spec.containers[0].image}",
+        ],
+    )
+    .unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "shop/api:1");
+
+    let e = k
+        .rollout_undo(&api, None, Some(9))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("no revision 9") && e.contains("3, 4, 5"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn set_env_and_restart_leave_what_kubectl_leaves() {
+    let w = world();
+    w.api.create(deployment("default", "a", 1, "shop/api:1"));
+    w.api.create(deployment("default", "b", 1, "shop/api:1"));
+    let k = w.k8s().await;
+    let o = dr_k8s::EnvOptions {
+        workload: "deployment/a".parse().unwrap(),
+        namespace: None,
+        container: None,
+        env: BTreeMap::from([
+            ("DATABASE_HOST".into(), Some("db-dr.internal".into())),
+            ("POOL".into(), Some("5".into())),
+        ]),
+    };
+    let plan = k.plan_set_env(&o).await.unwrap();
+    assert_eq!(plan.len(), 2);
+    let changed = k.set_env(&o).await.unwrap();
+    assert_eq!(changed.previous["app"]["DATABASE_HOST"], None);
+    let Some(out) = kubectl(
+        &w.kubeconfig,
+        &[
+            "set",
+            "env",
+            "deployment/b",
+            "DATABASE_HOST=db-dr.internal",
+            "POOL=5",
+        ],
+    ) else {
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let a = kubectl_json(&w.kubeconfig, &["get", "deployment", "a"]).unwrap();
+    let b = kubectl_json(&w.kubeconfig, &["get", "deployment", "b"]).unwrap();
+    let env = |d: &serde_json::Value| d["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+    assert_eq!(env(&a), env(&b), "drkit and kubectl set the same env");
+    assert_eq!(
+        env(&a),
+        json!([{"name": "DATABASE_HOST", "value": "db-dr.internal"}, {"name": "POOL", "value": "5"}])
+    );
+
+    // Undo puts the template back as it was.
+    for u in dr_k8s::EnvOptions::undo(&changed) {
+        k.set_env(&u).await.unwrap();
+    }
+    let a = kubectl_json(&w.kubeconfig, &["get", "deployment", "a"]).unwrap();
+    assert_eq!(env(&a), json!([]));
+
+    let r = k
+        .rollout_restart(&"deployment/a".parse().unwrap(), None)
+        .await
+        .unwrap();
+    let a = kubectl_json(&w.kubeconfig, &["get", "deployment", "a"]).unwrap();
+    assert_eq!(
+        a["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"],
+        json!(r.restarted_at)
+    );
+    let out = kubectl(&w.kubeconfig, &["rollout", "restart", "deployment/b"]).unwrap();
+    assert!(out.status.success());
+    let b = kubectl_json(&w.kubeconfig, &["get", "deployment", "b"]).unwrap();
+    assert!(
+        b["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_string(),
+        "the same annotation as kubectl's"
+    );
+}

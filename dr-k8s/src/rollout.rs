@@ -1,0 +1,539 @@
+//! Rollouts: undo to the previous revision or a named one (found as kubectl finds it: the
+//! ReplicaSets' revision annotation for a Deployment, ControllerRevisions for a
+//! StatefulSet), restart, and environment variables of a container.
+
+use std::collections::BTreeMap;
+
+use dr_core::{err, Result};
+use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet, StatefulSet};
+use kube::api::{Api, ListParams, Patch, PatchParams};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::error::{classify, is_conflict};
+use crate::workload::{Workload, WorkloadKind, CAS_ATTEMPTS};
+use crate::{Change, Kubernetes};
+
+const REVISION: &str = "deployment.kubernetes.io/revision";
+
+/// What a rollout undo did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UndoOutcome {
+    /// The workload.
+    pub workload: Workload,
+    /// Its namespace.
+    pub namespace: String,
+    /// The revision it ran before.
+    pub from_revision: i64,
+    /// The revision whose template it runs now (the controller gives it a new number).
+    pub to_revision: i64,
+    /// The first container's image before and after.
+    pub image_before: Option<String>,
+    /// After.
+    pub image_after: Option<String>,
+}
+
+/// What a restart did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestartOutcome {
+    /// The workload.
+    pub workload: Workload,
+    /// Its namespace.
+    pub namespace: String,
+    /// The `kubectl.kubernetes.io/restartedAt` it set.
+    pub restarted_at: String,
+}
+
+/// What `drkit k8s set-env` and the `k8s.set_env` step take.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvOptions {
+    /// `deployment/api`.
+    pub workload: Workload,
+    /// The namespace (else the connection's).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// The container (else every container of the pod template, as kubectl does).
+    #[serde(default)]
+    pub container: Option<String>,
+    /// Variables to set (`null`: remove).
+    pub env: BTreeMap<String, Option<String>>,
+}
+
+/// What a change of environment variables did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EnvChange {
+    /// The workload.
+    pub workload: Workload,
+    /// Its namespace.
+    pub namespace: String,
+    /// Per container, the old value of each variable touched (`null`: absent).
+    pub previous: BTreeMap<String, BTreeMap<String, Option<String>>>,
+    /// Whether anything changed.
+    pub changed: bool,
+}
+
+impl EnvOptions {
+    /// The options that put `change.previous` back, one per container.
+    #[must_use]
+    pub fn undo(change: &EnvChange) -> Vec<Self> {
+        change
+            .previous
+            .iter()
+            .map(|(container, env)| Self {
+                workload: change.workload.clone(),
+                namespace: Some(change.namespace.clone()),
+                container: Some(container.clone()),
+                env: env.clone(),
+            })
+            .collect()
+    }
+}
+
+fn template_of(obj: &Value) -> Value {
+    obj["spec"]["template"].clone()
+}
+
+fn first_image(template: &Value) -> Option<String> {
+    template["spec"]["containers"][0]["image"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+fn owned_by(obj: &Value, uid: &str) -> bool {
+    obj["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|refs| {
+            refs.iter()
+                .any(|r| r["uid"] == uid && r["controller"] == true)
+        })
+}
+
+fn selector(obj: &Value) -> String {
+    obj["spec"]["selector"]["matchLabels"]
+        .as_object()
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| format!("{k}={}", v.as_str().unwrap_or_default()))
+                .collect::<Vec<_>>()
+                .join(",")
+        })
+        .unwrap_or_default()
+}
+
+impl Kubernetes {
+    pub(crate) async fn workload_json(&self, w: &Workload, ns: &str) -> Result<Value> {
+        let what = format!("{w} in namespace {ns}");
+        let v = match w.kind {
+            WorkloadKind::Deployment => Api::<Deployment>::namespaced(self.client.clone(), ns)
+                .get(&w.name)
+                .await
+                .map(|o| serde_json::to_value(o).unwrap_or_default()),
+            WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(self.client.clone(), ns)
+                .get(&w.name)
+                .await
+                .map(|o| serde_json::to_value(o).unwrap_or_default()),
+        };
+        v.map_err(|e| classify(self.context(), "get", &what, e))
+    }
+
+    /// A JSON patch of `w` that applies only to the version read (`resourceVersion`
+    /// replaced by itself is the precondition); `Ok(false)` when it lost a race.
+    pub(crate) async fn patch_workload(
+        &self,
+        w: &Workload,
+        ns: &str,
+        rv: &str,
+        ops: Vec<Value>,
+    ) -> Result<bool> {
+        let mut all =
+            vec![json!({"op": "replace", "path": "/metadata/resourceVersion", "value": rv})];
+        all.extend(ops);
+        let ops: json_patch::Patch = serde_json::from_value(Value::Array(all))
+            .map_err(|e| err!(External, "building a JSON patch of {w}: {e}"))?;
+        let patch: Patch<()> = Patch::Json(ops);
+        let pp = PatchParams::default();
+        let what = format!("{w} in namespace {ns}");
+        let r = match w.kind {
+            WorkloadKind::Deployment => Api::<Deployment>::namespaced(self.client.clone(), ns)
+                .patch(&w.name, &pp, &patch)
+                .await
+                .map(|_| ()),
+            WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(self.client.clone(), ns)
+                .patch(&w.name, &pp, &patch)
+                .await
+                .map(|_| ()),
+        };
+        match r {
+            Ok(()) => Ok(true),
+            Err(e) if is_conflict(&e) => Ok(false),
+            Err(e) => Err(classify(self.context(), "patch", &what, e)),
+        }
+    }
+
+    /// The revisions of `w` as `(revision, pod template)`, oldest first, and the current
+    /// revision.
+    async fn revisions(
+        &self,
+        w: &Workload,
+        ns: &str,
+        obj: &Value,
+    ) -> Result<(Vec<(i64, Value)>, i64)> {
+        let uid = obj["metadata"]["uid"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let lp = ListParams::default().labels(&selector(obj));
+        let mut revs: Vec<(i64, Value)> = match w.kind {
+            WorkloadKind::Deployment => {
+                let rss = Api::<ReplicaSet>::namespaced(self.client.clone(), ns)
+                    .list(&lp)
+                    .await
+                    .map_err(|e| {
+                        classify(
+                            self.context(),
+                            "list",
+                            &format!("replicasets of {w} in namespace {ns}"),
+                            e,
+                        )
+                    })?;
+                rss.items
+                    .into_iter()
+                    .map(|rs| serde_json::to_value(rs).unwrap_or_default())
+                    .filter(|rs| owned_by(rs, &uid))
+                    .filter_map(|rs| {
+                        let n = rs["metadata"]["annotations"][REVISION]
+                            .as_str()?
+                            .parse()
+                            .ok()?;
+                        let mut t = rs["spec"]["template"].clone();
+                        if let Some(l) = t["metadata"]["labels"].as_object_mut() {
+                            l.remove("pod-template-hash");
+                        }
+                        Some((n, t))
+                    })
+                    .collect()
+            }
+            WorkloadKind::StatefulSet => {
+                let crs = Api::<ControllerRevision>::namespaced(self.client.clone(), ns)
+                    .list(&lp)
+                    .await
+                    .map_err(|e| {
+                        classify(
+                            self.context(),
+                            "list",
+                            &format!("controllerrevisions of {w} in namespace {ns}"),
+                            e,
+                        )
+                    })?;
+                crs.items
+                    .into_iter()
+                    .map(|c| serde_json::to_value(c).unwrap_or_default())
+                    .filter(|c| owned_by(c, &uid))
+                    .map(|c| {
+                        let mut t = c["data"]["spec"]["template"].clone();
+                        if let Some(o) = t.as_object_mut() {
+                            o.remove("$patch");
+                        }
+                        (c["revision"].as_i64().unwrap_or(0), t)
+                    })
+                    .collect()
+            }
+        };
+        revs.sort_by_key(|(n, _)| *n);
+        let current = match w.kind {
+            WorkloadKind::Deployment => obj["metadata"]["annotations"][REVISION]
+                .as_str()
+                .and_then(|r| r.parse().ok()),
+            WorkloadKind::StatefulSet => {
+                let now = template_of(obj);
+                revs.iter()
+                    .rev()
+                    .find(|(_, t)| same_template(t, &now))
+                    .map(|(n, _)| *n)
+            }
+        }
+        .or_else(|| revs.last().map(|(n, _)| *n))
+        .unwrap_or(0);
+        Ok((revs, current))
+    }
+
+    /// The change [`Kubernetes::rollout_undo`] would make.
+    pub async fn plan_rollout_undo(
+        &self,
+        w: &Workload,
+        namespace: Option<&str>,
+        to_revision: Option<i64>,
+    ) -> Result<Change> {
+        let ns = self.ns(namespace).to_owned();
+        let obj = self.workload_json(w, &ns).await?;
+        let (revs, current) = self.revisions(w, &ns, &obj).await?;
+        let (to, template) = pick(w, &revs, current, to_revision)?;
+        Ok(Change {
+            object: format!("{w} in namespace {ns}, context {}", self.context()),
+            field: "revision (image)".into(),
+            from: Some(format!(
+                "{current} ({})",
+                first_image(&template_of(&obj)).unwrap_or_default()
+            )),
+            to: Some(format!(
+                "{to} ({})",
+                first_image(&template).unwrap_or_default()
+            )),
+        })
+    }
+
+    /// Rolls `w` back to `to_revision`, or to the revision before the current one, by
+    /// putting that revision's pod template back (compare-and-swap).
+    pub async fn rollout_undo(
+        &self,
+        w: &Workload,
+        namespace: Option<&str>,
+        to_revision: Option<i64>,
+    ) -> Result<UndoOutcome> {
+        let ns = self.ns(namespace).to_owned();
+        for _ in 0..CAS_ATTEMPTS {
+            let obj = self.workload_json(w, &ns).await?;
+            let (revs, current) = self.revisions(w, &ns, &obj).await?;
+            let (to, template) = pick(w, &revs, current, to_revision)?;
+            let rv = obj["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let ops = vec![json!({"op": "replace", "path": "/spec/template", "value": template})];
+            if self.patch_workload(w, &ns, &rv, ops).await? {
+                return Ok(UndoOutcome {
+                    workload: w.clone(),
+                    namespace: ns,
+                    from_revision: current,
+                    to_revision: to,
+                    image_before: first_image(&template_of(&obj)),
+                    image_after: first_image(&template),
+                });
+            }
+        }
+        Err(err!(
+            Conflict,
+            "{w} in namespace {ns}: every one of {CAS_ATTEMPTS} writes lost a race; try again"
+        ))
+    }
+
+    /// Restarts `w`'s pods the way `kubectl rollout restart` does: a new
+    /// `kubectl.kubernetes.io/restartedAt` annotation on its pod template.
+    pub async fn rollout_restart(
+        &self,
+        w: &Workload,
+        namespace: Option<&str>,
+    ) -> Result<RestartOutcome> {
+        let ns = self.ns(namespace).to_owned();
+        let at = jiff::Timestamp::now()
+            .strftime("%Y-%m-%dT%H:%M:%SZ")
+            .to_string();
+        for _ in 0..CAS_ATTEMPTS {
+            let obj = self.workload_json(w, &ns).await?;
+            let rv = obj["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let mut annotations = obj["spec"]["template"]["metadata"]["annotations"]
+                .as_object()
+                .cloned()
+                .unwrap_or_default();
+            annotations.insert("kubectl.kubernetes.io/restartedAt".into(), json!(at));
+            let ops = vec![
+                json!({"op": "add", "path": "/spec/template/metadata/annotations", "value": annotations}),
+            ];
+            let ops = if obj["spec"]["template"]["metadata"].is_object() {
+                ops
+            } else {
+                vec![
+                    json!({"op": "add", "path": "/spec/template/metadata", "value": {"annotations": annotations}}),
+                ]
+            };
+            if self.patch_workload(w, &ns, &rv, ops).await? {
+                return Ok(RestartOutcome {
+                    workload: w.clone(),
+                    namespace: ns,
+                    restarted_at: at,
+                });
+            }
+        }
+        Err(err!(
+            Conflict,
+            "{w} in namespace {ns}: every one of {CAS_ATTEMPTS} writes lost a race; try again"
+        ))
+    }
+
+    /// The changes [`Kubernetes::set_env`] would make, one per container and variable.
+    pub async fn plan_set_env(&self, o: &EnvOptions) -> Result<Vec<Change>> {
+        let ns = self.ns(o.namespace.as_deref()).to_owned();
+        let obj = self.workload_json(&o.workload, &ns).await?;
+        let (_, previous) = env_edit(&obj, o)?;
+        Ok(previous
+            .into_iter()
+            .flat_map(|(c, vars)| {
+                let object = format!(
+                    "{} container {c} in namespace {ns}, context {}",
+                    o.workload,
+                    self.context()
+                );
+                vars.into_iter().map(move |(k, from)| Change {
+                    object: object.clone(),
+                    field: format!("env.{k}"),
+                    from,
+                    to: o.env[&k].clone(),
+                })
+            })
+            .collect())
+    }
+
+    /// Sets (or, for `null`, removes) environment variables of the pod template's
+    /// containers (seed 003's `kubectl set env DATABASE_HOST=…`); returns the old values.
+    pub async fn set_env(&self, o: &EnvOptions) -> Result<EnvChange> {
+        let ns = self.ns(o.namespace.as_deref()).to_owned();
+        for _ in 0..CAS_ATTEMPTS {
+            let obj = self.workload_json(&o.workload, &ns).await?;
+            let (containers, previous) = env_edit(&obj, o)?;
+            let changed = previous
+                .iter()
+                .any(|(_, vars)| vars.iter().any(|(k, v)| *v != o.env[k]));
+            if !changed {
+                return Ok(EnvChange {
+                    workload: o.workload.clone(),
+                    namespace: ns,
+                    previous,
+                    changed: false,
+                });
+            }
+            let rv = obj["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let ops = vec![
+                json!({"op": "replace", "path": "/spec/template/spec/containers", "value": containers}),
+            ];
+            if self.patch_workload(&o.workload, &ns, &rv, ops).await? {
+                return Ok(EnvChange {
+                    workload: o.workload.clone(),
+                    namespace: ns,
+                    previous,
+                    changed: true,
+                });
+            }
+        }
+        Err(err!(
+            Conflict,
+            "{} in namespace {ns}: every one of {CAS_ATTEMPTS} writes lost a race; try again",
+            o.workload
+        ))
+    }
+}
+
+type Previous = BTreeMap<String, BTreeMap<String, Option<String>>>;
+
+/// The containers with `o.env` applied, and the old values per container.
+fn env_edit(obj: &Value, o: &EnvOptions) -> Result<(Vec<Value>, Previous)> {
+    if o.env.is_empty() {
+        return Err(err!(InvalidInput, "{}: give variables to set", o.workload));
+    }
+    let mut containers = obj["spec"]["template"]["spec"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let names: Vec<String> = containers
+        .iter()
+        .filter_map(|c| c["name"].as_str().map(str::to_owned))
+        .collect();
+    if let Some(want) = &o.container {
+        if !names.contains(want) {
+            return Err(err!(
+                NotFound,
+                "{} has no container {want:?}; its containers are {}",
+                o.workload,
+                names.join(", ")
+            ));
+        }
+    }
+    let mut previous = Previous::new();
+    for c in &mut containers {
+        let name = c["name"].as_str().unwrap_or_default().to_owned();
+        if o.container.as_ref().is_some_and(|w| *w != name) {
+            continue;
+        }
+        let mut env = c["env"].as_array().cloned().unwrap_or_default();
+        let mut old = BTreeMap::new();
+        for (k, v) in &o.env {
+            let pos = env.iter().position(|e| e["name"] == k.as_str());
+            old.insert(
+                k.clone(),
+                pos.and_then(|i| env[i]["value"].as_str().map(str::to_owned)),
+            );
+            match (pos, v) {
+                (Some(i), Some(v)) => env[i] = json!({"name": k, "value": v}),
+                (None, Some(v)) => env.push(json!({"name": k, "value": v})),
+                (Some(i), None) => {
+                    env.remove(i);
+                }
+                (None, None) => {}
+            }
+        }
+        c["env"] = Value::Array(env);
+        previous.insert(name, old);
+    }
+    Ok((containers, previous))
+}
+
+fn same_template(a: &Value, b: &Value) -> bool {
+    fn clean(v: &Value) -> Value {
+        match v {
+            Value::Object(m) => Value::Object(
+                m.iter()
+                    .filter(|(_, x)| {
+                        !(x.is_null()
+                            || x.as_object().is_some_and(serde_json::Map::is_empty)
+                            || x.as_array().is_some_and(Vec::is_empty))
+                    })
+                    .map(|(k, x)| (k.clone(), clean(x)))
+                    .collect(),
+            ),
+            Value::Array(a) => Value::Array(a.iter().map(clean).collect()),
+            other => other.clone(),
+        }
+    }
+    clean(a) == clean(b)
+}
+
+fn pick(
+    w: &Workload,
+    revs: &[(i64, Value)],
+    current: i64,
+    to: Option<i64>,
+) -> Result<(i64, Value)> {
+    let known = || {
+        revs.iter()
+            .map(|(n, _)| n.to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match to {
+        Some(n) => revs.iter().find(|(r, _)| *r == n).cloned().ok_or_else(|| {
+            err!(
+                NotFound,
+                "{w} has no revision {n}; its revisions are {}",
+                known()
+            )
+        }),
+        None => revs
+            .iter()
+            .rev()
+            .find(|(r, _)| *r < current)
+            .cloned()
+            .ok_or_else(|| {
+                err!(
+                    NotFound,
+                    "{w} has no revision before {current} to go back to (revisions: {})",
+                    known()
+                )
+            }),
+    }
+}
