@@ -81,6 +81,9 @@ pub enum Command {
     Rds(AwsArgs<RdsCommand>),
     /// Route 53: show records, fail over, shift weights, set records, health checks.
     Dns(AwsArgs<DnsCommand>),
+    /// Kubernetes: scale, rollouts, environment variables, ConfigMaps (names and flags
+    /// as kubectl's); every change read back, `--dry-run` shows it without making it.
+    K8s(K8sArgs),
     /// Start a throwaway Postgres, back it up, drop it, restore it, verify it, report timings.
     Demo(DemoArgs),
     /// Check a runbook and show what each step would change in live systems (no change).
@@ -303,6 +306,112 @@ pub enum StoreCommand {
         key: String,
         /// Local file, or - for standard output.
         file: PathBuf,
+    },
+}
+
+/// Connection flags shared by the Kubernetes commands.
+#[derive(Debug, Args)]
+pub struct K8sArgs {
+    /// kubeconfig context (default: the current one).
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+    /// kubeconfig file (default: KUBECONFIG, else ~/.kube/config).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// Namespace (default: the context's).
+    #[arg(long, short = 'n', global = true)]
+    pub namespace: Option<String>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: K8sCommand,
+}
+
+/// `drkit k8s` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum K8sCommand {
+    /// Set a Deployment's or StatefulSet's replicas (deployment/NAME, sts/NAME).
+    Scale {
+        /// deployment/NAME or statefulset/NAME.
+        workload: String,
+        /// The replica count.
+        #[arg(long)]
+        replicas: i32,
+        /// Wait until the replicas are ready (or, at 0, the pods gone).
+        #[arg(long)]
+        wait: bool,
+        /// Longest wait.
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        timeout: Duration,
+        /// Show the change without making it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Rollouts: undo, status, restart.
+    #[command(subcommand)]
+    Rollout(RolloutCommand),
+    /// Set environment variables of a workload's containers: NAME=VALUE, NAME- removes.
+    SetEnv {
+        /// deployment/NAME or statefulset/NAME.
+        workload: String,
+        /// NAME=VALUE to set, NAME- to remove.
+        #[arg(required = true)]
+        vars: Vec<String>,
+        /// The container (default: every container).
+        #[arg(long, short = 'c')]
+        container: Option<String>,
+        /// Show the change without making it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// ConfigMaps.
+    #[command(subcommand)]
+    Configmap(ConfigMapCommand),
+}
+
+/// `drkit k8s rollout` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum RolloutCommand {
+    /// Go back to the previous revision, or --to-revision N.
+    Undo {
+        /// deployment/NAME or statefulset/NAME.
+        workload: String,
+        /// The revision (see `kubectl rollout history`).
+        #[arg(long)]
+        to_revision: Option<i64>,
+        /// Show the change without making it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Wait until the rollout is done.
+    Status {
+        /// deployment/NAME or statefulset/NAME.
+        workload: String,
+        /// Longest wait.
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// New pods for the workload (the restartedAt annotation).
+    Restart {
+        /// deployment/NAME or statefulset/NAME.
+        workload: String,
+    },
+}
+
+/// `drkit k8s configmap` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ConfigMapCommand {
+    /// Set KEY=VALUE keys (and --remove KEY); prints the old values.
+    Set {
+        /// The ConfigMap.
+        name: String,
+        /// KEY=VALUE.
+        pairs: Vec<String>,
+        /// Keys to remove.
+        #[arg(long)]
+        remove: Vec<String>,
+        /// Show the change without making it.
+        #[arg(long)]
+        dry_run: bool,
     },
 }
 

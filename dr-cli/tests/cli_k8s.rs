@@ -161,3 +161,88 @@ fn on_garage_prune_and_runs_take_a_lease_lock() {
         .expect("the run's Lease");
     assert_eq!(lease["spec"]["leaseTransitions"], 1);
 }
+
+#[test]
+fn drkit_k8s_commands_change_what_kubectl_then_reads() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, kubeconfig) = cluster(dir.path());
+    let d = Drkit::local(BIN, &dir.path().join("repo"))
+        .with_env([("KUBECONFIG", kubeconfig.display().to_string())]);
+    let k = |args: &[&str]| {
+        let mut all = vec!["k8s", "-n", "shop"];
+        all.extend_from_slice(args);
+        d.json(&all)
+    };
+    let plan = k(&["scale", "deployment/api", "--replicas", "0", "--dry-run"]);
+    assert_eq!(
+        (plan["from"].as_str(), plan["to"].as_str()),
+        (Some("3"), Some("0")),
+        "{plan}"
+    );
+    assert_eq!(
+        api.object("apps/v1", "deployments", "shop", "api").unwrap()["spec"]["replicas"],
+        3,
+        "a dry run changes nothing"
+    );
+
+    let s = k(&[
+        "scale",
+        "deploy/api",
+        "--replicas",
+        "1",
+        "--wait",
+        "--timeout",
+        "1m",
+    ]);
+    assert_eq!(
+        (s["previous"].as_i64(), s["ready"].as_i64()),
+        (Some(3), Some(1)),
+        "{s}"
+    );
+    let st = k(&["rollout", "status", "deployment/api"]);
+    assert_eq!(st["ready"], 1);
+
+    let env = k(&["set-env", "deployment/api", "DATABASE_HOST=db-dr.internal"]);
+    assert_eq!(env["changed"], true);
+    let cm = k(&["configmap", "set", "app-config", "DB_HOST=db-dr.internal"]);
+    assert_eq!(cm["previous"]["DB_HOST"], "db-primary.internal", "{cm}");
+
+    let Some(dep) = kubectl_json(&kubeconfig, &["-n", "shop", "get", "deployment", "api"]) else {
+        return;
+    };
+    assert_eq!(dep["spec"]["replicas"], 1);
+    assert_eq!(
+        dep["spec"]["template"]["spec"]["containers"][0]["env"][0]["value"],
+        "db-dr.internal"
+    );
+    let cmap = kubectl_json(
+        &kubeconfig,
+        &["-n", "shop", "get", "configmap", "app-config"],
+    )
+    .unwrap();
+    assert_eq!(cmap["data"]["DB_HOST"], "db-dr.internal");
+
+    // Bad input: an unknown context, a missing object; one clear line each, exit 1.
+    let out = d.run(&[
+        "k8s",
+        "--context",
+        "prod",
+        "scale",
+        "deployment/api",
+        "--replicas",
+        "1",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("no context \"prod\""),
+        "{}",
+        stderr(&out)
+    );
+    let out = d.run(&["k8s", "-n", "shop", "rollout", "undo", "deployment/nope"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("deployment/nope in namespace shop"),
+        "{}",
+        stderr(&out)
+    );
+}

@@ -3,6 +3,7 @@
 mod aws;
 mod backup;
 mod copy;
+mod k8s;
 mod pitr;
 mod prune;
 mod repo;
@@ -14,6 +15,7 @@ mod verify;
 pub use aws::{dns, rds};
 pub use backup::{backup, snapshots};
 pub use copy::copy;
+pub use k8s::k8s;
 pub use pitr::{basebackup, pitr, wal_fetch, wal_push, wal_verify};
 pub use prune::{prune, status};
 pub use repo::{add_key, init, keys, remove_key};

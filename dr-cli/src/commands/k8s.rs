@@ -1,0 +1,191 @@
+//! `drkit k8s`: the dr-k8s operations, their options built from kubectl-like flags.
+
+use std::collections::BTreeMap;
+
+use dr_core::{err, Result};
+use dr_k8s::{ConfigMapOptions, ConnectOptions, EnvOptions, Kubernetes, ScaleOptions, Workload};
+use serde_json::json;
+
+use crate::args::{ConfigMapCommand, K8sArgs, K8sCommand, RolloutCommand};
+use crate::output::Output;
+
+fn changes(list: &[dr_k8s::Change]) -> String {
+    list.iter()
+        .map(|c| format!("would change {c}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+fn pairs(items: &[String]) -> Result<BTreeMap<String, String>> {
+    items
+        .iter()
+        .map(|p| {
+            p.split_once('=')
+                .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                .ok_or_else(|| err!(InvalidInput, "{p:?} is not KEY=VALUE"))
+        })
+        .collect()
+}
+
+/// `NAME=VALUE` sets, `NAME-` removes (kubectl's `set env` syntax).
+fn env_vars(items: &[String]) -> Result<BTreeMap<String, Option<String>>> {
+    items
+        .iter()
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => Ok((k.to_owned(), Some(v.to_owned()))),
+            None => p
+                .strip_suffix('-')
+                .map(|k| (k.to_owned(), None))
+                .ok_or_else(|| err!(InvalidInput, "{p:?} is neither NAME=VALUE nor NAME-")),
+        })
+        .collect()
+}
+
+/// `drkit k8s …`.
+#[allow(clippy::too_many_lines)] // one arm per subcommand, each only converting and printing
+pub async fn k8s(a: &K8sArgs, out: Output) -> Result<u8> {
+    let k = Kubernetes::connect(&ConnectOptions {
+        kubeconfig: a.kubeconfig.clone(),
+        context: a.context.clone(),
+        namespace: a.namespace.clone(),
+        in_cluster: false,
+    })
+    .await?;
+    match &a.command {
+        K8sCommand::Scale {
+            workload,
+            replicas,
+            wait,
+            timeout,
+            dry_run,
+        } => {
+            let o = ScaleOptions {
+                workload: workload.parse()?,
+                replicas: *replicas,
+                namespace: None,
+                wait: *wait,
+                timeout: *timeout,
+            };
+            if *dry_run {
+                let c = k.plan_scale(&o).await?;
+                out.emit(&c, || changes(std::slice::from_ref(&c)));
+                return Ok(0);
+            }
+            let s = k.scale(&o).await?;
+            out.emit(&s, || {
+                format!(
+                    "{} scaled from {} to {} replicas in namespace {}{}",
+                    s.workload,
+                    s.previous,
+                    s.replicas,
+                    s.namespace,
+                    s.ready.map_or(String::new(), |r| format!(" ({r} ready)"))
+                )
+            });
+        }
+        K8sCommand::Rollout(RolloutCommand::Undo {
+            workload,
+            to_revision,
+            dry_run,
+        }) => {
+            let w: Workload = workload.parse()?;
+            if *dry_run {
+                let c = k.plan_rollout_undo(&w, None, *to_revision).await?;
+                out.emit(&c, || changes(std::slice::from_ref(&c)));
+                return Ok(0);
+            }
+            let u = k.rollout_undo(&w, None, *to_revision).await?;
+            out.emit(&u, || {
+                format!(
+                    "{} rolled back from revision {} to the template of revision {} ({} -> {})",
+                    u.workload,
+                    u.from_revision,
+                    u.to_revision,
+                    u.image_before.as_deref().unwrap_or("?"),
+                    u.image_after.as_deref().unwrap_or("?")
+                )
+            });
+        }
+        K8sCommand::Rollout(RolloutCommand::Status { workload, timeout }) => {
+            let w: Workload = workload.parse()?;
+            let s = k.wait_ready(&w, None, *timeout).await?;
+            out.emit(&s, || {
+                format!(
+                    "{} successfully rolled out ({} of {} ready)",
+                    s.workload, s.ready, s.desired
+                )
+            });
+        }
+        K8sCommand::Rollout(RolloutCommand::Restart { workload }) => {
+            let r = k.rollout_restart(&workload.parse()?, None).await?;
+            out.emit(&r, || {
+                format!("{} restarted (restartedAt {})", r.workload, r.restarted_at)
+            });
+        }
+        K8sCommand::SetEnv {
+            workload,
+            vars,
+            container,
+            dry_run,
+        } => {
+            let o = EnvOptions {
+                workload: workload.parse()?,
+                namespace: None,
+                container: container.clone(),
+                env: env_vars(vars)?,
+            };
+            if *dry_run {
+                let c = k.plan_set_env(&o).await?;
+                out.emit(&c, || changes(&c));
+                return Ok(0);
+            }
+            let c = k.set_env(&o).await?;
+            out.emit(&c, || {
+                if c.changed {
+                    format!("{} env updated", c.workload)
+                } else {
+                    format!("{} env unchanged", c.workload)
+                }
+            });
+        }
+        K8sCommand::Configmap(ConfigMapCommand::Set {
+            name,
+            pairs: kv,
+            remove,
+            dry_run,
+        }) => {
+            let o = ConfigMapOptions {
+                name: name.clone(),
+                namespace: None,
+                set: pairs(kv)?,
+                remove: remove.clone(),
+            };
+            if *dry_run {
+                let c = k.plan_configmap(&o).await?;
+                out.emit(&c, || changes(&c));
+                return Ok(0);
+            }
+            let c = k.configmap_set(&o).await?;
+            out.emit(&c, || {
+                let old: Vec<String> = c
+                    .previous
+                    .iter()
+                    .map(|(key, v)| {
+                        format!(
+                            "{key} was {}",
+                            v.as_deref()
+                                .map_or("absent".to_owned(), |v| json!(v).to_string())
+                        )
+                    })
+                    .collect();
+                format!(
+                    "configmap {} {}: {}",
+                    c.name,
+                    if c.changed { "changed" } else { "unchanged" },
+                    old.join(", ")
+                )
+            });
+        }
+    }
+    Ok(0)
+}
