@@ -428,7 +428,7 @@ async fn set_env_and_restart_leave_what_kubectl_leaves() {
     w.api.create(deployment("default", "a", 1, "shop/api:1"));
     w.api.create(deployment("default", "b", 1, "shop/api:1"));
     let k = w.k8s().await;
-    let o = dr_k8s::EnvOptions {
+    let opts = dr_k8s::EnvOptions {
         workload: "deployment/a".parse().unwrap(),
         namespace: None,
         container: None,
@@ -437,9 +437,9 @@ async fn set_env_and_restart_leave_what_kubectl_leaves() {
             ("POOL".into(), Some("5".into())),
         ]),
     };
-    let plan = k.plan_set_env(&o).await.unwrap();
+    let plan = k.plan_set_env(&opts).await.unwrap();
     assert_eq!(plan.len(), 2);
-    let changed = k.set_env(&o).await.unwrap();
+    let changed = k.set_env(&opts).await.unwrap();
     assert_eq!(changed.previous["app"]["DATABASE_HOST"], None);
     let Some(out) = kubectl(
         &w.kubeconfig,
@@ -458,36 +458,40 @@ async fn set_env_and_restart_leave_what_kubectl_leaves() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let a = kubectl_json(&w.kubeconfig, &["get", "deployment", "a"]).unwrap();
-    let b = kubectl_json(&w.kubeconfig, &["get", "deployment", "b"]).unwrap();
+    let dep_a = kubectl_json(&w.kubeconfig, &["get", "deployment", "a"]).unwrap();
+    let dep_b = kubectl_json(&w.kubeconfig, &["get", "deployment", "b"]).unwrap();
     let env = |d: &serde_json::Value| d["spec"]["template"]["spec"]["containers"][0]["env"].clone();
-    assert_eq!(env(&a), env(&b), "drkit and kubectl set the same env");
     assert_eq!(
-        env(&a),
+        env(&dep_a),
+        env(&dep_b),
+        "drkit and kubectl set the same env"
+    );
+    assert_eq!(
+        env(&dep_a),
         json!([{"name": "DATABASE_HOST", "value": "db-dr.internal"}, {"name": "POOL", "value": "5"}])
     );
 
     // Undo puts the template back as it was.
-    for u in dr_k8s::EnvOptions::undo(&changed) {
-        k.set_env(&u).await.unwrap();
+    for undo in dr_k8s::EnvOptions::undo(&changed) {
+        k.set_env(&undo).await.unwrap();
     }
-    let a = kubectl_json(&w.kubeconfig, &["get", "deployment", "a"]).unwrap();
-    assert_eq!(env(&a), json!([]));
+    let dep_a = kubectl_json(&w.kubeconfig, &["get", "deployment", "a"]).unwrap();
+    assert_eq!(env(&dep_a), json!([]));
 
-    let r = k
+    let restart = k
         .rollout_restart(&"deployment/a".parse().unwrap(), None)
         .await
         .unwrap();
-    let a = kubectl_json(&w.kubeconfig, &["get", "deployment", "a"]).unwrap();
+    let dep_a = kubectl_json(&w.kubeconfig, &["get", "deployment", "a"]).unwrap();
     assert_eq!(
-        a["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"],
-        json!(r.restarted_at)
+        dep_a["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"],
+        json!(restart.restarted_at)
     );
     let out = kubectl(&w.kubeconfig, &["rollout", "restart", "deployment/b"]).unwrap();
     assert!(out.status.success());
-    let b = kubectl_json(&w.kubeconfig, &["get", "deployment", "b"]).unwrap();
+    let dep_b = kubectl_json(&w.kubeconfig, &["get", "deployment", "b"]).unwrap();
     assert!(
-        b["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+        dep_b["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
             .is_string(),
         "the same annotation as kubectl's"
     );
