@@ -4,6 +4,7 @@
 mod aws;
 mod cluster;
 mod errors;
+mod k8s;
 mod repository;
 mod runbook;
 mod runtime;
@@ -16,6 +17,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<aws::Rds>()?;
     m.add_class::<aws::Route53>()?;
+    m.add_class::<k8s::Kubernetes>()?;
     m.add_class::<repository::Repository>()?;
     m.add_class::<cluster::TempCluster>()?;
     m.add_class::<runbook::Runbook>()?;

@@ -12,6 +12,7 @@ __all__ = [
     "PermissionDeniedError",
     "Rds",
     "Repository",
+    "Kubernetes",
     "Route53",
     "Runbook",
     "TempCluster",
@@ -179,6 +180,52 @@ class Rds:
     def snapshots(self, id: str | None = None) -> list[dict[str, Any]]: ...
     def copy_snapshot(self, source: str, to: str, *, timeout: float = 1800.0) -> dict[str, Any]: ...
     def restore_snapshot(self, snapshot: str, to: str, *, timeout: float = 1800.0) -> dict[str, Any]: ...
+
+@final
+class Kubernetes:
+    def __new__(
+        cls,
+        *,
+        context: str | None = None,
+        kubeconfig: str | PathLike[str] | None = None,
+        namespace: str | None = None,
+        in_cluster: bool = False,
+    ) -> Kubernetes: ...
+    @property
+    def context(self) -> str: ...
+    def scale(
+        self,
+        workload: str,
+        replicas: int,
+        *,
+        namespace: str | None = None,
+        wait: bool = False,
+        timeout: float = 300.0,
+        dry_run: bool = False,
+    ) -> dict[str, Any]: ...
+    def wait_ready(self, workload: str, *, namespace: str | None = None, timeout: float = 300.0) -> dict[str, Any]: ...
+    def rollout_undo(
+        self, workload: str, *, to_revision: int | None = None, namespace: str | None = None, dry_run: bool = False
+    ) -> dict[str, Any]: ...
+    def rollout_restart(self, workload: str, *, namespace: str | None = None) -> dict[str, Any]: ...
+    def set_env(
+        self,
+        workload: str,
+        env: dict[str, str | None],
+        *,
+        container: str | None = None,
+        namespace: str | None = None,
+        dry_run: bool = False,
+    ) -> Any: ...
+    def configmap_set(
+        self,
+        name: str,
+        *,
+        set: dict[str, str] | None = None,
+        remove: list[str] | None = None,
+        namespace: str | None = None,
+        dry_run: bool = False,
+    ) -> Any: ...
 
 @final
 class Route53:

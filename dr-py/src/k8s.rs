@@ -1,0 +1,191 @@
+//! `drkit.Kubernetes`: the dr-k8s operations, with the options the CLI and runbooks take;
+//! results are documents with the previous values.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use dr_k8s::{
+    ConfigMapOptions, ConnectOptions, EnvOptions, Kubernetes as Client, ScaleOptions, Workload,
+};
+use pyo3::prelude::*;
+
+use crate::repository::to_python;
+use crate::runtime::block_on;
+
+fn py_err(e: dr_core::Error) -> PyErr {
+    crate::errors::to_py(e)
+}
+
+fn workload(s: &str) -> PyResult<Workload> {
+    s.parse().map_err(py_err)
+}
+
+fn seconds(t: f64) -> PyResult<Duration> {
+    Duration::try_from_secs_f64(t).map_err(|e| py_err(dr_core::err!(InvalidInput, "timeout: {e}")))
+}
+
+/// One Kubernetes cluster: a kubeconfig context, or the pod's service account.
+#[pyclass(module = "drkit._native", frozen)]
+pub struct Kubernetes {
+    inner: Client,
+}
+
+#[pymethods]
+impl Kubernetes {
+    /// Connects to `context` of `kubeconfig` (default: KUBECONFIG, ~/.kube/config, its
+    /// current context), or in-cluster.
+    #[new]
+    #[pyo3(signature = (*, context=None, kubeconfig=None, namespace=None, in_cluster=false))]
+    fn new(
+        py: Python<'_>,
+        context: Option<String>,
+        kubeconfig: Option<std::path::PathBuf>,
+        namespace: Option<String>,
+        in_cluster: bool,
+    ) -> PyResult<Self> {
+        let options = ConnectOptions {
+            kubeconfig,
+            context,
+            namespace,
+            in_cluster,
+        };
+        Ok(Self {
+            inner: block_on(py, Client::connect(&options))?,
+        })
+    }
+
+    /// The context's name.
+    #[getter]
+    fn context(&self) -> String {
+        self.inner.context().to_owned()
+    }
+
+    /// Scales `workload` (`deployment/api`) to `replicas`; the result has `previous`.
+    /// With `dry_run`, returns the change without making it.
+    #[pyo3(signature = (workload, replicas, *, namespace=None, wait=false, timeout=300.0, dry_run=false))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
+    fn scale<'py>(
+        &self,
+        py: Python<'py>,
+        workload: &str,
+        replicas: i32,
+        namespace: Option<String>,
+        wait: bool,
+        timeout: f64,
+        dry_run: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let o = ScaleOptions {
+            workload: self::workload(workload)?,
+            replicas,
+            namespace,
+            wait,
+            timeout: seconds(timeout)?,
+        };
+        if dry_run {
+            return to_python(py, &block_on(py, self.inner.plan_scale(&o))?);
+        }
+        to_python(py, &block_on(py, self.inner.scale(&o))?)
+    }
+
+    /// Waits until `workload`'s rollout is done.
+    #[pyo3(signature = (workload, *, namespace=None, timeout=300.0))]
+    fn wait_ready<'py>(
+        &self,
+        py: Python<'py>,
+        workload: &str,
+        namespace: Option<&str>,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let w = self::workload(workload)?;
+        to_python(
+            py,
+            &block_on(py, self.inner.wait_ready(&w, namespace, seconds(timeout)?))?,
+        )
+    }
+
+    /// Rolls `workload` back to the previous revision, or `to_revision`.
+    #[pyo3(signature = (workload, *, to_revision=None, namespace=None, dry_run=false))]
+    fn rollout_undo<'py>(
+        &self,
+        py: Python<'py>,
+        workload: &str,
+        to_revision: Option<i64>,
+        namespace: Option<&str>,
+        dry_run: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let w = self::workload(workload)?;
+        if dry_run {
+            return to_python(
+                py,
+                &block_on(py, self.inner.plan_rollout_undo(&w, namespace, to_revision))?,
+            );
+        }
+        to_python(
+            py,
+            &block_on(py, self.inner.rollout_undo(&w, namespace, to_revision))?,
+        )
+    }
+
+    /// New pods for `workload` (the restartedAt annotation).
+    #[pyo3(signature = (workload, *, namespace=None))]
+    fn rollout_restart<'py>(
+        &self,
+        py: Python<'py>,
+        workload: &str,
+        namespace: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let w = self::workload(workload)?;
+        to_python(
+            py,
+            &block_on(py, self.inner.rollout_restart(&w, namespace))?,
+        )
+    }
+
+    /// Sets environment variables (`None` removes one) of `container` (else every
+    /// container) of `workload`; the result has the old values.
+    #[pyo3(signature = (workload, env, *, container=None, namespace=None, dry_run=false))]
+    fn set_env<'py>(
+        &self,
+        py: Python<'py>,
+        workload: &str,
+        env: BTreeMap<String, Option<String>>,
+        container: Option<String>,
+        namespace: Option<String>,
+        dry_run: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let o = EnvOptions {
+            workload: self::workload(workload)?,
+            namespace,
+            container,
+            env,
+        };
+        if dry_run {
+            return to_python(py, &block_on(py, self.inner.plan_set_env(&o))?);
+        }
+        to_python(py, &block_on(py, self.inner.set_env(&o))?)
+    }
+
+    /// Sets `set` and removes `remove` keys of ConfigMap `name`; the result has the old
+    /// values.
+    #[pyo3(signature = (name, *, set=None, remove=None, namespace=None, dry_run=false))]
+    fn configmap_set<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        set: Option<BTreeMap<String, String>>,
+        remove: Option<Vec<String>>,
+        namespace: Option<String>,
+        dry_run: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let o = ConfigMapOptions {
+            name: name.to_owned(),
+            namespace,
+            set: set.unwrap_or_default(),
+            remove: remove.unwrap_or_default(),
+        };
+        if dry_run {
+            return to_python(py, &block_on(py, self.inner.plan_configmap(&o))?);
+        }
+        to_python(py, &block_on(py, self.inner.configmap_set(&o))?)
+    }
+}

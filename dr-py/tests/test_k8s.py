@@ -1,0 +1,76 @@
+"""drkit.Kubernetes from Python against the Kubernetes test API, kubectl reading back."""
+
+import json
+import os
+import subprocess
+import time
+
+import pytest
+
+import drkit
+
+MANIFEST = """
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: api, labels: {app: api}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: api}}
+  template:
+    metadata: {labels: {app: api}}
+    spec: {containers: [{name: app, image: "shop/api:1"}]}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: app-config}
+data: {DB_HOST: db-primary.internal}
+"""
+
+
+@pytest.fixture()
+def cluster(tmp_path):
+    binary = os.environ.get("DRKIT_K8S_TEST_API") or os.path.join(
+        os.environ.get("CARGO_TARGET_DIR", "/var/tmp/drkit-target"), "debug", "k8s-test-api"
+    )
+    kubeconfig = tmp_path / "kubeconfig"
+    proc = subprocess.Popen([binary, "--kubeconfig", str(kubeconfig), "--context", "dr"], stdout=subprocess.DEVNULL)
+    deadline = time.time() + 30
+    while not kubeconfig.exists() and time.time() < deadline:
+        time.sleep(0.05)
+    env = {**os.environ, "KUBECONFIG": str(kubeconfig), "HOME": str(tmp_path)}
+    subprocess.run(["kubectl", "apply", "-f", "-"], input=MANIFEST, text=True, env=env, check=True, capture_output=True)
+    yield kubeconfig, env
+    proc.kill()
+    proc.wait()
+
+
+def kubectl_json(env, *args):
+    out = subprocess.run(["kubectl", *args, "-o", "json"], env=env, check=True, capture_output=True, text=True)
+    return json.loads(out.stdout)
+
+
+def test_scale_configmap_and_env_from_python(cluster):
+    kubeconfig, env = cluster
+    k = drkit.Kubernetes(kubeconfig=kubeconfig, context="dr")
+    assert k.context == "dr"
+    k.wait_ready("deployment/api", timeout=60)
+    plan = k.scale("deployment/api", 0, dry_run=True)
+    assert (plan["from"], plan["to"]) == ("2", "0")
+    down = k.scale("deployment/api", 0, wait=True, timeout=60)
+    assert down["previous"] == 2
+    assert kubectl_json(env, "get", "pods", "-l", "app=api")["items"] == [], "the pods are gone"
+    up = k.scale("deployment/api", down["previous"], wait=True, timeout=60)
+    assert up["ready"] == 2
+
+    changed = k.configmap_set("app-config", set={"DB_HOST": "db-dr.internal"})
+    assert changed["previous"] == {"DB_HOST": "db-primary.internal"}
+    assert kubectl_json(env, "get", "configmap", "app-config")["data"] == {"DB_HOST": "db-dr.internal"}
+    e = k.set_env("deployment/api", {"DATABASE_HOST": "db-dr.internal"})
+    assert e["previous"] == {"app": {"DATABASE_HOST": None}}
+    dep = kubectl_json(env, "get", "deployment", "api")
+    assert dep["spec"]["template"]["spec"]["containers"][0]["env"] == [{"name": "DATABASE_HOST", "value": "db-dr.internal"}]
+
+    with pytest.raises(drkit.NotFoundError, match="deployment/nope in namespace default"):
+        k.scale("deployment/nope", 1)
+    with pytest.raises(drkit.InvalidInputError, match="no context"):
+        drkit.Kubernetes(kubeconfig=kubeconfig, context="prod")
