@@ -12,7 +12,9 @@ use dr_core::runbook::{
     params, Action, ActionSpec, Call, Field, Outcome, Registry, StepContext, Target, TargetKind,
 };
 use dr_core::{err, Result};
-use dr_k8s::{ConfigMapOptions, ConnectOptions, EnvOptions, Kubernetes, ScaleOptions, Workload};
+use dr_k8s::{
+    ConfigMapOptions, ConnectOptions, EnvOptions, Kubernetes, ScaleOptions, SecretOptions, Workload,
+};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
@@ -176,6 +178,111 @@ struct UndoParams {
     to_revision: Option<i64>,
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NamedParams {
+    name: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default, with = "dr_core::duration::human::option")]
+    timeout: Option<Duration>,
+    #[serde(default)]
+    tail: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NamespaceParams {
+    name: String,
+    #[serde(default)]
+    labels: std::collections::BTreeMap<String, String>,
+    #[serde(default, with = "dr_core::duration::human::option")]
+    timeout: Option<Duration>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AvailableParams {
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default, with = "dr_core::duration::human::option")]
+    timeout: Option<Duration>,
+}
+
+fn five_minutes(t: Option<Duration>) -> Duration {
+    t.unwrap_or(Duration::from_mins(5))
+}
+
+fn secret_outputs() -> Vec<Field> {
+    vec![
+        Field::required(
+            "changed",
+            "[key]",
+            "The keys whose value changed (never the values)",
+        ),
+        Field::required(
+            "previous",
+            "string",
+            "The Secret that keeps what was replaced",
+        ),
+        Field::required(
+            "restarted",
+            "[workload]",
+            "The workloads restarted because they use it",
+        ),
+        Field::required("namespace", "string", "Where"),
+    ]
+}
+
+fn secret_fields(rotate: bool) -> Vec<Field> {
+    let mut f = vec![
+        Field::required("name", "string", "The Secret"),
+        Field::optional("namespace", "string", "Else the target's"),
+    ];
+    if rotate {
+        f.push(Field::required(
+            "rotate",
+            "[key]",
+            "Keys to give fresh random values",
+        ));
+        f.push(Field::optional(
+            "length",
+            "int",
+            "Random bytes per value (default 32)",
+        ));
+    } else {
+        f.push(Field::optional(
+            "set",
+            "{key: value}",
+            "Values (give them as secret variables)",
+        ));
+        f.push(Field::optional("from_env_file", "path", "KEY=VALUE lines"));
+        f.push(Field::optional(
+            "create",
+            "bool",
+            "Create the Secret when missing",
+        ));
+    }
+    f.push(Field::optional(
+        "restart",
+        "bool",
+        "Restart the workloads that use it (default true)",
+    ));
+    f
+}
+
+fn secret_undo(with: &Value, out: &Map<String, Value>) -> Option<Call> {
+    let changed = out.get("changed")?.as_array()?;
+    if changed.is_empty() || out.get("created") == Some(&Value::Bool(true)) {
+        return None;
+    }
+    call(
+        "k8s.secret_restore",
+        with,
+        json!({"name": with.get("name")?, "namespace": out.get("namespace")?}),
+    )
+}
+
 fn workload_fields() -> Vec<Field> {
     vec![
         Field::required("workload", "string", "deployment/NAME or statefulset/NAME"),
@@ -293,6 +400,90 @@ pub(crate) fn register(r: &mut Registry) {
                 }
                 call("k8s.set_env", with, doc(&undo))
             }),
+        ))
+        .action(k8s_op::<SecretOptions>(
+            "k8s.secret_set",
+            "Sets keys of a Secret from values or an env file (compare-and-swap), keeping what it replaced in NAME-drkit-previous, then restarts the workloads that use it; values are never printed, journaled or planned; compensated by k8s.secret_restore.",
+            secret_fields(false),
+            secret_outputs(),
+            |k, o| Box::pin(async move { Ok(doc(&k.secret_set(&o).await?)) }),
+            |k, o| Box::pin(async move { Ok(vec![k.plan_secret(&o).await?.to_string()]) }),
+            Some(secret_undo),
+        ))
+        .action(k8s_op::<SecretOptions>(
+            "k8s.secret_rotate",
+            "Rotates keys of a Secret to fresh random values (a breach), keeping the old ones in NAME-drkit-previous, then restarts the workloads that use it; compensated by k8s.secret_restore.",
+            secret_fields(true),
+            secret_outputs(),
+            |k, o| {
+                Box::pin(async move {
+                    if o.rotate.is_empty() {
+                        return Err(dr_core::err!(InvalidInput, "k8s.secret_rotate: give rotate: [KEY, …]"));
+                    }
+                    Ok(doc(&k.secret_set(&o).await?))
+                })
+            },
+            |k, o| Box::pin(async move { Ok(vec![k.plan_secret(&o).await?.to_string()]) }),
+            Some(secret_undo),
+        ))
+        .action(k8s_op::<NamedParams>(
+            "k8s.secret_restore",
+            "Puts back what the last k8s.secret_set or k8s.secret_rotate of a Secret replaced (from NAME-drkit-previous), then restarts its users.",
+            vec![Field::required("name", "string", "The Secret"), Field::optional("namespace", "string", "Else the target's")],
+            secret_outputs(),
+            |k, p| Box::pin(async move { Ok(doc(&k.secret_restore(&p.name, p.namespace.as_deref()).await?)) }),
+            |_, p| Box::pin(async move { Ok(vec![format!("puts back the values secret {} had before its last change", p.name)]) }),
+            None,
+        ))
+        .action(k8s_op::<NamespaceParams>(
+            "k8s.namespace_create",
+            "Creates a namespace with labels (an existing one is left as it is); compensated by deleting it when this step created it.",
+            vec![Field::required("name", "string", "The namespace"), Field::optional("labels", "{key: value}", "Its labels")],
+            vec![Field::required("changed", "bool", "Whether this step created it")],
+            |k, p| Box::pin(async move { Ok(doc(&k.namespace_create(&p.name, &p.labels).await?)) }),
+            |_, p| Box::pin(async move { Ok(vec![format!("creates namespace {} (if missing)", p.name)]) }),
+            Some(|with, out| {
+                if out.get("changed") != Some(&Value::Bool(true)) {
+                    return None;
+                }
+                call("k8s.namespace_delete", with, json!({"name": with.get("name")?}))
+            }),
+        ))
+        .action(k8s_op::<NamespaceParams>(
+            "k8s.namespace_delete",
+            "Deletes a namespace and waits until it is gone with everything in it.",
+            vec![Field::required("name", "string", "The namespace"), Field::optional("timeout", "duration", "Longest wait (default 5m)")],
+            vec![Field::required("changed", "bool", "Whether it existed")],
+            |k, p| Box::pin(async move { Ok(doc(&k.namespace_delete(&p.name, five_minutes(p.timeout)).await?)) }),
+            |_, p| Box::pin(async move { Ok(vec![format!("deletes namespace {} and everything in it", p.name)]) }),
+            None,
+        ))
+        .action(k8s_op::<AvailableParams>(
+            "k8s.wait_available",
+            "Waits until every Deployment of a namespace is available.",
+            vec![Field::optional("namespace", "string", "Else the target's"), Field::optional("timeout", "duration", "Longest wait (default 5m)")],
+            vec![Field::required("deployments", "[name]", "The Deployments, all available")],
+            |k, p| Box::pin(async move { Ok(json!({"deployments": k.wait_available(p.namespace.as_deref(), five_minutes(p.timeout)).await?})) }),
+            |_, p| Box::pin(async move { Ok(vec![format!("waits until every Deployment of {} is available", p.namespace.as_deref().unwrap_or("the target's namespace"))]) }),
+            None,
+        ))
+        .action(k8s_op::<NamedParams>(
+            "k8s.pod_delete",
+            "Deletes a pod and waits until its controller has replaced it with a ready one (a StatefulSet's keeps the name).",
+            vec![Field::required("name", "string", "The pod"), Field::optional("namespace", "string", "Else the target's"), Field::optional("timeout", "duration", "Longest wait (default 5m)")],
+            vec![Field::required("replacement", "string", "The ready pod that replaced it"), Field::required("seconds", "number", "Until ready")],
+            |k, p| Box::pin(async move { Ok(doc(&k.pod_delete(&p.name, p.namespace.as_deref(), five_minutes(p.timeout)).await?)) }),
+            |_, p| Box::pin(async move { Ok(vec![format!("deletes pod {} and waits for its replacement", p.name)]) }),
+            None,
+        ))
+        .action(k8s_op::<NamedParams>(
+            "k8s.logs",
+            "The last tail (default 50) lines of each container of a pod, kept in the run's journal for the report.",
+            vec![Field::required("name", "string", "The pod"), Field::optional("namespace", "string", "Else the target's"), Field::optional("tail", "int", "Lines per container (default 50)")],
+            vec![Field::required("containers", "{container: [line]}", "The lines")],
+            |k, p| Box::pin(async move { Ok(doc(&k.logs(&p.name, p.namespace.as_deref(), p.tail.unwrap_or(50)).await?)) }),
+            |_, p| Box::pin(async move { Ok(vec![format!("reads the last lines of pod {}", p.name)]) }),
+            None,
         ))
         .action(k8s_op::<ConfigMapOptions>(
             "k8s.configmap_set",

@@ -14,13 +14,17 @@ mod cluster;
 mod configmap;
 mod error;
 mod lease;
+mod namespace;
 mod rollout;
+mod secret;
 mod workload;
 
 pub use cluster::{ConnectOptions, Kubernetes};
 pub use configmap::{ConfigMapChange, ConfigMapOptions};
 pub use lease::LeaseLock;
+pub use namespace::{NamespaceOutcome, PodLogs, PodReplaced};
 pub use rollout::{EnvChange, EnvOptions, RestartOutcome, UndoOutcome};
+pub use secret::{SecretChange, SecretOptions, PREVIOUS_SUFFIX};
 pub use workload::{ScaleOptions, ScaleOutcome, WaitOutcome, Workload, WorkloadKind};
 
 /// What a planned change would do to one object: `from` → `to`.

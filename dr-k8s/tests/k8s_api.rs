@@ -496,3 +496,188 @@ async fn set_env_and_restart_leave_what_kubectl_leaves() {
         "the same annotation as kubectl's"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_rotated_secret_differs_is_never_shown_and_its_users_restart() {
+    let w = world();
+    w.api.create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "default"}, "data": {"password": "aHVudGVyMg==", "user": "YXBw"}}));
+    let mut user = deployment("default", "api", 1, "shop/api:1");
+    user["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]);
+    w.api.create(user);
+    w.api
+        .create(deployment("default", "other", 1, "shop/other:1"));
+    let k = w.k8s().await;
+    let o = dr_k8s::SecretOptions {
+        name: "db".into(),
+        rotate: vec!["password".into()],
+        ..serde_json::from_value(json!({"name": "db"})).unwrap()
+    };
+    let plan = k.plan_secret(&o).await.unwrap();
+    let shown = plan.to_string();
+    assert!(
+        shown.contains("1 key change (password)")
+            && !shown.contains("aHVudGVyMg")
+            && !shown.contains("hunter2"),
+        "{shown}"
+    );
+
+    let changed = k.secret_set(&o).await.unwrap();
+    assert_eq!(changed.changed, ["password"]);
+    assert_eq!(
+        changed.restarted,
+        ["deployment/api"],
+        "only the workload that uses it"
+    );
+    let doc = serde_json::to_string(&changed).unwrap();
+    let now = w.api.object("v1", "secrets", "default", "db").unwrap();
+    let new_value = now["data"]["password"].as_str().unwrap().to_owned();
+    assert_ne!(new_value, "aHVudGVyMg==", "a new value");
+    assert_eq!(now["data"]["user"], "YXBw", "other keys untouched");
+    assert!(
+        !doc.contains(&new_value) && !doc.contains("aHVudGVyMg=="),
+        "no value in the result: {doc}"
+    );
+    let api_dep = w
+        .api
+        .object("apps/v1", "deployments", "default", "api")
+        .unwrap();
+    assert!(api_dep["spec"]["template"]["metadata"]["annotations"]
+        ["kubectl.kubernetes.io/restartedAt"]
+        .is_string());
+    let other = w
+        .api
+        .object("apps/v1", "deployments", "default", "other")
+        .unwrap();
+    assert!(
+        other["spec"]["template"]["metadata"]["annotations"].is_null(),
+        "{other}"
+    );
+
+    // A second rotation gives another value; a restore puts back the one before it.
+    let again = k.secret_set(&o).await.unwrap();
+    assert_eq!(again.changed, ["password"]);
+    let newer = w.api.object("v1", "secrets", "default", "db").unwrap()["data"]["password"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(newer, new_value);
+    k.secret_restore("db", None).await.unwrap();
+    assert_eq!(
+        w.api.object("v1", "secrets", "default", "db").unwrap()["data"]["password"],
+        new_value.as_str()
+    );
+
+    let e = k
+        .secret_set(&dr_k8s::SecretOptions {
+            name: "missing".into(),
+            ..o.clone()
+        })
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("does not exist") && e.contains("create"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_statefulset_pod_deleted_is_replaced_ready_and_logs_are_read() {
+    let w = world();
+    w.api.create(json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "postgres", "namespace": "default"},
+        "spec": {"replicas": 1, "serviceName": "postgres", "selector": {"matchLabels": {"app": "postgres"}},
+                 "template": {"metadata": {"labels": {"app": "postgres"}}, "spec": {"containers": [{"name": "pg", "image": "postgres:15"}]}}},
+    }));
+    let k = w.k8s().await;
+    k.wait_ready(
+        &"sts/postgres".parse().unwrap(),
+        None,
+        Duration::from_mins(1),
+    )
+    .await
+    .unwrap();
+    let before =
+        w.api.object("v1", "pods", "default", "postgres-0").unwrap()["metadata"]["uid"].clone();
+    let replaced = k
+        .pod_delete("postgres-0", None, Duration::from_mins(1))
+        .await
+        .unwrap();
+    assert_eq!(
+        replaced.replacement, "postgres-0",
+        "a StatefulSet keeps the name"
+    );
+    let after = w.api.object("v1", "pods", "default", "postgres-0").unwrap();
+    assert_ne!(after["metadata"]["uid"], before, "a new pod");
+    assert_eq!(after["status"]["phase"], "Running");
+
+    w.api.set_logs(
+        "postgres-",
+        &[
+            "starting",
+            "database system is ready to accept connections",
+            "checkpoint complete",
+        ],
+    );
+    let logs = k.logs("postgres-0", None, 2).await.unwrap();
+    assert_eq!(
+        logs.containers["pg"],
+        [
+            "database system is ready to accept connections",
+            "checkpoint complete"
+        ]
+    );
+    let e = k
+        .pod_delete("nope", None, Duration::from_secs(5))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("pod nope in namespace default"), "{e}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_throwaway_namespace_is_made_filled_checked_and_deleted() {
+    let w = world();
+    let k = w.k8s().await;
+    let made = k
+        .namespace_create(
+            "dr-test-2026-12",
+            &BTreeMap::from([("purpose".into(), "dr-drill".into())]),
+        )
+        .await
+        .unwrap();
+    assert!(made.changed);
+    assert!(
+        !k.namespace_create("dr-test-2026-12", &BTreeMap::new())
+            .await
+            .unwrap()
+            .changed,
+        "already there"
+    );
+    w.api
+        .create(deployment("dr-test-2026-12", "api", 2, "shop/api:1"));
+    w.api
+        .create(deployment("dr-test-2026-12", "worker", 1, "shop/worker:1"));
+    let available = k
+        .wait_available(Some("dr-test-2026-12"), Duration::from_mins(1))
+        .await
+        .unwrap();
+    assert_eq!(available, ["api", "worker"]);
+    let Some(ns) = kubectl_json(&w.kubeconfig, &["get", "namespace", "dr-test-2026-12"]) else {
+        return;
+    };
+    assert_eq!(ns["metadata"]["labels"]["purpose"], "dr-drill");
+    let gone = k
+        .namespace_delete("dr-test-2026-12", Duration::from_mins(1))
+        .await
+        .unwrap();
+    assert!(gone.changed);
+    assert!(
+        w.api
+            .objects("apps/v1", "deployments", "dr-test-2026-12")
+            .is_empty(),
+        "its content went with it"
+    );
+    assert!(w
+        .api
+        .object("v1", "namespaces", "", "dr-test-2026-12")
+        .is_none());
+}
