@@ -57,6 +57,102 @@ impl TargetKind for KubernetesKind {
     }
 }
 
+/// An Ingress whose maintenance mode `traffic.switch` turns on (`{set: maintenance}`)
+/// and off (`{set: normal}`).
+struct IngressKind;
+
+#[async_trait]
+impl TargetKind for IngressKind {
+    #[allow(clippy::unnecessary_literal_bound)] // the trait lends the name from self
+    fn kind(&self) -> &str {
+        "kubernetes_ingress"
+    }
+    fn fields(&self) -> Vec<Field> {
+        vec![
+            Field::required("ingress", "string", "The Ingress"),
+            Field::optional("namespace", "string", "Its namespace"),
+            Field::optional("context", "string", "kubeconfig context"),
+            Field::optional("kubeconfig", "path", "kubeconfig file"),
+            Field::optional(
+                "service",
+                "string",
+                "The maintenance Service (default drkit-maintenance)",
+            ),
+            Field::optional("port", "int", "Its port (default 80)"),
+            Field::optional(
+                "image",
+                "string",
+                "Create the maintenance app from this image",
+            ),
+        ]
+    }
+    async fn build(&self, name: &str, fields: &Map<String, Value>) -> Result<Target> {
+        let mut connect = Map::new();
+        let mut maint = Map::new();
+        for (k, v) in fields {
+            match k.as_str() {
+                "kind" => {}
+                "context" | "kubeconfig" | "in_cluster" => {
+                    connect.insert(k.clone(), v.clone());
+                }
+                _ => {
+                    maint.insert(k.clone(), v.clone());
+                }
+            }
+        }
+        if let Some(ns) = maint.get("namespace") {
+            connect.insert("namespace".into(), ns.clone());
+        }
+        let bad =
+            |e: serde_json::Error| err!(InvalidInput, "target {name:?} (kubernetes_ingress): {e}");
+        let k8s =
+            Kubernetes::connect(&serde_json::from_value(Value::Object(connect)).map_err(bad)?)
+                .await?;
+        let options: dr_k8s::MaintenanceOptions =
+            serde_json::from_value(Value::Object(maint)).map_err(bad)?;
+        Ok(Target::Router(Arc::new(dr_k8s::MaintenanceRouter::new(
+            k8s, options,
+        ))))
+    }
+}
+
+/// `state` beside the fields of [`dr_k8s::MaintenanceOptions`] (no `flatten`: it and
+/// `deny_unknown_fields` do not mix).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaintenanceParams {
+    state: OnOff,
+    ingress: String,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default)]
+    service: Option<String>,
+    #[serde(default)]
+    port: Option<i32>,
+    #[serde(default)]
+    image: Option<String>,
+}
+
+impl MaintenanceParams {
+    fn options(&self) -> dr_k8s::MaintenanceOptions {
+        let d = dr_k8s::MaintenanceOptions::new(&self.ingress);
+        dr_k8s::MaintenanceOptions {
+            namespace: self.namespace.clone(),
+            service: self.service.clone().unwrap_or(d.service),
+            port: self.port.unwrap_or(d.port),
+            image: self.image.clone(),
+            ..d
+        }
+    }
+}
+
+#[derive(Deserialize, Clone, Copy, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+enum OnOff {
+    On,
+    Off,
+}
+
 fn outputs(v: impl serde::Serialize) -> Outcome {
     Outcome::Done(match serde_json::to_value(v).unwrap_or(Value::Null) {
         Value::Object(m) => m,
@@ -321,6 +417,7 @@ pub(crate) fn register(r: &mut Registry) {
         ),
     ]);
     r.target_kind(KubernetesKind)
+        .target_kind(IngressKind)
         .action(k8s_op::<ScaleOptions>(
             "k8s.scale",
             "Scales a Deployment or StatefulSet (compare-and-swap on the /scale subresource) and, with wait, waits until its replicas are ready or its pods are gone; compensated by scaling back to the previous count.",
@@ -484,6 +581,38 @@ pub(crate) fn register(r: &mut Registry) {
             |k, p| Box::pin(async move { Ok(doc(&k.logs(&p.name, p.namespace.as_deref(), p.tail.unwrap_or(50)).await?)) }),
             |_, p| Box::pin(async move { Ok(vec![format!("reads the last lines of pod {}", p.name)]) }),
             None,
+        ))
+        .action(k8s_op::<MaintenanceParams>(
+            "k8s.maintenance",
+            "Maintenance mode: state on points every backend of an Ingress at the maintenance Service (made from image: when given), keeping the Ingress as it was in an annotation; off puts it back exactly; compensated by the opposite state.",
+            vec![
+                Field::required("ingress", "string", "The Ingress"),
+                Field::required("state", "on|off", "Maintenance on or off"),
+                Field::optional("namespace", "string", "Else the target's"),
+                Field::optional("service", "string", "The maintenance Service (default drkit-maintenance)"),
+                Field::optional("port", "int", "Its port (default 80)"),
+                Field::optional("image", "string", "Create the maintenance Deployment and Service from this image"),
+            ],
+            vec![Field::required("on", "bool", "Whether it is on now"), Field::required("changed", "bool", "Whether this step changed it"), Field::required("before", "[backend]", "Backends before"), Field::required("after", "[backend]", "Backends after")],
+            |k, p| {
+                Box::pin(async move {
+                    let options = p.options();
+                    let o = if p.state == OnOff::On { k.maintenance_on(&options).await? } else { k.maintenance_off(&options).await? };
+                    Ok(doc(&o))
+                })
+            },
+            |k, p| Box::pin(async move { Ok(vec![k.plan_maintenance(&p.options(), p.state == OnOff::On).await?.to_string()]) }),
+            Some(|with, out| {
+                if out.get("changed") != Some(&Value::Bool(true)) {
+                    return None;
+                }
+                let mut w = with.clone();
+                w["state"] = json!(if out.get("on") == Some(&Value::Bool(true)) { "off" } else { "on" });
+                if let Some(o) = w.as_object_mut() {
+                    o.remove("image");
+                }
+                Some(Call { action: "k8s.maintenance".into(), with: w })
+            }),
         ))
         .action(k8s_op::<ConfigMapOptions>(
             "k8s.configmap_set",

@@ -246,3 +246,35 @@ fn drkit_k8s_commands_change_what_kubectl_then_reads() {
         stderr(&out)
     );
 }
+
+#[test]
+fn maintenance_through_traffic_switch_is_undone_when_the_run_compensates() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, kubeconfig) = cluster(dir.path());
+    let ingress = json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "main-ingress", "namespace": "shop", "annotations": {"team": "web"}},
+        "spec": {"rules": [{"host": "shop.example.com", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "api", "port": {"number": 80}}}}]}}]},
+    });
+    let stored = api.create(ingress);
+    let d = Drkit::local(BIN, &dir.path().join("repo"));
+    d.json(&["repo", "init"]);
+    let book = dir.path().join("maintenance.yaml");
+    std::fs::write(
+        &book,
+        format!(
+            "version: 1\nname: maintenance\ntargets:\n  front: {{ kind: kubernetes_ingress, ingress: main-ingress, namespace: shop, context: dr, kubeconfig: \"{}\", image: \"shop/maintenance:1\" }}\nsteps:\n  - id: down\n    action: traffic.switch\n    with: {{ target: front, to: {{ set: maintenance }} }}\n  - id: boom\n    action: assert\n    needs: [down]\n    with: {{ that: false }}\n    on_failure: compensate\n",
+            kubeconfig.display()
+        ),
+    )
+    .unwrap();
+    let plan = d.json(&["plan", book.to_str().unwrap()]);
+    assert!(plan.to_string().contains("drkit-maintenance:80"), "{plan}");
+    let out = d.run(&["--json", "run", book.to_str().unwrap()]);
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(run["outcome"], "compensated", "{run}");
+    let now = api.object("networking.k8s.io/v1", "ingresses", "shop", "main-ingress").unwrap();
+    assert_eq!(now["spec"], stored["spec"], "back to the original backends");
+    assert_eq!(now["metadata"]["annotations"], stored["metadata"]["annotations"]);
+    assert!(api.object("v1", "services", "shop", "drkit-maintenance").is_some(), "the maintenance Service was made");
+}

@@ -14,6 +14,7 @@ mod cluster;
 mod configmap;
 mod error;
 mod lease;
+mod maintenance;
 mod namespace;
 mod rollout;
 mod secret;
@@ -22,6 +23,9 @@ mod workload;
 pub use cluster::{ConnectOptions, Kubernetes};
 pub use configmap::{ConfigMapChange, ConfigMapOptions};
 pub use lease::LeaseLock;
+pub use maintenance::{
+    MaintenanceOptions, MaintenanceOutcome, MaintenanceRouter, ORIGINAL as MAINTENANCE_ANNOTATION,
+};
 pub use namespace::{NamespaceOutcome, PodLogs, PodReplaced};
 pub use rollout::{EnvChange, EnvOptions, RestartOutcome, UndoOutcome};
 pub use secret::{SecretChange, SecretOptions, PREVIOUS_SUFFIX};

@@ -681,3 +681,93 @@ async fn a_throwaway_namespace_is_made_filled_checked_and_deleted() {
         .object("v1", "namespaces", "", "dr-test-2026-12")
         .is_none());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn maintenance_on_then_off_leaves_the_ingress_as_it_was() {
+    use dr_core::traffic::{Destination, TrafficRouter};
+    let w = world();
+    w.api.create(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "main-ingress", "namespace": "default", "labels": {"app": "shop"},
+                     "annotations": {"nginx.ingress.kubernetes.io/rewrite-target": "/", "team": "web"}},
+        "spec": {"ingressClassName": "nginx", "tls": [{"hosts": ["shop.example.com"], "secretName": "shop-tls"}],
+                 "rules": [{"host": "shop.example.com", "http": {"paths": [
+                     {"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "web", "port": {"number": 80}}}},
+                     {"path": "/api", "pathType": "Prefix", "backend": {"service": {"name": "api", "port": {"name": "http"}}}}]}}]},
+    }));
+    let k = w.k8s().await;
+    let Some(before) = kubectl_json(&w.kubeconfig, &["get", "ingress", "main-ingress"]) else {
+        return;
+    };
+    let o = dr_k8s::MaintenanceOptions {
+        image: Some("shop/maintenance:1".into()),
+        ..dr_k8s::MaintenanceOptions::new("main-ingress")
+    };
+    let plan = k.plan_maintenance(&o, true).await.unwrap();
+    assert_eq!(
+        (plan.from.as_deref(), plan.to.as_deref()),
+        (Some("api:http, web:80"), Some("drkit-maintenance:80"))
+    );
+
+    let on = k.maintenance_on(&o).await.unwrap();
+    assert!(on.changed && on.on);
+    let during = kubectl_json(&w.kubeconfig, &["get", "ingress", "main-ingress"]).unwrap();
+    let paths = during["spec"]["rules"][0]["http"]["paths"]
+        .as_array()
+        .unwrap();
+    assert!(
+        paths
+            .iter()
+            .all(|p| p["backend"]["service"]["name"] == "drkit-maintenance"),
+        "{during}"
+    );
+    assert_eq!(
+        during["spec"]["tls"], before["spec"]["tls"],
+        "TLS untouched"
+    );
+    assert!(
+        w.api
+            .object("apps/v1", "deployments", "default", "drkit-maintenance")
+            .is_some(),
+        "the maintenance app was made"
+    );
+    assert!(w
+        .api
+        .object("v1", "services", "default", "drkit-maintenance")
+        .is_some());
+    assert!(
+        !k.maintenance_on(&o).await.unwrap().changed,
+        "on twice is on once"
+    );
+
+    // Through traffic.switch's trait, from another connection: off restores it exactly.
+    let router = dr_k8s::MaintenanceRouter::new(
+        w.k8s().await,
+        dr_k8s::MaintenanceOptions::new("main-ingress"),
+    );
+    assert_eq!(
+        router.current().await.unwrap().records[0].set_id.as_deref(),
+        Some("maintenance")
+    );
+    let s = router
+        .switch(
+            &Destination::Set("normal".into()),
+            &dr_core::wait::Wait::new(Duration::from_secs(5)),
+        )
+        .await
+        .unwrap();
+    assert_eq!(s.before.records[0].set_id.as_deref(), Some("maintenance"));
+    let after = kubectl_json(&w.kubeconfig, &["get", "ingress", "main-ingress"]).unwrap();
+    for field in [
+        &["spec"][..],
+        &["metadata", "annotations"],
+        &["metadata", "labels"],
+    ] {
+        let pick = |v: &serde_json::Value| field.iter().fold(v.clone(), |v, f| v[*f].clone());
+        assert_eq!(
+            serde_json::to_string(&pick(&after)).unwrap(),
+            serde_json::to_string(&pick(&before)).unwrap(),
+            "{field:?} byte for byte"
+        );
+    }
+}
