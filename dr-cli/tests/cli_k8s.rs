@@ -273,8 +273,17 @@ fn maintenance_through_traffic_switch_is_undone_when_the_run_compensates() {
     let out = d.run(&["--json", "run", book.to_str().unwrap()]);
     let run: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(run["outcome"], "compensated", "{run}");
-    let now = api.object("networking.k8s.io/v1", "ingresses", "shop", "main-ingress").unwrap();
+    let now = api
+        .object("networking.k8s.io/v1", "ingresses", "shop", "main-ingress")
+        .unwrap();
     assert_eq!(now["spec"], stored["spec"], "back to the original backends");
-    assert_eq!(now["metadata"]["annotations"], stored["metadata"]["annotations"]);
-    assert!(api.object("v1", "services", "shop", "drkit-maintenance").is_some(), "the maintenance Service was made");
+    assert_eq!(
+        now["metadata"]["annotations"],
+        stored["metadata"]["annotations"]
+    );
+    assert!(
+        api.object("v1", "services", "shop", "drkit-maintenance")
+            .is_some(),
+        "the maintenance Service was made"
+    );
 }

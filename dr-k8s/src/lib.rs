@@ -18,6 +18,7 @@ mod maintenance;
 mod namespace;
 mod rollout;
 mod secret;
+mod snapshot;
 mod workload;
 
 pub use cluster::{ConnectOptions, Kubernetes};
@@ -29,6 +30,9 @@ pub use maintenance::{
 pub use namespace::{NamespaceOutcome, PodLogs, PodReplaced};
 pub use rollout::{EnvChange, EnvOptions, RestartOutcome, UndoOutcome};
 pub use secret::{SecretChange, SecretOptions, PREVIOUS_SUFFIX};
+pub use snapshot::{
+    Applied, ApplyOptions, ApplyOutcome, ExportOptions, ExportOutcome, ObjectRef, KIND_K8S,
+};
 pub use workload::{ScaleOptions, ScaleOutcome, WaitOutcome, Workload, WorkloadKind};
 
 /// What a planned change would do to one object: `from` → `to`.

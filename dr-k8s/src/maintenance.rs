@@ -111,9 +111,13 @@ fn pointed_at(spec: &Value, service: &str, port: i32) -> Value {
     if spec["defaultBackend"].is_object() {
         spec["defaultBackend"] = backend.clone();
     }
-    if let Some(rules) = spec["rules"].as_array_mut() {
+    if let Some(rules) = spec.get_mut("rules").and_then(Value::as_array_mut) {
         for rule in rules {
-            if let Some(paths) = rule["http"]["paths"].as_array_mut() {
+            if let Some(paths) = rule
+                .get_mut("http")
+                .and_then(|h| h.get_mut("paths"))
+                .and_then(Value::as_array_mut)
+            {
                 for p in paths {
                     p["backend"] = backend.clone();
                 }

@@ -771,3 +771,214 @@ async fn maintenance_on_then_off_leaves_the_ingress_as_it_was() {
         );
     }
 }
+
+fn walk(dir: &std::path::Path, out: &mut Vec<Vec<u8>>) {
+    for e in std::fs::read_dir(dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.is_dir() {
+            walk(&p, out);
+        } else {
+            out.push(std::fs::read(&p).unwrap());
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // one namespace taken through export, dry run, apply and re-apply
+async fn a_namespace_exported_then_applied_elsewhere_has_the_same_objects() {
+    use dr_core::repo::{InitOptions, Repository, Secret};
+    let w = world();
+    w.api
+        .create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
+    w.api.create(deployment("shop", "api", 2, "shop/api:1"));
+    w.api.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-config", "namespace": "shop"}, "data": {"DB_HOST": "db"}}));
+    w.api.create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"}, "stringData": {"password": "correct-horse-battery"}}));
+    w.api.create(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api", "namespace": "shop"}, "spec": {"selector": {"app": "api"}, "ports": [{"port": 80}]}}));
+    w.api.create(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "reader", "namespace": "shop"},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"}, "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": "shop"}]}));
+    let k = w.k8s().await;
+    k.wait_ready(
+        &"deployment/api".parse().unwrap(),
+        Some("shop"),
+        Duration::from_mins(1),
+    )
+    .await
+    .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let store: dr_core::store::DynStore =
+        std::sync::Arc::new(dr_core::store::LocalStore::new(dir.path()));
+    let options = InitOptions {
+        secret: Secret::from_one_of(Some("pw".into()), None, None).unwrap(),
+        ..InitOptions::unencrypted()
+    };
+    let repo = Repository::init(store, &options).await.unwrap();
+    let out = k
+        .export(
+            &repo,
+            &dr_k8s::ExportOptions {
+                namespace: Some("shop".into()),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let names: Vec<String> = out
+        .objects
+        .iter()
+        .map(|o| format!("{}/{}", o.kind, o.name))
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "RoleBinding/reader",
+            "ConfigMap/app-config",
+            "Secret/db",
+            "Service/api",
+            "Deployment/api"
+        ],
+        "in apply order, no ReplicaSets or Pods"
+    );
+    let mut files = Vec::new();
+    walk(dir.path(), &mut files);
+    for needle in [
+        &b"correct-horse-battery"[..],
+        b"Y29ycmVjdC1ob3JzZS1iYXR0ZXJ5",
+        b"app-config",
+    ] {
+        assert!(
+            !files
+                .iter()
+                .any(|f| f.windows(needle.len()).any(|x| x == needle)),
+            "{:?} appears unencrypted in the repository",
+            String::from_utf8_lossy(needle)
+        );
+    }
+    let snap = repo.find_snapshot(&out.snapshot).await.unwrap();
+    assert!(
+        !snap.metadata.to_string().contains("correct-horse"),
+        "the listing names the Secret, never its data"
+    );
+
+    // A dry run into a new namespace changes nothing and shows what it would create.
+    let map = BTreeMap::from([("shop".to_owned(), "shop-dr".to_owned())]);
+    let dry = k
+        .apply(
+            &repo,
+            &dr_k8s::ApplyOptions {
+                namespace_map: map.clone(),
+                dry_run: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(dry.objects.iter().all(|o| o.action == "created"), "{dry:?}");
+    assert!(
+        w.api.object("v1", "namespaces", "", "shop-dr").is_none(),
+        "a dry run changes nothing"
+    );
+
+    let applied = k
+        .apply(
+            &repo,
+            &dr_k8s::ApplyOptions {
+                namespace_map: map,
+                wait: true,
+                timeout: Some(Duration::from_mins(1)),
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(applied.objects.len(), 5);
+    let strip = |mut o: serde_json::Value| {
+        for f in [
+            "uid",
+            "resourceVersion",
+            "creationTimestamp",
+            "generation",
+            "managedFields",
+            "namespace",
+            "annotations",
+        ] {
+            o["metadata"].as_object_mut().unwrap().remove(f);
+        }
+        o.as_object_mut().unwrap().remove("status");
+        o
+    };
+    for (plural, name) in [
+        ("deployments", "api"),
+        ("configmaps", "app-config"),
+        ("secrets", "db"),
+    ] {
+        let api_version = if plural == "deployments" {
+            "apps/v1"
+        } else {
+            "v1"
+        };
+        let a = strip(w.api.object(api_version, plural, "shop", name).unwrap());
+        let b = strip(w.api.object(api_version, plural, "shop-dr", name).unwrap());
+        assert_eq!(a, b, "{plural}/{name} is the same object");
+    }
+    let rb = w
+        .api
+        .object(
+            "rbac.authorization.k8s.io/v1",
+            "rolebindings",
+            "shop-dr",
+            "reader",
+        )
+        .unwrap();
+    assert_eq!(
+        rb["subjects"][0]["namespace"], "shop-dr",
+        "subjects follow the namespace mapping"
+    );
+    assert_eq!(
+        w.api
+            .object("apps/v1", "deployments", "shop-dr", "api")
+            .unwrap()["status"]["readyReplicas"],
+        2,
+        "waited for the workloads"
+    );
+
+    // Applied again, with a change live: the dry run's diff names it, values of Secrets never.
+    w.api.create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "other", "namespace": "default"}}));
+    let mut cm = w
+        .api
+        .object("v1", "configmaps", "shop-dr", "app-config")
+        .unwrap();
+    cm["data"]["DB_HOST"] = json!("changed-live");
+    k.configmap_set(&dr_k8s::ConfigMapOptions {
+        name: "app-config".into(),
+        namespace: Some("shop-dr".into()),
+        set: BTreeMap::from([("DB_HOST".into(), "changed-live".into())]),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let dry = k
+        .apply(
+            &repo,
+            &dr_k8s::ApplyOptions {
+                namespace_map: BTreeMap::from([("shop".to_owned(), "shop-dr".to_owned())]),
+                dry_run: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let cm_diff = dry.objects.iter().find(|o| o.name == "app-config").unwrap();
+    assert_eq!(
+        cm_diff.diff,
+        ["data.DB_HOST: \"changed-live\" -> \"db\""],
+        "{dry:?}"
+    );
+    assert_eq!(
+        w.api
+            .object("v1", "configmaps", "shop-dr", "app-config")
+            .unwrap()["data"]["DB_HOST"],
+        "changed-live",
+        "still a dry run"
+    );
+}

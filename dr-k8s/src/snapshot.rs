@@ -1,0 +1,462 @@
+//! A namespace as a snapshot of the repository (kind `k8s`): clean manifests, stored
+//! only encrypted, listed by kind and name (never a Secret's data); applied into the same
+//! or another namespace or cluster with server-side apply, in dependency order, with a
+//! dry run that diffs against what is live.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use dr_core::repo::{Repository, SnapshotKind, SnapshotRef};
+use dr_core::{err, Result};
+use kube::api::{
+    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
+
+use crate::error::classify;
+use crate::workload::{Workload, WorkloadKind};
+use crate::Kubernetes;
+
+/// The kind of the snapshots a namespace export makes.
+pub const KIND_K8S: &str = "k8s";
+const FILE: &str = "objects.json";
+
+/// The kinds exported, in the order they are applied (what others need comes first).
+const KINDS: &[(&str, &str, &str, &str)] = &[
+    ("", "v1", "ServiceAccount", "serviceaccounts"),
+    ("rbac.authorization.k8s.io", "v1", "Role", "roles"),
+    (
+        "rbac.authorization.k8s.io",
+        "v1",
+        "RoleBinding",
+        "rolebindings",
+    ),
+    ("", "v1", "ConfigMap", "configmaps"),
+    ("", "v1", "Secret", "secrets"),
+    ("", "v1", "PersistentVolumeClaim", "persistentvolumeclaims"),
+    ("", "v1", "Service", "services"),
+    ("apps", "v1", "Deployment", "deployments"),
+    ("apps", "v1", "StatefulSet", "statefulsets"),
+    ("apps", "v1", "DaemonSet", "daemonsets"),
+    ("networking.k8s.io", "v1", "Ingress", "ingresses"),
+    ("batch", "v1", "CronJob", "cronjobs"),
+];
+
+fn resource(group: &str, version: &str, kind: &str, plural: &str) -> ApiResource {
+    ApiResource::from_gvk_with_plural(&GroupVersionKind::gvk(group, version, kind), plural)
+}
+
+fn kind_named(
+    name: &str,
+) -> Option<&'static (&'static str, &'static str, &'static str, &'static str)> {
+    let n = name.to_ascii_lowercase();
+    KINDS
+        .iter()
+        .find(|(_, _, k, p)| k.to_ascii_lowercase() == n || *p == n)
+}
+
+/// What `drkit k8s export` and the `k8s.export` step take.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportOptions {
+    /// The namespace (else the connection's).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Only these kinds (`deployments`, `Secret`, …); all of them when empty.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Only objects with these labels (`app=shop,tier!=cache`).
+    #[serde(default)]
+    pub selector: Option<String>,
+    /// Snapshot tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+}
+
+/// One object in a snapshot: kind and name (never its content).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ObjectRef {
+    /// `Deployment`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+}
+
+/// What an export stored.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExportOutcome {
+    /// The snapshot's id.
+    pub snapshot: String,
+    /// The namespace exported.
+    pub namespace: String,
+    /// The objects, in apply order.
+    pub objects: Vec<ObjectRef>,
+    /// Bytes stored (compressed, encrypted, deduplicated).
+    pub new_bytes: u64,
+}
+
+/// What `drkit k8s apply` and the `k8s.apply` step take.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApplyOptions {
+    /// The snapshot (latest `k8s` snapshot by default).
+    #[serde(default)]
+    pub snapshot: Option<SnapshotRef>,
+    /// `OLD: NEW` namespace renames (Velero's `--namespace-mappings`).
+    #[serde(default)]
+    pub namespace_map: BTreeMap<String, String>,
+    /// Diff against what is live and change nothing.
+    #[serde(default)]
+    pub dry_run: bool,
+    /// Wait until the workloads are ready.
+    #[serde(default)]
+    pub wait: bool,
+    /// Longest wait.
+    #[serde(default, with = "dr_core::duration::human::option")]
+    pub timeout: Option<Duration>,
+}
+
+/// What applying one object did (or, in a dry run, would do).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Applied {
+    /// `Deployment`.
+    pub kind: String,
+    /// Its name.
+    pub name: String,
+    /// Its namespace after the mapping.
+    pub namespace: String,
+    /// `created`, `updated` or `unchanged`.
+    pub action: String,
+    /// What differs from the live object (`spec.replicas: 3 -> 1`; a Secret's data only
+    /// as `data.KEY: changed`).
+    pub diff: Vec<String>,
+}
+
+/// What an apply did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ApplyOutcome {
+    /// The snapshot applied.
+    pub snapshot: String,
+    /// Whether it was a dry run (nothing changed).
+    pub dry_run: bool,
+    /// Each object.
+    pub objects: Vec<Applied>,
+}
+
+/// The manifest as it can be applied anywhere: no status, no server fields, no cluster IP.
+fn clean(mut o: Value) -> Value {
+    if let Some(m) = o.as_object_mut() {
+        m.remove("status");
+    }
+    if let Some(meta) = o["metadata"].as_object_mut() {
+        for f in [
+            "uid",
+            "resourceVersion",
+            "generation",
+            "creationTimestamp",
+            "managedFields",
+            "selfLink",
+            "deletionTimestamp",
+            "deletionGracePeriodSeconds",
+            "ownerReferences",
+        ] {
+            meta.remove(f);
+        }
+        if let Some(a) = meta.get_mut("annotations").and_then(Value::as_object_mut) {
+            a.retain(|k, _| {
+                k != "kubectl.kubernetes.io/last-applied-configuration"
+                    && k != "deployment.kubernetes.io/revision"
+                    && !k.starts_with("pv.kubernetes.io/")
+                    && !k.starts_with("volume.kubernetes.io/")
+                    && !k.starts_with("volume.beta.kubernetes.io/")
+            });
+            if a.is_empty() {
+                meta.remove("annotations");
+            }
+        }
+    }
+    if o["kind"] == "Service" {
+        if let Some(spec) = o.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.remove("clusterIP");
+            spec.remove("clusterIPs");
+        }
+    }
+    if o["kind"] == "PersistentVolumeClaim" {
+        if let Some(spec) = o.get_mut("spec").and_then(Value::as_object_mut) {
+            spec.remove("volumeName");
+        }
+    }
+    o
+}
+
+/// Objects the cluster makes on its own, which an export leaves out.
+fn generated(o: &Value) -> bool {
+    let name = o["metadata"]["name"].as_str().unwrap_or_default();
+    o["metadata"]["ownerReferences"]
+        .as_array()
+        .is_some_and(|r| !r.is_empty())
+        || (o["kind"] == "ServiceAccount" && name == "default")
+        || (o["kind"] == "ConfigMap" && name == "kube-root-ca.crt")
+        || (o["kind"] == "Secret"
+            && (o["type"] == "kubernetes.io/service-account-token"
+                || name.ends_with(crate::PREVIOUS_SUFFIX)))
+}
+
+fn diff(path: &str, live: &Value, want: &Value, secret: bool, out: &mut Vec<String>) {
+    match (live, want) {
+        (Value::Object(a), Value::Object(b)) => {
+            let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+            for k in keys {
+                let p = if path.is_empty() {
+                    k.clone()
+                } else {
+                    format!("{path}.{k}")
+                };
+                diff(
+                    &p,
+                    a.get(k).unwrap_or(&Value::Null),
+                    b.get(k).unwrap_or(&Value::Null),
+                    secret,
+                    out,
+                );
+            }
+        }
+        (a, b) if a == b => {}
+        (a, b) => {
+            if secret
+                && (path.starts_with("data.") || path.starts_with("stringData.") || path == "data")
+            {
+                out.push(format!("{path}: changed"));
+            } else {
+                let show = |v: &Value| {
+                    if v.is_null() {
+                        "(absent)".to_owned()
+                    } else {
+                        v.to_string()
+                    }
+                };
+                out.push(format!("{path}: {} -> {}", show(a), show(b)));
+            }
+        }
+    }
+}
+
+impl Kubernetes {
+    /// Exports the namespace's objects into `repo` as a `k8s` snapshot.
+    pub async fn export(&self, repo: &Repository, o: &ExportOptions) -> Result<ExportOutcome> {
+        let ns = self.ns(o.namespace.as_deref()).to_owned();
+        let wanted: Vec<&(&str, &str, &str, &str)> = if o.kinds.is_empty() {
+            KINDS.iter().collect()
+        } else {
+            o.kinds
+                .iter()
+                .map(|k| {
+                    kind_named(k).ok_or_else(|| {
+                        err!(
+                            InvalidInput,
+                            "kind {k:?} is not one drkit exports; the kinds are {}",
+                            KINDS.iter().map(|k| k.3).collect::<Vec<_>>().join(", ")
+                        )
+                    })
+                })
+                .collect::<Result<_>>()?
+        };
+        let mut lp = ListParams::default();
+        if let Some(s) = &o.selector {
+            lp = lp.labels(s);
+        }
+        let mut objects = Vec::new();
+        for (g, v, kind, plural) in KINDS.iter().filter(|k| wanted.contains(k)) {
+            let ar = resource(g, v, kind, plural);
+            let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), &ns, &ar);
+            let list = api.list(&lp).await.map_err(|e| {
+                classify(
+                    self.context(),
+                    "list",
+                    &format!("{plural} in namespace {ns}"),
+                    e,
+                )
+            })?;
+            for item in list.items {
+                let mut obj =
+                    serde_json::to_value(&item).map_err(|e| err!(External, "{plural}: {e}"))?;
+                obj["apiVersion"] = json!(ar.api_version);
+                obj["kind"] = json!(kind);
+                if !generated(&obj) {
+                    objects.push(clean(obj));
+                }
+            }
+        }
+        let refs: Vec<ObjectRef> = objects
+            .iter()
+            .map(|o| ObjectRef {
+                kind: o["kind"].as_str().unwrap_or_default().to_owned(),
+                name: o["metadata"]["name"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned(),
+            })
+            .collect();
+        let body = serde_json::to_vec(&objects)
+            .map_err(|e| err!(External, "serializing the manifests: {e}"))?;
+        let mut w = repo.begin_snapshot(
+            SnapshotKind::new(KIND_K8S),
+            &format!("kubernetes {}/{ns}", self.context()),
+        );
+        for (k, v) in &o.tags {
+            w.tag(k, v);
+        }
+        w.add_file_blocking(FILE, std::io::Cursor::new(body))
+            .await?;
+        let snap = w
+            .commit(json!({"context": self.context(), "namespace": ns, "objects": refs}))
+            .await?;
+        Ok(ExportOutcome {
+            snapshot: snap.id.to_string(),
+            namespace: ns,
+            objects: refs,
+            new_bytes: snap.stats.new_bytes,
+        })
+    }
+
+    #[allow(clippy::too_many_lines)] // read, map, apply and diff each object, then wait
+    /// Applies a `k8s` snapshot: creates or updates each object with server-side apply
+    /// (field manager `drkit`) in dependency order, its namespace renamed by
+    /// `namespace_map`; a dry run diffs against what is live and changes nothing.
+    pub async fn apply(&self, repo: &Repository, o: &ApplyOptions) -> Result<ApplyOutcome> {
+        let snap = match &o.snapshot {
+            Some(r) => repo.find(r).await?,
+            None => repo
+                .snapshots()
+                .await?
+                .into_iter()
+                .rev()
+                .find(|s| s.kind.as_str() == KIND_K8S)
+                .ok_or_else(|| err!(NotFound, "the repository has no {KIND_K8S} snapshot; export a namespace first (drkit k8s export -n NS)"))?,
+        };
+        if snap.kind.as_str() != KIND_K8S {
+            return Err(err!(
+                InvalidInput,
+                "snapshot {} is a {} snapshot, not a Kubernetes export",
+                snap.id,
+                snap.kind.as_str()
+            ));
+        }
+        let bytes = repo.read_file_to_vec(&snap, FILE).await?;
+        let objects: Vec<Value> = serde_json::from_slice(&bytes).map_err(|e| {
+            err!(
+                Corrupt,
+                "snapshot {}: {FILE} is not the JSON drkit wrote: {e}",
+                snap.id
+            )
+        })?;
+        let exported_ns = snap.metadata["namespace"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let target_ns = o
+            .namespace_map
+            .get(&exported_ns)
+            .cloned()
+            .unwrap_or_else(|| exported_ns.clone());
+        // A dry run into a namespace that does not exist yet cannot ask the server (it
+        // answers 404): everything in it would be created.
+        let ns_exists = Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone())
+            .get_opt(&target_ns)
+            .await
+            .map_err(|e| classify(self.context(), "get", &format!("namespace {target_ns}"), e))?
+            .is_some();
+        if !o.dry_run {
+            self.namespace_create(&target_ns, &BTreeMap::new()).await?;
+        }
+        let mut pp = PatchParams::apply("drkit").force();
+        pp.dry_run = o.dry_run;
+        let mut applied = Vec::new();
+        let mut workloads = Vec::new();
+        for mut obj in objects {
+            let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
+            let name = obj["metadata"]["name"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned();
+            let Some((group, version, api_kind, plural)) = kind_named(&kind) else {
+                continue;
+            };
+            obj["metadata"]["namespace"] = json!(target_ns);
+            if let Some(subjects) = obj.get_mut("subjects").and_then(Value::as_array_mut) {
+                for s in subjects {
+                    if let Some(n) = s["namespace"].as_str().and_then(|n| o.namespace_map.get(n)) {
+                        s["namespace"] = json!(n);
+                    }
+                }
+            }
+            if o.dry_run && !ns_exists {
+                applied.push(Applied {
+                    kind,
+                    name,
+                    namespace: target_ns.clone(),
+                    action: "created".into(),
+                    diff: Vec::new(),
+                });
+                continue;
+            }
+            let ar = resource(group, version, api_kind, plural);
+            let api: Api<DynamicObject> =
+                Api::namespaced_with(self.client.clone(), &target_ns, &ar);
+            let what = format!("{kind} {name} in namespace {target_ns}");
+            let live = api
+                .get_opt(&name)
+                .await
+                .map_err(|e| classify(self.context(), "get", &what, e))?;
+            let result = api
+                .patch(&name, &pp, &Patch::Apply(&obj))
+                .await
+                .map_err(|e| classify(self.context(), "patch", &what, e))?;
+            let after = clean(serde_json::to_value(&result).unwrap_or_default());
+            let (action, found) = match live {
+                None => ("created", Vec::new()),
+                Some(l) => {
+                    let mut d = Vec::new();
+                    diff(
+                        "",
+                        &clean(serde_json::to_value(&l).unwrap_or_default()),
+                        &after,
+                        kind == "Secret",
+                        &mut d,
+                    );
+                    (if d.is_empty() { "unchanged" } else { "updated" }, d)
+                }
+            };
+            if kind == "Deployment" || kind == "StatefulSet" {
+                let wk = if kind == "Deployment" {
+                    WorkloadKind::Deployment
+                } else {
+                    WorkloadKind::StatefulSet
+                };
+                workloads.push(Workload {
+                    kind: wk,
+                    name: name.clone(),
+                });
+            }
+            applied.push(Applied {
+                kind,
+                name,
+                namespace: target_ns.clone(),
+                action: action.into(),
+                diff: found,
+            });
+        }
+        if o.wait && !o.dry_run {
+            let timeout = o.timeout.unwrap_or(Duration::from_mins(10));
+            for w in &workloads {
+                self.wait_ready(w, Some(&target_ns), timeout).await?;
+            }
+        }
+        Ok(ApplyOutcome {
+            snapshot: snap.id.to_string(),
+            dry_run: o.dry_run,
+            objects: applied,
+        })
+    }
+}
