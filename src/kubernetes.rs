@@ -416,6 +416,41 @@ pub(crate) fn register(r: &mut Registry) {
             "Variables to set (null removes)",
         ),
     ]);
+    r.action(RepoOp {
+        spec: ActionSpec {
+            name: "k8s.export".into(),
+            summary: "Exports a namespace (Deployments, StatefulSets, DaemonSets, Services, ConfigMaps, Secrets, Ingresses, CronJobs, ServiceAccounts, RBAC, PVC specs) into the run's repository as a k8s snapshot: clean manifests, Secrets only encrypted.".into(),
+            idempotent: true,
+            params: vec![
+                Field::required("target", "target", WHAT),
+                Field::optional("namespace", "string", "Else the target's"),
+                Field::optional("kinds", "[kind]", "Only these kinds"),
+                Field::optional("selector", "string", "Only objects with these labels"),
+                Field::optional("tags", "{key: value}", "Snapshot tags"),
+            ],
+            outputs: vec![Field::required("snapshot", "string", "The snapshot's id"), Field::required("objects", "[{kind, name}]", "What it holds")],
+            open_outputs: false,
+        },
+        export: true,
+    })
+    .action(RepoOp {
+        spec: ActionSpec {
+            name: "k8s.apply".into(),
+            summary: "Applies a k8s snapshot of the run's repository (latest by default) into the target cluster with server-side apply as drkit, in dependency order, namespaces renamed by namespace_map; plan shows each object's diff against what is live.".into(),
+            idempotent: true,
+            params: vec![
+                Field::required("target", "target", WHAT),
+                Field::optional("snapshot", "string", "latest k8s snapshot, an id or a prefix"),
+                Field::optional("namespace_map", "{old: new}", "Namespace renames"),
+                Field::optional("dry_run", "bool", "Change nothing"),
+                Field::optional("wait", "bool", "Wait for the workloads"),
+                Field::optional("timeout", "duration", "Longest wait (default 10m)"),
+            ],
+            outputs: vec![Field::required("objects", "[{kind, name, namespace, action, diff}]", "Each object")],
+            open_outputs: false,
+        },
+        export: false,
+    });
     r.target_kind(KubernetesKind)
         .target_kind(IngressKind)
         .action(k8s_op::<ScaleOptions>(
@@ -638,6 +673,67 @@ pub(crate) fn register(r: &mut Registry) {
                 call("k8s.configmap_set", with, doc(&ConfigMapOptions::undo(&change)))
             }),
         ));
+}
+
+/// `k8s.export` and `k8s.apply`: the namespace snapshots of the run's repository.
+struct RepoOp {
+    spec: ActionSpec,
+    export: bool,
+}
+
+#[async_trait]
+impl Action for RepoOp {
+    fn spec(&self) -> ActionSpec {
+        self.spec.clone()
+    }
+    fn check(&self, with: &Value) -> Result<()> {
+        if self.export {
+            split::<dr_k8s::ExportOptions>(&self.spec.name, with).map(|_| ())
+        } else {
+            split::<dr_k8s::ApplyOptions>(&self.spec.name, with).map(|_| ())
+        }
+    }
+    async fn plan(&self, ctx: &StepContext, with: &Value) -> Result<Vec<String>> {
+        if self.export {
+            let (_, o): (String, dr_k8s::ExportOptions) = split(&self.spec.name, with)?;
+            return Ok(vec![format!(
+                "exports namespace {} into the repository",
+                o.namespace.as_deref().unwrap_or("of the target")
+            )]);
+        }
+        let (t, mut o): (String, dr_k8s::ApplyOptions) = split(&self.spec.name, with)?;
+        let k = ctx.adapter::<Kubernetes>(&t, WHAT)?;
+        let Ok(repo) = ctx.repository() else {
+            return Ok(vec![
+                "applies a namespace snapshot of the run's repository".into()
+            ]);
+        };
+        o.dry_run = true;
+        let dry = k.apply(repo, &o).await?;
+        Ok(dry
+            .objects
+            .iter()
+            .map(|a| {
+                let what = format!("{} {}/{}: {}", a.kind, a.namespace, a.name, a.action);
+                if a.diff.is_empty() {
+                    what
+                } else {
+                    format!("{what} ({})", a.diff.join("; "))
+                }
+            })
+            .collect())
+    }
+    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
+        let repo = ctx.repository()?;
+        if self.export {
+            let (t, o): (String, dr_k8s::ExportOptions) = split(&self.spec.name, with)?;
+            let k = ctx.adapter::<Kubernetes>(&t, WHAT)?;
+            return Ok(outputs(k.export(repo, &o).await?));
+        }
+        let (t, o): (String, dr_k8s::ApplyOptions) = split(&self.spec.name, with)?;
+        let k = ctx.adapter::<Kubernetes>(&t, WHAT)?;
+        Ok(outputs(k.apply(repo, &o).await?))
+    }
 }
 
 /// The lock a `--lock` flag names: `k8s:CONTEXT/NAMESPACE/NAME`, a Kubernetes Lease

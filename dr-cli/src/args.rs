@@ -366,6 +366,101 @@ pub enum K8sCommand {
     /// ConfigMaps.
     #[command(subcommand)]
     Configmap(ConfigMapCommand),
+    /// Secrets: set, rotate, restore (values are never printed).
+    #[command(subcommand)]
+    Secret(SecretCommand),
+    /// Point an Ingress at a maintenance Service (on) or put it back exactly (off).
+    Maintenance {
+        /// on or off.
+        #[arg(value_parser = ["on", "off"])]
+        state: String,
+        /// The Ingress.
+        ingress: String,
+        /// The maintenance Service.
+        #[arg(long, default_value = "drkit-maintenance")]
+        service: String,
+        /// Its port.
+        #[arg(long, default_value_t = 80)]
+        port: i32,
+        /// Create the maintenance Deployment and Service from this image.
+        #[arg(long)]
+        image: Option<String>,
+        /// Show the change without making it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Export a namespace into the repository (--repo) as a snapshot.
+    Export {
+        /// Only these kinds (deployments,configmaps,…).
+        #[arg(long, value_delimiter = ',')]
+        kinds: Vec<String>,
+        /// Only objects with these labels.
+        #[arg(long, short = 'l')]
+        selector: Option<String>,
+    },
+    /// Apply a namespace snapshot of the repository (latest by default).
+    Apply {
+        /// The snapshot (id or prefix).
+        snapshot: Option<String>,
+        /// OLD=NEW namespace renames; repeatable.
+        #[arg(long = "namespace-map")]
+        namespace_map: Vec<String>,
+        /// Diff against what is live and change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Wait for the workloads.
+        #[arg(long)]
+        wait: bool,
+        /// Longest wait.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+}
+
+/// `drkit k8s secret` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SecretCommand {
+    /// Set KEY=VALUE keys (or --from-env-file), then restart the workloads that use it.
+    Set {
+        /// The Secret.
+        name: String,
+        /// KEY=VALUE.
+        pairs: Vec<String>,
+        /// KEY=VALUE lines.
+        #[arg(long)]
+        from_env_file: Option<PathBuf>,
+        /// Create it when missing.
+        #[arg(long)]
+        create: bool,
+        /// Do not restart the workloads that use it.
+        #[arg(long)]
+        no_restart: bool,
+        /// Show the change (key names) without making it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Give keys fresh random values, then restart the workloads that use it.
+    Rotate {
+        /// The Secret.
+        name: String,
+        /// The keys.
+        #[arg(required = true)]
+        keys: Vec<String>,
+        /// Random bytes per value.
+        #[arg(long, default_value_t = 32)]
+        length: usize,
+        /// Do not restart the workloads that use it.
+        #[arg(long)]
+        no_restart: bool,
+        /// Show the change (key names) without making it.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Put back what the last set or rotate replaced.
+    Restore {
+        /// The Secret.
+        name: String,
+    },
 }
 
 /// `drkit k8s rollout` subcommands.

@@ -68,7 +68,7 @@ async fn run(cli: &Cli, out: Output) -> Result<u8, Error> {
         Command::Store(c) => commands::store(cli, c, out).await,
         Command::Rds(a) => commands::rds(a, out).await,
         Command::Dns(a) => commands::dns(a, out).await,
-        Command::K8s(a) => commands::k8s(a, out).await,
+        Command::K8s(a) => commands::k8s(cli, a, out).await,
         Command::Demo(a) => Box::pin(demo::run(a, out)).await,
         Command::Plan(a) => commands::plan(cli, a, out).await,
         Command::Run(a) => commands::run_runbook(cli, a, out).await,

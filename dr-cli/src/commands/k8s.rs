@@ -1,12 +1,13 @@
 //! `drkit k8s`: the dr-k8s operations, their options built from kubectl-like flags.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 
 use dr_core::{err, Result};
 use dr_k8s::{ConfigMapOptions, ConnectOptions, EnvOptions, Kubernetes, ScaleOptions, Workload};
 use serde_json::json;
 
-use crate::args::{ConfigMapCommand, K8sArgs, K8sCommand, RolloutCommand};
+use crate::args::{ConfigMapCommand, K8sArgs, K8sCommand, RolloutCommand, SecretCommand};
 use crate::output::Output;
 
 fn changes(list: &[dr_k8s::Change]) -> String {
@@ -43,7 +44,7 @@ fn env_vars(items: &[String]) -> Result<BTreeMap<String, Option<String>>> {
 
 /// `drkit k8s …`.
 #[allow(clippy::too_many_lines)] // one arm per subcommand, each only converting and printing
-pub async fn k8s(a: &K8sArgs, out: Output) -> Result<u8> {
+pub async fn k8s(cli: &crate::args::Cli, a: &K8sArgs, out: Output) -> Result<u8> {
     let k = Kubernetes::connect(&ConnectOptions {
         kubeconfig: a.kubeconfig.clone(),
         context: a.context.clone(),
@@ -186,6 +187,175 @@ pub async fn k8s(a: &K8sArgs, out: Output) -> Result<u8> {
                 )
             });
         }
+        K8sCommand::Secret(c) => return secret(&k, c, out).await,
+        K8sCommand::Maintenance {
+            state,
+            ingress,
+            service,
+            port,
+            image,
+            dry_run,
+        } => {
+            let o = dr_k8s::MaintenanceOptions {
+                ingress: ingress.clone(),
+                namespace: None,
+                service: service.clone(),
+                port: *port,
+                image: image.clone(),
+            };
+            let on = state == "on";
+            if *dry_run {
+                let c = k.plan_maintenance(&o, on).await?;
+                out.emit(&c, || changes(std::slice::from_ref(&c)));
+                return Ok(0);
+            }
+            let m = if on {
+                k.maintenance_on(&o).await?
+            } else {
+                k.maintenance_off(&o).await?
+            };
+            out.emit(&m, || {
+                format!(
+                    "ingress {} maintenance {}{}: {} -> {}",
+                    m.ingress,
+                    if m.on { "on" } else { "off" },
+                    if m.changed { "" } else { " (already)" },
+                    m.before.join(", "),
+                    m.after.join(", ")
+                )
+            });
+        }
+        K8sCommand::Export { kinds, selector } => {
+            let repo = super::open_repo(cli).await?;
+            let o = dr_k8s::ExportOptions {
+                namespace: None,
+                kinds: kinds.clone(),
+                selector: selector.clone(),
+                tags: BTreeMap::new(),
+            };
+            let e = k.export(&repo, &o).await?;
+            out.emit(&e, || {
+                let list: Vec<String> = e
+                    .objects
+                    .iter()
+                    .map(|o| format!("  {}/{}", o.kind, o.name))
+                    .collect();
+                format!(
+                    "snapshot {} of namespace {}: {} objects\n{}",
+                    e.snapshot,
+                    e.namespace,
+                    e.objects.len(),
+                    list.join("\n")
+                )
+            });
+        }
+        K8sCommand::Apply {
+            snapshot,
+            namespace_map,
+            dry_run,
+            wait,
+            timeout,
+        } => {
+            let repo = super::open_repo(cli).await?;
+            let options = dr_k8s::ApplyOptions {
+                snapshot: snapshot.as_deref().map(dr_core::repo::SnapshotRef::from),
+                namespace_map: pairs(namespace_map)?,
+                dry_run: *dry_run,
+                wait: *wait,
+                timeout: Some(*timeout),
+            };
+            let r = k.apply(&repo, &options).await?;
+            out.emit(&r, || {
+                let verb = if r.dry_run { "would apply" } else { "applied" };
+                let mut text = format!("{verb} snapshot {}", r.snapshot);
+                for obj in &r.objects {
+                    let _ = write!(
+                        text,
+                        "\n  {} {}/{}: {}",
+                        obj.kind, obj.namespace, obj.name, obj.action
+                    );
+                    for d in &obj.diff {
+                        let _ = write!(text, "\n      {d}");
+                    }
+                }
+                text
+            });
+        }
     }
     Ok(0)
+}
+
+async fn secret(k: &Kubernetes, c: &SecretCommand, out: Output) -> Result<u8> {
+    let (o, dry) = match c {
+        SecretCommand::Restore { name } => {
+            let r = k.secret_restore(name, None).await?;
+            out.emit(&r, || {
+                format!(
+                    "secret {} put back ({} keys); restarted: {}",
+                    r.name,
+                    r.changed.len(),
+                    r.restarted.join(", ")
+                )
+            });
+            return Ok(0);
+        }
+        SecretCommand::Set {
+            name,
+            pairs: kv,
+            from_env_file,
+            create,
+            no_restart,
+            dry_run,
+        } => (
+            dr_k8s::SecretOptions {
+                name: name.clone(),
+                set: pairs(kv)?,
+                from_env_file: from_env_file.clone(),
+                create: *create,
+                restart: !no_restart,
+                ..secret_defaults(name)
+            },
+            *dry_run,
+        ),
+        SecretCommand::Rotate {
+            name,
+            keys,
+            length,
+            no_restart,
+            dry_run,
+        } => (
+            dr_k8s::SecretOptions {
+                name: name.clone(),
+                rotate: keys.clone(),
+                length: *length,
+                restart: !no_restart,
+                ..secret_defaults(name)
+            },
+            *dry_run,
+        ),
+    };
+    if dry {
+        let c = k.plan_secret(&o).await?;
+        out.emit(&c, || changes(std::slice::from_ref(&c)));
+        return Ok(0);
+    }
+    let r = k.secret_set(&o).await?;
+    out.emit(&r, || {
+        format!(
+            "secret {}: {} changed (values not shown; the old ones are kept in {}); restarted: {}",
+            r.name,
+            r.changed.join(", "),
+            r.previous,
+            if r.restarted.is_empty() {
+                "none".to_owned()
+            } else {
+                r.restarted.join(", ")
+            }
+        )
+    });
+    Ok(0)
+}
+
+fn secret_defaults(name: &str) -> dr_k8s::SecretOptions {
+    serde_json::from_value(json!({"name": name})).expect("the defaults deserialize")
 }
