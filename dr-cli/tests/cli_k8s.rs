@@ -297,27 +297,68 @@ fn export_apply_secret_rotation_and_maintenance_from_the_cli() {
         "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "main-ingress", "namespace": "shop"},
         "spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "api", "port": {"number": 80}}}}]}}]},
     }));
-    let d = Drkit::local(BIN, &dir.path().join("repo")).with_env([("KUBECONFIG", kubeconfig.display().to_string())]);
+    let d = Drkit::local(BIN, &dir.path().join("repo"))
+        .with_env([("KUBECONFIG", kubeconfig.display().to_string())]);
     d.json(&["repo", "init"]);
     let exported = d.json(&["k8s", "-n", "shop", "export"]);
-    assert_eq!(exported["objects"].as_array().unwrap().len(), 4, "{exported}");
+    assert_eq!(
+        exported["objects"].as_array().unwrap().len(),
+        4,
+        "{exported}"
+    );
     let listed = d.run(&["snapshots"]);
-    assert!(!String::from_utf8_lossy(&listed.stdout).contains("hunter2"), "no Secret data in the listing");
+    assert!(
+        !String::from_utf8_lossy(&listed.stdout).contains("hunter2"),
+        "no Secret data in the listing"
+    );
 
-    let dry = d.json(&["k8s", "apply", "--namespace-map", "shop=shop-dr", "--dry-run"]);
+    let dry = d.json(&[
+        "k8s",
+        "apply",
+        "--namespace-map",
+        "shop=shop-dr",
+        "--dry-run",
+    ]);
     assert_eq!(dry["dry_run"], true);
-    assert!(api.object("v1", "namespaces", "", "shop-dr").is_none(), "a dry run changes nothing");
-    let applied = d.json(&["k8s", "apply", "--namespace-map", "shop=shop-dr", "--wait", "--timeout", "1m"]);
-    assert!(applied["objects"].as_array().unwrap().iter().all(|o| o["action"] == "created"), "{applied}");
-    assert_eq!(api.object("apps/v1", "deployments", "shop-dr", "api").unwrap()["status"]["readyReplicas"], 3);
+    assert!(
+        api.object("v1", "namespaces", "", "shop-dr").is_none(),
+        "a dry run changes nothing"
+    );
+    let applied = d.json(&[
+        "k8s",
+        "apply",
+        "--namespace-map",
+        "shop=shop-dr",
+        "--wait",
+        "--timeout",
+        "1m",
+    ]);
+    assert!(
+        applied["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["action"] == "created"),
+        "{applied}"
+    );
+    assert_eq!(
+        api.object("apps/v1", "deployments", "shop-dr", "api")
+            .unwrap()["status"]["readyReplicas"],
+        3
+    );
 
     let before = api.object("v1", "secrets", "shop", "db").unwrap()["data"]["password"].clone();
-    let out = d.run(&["--json", "k8s", "-n", "shop", "secret", "rotate", "db", "password"]);
+    let out = d.run(&[
+        "--json", "k8s", "-n", "shop", "secret", "rotate", "db", "password",
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let after = api.object("v1", "secrets", "shop", "db").unwrap()["data"]["password"].clone();
     assert_ne!(before, after, "a new value");
     let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
-    assert!(!printed.contains(after.as_str().unwrap()) && !printed.contains(before.as_str().unwrap()), "no value printed: {printed}");
+    assert!(
+        !printed.contains(after.as_str().unwrap()) && !printed.contains(before.as_str().unwrap()),
+        "no value printed: {printed}"
+    );
 
     let on = d.json(&["k8s", "-n", "shop", "maintenance", "on", "main-ingress"]);
     assert_eq!(on["after"], json!(["drkit-maintenance:80"]));

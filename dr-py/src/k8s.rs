@@ -188,4 +188,109 @@ impl Kubernetes {
         }
         to_python(py, &block_on(py, self.inner.configmap_set(&o))?)
     }
+
+    /// Points every backend of `ingress` at the maintenance Service (`on=True`), or
+    /// puts it back exactly (`on=False`).
+    #[pyo3(signature = (ingress, on, *, service="drkit-maintenance", port=80, image=None, namespace=None, dry_run=false))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
+    fn maintenance<'py>(
+        &self,
+        py: Python<'py>,
+        ingress: &str,
+        on: bool,
+        service: &str,
+        port: i32,
+        image: Option<String>,
+        namespace: Option<String>,
+        dry_run: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let o = dr_k8s::MaintenanceOptions {
+            ingress: ingress.to_owned(),
+            namespace,
+            service: service.to_owned(),
+            port,
+            image,
+        };
+        if dry_run {
+            return to_python(py, &block_on(py, self.inner.plan_maintenance(&o, on))?);
+        }
+        if on {
+            to_python(py, &block_on(py, self.inner.maintenance_on(&o))?)
+        } else {
+            to_python(py, &block_on(py, self.inner.maintenance_off(&o))?)
+        }
+    }
+
+    /// Sets keys of Secret `name` (`set`), or rotates `rotate` keys to fresh random
+    /// values, then restarts its users; the result names keys, never values.
+    #[pyo3(signature = (name, *, set=None, rotate=None, create=false, restart=true, namespace=None, dry_run=false))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
+    fn secret_set<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        set: Option<BTreeMap<String, String>>,
+        rotate: Option<Vec<String>>,
+        create: bool,
+        restart: bool,
+        namespace: Option<String>,
+        dry_run: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let o = dr_k8s::SecretOptions {
+            name: name.to_owned(),
+            namespace,
+            set: set.unwrap_or_default(),
+            rotate: rotate.unwrap_or_default(),
+            create,
+            restart,
+            ..serde_json::from_value(serde_json::json!({"name": name}))
+                .map_err(|e| py_err(dr_core::err!(InvalidInput, "{e}")))?
+        };
+        if dry_run {
+            return to_python(py, &block_on(py, self.inner.plan_secret(&o))?);
+        }
+        to_python(py, &block_on(py, self.inner.secret_set(&o))?)
+    }
+
+    /// Exports namespace `namespace` into `repo` as a snapshot.
+    #[pyo3(signature = (repo, *, namespace=None, kinds=None, selector=None))]
+    fn export<'py>(
+        &self,
+        py: Python<'py>,
+        repo: &crate::repository::Repository,
+        namespace: Option<String>,
+        kinds: Option<Vec<String>>,
+        selector: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let o = dr_k8s::ExportOptions {
+            namespace,
+            kinds: kinds.unwrap_or_default(),
+            selector,
+            tags: BTreeMap::new(),
+        };
+        to_python(py, &block_on(py, self.inner.export(&repo.inner, &o))?)
+    }
+
+    /// Applies a namespace snapshot of `repo` (latest by default).
+    #[pyo3(signature = (repo, *, snapshot=None, namespace_map=None, dry_run=false, wait=false, timeout=600.0))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
+    fn apply<'py>(
+        &self,
+        py: Python<'py>,
+        repo: &crate::repository::Repository,
+        snapshot: Option<&str>,
+        namespace_map: Option<BTreeMap<String, String>>,
+        dry_run: bool,
+        wait: bool,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let o = dr_k8s::ApplyOptions {
+            snapshot: snapshot.map(dr_core::repo::SnapshotRef::from),
+            namespace_map: namespace_map.unwrap_or_default(),
+            dry_run,
+            wait,
+            timeout: Some(seconds(timeout)?),
+        };
+        to_python(py, &block_on(py, self.inner.apply(&repo.inner, &o))?)
+    }
 }

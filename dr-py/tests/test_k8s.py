@@ -74,3 +74,22 @@ def test_scale_configmap_and_env_from_python(cluster):
         k.scale("deployment/nope", 1)
     with pytest.raises(drkit.InvalidInputError, match="no context"):
         drkit.Kubernetes(kubeconfig=kubeconfig, context="prod")
+
+
+def test_export_apply_secret_and_maintenance_from_python(cluster, tmp_path):
+    kubeconfig, env = cluster
+    k = drkit.Kubernetes(kubeconfig=kubeconfig, context="dr")
+    k.secret_set("db", set={"password": "swordfish-long-enough"}, create=True)
+    repo = drkit.Repository.init(f"file://{tmp_path}/repo", password="pw")
+    exported = k.export(repo)
+    kinds = sorted(o["kind"] for o in exported["objects"])
+    assert kinds == ["ConfigMap", "Deployment", "Secret"], exported
+    dry = k.apply(repo, namespace_map={"default": "restored"}, dry_run=True)
+    assert dry["dry_run"] and all(o["action"] == "created" for o in dry["objects"])
+    k.apply(repo, namespace_map={"default": "restored"}, wait=True, timeout=60)
+    assert kubectl_json(env, "-n", "restored", "get", "deployment", "api")["spec"]["replicas"] == 2
+
+    rotated = k.secret_set("db", rotate=["password"])
+    assert rotated["changed"] == ["password"]
+    assert "swordfish" not in json.dumps(rotated)
+    assert kubectl_json(env, "get", "secret", "db")["data"]["password"] != "c3dvcmRmaXNoLWxvbmctZW5vdWdo"

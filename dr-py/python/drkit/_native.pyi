@@ -226,6 +226,41 @@ class Kubernetes:
         namespace: str | None = None,
         dry_run: bool = False,
     ) -> Any: ...
+    def maintenance(
+        self,
+        ingress: str,
+        on: bool,
+        *,
+        service: str = "drkit-maintenance",
+        port: int = 80,
+        image: str | None = None,
+        namespace: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]: ...
+    def secret_set(
+        self,
+        name: str,
+        *,
+        set: dict[str, str] | None = None,
+        rotate: list[str] | None = None,
+        create: bool = False,
+        restart: bool = True,
+        namespace: str | None = None,
+        dry_run: bool = False,
+    ) -> dict[str, Any]: ...
+    def export(
+        self, repo: Repository, *, namespace: str | None = None, kinds: list[str] | None = None, selector: str | None = None
+    ) -> dict[str, Any]: ...
+    def apply(
+        self,
+        repo: Repository,
+        *,
+        snapshot: str | None = None,
+        namespace_map: dict[str, str] | None = None,
+        dry_run: bool = False,
+        wait: bool = False,
+        timeout: float = 600.0,
+    ) -> dict[str, Any]: ...
 
 @final
 class Route53:
