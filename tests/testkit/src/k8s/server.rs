@@ -232,6 +232,16 @@ async fn handle(req: Request<hyper::body::Incoming>, st: Shared) -> Response<Bod
         "/api" => return json_response(200, &kinds::core_versions()),
         "/apis" => return json_response(200, &kinds::group_list()),
         "/openapi/v3" => return json_response(200, &kinds::openapi_root()),
+        // Not a Kubernetes path: how many requests this server answered, by verb, for
+        // benchmarks run against the binary.
+        "/_test/requests" => {
+            let s = st.lock().expect("state");
+            let mut by: BTreeMap<String, usize> = BTreeMap::new();
+            for r in &s.requests {
+                *by.entry(r.split(' ').next().unwrap_or_default().to_owned()).or_default() += 1;
+            }
+            return json_response(200, &json!({"count": s.requests.len(), "by_method": by}));
+        }
         _ => {}
     }
     if let Some(rest) = path.strip_prefix("/openapi/v3/") {
