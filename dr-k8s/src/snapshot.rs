@@ -288,6 +288,12 @@ impl Kubernetes {
                 }
             }
         }
+        if !repo.is_encrypted() && objects.iter().any(|o| o["kind"] == "Secret") {
+            return Err(err!(
+                InvalidInput,
+                "namespace {ns} has Secrets and the repository is not encrypted: they would be stored readable; export into an encrypted repository, or leave Secrets out (kinds without secrets)"
+            ));
+        }
         let refs: Vec<ObjectRef> = objects
             .iter()
             .map(|o| ObjectRef {

@@ -982,3 +982,35 @@ async fn a_namespace_exported_then_applied_elsewhere_has_the_same_objects() {
         "still a dry run"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_not_exported_into_an_unencrypted_repository() {
+    use dr_core::repo::{InitOptions, Repository};
+    let w = world();
+    w.api.create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "default"}, "stringData": {"password": "x-very-secret"}}));
+    let k = w.k8s().await;
+    let repo = Repository::init(
+        dr_core::store::MemoryStore::new(),
+        &InitOptions::unencrypted(),
+    )
+    .await
+    .unwrap();
+    let e = k
+        .export(&repo, &dr_k8s::ExportOptions::default())
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not encrypted") && e.contains("Secrets"), "{e}");
+    assert!(repo.snapshots().await.unwrap().is_empty(), "nothing stored");
+    let without = k
+        .export(
+            &repo,
+            &dr_k8s::ExportOptions {
+                kinds: vec!["configmaps".into()],
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(without.objects.is_empty());
+}

@@ -238,7 +238,8 @@ async fn handle(req: Request<hyper::body::Incoming>, st: Shared) -> Response<Bod
             let s = st.lock().expect("state");
             let mut by: BTreeMap<String, usize> = BTreeMap::new();
             for r in &s.requests {
-                *by.entry(r.split(' ').next().unwrap_or_default().to_owned()).or_default() += 1;
+                *by.entry(r.split(' ').next().unwrap_or_default().to_owned())
+                    .or_default() += 1;
             }
             return json_response(200, &json!({"count": s.requests.len(), "by_method": by}));
         }
