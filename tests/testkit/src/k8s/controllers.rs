@@ -74,17 +74,6 @@ pub fn template_hash(template: &Value) -> String {
         .collect()
 }
 
-fn owned_by<'a>(objs: &'a [Value], uid: &'a Value) -> impl Iterator<Item = &'a Value> {
-    objs.iter().filter(move |o| {
-        o["metadata"]["ownerReferences"]
-            .as_array()
-            .is_some_and(|refs| {
-                refs.iter()
-                    .any(|r| &r["uid"] == uid && r["controller"] == true)
-            })
-    })
-}
-
 fn owner_ref(owner: &Value) -> Value {
     json!([{
         "apiVersion": owner["apiVersion"], "kind": owner["kind"], "name": owner["metadata"]["name"],
@@ -248,8 +237,7 @@ fn deployment(state: &mut State, d: &Value) {
     let uid = d["metadata"]["uid"].clone();
     let mut template = d["spec"]["template"].clone();
     let hash = template_hash(&template);
-    let all = state.list(rsk, Some(&ns));
-    let owned: Vec<Value> = owned_by(&all, &uid).cloned().collect();
+    let owned = state.owned(rsk, &uid);
     let max_rev = owned.iter().map(revision).max().unwrap_or(0);
     let mut annotations = d["metadata"]["annotations"]
         .as_object()
@@ -298,8 +286,7 @@ fn deployment(state: &mut State, d: &Value) {
         rs["spec"]["replicas"] = json!(have + (desired - have).signum());
         write(state, rsk, rs);
     }
-    let all = state.list(rsk, Some(&ns));
-    for old in owned_by(&all, &uid).cloned().collect::<Vec<_>>() {
+    for old in state.owned(rsk, &uid) {
         if old["metadata"]["name"] == new_rs["metadata"]["name"] {
             continue;
         }
@@ -336,11 +323,9 @@ fn deployment_status(state: &mut State, ns: &str, name: &str) {
     };
     let uid = d["metadata"]["uid"].clone();
     let hash = template_hash(&d["spec"]["template"]);
-    let rss = state.list(rsk, Some(ns));
-    let pods = state.list(pk, Some(ns));
     let (mut replicas, mut updated, mut readyn) = (0, 0, 0);
-    for rs in owned_by(&rss, &uid) {
-        let mine: Vec<&Value> = owned_by(&pods, &rs["metadata"]["uid"]).collect();
+    for rs in state.owned(rsk, &uid) {
+        let mine = state.owned(pk, &rs["metadata"]["uid"]);
         replicas += mine.len();
         readyn += mine.iter().filter(|p| ready(p)).count();
         if rs["metadata"]["labels"]["pod-template-hash"] == hash.as_str() {
@@ -394,8 +379,7 @@ fn new_pod(owner: &Value, name: &str, template: &Value, extra_labels: &[(&str, &
 fn replica_set(state: &mut State, rs: &Value) {
     let pk = kind("", "pods");
     let (ns, name) = ns_name(rs);
-    let pods = state.list(pk, Some(&ns));
-    let mine: Vec<Value> = owned_by(&pods, &rs["metadata"]["uid"]).cloned().collect();
+    let mine = state.owned(pk, &rs["metadata"]["uid"]);
     let want = usize::try_from(rs["spec"]["replicas"].as_i64().unwrap_or(0)).unwrap_or(0);
     if mine.len() < want {
         for _ in mine.len()..want {
@@ -410,8 +394,7 @@ fn replica_set(state: &mut State, rs: &Value) {
             let _ = state.delete(pk, &pns, &pname, false);
         }
     }
-    let pods = state.list(pk, Some(&ns));
-    let mine: Vec<&Value> = owned_by(&pods, &rs["metadata"]["uid"]).collect();
+    let mine = state.owned(pk, &rs["metadata"]["uid"]);
     let r = mine.iter().filter(|p| ready(p)).count();
     let status = json!({"replicas": mine.len(), "fullyLabeledReplicas": mine.len(), "readyReplicas": r, "availableReplicas": r, "observedGeneration": rs["metadata"]["generation"]});
     if let Ok(now) = state.get(kind("apps", "replicasets"), &ns, &name) {
@@ -430,8 +413,7 @@ fn stateful_set(state: &mut State, s: &Value) {
     let template = s["spec"]["template"].clone();
     let hash = template_hash(&template);
     let rev_name = format!("{name}-{hash}");
-    let all = state.list(crk, Some(&ns));
-    let owned: Vec<Value> = owned_by(&all, &uid).cloned().collect();
+    let owned = state.owned(crk, &uid);
     let max_rev = owned
         .iter()
         .filter_map(|c| c["revision"].as_i64())
@@ -459,8 +441,7 @@ fn stateful_set(state: &mut State, s: &Value) {
         }
     }
     let want = s["spec"]["replicas"].as_i64().unwrap_or(1);
-    let pods = state.list(pk, Some(&ns));
-    let mine: Vec<Value> = owned_by(&pods, &uid).cloned().collect();
+    let mine = state.owned(pk, &uid);
     let ordinal = |p: &Value| {
         p["metadata"]["name"]
             .as_str()
@@ -494,8 +475,7 @@ fn stateful_set(state: &mut State, s: &Value) {
         let (pns, pname) = ns_name(p);
         let _ = state.delete(pk, &pns, &pname, false);
     }
-    let pods = state.list(pk, Some(&ns));
-    let mine: Vec<&Value> = owned_by(&pods, &uid).collect();
+    let mine = state.owned(pk, &uid);
     let r = mine.iter().filter(|p| ready(p)).count();
     let updated = mine
         .iter()

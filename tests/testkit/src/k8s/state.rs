@@ -105,6 +105,8 @@ pub struct State {
     pub tx: Option<tokio::sync::broadcast::Sender<Change>>,
     /// What each field manager last applied (server-side apply), by object.
     pub applied: BTreeMap<(Key, String), Value>,
+    /// The objects each controller (by uid) owns, for the controllers.
+    pub owners: BTreeMap<String, std::collections::BTreeSet<Key>>,
 }
 
 const HISTORY: usize = 4096;
@@ -159,11 +161,50 @@ impl State {
     /// Objects of `kind` in `namespace` (all namespaces when `None`), by key order.
     pub fn list(&self, kind: &Kind, namespace: Option<&str>) -> Vec<Value> {
         let rk = resource_key(kind);
+        let start = (
+            rk.clone(),
+            namespace.unwrap_or_default().to_owned(),
+            String::new(),
+        );
         self.objects
-            .iter()
-            .filter(|((r, ns, _), _)| *r == rk && namespace.is_none_or(|n| n == ns))
+            .range(start..)
+            .take_while(|((r, ns, _), _)| *r == rk && namespace.is_none_or(|n| n == ns))
             .map(|(_, v)| v.clone())
             .collect()
+    }
+
+    /// The objects of `kind` whose controller is `owner_uid`.
+    pub fn owned(&self, kind: &Kind, owner_uid: &Value) -> Vec<Value> {
+        let rk = resource_key(kind);
+        let Some(keys) = owner_uid.as_str().and_then(|u| self.owners.get(u)) else {
+            return Vec::new();
+        };
+        keys.iter()
+            .filter(|(r, _, _)| *r == rk)
+            .filter_map(|k| self.objects.get(k).cloned())
+            .collect()
+    }
+
+    fn controller_of(obj: &Value) -> Option<String> {
+        obj["metadata"]["ownerReferences"]
+            .as_array()?
+            .iter()
+            .find(|r| r["controller"] == true)
+            .and_then(|r| r["uid"].as_str().map(str::to_owned))
+    }
+
+    fn store(&mut self, key: Key, obj: Value) {
+        if let Some(old) = self.objects.get(&key) {
+            if let Some(u) = Self::controller_of(old) {
+                if let Some(set) = self.owners.get_mut(&u) {
+                    set.remove(&key);
+                }
+            }
+        }
+        if let Some(u) = Self::controller_of(&obj) {
+            self.owners.entry(u).or_default().insert(key.clone());
+        }
+        self.objects.insert(key, obj);
     }
 
     fn namespace_exists(&self, namespace: &str) -> Result<(), Status> {
@@ -236,7 +277,7 @@ impl State {
         }
         self.rv += 1;
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.objects.insert(key, obj.clone());
+        self.store(key, obj.clone());
         self.record(kind, namespace, "ADDED", obj.clone());
         Ok(obj)
     }
@@ -331,7 +372,7 @@ impl State {
         }
         self.rv += 1;
         new["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-        self.objects.insert(key, new.clone());
+        self.store(key, new.clone());
         self.record(kind, namespace, "MODIFIED", new.clone());
         Ok(new)
     }
@@ -376,7 +417,7 @@ impl State {
             t["metadata"]["deletionTimestamp"] = json!(self.timestamp());
             self.rv += 1;
             t["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-            self.objects.insert(key, t.clone());
+            self.store(key, t.clone());
             self.record(kind, namespace, "MODIFIED", t.clone());
             return Ok(t);
         }
@@ -387,6 +428,11 @@ impl State {
     /// Removes an object at once (no finalizers here).
     pub fn remove(&mut self, key: &Key) {
         if let Some(mut old) = self.objects.remove(key) {
+            if let Some(u) = Self::controller_of(&old) {
+                if let Some(set) = self.owners.get_mut(&u) {
+                    set.remove(key);
+                }
+            }
             self.rv += 1;
             old["metadata"]["resourceVersion"] = json!(self.rv.to_string());
             if let Some(kind) = kind_of(&old) {
