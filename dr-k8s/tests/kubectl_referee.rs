@@ -1,0 +1,175 @@
+//! kubectl against the Kubernetes test API: the commands the seed plans run by hand
+//! behave as on a real cluster (the test API's referee).
+
+use std::path::{Path, PathBuf};
+
+use dr_testkit::k8s::{kubectl, kubectl_json, Faults, K8sTestApi};
+
+const DEPLOYMENT: &str = "apiVersion: apps/v1
+kind: Deployment
+metadata: {name: web, labels: {app: web}}
+spec:
+  replicas: 2
+  selector: {matchLabels: {app: web}}
+  template:
+    metadata: {labels: {app: web}}
+    spec: {containers: [{name: app, image: \"shop/web:1\"}]}
+";
+
+fn setup() -> (K8sTestApi, tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let api = K8sTestApi::start();
+    let kc = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kc, "test");
+    (api, dir, kc)
+}
+
+/// kubectl's exit status and output; `None` without kubectl (a skip, a failure in CI).
+fn run(kc: &Path, args: &[&str]) -> Option<(i32, String)> {
+    let out = kubectl(kc, args)?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((out.status.code().unwrap_or(-1), text))
+}
+
+#[test]
+fn apply_twice_server_side_apply_and_diff() {
+    let (api, dir, kc) = setup();
+    let file = dir.path().join("web.yaml");
+    std::fs::write(&file, DEPLOYMENT).unwrap();
+    let f = file.to_str().unwrap();
+    let Some((code, out)) = run(&kc, &["apply", "-f", f]) else {
+        return;
+    };
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("created"), "{out}");
+    let (code, out) = run(&kc, &["apply", "-f", f]).unwrap();
+    assert_eq!(
+        (code, out.contains("unchanged")),
+        (0, true),
+        "the second apply changes nothing: {out}"
+    );
+    let (code, out) = run(&kc, &["diff", "-f", f]).unwrap();
+    assert_eq!(code, 0, "no difference: {out}");
+
+    std::fs::write(&file, DEPLOYMENT.replace("replicas: 2", "replicas: 5")).unwrap();
+    let before = api
+        .object("apps/v1", "deployments", "default", "web")
+        .unwrap();
+    let (code, out) = run(&kc, &["diff", "-f", f]).unwrap();
+    assert_eq!(code, 1, "a difference exits 1: {out}");
+    assert!(
+        out.contains("-  replicas: 2") && out.contains("+  replicas: 5"),
+        "{out}"
+    );
+    let after = api
+        .object("apps/v1", "deployments", "default", "web")
+        .unwrap();
+    assert_eq!(
+        before["metadata"]["resourceVersion"], after["metadata"]["resourceVersion"],
+        "diff changed nothing"
+    );
+
+    let (code, out) = run(&kc, &["apply", "--server-side", "-f", f]).unwrap();
+    assert_eq!(code, 0, "{out}");
+    let d = kubectl_json(&kc, &["get", "deployment", "web"]).unwrap();
+    assert_eq!(d["spec"]["replicas"], 5);
+    // kubectl hides managedFields; the server recorded kubectl as the applier.
+    let stored = api
+        .object("apps/v1", "deployments", "default", "web")
+        .unwrap();
+    assert!(
+        stored["metadata"]["managedFields"]
+            .to_string()
+            .contains("kubectl"),
+        "{stored}"
+    );
+}
+
+#[test]
+fn rollout_history_undo_to_revision_and_status_timeout() {
+    let (api, dir, kc) = setup();
+    let file = dir.path().join("web.yaml");
+    std::fs::write(&file, DEPLOYMENT).unwrap();
+    let Some((code, out)) = run(&kc, &["apply", "-f", file.to_str().unwrap()]) else {
+        return;
+    };
+    assert_eq!(code, 0, "{out}");
+    for image in ["shop/web:2", "shop/web:3"] {
+        let (code, out) = run(
+            &kc,
+            &["rollout", "status", "deployment/web", "--timeout=30s"],
+        )
+        .unwrap();
+        assert_eq!(code, 0, "{out}");
+        run(
+            &kc,
+            &["set", "image", "deployment/web", &format!("app={image}")],
+        )
+        .unwrap();
+    }
+    let (code, out) = run(
+        &kc,
+        &["rollout", "status", "deployment/web", "--timeout=30s"],
+    )
+    .unwrap();
+    assert!(
+        code == 0 && out.contains("successfully rolled out"),
+        "{out}"
+    );
+    let (_, history) = run(&kc, &["rollout", "history", "deployment/web"]).unwrap();
+    let revisions: Vec<&str> = history
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(revisions, ["1", "2", "3"], "{history}");
+    let (code, out) = run(
+        &kc,
+        &["rollout", "undo", "deployment/web", "--to-revision=1"],
+    )
+    .unwrap();
+    assert_eq!(code, 0, "{out}");
+    let d = kubectl_json(&kc, &["get", "deployment", "web"]).unwrap();
+    assert_eq!(
+        d["spec"]["template"]["spec"]["containers"][0]["image"],
+        "shop/web:1"
+    );
+
+    // A rollout that cannot progress: kubectl's own timeout fires.
+    api.set_faults(Faults {
+        stuck: true,
+        ..Faults::default()
+    });
+    run(&kc, &["set", "image", "deployment/web", "app=shop/web:4"]).unwrap();
+    let (code, out) = run(
+        &kc,
+        &["rollout", "status", "deployment/web", "--timeout=2s"],
+    )
+    .unwrap();
+    assert_ne!(code, 0, "{out}");
+    assert!(out.contains("timed out"), "{out}");
+}
+
+#[test]
+fn forbidden_and_missing_objects_read_as_kubectl_expects() {
+    let (api, _dir, kc) = setup();
+    api.forbid("list", "secrets");
+    let Some((code, out)) = run(&kc, &["get", "secrets"]) else {
+        return;
+    };
+    assert_ne!(code, 0);
+    assert!(
+        out.contains("Forbidden") || out.contains("forbidden"),
+        "{out}"
+    );
+    let (code, out) = run(&kc, &["get", "deployment", "nope"]).unwrap();
+    assert_ne!(code, 0);
+    assert!(
+        out.contains("NotFound") || out.contains("not found"),
+        "{out}"
+    );
+}
