@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use dr_core::repo::{Repository, SnapshotKind, SnapshotRef};
 use dr_core::{err, Result};
+use futures::{StreamExt, TryStreamExt};
 use kube::api::{
     Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
 };
@@ -21,6 +22,8 @@ use crate::Kubernetes;
 /// The kind of the snapshots a namespace export makes.
 pub const KIND_K8S: &str = "k8s";
 const FILE: &str = "objects.json";
+/// Objects of one kind applied at once.
+const APPLY_CONCURRENCY: usize = 8;
 
 /// The kinds exported, in the order they are applied (what others need comes first).
 const KINDS: &[(&str, &str, &str, &str)] = &[
@@ -378,81 +381,44 @@ impl Kubernetes {
         }
         let mut pp = PatchParams::apply("drkit").force();
         pp.dry_run = o.dry_run;
-        let mut applied = Vec::new();
-        let mut workloads = Vec::new();
-        for mut obj in objects {
-            let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
-            let name = obj["metadata"]["name"]
-                .as_str()
-                .unwrap_or_default()
-                .to_owned();
-            let Some((group, version, api_kind, plural)) = kind_named(&kind) else {
-                continue;
-            };
-            obj["metadata"]["namespace"] = json!(target_ns);
-            if let Some(subjects) = obj.get_mut("subjects").and_then(Value::as_array_mut) {
-                for s in subjects {
-                    if let Some(n) = s["namespace"].as_str().and_then(|n| o.namespace_map.get(n)) {
-                        s["namespace"] = json!(n);
-                    }
-                }
+        // Kind after kind, in dependency order; the objects of one kind eight at a time.
+        let mut applied: Vec<Applied> = Vec::new();
+        let mut rest = objects.into_iter().peekable();
+        while let Some(first) = rest.next() {
+            let kind = first["kind"].clone();
+            let mut group = vec![first];
+            while rest.peek().is_some_and(|n| n["kind"] == kind) {
+                group.extend(rest.next());
             }
-            if o.dry_run && !ns_exists {
-                applied.push(Applied {
-                    kind,
-                    name,
-                    namespace: target_ns.clone(),
-                    action: "created".into(),
-                    diff: Vec::new(),
-                });
-                continue;
-            }
-            let ar = resource(group, version, api_kind, plural);
-            let api: Api<DynamicObject> =
-                Api::namespaced_with(self.client.clone(), &target_ns, &ar);
-            let what = format!("{kind} {name} in namespace {target_ns}");
-            let live = api
-                .get_opt(&name)
-                .await
-                .map_err(|e| classify(self.context(), "get", &what, e))?;
-            let result = api
-                .patch(&name, &pp, &Patch::Apply(&obj))
-                .await
-                .map_err(|e| classify(self.context(), "patch", &what, e))?;
-            let after = clean(serde_json::to_value(&result).unwrap_or_default());
-            let (action, found) = match live {
-                None => ("created", Vec::new()),
-                Some(l) => {
-                    let mut d = Vec::new();
-                    diff(
-                        "",
-                        &clean(serde_json::to_value(&l).unwrap_or_default()),
-                        &after,
-                        kind == "Secret",
-                        &mut d,
-                    );
-                    (if d.is_empty() { "unchanged" } else { "updated" }, d)
-                }
-            };
-            if kind == "Deployment" || kind == "StatefulSet" {
-                let wk = if kind == "Deployment" {
-                    WorkloadKind::Deployment
-                } else {
-                    WorkloadKind::StatefulSet
-                };
-                workloads.push(Workload {
-                    kind: wk,
-                    name: name.clone(),
-                });
-            }
-            applied.push(Applied {
-                kind,
-                name,
-                namespace: target_ns.clone(),
-                action: action.into(),
-                diff: found,
-            });
+            let done: Vec<Option<Applied>> = futures::stream::iter(group)
+                .map(|obj| {
+                    self.apply_one(
+                        obj,
+                        &target_ns,
+                        &o.namespace_map,
+                        &pp,
+                        o.dry_run && !ns_exists,
+                    )
+                })
+                .buffered(APPLY_CONCURRENCY)
+                .try_collect()
+                .await?;
+            applied.extend(done.into_iter().flatten());
         }
+        let workloads: Vec<Workload> = applied
+            .iter()
+            .filter_map(|a| match a.kind.as_str() {
+                "Deployment" => Some(Workload {
+                    kind: WorkloadKind::Deployment,
+                    name: a.name.clone(),
+                }),
+                "StatefulSet" => Some(Workload {
+                    kind: WorkloadKind::StatefulSet,
+                    name: a.name.clone(),
+                }),
+                _ => None,
+            })
+            .collect();
         if o.wait && !o.dry_run {
             let timeout = o.timeout.unwrap_or(Duration::from_mins(10));
             for w in &workloads {
@@ -464,5 +430,83 @@ impl Kubernetes {
             dry_run: o.dry_run,
             objects: applied,
         })
+    }
+
+    /// Applies one object (its namespace set to `target_ns`, RoleBinding subjects
+    /// renamed by `map`); `None` for a kind drkit does not apply. `assume_created`: a dry
+    /// run into a namespace that does not exist yet, which the server cannot be asked about.
+    async fn apply_one(
+        &self,
+        mut obj: Value,
+        target_ns: &str,
+        map: &BTreeMap<String, String>,
+        pp: &PatchParams,
+        assume_created: bool,
+    ) -> Result<Option<Applied>> {
+        let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
+        let name = obj["metadata"]["name"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let Some((group, version, api_kind, plural)) = kind_named(&kind) else {
+            return Ok(None);
+        };
+        obj["metadata"]["namespace"] = json!(target_ns);
+        if let Some(subjects) = obj.get_mut("subjects").and_then(Value::as_array_mut) {
+            for s in subjects {
+                if let Some(n) = s["namespace"].as_str().and_then(|n| map.get(n)) {
+                    s["namespace"] = json!(n);
+                }
+            }
+        }
+        if assume_created {
+            return Ok(Some(Applied {
+                kind,
+                name,
+                namespace: target_ns.to_owned(),
+                action: "created".into(),
+                diff: Vec::new(),
+            }));
+        }
+        let ar = resource(group, version, api_kind, plural);
+        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), target_ns, &ar);
+        let what = format!("{kind} {name} in namespace {target_ns}");
+        let live = api
+            .get_opt(&name)
+            .await
+            .map_err(|e| classify(self.context(), "get", &what, e))?;
+        let result = api
+            .patch(&name, pp, &Patch::Apply(&obj))
+            .await
+            .map_err(|e| classify(self.context(), "patch", &what, e))?;
+        let after = clean(serde_json::to_value(&result).unwrap_or_default());
+        let (action, found) = match live {
+            None => ("created", Vec::new()),
+            Some(before) => {
+                let mut changes = Vec::new();
+                diff(
+                    "",
+                    &clean(serde_json::to_value(&before).unwrap_or_default()),
+                    &after,
+                    kind == "Secret",
+                    &mut changes,
+                );
+                (
+                    if changes.is_empty() {
+                        "unchanged"
+                    } else {
+                        "updated"
+                    },
+                    changes,
+                )
+            }
+        };
+        Ok(Some(Applied {
+            kind,
+            name,
+            namespace: target_ns.to_owned(),
+            action: action.into(),
+            diff: found,
+        }))
     }
 }

@@ -22,6 +22,8 @@ type Shared = Arc<Mutex<State>>;
 
 pub async fn serve(listener: tokio::net::TcpListener, state: Shared) {
     while let Ok((tcp, _)) = listener.accept().await {
+        // As the real API server: no Nagle delay on small responses.
+        let _ = tcp.set_nodelay(true);
         let st = state.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
