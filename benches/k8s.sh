@@ -76,9 +76,18 @@ measure() { # NAME COMMAND…: wall seconds and peak RSS (MiB)
 }
 measure export "$DRKIT" --quiet --json k8s -n big export
 measure apply "$DRKIT" --quiet --json k8s apply --namespace-map big=big-restored
-python3 - "$WORK/export.json" "$WORK/apply.json" <<'PY'
+
+# The same apply against a test API whose controllers are paused: what drkit itself
+# costs, without the test API ticking over 500 Deployments and their Pods meanwhile.
+"$CARGO_TARGET_DIR/release/k8s-test-api" --kubeconfig "$WORK/kubeconfig-idle" --context idle --tick-ms 0 > "$WORK/idle.log" & IDLE_PID=$!
+trap 'kill $API_PID $IDLE_PID 2>/dev/null || true' EXIT
+for _ in $(seq 50); do [ -s "$WORK/kubeconfig-idle" ] && break; sleep 0.1; done
+KUBECONFIG="$WORK/kubeconfig-idle" measure apply-paused-controllers "$DRKIT" --quiet --json k8s apply --namespace-map big=big-restored
+python3 - "$WORK/export.json" "$WORK/apply.json" "$WORK/apply-paused-controllers.json" <<'PY'
 import json, sys
-e = json.load(open(sys.argv[1])); a = json.load(open(sys.argv[2]))
+e = json.load(open(sys.argv[1]))
 assert len(e["objects"]) == 500, len(e["objects"])
-assert sum(o["action"] == "created" for o in a["objects"]) == 500
+for f in sys.argv[2:]:
+    a = json.load(open(f))
+    assert sum(o["action"] == "created" for o in a["objects"]) == 500, f
 PY

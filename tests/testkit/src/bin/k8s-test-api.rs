@@ -7,7 +7,7 @@
 //! ```
 //!
 //! It writes the kubeconfig (context `drkit-test`) once it listens, prints its URL, and
-//! serves until killed.
+//! serves until killed. Its controllers step every `--tick-ms` (100; 0 pauses them).
 
 use std::path::PathBuf;
 
@@ -15,6 +15,7 @@ fn main() {
     let mut port = 0u16;
     let mut kubeconfig: Option<PathBuf> = None;
     let mut context = "drkit-test".to_owned();
+    let mut tick_ms = 100u64;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -25,6 +26,12 @@ fn main() {
                     .unwrap_or_else(|| usage("--port takes a number"));
             }
             "--kubeconfig" => kubeconfig = args.next().map(PathBuf::from),
+            "--tick-ms" => {
+                tick_ms = args
+                    .next()
+                    .and_then(|p| p.parse().ok())
+                    .unwrap_or_else(|| usage("--tick-ms takes a number (0: controllers paused)"));
+            }
             "--context" => {
                 context = args
                     .next()
@@ -39,7 +46,7 @@ fn main() {
     };
     let api = dr_testkit::k8s::K8sTestApi::start_with(&dr_testkit::k8s::Options {
         port,
-        ..dr_testkit::k8s::Options::default()
+        tick: (tick_ms > 0).then(|| std::time::Duration::from_millis(tick_ms)),
     });
     api.write_kubeconfig(&kubeconfig, &context);
     println!(
@@ -56,6 +63,6 @@ fn usage(problem: &str) -> ! {
     if !problem.is_empty() {
         eprintln!("k8s-test-api: {problem}");
     }
-    eprintln!("usage: k8s-test-api [--port N] --kubeconfig PATH [--context NAME]");
+    eprintln!("usage: k8s-test-api [--port N] --kubeconfig PATH [--context NAME] [--tick-ms N (default 100, 0 pauses the controllers)]");
     std::process::exit(2);
 }
