@@ -133,22 +133,33 @@ fn ready(pod: &Value) -> bool {
     })
 }
 
-/// One tick: every controller takes one step.
-pub fn tick(state: &mut State) {
-    namespaces(state);
-    collect_orphans(state);
-    if state.faults.stuck {
-        return;
+/// One tick: every controller takes one step, on the server's shared state, taking the
+/// lock once per object so that requests are answered between the controllers' steps
+/// (as a real API server and its controllers are separate processes).
+pub fn tick_shared(shared: &std::sync::Mutex<State>) {
+    let lock = || shared.lock().expect("state");
+    {
+        let mut state = lock();
+        namespaces(&mut state);
+        collect_orphans(&mut state);
+        if state.faults.stuck {
+            return;
+        }
+        pods_become_ready(&mut state);
     }
-    pods_become_ready(state);
-    for d in state.list(kind("apps", "deployments"), None) {
-        deployment(state, &d);
-    }
-    for rs in state.list(kind("apps", "replicasets"), None) {
-        replica_set(state, &rs);
-    }
-    for s in state.list(kind("apps", "statefulsets"), None) {
-        stateful_set(state, &s);
+    for (plural, step) in [
+        ("deployments", deployment as fn(&mut State, &Value)),
+        ("replicasets", replica_set),
+        ("statefulsets", stateful_set),
+    ] {
+        let k = kind("apps", plural);
+        let keys: Vec<(String, String)> = lock().list(k, None).iter().map(ns_name).collect();
+        for (ns, name) in keys {
+            let mut state = lock();
+            if let Ok(obj) = state.get(k, &ns, &name) {
+                step(&mut state, &obj);
+            }
+        }
     }
 }
 

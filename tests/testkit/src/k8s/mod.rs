@@ -81,9 +81,11 @@ impl K8sTestApi {
             let st = state.clone();
             tasks.push(rt.spawn(async move {
                 let mut t = tokio::time::interval(every);
+                // A slow tick (thousands of objects) delays the next, never stacks them.
+                t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     t.tick().await;
-                    controllers::tick(&mut st.lock().expect("state"));
+                    controllers::tick_shared(&st);
                 }
             }));
         }
@@ -114,7 +116,7 @@ impl K8sTestApi {
 
     /// One controller step.
     pub fn tick(&self) {
-        controllers::tick(&mut self.state.lock().expect("state"));
+        controllers::tick_shared(&self.state);
     }
 
     /// Ticks until `done` holds of the state, at most `max` ticks; whether it did.
