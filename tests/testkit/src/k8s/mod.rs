@@ -5,6 +5,7 @@
 mod controllers;
 mod kinds;
 mod patch;
+mod protobuf;
 mod select;
 mod server;
 mod state;

@@ -161,12 +161,14 @@ fn parse_body(bytes: &[u8], content_type: &str) -> Result<Value, Status> {
         return Ok(Value::Null);
     }
     if content_type.contains("protobuf") {
-        // Clients fall back to JSON on a 415 (the test API speaks JSON only).
-        return Err(Status::new(
-            415,
-            "UnsupportedMediaType",
-            format!("the body of the request was in an unknown format ({content_type}); send JSON"),
-        ));
+        // kubectl's typed create commands; other protobuf bodies are refused.
+        return super::protobuf::decode(bytes).ok_or_else(|| {
+            Status::new(
+                415,
+                "UnsupportedMediaType",
+                format!("the test API reads protobuf only for Secrets, ConfigMaps and Namespaces ({content_type}); send JSON"),
+            )
+        });
     }
     if content_type.contains("yaml") {
         let text = std::str::from_utf8(bytes).map_err(|_| Status::bad("the body is not UTF-8"))?;
@@ -543,7 +545,10 @@ fn apply_verb(
                     return Err(Status::bad(format!("the API version in the data ({}) does not match the expected API version ({})", body["apiVersion"], t.kind.api_version())));
                 }
             }
-            let body_ns = body["metadata"]["namespace"].as_str().unwrap_or(&ns);
+            let body_ns = body["metadata"]["namespace"]
+                .as_str()
+                .filter(|n| !n.is_empty())
+                .unwrap_or(&ns);
             if t.kind.namespaced && body_ns != ns {
                 return Err(Status::bad("the namespace of the provided object does not match the namespace sent on the request"));
             }
