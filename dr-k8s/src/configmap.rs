@@ -168,9 +168,6 @@ impl Kubernetes {
                 Err(e) => return Err(classify(self.context(), "patch", &what, e)),
             }
         }
-        Err(err!(
-            Conflict,
-            "{what}: every one of {CAS_ATTEMPTS} writes lost a race with another writer; try again"
-        ))
+        Err(crate::cas::lost_races(&what))
     }
 }

@@ -10,6 +10,7 @@
 //! This crate enables no `k8s-openapi` version feature: the binary that links it picks
 //! one (drkit's own pick `v1_33`).
 
+mod cas;
 mod cluster;
 mod configmap;
 mod error;

@@ -16,7 +16,7 @@ use kube::api::{Api, Patch, PatchParams};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::error::{classify, is_conflict};
+use crate::error::classify;
 use crate::workload::CAS_ATTEMPTS;
 use crate::{Change, Kubernetes};
 
@@ -214,7 +214,10 @@ impl Kubernetes {
                 });
             }
         }
-        Err(err!(Conflict, "ingress {} in namespace {ns}: every one of {CAS_ATTEMPTS} writes lost a race; try again", o.ingress))
+        Err(crate::cas::lost_races(&format!(
+            "ingress {} in namespace {ns}",
+            o.ingress
+        )))
     }
 
     /// Puts the Ingress back exactly as it was before maintenance mode (spec and
@@ -256,28 +259,22 @@ impl Kubernetes {
                 });
             }
         }
-        Err(err!(Conflict, "ingress {} in namespace {ns}: every one of {CAS_ATTEMPTS} writes lost a race; try again", o.ingress))
+        Err(crate::cas::lost_races(&format!(
+            "ingress {} in namespace {ns}",
+            o.ingress
+        )))
     }
 
     async fn patch_ingress(&self, ns: &str, name: &str, rv: &str, ops: Vec<Value>) -> Result<bool> {
-        let mut all =
-            vec![json!({"op": "replace", "path": "/metadata/resourceVersion", "value": rv})];
-        all.extend(ops);
-        let ops: json_patch::Patch = serde_json::from_value(Value::Array(all))
-            .map_err(|e| err!(External, "building a JSON patch of ingress {name}: {e}"))?;
-        match Api::<Ingress>::namespaced(self.client.clone(), ns)
-            .patch(name, &PatchParams::default(), &Patch::<()>::Json(ops))
-            .await
-        {
-            Ok(_) => Ok(true),
-            Err(e) if is_conflict(&e) => Ok(false),
-            Err(e) => Err(classify(
-                self.context(),
-                "patch",
-                &format!("ingress {name} in namespace {ns}"),
-                e,
-            )),
-        }
+        let api = Api::<Ingress>::namespaced(self.client.clone(), ns);
+        self.json_patch_cas(
+            &api,
+            name,
+            rv,
+            ops,
+            &format!("ingress {name} in namespace {ns}"),
+        )
+        .await
     }
 
     /// The maintenance Deployment and Service, applied server-side as `drkit`.

@@ -6,11 +6,11 @@ use std::collections::BTreeMap;
 
 use dr_core::{err, Result};
 use k8s_openapi::api::apps::v1::{ControllerRevision, Deployment, ReplicaSet, StatefulSet};
-use kube::api::{Api, ListParams, Patch, PatchParams};
+use kube::api::{Api, ListParams};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::error::{classify, is_conflict};
+use crate::error::classify;
 use crate::workload::{Workload, WorkloadKind, CAS_ATTEMPTS};
 use crate::{Change, Kubernetes};
 
@@ -122,23 +122,7 @@ fn selector(obj: &Value) -> String {
 }
 
 impl Kubernetes {
-    pub(crate) async fn workload_json(&self, w: &Workload, ns: &str) -> Result<Value> {
-        let what = format!("{w} in namespace {ns}");
-        let v = match w.kind {
-            WorkloadKind::Deployment => Api::<Deployment>::namespaced(self.client.clone(), ns)
-                .get(&w.name)
-                .await
-                .map(|o| serde_json::to_value(o).unwrap_or_default()),
-            WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(self.client.clone(), ns)
-                .get(&w.name)
-                .await
-                .map(|o| serde_json::to_value(o).unwrap_or_default()),
-        };
-        v.map_err(|e| classify(self.context(), "get", &what, e))
-    }
-
-    /// A JSON patch of `w` that applies only to the version read (`resourceVersion`
-    /// replaced by itself is the precondition); `Ok(false)` when it lost a race.
+    /// A JSON patch of `w` as read at `rv` (see [`Kubernetes::json_patch_cas`]).
     pub(crate) async fn patch_workload(
         &self,
         w: &Workload,
@@ -146,28 +130,28 @@ impl Kubernetes {
         rv: &str,
         ops: Vec<Value>,
     ) -> Result<bool> {
-        let mut all =
-            vec![json!({"op": "replace", "path": "/metadata/resourceVersion", "value": rv})];
-        all.extend(ops);
-        let ops: json_patch::Patch = serde_json::from_value(Value::Array(all))
-            .map_err(|e| err!(External, "building a JSON patch of {w}: {e}"))?;
-        let patch: Patch<()> = Patch::Json(ops);
-        let pp = PatchParams::default();
         let what = format!("{w} in namespace {ns}");
-        let r = match w.kind {
-            WorkloadKind::Deployment => Api::<Deployment>::namespaced(self.client.clone(), ns)
-                .patch(&w.name, &pp, &patch)
+        match w.kind {
+            WorkloadKind::Deployment => {
+                self.json_patch_cas(
+                    &Api::<Deployment>::namespaced(self.client.clone(), ns),
+                    &w.name,
+                    rv,
+                    ops,
+                    &what,
+                )
                 .await
-                .map(|_| ()),
-            WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(self.client.clone(), ns)
-                .patch(&w.name, &pp, &patch)
+            }
+            WorkloadKind::StatefulSet => {
+                self.json_patch_cas(
+                    &Api::<StatefulSet>::namespaced(self.client.clone(), ns),
+                    &w.name,
+                    rv,
+                    ops,
+                    &what,
+                )
                 .await
-                .map(|_| ()),
-        };
-        match r {
-            Ok(()) => Ok(true),
-            Err(e) if is_conflict(&e) => Ok(false),
-            Err(e) => Err(classify(self.context(), "patch", &what, e)),
+            }
         }
     }
 
@@ -312,10 +296,7 @@ impl Kubernetes {
                 });
             }
         }
-        Err(err!(
-            Conflict,
-            "{w} in namespace {ns}: every one of {CAS_ATTEMPTS} writes lost a race; try again"
-        ))
+        Err(crate::cas::lost_races(&format!("{w} in namespace {ns}")))
     }
 
     /// Restarts `w`'s pods the way `kubectl rollout restart` does: a new
@@ -358,10 +339,7 @@ impl Kubernetes {
                 });
             }
         }
-        Err(err!(
-            Conflict,
-            "{w} in namespace {ns}: every one of {CAS_ATTEMPTS} writes lost a race; try again"
-        ))
+        Err(crate::cas::lost_races(&format!("{w} in namespace {ns}")))
     }
 
     /// The changes [`Kubernetes::set_env`] would make, one per container and variable.
@@ -421,11 +399,10 @@ impl Kubernetes {
                 });
             }
         }
-        Err(err!(
-            Conflict,
-            "{} in namespace {ns}: every one of {CAS_ATTEMPTS} writes lost a race; try again",
+        Err(crate::cas::lost_races(&format!(
+            "{} in namespace {ns}",
             o.workload
-        ))
+        )))
     }
 }
 

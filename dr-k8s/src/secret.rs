@@ -11,14 +11,14 @@ use std::path::PathBuf;
 
 use base64::Engine as _;
 use dr_core::{err, Result};
-use k8s_openapi::api::apps::v1::{Deployment, StatefulSet};
+
 use k8s_openapi::api::core::v1::Secret;
-use kube::api::{Api, ListParams, Patch, PatchParams, PostParams};
+use kube::api::{Api, Patch, PatchParams, PostParams};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::{classify, is_conflict};
-use crate::workload::{Workload, WorkloadKind, CAS_ATTEMPTS};
+use crate::workload::{Workload, CAS_ATTEMPTS};
 use crate::{Change, Kubernetes};
 
 /// The suffix of the Secret that keeps what the last change replaced.
@@ -297,10 +297,7 @@ impl Kubernetes {
                 Err(e) => return Err(classify(self.context(), "patch", &what, e)),
             }
         }
-        Err(err!(
-            Conflict,
-            "{what}: every one of {CAS_ATTEMPTS} writes lost a race; try again"
-        ))
+        Err(crate::cas::lost_races(&what))
     }
 
     /// Puts back what the last change of Secret `name` replaced (from
@@ -348,10 +345,7 @@ impl Kubernetes {
                 Err(e) => return Err(classify(self.context(), "update", &what, e)),
             }
         }
-        Err(err!(
-            Conflict,
-            "{what}: every one of {CAS_ATTEMPTS} writes lost a race; try again"
-        ))
+        Err(crate::cas::lost_races(&what))
     }
 
     async fn keep_previous(
@@ -383,48 +377,13 @@ impl Kubernetes {
 
     /// Restarts every Deployment and StatefulSet of `ns` that uses Secret `name`.
     async fn restart_users(&self, ns: &str, name: &str) -> Result<Vec<String>> {
-        let mut users = Vec::new();
-        let lp = ListParams::default();
-        let deployments = Api::<Deployment>::namespaced(self.client.clone(), ns)
-            .list(&lp)
-            .await
-            .map_err(|e| {
-                classify(
-                    self.context(),
-                    "list",
-                    &format!("deployments in namespace {ns}"),
-                    e,
-                )
-            })?;
-        for d in deployments.items {
-            let v = serde_json::to_value(&d).unwrap_or_default();
-            if uses_secret(&v, name) {
-                users.push(Workload {
-                    kind: WorkloadKind::Deployment,
-                    name: d.metadata.name.unwrap_or_default(),
-                });
-            }
-        }
-        let sets = Api::<StatefulSet>::namespaced(self.client.clone(), ns)
-            .list(&lp)
-            .await
-            .map_err(|e| {
-                classify(
-                    self.context(),
-                    "list",
-                    &format!("statefulsets in namespace {ns}"),
-                    e,
-                )
-            })?;
-        for s in sets.items {
-            let v = serde_json::to_value(&s).unwrap_or_default();
-            if uses_secret(&v, name) {
-                users.push(Workload {
-                    kind: WorkloadKind::StatefulSet,
-                    name: s.metadata.name.unwrap_or_default(),
-                });
-            }
-        }
+        let users: Vec<Workload> = self
+            .workloads_in(ns)
+            .await?
+            .into_iter()
+            .filter(|(_, v)| uses_secret(v, name))
+            .map(|(w, _)| w)
+            .collect();
         for w in &users {
             self.rollout_restart(w, Some(ns)).await?;
         }

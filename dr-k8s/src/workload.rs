@@ -296,7 +296,8 @@ impl Kubernetes {
         })
     }
 
-    async fn read_workload(&self, w: &Workload, ns: &str) -> Result<serde_json::Value> {
+    /// `w` as JSON.
+    pub(crate) async fn workload_json(&self, w: &Workload, ns: &str) -> Result<serde_json::Value> {
         let v = match w.kind {
             WorkloadKind::Deployment => Api::<Deployment>::namespaced(self.client.clone(), ns)
                 .get(&w.name)
@@ -308,6 +309,54 @@ impl Kubernetes {
                 .map(|d| serde_json::to_value(d).unwrap_or_default()),
         };
         v.map_err(|e| classify(self.context(), "get", &object_name(w, ns), e))
+    }
+
+    /// Every Deployment and StatefulSet of `ns`, as JSON.
+    pub(crate) async fn workloads_in(
+        &self,
+        ns: &str,
+    ) -> Result<Vec<(Workload, serde_json::Value)>> {
+        let lp = ListParams::default();
+        let list_err = |plural: &str, e| {
+            classify(
+                self.context(),
+                "list",
+                &format!("{plural} in namespace {ns}"),
+                e,
+            )
+        };
+        let mut out = Vec::new();
+        for d in Api::<Deployment>::namespaced(self.client.clone(), ns)
+            .list(&lp)
+            .await
+            .map_err(|e| list_err("deployments", e))?
+            .items
+        {
+            let name = d.metadata.name.clone().unwrap_or_default();
+            out.push((
+                Workload {
+                    kind: WorkloadKind::Deployment,
+                    name,
+                },
+                serde_json::to_value(d).unwrap_or_default(),
+            ));
+        }
+        for s in Api::<StatefulSet>::namespaced(self.client.clone(), ns)
+            .list(&lp)
+            .await
+            .map_err(|e| list_err("statefulsets", e))?
+            .items
+        {
+            let name = s.metadata.name.clone().unwrap_or_default();
+            out.push((
+                Workload {
+                    kind: WorkloadKind::StatefulSet,
+                    name,
+                },
+                serde_json::to_value(s).unwrap_or_default(),
+            ));
+        }
+        Ok(out)
     }
 
     async fn pods_left(&self, obj: &serde_json::Value, ns: &str) -> Result<usize> {
@@ -345,12 +394,12 @@ impl Kubernetes {
     ) -> Result<WaitOutcome> {
         let ns = self.ns(namespace).to_owned();
         let started = Instant::now();
-        let mut last = progress(w, &self.read_workload(w, &ns).await?);
+        let mut last = progress(w, &self.workload_json(w, &ns).await?);
         loop {
             if last.done()
                 && (last.desired > 0
                     || self
-                        .pods_left(&self.read_workload(w, &ns).await?, &ns)
+                        .pods_left(&self.workload_json(w, &ns).await?, &ns)
                         .await?
                         == 0)
             {
@@ -380,9 +429,9 @@ impl Kubernetes {
     async fn next_change(&self, w: &Workload, ns: &str, last: &WaitOutcome) -> Result<WaitOutcome> {
         if last.done() {
             tokio::time::sleep(Duration::from_secs(1)).await;
-            return Ok(progress(w, &self.read_workload(w, ns).await?));
+            return Ok(progress(w, &self.workload_json(w, ns).await?));
         }
-        let obj = self.read_workload(w, ns).await?;
+        let obj = self.workload_json(w, ns).await?;
         let now = progress(w, &obj);
         if now != *last {
             return Ok(now);
@@ -431,7 +480,7 @@ impl Kubernetes {
             }
         }
         // The watch ended (its timeout): read again.
-        Ok(progress(w, &self.read_workload(w, ns).await?))
+        Ok(progress(w, &self.workload_json(w, ns).await?))
     }
 }
 
