@@ -1,37 +1,36 @@
-//! dr-k8s against the Kubernetes test API, with kubectl reading back what drkit did.
+//! dr-k8s against the Kubernetes test API, with kubectl reading back what drkit did — or
+//! against a real cluster when `DRKIT_TEST_KUBECONFIG` names a kubeconfig (README,
+//! "Kubernetes tests on a real cluster"). Tests that need the test API's fault injection
+//! say so and end there on a real cluster.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
 use std::time::Duration;
 
 use dr_core::lock::{Lock, LockRequest};
 use dr_k8s::{ConfigMapOptions, ConnectOptions, Kubernetes, LeaseLock, ScaleOptions};
-use dr_testkit::k8s::{deployment, kubectl, kubectl_json, Faults, K8sTestApi};
+use dr_testkit::k8s::{
+    deployment, kubectl, kubectl_json, Faults, TestCluster, BUSYBOX, CONTEXT, PAUSE,
+};
 use serde_json::json;
 
-struct World {
-    api: K8sTestApi,
-    kubeconfig: PathBuf,
-    _dir: tempfile::TempDir,
+struct World(TestCluster);
+
+impl std::ops::Deref for World {
+    type Target = TestCluster;
+    fn deref(&self) -> &TestCluster {
+        &self.0
+    }
 }
 
 fn world() -> World {
-    let dir = tempfile::tempdir().unwrap();
-    let api = K8sTestApi::start();
-    let kubeconfig = dir.path().join("kubeconfig");
-    api.write_kubeconfig(&kubeconfig, "dr");
-    World {
-        api,
-        kubeconfig,
-        _dir: dir,
-    }
+    World(TestCluster::start())
 }
 
 impl World {
     async fn k8s(&self) -> Kubernetes {
         Kubernetes::connect(&ConnectOptions {
-            kubeconfig: Some(self.kubeconfig.clone()),
-            context: Some("dr".into()),
+            kubeconfig: Some(self.kubeconfig().to_owned()),
+            context: Some(CONTEXT.into()),
             ..ConnectOptions::default()
         })
         .await
@@ -45,22 +44,18 @@ fn scale(workload: &str, replicas: i32) -> ScaleOptions {
         replicas,
         namespace: None,
         wait: true,
-        timeout: Duration::from_mins(1),
+        timeout: Duration::from_mins(5),
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn scale_down_and_back_up_to_the_remembered_count() {
     let w = world();
-    w.api.create(deployment("default", "api", 3, "shop/api:1"));
+    w.create(deployment(w.namespace(), "api", 3, PAUSE[0]));
     let k = w.k8s().await;
-    k.wait_ready(
-        &"deployment/api".parse().unwrap(),
-        None,
-        Duration::from_mins(1),
-    )
-    .await
-    .unwrap();
+    k.wait_ready(&"deployment/api".parse().unwrap(), None, w.patience())
+        .await
+        .unwrap();
 
     let plan = k.plan_scale(&scale("deployment/api", 0)).await.unwrap();
     assert_eq!(
@@ -68,8 +63,7 @@ async fn scale_down_and_back_up_to_the_remembered_count() {
         (Some("3"), Some("0"))
     );
     assert_eq!(
-        w.api
-            .object("apps/v1", "deployments", "default", "api")
+        w.object("apps/v1", "deployments", w.namespace(), "api")
             .unwrap()["spec"]["replicas"],
         3,
         "a plan writes nothing"
@@ -77,7 +71,7 @@ async fn scale_down_and_back_up_to_the_remembered_count() {
 
     let down = k.scale(&scale("deployment/api", 0)).await.unwrap();
     assert_eq!(down.previous, 3);
-    let Some(pods) = kubectl_json(&w.kubeconfig, &["get", "pods", "-l", "app=api"]) else {
+    let Some(pods) = kubectl_json(w.kubeconfig(), &["get", "pods", "-l", "app=api"]) else {
         return;
     };
     assert_eq!(
@@ -91,7 +85,7 @@ async fn scale_down_and_back_up_to_the_remembered_count() {
         .await
         .unwrap();
     assert_eq!((up.previous, up.ready), (0, Some(3)));
-    let d = kubectl_json(&w.kubeconfig, &["get", "deployment", "api"]).unwrap();
+    let d = kubectl_json(w.kubeconfig(), &["get", "deployment", "api"]).unwrap();
     assert_eq!(d["spec"]["replicas"], 3);
     assert_eq!(
         d["status"]["readyReplicas"], 3,
@@ -102,8 +96,8 @@ async fn scale_down_and_back_up_to_the_remembered_count() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn drkit_and_kubectl_scale_to_the_same_object() {
     let w = world();
-    w.api.create(deployment("default", "a", 1, "shop/api:1"));
-    w.api.create(deployment("default", "b", 1, "shop/api:1"));
+    w.create(deployment(w.namespace(), "a", 1, PAUSE[0]));
+    w.create(deployment(w.namespace(), "b", 1, PAUSE[0]));
     let k = w.k8s().await;
     k.scale(&ScaleOptions {
         wait: false,
@@ -111,7 +105,7 @@ async fn drkit_and_kubectl_scale_to_the_same_object() {
     })
     .await
     .unwrap();
-    let Some(out) = kubectl(&w.kubeconfig, &["scale", "deployment/b", "--replicas=4"]) else {
+    let Some(out) = kubectl(w.kubeconfig(), &["scale", "deployment/b", "--replicas=4"]) else {
         return;
     };
     assert!(
@@ -119,8 +113,8 @@ async fn drkit_and_kubectl_scale_to_the_same_object() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let a = kubectl_json(&w.kubeconfig, &["get", "deployment", "a"]).unwrap();
-    let b = kubectl_json(&w.kubeconfig, &["get", "deployment", "b"]).unwrap();
+    let a = kubectl_json(w.kubeconfig(), &["get", "deployment", "a"]).unwrap();
+    let b = kubectl_json(w.kubeconfig(), &["get", "deployment", "b"]).unwrap();
     // The same spec, but for the name in the labels.
     let b_as_a: serde_json::Value =
         serde_json::from_str(&b["spec"].to_string().replace("\"b\"", "\"a\"")).unwrap();
@@ -134,7 +128,7 @@ async fn drkit_and_kubectl_scale_to_the_same_object() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_configmap_change_returns_the_old_values_and_kubectl_reads_the_new_ones() {
     let w = world();
-    w.api.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-config", "namespace": "default"}, "data": {"DB_HOST": "db-primary", "LOG": "info"}}));
+    w.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-config"}, "data": {"DB_HOST": "db-primary", "LOG": "info"}}));
     let k = w.k8s().await;
     let o = ConfigMapOptions {
         name: "app-config".into(),
@@ -150,7 +144,7 @@ async fn a_configmap_change_returns_the_old_values_and_kubectl_reads_the_new_one
     let changed = k.configmap_set(&o).await.unwrap();
     assert_eq!(changed.previous["DB_HOST"].as_deref(), Some("db-primary"));
     assert_eq!(changed.previous["NEW"], None);
-    let Some(cm) = kubectl_json(&w.kubeconfig, &["get", "configmap", "app-config"]) else {
+    let Some(cm) = kubectl_json(w.kubeconfig(), &["get", "configmap", "app-config"]) else {
         return;
     };
     assert_eq!(cm["data"], json!({"DB_HOST": "db-dr", "NEW": "1"}));
@@ -158,7 +152,7 @@ async fn a_configmap_change_returns_the_old_values_and_kubectl_reads_the_new_one
     k.configmap_set(&ConfigMapOptions::undo(&changed))
         .await
         .unwrap();
-    let cm = kubectl_json(&w.kubeconfig, &["get", "configmap", "app-config"]).unwrap();
+    let cm = kubectl_json(w.kubeconfig(), &["get", "configmap", "app-config"]).unwrap();
     assert_eq!(
         cm["data"],
         json!({"DB_HOST": "db-primary", "LOG": "info"}),
@@ -169,9 +163,12 @@ async fn a_configmap_change_returns_the_old_values_and_kubectl_reads_the_new_one
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_conflict_storm_still_converges() {
     let w = world();
-    w.api.create(deployment("default", "api", 1, "shop/api:1"));
-    w.api.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c", "namespace": "default"}, "data": {"K": "1"}}));
-    w.api.set_faults(Faults {
+    let Some(api) = w.fake_only("a conflict storm") else {
+        return;
+    };
+    w.create(deployment(w.namespace(), "api", 1, PAUSE[0]));
+    w.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "c"}, "data": {"K": "1"}}));
+    api.set_faults(Faults {
         conflicts_per_write: 2,
         ..Faults::default()
     });
@@ -194,17 +191,15 @@ async fn a_conflict_storm_still_converges() {
         .unwrap();
     assert_eq!(c.previous["K"].as_deref(), Some("1"));
     assert_eq!(
-        w.api
-            .object("apps/v1", "deployments", "default", "api")
+        w.object("apps/v1", "deployments", w.namespace(), "api")
             .unwrap()["spec"]["replicas"],
         5
     );
     assert_eq!(
-        w.api.object("v1", "configmaps", "default", "c").unwrap()["data"]["K"],
+        w.object("v1", "configmaps", w.namespace(), "c").unwrap()["data"]["K"],
         "2"
     );
-    let patches = w
-        .api
+    let patches = api
         .requests()
         .iter()
         .filter(|r| r.starts_with("PATCH"))
@@ -213,7 +208,7 @@ async fn a_conflict_storm_still_converges() {
         patches,
         6,
         "each write lost twice, then passed: {:?}",
-        w.api.requests()
+        api.requests()
     );
 }
 
@@ -221,7 +216,7 @@ async fn a_conflict_storm_still_converges() {
 async fn bad_input_names_the_context_the_object_and_the_verb() {
     let w = world();
     let e = Kubernetes::connect(&ConnectOptions {
-        kubeconfig: Some(w.kubeconfig.clone()),
+        kubeconfig: Some(w.kubeconfig().to_owned()),
         context: Some("prod".into()),
         ..ConnectOptions::default()
     })
@@ -234,13 +229,18 @@ async fn bad_input_names_the_context_the_object_and_the_verb() {
     let e = k.scale(&scale("deployment/missing", 1)).await.unwrap_err();
     assert_eq!(e.kind(), dr_core::ErrorKind::NotFound);
     assert!(
-        e.to_string()
-            .contains("deployment/missing in namespace default"),
+        e.to_string().contains(&format!(
+            "deployment/missing in namespace {}",
+            w.namespace()
+        )),
         "{e}"
     );
 
-    w.api.create(deployment("default", "api", 1, "shop/api:1"));
-    w.api.forbid("patch", "deployments");
+    let Some(api) = w.fake_only("an RBAC refusal") else {
+        return;
+    };
+    w.create(deployment(w.namespace(), "api", 1, PAUSE[0]));
+    api.forbid("patch", "deployments");
     let e = k.scale(&scale("deployment/api", 2)).await.unwrap_err();
     assert_eq!(e.kind(), dr_core::ErrorKind::PermissionDenied);
     let m = e.to_string();
@@ -271,8 +271,8 @@ fn request(holder: &str, ttl: Duration) -> LockRequest {
 async fn of_two_lease_holders_exactly_one_wins_and_an_expired_one_is_taken_over() {
     let w = world();
     let k = w.k8s().await;
-    let alice = LeaseLock::new(k.clone(), "default", "shop");
-    let bob = LeaseLock::new(k.clone(), "default", "shop");
+    let alice = LeaseLock::new(k.clone(), w.namespace(), "shop");
+    let bob = LeaseLock::new(k.clone(), w.namespace(), "shop");
     let (for_alice, for_bob) = (
         request("alice", Duration::from_secs(2)),
         request("bob", Duration::from_secs(2)),
@@ -294,7 +294,7 @@ async fn of_two_lease_holders_exactly_one_wins_and_an_expired_one_is_taken_over(
     // has gone unrenewed for its duration, with a higher token.
     let renewed = alice.renew(&won, Duration::from_secs(2)).await.unwrap();
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let carol = LeaseLock::new(k.clone(), "default", "shop");
+    let carol = LeaseLock::new(k.clone(), w.namespace(), "shop");
     let taken = carol
         .acquire(&request("carol", Duration::from_secs(30)))
         .await
@@ -318,7 +318,7 @@ async fn of_two_lease_holders_exactly_one_wins_and_an_expired_one_is_taken_over(
         e.contains("must stop"),
         "a holder that cannot renew in time is told to stop: {e}"
     );
-    let Some(lease) = kubectl_json(&w.kubeconfig, &["get", "lease", "shop"]) else {
+    let Some(lease) = kubectl_json(w.kubeconfig(), &["get", "lease", "shop"]) else {
         return;
     };
     assert_eq!(lease["spec"]["holderIdentity"], "carol");
@@ -328,8 +328,8 @@ async fn of_two_lease_holders_exactly_one_wins_and_an_expired_one_is_taken_over(
     assert!(carol.holder().await.unwrap().is_none(), "released");
 }
 
-fn image(api: &K8sTestApi, name: &str) -> String {
-    api.object("apps/v1", "deployments", "default", name)
+fn image(w: &World, name: &str) -> String {
+    w.object("apps/v1", "deployments", w.namespace(), name)
         .unwrap()["spec"]["template"]["spec"]["containers"][0]["image"]
         .as_str()
         .unwrap()
@@ -338,7 +338,7 @@ fn image(api: &K8sTestApi, name: &str) -> String {
 
 fn set_image(w: &World, name: &str, image: &str) {
     let out = kubectl(
-        &w.kubeconfig,
+        w.kubeconfig(),
         &[
             "set",
             "image",
@@ -352,47 +352,47 @@ fn set_image(w: &World, name: &str, image: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(w.api.tick_until(100, |a| {
-        let d = a.object("apps/v1", "deployments", "default", name).unwrap();
+    w.settle(&format!("deployment/{name} rolled out"), |c| {
+        let d = c
+            .object("apps/v1", "deployments", c.namespace(), name)
+            .unwrap();
         d["status"]["updatedReplicas"] == d["spec"]["replicas"]
             && d["status"]["observedGeneration"] == d["metadata"]["generation"]
-    }));
+    });
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rollout_undo_returns_the_previous_image_and_to_revision_a_named_one() {
     let w = world();
-    w.api.create(deployment("default", "api", 2, "shop/api:1"));
+    w.create(deployment(w.namespace(), "api", 2, PAUSE[0]));
     let k = w.k8s().await;
     let api: dr_k8s::Workload = "deployment/api".parse().unwrap();
-    k.wait_ready(&api, None, Duration::from_mins(1))
-        .await
-        .unwrap();
-    if kubectl(&w.kubeconfig, &["version", "--client"]).is_none() {
+    k.wait_ready(&api, None, w.patience()).await.unwrap();
+    if kubectl(w.kubeconfig(), &["version", "--client"]).is_none() {
         return;
     }
-    set_image(&w, "api", "shop/api:2");
-    set_image(&w, "api", "shop/api:3");
+    set_image(&w, "api", PAUSE[1]);
+    set_image(&w, "api", PAUSE[2]);
 
     let plan = k.plan_rollout_undo(&api, None, None).await.unwrap();
-    assert_eq!(plan.to.as_deref(), Some("2 (shop/api:2)"), "{plan}");
+    assert_eq!(
+        plan.to.as_deref(),
+        Some(format!("2 ({})", PAUSE[1]).as_str()),
+        "{plan}"
+    );
     let undo = k.rollout_undo(&api, None, None).await.unwrap();
     assert_eq!(
         (undo.image_before.as_deref(), undo.image_after.as_deref()),
-        (Some("shop/api:3"), Some("shop/api:2"))
+        (Some(PAUSE[2]), Some(PAUSE[1]))
     );
-    assert_eq!(image(&w.api, "api"), "shop/api:2");
-    k.wait_ready(&api, None, Duration::from_mins(1))
-        .await
-        .unwrap();
+    assert_eq!(image(&w, "api"), PAUSE[1]);
+    k.wait_ready(&api, None, w.patience()).await.unwrap();
 
     let named = k.rollout_undo(&api, None, Some(1)).await.unwrap();
-    assert_eq!(named.image_after.as_deref(), Some("shop/api:1"));
-    k.wait_ready(&api, None, Duration::from_mins(1))
-        .await
-        .unwrap();
+    assert_eq!(named.image_after.as_deref(), Some(PAUSE[0]));
+    k.wait_ready(&api, None, w.patience()).await.unwrap();
     // kubectl sees the history renumbered as the real controller does: 1 became 5.
-    let out = kubectl(&w.kubeconfig, &["rollout", "history", "deployment/api"]).unwrap();
+    let out = kubectl(w.kubeconfig(), &["rollout", "history", "deployment/api"]).unwrap();
     let history = String::from_utf8_lossy(&out.stdout);
     let revisions: Vec<&str> = history
         .lines()
@@ -401,7 +401,7 @@ async fn rollout_undo_returns_the_previous_image_and_to_revision_a_named_one() {
         .collect();
     assert_eq!(revisions, ["3", "4", "5"], "{history}");
     let out = kubectl(
-        &w.kubeconfig,
+        w.kubeconfig(),
         &[
             "rollout",
             "history",
@@ -412,7 +412,7 @@ async fn rollout_undo_returns_the_previous_image_and_to_revision_a_named_one() {
         ],
     )
     .unwrap();
-    assert_eq!(String::from_utf8_lossy(&out.stdout), "shop/api:1");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), PAUSE[0]);
 
     let e = k
         .rollout_undo(&api, None, Some(9))
@@ -425,8 +425,8 @@ async fn rollout_undo_returns_the_previous_image_and_to_revision_a_named_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_env_and_restart_leave_what_kubectl_leaves() {
     let w = world();
-    w.api.create(deployment("default", "a", 1, "shop/api:1"));
-    w.api.create(deployment("default", "b", 1, "shop/api:1"));
+    w.create(deployment(w.namespace(), "a", 1, PAUSE[0]));
+    w.create(deployment(w.namespace(), "b", 1, PAUSE[0]));
     let k = w.k8s().await;
     let opts = dr_k8s::EnvOptions {
         workload: "deployment/a".parse().unwrap(),
@@ -442,7 +442,7 @@ async fn set_env_and_restart_leave_what_kubectl_leaves() {
     let changed = k.set_env(&opts).await.unwrap();
     assert_eq!(changed.previous["app"]["DATABASE_HOST"], None);
     let Some(out) = kubectl(
-        &w.kubeconfig,
+        w.kubeconfig(),
         &[
             "set",
             "env",
@@ -458,8 +458,8 @@ async fn set_env_and_restart_leave_what_kubectl_leaves() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let dep_a = kubectl_json(&w.kubeconfig, &["get", "deployment", "a"]).unwrap();
-    let dep_b = kubectl_json(&w.kubeconfig, &["get", "deployment", "b"]).unwrap();
+    let dep_a = kubectl_json(w.kubeconfig(), &["get", "deployment", "a"]).unwrap();
+    let dep_b = kubectl_json(w.kubeconfig(), &["get", "deployment", "b"]).unwrap();
     let env = |d: &serde_json::Value| d["spec"]["template"]["spec"]["containers"][0]["env"].clone();
     assert_eq!(
         env(&dep_a),
@@ -475,21 +475,21 @@ async fn set_env_and_restart_leave_what_kubectl_leaves() {
     for undo in dr_k8s::EnvOptions::undo(&changed) {
         k.set_env(&undo).await.unwrap();
     }
-    let dep_a = kubectl_json(&w.kubeconfig, &["get", "deployment", "a"]).unwrap();
+    let dep_a = kubectl_json(w.kubeconfig(), &["get", "deployment", "a"]).unwrap();
     assert_eq!(env(&dep_a), json!([]));
 
     let restart = k
         .rollout_restart(&"deployment/a".parse().unwrap(), None)
         .await
         .unwrap();
-    let dep_a = kubectl_json(&w.kubeconfig, &["get", "deployment", "a"]).unwrap();
+    let dep_a = kubectl_json(w.kubeconfig(), &["get", "deployment", "a"]).unwrap();
     assert_eq!(
         dep_a["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"],
         json!(restart.restarted_at)
     );
-    let out = kubectl(&w.kubeconfig, &["rollout", "restart", "deployment/b"]).unwrap();
+    let out = kubectl(w.kubeconfig(), &["rollout", "restart", "deployment/b"]).unwrap();
     assert!(out.status.success());
-    let dep_b = kubectl_json(&w.kubeconfig, &["get", "deployment", "b"]).unwrap();
+    let dep_b = kubectl_json(w.kubeconfig(), &["get", "deployment", "b"]).unwrap();
     assert!(
         dep_b["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
             .is_string(),
@@ -500,12 +500,11 @@ async fn set_env_and_restart_leave_what_kubectl_leaves() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rotated_secret_differs_is_never_shown_and_its_users_restart() {
     let w = world();
-    w.api.create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "default"}, "data": {"password": "aHVudGVyMg==", "user": "YXBw"}}));
-    let mut user = deployment("default", "api", 1, "shop/api:1");
+    w.create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "data": {"password": "aHVudGVyMg==", "user": "YXBw"}}));
+    let mut user = deployment(w.namespace(), "api", 1, PAUSE[0]);
     user["spec"]["template"]["spec"]["containers"][0]["env"] = json!([{"name": "DB_PASSWORD", "valueFrom": {"secretKeyRef": {"name": "db", "key": "password"}}}]);
-    w.api.create(user);
-    w.api
-        .create(deployment("default", "other", 1, "shop/other:1"));
+    w.create(user);
+    w.create(deployment(w.namespace(), "other", 1, PAUSE[0]));
     let k = w.k8s().await;
     let o = dr_k8s::SecretOptions {
         name: "db".into(),
@@ -529,7 +528,7 @@ async fn a_rotated_secret_differs_is_never_shown_and_its_users_restart() {
         "only the workload that uses it"
     );
     let doc = serde_json::to_string(&changed).unwrap();
-    let now = w.api.object("v1", "secrets", "default", "db").unwrap();
+    let now = w.object("v1", "secrets", w.namespace(), "db").unwrap();
     let new_value = now["data"]["password"].as_str().unwrap().to_owned();
     assert_ne!(new_value, "aHVudGVyMg==", "a new value");
     assert_eq!(now["data"]["user"], "YXBw", "other keys untouched");
@@ -538,15 +537,13 @@ async fn a_rotated_secret_differs_is_never_shown_and_its_users_restart() {
         "no value in the result: {doc}"
     );
     let api_dep = w
-        .api
-        .object("apps/v1", "deployments", "default", "api")
+        .object("apps/v1", "deployments", w.namespace(), "api")
         .unwrap();
     assert!(api_dep["spec"]["template"]["metadata"]["annotations"]
         ["kubectl.kubernetes.io/restartedAt"]
         .is_string());
     let other = w
-        .api
-        .object("apps/v1", "deployments", "default", "other")
+        .object("apps/v1", "deployments", w.namespace(), "other")
         .unwrap();
     assert!(
         other["spec"]["template"]["metadata"]["annotations"].is_null(),
@@ -556,14 +553,14 @@ async fn a_rotated_secret_differs_is_never_shown_and_its_users_restart() {
     // A second rotation gives another value; a restore puts back the one before it.
     let again = k.secret_set(&o).await.unwrap();
     assert_eq!(again.changed, ["password"]);
-    let newer = w.api.object("v1", "secrets", "default", "db").unwrap()["data"]["password"]
+    let newer = w.object("v1", "secrets", w.namespace(), "db").unwrap()["data"]["password"]
         .as_str()
         .unwrap()
         .to_owned();
     assert_ne!(newer, new_value);
     k.secret_restore("db", None).await.unwrap();
     assert_eq!(
-        w.api.object("v1", "secrets", "default", "db").unwrap()["data"]["password"],
+        w.object("v1", "secrets", w.namespace(), "db").unwrap()["data"]["password"],
         new_value.as_str()
     );
 
@@ -578,45 +575,36 @@ async fn a_rotated_secret_differs_is_never_shown_and_its_users_restart() {
     assert!(e.contains("does not exist") && e.contains("create"), "{e}");
 }
 
+/// A container that prints three lines, as a database does starting, then waits.
+const LOG_LINES: &str = "echo starting; echo database system is ready to accept connections; echo checkpoint complete; exec sleep 3600";
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_statefulset_pod_deleted_is_replaced_ready_and_logs_are_read() {
     let w = world();
-    w.api.create(json!({
+    w.create(json!({
         "apiVersion": "apps/v1", "kind": "StatefulSet",
-        "metadata": {"name": "postgres", "namespace": "default"},
+        "metadata": {"name": "postgres"},
         "spec": {"replicas": 1, "serviceName": "postgres", "selector": {"matchLabels": {"app": "postgres"}},
-                 "template": {"metadata": {"labels": {"app": "postgres"}}, "spec": {"containers": [{"name": "pg", "image": "postgres:15"}]}}},
+                 "template": {"metadata": {"labels": {"app": "postgres"}}, "spec": {"containers": [{"name": "pg", "image": BUSYBOX, "command": ["sh", "-c", LOG_LINES]}]}}},
     }));
     let k = w.k8s().await;
-    k.wait_ready(
-        &"sts/postgres".parse().unwrap(),
-        None,
-        Duration::from_mins(1),
-    )
-    .await
-    .unwrap();
+    k.wait_ready(&"sts/postgres".parse().unwrap(), None, w.patience())
+        .await
+        .unwrap();
     let before =
-        w.api.object("v1", "pods", "default", "postgres-0").unwrap()["metadata"]["uid"].clone();
+        w.object("v1", "pods", w.namespace(), "postgres-0").unwrap()["metadata"]["uid"].clone();
     let replaced = k
-        .pod_delete("postgres-0", None, Duration::from_mins(1))
+        .pod_delete("postgres-0", None, w.patience())
         .await
         .unwrap();
     assert_eq!(
         replaced.replacement, "postgres-0",
         "a StatefulSet keeps the name"
     );
-    let after = w.api.object("v1", "pods", "default", "postgres-0").unwrap();
+    let after = w.object("v1", "pods", w.namespace(), "postgres-0").unwrap();
     assert_ne!(after["metadata"]["uid"], before, "a new pod");
     assert_eq!(after["status"]["phase"], "Running");
 
-    w.api.set_logs(
-        "postgres-",
-        &[
-            "starting",
-            "database system is ready to accept connections",
-            "checkpoint complete",
-        ],
-    );
     let logs = k.logs("postgres-0", None, 2).await.unwrap();
     assert_eq!(
         logs.containers["pg"],
@@ -630,65 +618,59 @@ async fn a_statefulset_pod_deleted_is_replaced_ready_and_logs_are_read() {
         .await
         .unwrap_err()
         .to_string();
-    assert!(e.contains("pod nope in namespace default"), "{e}");
+    assert!(
+        e.contains(&format!("pod nope in namespace {}", w.namespace())),
+        "{e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_throwaway_namespace_is_made_filled_checked_and_deleted() {
     let w = world();
     let k = w.k8s().await;
+    let ns = w.ns("dr-test-2026-12");
     let made = k
         .namespace_create(
-            "dr-test-2026-12",
+            &ns,
             &BTreeMap::from([("purpose".into(), "dr-drill".into())]),
         )
         .await
         .unwrap();
     assert!(made.changed);
     assert!(
-        !k.namespace_create("dr-test-2026-12", &BTreeMap::new())
+        !k.namespace_create(&ns, &BTreeMap::new())
             .await
             .unwrap()
             .changed,
         "already there"
     );
-    w.api
-        .create(deployment("dr-test-2026-12", "api", 2, "shop/api:1"));
-    w.api
-        .create(deployment("dr-test-2026-12", "worker", 1, "shop/worker:1"));
+    w.create(deployment(&ns, "api", 2, PAUSE[0]));
+    w.create(deployment(&ns, "worker", 1, PAUSE[0]));
     let available = k
-        .wait_available(Some("dr-test-2026-12"), Duration::from_mins(1))
+        .wait_available(Some(ns.as_str()), w.patience())
         .await
         .unwrap();
     assert_eq!(available, ["api", "worker"]);
-    let Some(ns) = kubectl_json(&w.kubeconfig, &["get", "namespace", "dr-test-2026-12"]) else {
+    let Some(seen) = kubectl_json(w.kubeconfig(), &["get", "namespace", &ns]) else {
         return;
     };
-    assert_eq!(ns["metadata"]["labels"]["purpose"], "dr-drill");
-    let gone = k
-        .namespace_delete("dr-test-2026-12", Duration::from_mins(1))
-        .await
-        .unwrap();
+    assert_eq!(seen["metadata"]["labels"]["purpose"], "dr-drill");
+    let gone = k.namespace_delete(&ns, w.patience()).await.unwrap();
     assert!(gone.changed);
     assert!(
-        w.api
-            .objects("apps/v1", "deployments", "dr-test-2026-12")
-            .is_empty(),
+        w.objects("apps/v1", "deployments", &ns).is_empty(),
         "its content went with it"
     );
-    assert!(w
-        .api
-        .object("v1", "namespaces", "", "dr-test-2026-12")
-        .is_none());
+    assert!(w.object("v1", "namespaces", "", &ns).is_none());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn maintenance_on_then_off_leaves_the_ingress_as_it_was() {
     use dr_core::traffic::{Destination, TrafficRouter};
     let w = world();
-    w.api.create(json!({
+    w.create(json!({
         "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
-        "metadata": {"name": "main-ingress", "namespace": "default", "labels": {"app": "shop"},
+        "metadata": {"name": "main-ingress", "labels": {"app": "shop"},
                      "annotations": {"nginx.ingress.kubernetes.io/rewrite-target": "/", "team": "web"}},
         "spec": {"ingressClassName": "nginx", "tls": [{"hosts": ["shop.example.com"], "secretName": "shop-tls"}],
                  "rules": [{"host": "shop.example.com", "http": {"paths": [
@@ -696,11 +678,11 @@ async fn maintenance_on_then_off_leaves_the_ingress_as_it_was() {
                      {"path": "/api", "pathType": "Prefix", "backend": {"service": {"name": "api", "port": {"name": "http"}}}}]}}]},
     }));
     let k = w.k8s().await;
-    let Some(before) = kubectl_json(&w.kubeconfig, &["get", "ingress", "main-ingress"]) else {
+    let Some(before) = kubectl_json(w.kubeconfig(), &["get", "ingress", "main-ingress"]) else {
         return;
     };
     let o = dr_k8s::MaintenanceOptions {
-        image: Some("shop/maintenance:1".into()),
+        image: Some(PAUSE[0].into()),
         ..dr_k8s::MaintenanceOptions::new("main-ingress")
     };
     let plan = k.plan_maintenance(&o, true).await.unwrap();
@@ -711,7 +693,7 @@ async fn maintenance_on_then_off_leaves_the_ingress_as_it_was() {
 
     let on = k.maintenance_on(&o).await.unwrap();
     assert!(on.changed && on.on);
-    let during = kubectl_json(&w.kubeconfig, &["get", "ingress", "main-ingress"]).unwrap();
+    let during = kubectl_json(w.kubeconfig(), &["get", "ingress", "main-ingress"]).unwrap();
     let paths = during["spec"]["rules"][0]["http"]["paths"]
         .as_array()
         .unwrap();
@@ -726,14 +708,12 @@ async fn maintenance_on_then_off_leaves_the_ingress_as_it_was() {
         "TLS untouched"
     );
     assert!(
-        w.api
-            .object("apps/v1", "deployments", "default", "drkit-maintenance")
+        w.object("apps/v1", "deployments", w.namespace(), "drkit-maintenance")
             .is_some(),
         "the maintenance app was made"
     );
     assert!(w
-        .api
-        .object("v1", "services", "default", "drkit-maintenance")
+        .object("v1", "services", w.namespace(), "drkit-maintenance")
         .is_some());
     assert!(
         !k.maintenance_on(&o).await.unwrap().changed,
@@ -757,7 +737,7 @@ async fn maintenance_on_then_off_leaves_the_ingress_as_it_was() {
         .await
         .unwrap();
     assert_eq!(s.before.records[0].set_id.as_deref(), Some("maintenance"));
-    let after = kubectl_json(&w.kubeconfig, &["get", "ingress", "main-ingress"]).unwrap();
+    let after = kubectl_json(w.kubeconfig(), &["get", "ingress", "main-ingress"]).unwrap();
     for field in [
         &["spec"][..],
         &["metadata", "annotations"],
@@ -788,19 +768,19 @@ fn walk(dir: &std::path::Path, out: &mut Vec<Vec<u8>>) {
 async fn a_namespace_exported_then_applied_elsewhere_has_the_same_objects() {
     use dr_core::repo::{InitOptions, Repository, Secret};
     let w = world();
-    w.api
-        .create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
-    w.api.create(deployment("shop", "api", 2, "shop/api:1"));
-    w.api.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-config", "namespace": "shop"}, "data": {"DB_HOST": "db"}}));
-    w.api.create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "shop"}, "stringData": {"password": "correct-horse-battery"}}));
-    w.api.create(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api", "namespace": "shop"}, "spec": {"selector": {"app": "api"}, "ports": [{"port": 80}]}}));
-    w.api.create(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "reader", "namespace": "shop"},
-        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"}, "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": "shop"}]}));
+    let (shop, shop_dr) = (w.ns("shop"), w.ns("shop-dr"));
+    w.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": shop}}));
+    w.create(deployment(&shop, "api", 2, PAUSE[0]));
+    w.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-config", "namespace": shop}, "data": {"DB_HOST": "db"}}));
+    w.create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": shop}, "stringData": {"password": "correct-horse-battery"}}));
+    w.create(json!({"apiVersion": "v1", "kind": "Service", "metadata": {"name": "api", "namespace": shop}, "spec": {"selector": {"app": "api"}, "ports": [{"port": 80}]}}));
+    w.create(json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "reader", "namespace": shop},
+        "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role", "name": "reader"}, "subjects": [{"kind": "ServiceAccount", "name": "app", "namespace": shop}]}));
     let k = w.k8s().await;
     k.wait_ready(
         &"deployment/api".parse().unwrap(),
-        Some("shop"),
-        Duration::from_mins(1),
+        Some(shop.as_str()),
+        w.patience(),
     )
     .await
     .unwrap();
@@ -817,7 +797,7 @@ async fn a_namespace_exported_then_applied_elsewhere_has_the_same_objects() {
         .export(
             &repo,
             &dr_k8s::ExportOptions {
-                namespace: Some("shop".into()),
+                namespace: Some(shop.clone()),
                 ..Default::default()
             },
         )
@@ -861,7 +841,7 @@ async fn a_namespace_exported_then_applied_elsewhere_has_the_same_objects() {
     );
 
     // A dry run into a new namespace changes nothing and shows what it would create.
-    let map = BTreeMap::from([("shop".to_owned(), "shop-dr".to_owned())]);
+    let map = BTreeMap::from([(shop.clone(), shop_dr.clone())]);
     let dry = k
         .apply(
             &repo,
@@ -875,7 +855,7 @@ async fn a_namespace_exported_then_applied_elsewhere_has_the_same_objects() {
         .unwrap();
     assert!(dry.objects.iter().all(|o| o.action == "created"), "{dry:?}");
     assert!(
-        w.api.object("v1", "namespaces", "", "shop-dr").is_none(),
+        w.object("v1", "namespaces", "", &shop_dr).is_none(),
         "a dry run changes nothing"
     );
 
@@ -885,7 +865,7 @@ async fn a_namespace_exported_then_applied_elsewhere_has_the_same_objects() {
             &dr_k8s::ApplyOptions {
                 namespace_map: map,
                 wait: true,
-                timeout: Some(Duration::from_mins(1)),
+                timeout: Some(w.patience()),
                 ..Default::default()
             },
         )
@@ -917,41 +897,37 @@ async fn a_namespace_exported_then_applied_elsewhere_has_the_same_objects() {
         } else {
             "v1"
         };
-        let a = strip(w.api.object(api_version, plural, "shop", name).unwrap());
-        let b = strip(w.api.object(api_version, plural, "shop-dr", name).unwrap());
+        let a = strip(w.object(api_version, plural, &shop, name).unwrap());
+        let b = strip(w.object(api_version, plural, &shop_dr, name).unwrap());
         assert_eq!(a, b, "{plural}/{name} is the same object");
     }
     let rb = w
-        .api
         .object(
             "rbac.authorization.k8s.io/v1",
             "rolebindings",
-            "shop-dr",
+            &shop_dr,
             "reader",
         )
         .unwrap();
     assert_eq!(
-        rb["subjects"][0]["namespace"], "shop-dr",
+        rb["subjects"][0]["namespace"],
+        shop_dr.as_str(),
         "subjects follow the namespace mapping"
     );
     assert_eq!(
-        w.api
-            .object("apps/v1", "deployments", "shop-dr", "api")
-            .unwrap()["status"]["readyReplicas"],
+        w.object("apps/v1", "deployments", &shop_dr, "api").unwrap()["status"]["readyReplicas"],
         2,
         "waited for the workloads"
     );
 
     // Applied again, with a change live: the dry run's diff names it, values of Secrets never.
-    w.api.create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "other", "namespace": "default"}}));
     let mut cm = w
-        .api
-        .object("v1", "configmaps", "shop-dr", "app-config")
+        .object("v1", "configmaps", &shop_dr, "app-config")
         .unwrap();
     cm["data"]["DB_HOST"] = json!("changed-live");
     k.configmap_set(&dr_k8s::ConfigMapOptions {
         name: "app-config".into(),
-        namespace: Some("shop-dr".into()),
+        namespace: Some(shop_dr.clone()),
         set: BTreeMap::from([("DB_HOST".into(), "changed-live".into())]),
         ..Default::default()
     })
@@ -961,7 +937,7 @@ async fn a_namespace_exported_then_applied_elsewhere_has_the_same_objects() {
         .apply(
             &repo,
             &dr_k8s::ApplyOptions {
-                namespace_map: BTreeMap::from([("shop".to_owned(), "shop-dr".to_owned())]),
+                namespace_map: BTreeMap::from([(shop.clone(), shop_dr.clone())]),
                 dry_run: true,
                 ..Default::default()
             },
@@ -975,8 +951,7 @@ async fn a_namespace_exported_then_applied_elsewhere_has_the_same_objects() {
         "{dry:?}"
     );
     assert_eq!(
-        w.api
-            .object("v1", "configmaps", "shop-dr", "app-config")
+        w.object("v1", "configmaps", &shop_dr, "app-config")
             .unwrap()["data"]["DB_HOST"],
         "changed-live",
         "still a dry run"
@@ -987,7 +962,7 @@ async fn a_namespace_exported_then_applied_elsewhere_has_the_same_objects() {
 async fn secrets_are_not_exported_into_an_unencrypted_repository() {
     use dr_core::repo::{InitOptions, Repository};
     let w = world();
-    w.api.create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db", "namespace": "default"}, "stringData": {"password": "x-very-secret"}}));
+    w.create(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "db"}, "stringData": {"password": "x-very-secret"}}));
     let k = w.k8s().await;
     let repo = Repository::init(
         dr_core::store::MemoryStore::new(),
@@ -1013,4 +988,37 @@ async fn secrets_are_not_exported_into_an_unencrypted_repository() {
         .await
         .unwrap();
     assert!(without.objects.is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kubectl_create_secret_and_drkit_make_the_same_secret() {
+    let w = world();
+    let Some(out) = kubectl(
+        w.kubeconfig(),
+        &[
+            "create",
+            "secret",
+            "generic",
+            "by-kubectl",
+            "--from-literal=password=s3cret-value",
+            "--from-literal=user=app",
+        ],
+    ) else {
+        return;
+    };
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let options: dr_k8s::SecretOptions = serde_json::from_value(json!({
+        "name": "by-drkit", "create": true, "set": {"password": "s3cret-value", "user": "app"},
+    }))
+    .unwrap();
+    w.k8s().await.secret_set(&options).await.unwrap();
+    let a = kubectl_json(w.kubeconfig(), &["get", "secret", "by-kubectl"]).unwrap();
+    let b = kubectl_json(w.kubeconfig(), &["get", "secret", "by-drkit"]).unwrap();
+    assert_eq!(a["data"], b["data"], "the same data");
+    assert_eq!(a["type"], b["type"]);
+    assert_eq!(a["data"]["password"], "czNjcmV0LXZhbHVl");
 }

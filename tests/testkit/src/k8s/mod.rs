@@ -2,6 +2,7 @@
 //! machines), checked against `kubectl`. What it does, and what it leaves out, is written
 //! down in `tests/testkit/K8S_TEST_API.md`.
 
+mod cluster;
 mod controllers;
 mod kinds;
 mod patch;
@@ -17,6 +18,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
+pub use cluster::{TestCluster, BUSYBOX, CONTEXT, PAUSE, REAL_CLUSTER_VAR};
 pub use controllers::template_hash;
 pub use state::Faults;
 use state::State;
@@ -241,7 +243,10 @@ pub fn write_kubeconfig(path: &Path, apis: &[(&K8sTestApi, &str)]) {
     let text = format!(
         "apiVersion: v1\nkind: Config\nclusters:\n{clusters}users:\n- name: drkit-test\n  user:\n    token: {TOKEN}\ncontexts:\n{contexts}current-context: {current}\npreferences: {{}}\n"
     );
-    std::fs::write(path, text).expect("kubeconfig written");
+    // Whole or not at all: a script waiting for the file never reads half of it.
+    let partial = path.with_extension("partial");
+    std::fs::write(&partial, text).expect("kubeconfig written");
+    std::fs::rename(&partial, path).expect("kubeconfig in place");
 }
 
 /// A Deployment `name` (label `app: NAME`, one container `app` running `image`) in
@@ -259,15 +264,24 @@ pub fn deployment(namespace: &str, name: &str, replicas: i64, image: &str) -> Va
     })
 }
 
+/// `kubectl` with `kubeconfig`; against the test API its cache lives beside the
+/// kubeconfig (a temporary HOME), against a real cluster HOME stays (credential plugins
+/// read it).
+#[must_use]
+pub fn kubectl_command(kubeconfig: &Path) -> std::process::Command {
+    let mut c = std::process::Command::new("kubectl");
+    c.env("KUBECONFIG", kubeconfig);
+    if std::env::var_os(REAL_CLUSTER_VAR).is_none() {
+        c.env("HOME", kubeconfig.parent().unwrap_or(Path::new("/tmp")));
+    }
+    c
+}
+
 /// Runs the real `kubectl` with `kubeconfig`; `None` (and a skip, or a failure in CI)
 /// when it is not installed.
 #[must_use]
 pub fn kubectl(kubeconfig: &Path, args: &[&str]) -> Option<std::process::Output> {
-    let out = std::process::Command::new("kubectl")
-        .args(args)
-        .env("KUBECONFIG", kubeconfig)
-        .env("HOME", kubeconfig.parent().unwrap_or(Path::new("/tmp")))
-        .output();
+    let out = kubectl_command(kubeconfig).args(args).output();
     if let Ok(o) = out {
         Some(o)
     } else {

@@ -279,7 +279,26 @@ impl State {
         obj["metadata"]["resourceVersion"] = json!(self.rv.to_string());
         self.store(key, obj.clone());
         self.record(kind, namespace, "ADDED", obj.clone());
+        if kind.plural == "namespaces" {
+            self.namespace_defaults(&name);
+        }
         Ok(obj)
+    }
+
+    /// What the service account and root CA publisher controllers put in every new
+    /// namespace: the `default` ServiceAccount and the `kube-root-ca.crt` ConfigMap.
+    fn namespace_defaults(&mut self, namespace: &str) {
+        let made = [
+            ("serviceaccounts", json!({"metadata": {"name": "default"}})),
+            (
+                "configmaps",
+                json!({"metadata": {"name": "kube-root-ca.crt"}, "data": {"ca.crt": "-----BEGIN CERTIFICATE-----\n(test API)\n-----END CERTIFICATE-----\n"}}),
+            ),
+        ];
+        for (plural, obj) in made {
+            let kind = super::kinds::find("", "v1", plural).expect("a core kind");
+            let _ = self.create(kind, namespace, obj, false);
+        }
     }
 
     fn suffix(&mut self) -> String {
