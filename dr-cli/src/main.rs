@@ -20,7 +20,12 @@ pub const EXIT_CHECK_FAILED: u8 = 3;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_env("DRKIT_LOG"))
+        .with_env_filter(
+            // kube's client logs a failed request as an error of its own; drkit reports
+            // it once, with the context and the fix (DRKIT_LOG=kube_client=debug shows it).
+            tracing_subscriber::EnvFilter::try_from_env("DRKIT_LOG")
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("error,kube_client=off")),
+        )
         .with_writer(std::io::stderr)
         .init();
     let out = Output {

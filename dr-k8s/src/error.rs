@@ -20,14 +20,42 @@ pub(crate) fn classify(context: &str, verb: &str, object: &str, e: kube::Error) 
             let sep = if advice.is_empty() { "" } else { "; " };
             Error::new(
                 kind,
-                format!("{verb} {object} in context {context:?}: {} ({}){sep}{advice}", s.message, s.code),
+                format!(
+                    "{verb} {object} in context {context:?}: {} ({}){sep}{advice}",
+                    s.message, s.code
+                ),
             )
         }
-        other => Error::new(
-            ErrorKind::Unavailable,
-            format!("{verb} {object}: cannot reach the API server of context {context:?} ({other}); check that the cluster is up and the kubeconfig's server address"),
-        ),
+        other => {
+            let cause = causes(&other);
+            if cause.contains("certificate") {
+                return Error::new(
+                    ErrorKind::PermissionDenied,
+                    format!("{verb} {object}: the API server of context {context:?} presented a certificate the kubeconfig does not trust ({cause}); check the cluster's certificate-authority-data (or certificate-authority file) in the kubeconfig, and that the context points at the right server"),
+                );
+            }
+            Error::new(
+                ErrorKind::Unavailable,
+                format!("{verb} {object}: cannot reach the API server of context {context:?} ({cause}); check that the cluster is up and the kubeconfig's server address"),
+            )
+        }
     }
+}
+
+/// `e` and what caused it, outermost first: `client error (Connect): invalid peer
+/// certificate: UnknownIssuer`.
+fn causes(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = e.to_string();
+    let mut next = e.source();
+    while let Some(c) = next {
+        let more = c.to_string();
+        if !text.contains(&more) {
+            text.push_str(": ");
+            text.push_str(&more);
+        }
+        next = c.source();
+    }
+    text
 }
 
 /// Whether `e` is a lost compare-and-swap (409 Conflict, not AlreadyExists).

@@ -1022,3 +1022,74 @@ async fn kubectl_create_secret_and_drkit_make_the_same_secret() {
     assert_eq!(a["type"], b["type"]);
     assert_eq!(a["data"]["password"], "czNjcmV0LXZhbHVl");
 }
+
+/// Against a test API serving HTTPS with a CA of its own (on a real cluster too: the
+/// test needs a server whose CA it controls).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_tls_the_kubeconfigs_ca_is_trusted_and_no_other() {
+    use base64::Engine as _;
+    use dr_testkit::k8s::{K8sTestApi, Options};
+    let tls = Options {
+        tls: true,
+        ..Options::default()
+    };
+    let (api, other) = (K8sTestApi::start_with(&tls), K8sTestApi::start_with(&tls));
+    assert!(api.url().starts_with("https://"));
+    let dir = tempfile::tempdir().unwrap();
+    let good = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&good, "secure");
+    api.create(deployment("default", "api", 1, PAUSE[0]));
+    let connect = |path: std::path::PathBuf| async move {
+        Kubernetes::connect(&ConnectOptions {
+            kubeconfig: Some(path),
+            context: Some("secure".into()),
+            ..ConnectOptions::default()
+        })
+        .await
+    };
+    let k = connect(good.clone()).await.unwrap();
+    let scaled = k
+        .scale(&ScaleOptions {
+            wait: false,
+            ..scale("deployment/api", 2)
+        })
+        .await
+        .unwrap();
+    assert_eq!(scaled.previous, 1);
+    let Some(seen) = kubectl_json(&good, &["get", "deployment", "api"]) else {
+        return;
+    };
+    assert_eq!(
+        seen["spec"]["replicas"], 2,
+        "kubectl trusts the same CA data"
+    );
+
+    // The same server, a kubeconfig carrying another CA: refused, and the error says why.
+    let b64 = |pem: &str| base64::engine::general_purpose::STANDARD.encode(pem);
+    let text = std::fs::read_to_string(&good)
+        .unwrap()
+        .replace(&b64(api.ca_pem().unwrap()), &b64(other.ca_pem().unwrap()));
+    let wrong = dir.path().join("wrong-ca");
+    std::fs::write(&wrong, text).unwrap();
+    let refused = match connect(wrong).await {
+        Err(e) => e,
+        Ok(k) => k
+            .scale(&ScaleOptions {
+                wait: false,
+                ..scale("deployment/api", 3)
+            })
+            .await
+            .unwrap_err(),
+    };
+    let m = refused.to_string();
+    assert!(
+        m.contains("certificate") && m.contains("certificate-authority"),
+        "{m}"
+    );
+    assert_eq!(
+        api.object("apps/v1", "deployments", "default", "api")
+            .unwrap()["spec"]["replicas"],
+        2,
+        "nothing was written"
+    );
+}

@@ -7,7 +7,9 @@
 //! ```
 //!
 //! It writes the kubeconfig (context `drkit-test`) once it listens, prints its URL, and
-//! serves until killed. Its controllers step every `--tick-ms` (100; 0 pauses them).
+//! serves until killed. Its controllers step every `--tick-ms` (100; 0 pauses them);
+//! `--tls` serves HTTPS with a certificate from a CA of its own, whose PEM the kubeconfig
+//! carries as `certificate-authority-data`.
 
 use std::path::PathBuf;
 
@@ -16,6 +18,7 @@ fn main() {
     let mut kubeconfig: Option<PathBuf> = None;
     let mut context = "drkit-test".to_owned();
     let mut tick_ms = 100u64;
+    let mut tls = false;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
@@ -37,6 +40,7 @@ fn main() {
                     .next()
                     .unwrap_or_else(|| usage("--context takes a name"));
             }
+            "--tls" => tls = true,
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other:?}")),
         }
@@ -47,6 +51,7 @@ fn main() {
     let api = dr_testkit::k8s::K8sTestApi::start_with(&dr_testkit::k8s::Options {
         port,
         tick: (tick_ms > 0).then(|| std::time::Duration::from_millis(tick_ms)),
+        tls,
     });
     api.write_kubeconfig(&kubeconfig, &context);
     println!(
@@ -63,6 +68,6 @@ fn usage(problem: &str) -> ! {
     if !problem.is_empty() {
         eprintln!("k8s-test-api: {problem}");
     }
-    eprintln!("usage: k8s-test-api [--port N] --kubeconfig PATH [--context NAME] [--tick-ms N (default 100, 0 pauses the controllers)]");
+    eprintln!("usage: k8s-test-api [--port N] --kubeconfig PATH [--context NAME] [--tick-ms N (default 100, 0 pauses the controllers)] [--tls (HTTPS, a CA of its own in the kubeconfig)]");
     std::process::exit(2);
 }

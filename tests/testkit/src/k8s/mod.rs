@@ -33,6 +33,9 @@ pub struct Options {
     pub tick: Option<Duration>,
     /// Port, 0 for any free one.
     pub port: u16,
+    /// HTTPS with a certificate for 127.0.0.1 and localhost signed by a CA made for this
+    /// server (written into kubeconfigs as `certificate-authority-data`).
+    pub tls: bool,
 }
 
 impl Default for Options {
@@ -40,6 +43,7 @@ impl Default for Options {
         Self {
             tick: Some(Duration::from_millis(100)),
             port: 0,
+            tls: false,
         }
     }
 }
@@ -47,6 +51,7 @@ impl Default for Options {
 /// A running test API; it stops when dropped.
 pub struct K8sTestApi {
     port: u16,
+    ca: Option<String>,
     state: Arc<Mutex<State>>,
     tasks: Vec<tokio::task::JoinHandle<()>>,
     runtime: Option<tokio::runtime::Runtime>,
@@ -79,7 +84,13 @@ impl K8sTestApi {
             tokio::net::TcpListener::from_std(std_listener).expect("a tokio socket")
         };
         let port = listener.local_addr().expect("an address").port();
-        let mut tasks = vec![rt.spawn(server::serve(listener, state.clone()))];
+        let (acceptor, ca) = if options.tls {
+            let (acceptor, ca) = tls_acceptor();
+            (Some(acceptor), Some(ca))
+        } else {
+            (None, None)
+        };
+        let mut tasks = vec![rt.spawn(server::serve(listener, state.clone(), acceptor))];
         if let Some(every) = options.tick {
             let st = state.clone();
             tasks.push(rt.spawn(async move {
@@ -94,16 +105,24 @@ impl K8sTestApi {
         }
         Self {
             port,
+            ca,
             state,
             tasks,
             runtime: Some(rt),
         }
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://…` with TLS.
     #[must_use]
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        let scheme = if self.ca.is_some() { "https" } else { "http" };
+        format!("{scheme}://127.0.0.1:{}", self.port)
+    }
+
+    /// The PEM of the CA that signed this server's certificate (with TLS).
+    #[must_use]
+    pub fn ca_pem(&self) -> Option<&str> {
+        self.ca.as_deref()
     }
 
     /// Writes a kubeconfig with one context, `context`, for this API (namespace
@@ -234,6 +253,11 @@ pub fn write_kubeconfig(path: &Path, apis: &[(&K8sTestApi, &str)]) {
             "- name: {name}\n  cluster:\n    server: {}",
             api.url()
         );
+        if let Some(ca) = api.ca_pem() {
+            use base64::Engine as _;
+            let data = base64::engine::general_purpose::STANDARD.encode(ca);
+            let _ = writeln!(clusters, "    certificate-authority-data: {data}");
+        }
         let _ = writeln!(
             contexts,
             "- name: {name}\n  context:\n    cluster: {name}\n    user: drkit-test\n    namespace: default"
@@ -305,4 +329,36 @@ pub fn kubectl_json(kubeconfig: &Path, args: &[&str]) -> Option<Value> {
         String::from_utf8_lossy(&out.stderr)
     );
     Some(serde_json::from_slice(&out.stdout).expect("kubectl printed JSON"))
+}
+
+/// A CA made now, and a TLS acceptor whose certificate (127.0.0.1, localhost) it signed.
+fn tls_acceptor() -> (tokio_rustls::TlsAcceptor, String) {
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, DnType, IsCa, KeyPair};
+    let mut ca = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca.distinguished_name
+        .push(DnType::CommonName, "drkit Kubernetes test API CA");
+    let ca =
+        CertifiedIssuer::self_signed(ca, KeyPair::generate().expect("a CA key")).expect("a CA");
+    let key = KeyPair::generate().expect("a server key");
+    let mut params = CertificateParams::new(vec!["127.0.0.1".to_owned(), "localhost".to_owned()])
+        .expect("server parameters");
+    params
+        .distinguished_name
+        .push(DnType::CommonName, "kube-apiserver");
+    let cert = params.signed_by(&key, &ca).expect("a server certificate");
+    let provider = std::sync::Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("TLS versions")
+        .with_no_client_auth()
+        .with_single_cert(
+            vec![cert.der().clone()],
+            rustls::pki_types::PrivateKeyDer::Pkcs8(key.serialize_der().into()),
+        )
+        .expect("a TLS configuration");
+    (
+        tokio_rustls::TlsAcceptor::from(std::sync::Arc::new(config)),
+        ca.pem(),
+    )
 }

@@ -20,19 +20,34 @@ use super::state::{resource_key, State, Status};
 type Body = BoxBody<Bytes, Infallible>;
 type Shared = Arc<Mutex<State>>;
 
-pub async fn serve(listener: tokio::net::TcpListener, state: Shared) {
+/// Serves plain HTTP, or HTTPS with `tls`.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: Shared,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+) {
     while let Ok((tcp, _)) = listener.accept().await {
         // As the real API server: no Nagle delay on small responses.
         let _ = tcp.set_nodelay(true);
         let st = state.clone();
+        let tls = tls.clone();
         tokio::spawn(async move {
             let svc = hyper::service::service_fn(move |req: Request<hyper::body::Incoming>| {
                 let st = st.clone();
                 async move { Ok::<_, Infallible>(handle(req, st).await) }
             });
-            let _ = hyper::server::conn::http1::Builder::new()
-                .serve_connection(TokioIo::new(tcp), svc)
-                .await;
+            let http = hyper::server::conn::http1::Builder::new();
+            match tls {
+                None => {
+                    let _ = http.serve_connection(TokioIo::new(tcp), svc).await;
+                }
+                Some(acceptor) => {
+                    // A client that does not trust the CA ends the handshake here.
+                    if let Ok(stream) = acceptor.accept(tcp).await {
+                        let _ = http.serve_connection(TokioIo::new(stream), svc).await;
+                    }
+                }
+            }
         });
     }
 }
