@@ -141,7 +141,9 @@ pub fn tick_shared(shared: &std::sync::Mutex<State>) {
     {
         let mut state = lock();
         namespaces(&mut state);
-        collect_orphans(&mut state);
+        if std::mem::take(&mut state.removed) {
+            collect_orphans(&mut state);
+        }
         if state.faults.stuck {
             return;
         }
@@ -153,11 +155,30 @@ pub fn tick_shared(shared: &std::sync::Mutex<State>) {
         ("statefulsets", stateful_set),
     ] {
         let k = kind("apps", plural);
-        let keys: Vec<(String, String)> = lock().list(k, None).iter().map(ns_name).collect();
-        for (ns, name) in keys {
+        let rk = resource_key(k);
+        let keys: Vec<Key> = lock()
+            .objects
+            .range((rk.clone(), String::new(), String::new())..)
+            .take_while(|((r, _, _), _)| *r == rk)
+            .map(|(key, _)| key.clone())
+            .collect();
+        for key in keys {
             let mut state = lock();
-            if let Ok(obj) = state.get(k, &ns, &name) {
-                step(&mut state, &obj);
+            let Some(obj) = state.objects.get(&key) else {
+                continue;
+            };
+            let uid = obj["metadata"]["uid"].as_str().unwrap_or_default();
+            let rv = obj["metadata"]["resourceVersion"]
+                .as_str()
+                .unwrap_or_default();
+            if state.settled.get(uid).is_some_and(|seen| seen == rv) {
+                continue;
+            }
+            let (uid, rv, obj) = (uid.to_owned(), rv.to_owned(), obj.clone());
+            let before = state.rv;
+            step(&mut state, &obj);
+            if state.rv == before {
+                state.settled.insert(uid, rv);
             }
         }
     }
@@ -215,26 +236,32 @@ fn collect_orphans(state: &mut State) {
 fn pods_become_ready(state: &mut State) {
     let pk = kind("", "pods");
     let ts = state.timestamp();
-    for p in state.list(pk, None) {
-        if p["status"]["phase"] == "Pending" {
-            let containers: Vec<Value> = p["spec"]["containers"]
-                .as_array()
-                .cloned()
-                .unwrap_or_default()
-                .iter()
-                .map(|c| json!({"name": c["name"], "image": c["image"], "ready": true, "restartCount": 0, "started": true, "state": {"running": {"startedAt": ts}}}))
-                .collect();
-            write_status(
-                state,
-                pk,
-                &p,
-                &json!({
-                    "phase": "Running", "startTime": ts, "podIP": "10.244.0.10",
-                    "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": ts}, {"type": "ContainersReady", "status": "True", "lastTransitionTime": ts}],
-                    "containerStatuses": containers,
-                }),
-            );
-        }
+    let rk = resource_key(pk);
+    let pending: Vec<Value> = state
+        .objects
+        .range((rk.clone(), String::new(), String::new())..)
+        .take_while(|((r, _, _), _)| *r == rk)
+        .filter(|(_, p)| p["status"]["phase"] == "Pending")
+        .map(|(_, p)| p.clone())
+        .collect();
+    for p in pending {
+        let containers: Vec<Value> = p["spec"]["containers"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+            .iter()
+            .map(|c| json!({"name": c["name"], "image": c["image"], "ready": true, "restartCount": 0, "started": true, "state": {"running": {"startedAt": ts}}}))
+            .collect();
+        write_status(
+            state,
+            pk,
+            &p,
+            &json!({
+                "phase": "Running", "startTime": ts, "podIP": "10.244.0.10",
+                "conditions": [{"type": "Ready", "status": "True", "lastTransitionTime": ts}, {"type": "ContainersReady", "status": "True", "lastTransitionTime": ts}],
+                "containerStatuses": containers,
+            }),
+        );
     }
 }
 

@@ -107,6 +107,12 @@ pub struct State {
     pub applied: BTreeMap<(Key, String), Value>,
     /// The objects each controller (by uid) owns, for the controllers.
     pub owners: BTreeMap<String, std::collections::BTreeSet<Key>>,
+    /// Objects (by uid) whose controller step last changed nothing, at the
+    /// resourceVersion it saw: skipped until they or an object they own change (the
+    /// controllers' watches).
+    pub settled: std::collections::HashMap<String, String>,
+    /// Whether an object was deleted since the controllers last looked for orphans.
+    pub removed: bool,
 }
 
 const HISTORY: usize = 4096;
@@ -135,6 +141,13 @@ impl State {
     }
 
     fn record(&mut self, kind: &Kind, namespace: &str, change: &'static str, object: Value) {
+        if let Some(uid) = object["metadata"]["uid"].as_str() {
+            self.settled.remove(uid);
+        }
+        if let Some(owner) = Self::controller_of(&object) {
+            self.settled.remove(&owner);
+        }
+        self.removed |= change == "DELETED";
         let c = Change {
             rv: self.rv,
             resource: resource_key(kind),
