@@ -410,10 +410,15 @@ pub(crate) fn register(r: &mut Registry) {
     let mut env_fields = workload_fields();
     env_fields.extend([
         Field::optional("container", "string", "Else every container"),
-        Field::required(
+        Field::optional(
             "env",
             "{NAME: value|null}",
-            "Variables to set (null removes)",
+            "Variables to set (null removes) in the containers chosen",
+        ),
+        Field::optional(
+            "containers",
+            "{container: {NAME: value|null}}",
+            "Variables to set per container (what an undo of several containers puts back)",
         ),
     ]);
     r.action(RepoOp {
@@ -524,9 +529,7 @@ pub(crate) fn register(r: &mut Registry) {
             |k, o| Box::pin(async move { Ok(k.plan_set_env(&o).await?.iter().map(ToString::to_string).collect()) }),
             Some(|with, out| {
                 let change: dr_k8s::EnvChange = serde_json::from_value(Value::Object(out.clone())).ok()?;
-                // One container per undo call: the common case, and what set_env returns
-                // for a named container.
-                let undo = EnvOptions::undo(&change).into_iter().next()?;
+                let undo = EnvOptions::undo(&change);
                 if !change.changed {
                     return None;
                 }

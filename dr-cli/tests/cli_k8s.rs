@@ -15,7 +15,12 @@ fn cluster(dir: &Path) -> (K8sTestApi, std::path::PathBuf) {
     let kubeconfig = dir.join("kubeconfig");
     api.write_kubeconfig(&kubeconfig, "dr");
     api.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
-    api.create(deployment("shop", "api", 3, "shop/api:1"));
+    let mut api_deployment = deployment("shop", "api", 3, "shop/api:1");
+    api_deployment["spec"]["template"]["spec"]["containers"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"name": "migrate", "image": "shop/api:1", "env": [{"name": "DATABASE_HOST", "value": "db-primary.internal"}]}));
+    api.create(api_deployment);
     api.create(json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "app-config", "namespace": "shop"}, "data": {"DB_HOST": "db-primary.internal"}}));
     (api, kubeconfig)
 }
@@ -32,9 +37,13 @@ steps:
     action: k8s.configmap_set
     needs: [stop]
     with: { target: dr, name: app-config, set: { DB_HOST: db-dr.internal } }
+  - id: env
+    action: k8s.set_env
+    needs: [stop]
+    with: { target: dr, workload: deployment/api, env: { DATABASE_HOST: db-dr.internal } }
   - id: check
     action: assert
-    needs: [repoint]
+    needs: [repoint, env]
     with: { that: "${vars.healthy}" }
     on_failure: compensate
 vars:
@@ -57,6 +66,12 @@ fn a_failing_runbook_compensates_replicas_and_configmap_back() {
         .object("apps/v1", "deployments", "shop", "api")
         .unwrap()["status"]["readyReplicas"]
         == 3));
+    let containers = |a: &K8sTestApi| {
+        a.object("apps/v1", "deployments", "shop", "api").unwrap()["spec"]["template"]["spec"]
+            ["containers"]
+            .clone()
+    };
+    let original = containers(&api);
 
     let plan = d.json(&["plan", book.to_str().unwrap()]);
     let changes = plan.to_string();
@@ -95,6 +110,10 @@ fn a_failing_runbook_compensates_replicas_and_configmap_back() {
         cm["data"],
         json!({"DB_HOST": "db-primary.internal"}),
         "the ConfigMap as it was"
+    );
+    assert_eq!(
+        dep["spec"]["template"]["spec"]["containers"], original,
+        "both containers' environment as it was"
     );
     let shown = d.json(&["runs", "show", run["id"].as_str().unwrap()]);
     let events = shown.to_string();

@@ -56,8 +56,13 @@ pub struct EnvOptions {
     /// The container (else every container of the pod template, as kubectl does).
     #[serde(default)]
     pub container: Option<String>,
-    /// Variables to set (`null`: remove).
+    /// Variables to set (`null`: remove) in every container chosen.
+    #[serde(default)]
     pub env: BTreeMap<String, Option<String>>,
+    /// Variables to set per container, by container name, after `env` (what an undo of a
+    /// change to several containers puts back).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub containers: BTreeMap<String, BTreeMap<String, Option<String>>>,
 }
 
 /// What a change of environment variables did.
@@ -74,19 +79,26 @@ pub struct EnvChange {
 }
 
 impl EnvOptions {
-    /// The options that put `change.previous` back, one per container.
+    /// `env` set in every container of `workload` (kubectl set env's default).
     #[must_use]
-    pub fn undo(change: &EnvChange) -> Vec<Self> {
-        change
-            .previous
-            .iter()
-            .map(|(container, env)| Self {
-                workload: change.workload.clone(),
-                namespace: Some(change.namespace.clone()),
-                container: Some(container.clone()),
-                env: env.clone(),
-            })
-            .collect()
+    pub fn new(workload: Workload, env: BTreeMap<String, Option<String>>) -> Self {
+        Self {
+            workload,
+            namespace: None,
+            container: None,
+            env,
+            containers: BTreeMap::new(),
+        }
+    }
+
+    /// The options that put `change.previous` back, in every container it touched.
+    #[must_use]
+    pub fn undo(change: &EnvChange) -> Self {
+        Self {
+            namespace: Some(change.namespace.clone()),
+            containers: change.previous.clone(),
+            ..Self::new(change.workload.clone(), BTreeMap::new())
+        }
     }
 }
 
@@ -346,21 +358,19 @@ impl Kubernetes {
     pub async fn plan_set_env(&self, o: &EnvOptions) -> Result<Vec<Change>> {
         let ns = self.ns(o.namespace.as_deref()).to_owned();
         let obj = self.workload_json(&o.workload, &ns).await?;
-        let (_, previous) = env_edit(&obj, o)?;
-        Ok(previous
+        let (_, edits) = env_edit(&obj, o)?;
+        Ok(edits
             .into_iter()
-            .flat_map(|(c, vars)| {
-                let object = format!(
-                    "{} container {c} in namespace {ns}, context {}",
+            .map(|e| Change {
+                object: format!(
+                    "{} container {} in namespace {ns}, context {}",
                     o.workload,
+                    e.container,
                     self.context()
-                );
-                vars.into_iter().map(move |(k, from)| Change {
-                    object: object.clone(),
-                    field: format!("env.{k}"),
-                    from,
-                    to: o.env[&k].clone(),
-                })
+                ),
+                field: format!("env.{}", e.name),
+                from: e.from,
+                to: e.to,
             })
             .collect())
     }
@@ -371,10 +381,15 @@ impl Kubernetes {
         let ns = self.ns(o.namespace.as_deref()).to_owned();
         for _ in 0..CAS_ATTEMPTS {
             let obj = self.workload_json(&o.workload, &ns).await?;
-            let (containers, previous) = env_edit(&obj, o)?;
-            let changed = previous
-                .iter()
-                .any(|(_, vars)| vars.iter().any(|(k, v)| *v != o.env[k]));
+            let (containers, edits) = env_edit(&obj, o)?;
+            let changed = edits.iter().any(|e| e.from != e.to);
+            let mut previous = Previous::new();
+            for e in edits {
+                previous
+                    .entry(e.container)
+                    .or_default()
+                    .insert(e.name, e.from);
+            }
             if !changed {
                 return Ok(EnvChange {
                     workload: o.workload.clone(),
@@ -408,9 +423,17 @@ impl Kubernetes {
 
 type Previous = BTreeMap<String, BTreeMap<String, Option<String>>>;
 
-/// The containers with `o.env` applied, and the old values per container.
-fn env_edit(obj: &Value, o: &EnvOptions) -> Result<(Vec<Value>, Previous)> {
-    if o.env.is_empty() {
+/// One variable of one container: its value before and after (`None`: absent).
+struct EnvEdit {
+    container: String,
+    name: String,
+    from: Option<String>,
+    to: Option<String>,
+}
+
+/// The containers with `o.env` and `o.containers` applied, and each variable touched.
+fn env_edit(obj: &Value, o: &EnvOptions) -> Result<(Vec<Value>, Vec<EnvEdit>)> {
+    if o.env.is_empty() && o.containers.values().all(BTreeMap::is_empty) {
         return Err(err!(InvalidInput, "{}: give variables to set", o.workload));
     }
     let mut containers = obj["spec"]["template"]["spec"]["containers"]
@@ -421,7 +444,7 @@ fn env_edit(obj: &Value, o: &EnvOptions) -> Result<(Vec<Value>, Previous)> {
         .iter()
         .filter_map(|c| c["name"].as_str().map(str::to_owned))
         .collect();
-    if let Some(want) = &o.container {
+    for want in o.container.iter().chain(o.containers.keys()) {
         if !names.contains(want) {
             return Err(err!(
                 NotFound,
@@ -431,21 +454,24 @@ fn env_edit(obj: &Value, o: &EnvOptions) -> Result<(Vec<Value>, Previous)> {
             ));
         }
     }
-    let mut previous = Previous::new();
+    let mut edits = Vec::new();
     for c in &mut containers {
         let name = c["name"].as_str().unwrap_or_default().to_owned();
-        if o.container.as_ref().is_some_and(|w| *w != name) {
+        let mut wanted = BTreeMap::new();
+        if o.container.as_ref().is_none_or(|w| *w == name) {
+            wanted.extend(o.env.clone());
+        }
+        if let Some(vars) = o.containers.get(&name) {
+            wanted.extend(vars.clone());
+        }
+        if wanted.is_empty() {
             continue;
         }
         let mut env = c["env"].as_array().cloned().unwrap_or_default();
-        let mut old = BTreeMap::new();
-        for (k, v) in &o.env {
+        for (k, v) in wanted {
             let pos = env.iter().position(|e| e["name"] == k.as_str());
-            old.insert(
-                k.clone(),
-                pos.and_then(|i| env[i]["value"].as_str().map(str::to_owned)),
-            );
-            match (pos, v) {
+            let from = pos.and_then(|i| env[i]["value"].as_str().map(str::to_owned));
+            match (pos, &v) {
                 (Some(i), Some(v)) => env[i] = json!({"name": k, "value": v}),
                 (None, Some(v)) => env.push(json!({"name": k, "value": v})),
                 (Some(i), None) => {
@@ -453,11 +479,23 @@ fn env_edit(obj: &Value, o: &EnvOptions) -> Result<(Vec<Value>, Previous)> {
                 }
                 (None, None) => {}
             }
+            edits.push(EnvEdit {
+                container: name.clone(),
+                name: k,
+                from,
+                to: v,
+            });
         }
-        c["env"] = Value::Array(env);
-        previous.insert(name, old);
+        if env.is_empty() {
+            // As the API server stores it: no empty list.
+            if let Some(m) = c.as_object_mut() {
+                m.remove("env");
+            }
+        } else {
+            c["env"] = Value::Array(env);
+        }
     }
-    Ok((containers, previous))
+    Ok((containers, edits))
 }
 
 fn same_template(a: &Value, b: &Value) -> bool {

@@ -425,22 +425,31 @@ async fn rollout_undo_returns_the_previous_image_and_to_revision_a_named_one() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn set_env_and_restart_leave_what_kubectl_leaves() {
     let w = world();
-    w.create(deployment(w.namespace(), "a", 1, PAUSE[0]));
-    w.create(deployment(w.namespace(), "b", 1, PAUSE[0]));
+    // Two containers each, the sidecar with a value of its own that the change replaces.
+    for name in ["a", "b"] {
+        let mut d = deployment(w.namespace(), name, 1, PAUSE[0]);
+        d["spec"]["template"]["spec"]["containers"]
+            .as_array_mut()
+            .unwrap()
+            .push(json!({"name": "sidecar", "image": PAUSE[1], "env": [{"name": "POOL", "value": "1"}]}));
+        w.create(d);
+    }
     let k = w.k8s().await;
-    let opts = dr_k8s::EnvOptions {
-        workload: "deployment/a".parse().unwrap(),
-        namespace: None,
-        container: None,
-        env: BTreeMap::from([
+    let opts = dr_k8s::EnvOptions::new(
+        "deployment/a".parse().unwrap(),
+        BTreeMap::from([
             ("DATABASE_HOST".into(), Some("db-dr.internal".into())),
             ("POOL".into(), Some("5".into())),
         ]),
-    };
+    );
     let plan = k.plan_set_env(&opts).await.unwrap();
-    assert_eq!(plan.len(), 2);
+    assert_eq!(plan.len(), 4, "two variables in each of two containers");
+    let original = w
+        .object("apps/v1", "deployments", w.namespace(), "a")
+        .unwrap();
     let changed = k.set_env(&opts).await.unwrap();
     assert_eq!(changed.previous["app"]["DATABASE_HOST"], None);
+    assert_eq!(changed.previous["sidecar"]["POOL"].as_deref(), Some("1"));
     let Some(out) = kubectl(
         w.kubeconfig(),
         &[
@@ -460,23 +469,38 @@ async fn set_env_and_restart_leave_what_kubectl_leaves() {
     );
     let dep_a = kubectl_json(w.kubeconfig(), &["get", "deployment", "a"]).unwrap();
     let dep_b = kubectl_json(w.kubeconfig(), &["get", "deployment", "b"]).unwrap();
-    let env = |d: &serde_json::Value| d["spec"]["template"]["spec"]["containers"][0]["env"].clone();
+    let env = |d: &serde_json::Value, i: usize| {
+        d["spec"]["template"]["spec"]["containers"][i]["env"].clone()
+    };
+    for i in [0, 1] {
+        assert_eq!(
+            env(&dep_a, i),
+            env(&dep_b, i),
+            "drkit and kubectl set the same env in container {i}"
+        );
+    }
     assert_eq!(
-        env(&dep_a),
-        env(&dep_b),
-        "drkit and kubectl set the same env"
-    );
-    assert_eq!(
-        env(&dep_a),
+        env(&dep_a, 0),
         json!([{"name": "DATABASE_HOST", "value": "db-dr.internal"}, {"name": "POOL", "value": "5"}])
     );
+    assert_eq!(
+        env(&dep_a, 1),
+        json!([{"name": "POOL", "value": "5"}, {"name": "DATABASE_HOST", "value": "db-dr.internal"}])
+    );
 
-    // Undo puts the template back as it was.
-    for undo in dr_k8s::EnvOptions::undo(&changed) {
-        k.set_env(&undo).await.unwrap();
-    }
+    // Undo puts both containers back as they were, in one write.
+    let undone = k
+        .set_env(&dr_k8s::EnvOptions::undo(&changed))
+        .await
+        .unwrap();
+    assert!(undone.changed);
     let dep_a = kubectl_json(w.kubeconfig(), &["get", "deployment", "a"]).unwrap();
-    assert_eq!(env(&dep_a), json!([]));
+    assert_eq!(env(&dep_a, 0), json!(null));
+    assert_eq!(
+        dep_a["spec"]["template"]["spec"]["containers"],
+        original["spec"]["template"]["spec"]["containers"],
+        "the containers exactly as they were"
+    );
 
     let restart = k
         .rollout_restart(&"deployment/a".parse().unwrap(), None)

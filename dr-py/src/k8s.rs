@@ -154,10 +154,9 @@ impl Kubernetes {
         dry_run: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let o = EnvOptions {
-            workload: self::workload(workload)?,
             namespace,
             container,
-            env,
+            ..EnvOptions::new(self::workload(workload)?, env)
         };
         if dry_run {
             return to_python(py, &block_on(py, self.inner.plan_set_env(&o))?);

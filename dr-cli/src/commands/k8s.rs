@@ -130,10 +130,8 @@ pub async fn k8s(cli: &crate::args::Cli, a: &K8sArgs, out: Output) -> Result<u8>
             dry_run,
         } => {
             let o = EnvOptions {
-                workload: workload.parse()?,
-                namespace: None,
                 container: container.clone(),
-                env: env_vars(vars)?,
+                ..EnvOptions::new(workload.parse()?, env_vars(vars)?)
             };
             if *dry_run {
                 let c = k.plan_set_env(&o).await?;
