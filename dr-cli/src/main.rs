@@ -86,7 +86,7 @@ async fn run(cli: &Cli, out: Output) -> Result<u8, Error> {
 fn report(out: Output, e: &Error) -> ExitCode {
     if out.json {
         let doc = serde_json::json!({ "error": { "kind": e.kind().as_str(), "message": e.full_message() } });
-        println!("{doc}");
+        output::stdout_line(&doc.to_string());
     } else {
         eprintln!("error: {}", e.full_message());
     }

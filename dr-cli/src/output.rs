@@ -8,6 +8,19 @@ use dr_core::progress::Progress;
 use indicatif::{HumanBytes, ProgressBar, ProgressStyle};
 use serde::Serialize;
 
+/// Writes `text` and a newline to stdout. A reader that went away (`drkit snapshots |
+/// head -1`) is not an error: the work is done and its exit status stands; any other
+/// failure to write is said on stderr.
+pub fn stdout_line(text: &str) {
+    use std::io::Write as _;
+    let mut out = std::io::stdout().lock();
+    if let Err(e) = writeln!(out, "{text}").and_then(|()| out.flush()) {
+        if e.kind() != std::io::ErrorKind::BrokenPipe {
+            eprintln!("drkit: cannot write to standard output: {e}");
+        }
+    }
+}
+
 /// Output mode chosen by the global flags.
 #[derive(Debug, Clone, Copy)]
 pub struct Output {
@@ -21,14 +34,11 @@ impl Output {
     /// Prints `value` as JSON, or `text()` for people.
     pub fn emit<T: Serialize>(self, value: &T, text: impl FnOnce() -> String) {
         if self.json {
-            println!(
-                "{}",
-                serde_json::to_string_pretty(value).expect("output serializes")
-            );
+            stdout_line(&serde_json::to_string_pretty(value).expect("output serializes"));
         } else {
             let t = text();
             if !t.is_empty() {
-                println!("{t}");
+                stdout_line(&t);
             }
         }
     }

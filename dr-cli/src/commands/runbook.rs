@@ -339,10 +339,7 @@ pub fn runbook(c: &RunbookCommand, out: Output) -> u8 {
         RunbookCommand::Schema => {
             // The schema is JSON whatever --json says: editors read it as it is.
             let schema = dr_core::runbook::Runbook::json_schema();
-            println!(
-                "{}",
-                serde_json::to_string_pretty(&schema).unwrap_or_default()
-            );
+            crate::output::stdout_line(&serde_json::to_string_pretty(&schema).unwrap_or_default());
             let _ = out;
             0
         }
