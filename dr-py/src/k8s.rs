@@ -292,4 +292,91 @@ impl Kubernetes {
         };
         to_python(py, &block_on(py, self.inner.apply(&repo.inner, &o))?)
     }
+
+    /// Puts back what the last change of Secret `name` replaced, then restarts its users.
+    #[pyo3(signature = (name, *, namespace=None))]
+    fn secret_restore<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        namespace: Option<&str>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        to_python(
+            py,
+            &block_on(py, self.inner.secret_restore(name, namespace))?,
+        )
+    }
+
+    /// Creates namespace `name` with `labels` (an existing one is left as it is).
+    #[pyo3(signature = (name, *, labels=None))]
+    fn namespace_create<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        labels: Option<BTreeMap<String, String>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let labels = labels.unwrap_or_default();
+        to_python(
+            py,
+            &block_on(py, self.inner.namespace_create(name, &labels))?,
+        )
+    }
+
+    /// Deletes namespace `name` and waits until it is gone with its content.
+    #[pyo3(signature = (name, *, timeout=300.0))]
+    fn namespace_delete<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        to_python(
+            py,
+            &block_on(py, self.inner.namespace_delete(name, seconds(timeout)?))?,
+        )
+    }
+
+    /// Waits until every Deployment of the namespace is available; their names.
+    #[pyo3(signature = (*, namespace=None, timeout=300.0))]
+    fn wait_available<'py>(
+        &self,
+        py: Python<'py>,
+        namespace: Option<&str>,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        to_python(
+            py,
+            &block_on(py, self.inner.wait_available(namespace, seconds(timeout)?))?,
+        )
+    }
+
+    /// Deletes pod `name` and waits until its controller replaced it with a ready one.
+    #[pyo3(signature = (name, *, namespace=None, timeout=300.0))]
+    fn pod_delete<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        namespace: Option<&str>,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        to_python(
+            py,
+            &block_on(
+                py,
+                self.inner.pod_delete(name, namespace, seconds(timeout)?),
+            )?,
+        )
+    }
+
+    /// The last `tail` lines of each container of pod `name`.
+    #[pyo3(signature = (name, *, namespace=None, tail=50))]
+    fn logs<'py>(
+        &self,
+        py: Python<'py>,
+        name: &str,
+        namespace: Option<&str>,
+        tail: i64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        to_python(py, &block_on(py, self.inner.logs(name, namespace, tail))?)
+    }
 }

@@ -93,3 +93,41 @@ def test_export_apply_secret_and_maintenance_from_python(cluster, tmp_path):
     assert rotated["changed"] == ["password"]
     assert "swordfish" not in json.dumps(rotated)
     assert kubectl_json(env, "get", "secret", "db")["data"]["password"] != "c3dvcmRmaXNoLWxvbmctZW5vdWdo"
+    restored = k.secret_restore("db")
+    assert "swordfish" not in json.dumps(restored)
+    assert kubectl_json(env, "get", "secret", "db")["data"]["password"] == "c3dvcmRmaXNoLWxvbmctZW5vdWdo"
+
+
+def test_a_throwaway_namespace_its_pods_and_logs_from_python(cluster):
+    kubeconfig, env = cluster
+    k = drkit.Kubernetes(kubeconfig=kubeconfig, context="dr")
+    made = k.namespace_create("dr-drill", labels={"purpose": "drill"})
+    assert made["changed"]
+    assert kubectl_json(env, "get", "namespace", "dr-drill")["metadata"]["labels"]["purpose"] == "drill"
+    sts = {
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": {"name": "db", "namespace": "dr-drill"},
+        "spec": {
+            "replicas": 1,
+            "serviceName": "db",
+            "selector": {"matchLabels": {"app": "db"}},
+            "template": {
+                "metadata": {"labels": {"app": "db"}},
+                "spec": {"containers": [{"name": "db", "image": "busybox:1.36", "command": ["sh", "-c", "echo ready to accept connections; exec sleep 3600"]}]},
+            },
+        },
+    }
+    subprocess.run(["kubectl", "apply", "-f", "-"], input=json.dumps(sts), text=True, env=env, check=True, capture_output=True)
+    k.scale("sts/db", 1, namespace="dr-drill", wait=True, timeout=60)
+    before = kubectl_json(env, "-n", "dr-drill", "get", "pod", "db-0")["metadata"]["uid"]
+    replaced = k.pod_delete("db-0", namespace="dr-drill", timeout=60)
+    assert replaced["replacement"] == "db-0"
+    assert kubectl_json(env, "-n", "dr-drill", "get", "pod", "db-0")["metadata"]["uid"] != before
+    assert k.logs("db-0", namespace="dr-drill", tail=5)["containers"]["db"] == ["ready to accept connections"]
+    k.scale("deployment/api", 2, wait=True, timeout=60)
+    assert k.wait_available(timeout=60) == ["api"]
+    gone = k.namespace_delete("dr-drill", timeout=60)
+    assert gone["changed"]
+    out = subprocess.run(["kubectl", "get", "namespace", "dr-drill"], env=env, capture_output=True, text=True)
+    assert out.returncode != 0 and "NotFound" in out.stderr
