@@ -17,6 +17,7 @@
 //! ```
 
 mod copy;
+pub mod drill;
 mod kubernetes;
 mod ops;
 mod runbooks;

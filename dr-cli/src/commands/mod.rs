@@ -20,6 +20,7 @@ pub use pitr::{basebackup, pitr, wal_fetch, wal_push, wal_verify};
 pub use prune::{prune, status};
 pub use repo::{add_key, init, keys, remove_key};
 pub use restore::restore;
+pub(crate) use runbook::step_display;
 pub use runbook::{plan, run_runbook, runbook, runs};
 pub use store::store;
 pub use verify::verify;

@@ -104,7 +104,7 @@ fn event_line(e: &Event) -> Option<String> {
 
 /// The live step list on a terminal: a spinner per running step, a line per finished
 /// one, and every other event as a line above them.
-struct LiveSteps {
+pub(crate) struct LiveSteps {
     multi: indicatif::MultiProgress,
     running: std::sync::Mutex<BTreeMap<String, indicatif::ProgressBar>>,
 }
@@ -218,19 +218,14 @@ fn timeline(s: &RunSummary) -> String {
     t.trim_end().to_owned()
 }
 
-/// `drkit run FILE` / `drkit run --resume ID`.
-pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
-    let repo = super::open_repo(cli).await?;
-    let engine = drkit::engine_with_lock(&repo, a.lock.as_deref()).await?;
-    let cancel = tokio_util::sync::CancellationToken::new();
-    {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                cancel.cancel();
-            }
-        });
-    }
+/// How a run's steps are shown: a live list on a terminal, plain lines when piped,
+/// nothing with `--json` or `--quiet`.
+pub(crate) fn step_display(
+    out: Output,
+) -> (
+    Option<Arc<LiveSteps>>,
+    Option<dr_core::runbook::journal::Observer>,
+) {
     let live = (!out.json && !out.quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .then(|| Arc::new(LiveSteps::new()));
     let observer: Option<dr_core::runbook::journal::Observer> = if out.json || out.quiet {
@@ -244,6 +239,23 @@ pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
             }
         }))
     };
+    (live, observer)
+}
+
+/// `drkit run FILE` / `drkit run --resume ID`.
+pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
+    let repo = super::open_repo(cli).await?;
+    let engine = drkit::engine_with_lock(&repo, a.lock.as_deref()).await?;
+    let cancel = tokio_util::sync::CancellationToken::new();
+    {
+        let cancel = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                cancel.cancel();
+            }
+        });
+    }
+    let (live, observer) = step_display(out);
     // On a terminal an approval asks; piped, the run waits and is resumed later.
     let approver: Option<dr_core::runbook::Approver> =
         if !out.json && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
