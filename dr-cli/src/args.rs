@@ -84,7 +84,8 @@ pub enum Command {
     /// Kubernetes: scale, rollouts, environment variables, ConfigMaps (names and flags
     /// as kubectl's); every change read back, `--dry-run` shows it without making it.
     K8s(K8sArgs),
-    /// Start a throwaway Postgres, back it up, drop it, restore it, verify it, report timings.
+    /// Start a throwaway Postgres, back it up, drop it, restore it, verify it; then a
+    /// failover drill (an embedded runbook) that reports its measured RTO and RPO.
     Demo(DemoArgs),
     /// Check a runbook and show what each step would change in live systems (no change).
     Plan(PlanArgs),
