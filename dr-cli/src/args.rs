@@ -322,6 +322,10 @@ pub struct K8sArgs {
     /// Namespace (default: the context's).
     #[arg(long, short = 'n', global = true)]
     pub namespace: Option<String>,
+    /// Use the pod's service account (KUBERNETES_SERVICE_HOST and
+    /// /var/run/secrets/kubernetes.io/serviceaccount) instead of a kubeconfig.
+    #[arg(long, global = true, conflicts_with_all = ["context", "kubeconfig"])]
+    pub in_cluster: bool,
     /// What to do.
     #[command(subcommand)]
     pub command: K8sCommand,

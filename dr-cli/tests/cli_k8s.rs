@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use dr_testkit::k8s::{deployment, kubectl_json, K8sTestApi};
+use dr_testkit::k8s::{deployment, kubectl_json, Faults, K8sTestApi, Options, TOKEN};
 use dr_testkit::{stderr, Drkit, Garage};
 use serde_json::{json, Value};
 
@@ -383,4 +383,118 @@ fn export_apply_secret_rotation_and_maintenance_from_the_cli() {
     assert_eq!(on["after"], json!(["drkit-maintenance:80"]));
     let off = d.json(&["k8s", "-n", "shop", "maintenance", "off", "main-ingress"]);
     assert_eq!(off["after"], json!(["api:80"]));
+}
+
+/// Whether this process may make a private mount namespace (root, with `unshare`).
+fn can_unshare() -> bool {
+    std::process::Command::new("unshare")
+        .args(["-m", "--propagation", "private", "true"])
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Inside a pod drkit uses its service account. The test gives drkit what a pod has — the
+/// token, CA and namespace files under /var/run/secrets/kubernetes.io/serviceaccount and
+/// KUBERNETES_SERVICE_HOST/PORT — in a private mount namespace of its own process.
+#[test]
+fn in_cluster_drkit_uses_the_pods_service_account() {
+    if !can_unshare() {
+        dr_testkit::missing(
+            "a private mount namespace (root and unshare)",
+            "run the tests as root with util-linux installed",
+        );
+        return;
+    }
+    let api = K8sTestApi::start_with(&Options {
+        tls: true,
+        ..Options::default()
+    });
+    api.set_faults(Faults {
+        token: Some(TOKEN.into()),
+        ..Faults::default()
+    });
+    api.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop"}}));
+    api.create(deployment("shop", "api", 1, "shop/api:1"));
+    let port = api.url().rsplit(':').next().unwrap().to_owned();
+    let in_pod = |token: &str, args: &[&str]| {
+        let sa = tempfile::tempdir().unwrap();
+        std::fs::write(sa.path().join("token"), token).unwrap();
+        std::fs::write(sa.path().join("ca.crt"), api.ca_pem().unwrap()).unwrap();
+        std::fs::write(sa.path().join("namespace"), "shop").unwrap();
+        let script = "mount -t tmpfs drkit-test /run \
+            && mkdir -p /run/secrets/kubernetes.io/serviceaccount \
+            && cp \"$SA\"/* /run/secrets/kubernetes.io/serviceaccount/ \
+            && exec \"$@\"";
+        std::process::Command::new("unshare")
+            .args([
+                "-m",
+                "--propagation",
+                "private",
+                "sh",
+                "-c",
+                script,
+                "sh",
+                BIN,
+            ])
+            .args(args)
+            .env("SA", sa.path())
+            .env("KUBERNETES_SERVICE_HOST", "127.0.0.1")
+            .env("KUBERNETES_SERVICE_PORT", &port)
+            .env_remove("KUBECONFIG")
+            .output()
+            .unwrap()
+    };
+    let out = in_pod(
+        TOKEN,
+        &[
+            "--json",
+            "k8s",
+            "--in-cluster",
+            "scale",
+            "deployment/api",
+            "--replicas",
+            "2",
+        ],
+    );
+    assert!(out.status.success(), "{}", stderr(&out));
+    let scaled: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(scaled["previous"], 1, "{scaled}");
+    assert_eq!(
+        api.object("apps/v1", "deployments", "shop", "api").unwrap()["spec"]["replicas"],
+        2,
+        "in the service account's namespace"
+    );
+
+    let refused = in_pod(
+        "a-revoked-token",
+        &[
+            "k8s",
+            "--in-cluster",
+            "scale",
+            "deployment/api",
+            "--replicas",
+            "3",
+        ],
+    );
+    assert_eq!(refused.status.code(), Some(1));
+    let e = stderr(&refused);
+    assert!(e.contains("in-cluster") && e.contains("credentials"), "{e}");
+    let outside = std::process::Command::new(BIN)
+        .args([
+            "k8s",
+            "--in-cluster",
+            "scale",
+            "deployment/api",
+            "--replicas",
+            "3",
+        ])
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .output()
+        .unwrap();
+    assert_eq!(outside.status.code(), Some(1));
+    assert!(
+        stderr(&outside).contains("run inside a pod with a service account"),
+        "{}",
+        stderr(&outside)
+    );
 }

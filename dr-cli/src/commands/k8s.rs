@@ -49,7 +49,7 @@ pub async fn k8s(cli: &crate::args::Cli, a: &K8sArgs, out: Output) -> Result<u8>
         kubeconfig: a.kubeconfig.clone(),
         context: a.context.clone(),
         namespace: a.namespace.clone(),
-        in_cluster: false,
+        in_cluster: a.in_cluster,
     })
     .await?;
     match &a.command {
