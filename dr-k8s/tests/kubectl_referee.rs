@@ -174,3 +174,62 @@ fn forbidden_and_missing_objects_read_as_kubectl_expects() {
         "{out}"
     );
 }
+
+#[test]
+fn server_side_apply_names_the_other_manager_of_a_field_unless_forced() {
+    let (api, dir, kc) = setup();
+    let two = dir.path().join("web-2.yaml");
+    let five = dir.path().join("web-5.yaml");
+    std::fs::write(&two, DEPLOYMENT).unwrap();
+    std::fs::write(&five, DEPLOYMENT.replace("replicas: 2", "replicas: 5")).unwrap();
+    let apply_as = |manager: &str, file: &Path, force: bool| {
+        let mut args = vec![
+            "apply".to_owned(),
+            "--server-side".to_owned(),
+            format!("--field-manager={manager}"),
+            "-f".to_owned(),
+            file.display().to_string(),
+        ];
+        if force {
+            args.push("--force-conflicts".to_owned());
+        }
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        run(&kc, &args)
+    };
+    let Some((code, out)) = apply_as("drkit", &two, false) else {
+        return;
+    };
+    assert_eq!(code, 0, "{out}");
+    let replicas = || {
+        api.object("apps/v1", "deployments", "default", "web")
+            .unwrap()["spec"]["replicas"]
+            .clone()
+    };
+
+    let (code, out) = apply_as("kubectl", &five, false).unwrap();
+    assert_eq!(code, 1, "{out}");
+    assert!(
+        out.contains("conflict with \"drkit\"") && out.contains(".spec.replicas"),
+        "{out}"
+    );
+    assert_eq!(replicas(), 2, "a conflict changes nothing");
+    // The same value is no conflict: both own it.
+    let (code, out) = apply_as("kubectl", &two, false).unwrap();
+    assert_eq!(code, 0, "{out}");
+
+    let (code, out) = apply_as("kubectl", &five, true).unwrap();
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(replicas(), 5);
+    // The field changed hands: now drkit's apply of 2 is the one that conflicts.
+    let (code, out) = apply_as("drkit", &two, false).unwrap();
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("conflict with \"kubectl\""), "{out}");
+    let managers = api
+        .object("apps/v1", "deployments", "default", "web")
+        .unwrap()["metadata"]["managedFields"]
+        .to_string();
+    assert!(
+        managers.contains("\"drkit\"") && managers.contains("\"kubectl\""),
+        "{managers}"
+    );
+}

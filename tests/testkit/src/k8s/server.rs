@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 use super::kinds::{self, Kind};
 use super::patch;
 use super::select::{fields_match, labels_match};
-use super::state::{resource_key, State, Status};
+use super::state::{resource_key, Key, State, Status};
 
 type Body = BoxBody<Bytes, Infallible>;
 type Shared = Arc<Mutex<State>>;
@@ -447,6 +447,11 @@ fn patched(old: &Value, body: &Value, content_type: &str) -> Result<Value, Statu
 /// Server-side apply: fields this manager applied before and no longer does are
 /// removed; the rest merges like a strategic merge patch. Conflicts between managers
 /// are not judged (every apply wins).
+/// Server-side apply by field manager `manager`. Each manager owns the fields it last
+/// applied while they still hold its values; setting one another manager owns to a
+/// different value is a 409 conflict naming the manager and the field, unless `force`
+/// (then the field changes hands).
+#[allow(clippy::too_many_arguments)] // the request's parts, as the handler has them
 fn server_side_apply(
     s: &mut State,
     t: &Target,
@@ -454,6 +459,7 @@ fn server_side_apply(
     name: &str,
     body: &Value,
     manager: &str,
+    force: bool,
     dry_run: bool,
 ) -> Result<Value, Status> {
     let key = (resource_key(t.kind), ns.to_owned(), name.to_owned());
@@ -463,14 +469,38 @@ fn server_side_apply(
             "the name of the object does not match the name on the URL",
         ));
     }
-    let fields = json!([{"manager": manager, "operation": "Apply", "apiVersion": t.kind.api_version(), "time": s.timestamp(), "fieldsType": "FieldsV1", "fieldsV1": {}}]);
     let result = match s.get(t.kind, ns, name) {
         Err(_) => {
             obj["metadata"]["name"] = json!(name);
-            obj["metadata"]["managedFields"] = fields;
+            obj["metadata"]["managedFields"] = managed_fields(s, &key, manager, t.kind);
             s.create(t.kind, ns, obj, dry_run)?
         }
         Ok(old) => {
+            let taken = ownership_conflicts(s, &key, &old, body, manager);
+            if !taken.is_empty() && !force {
+                let list: Vec<String> = taken
+                    .iter()
+                    .map(|(m, f)| format!("conflict with {m:?}: {f}"))
+                    .collect();
+                let message = if list.len() == 1 {
+                    format!("Apply failed with 1 conflict: {}", list[0])
+                } else {
+                    format!(
+                        "Apply failed with {} conflicts: {}",
+                        list.len(),
+                        list.join("\n")
+                    )
+                };
+                return Err(Status::new(409, "Conflict", message));
+            }
+            if !dry_run {
+                for (other, field) in taken {
+                    s.disowned
+                        .entry((key.clone(), other))
+                        .or_default()
+                        .insert(field);
+                }
+            }
             let mut new = old.clone();
             if let Some(before) = s.applied.get(&(key.clone(), manager.to_owned())) {
                 prune_dropped(&mut new, before, body);
@@ -479,14 +509,102 @@ fn server_side_apply(
             if let Some(m) = new["metadata"].as_object_mut() {
                 m.remove("resourceVersion");
             }
-            new["metadata"]["managedFields"] = fields;
+            new["metadata"]["managedFields"] = managed_fields(s, &key, manager, t.kind);
             s.update(t.kind, ns, name, new, dry_run, false)?
         }
     };
     if !dry_run {
-        s.applied.insert((key, manager.to_owned()), body.clone());
+        s.applied
+            .insert((key.clone(), manager.to_owned()), body.clone());
+        s.disowned.remove(&(key, manager.to_owned()));
     }
     Ok(result)
+}
+
+/// One `Apply` entry per manager that applied to `key`, `manager` last.
+fn managed_fields(s: &State, key: &Key, manager: &str, kind: &Kind) -> Value {
+    let time = s.timestamp();
+    let entry = |m: &str| json!({"manager": m, "operation": "Apply", "apiVersion": kind.api_version(), "time": time, "fieldsType": "FieldsV1", "fieldsV1": {}});
+    let mut all: Vec<Value> = s
+        .applied
+        .keys()
+        .filter(|(k, m)| k == key && m != manager)
+        .map(|(_, m)| entry(m))
+        .collect();
+    all.push(entry(manager));
+    Value::Array(all)
+}
+
+/// The fields other managers own (applied, still at their value, not lost to a forced
+/// apply) that `body` sets to another value: `(manager, .spec.replicas)`.
+fn ownership_conflicts(
+    s: &State,
+    key: &Key,
+    live: &Value,
+    body: &Value,
+    manager: &str,
+) -> Vec<(String, String)> {
+    let mut live_fields = BTreeMap::new();
+    leaves(live, String::new(), &mut live_fields);
+    let mut wanted = BTreeMap::new();
+    leaves(&config_of(body), String::new(), &mut wanted);
+    let mut out = Vec::new();
+    for ((k, other), applied) in &s.applied {
+        if k != key || other == manager {
+            continue;
+        }
+        let lost = s.disowned.get(&(key.clone(), other.clone()));
+        let mut owned = BTreeMap::new();
+        leaves(&config_of(applied), String::new(), &mut owned);
+        for (field, value) in owned {
+            let still_theirs = live_fields.get(&field) == Some(&value)
+                && !lost.is_some_and(|l| l.contains(&field));
+            if still_theirs && wanted.get(&field).is_some_and(|w| *w != value) {
+                out.push((other.clone(), field));
+            }
+        }
+    }
+    out
+}
+
+/// What an applied configuration sets: its fields without the object's identity.
+fn config_of(body: &Value) -> Value {
+    let mut c = body.clone();
+    if let Some(o) = c.as_object_mut() {
+        o.remove("apiVersion");
+        o.remove("kind");
+        o.remove("status");
+    }
+    if let Some(m) = c["metadata"].as_object_mut() {
+        m.retain(|k, _| k == "labels" || k == "annotations");
+    }
+    c
+}
+
+/// Every leaf field of `v` by its path as the API server names it in a conflict:
+/// `.spec.replicas`, `.spec.template.spec.containers[name="app"].image` (lists of named
+/// items are keyed by name; other lists are one field).
+fn leaves(v: &Value, path: String, out: &mut BTreeMap<String, Value>) {
+    match v {
+        Value::Object(m) if !m.is_empty() => {
+            for (k, x) in m {
+                leaves(x, format!("{path}.{k}"), out);
+            }
+        }
+        Value::Array(a)
+            if !a.is_empty()
+                && a.iter()
+                    .all(|e| e.get("name").is_some_and(Value::is_string)) =>
+        {
+            for e in a {
+                let name = e["name"].as_str().unwrap_or_default();
+                leaves(e, format!("{path}[name={name:?}]"), out);
+            }
+        }
+        other => {
+            out.insert(path, other.clone());
+        }
+    }
 }
 
 fn prune_dropped(obj: &mut Value, before: &Value, now: &Value) {
@@ -617,10 +735,9 @@ fn apply_verb(
                     .get("fieldManager")
                     .cloned()
                     .ok_or_else(|| Status::bad("PATCH with apply-patch requires fieldManager"))?;
-                return Ok(Reply::Json(
-                    200,
-                    server_side_apply(s, t, &ns, &name, &body, &manager, dry_run)?,
-                ));
+                let force = q.get("force").is_some_and(|f| f == "true");
+                let applied = server_side_apply(s, t, &ns, &name, &body, &manager, force, dry_run)?;
+                return Ok(Reply::Json(200, applied));
             }
             if !dry_run && s.loses_race(&key) {
                 return Err(Status::conflict(t.kind, &name));

@@ -105,6 +105,8 @@ pub struct State {
     pub tx: Option<tokio::sync::broadcast::Sender<Change>>,
     /// What each field manager last applied (server-side apply), by object.
     pub applied: BTreeMap<(Key, String), Value>,
+    /// Fields a manager applied and then lost to another's forced apply, by object.
+    pub disowned: BTreeMap<(Key, String), std::collections::BTreeSet<String>>,
     /// The objects each controller (by uid) owns, for the controllers.
     pub owners: BTreeMap<String, std::collections::BTreeSet<Key>>,
     /// Objects (by uid) whose controller step last changed nothing, at the
@@ -459,6 +461,9 @@ impl State {
 
     /// Removes an object at once (no finalizers here).
     pub fn remove(&mut self, key: &Key) {
+        // A new object of the same name starts with no field owners.
+        self.applied.retain(|(k, _), _| k != key);
+        self.disowned.retain(|(k, _), _| k != key);
         if let Some(mut old) = self.objects.remove(key) {
             if let Some(u) = Self::controller_of(&old) {
                 if let Some(set) = self.owners.get_mut(&u) {
