@@ -233,3 +233,54 @@ fn server_side_apply_names_the_other_manager_of_a_field_unless_forced() {
         "{managers}"
     );
 }
+
+#[test]
+fn kubectl_create_deployment_in_protobuf_makes_what_its_json_makes() {
+    let (api, dir, kc) = setup();
+    let create = [
+        "create",
+        "deployment",
+        "web",
+        "--image=shop/web:1",
+        "--replicas=2",
+        "--port=8080",
+    ];
+    let Some((code, out)) = run(&kc, &create) else {
+        return;
+    };
+    assert_eq!(code, 0, "{out}");
+    // The same command's JSON (client-side dry run), created under another name in
+    // another namespace: the objects must not differ.
+    let mut args = create.to_vec();
+    args.extend(["--dry-run=client", "-o", "json"]);
+    let (code, json_text) = run(&kc, &args).unwrap();
+    assert_eq!(code, 0, "{json_text}");
+    let file = dir.path().join("web.json");
+    std::fs::write(&file, json_text).unwrap();
+    let (code, out) = run(&kc, &["create", "namespace", "json"]).unwrap();
+    assert_eq!(code, 0, "{out}");
+    let (code, out) = run(&kc, &["-n", "json", "apply", "-f", file.to_str().unwrap()]).unwrap();
+    assert_eq!(code, 0, "{out}");
+    let spec = |ns: &str| {
+        let mut d = api.object("apps/v1", "deployments", ns, "web").unwrap();
+        if let Some(a) = d["spec"]["template"]["metadata"].as_object_mut() {
+            a.remove("creationTimestamp");
+        }
+        if let Some(c) = d["spec"]["template"]["spec"]["containers"][0].as_object_mut() {
+            // kubectl's JSON carries `resources: {}`, its protobuf an empty message.
+            c.remove("resources");
+        }
+        d["spec"].clone()
+    };
+    assert_eq!(spec("default"), spec("json"));
+    assert_eq!(
+        spec("default")["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
+        8080
+    );
+    let (code, out) = run(
+        &kc,
+        &["rollout", "status", "deployment/web", "--timeout=30s"],
+    )
+    .unwrap();
+    assert_eq!(code, 0, "{out}");
+}

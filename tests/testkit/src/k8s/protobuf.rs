@@ -1,8 +1,11 @@
-//! The protobuf kubectl's typed commands send (`kubectl create secret|configmap|namespace`),
-//! read into the JSON the rest of the test API works on: the `k8s\0` envelope
-//! (`runtime.Unknown`) and, inside it, the object's metadata (name, generateName,
-//! namespace, labels, annotations) and the fields of Secrets, ConfigMaps and Namespaces.
-//! Other kinds are refused with 415, as before.
+//! The protobuf kubectl's typed commands send (`kubectl create
+//! secret|configmap|namespace|deployment`), read into the JSON the rest of the test API
+//! works on: the `k8s\0` envelope (`runtime.Unknown`) and, inside it, the object's
+//! metadata (name, generateName, namespace, labels, annotations) and the fields of
+//! Secrets, ConfigMaps and Namespaces, and of Deployments what `kubectl create
+//! deployment` sets (replicas, selector labels, the pod template's labels and its
+//! containers' name, image, command, args, ports and env). Other kinds are refused with
+//! 415, as before.
 #![allow(clippy::many_single_char_names)] // a wire-format reader: b(ytes), r(eader), f(ield), n(umber)
 
 use base64::Engine as _;
@@ -92,10 +95,11 @@ fn metadata(b: &[u8]) -> Value {
     while let Some((n, f)) = r.field() {
         let Field::Bytes(x) = f else { continue };
         match n {
-            1 => {
+            // Empty strings are on the wire but not in the object (the JSON omits them).
+            1 if !x.is_empty() => {
                 m.insert("name".into(), json!(text(x)));
             }
-            2 => {
+            2 if !x.is_empty() => {
                 m.insert("generateName".into(), json!(text(x)));
             }
             3 if !x.is_empty() => {
@@ -121,8 +125,111 @@ fn metadata(b: &[u8]) -> Value {
     Value::Object(m)
 }
 
-/// The JSON of a protobuf-encoded Secret, ConfigMap or Namespace; `None` for anything
-/// else (or anything that does not parse).
+/// The fields of a message, in order.
+fn fields(b: &[u8]) -> Vec<(u64, Field<'_>)> {
+    let mut r = Reader::new(b);
+    std::iter::from_fn(|| r.field()).collect()
+}
+
+/// A `map<string, string>` field collected over its entries.
+fn string_map(into: &mut Value, x: &[u8]) {
+    let (k, v) = entry(x);
+    into[k] = json!(text(&v));
+}
+
+/// A Container (name, image, command, args, ports, env).
+fn container(b: &[u8]) -> Value {
+    let mut c = json!({});
+    for (n, f) in fields(b) {
+        let Field::Bytes(x) = f else { continue };
+        match n {
+            _ if x.is_empty() => {}
+            1 => c["name"] = json!(text(x)),
+            2 => c["image"] = json!(text(x)),
+            3 | 4 => {
+                let key = if n == 3 { "command" } else { "args" };
+                push(&mut c[key], json!(text(x)));
+            }
+            6 => {
+                let mut port = json!({});
+                for (pn, pf) in fields(x) {
+                    match (pn, pf) {
+                        (1, Field::Bytes(y)) if !y.is_empty() => port["name"] = json!(text(y)),
+                        (3, Field::Varint(v)) => port["containerPort"] = json!(v),
+                        (4, Field::Bytes(y)) if !y.is_empty() => {
+                            port["protocol"] = json!(text(y));
+                        }
+                        _ => {}
+                    }
+                }
+                push(&mut c["ports"], port);
+            }
+            7 => {
+                let mut env = json!({});
+                for (en, ef) in fields(x) {
+                    match (en, ef) {
+                        (1, Field::Bytes(y)) => env["name"] = json!(text(y)),
+                        (2, Field::Bytes(y)) => env["value"] = json!(text(y)),
+                        _ => {}
+                    }
+                }
+                push(&mut c["env"], env);
+            }
+            _ => {}
+        }
+    }
+    c
+}
+
+fn push(list: &mut Value, item: Value) {
+    if !list.is_array() {
+        *list = json!([]);
+    }
+    if let Some(a) = list.as_array_mut() {
+        a.push(item);
+    }
+}
+
+/// A DeploymentSpec: replicas, selector.matchLabels, template (metadata, containers).
+fn deployment_spec(b: &[u8]) -> Value {
+    let mut spec = json!({});
+    for (n, f) in fields(b) {
+        match (n, f) {
+            (1, Field::Varint(v)) => spec["replicas"] = json!(v),
+            (2, Field::Bytes(x)) => {
+                let mut labels = json!({});
+                for (sn, sf) in fields(x) {
+                    if let (1, Field::Bytes(y)) = (sn, sf) {
+                        string_map(&mut labels, y);
+                    }
+                }
+                spec["selector"] = json!({"matchLabels": labels});
+            }
+            (3, Field::Bytes(x)) => {
+                let mut template = json!({"metadata": {}, "spec": {"containers": []}});
+                for (tn, tf) in fields(x) {
+                    match (tn, tf) {
+                        (1, Field::Bytes(y)) => template["metadata"] = metadata(y),
+                        (2, Field::Bytes(y)) => {
+                            for (pn, pf) in fields(y) {
+                                if let (2, Field::Bytes(z)) = (pn, pf) {
+                                    push(&mut template["spec"]["containers"], container(z));
+                                }
+                            }
+                        }
+                        _ => {}
+                    }
+                }
+                spec["template"] = template;
+            }
+            _ => {}
+        }
+    }
+    spec
+}
+
+/// The JSON of a protobuf-encoded Secret, ConfigMap, Namespace or Deployment; `None`
+/// for anything else (or anything that does not parse).
 pub fn decode(body: &[u8]) -> Option<Value> {
     let inner = body.strip_prefix(b"k8s\0")?;
     let mut r = Reader::new(inner);
@@ -173,9 +280,14 @@ pub fn decode(body: &[u8]) -> Option<Value> {
                 let (k, v) = entry(x);
                 obj["binaryData"][k] = b64(&v);
             }
-            ("Namespace" | "Secret" | "ConfigMap", _, _) => {}
+            ("Deployment", 2, Field::Bytes(x)) => obj["spec"] = deployment_spec(x),
+            ("Namespace" | "Secret" | "ConfigMap" | "Deployment", _, _) => {}
             _ => return None,
         }
     }
-    matches!(kind.as_str(), "Secret" | "ConfigMap" | "Namespace").then_some(obj)
+    matches!(
+        kind.as_str(),
+        "Secret" | "ConfigMap" | "Namespace" | "Deployment"
+    )
+    .then_some(obj)
 }

@@ -542,15 +542,32 @@ fn validate(kind: &Kind, name: &str, obj: &Value) -> Result<(), Status> {
 }
 
 /// The defaults the real server fills, where drkit or kubectl read them.
+/// A container port without a protocol is TCP.
+fn default_port_protocols(pod_spec: &mut Value) {
+    let Some(containers) = pod_spec["containers"].as_array_mut() else {
+        return;
+    };
+    for c in containers {
+        for p in c["ports"].as_array_mut().into_iter().flatten() {
+            if p["protocol"].is_null() {
+                p["protocol"] = json!("TCP");
+            }
+        }
+    }
+}
+
 fn defaults(kind: &Kind, obj: &mut Value) {
     match kind.plural {
         "deployments" | "statefulsets" | "replicasets" => {
             if obj["spec"]["replicas"].is_null() {
                 obj["spec"]["replicas"] = json!(1);
             }
-            if kind.plural == "deployments" && obj["spec"]["strategy"].is_null() {
+            // No strategy, `{}` (what kubectl create deployment sends) or one without a
+            // type: a rolling update, as the server defaults it.
+            if kind.plural == "deployments" && obj["spec"]["strategy"]["type"].is_null() {
                 obj["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}});
             }
+            default_port_protocols(&mut obj["spec"]["template"]["spec"]);
             if kind.plural != "replicasets" && obj["spec"]["revisionHistoryLimit"].is_null() {
                 obj["spec"]["revisionHistoryLimit"] = json!(10);
             }
