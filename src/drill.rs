@@ -118,12 +118,47 @@ CREATE TABLE orders (id bigserial PRIMARY KEY, amount numeric(12,2) NOT NULL,
   placed_at timestamptz NOT NULL DEFAULT clock_timestamp(), note text);
 ";
 
-async fn sql(conn: &ConnInfo, text: &str) -> Result<()> {
+/// Runs `text` (statements separated by semicolons) on `conn`.
+pub async fn execute_sql(conn: &ConnInfo, text: &str) -> Result<()> {
     conn.connect()
         .await?
         .batch_execute(text)
         .await
         .map_err(|e| err!(External, "running SQL on {conn}: {e}"))
+}
+
+/// An encrypted repository in a new temporary folder (`repo/`, key file `KEY`), for a
+/// demo or a drill: deleted with the value unless kept.
+pub struct ThrowawayRepository {
+    /// The repository.
+    pub repo: Repository,
+    dir: tempfile::TempDir,
+    key: &'static str,
+}
+
+impl ThrowawayRepository {
+    /// Makes one in a new folder named `PREFIX…`, its key in the file `key`.
+    pub async fn create(prefix: &str, key: &'static str) -> Result<Self> {
+        let dir = tempfile::Builder::new()
+            .prefix(prefix)
+            .tempdir()
+            .map_err(|e| Error::io("creating a repository folder", e))?;
+        let secret = Secret::generate_key_file(&dir.path().join(key))?;
+        let store = Arc::new(LocalStore::new(dir.path().join("repo")));
+        let repo = Repository::init(store, &InitOptions::encrypted(secret)).await?;
+        Ok(Self { repo, dir, key })
+    }
+
+    /// Keeps the folder; where it is: `file://…/repo (key file …/KEY)`.
+    #[must_use]
+    pub fn keep(self) -> String {
+        let path = self.dir.keep();
+        format!(
+            "file://{0}/repo (key file {0}/{1})",
+            path.display(),
+            self.key
+        )
+    }
 }
 
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
@@ -160,12 +195,12 @@ pub async fn failover_drill(
     note("start a throwaway primary and a streaming replica (pg_basebackup -R)");
     let primary = blocking(|| TempCluster::start(&ClusterOptions::default())).await?;
     let shop = ConnInfo::parse(&primary.dsn("shop"))?;
-    sql(
+    execute_sql(
         &ConnInfo::parse(&primary.dsn("postgres"))?,
         "CREATE DATABASE shop",
     )
     .await?;
-    sql(
+    execute_sql(
         &shop,
         &format!(
             "{SCHEMA} INSERT INTO orders (amount, placed_at) SELECT (g % 100000) / 100.0, \
@@ -181,14 +216,8 @@ pub async fn failover_drill(
     };
     let replica_url = replica.dsn("shop");
 
-    let repo_dir = tempfile::Builder::new()
-        .prefix("drkit-drill-")
-        .tempdir()
-        .map_err(|e| Error::io("creating the drill's repository folder", e))?;
-    let secret = Secret::generate_key_file(&repo_dir.path().join("drill.key"))?;
-    let store = Arc::new(LocalStore::new(repo_dir.path().join("repo")));
-    let repo = Repository::init(store, &InitOptions::encrypted(secret)).await?;
-    let engine = crate::engine(&repo);
+    let throwaway = ThrowawayRepository::create("drkit-drill-", "drill.key").await?;
+    let engine = crate::engine(&throwaway.repo);
     let (book, map) = engine.load(DRILL_RUNBOOK, "examples/runbooks/drill.yaml (embedded)")?;
 
     note(&format!(
@@ -261,10 +290,7 @@ pub async fn failover_drill(
         .and_then(|v| v.as_str())
         .map(str::to_owned);
     drop(replica);
-    let repository = o.keep_repo.then(|| {
-        let path = repo_dir.keep();
-        format!("file://{0}/repo (key file {0}/drill.key)", path.display())
-    });
+    let repository = o.keep_repo.then(|| throwaway.keep());
     Ok(DrillReport {
         runbook: summary.runbook.clone(),
         run: summary.id.clone(),

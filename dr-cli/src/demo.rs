@@ -5,15 +5,13 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use dr_core::progress::NoProgress;
-use dr_core::repo::{InitOptions, Repository, Secret, Snapshot};
-use dr_core::store::LocalStore;
-use dr_core::{err, Error, Result};
+use dr_core::repo::{Repository, Snapshot};
+use dr_core::{err, Result};
 use dr_pg::{
     BackupOptions, ClusterOptions, ConnInfo, RestoreMode, RestoreOptions, TempCluster,
     VerifyOptions,
 };
 use serde::Serialize;
-use tempfile::TempDir;
 
 use crate::args::DemoArgs;
 use crate::output::{bytes, secs, Output};
@@ -70,7 +68,7 @@ struct Demo {
     admin: ConnInfo,
     shop: ConnInfo,
     repo: Repository,
-    repo_dir: TempDir,
+    throwaway: ThrowawayRepository,
     // Stops the throwaway server when dropped.
     cluster: TempCluster,
 }
@@ -99,13 +97,7 @@ async fn step<T>(
     Ok(value)
 }
 
-async fn sql(conn: &ConnInfo, text: &str) -> Result<()> {
-    conn.connect()
-        .await?
-        .batch_execute(text)
-        .await
-        .map_err(|e| err!(External, "running SQL on {conn}: {e}"))
-}
+use drkit::drill::{execute_sql as sql, ThrowawayRepository};
 
 impl Demo {
     async fn setup(out: Output, orders: u64) -> Result<(Self, u64)> {
@@ -158,13 +150,8 @@ impl Demo {
             },
         )
         .await?;
-        let repo_dir = tempfile::Builder::new()
-            .prefix("drkit-demo-")
-            .tempdir()
-            .map_err(|e| Error::io("creating the demo repository folder", e))?;
-        let secret = Secret::generate_key_file(&repo_dir.path().join("demo.key"))?;
-        let store = Arc::new(LocalStore::new(repo_dir.path().join("repo")));
-        let repo = Repository::init(store, &InitOptions::encrypted(secret)).await?;
+        let throwaway = ThrowawayRepository::create("drkit-demo-", "demo.key").await?;
+        let repo = throwaway.repo.clone();
         Ok((
             Self {
                 out,
@@ -172,7 +159,7 @@ impl Demo {
                 admin,
                 shop,
                 repo,
-                repo_dir,
+                throwaway,
                 cluster,
             },
             size,
@@ -326,15 +313,12 @@ pub async fn run(a: &DemoArgs, out: Output) -> Result<u8> {
 
     let Demo {
         steps,
-        repo_dir,
+        throwaway,
         cluster,
         ..
     } = demo;
     drop(cluster);
-    let repository = a.keep_repo.then(|| {
-        let path = repo_dir.keep();
-        format!("file://{0}/repo (key file {0}/demo.key)", path.display())
-    });
+    let repository = a.keep_repo.then(|| throwaway.keep());
     let ok = same && verified && drill.ok;
     let report = DemoReport {
         ok,
