@@ -3,6 +3,7 @@
 
 mod aws;
 mod cluster;
+mod drill;
 mod errors;
 mod k8s;
 mod repository;
@@ -22,6 +23,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cluster::TempCluster>()?;
     m.add_class::<runbook::Runbook>()?;
     m.add_function(wrap_pyfunction!(runbook::resume, m)?)?;
+    m.add_function(wrap_pyfunction!(drill::failover_drill, m)?)?;
     errors::register(m)?;
     Ok(())
 }

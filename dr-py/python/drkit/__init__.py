@@ -12,8 +12,8 @@ prove the backup is good::
 """
 
 from drkit import exceptions
-from drkit._native import Kubernetes, Rds, Repository, Route53, TempCluster, __version__
+from drkit._native import Kubernetes, Rds, Repository, Route53, TempCluster, __version__, failover_drill
 from drkit.exceptions import *  # noqa: F403 (every exception kind, listed in exceptions.__all__)
 from drkit.runbooks import Run, Runbook, action, resume
 
-__all__ = ["Kubernetes", "Rds", "Repository", "Route53", "Run", "Runbook", "TempCluster", "__version__", "action", "resume", *exceptions.__all__]
+__all__ = ["Kubernetes", "Rds", "Repository", "Route53", "Run", "Runbook", "TempCluster", "__version__", "action", "failover_drill", "resume", *exceptions.__all__]

@@ -20,6 +20,7 @@ __all__ = [
     "UnavailableError",
     "UnsupportedError",
     "WrongKeyError",
+    "failover_drill",
     "resume",
     "__version__",
 ]
@@ -339,6 +340,7 @@ class Runbook:
         actions: Any | None = None,
     ) -> dict[str, Any]: ...
 
+def failover_drill(*, orders: int = 10000, write_for: float = 2.0, keep_repo: bool = False) -> dict[str, Any]: ...
 def resume(
     run_id: str,
     *,
