@@ -17,6 +17,7 @@
 //! ```
 
 mod copy;
+pub mod demo;
 pub mod drill;
 mod kubernetes;
 mod ops;
