@@ -279,8 +279,13 @@ fn walk(root: &Path, dir: &Path, prefix: &str, out: &mut Vec<ObjectMeta>) -> Res
                 walk(root, &path, prefix, out)?;
             }
         } else if ft.is_file() && rel.starts_with(prefix) {
-            let md = entry.metadata().map_err(|e| Error::io(path.display(), e))?;
-            out.push(meta_of(rel.to_owned(), &md));
+            match entry.metadata() {
+                Ok(md) => out.push(meta_of(rel.to_owned(), &md)),
+                // Deleted between the directory read and now: not there, as in an
+                // object store's listing taken a moment later.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(path.display(), e)),
+            }
         }
     }
     Ok(())
