@@ -23,15 +23,47 @@ struct RdsStep {
     timeout: Option<Duration>,
 }
 
+/// A request of dr-aws with where to send it: `region:` and `endpoint:` beside the
+/// request's own fields. Serde does not apply `deny_unknown_fields` through `flatten`,
+/// so what no part took is caught here and refused by name.
 #[derive(Deserialize)]
-struct RdsReplicaStep {
+#[serde(try_from = "RdsRequestFields<R>")]
+#[serde(bound(deserialize = "R: serde::de::DeserializeOwned"))]
+struct RdsRequestStep<R> {
+    request: R,
+    region: Option<String>,
+    endpoint: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(bound(deserialize = "R: serde::de::DeserializeOwned"))]
+struct RdsRequestFields<R> {
     #[serde(flatten)]
-    request: dr_aws::ReplicaRequest,
+    request: R,
     #[serde(default)]
     region: Option<String>,
     #[serde(default)]
     endpoint: Option<String>,
+    #[serde(flatten)]
+    unknown: std::collections::BTreeMap<String, Value>,
 }
+
+impl<R> TryFrom<RdsRequestFields<R>> for RdsRequestStep<R> {
+    type Error = String;
+    fn try_from(f: RdsRequestFields<R>) -> std::result::Result<Self, String> {
+        if let Some(name) = f.unknown.keys().next() {
+            return Err(format!("unknown field `{name}`"));
+        }
+        Ok(Self {
+            request: f.request,
+            region: f.region,
+            endpoint: f.endpoint,
+        })
+    }
+}
+
+type RdsReplicaStep = RdsRequestStep<dr_aws::ReplicaRequest>;
+type RdsPitrStep = RdsRequestStep<dr_aws::PitrRequest>;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -44,16 +76,6 @@ struct RdsSnapshotStep {
     endpoint: Option<String>,
     #[serde(default, with = "dr_core::duration::human::option")]
     timeout: Option<Duration>,
-}
-
-#[derive(Deserialize)]
-struct RdsPitrStep {
-    #[serde(flatten)]
-    request: dr_aws::PitrRequest,
-    #[serde(default)]
-    region: Option<String>,
-    #[serde(default)]
-    endpoint: Option<String>,
 }
 
 async fn rds(aws: &dr_aws::AwsOverrides) -> Result<dr_aws::Rds> {
@@ -329,5 +351,40 @@ impl Action for RecordAction {
             Value::Object(m) => m,
             _ => Map::new(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_misspelt_field_of_an_rds_request_step_is_refused_by_name() {
+        let ok: RdsPitrStep = serde_json::from_value(
+            json!({"source": "shop", "new_id": "shop-pitr", "target": "latest", "region": "us-west-2"}),
+        )
+        .unwrap();
+        assert_eq!(
+            (ok.request.source.as_str(), ok.region.as_deref()),
+            ("shop", Some("us-west-2"))
+        );
+        for (with, bad) in [
+            (
+                json!({"source": "shop", "new_id": "x", "target": "latest", "regoin": "us-west-2"}),
+                "regoin",
+            ),
+            (
+                json!({"source": "shop", "id": "shop-replica", "endpiont": "http://127.0.0.1:5000"}),
+                "endpiont",
+            ),
+        ] {
+            let e = if with.get("id").is_some() {
+                serde_json::from_value::<RdsReplicaStep>(with).err()
+            } else {
+                serde_json::from_value::<RdsPitrStep>(with).err()
+            };
+            let e = e.map(|e| e.to_string()).unwrap_or_default();
+            assert!(e.contains(&format!("unknown field `{bad}`")), "{e}");
+        }
     }
 }
