@@ -133,4 +133,33 @@ impl Kubernetes {
     pub(crate) fn ns<'a>(&'a self, namespace: Option<&'a str>) -> &'a str {
         namespace.unwrap_or(&self.namespace)
     }
+
+    /// The objects of kind `K` in namespace `ns` that `lp` selects; `what` names them in
+    /// an error (`pods app=api` → "list pods app=api in namespace shop …").
+    pub(crate) async fn list<K>(
+        &self,
+        ns: &str,
+        lp: &kube::api::ListParams,
+        what: &str,
+    ) -> Result<Vec<K>>
+    where
+        K: kube::Resource<Scope = kube::core::NamespaceResourceScope>
+            + Clone
+            + serde::de::DeserializeOwned
+            + std::fmt::Debug,
+        K::DynamicType: Default,
+    {
+        kube::Api::<K>::namespaced(self.client.clone(), ns)
+            .list(lp)
+            .await
+            .map(|l| l.items)
+            .map_err(|e| {
+                crate::error::classify(
+                    self.context(),
+                    "list",
+                    &format!("{what} in namespace {ns}"),
+                    e,
+                )
+            })
+    }
 }

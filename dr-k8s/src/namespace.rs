@@ -126,19 +126,11 @@ impl Kubernetes {
     ) -> Result<Vec<String>> {
         let ns = self.ns(namespace).to_owned();
         let started = Instant::now();
-        let list = Api::<Deployment>::namespaced(self.client.clone(), &ns)
-            .list(&ListParams::default())
-            .await
-            .map_err(|e| {
-                classify(
-                    self.context(),
-                    "list",
-                    &format!("deployments in namespace {ns}"),
-                    e,
-                )
-            })?;
+        let list: Vec<Deployment> = self
+            .list(&ns, &ListParams::default(), "deployments")
+            .await?;
         let mut names = Vec::new();
-        for d in list.items {
+        for d in list {
             let name = d.metadata.name.unwrap_or_default();
             let w = Workload {
                 kind: WorkloadKind::Deployment,
@@ -177,16 +169,8 @@ impl Kubernetes {
             .map_err(|e| classify(self.context(), "delete", &what, e))?;
         let started = Instant::now();
         loop {
-            let pods = api.list(&ListParams::default()).await.map_err(|e| {
-                classify(
-                    self.context(),
-                    "list",
-                    &format!("pods in namespace {ns}"),
-                    e,
-                )
-            })?;
+            let pods: Vec<Pod> = self.list(&ns, &ListParams::default(), "pods").await?;
             let replacement = pods
-                .items
                 .into_iter()
                 .map(|p| serde_json::to_value(p).unwrap_or_default())
                 .find(|p| {

@@ -10,7 +10,6 @@ use kube::api::{Api, ListParams};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
-use crate::error::classify;
 use crate::workload::{Workload, WorkloadKind, CAS_ATTEMPTS};
 use crate::{Change, Kubernetes};
 
@@ -182,19 +181,9 @@ impl Kubernetes {
         let lp = ListParams::default().labels(&selector(obj));
         let mut revs: Vec<(i64, Value)> = match w.kind {
             WorkloadKind::Deployment => {
-                let rss = Api::<ReplicaSet>::namespaced(self.client.clone(), ns)
-                    .list(&lp)
-                    .await
-                    .map_err(|e| {
-                        classify(
-                            self.context(),
-                            "list",
-                            &format!("replicasets of {w} in namespace {ns}"),
-                            e,
-                        )
-                    })?;
-                rss.items
-                    .into_iter()
+                let rss: Vec<ReplicaSet> =
+                    self.list(ns, &lp, &format!("replicasets of {w}")).await?;
+                rss.into_iter()
                     .map(|rs| serde_json::to_value(rs).unwrap_or_default())
                     .filter(|rs| owned_by(rs, &uid))
                     .filter_map(|rs| {
@@ -211,19 +200,10 @@ impl Kubernetes {
                     .collect()
             }
             WorkloadKind::StatefulSet => {
-                let crs = Api::<ControllerRevision>::namespaced(self.client.clone(), ns)
-                    .list(&lp)
-                    .await
-                    .map_err(|e| {
-                        classify(
-                            self.context(),
-                            "list",
-                            &format!("controllerrevisions of {w} in namespace {ns}"),
-                            e,
-                        )
-                    })?;
-                crs.items
-                    .into_iter()
+                let crs: Vec<ControllerRevision> = self
+                    .list(ns, &lp, &format!("controllerrevisions of {w}"))
+                    .await?;
+                crs.into_iter()
                     .map(|c| serde_json::to_value(c).unwrap_or_default())
                     .filter(|c| owned_by(c, &uid))
                     .map(|c| {

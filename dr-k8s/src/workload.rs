@@ -317,21 +317,8 @@ impl Kubernetes {
         ns: &str,
     ) -> Result<Vec<(Workload, serde_json::Value)>> {
         let lp = ListParams::default();
-        let list_err = |plural: &str, e| {
-            classify(
-                self.context(),
-                "list",
-                &format!("{plural} in namespace {ns}"),
-                e,
-            )
-        };
         let mut out = Vec::new();
-        for d in Api::<Deployment>::namespaced(self.client.clone(), ns)
-            .list(&lp)
-            .await
-            .map_err(|e| list_err("deployments", e))?
-            .items
-        {
+        for d in self.list::<Deployment>(ns, &lp, "deployments").await? {
             let name = d.metadata.name.clone().unwrap_or_default();
             out.push((
                 Workload {
@@ -341,12 +328,7 @@ impl Kubernetes {
                 serde_json::to_value(d).unwrap_or_default(),
             ));
         }
-        for s in Api::<StatefulSet>::namespaced(self.client.clone(), ns)
-            .list(&lp)
-            .await
-            .map_err(|e| list_err("statefulsets", e))?
-            .items
-        {
+        for s in self.list::<StatefulSet>(ns, &lp, "statefulsets").await? {
             let name = s.metadata.name.clone().unwrap_or_default();
             out.push((
                 Workload {
@@ -369,18 +351,9 @@ impl Kubernetes {
                     .join(",")
             })
             .unwrap_or_default();
-        let pods = Api::<Pod>::namespaced(self.client.clone(), ns)
-            .list(&ListParams::default().labels(&labels))
-            .await
-            .map_err(|e| {
-                classify(
-                    self.context(),
-                    "list",
-                    &format!("pods {labels} in namespace {ns}"),
-                    e,
-                )
-            })?;
-        Ok(pods.items.len())
+        let lp = ListParams::default().labels(&labels);
+        let pods: Vec<Pod> = self.list(ns, &lp, &format!("pods {labels}")).await?;
+        Ok(pods.len())
     }
 
     /// Waits until `w`'s rollout is done (see [`WaitOutcome::done`]); scaled to zero,
