@@ -541,14 +541,16 @@ fn validate(kind: &Kind, name: &str, obj: &Value) -> Result<(), Status> {
     Ok(())
 }
 
-/// The defaults the real server fills, where drkit or kubectl read them.
-/// A container port without a protocol is TCP.
-fn default_port_protocols(pod_spec: &mut Value) {
-    let Some(containers) = pod_spec["containers"].as_array_mut() else {
-        return;
-    };
-    for c in containers {
-        for p in c["ports"].as_array_mut().into_iter().flatten() {
+/// A container port without a protocol is TCP. (Only fields that are there are
+/// touched: indexing a JSON value mutably would add the missing ones as null.)
+fn default_port_protocols(obj: &mut Value) {
+    let containers = ["spec", "template", "spec", "containers"]
+        .iter()
+        .try_fold(obj, |v, k| v.get_mut(*k))
+        .and_then(Value::as_array_mut);
+    for c in containers.into_iter().flatten() {
+        let ports = c.get_mut("ports").and_then(Value::as_array_mut);
+        for p in ports.into_iter().flatten() {
             if p["protocol"].is_null() {
                 p["protocol"] = json!("TCP");
             }
@@ -556,6 +558,7 @@ fn default_port_protocols(pod_spec: &mut Value) {
     }
 }
 
+/// The defaults the real server fills, where drkit or kubectl read them.
 fn defaults(kind: &Kind, obj: &mut Value) {
     match kind.plural {
         "deployments" | "statefulsets" | "replicasets" => {
@@ -567,7 +570,7 @@ fn defaults(kind: &Kind, obj: &mut Value) {
             if kind.plural == "deployments" && obj["spec"]["strategy"]["type"].is_null() {
                 obj["spec"]["strategy"] = json!({"type": "RollingUpdate", "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}});
             }
-            default_port_protocols(&mut obj["spec"]["template"]["spec"]);
+            default_port_protocols(obj);
             if kind.plural != "replicasets" && obj["spec"]["revisionHistoryLimit"].is_null() {
                 obj["spec"]["revisionHistoryLimit"] = json!(10);
             }
