@@ -328,12 +328,17 @@ mod tests {
         engine()
             .load(&docs[start..end], "docs/runbooks.md")
             .unwrap();
-        engine()
-            .load(
-                include_str!("../examples/runbooks/failover.yaml"),
-                "failover.yaml",
-            )
-            .unwrap();
+        // Every runbook of examples/runbooks (the drill's also runs in cli_demo).
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/runbooks");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "yaml") {
+                engine().load_file(&path).unwrap();
+                checked += 1;
+            }
+        }
+        assert!(checked >= 2, "failover.yaml and drill.yaml at least");
         let k8s = docs
             .find("name: app-to-dr-database")
             .expect("the Kubernetes example");

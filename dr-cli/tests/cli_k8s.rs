@@ -498,3 +498,76 @@ fn in_cluster_drkit_uses_the_pods_service_account() {
         stderr(&outside)
     );
 }
+
+/// The README's Kubernetes walkthrough, run as written (its first line, starting the
+/// test API, is done here in-process; its /tmp paths are this test's folder).
+#[test]
+fn the_readme_kubernetes_walkthrough_runs_as_written() {
+    let readme = include_str!("../../README.md");
+    let section = &readme[readme.find("\n## Kubernetes\n").expect("the section")..];
+    let start = section.find("```bash\n").expect("its commands") + 8;
+    let block = &section[start..start + section[start..].find("```").unwrap()];
+    let (first, rest) = block.split_once('\n').unwrap();
+    assert!(first.contains("--bin k8s-test-api"), "{first}");
+
+    let dir = tempfile::tempdir().unwrap();
+    let api = K8sTestApi::start();
+    let tmp = format!("{}/", dir.path().display());
+    api.write_kubeconfig(&dir.path().join("kubeconfig"), "drkit-test");
+    let script = rest.replace("/tmp/", &tmp);
+    let bin_dir = std::path::Path::new(BIN).parent().unwrap();
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let out = std::process::Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &script])
+        .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
+        .env("PATH", path)
+        .env("HOME", dir.path())
+        .env_remove("DRKIT_REPO")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        stderr(&out)
+    );
+    // What the walkthrough did, read back.
+    let api_dep = api.object("apps/v1", "deployments", "shop", "api").unwrap();
+    let env: Vec<&str> = api_dep["spec"]["template"]["spec"]["containers"][0]["env"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        env,
+        ["DB_PASSWORD"],
+        "rollout undo went back to the template before set-env"
+    );
+    assert_eq!(
+        api_dep["spec"]["replicas"], 0,
+        "the scale to 3 was a dry run"
+    );
+    assert!(
+        api_dep["spec"]["template"]["spec"]["containers"][0]
+            .get("ports")
+            .is_none(),
+        "no field the manifest did not have: {api_dep}"
+    );
+    assert_eq!(
+        api.object("v1", "configmaps", "shop", "app-config")
+            .unwrap()["data"]["DB_HOST"],
+        "db-dr.internal"
+    );
+    assert!(
+        api.object("v1", "namespaces", "", "shop-dr").is_none(),
+        "the apply was a dry run"
+    );
+    assert!(api
+        .object("apps/v1", "deployments", "shop", "drkit-maintenance")
+        .is_some());
+}
