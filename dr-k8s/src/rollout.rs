@@ -217,17 +217,23 @@ impl Kubernetes {
             }
         };
         revs.sort_by_key(|(n, _)| *n);
+        // A template no revision has yet is one the controller has not seen: it is the
+        // current revision, the next number, and the newest recorded one is before it
+        // (an undo right after a change goes back to what ran before the change).
+        let now = template_of(obj);
+        if !revs.is_empty() && !revs.iter().any(|(_, t)| same_template(t, &now)) {
+            let pending = revs.last().map_or(1, |(n, _)| n + 1);
+            return Ok((revs, pending));
+        }
         let current = match w.kind {
             WorkloadKind::Deployment => obj["metadata"]["annotations"][REVISION]
                 .as_str()
                 .and_then(|r| r.parse().ok()),
-            WorkloadKind::StatefulSet => {
-                let now = template_of(obj);
-                revs.iter()
-                    .rev()
-                    .find(|(_, t)| same_template(t, &now))
-                    .map(|(n, _)| *n)
-            }
+            WorkloadKind::StatefulSet => revs
+                .iter()
+                .rev()
+                .find(|(_, t)| same_template(t, &now))
+                .map(|(n, _)| *n),
         }
         .or_else(|| revs.last().map(|(n, _)| *n))
         .unwrap_or(0);

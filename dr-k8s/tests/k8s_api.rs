@@ -1117,3 +1117,49 @@ async fn over_tls_the_kubeconfigs_ca_is_trusted_and_no_other() {
         "nothing was written"
     );
 }
+
+/// Against a test API whose controllers step only when told (on a real cluster too: the
+/// race needs a controller that has not caught up yet).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_undo_right_after_a_change_the_controller_has_not_seen_goes_back_before_it() {
+    use dr_testkit::k8s::{K8sTestApi, Options};
+    let api = K8sTestApi::start_with(&Options {
+        tick: None,
+        ..Options::default()
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig, "paused");
+    api.create(deployment("default", "api", 1, PAUSE[0]));
+    assert!(api.tick_until(20, |a| !a
+        .objects("apps/v1", "replicasets", "default")
+        .is_empty()));
+    let k = Kubernetes::connect(&ConnectOptions {
+        kubeconfig: Some(kubeconfig),
+        context: Some("paused".into()),
+        ..ConnectOptions::default()
+    })
+    .await
+    .unwrap();
+    let w: dr_k8s::Workload = "deployment/api".parse().unwrap();
+    let before = api
+        .object("apps/v1", "deployments", "default", "api")
+        .unwrap();
+    k.set_env(&dr_k8s::EnvOptions::new(
+        w.clone(),
+        BTreeMap::from([("DATABASE_HOST".into(), Some("db-dr.internal".into()))]),
+    ))
+    .await
+    .unwrap();
+    // No tick: the controller has made no ReplicaSet for the new template.
+    let undo = k.rollout_undo(&w, None, None).await.unwrap();
+    assert_eq!((undo.from_revision, undo.to_revision), (2, 1));
+    let after = api
+        .object("apps/v1", "deployments", "default", "api")
+        .unwrap();
+    assert_eq!(
+        after["spec"]["template"]["spec"]["containers"],
+        before["spec"]["template"]["spec"]["containers"],
+        "the template from before the change"
+    );
+}
