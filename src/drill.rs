@@ -64,7 +64,7 @@ pub struct DrillStep {
     /// Its action.
     pub action: String,
     /// `succeeded`, `failed`, …
-    pub state: String,
+    pub state: dr_core::runbook::StepState,
     /// How long it took.
     pub seconds: Option<f64>,
 }
@@ -77,7 +77,7 @@ pub struct DrillReport {
     /// The run's id (its journal is in the repository).
     pub run: String,
     /// The run's outcome.
-    pub outcome: String,
+    pub outcome: dr_core::runbook::RunOutcome,
     /// When the primary was lost.
     pub disaster_at: Timestamp,
     /// When the new primary took its first write; `None` when it never did.
@@ -280,7 +280,7 @@ pub async fn failover_drill(
         objective(book.objectives.rto),
         objective(book.objectives.rpo),
     );
-    let succeeded = summary.outcome == "succeeded";
+    let succeeded = summary.outcome == dr_core::runbook::RunOutcome::Succeeded;
     let rto_met =
         succeeded && rto_seconds.is_some_and(|r| rto_objective_seconds.is_none_or(|max| r <= max));
     let rpo_met = rpo_objective_seconds.is_none_or(|max| rpo_seconds <= max);
@@ -293,8 +293,8 @@ pub async fn failover_drill(
     let repository = o.keep_repo.then(|| throwaway.keep());
     Ok(DrillReport {
         runbook: summary.runbook.clone(),
-        run: summary.id.clone(),
-        outcome: summary.outcome.clone(),
+        run: summary.id.to_string(),
+        outcome: summary.outcome,
         disaster_at,
         recovered_at,
         rto_seconds,
@@ -312,9 +312,9 @@ pub async fn failover_drill(
             .steps
             .iter()
             .map(|s| DrillStep {
-                id: s.id.clone(),
+                id: s.id.to_string(),
                 action: s.action.clone(),
-                state: s.state.clone(),
+                state: s.state,
                 seconds: s.seconds,
             })
             .collect(),

@@ -161,6 +161,10 @@ pub struct RunArgs {
     /// On resume: count this in-flight step as done (it took effect) without running it again; repeatable.
     #[arg(long)]
     pub skip: Vec<String>,
+    /// On resume: the machine running the run is dead. Waits until its lease runs out
+    /// unrenewed, then takes the run over (journaled).
+    #[arg(long, requires = "resume")]
+    pub take_over: bool,
     /// How long the run's lock lasts if this process dies (renewed while it runs).
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     pub lock_ttl: Duration,

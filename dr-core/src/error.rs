@@ -34,6 +34,11 @@ pub enum ErrorKind {
     External,
     /// A local I/O failure that fits no other kind.
     Io,
+    /// This process no longer holds the lock it acted under (taken over, or not renewed
+    /// in time): it must stop without touching anything else.
+    LockLost,
+    /// Stopped on purpose (Ctrl-C, a signal, a deadline) before it finished.
+    Cancelled,
 }
 
 impl ErrorKind {
@@ -53,6 +58,8 @@ impl ErrorKind {
             Self::WrongKey => "wrong_key",
             Self::External => "external",
             Self::Io => "io",
+            Self::LockLost => "lock_lost",
+            Self::Cancelled => "cancelled",
         }
     }
 }

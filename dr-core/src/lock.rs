@@ -40,6 +40,10 @@ pub struct Lease {
     pub acquired: Timestamp,
     /// When it may be taken over unless renewed.
     pub expires: Timestamp,
+    /// The holding process, precisely enough for a taker on the same machine to tell
+    /// whether it is gone (absent in leases written by older versions).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub process: Option<ProcessId>,
 }
 
 impl Lease {
@@ -57,6 +61,118 @@ impl Lease {
             self.token
         )
     }
+
+    /// Whether the lease has run out (or was released) by this machine's clock.
+    #[must_use]
+    pub fn expired(&self) -> bool {
+        self.expires <= Timestamp::now()
+    }
+}
+
+/// A process, named precisely enough that a process on the same machine can tell whether
+/// it still runs: the host, the kernel's boot id, the PID namespace, the pid and the
+/// process's start time (so a reused pid is not mistaken for it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcessId {
+    /// [`hostname`].
+    pub host: String,
+    /// `/proc/sys/kernel/random/boot_id`: changes with every boot.
+    #[serde(default)]
+    pub boot_id: Option<String>,
+    /// The PID namespace (`/proc/self/ns/pid`): containers on one kernel have their own.
+    #[serde(default)]
+    pub pid_namespace: Option<String>,
+    /// The process id.
+    pub pid: u32,
+    /// Its start time in clock ticks since boot (`/proc/PID/stat`).
+    #[serde(default)]
+    pub start: Option<u64>,
+}
+
+/// Whether a process is there, as far as this machine can tell.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// It runs on this machine.
+    Alive,
+    /// It ran on this machine (same host, boot and PID namespace) and no longer does.
+    Gone,
+    /// It runs, or ran, elsewhere: only its lease can tell.
+    Unknown,
+}
+
+impl ProcessId {
+    /// This process.
+    #[must_use]
+    pub fn current() -> Self {
+        let pid = std::process::id();
+        Self {
+            host: hostname(),
+            boot_id: std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+                .ok()
+                .map(|b| b.trim().to_owned()),
+            pid_namespace: std::fs::read_link("/proc/self/ns/pid")
+                .ok()
+                .map(|p| p.to_string_lossy().into_owned()),
+            pid,
+            start: start_ticks(pid),
+        }
+    }
+
+    /// A process of this machine that has exited: a crashed holder, for tests of
+    /// take-overs.
+    #[must_use]
+    pub fn exited() -> Self {
+        let mut child = std::process::Command::new("true")
+            .spawn()
+            .expect("`true` runs");
+        let pid = child.id();
+        let _ = child.wait();
+        Self {
+            pid,
+            start: Some(0),
+            ..Self::current()
+        }
+    }
+
+    /// Whether this process still runs, judged from this machine.
+    #[must_use]
+    pub fn liveness(&self) -> Liveness {
+        let here = Self::current();
+        let same_machine = self.host == here.host
+            && self.boot_id.is_some()
+            && self.boot_id == here.boot_id
+            && self.pid_namespace.is_some()
+            && self.pid_namespace == here.pid_namespace;
+        if !same_machine {
+            return Liveness::Unknown;
+        }
+        match (start_ticks(self.pid), self.start) {
+            (Some(now), Some(then)) if now == then => Liveness::Alive,
+            (Some(_), None) => Liveness::Unknown,
+            _ => Liveness::Gone,
+        }
+    }
+}
+
+impl fmt::Display for ProcessId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "pid {} on {}", self.pid, self.host)
+    }
+}
+
+/// The start time of process `pid` (ticks since boot), `None` when it does not exist or
+/// is a zombie.
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces and parentheses: the fields follow the last ')'.
+    let fields: Vec<&str> = stat
+        .get(stat.rfind(')')? + 1..)?
+        .split_whitespace()
+        .collect();
+    if matches!(fields.first(), Some(&("Z" | "X"))) {
+        return None;
+    }
+    fields.get(19)?.parse().ok()
 }
 
 /// What to ask for when taking a lock.
@@ -68,9 +184,12 @@ pub struct LockRequest {
     pub purpose: String,
     /// How long the lease lasts unless renewed.
     pub ttl: Duration,
-    /// Take the lock over at once, even while live, when its holder's purpose is this
-    /// (the same run resumed elsewhere after its process died).
+    /// Take the lock over while live when its holder's purpose is this (the same run,
+    /// resumed) and its holder's process is provably gone (same machine, pid no longer
+    /// there). A holder elsewhere is waited out like any other.
     pub take_over_from: Option<String>,
+    /// The asking process.
+    pub process: ProcessId,
 }
 
 impl LockRequest {
@@ -82,6 +201,7 @@ impl LockRequest {
             purpose: purpose.into(),
             ttl,
             take_over_from: None,
+            process: ProcessId::current(),
         }
     }
 
@@ -96,15 +216,26 @@ impl LockRequest {
             token,
             acquired: now,
             expires: expiry(now, self.ttl),
+            process: Some(self.process.clone()),
         }
     }
 
-    /// Whether this request may take `current` over now: expired, or held by the purpose
-    /// named in `take_over_from`.
+    /// Whether `current` is held for the purpose in `take_over_from` by a process that is
+    /// provably gone: the one case a live lease may be taken over at once.
+    #[must_use]
+    pub fn holder_is_dead(&self, current: &Lease) -> bool {
+        self.take_over_from.as_deref() == Some(current.purpose.as_str())
+            && current
+                .process
+                .as_ref()
+                .is_some_and(|p| p.liveness() == Liveness::Gone)
+    }
+
+    /// Whether this request may take `current` over now: expired (or released), or held
+    /// by a dead process of the purpose named in `take_over_from`.
     #[must_use]
     pub fn may_take_over(&self, current: &Lease) -> bool {
-        current.expires <= Timestamp::now()
-            || self.take_over_from.as_deref() == Some(current.purpose.as_str())
+        current.expired() || self.holder_is_dead(current)
     }
 }
 
@@ -147,7 +278,8 @@ pub trait Lock: Send + Sync + fmt::Debug {
     /// over, or released), after which the holder must stop acting.
     async fn renew(&self, lease: &Lease, ttl: Duration) -> Result<Lease>;
 
-    /// Gives the lock up; releasing a lock already lost is not an error.
+    /// Gives the lock up, keeping its fencing token for the next taker to exceed;
+    /// releasing a lock already lost is not an error.
     async fn release(&self, lease: &Lease) -> Result<()>;
 
     /// The live or expired lease that holds it now, if any.

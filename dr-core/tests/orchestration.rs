@@ -102,8 +102,17 @@ async fn memory_locks_exclude_and_tokens_grow() {
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict);
     assert!(e.to_string().contains("run A"), "names the holder: {e}");
+    // The same run resumed takes over only once its holder's process is gone.
     let mut resume = LockRequest::new("run A", Duration::from_hours(1));
     resume.take_over_from = Some("run A".into());
+    assert!(
+        lock.acquire(&resume).await.is_err(),
+        "run A's process lives"
+    );
+    lock.release(&a).await.unwrap();
+    let mut crashed = LockRequest::new("run A", Duration::from_hours(1));
+    crashed.process = dr_core::lock::ProcessId::exited();
+    let a = lock.acquire(&crashed).await.unwrap();
     let b = lock.acquire(&resume).await.unwrap();
     assert!(b.token > a.token);
     assert!(

@@ -212,7 +212,7 @@ async fn a_failover_runs_in_order_journals_every_step_and_plans_without_side_eff
     // Every step's start is journaled before its end, numbered without gaps.
     let seqs: Vec<u64> = run.events.iter().map(|e| e.seq).collect();
     assert_eq!(seqs, (1..=seqs.len() as u64).collect::<Vec<_>>());
-    let listed = dr_core::runbook::report::list(&w.store).await.unwrap();
+    let listed = w.engine.list().await.unwrap();
     assert_eq!(listed.len(), 1);
     assert_eq!(listed[0].outcome, "succeeded");
 }

@@ -26,6 +26,8 @@ use crate::error::classify;
 use crate::Kubernetes;
 
 const PURPOSE: &str = "drkit.io/purpose";
+/// The holding process (host, boot id, PID namespace, pid, start), as JSON.
+const PROCESS: &str = "drkit.io/process";
 
 /// The Lease `name` in `namespace` of a cluster, as a lock.
 #[derive(Debug, Clone)]
@@ -104,6 +106,9 @@ impl LeaseLock {
             expires: renewed
                 .checked_add(jiff::SignedDuration::from_secs(secs))
                 .unwrap_or(renewed),
+            process: v["metadata"]["annotations"][PROCESS]
+                .as_str()
+                .and_then(|p| serde_json::from_str(p).ok()),
         })
     }
 
@@ -117,7 +122,10 @@ impl LeaseLock {
         let now = micro(Timestamp::now());
         let mut v = json!({
             "apiVersion": "coordination.k8s.io/v1", "kind": "Lease",
-            "metadata": {"name": self.name, "namespace": self.namespace, "annotations": {PURPOSE: request.purpose}},
+            "metadata": {"name": self.name, "namespace": self.namespace, "annotations": {
+                PURPOSE: request.purpose,
+                PROCESS: serde_json::to_string(&request.process).unwrap_or_default(),
+            }},
             "spec": {
                 "holderIdentity": request.holder,
                 "leaseDurationSeconds": i64::try_from(request.ttl.as_secs().max(1)).unwrap_or(i64::MAX),
@@ -203,11 +211,7 @@ impl Lock for LeaseLock {
         let transitions =
             u64::try_from(current["spec"]["leaseTransitions"].as_i64().unwrap_or(0)).unwrap_or(0);
         if let Some(held) = self.lease_of(&current) {
-            let same_run = request
-                .take_over_from
-                .as_deref()
-                .is_some_and(|p| p == held.purpose);
-            if !same_run {
+            if !request.holder_is_dead(&held) {
                 if held.expires > Timestamp::now() {
                     return Err(held.held_error(&location));
                 }
@@ -279,6 +283,10 @@ impl Lock for LeaseLock {
                 purpose: lease.purpose.clone(),
                 ttl,
                 take_over_from: None,
+                process: lease
+                    .process
+                    .clone()
+                    .unwrap_or_else(dr_core::lock::ProcessId::current),
             };
             let body = self.body(&request, lease.token.0, Some(&rv), lease.acquired)?;
             if !self.replace(&body).await? {

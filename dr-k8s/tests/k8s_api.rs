@@ -264,6 +264,7 @@ fn request(holder: &str, ttl: Duration) -> LockRequest {
         purpose: format!("run of {holder}"),
         ttl,
         take_over_from: None,
+        process: dr_core::lock::ProcessId::current(),
     }
 }
 

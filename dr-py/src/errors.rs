@@ -91,7 +91,7 @@ pub fn to_py(e: Error) -> PyErr {
         ErrorKind::Unavailable => UnavailableError::new_err(msg),
         ErrorKind::PermissionDenied => PermissionDeniedError::new_err(msg),
         ErrorKind::Timeout => TimeoutError::new_err(msg),
-        ErrorKind::Conflict => ConflictError::new_err(msg),
+        ErrorKind::Conflict | ErrorKind::LockLost => ConflictError::new_err(msg),
         ErrorKind::WrongKey => WrongKeyError::new_err(msg),
         ErrorKind::External => ExternalError::new_err(msg),
         _ => DrkitError::new_err(msg),

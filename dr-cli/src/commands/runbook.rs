@@ -5,7 +5,7 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 
 use dr_core::runbook::journal::{Event, EventKind};
-use dr_core::runbook::{Orchestrator, RunOptions, RunSummary};
+use dr_core::runbook::{RunOptions, RunOutcome, RunSummary, StopHandle};
 use dr_core::Result;
 use serde_json::Value;
 
@@ -17,16 +17,11 @@ const EXIT_WAITING: u8 = 4;
 /// Exit status of a run that failed or was compensated.
 const EXIT_RUN_FAILED: u8 = 3;
 
+/// `--var` values, as the text given: a variable that declares a `type:` reads it so.
 fn vars(pairs: &[(String, String)]) -> BTreeMap<String, Value> {
     pairs
         .iter()
-        .map(|(k, v)| {
-            // Numbers, booleans and JSON stay typed; everything else is text.
-            let typed = serde_json::from_str::<Value>(v)
-                .ok()
-                .filter(|j| !j.is_string());
-            (k.clone(), typed.unwrap_or_else(|| Value::String(v.clone())))
-        })
+        .map(|(k, v)| (k.clone(), Value::String(v.clone())))
         .collect()
 }
 
@@ -85,10 +80,12 @@ fn event_line(e: &Event) -> Option<String> {
             )
         }
         EventKind::StepSkipped { step, why } => format!("{t}  {step}: skipped ({why})"),
-        EventKind::ApprovalWaiting { step } => {
-            format!("{t}  {step}: waiting for approval (drkit run --resume RUN --approve {step})")
+        EventKind::StepWaiting { step, why } => {
+            format!("{t}  {step}: waiting for {why} (drkit run --resume RUN --approve {step})")
         }
-        EventKind::ApprovalGiven { step, how } => format!("{t}  {step}: approved ({how})"),
+        EventKind::StepSkippedByOperator { step, why } => {
+            format!("{t}  {step}: skipped by operator ({why})")
+        }
         EventKind::CompensationStarted { step } => format!("{t}  {step}: compensating"),
         EventKind::CompensationDone { step } => format!("{t}  {step}: compensated"),
         EventKind::CompensationFailed { step, message } => {
@@ -194,8 +191,12 @@ impl LiveSteps {
 }
 
 fn timeline(s: &RunSummary) -> String {
+    let reason = s
+        .reason
+        .as_deref()
+        .map_or(String::new(), |r| format!(": {r}"));
     let mut t = format!(
-        "run {} of {}: {} ({:.1}s, started {} by {}@{})\n",
+        "run {} of {}: {}{reason} ({:.1}s, started {} by {}@{})\n",
         s.id, s.runbook, s.outcome, s.seconds, s.started, s.by.user, s.by.host
     );
     for st in &s.steps {
@@ -246,15 +247,8 @@ pub(crate) fn step_display(
 pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
     let repo = super::open_repo(cli).await?;
     let engine = drkit::engine_with_lock(&repo, a.lock.as_deref()).await?;
-    let cancel = tokio_util::sync::CancellationToken::new();
-    {
-        let cancel = cancel.clone();
-        tokio::spawn(async move {
-            if tokio::signal::ctrl_c().await.is_ok() {
-                cancel.cancel();
-            }
-        });
-    }
+    let stop = StopHandle::new();
+    let signal = stop_on_signals(&stop)?;
     let (live, observer) = step_display(out);
     // On a terminal an approval asks; piped, the run waits and is resumed later.
     let approver: Option<dr_core::runbook::Approver> =
@@ -288,8 +282,9 @@ pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
         approve: a.approve.iter().cloned().collect(),
         rerun: a.rerun.iter().cloned().collect(),
         skip: a.skip.iter().cloned().collect(),
+        take_over: a.take_over,
         lock_ttl: a.lock_ttl,
-        cancel,
+        stop,
         observer,
         approver,
     };
@@ -308,12 +303,47 @@ pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
     let mut shown = summary.clone();
     shown.events.clear();
     out.emit(&shown, || timeline(&summary));
-    Ok(match summary.outcome.as_str() {
-        "succeeded" => 0,
-        "waiting" => EXIT_WAITING,
-        "interrupted" => 130,
-        _ => EXIT_RUN_FAILED,
+    Ok(match summary.outcome {
+        RunOutcome::Succeeded => 0,
+        RunOutcome::Waiting => EXIT_WAITING,
+        RunOutcome::Interrupted => signal.exit_status(),
+        RunOutcome::Failed
+        | RunOutcome::Compensated
+        | RunOutcome::Running
+        | RunOutcome::Stopped => EXIT_RUN_FAILED,
     })
+}
+
+/// The signal that stopped a run, for its exit status (128 + its number, as shells do).
+#[derive(Clone, Default)]
+struct CaughtSignal(Arc<std::sync::OnceLock<u8>>);
+
+impl CaughtSignal {
+    fn exit_status(&self) -> u8 {
+        128 + self.0.get().copied().unwrap_or(2)
+    }
+}
+
+/// Ctrl-C (SIGINT), SIGTERM and SIGHUP stop the run the same way: the steps in flight
+/// are stopped, the interruption journaled, the lock released; it can be resumed.
+fn stop_on_signals(stop: &StopHandle) -> Result<CaughtSignal> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let caught = CaughtSignal::default();
+    for (kind, name, number) in [
+        (SignalKind::interrupt(), "interrupted (Ctrl-C)", 2u8),
+        (SignalKind::terminate(), "stopped by SIGTERM", 15),
+        (SignalKind::hangup(), "stopped by SIGHUP", 1),
+    ] {
+        let mut s = signal(kind).map_err(|e| dr_core::Error::io("listening for signals", e))?;
+        let (stop, caught) = (stop.clone(), caught.clone());
+        tokio::spawn(async move {
+            if s.recv().await.is_some() {
+                let _ = caught.0.set(number);
+                stop.stop(name);
+            }
+        });
+    }
+    Ok(caught)
 }
 
 /// `drkit runs` and `drkit runs show ID`.
@@ -329,8 +359,14 @@ pub async fn runs(cli: &Cli, c: Option<&RunsCommand>, out: Output) -> Result<u8>
                 all.iter()
                     .map(|s| {
                         format!(
-                            "{}  {:<24} {:<12} {}  {:.1}s  {}@{}",
-                            s.id, s.runbook, s.outcome, s.started, s.seconds, s.by.user, s.by.host
+                            "{}  {:<24} {:<20} {}  {:.1}s  {}@{}",
+                            s.id,
+                            s.runbook,
+                            s.outcome.to_string(),
+                            s.started,
+                            s.seconds,
+                            s.by.user,
+                            s.by.host
                         )
                     })
                     .collect::<Vec<_>>()

@@ -6,7 +6,9 @@
 //! and has expired or was released: of two processes taking over the same expired lock
 //! exactly one wins that write, and nothing is ever deleted out from under a holder. A
 //! winner then checks that no newer generation appeared (a taker that paused between
-//! listing and writing backs off), and removes the generations before its own.
+//! listing and writing backs off), and removes the generations before its own. Releasing
+//! marks the newest generation expired instead of deleting it, so fencing tokens grow for
+//! ever: the next holder's is always above every earlier one.
 
 use std::time::Duration;
 
@@ -95,14 +97,8 @@ impl StoreLock {
         format!(" in {}", self.store.url())
     }
 
-    fn held(&self, key: &str, h: &Lease) -> crate::Error {
-        let e = h.held_error(&self.location());
-        let msg = format!(
-            "{}; if that process is gone, delete {}/{key}",
-            e.message(),
-            self.store.url()
-        );
-        crate::Error::new(ErrorKind::Conflict, msg)
+    fn held(&self, h: &Lease) -> crate::Error {
+        h.held_error(&self.location())
     }
 
     async fn newest(&self) -> Result<Option<(u64, Option<Lease>)>> {
@@ -130,9 +126,9 @@ impl Lock for StoreLock {
         }
         let newest = self.newest().await?;
         // An unreadable lock object is taken over like an expired one.
-        if let Some((n, Some(h))) = &newest {
+        if let Some((_, Some(h))) = &newest {
             if !request.may_take_over(h) {
-                return Err(self.held(&generation_key(name, *n), h));
+                return Err(self.held(h));
             }
             tracing::warn!(
                 "taking over lock {name:?} in {url} from {} ({:?}, expires {})",
@@ -153,7 +149,7 @@ impl Lock for StoreLock {
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 // Another process took this generation first.
                 return Err(match read_lease(store, &key).await {
-                    Some(h) => self.held(&key, &h),
+                    Some(h) => self.held(&h),
                     None => err!(
                         Conflict,
                         "lock {name:?} in {url} was just taken by another process"
@@ -168,7 +164,7 @@ impl Lock for StoreLock {
             let _ = store.delete(&key).await;
             let newer_key = generation_key(name, newer);
             return Err(match read_lease(store, &newer_key).await {
-                Some(h) => self.held(&newer_key, &h),
+                Some(h) => self.held(&h),
                 None => err!(
                     Conflict,
                     "lock {name:?} in {url} was just taken by another process"
@@ -213,9 +209,20 @@ impl Lock for StoreLock {
     }
 
     async fn release(&self, lease: &Lease) -> Result<()> {
+        // Kept, expired: deleting it would hand the next taker token 1 again.
         let key = generation_key(&self.name, lease.token.0);
         match read_lease(&self.store, &key).await {
-            Some(current) if current.holder == lease.holder => self.store.delete(&key).await,
+            Some(current) if current.holder == lease.holder && !current.expired() => {
+                let released = Lease {
+                    expires: Timestamp::now(),
+                    ..current
+                };
+                let body = serde_json::to_vec(&released).expect("lease serializes");
+                self.store
+                    .put_bytes(&key, body.into(), PutMode::Overwrite)
+                    .await
+                    .map(|_| ())
+            }
             _ => Ok(()),
         }
     }
@@ -347,7 +354,8 @@ mod tests {
         assert!(e.to_string().contains("taken over"), "{e}");
         assert!(!lock.is_current(first.token).await.unwrap());
         assert!(lock.is_current(second.token).await.unwrap());
-        // Live: a stranger is refused, naming the holder; the same run takes over at once.
+        // Live: a stranger is refused, naming the holder, and so is the same run while
+        // its process is alive (here: this one).
         let e = lock
             .acquire(&LockRequest::new("run C", Duration::from_hours(1)))
             .await
@@ -356,13 +364,37 @@ mod tests {
             e.to_string().contains("elsewhere:1") && e.to_string().contains("run B"),
             "{e}"
         );
+        assert!(
+            !e.to_string().contains("delete"),
+            "no advice to delete: {e}"
+        );
         let mut resumed = LockRequest::new("run B", Duration::from_hours(1));
         resumed.take_over_from = Some("run B".into());
+        let e = lock.acquire(&resumed).await.unwrap_err();
+        assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
+        // Once its process is gone (same machine, pid no longer there): taken over.
+        let mut dead = LockRequest::new("run D", Duration::from_hours(1));
+        dead.process = crate::lock::ProcessId::exited();
+        let dead_lease = lock.acquire(&dead).await;
+        assert!(dead_lease.is_err(), "run B still holds it");
+        lock.release(&lock.holder().await.unwrap().unwrap())
+            .await
+            .unwrap();
+        let d = lock.acquire(&dead).await.unwrap();
+        let mut resumed = LockRequest::new("run D", Duration::from_hours(1));
+        resumed.take_over_from = Some("run D".into());
         let third = lock.acquire(&resumed).await.unwrap();
-        assert!(third.token > second.token);
+        assert!(third.token > d.token && d.token > second.token);
         let renewed = lock.renew(&third, Duration::from_hours(2)).await.unwrap();
         assert!(renewed.expires > third.expires);
+        // Released, the lock is free but keeps its token: the next one is higher.
         lock.release(&renewed).await.unwrap();
-        assert!(lock.holder().await.unwrap().is_none());
+        assert!(lock.holder().await.unwrap().unwrap().expired());
+        let fourth = lock
+            .acquire(&LockRequest::new("run E", Duration::from_hours(1)))
+            .await
+            .unwrap();
+        assert!(fourth.token > third.token, "tokens never restart");
+        lock.release(&fourth).await.unwrap();
     }
 }

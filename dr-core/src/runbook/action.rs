@@ -80,6 +80,40 @@ pub enum Outcome {
     /// Not yet: try again after this long (counts against the step's deadline, not its
     /// retries).
     RetryAfter(Duration),
+    /// It cannot finish until something outside the run happens (a person's approval):
+    /// the run stops to wait, saying why, and the step runs again when it is resumed.
+    Waiting(String),
+}
+
+/// Who approves `approve` steps in this run: `--yes`, `--approve STEP`, or a person
+/// asked at a terminal.
+#[derive(Clone, Default)]
+pub struct Approvals {
+    /// Every approval step is approved.
+    pub all: bool,
+    /// These approval steps are approved.
+    pub steps: std::collections::BTreeSet<String>,
+    /// Asks a person (a terminal's prompt): step id and message in, yes or no out.
+    pub ask: Option<super::engine::Approver>,
+}
+
+impl Approvals {
+    /// How step `step` is approved (`--yes`, `--approve`, `prompt`), or `None` while it is
+    /// not.
+    pub async fn granted(&self, step: &str, message: &str) -> Option<&'static str> {
+        if self.all {
+            return Some("--yes");
+        }
+        if self.steps.contains(step) {
+            return Some("--approve");
+        }
+        let ask = self.ask.clone()?;
+        let (step, message) = (step.to_owned(), message.to_owned());
+        let yes = tokio::task::spawn_blocking(move || ask(&step, &message))
+            .await
+            .unwrap_or(false);
+        yes.then_some("prompt")
+    }
 }
 
 /// What a step sees while it plans or runs.
@@ -99,6 +133,43 @@ pub struct StepContext {
     pub repo: Option<crate::repo::Repository>,
     /// The run's notifiers (the `notify` action sends through them).
     pub notifiers: super::notify::Notifiers,
+    /// Cancelled when this attempt must stop (its timeout, Ctrl-C, a signal, a lost
+    /// lock): an action holding processes stops them before it returns.
+    pub cancel: tokio_util::sync::CancellationToken,
+    /// How long a stopped attempt's processes get between SIGTERM and SIGKILL.
+    pub kill_grace: Duration,
+    /// Who approves `approve` steps.
+    pub approvals: Approvals,
+}
+
+impl StepContext {
+    /// A context for step `step` of run `run_id` with no targets, repository or
+    /// notifiers (plans, tests, actions run on their own).
+    #[must_use]
+    pub fn new(run_id: &str, step: &str, mode: Mode) -> Self {
+        Self {
+            run_id: run_id.to_owned(),
+            step: step.to_owned(),
+            mode,
+            attempt: 1,
+            targets: Arc::default(),
+            repo: None,
+            notifiers: super::notify::Notifiers::default(),
+            cancel: tokio_util::sync::CancellationToken::new(),
+            kill_grace: super::model::DEFAULT_KILL_GRACE,
+            approvals: Approvals::default(),
+        }
+    }
+
+    /// The `Cancelled` error of a stopped attempt.
+    #[must_use]
+    pub fn cancelled(&self) -> crate::Error {
+        err!(
+            Cancelled,
+            "step {:?} was stopped before it finished",
+            self.step
+        )
+    }
 }
 
 impl StepContext {

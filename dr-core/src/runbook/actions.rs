@@ -87,11 +87,20 @@ impl Action for WaitAction {
         let p: WaitParams = params("wait", with)?;
         Ok(vec![format!("waits {}", crate::duration::format(p.r#for))])
     }
-    async fn run(&self, _: &StepContext, with: &Value) -> Result<Outcome> {
+    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
         let p: WaitParams = params("wait", with)?;
-        tokio::time::sleep(p.r#for).await;
-        Ok(Outcome::Done(Map::new()))
+        tokio::select! {
+            () = tokio::time::sleep(p.r#for) => Ok(Outcome::Done(Map::new())),
+            () = ctx.cancel.cancelled() => Err(ctx.cancelled()),
+        }
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveParams {
+    #[serde(default)]
+    message: String,
 }
 
 struct Approve;
@@ -99,14 +108,26 @@ struct Approve;
 #[async_trait]
 impl Action for Approve {
     fn spec(&self) -> ActionSpec {
-        spec("approve", "Waits for a person: given by --yes or --approve STEP; a run without either stops here (waiting) and is resumed later.", true, vec![Field::optional("message", "string", "What the person approves")], vec![])
+        spec("approve", "Waits for a person: given by --yes or --approve STEP, or asked at a terminal; a run without either stops here (waiting) and is resumed later.", true, vec![Field::optional("message", "string", "What the person approves")], vec![Field::required("approved_by", "string", "How: --yes, --approve or prompt")])
     }
-    async fn run(&self, ctx: &StepContext, _: &Value) -> Result<Outcome> {
-        Err(err!(
-            Conflict,
-            "step {:?} needs an approval; the engine gives it",
-            ctx.step
-        ))
+    fn check(&self, with: &Value) -> Result<()> {
+        params::<ApproveParams>("approve", with).map(|_| ())
+    }
+    async fn plan(&self, _: &StepContext, _: &Value) -> Result<Vec<String>> {
+        Ok(vec![
+            "waits for a person's approval (--yes or --approve)".to_owned()
+        ])
+    }
+    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
+        let p: ApproveParams = params("approve", with)?;
+        Ok(match ctx.approvals.granted(&ctx.step, &p.message).await {
+            Some(how) => outputs(json!({ "approved_by": how })),
+            None => Outcome::Waiting(if p.message.is_empty() {
+                "approval".to_owned()
+            } else {
+                format!("approval: {}", p.message)
+            }),
+        })
     }
 }
 
@@ -200,13 +221,36 @@ impl Action for Exec {
     async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
         let p: ExecParams = params("exec", with)?;
         let mut cmd = tokio::process::Command::new(&p.argv[0]);
-        cmd.args(&p.argv[1..]).envs(&p.env).kill_on_drop(true);
+        cmd.args(&p.argv[1..]);
+        // drkit's own secrets stay with drkit; a step that needs one passes it in `env:`.
+        for var in super::process::WITHHELD_ENV {
+            cmd.env_remove(var);
+        }
+        cmd.envs(&p.env)
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            // Its own process group: stopping the step stops everything it started.
+            .process_group(0);
         if let Some(d) = &p.cwd {
             cmd.current_dir(d);
         }
-        let out = cmd.output().await.map_err(|e| {
+        let child = cmd.spawn().map_err(|e| {
             crate::Error::io(format!("step {:?}: starting {}", ctx.step, p.argv[0]), e)
         })?;
+        let out = super::process::wait_or_stop(child, &ctx.cancel, ctx.kill_grace)
+            .await
+            .map_err(|e| match e {
+                None => err!(
+                    Cancelled,
+                    "step {:?} was stopped before it finished: {} and every process it started got SIGTERM (SIGKILL after {})",
+                    ctx.step,
+                    p.argv[0],
+                    crate::duration::format(ctx.kill_grace)
+                ),
+                Some(e) => crate::Error::io(format!("step {:?}: running {}", ctx.step, p.argv[0]), e),
+            })?;
         let tail =
             |b: &[u8]| String::from_utf8_lossy(&b[b.len().saturating_sub(64 << 10)..]).into_owned();
         if !out.status.success() {
@@ -402,6 +446,14 @@ impl Action for DbHealth {
     async fn plan(&self, ctx: &StepContext, with: &Value) -> Result<Vec<String>> {
         let p: DbParams = params("db.health", with)?;
         let h = need(ctx, &p.target, Capability::Health)?.health().await?;
+        if !h.available {
+            return Err(err!(
+                Unavailable,
+                "{} is unavailable now ({}): the step would fail",
+                h.name,
+                h.status
+            ));
+        }
         Ok(vec![format!(
             "reads {} (now {:?}, {})",
             h.name, h.role, h.status

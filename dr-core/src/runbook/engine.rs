@@ -1,28 +1,66 @@
-//! The in-process [`Orchestrator`]: runs a runbook's steps in dependency order (independent
-//! ones at the same time, up to `concurrency`), journals every event, holds and renews the
-//! runbook's lock, retries what may be retried, applies each step's failure policy, and
-//! resumes a run another process started.
+//! The in-process [`Orchestrator`](super::Orchestrator): loads and checks runbooks, starts
+//! runs and resumes them. Scheduling lives in `schedule`, one step's attempts in `step`,
+//! taking a run over on resume in `resume`, undoing in `compensate`.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use jiff::Timestamp;
 use serde_json::{Map, Value};
 use tokio::sync::Mutex;
-use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-use super::action::{Outcome, Registry, StepContext, Target};
-use super::journal::{self, Actor, EventKind, Journal, RunHeader};
-use super::model::{Mode, OnFailure, Runbook, Severity, Step};
-use super::notify::NotifyOn;
+use super::action::{Registry, Target};
+use super::journal::{Actor, Journal, Journals, RunHeader};
+use super::model::{Mode, Runbook};
+use super::notify::Notifiers;
 use super::parse::SourceMap;
-use super::report::{self, RunSummary};
+use super::redact::Redactor;
+use super::state::{RunId, RunOutcome, RunSummary};
 use super::{expr, validate};
-use crate::lock::{Lock, LockRequest};
+use crate::lock::{Liveness, Lock, LockRequest};
 use crate::store::DynStore;
-use crate::{err, Error, Result};
+use crate::{err, Result};
+
+/// Stops a run from outside (Ctrl-C, SIGTERM, SIGHUP): the steps in flight are stopped,
+/// the interruption journaled, the lock released; the run can be resumed.
+#[derive(Clone, Default)]
+pub struct StopHandle {
+    token: CancellationToken,
+    why: Arc<OnceLock<String>>,
+}
+
+impl StopHandle {
+    /// A handle nobody has pulled yet.
+    #[must_use]
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Stops the run, saying why (`SIGTERM`); the first reason counts.
+    pub fn stop(&self, why: impl Into<String>) {
+        let _ = self.why.set(why.into());
+        self.token.cancel();
+    }
+
+    /// Whether it was pulled.
+    #[must_use]
+    pub fn is_stopped(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Why it was pulled.
+    #[must_use]
+    pub fn why(&self) -> Option<&str> {
+        self.why.get().map(String::as_str)
+    }
+
+    /// Returns once it is pulled.
+    pub async fn stopped(&self) {
+        self.token.cancelled().await;
+    }
+}
 
 /// How to run.
 #[derive(Clone)]
@@ -37,12 +75,16 @@ pub struct RunOptions {
     pub approve: BTreeSet<String>,
     /// On resume: run these in-flight steps again.
     pub rerun: BTreeSet<String>,
-    /// On resume: count these in-flight steps as skipped.
+    /// On resume: count these in-flight steps as done, without running them again.
     pub skip: BTreeSet<String>,
+    /// On resume: the operator knows the machine running the run is dead; wait for its
+    /// lease to run out unrenewed, then take the run over (journaled).
+    pub take_over: bool,
     /// How long the lock lasts unless renewed (renewed every third of it).
     pub lock_ttl: Duration,
-    /// Cancelled on Ctrl-C: the step in flight is interrupted, the run left resumable.
-    pub cancel: CancellationToken,
+    /// Pulled on Ctrl-C or a signal: the steps in flight are stopped, the run left
+    /// resumable.
+    pub stop: StopHandle,
     /// Sees every event once it is journaled.
     pub observer: Option<super::journal::Observer>,
     /// Asked about an approval step neither `yes` nor `approve` settles (a terminal's
@@ -62,30 +104,22 @@ impl Default for RunOptions {
             approve: BTreeSet::new(),
             rerun: BTreeSet::new(),
             skip: BTreeSet::new(),
+            take_over: false,
             lock_ttl: Duration::from_mins(1),
-            cancel: CancellationToken::new(),
+            stop: StopHandle::new(),
             observer: None,
             approver: None,
         }
     }
 }
 
-/// Where a step stands.
-#[derive(Debug, Clone, PartialEq)]
-enum State {
-    Pending,
-    Running,
-    Succeeded(Map<String, Value>),
-    Failed(String),
-    Skipped(String),
-}
-
-impl State {
-    fn finished(&self) -> bool {
-        matches!(
-            self,
-            Self::Succeeded(_) | Self::Failed(_) | Self::Skipped(_)
-        )
+impl RunOptions {
+    pub(super) fn approvals(&self) -> super::action::Approvals {
+        super::action::Approvals {
+            all: self.yes,
+            steps: self.approve.clone(),
+            ask: self.approver.clone(),
+        }
     }
 }
 
@@ -95,45 +129,48 @@ pub type LockFactory = Arc<dyn Fn(&str) -> Result<Arc<dyn Lock>> + Send + Sync>;
 /// Runs runbooks with a registry's actions, journaling into a store.
 #[derive(Clone)]
 pub struct Engine {
-    registry: Arc<Registry>,
-    store: DynStore,
-    locks: LockFactory,
-    repo: Option<crate::repo::Repository>,
+    pub(super) registry: Arc<Registry>,
+    pub(super) journals: Journals,
+    pub(super) locks: LockFactory,
+    pub(super) repo: Option<crate::repo::Repository>,
 }
 
-struct Run {
-    id: String,
-    rb: Arc<Runbook>,
-    mode: Mode,
-    vars: Map<String, Value>,
-    targets: Arc<BTreeMap<String, Target>>,
-    journal: Arc<Mutex<Journal>>,
-    states: BTreeMap<String, State>,
-    finished_order: Vec<String>,
-    notifiers: super::notify::Notifiers,
+/// A run in progress: what it runs and where it journals. Its state is the journal's fold.
+pub(super) struct Run {
+    pub(super) id: RunId,
+    pub(super) rb: Arc<Runbook>,
+    pub(super) mode: Mode,
+    pub(super) vars: Map<String, Value>,
+    pub(super) targets: Arc<BTreeMap<String, Target>>,
+    pub(super) journal: Arc<Mutex<Journal>>,
+    pub(super) notifiers: Notifiers,
 }
 
 impl Engine {
-    /// An engine whose locks come from `locks` (a store lock, a Kubernetes Lease).
+    /// An engine journaling readable JSON into `store`, whose locks come from `locks` (a
+    /// store lock, a Kubernetes Lease).
     #[must_use]
     pub fn new(registry: Registry, store: DynStore, locks: LockFactory) -> Self {
         Self {
             registry: Arc::new(registry),
-            store,
+            journals: Journals::plain(store),
             locks,
             repo: None,
         }
     }
 
-    /// An engine journaling into `repo`, under its store locks, whose steps can use it.
+    /// An engine journaling into `repo` (encrypted when it is), under its store locks,
+    /// whose steps can use it.
     #[must_use]
     pub fn for_repository(registry: Registry, repo: &crate::repo::Repository) -> Self {
         let r = repo.clone();
         let locks: LockFactory =
             Arc::new(move |name: &str| Ok(Arc::new(r.store_lock(name)?) as Arc<dyn Lock>));
         Self {
+            registry: Arc::new(registry),
+            journals: Journals::of(repo),
+            locks,
             repo: Some(repo.clone()),
-            ..Self::new(registry, repo.store().clone(), locks)
         }
     }
 
@@ -147,7 +184,13 @@ impl Engine {
     /// The store the journal lives in.
     #[must_use]
     pub fn store(&self) -> &DynStore {
-        &self.store
+        self.journals.store()
+    }
+
+    /// Where and how runs are journaled.
+    #[must_use]
+    pub fn journals(&self) -> &Journals {
+        &self.journals
     }
 
     /// The repository steps can use, if any.
@@ -198,6 +241,50 @@ impl Engine {
         }
     }
 
+    /// Refuses `--approve` naming no `approve` step of `rb` (the other flags are for
+    /// resumes, which check them against the run's state).
+    pub(super) fn check_flags(rb: &Runbook, options: &RunOptions, resuming: bool) -> Result<()> {
+        let unknown = |flag: &str, id: &str| {
+            err!(
+                InvalidInput,
+                "{flag} {id}: the runbook has no step {id:?} (steps: {})",
+                rb.steps
+                    .iter()
+                    .map(|s| s.id.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        };
+        for id in &options.approve {
+            let step = rb.step(id).ok_or_else(|| unknown("--approve", id))?;
+            if step.action != "approve" {
+                return Err(err!(
+                    InvalidInput,
+                    "--approve {id}: step {id:?} is a {} step, not an approval",
+                    step.action
+                ));
+            }
+        }
+        for (flag, ids) in [("--rerun", &options.rerun), ("--skip", &options.skip)] {
+            if let Some(id) = ids.iter().next() {
+                if !resuming {
+                    return Err(err!(
+                        InvalidInput,
+                        "{flag} {id}: {flag} is for resuming a run whose step was in flight when it stopped"
+                    ));
+                }
+                rb.step(id).ok_or_else(|| unknown(flag, id))?;
+            }
+        }
+        if let Some(both) = options.rerun.intersection(&options.skip).next() {
+            return Err(err!(
+                InvalidInput,
+                "--rerun {both} and --skip {both}: choose one"
+            ));
+        }
+        Ok(())
+    }
+
     pub(crate) fn resolve_vars(
         rb: &Runbook,
         given: &BTreeMap<String, Value>,
@@ -241,6 +328,7 @@ impl Engine {
                             .unwrap_or_default()
                     )
                 })?;
+            let v = spec.typed(name, v)?;
             journaled.insert(
                 name.clone(),
                 if spec.secret { Value::Null } else { v.clone() },
@@ -248,6 +336,32 @@ impl Engine {
             values.insert(name.clone(), v);
         }
         Ok((values, journaled))
+    }
+
+    /// The redactor of a run of `rb` with `vars`: drkit's own credentials, secret
+    /// variables, URL passwords of variables and targets, notifiers' URLs and keys.
+    pub(crate) fn redactor(rb: &Runbook, vars: &Map<String, Value>) -> Result<Redactor> {
+        let mut r = Redactor::from_environment();
+        for (name, v) in vars {
+            if rb.vars.get(name).is_some_and(|s| s.secret) {
+                r.add_value(v);
+            }
+            r.add_url_passwords(v);
+        }
+        let scope = serde_json::json!({ "vars": vars, "run": { "id": "" } });
+        for spec in rb.targets.values() {
+            if let Ok(Value::Object(fields)) =
+                expr::resolve(&Value::Object(spec.fields.clone()), &scope, None)
+            {
+                r.add_fields(&fields);
+            }
+        }
+        for entry in &rb.notify {
+            if let Ok(Value::Object(fields)) = expr::resolve(entry, &scope, None) {
+                r.add_fields(&fields);
+            }
+        }
+        Ok(r)
     }
 
     pub(crate) async fn build_targets(
@@ -278,6 +392,20 @@ impl Engine {
         Ok(out)
     }
 
+    pub(super) fn notifiers(
+        rb: &Runbook,
+        vars: &Map<String, Value>,
+        id: &RunId,
+        redactor: &Arc<Redactor>,
+    ) -> Result<Notifiers> {
+        let scope = serde_json::json!({ "vars": vars, "run": { "id": id.as_str() } });
+        let entries = expr::resolve(&Value::Array(rb.notify.clone()), &scope, None)?;
+        let Value::Array(entries) = entries else {
+            unreachable!("an array resolves to an array")
+        };
+        Ok(Notifiers::new(&entries, id.as_str(), &rb.name)?.with_redactor(redactor.clone()))
+    }
+
     /// Starts a new run of `rb`.
     pub async fn run(
         &self,
@@ -286,36 +414,41 @@ impl Engine {
         options: &RunOptions,
     ) -> Result<RunSummary> {
         self.check(rb, map)?;
+        Self::check_flags(rb, options, false)?;
         let (vars, journaled) = Self::resolve_vars(rb, &options.vars, None)?;
-        let targets = self.build_targets(rb, &vars).await?;
-        let id = uuid::Uuid::now_v7().to_string();
-        let notifiers = Self::notifiers(rb, &vars, &id)?;
+        let redactor = Arc::new(Self::redactor(rb, &vars)?);
+        let shown = |e: crate::Error| redactor.error(e);
+        let targets = self.build_targets(rb, &vars).await.map_err(shown)?;
+        let id = RunId::new();
+        let notifiers = Self::notifiers(rb, &vars, &id, &redactor).map_err(shown)?;
         let lock = (self.locks)(rb.lock_name())?;
         let lease = lock
             .acquire(&LockRequest::new(format!("run {id}"), options.lock_ttl))
             .await?;
         let header = RunHeader {
             id: id.clone(),
-            runbook: rb.clone(),
+            runbook: frozen(rb),
             origin: map.origin.clone(),
             vars: journaled,
             mode: options.mode,
             started: Timestamp::now(),
             by: Actor::current(),
         };
-        let journal =
-            match Journal::create(self.store.clone(), &header, lock.clone(), lease.token).await {
-                Ok(j) => j,
-                Err(e) => {
-                    let _ = lock.release(&lease).await;
-                    return Err(e);
-                }
-            };
-        let states = rb
-            .steps
-            .iter()
-            .map(|s| (s.id.clone(), State::Pending))
-            .collect();
+        let journal = match Journal::create(
+            self.journals.clone(),
+            &header,
+            lock.clone(),
+            lease.token,
+            redactor.clone(),
+        )
+        .await
+        {
+            Ok(j) => j,
+            Err(e) => {
+                let _ = lock.release(&lease).await;
+                return Err(e);
+            }
+        };
         let run = Run {
             id,
             rb: Arc::new(rb.clone()),
@@ -323,767 +456,71 @@ impl Engine {
             vars,
             targets: Arc::new(targets),
             journal: Arc::new(Mutex::new(journal)),
-            states,
-            finished_order: Vec::new(),
             notifiers,
         };
-        self.drive_observed(run, lock, lease, options, false).await
+        self.drive(run, lock, lease, options, false)
+            .await
+            .map_err(|e| redactor.error(e))
     }
 
-    /// Resumes run `id` (from this or another machine), from its frozen runbook.
-    #[allow(clippy::too_many_lines)] // rebuilds every step's state from the journal in one pass
-    pub async fn resume(&self, id: &str, options: &RunOptions) -> Result<RunSummary> {
-        let header = journal::read_header(&self.store, id).await?;
-        let events = journal::read_events(&self.store, id).await?;
-        if let Some(outcome) = events.iter().rev().find_map(|e| match &e.kind {
-            EventKind::RunEnded { outcome } if outcome != "waiting" && outcome != "interrupted" => {
-                Some(outcome.clone())
-            }
-            _ => None,
-        }) {
-            return Err(err!(
-                Conflict,
-                "run {id} already ended ({outcome}); start a new run instead"
-            ));
-        }
-        let rb = header.runbook.clone();
-        let (vars, _) = Self::resolve_vars(&rb, &options.vars, Some(&header.vars))?;
-        let mut states: BTreeMap<String, State> = rb
-            .steps
-            .iter()
-            .map(|s| (s.id.clone(), State::Pending))
-            .collect();
-        let mut in_flight: BTreeSet<String> = BTreeSet::new();
-        let mut finished_order = Vec::new();
-        for e in &events {
-            match &e.kind {
-                EventKind::StepStarted { step, .. } => {
-                    in_flight.insert(step.clone());
-                }
-                EventKind::StepSucceeded { step, outputs } => {
-                    in_flight.remove(step);
-                    finished_order.push(step.clone());
-                    states.insert(step.clone(), State::Succeeded(outputs.clone()));
-                }
-                EventKind::StepFailed {
-                    step,
-                    message,
-                    will_retry: false,
-                    ..
-                } => {
-                    in_flight.remove(step);
-                    states.insert(step.clone(), State::Failed(message.clone()));
-                }
-                EventKind::StepSkipped { step, why } => {
-                    in_flight.remove(step);
-                    states.insert(step.clone(), State::Skipped(why.clone()));
-                }
-                _ => {}
-            }
-        }
-        let targets = self.build_targets(&rb, &vars).await?;
-        let lock = (self.locks)(rb.lock_name())?;
-        let mut request = LockRequest::new(format!("run {id}"), options.lock_ttl);
-        // The holder is this same run, dead elsewhere: take its lock over at once.
-        request.take_over_from = Some(format!("run {id}"));
-        let lease = lock.acquire(&request).await?;
-        let mut journal =
-            Journal::resume(self.store.clone(), id, lock.clone(), lease.token).await?;
-        let ctx_for = |step: &Step| StepContext {
-            run_id: id.to_owned(),
-            step: step.id.clone(),
-            mode: header.mode,
-            attempt: 1,
-            targets: Arc::new(targets.clone()),
-            repo: self.repo.clone(),
-            notifiers: super::notify::Notifiers::default(),
-        };
-        for step_id in &in_flight {
-            let step = rb.step(step_id).expect("journaled steps exist");
-            let action = self.registry.get(&step.action).ok_or_else(|| {
-                err!(
-                    InvalidInput,
-                    "step {step_id:?}: action {:?} is not in this build",
-                    step.action
-                )
-            })?;
-            // Done without running it again: the operator looked (--skip), or the
-            // action found its effect in live state.
-            let done = if options.skip.contains(step_id) {
-                Some((
-                    Map::new(),
-                    "counted as done on resume (--skip); not run again",
-                ))
-            } else if action.spec().idempotent || options.rerun.contains(step_id) {
-                None
-            } else {
-                let scope = scope_of(&vars, &states, &rb, header.mode, id, None);
-                let with = expr::resolve(&step.with, &scope, None)?;
-                let Some(outputs) = action.probe(&ctx_for(step), &with).await? else {
-                    let _ = lock.release(&lease).await;
-                    return Err(err!(
-                        Conflict,
-                        "run {id}: step {step_id:?} ({}, not idempotent) was running when the run stopped, and drkit cannot tell whether it took effect; look at the system, then resume with --rerun {step_id} (run it again) or --skip {step_id} (count it as done)",
-                        step.action
-                    ));
-                };
-                Some((outputs, "found done in live state on resume"))
-            };
-            match done {
-                None => {
-                    states.insert(step_id.clone(), State::Pending);
-                }
-                Some((outputs, why)) => {
-                    journal
-                        .append(EventKind::Note {
-                            step: Some(step_id.clone()),
-                            text: why.into(),
-                        })
-                        .await?;
-                    journal
-                        .append(EventKind::StepSucceeded {
-                            step: step_id.clone(),
-                            outputs: outputs.clone(),
-                        })
-                        .await?;
-                    finished_order.push(step_id.clone());
-                    states.insert(step_id.clone(), State::Succeeded(outputs));
-                }
-            }
-        }
-        let notifiers = Self::notifiers(&rb, &vars, id)?;
-        let run = Run {
-            id: id.to_owned(),
-            rb: Arc::new(rb),
-            mode: header.mode,
-            vars,
-            targets: Arc::new(targets),
-            journal: Arc::new(Mutex::new(journal)),
-            states,
-            finished_order,
-            notifiers,
-        };
-        self.drive_observed(run, lock, lease, options, true).await
+    /// Run `id` (or the one run whose id starts with it) as its journal tells it, with
+    /// `stopped` for a run whose process died (no end journaled, its lock gone).
+    pub async fn show(&self, id: &str) -> Result<RunSummary> {
+        let id = self.journals.resolve(id).await?;
+        let header = self.journals.header(&id).await?;
+        let events = self.journals.events(&id).await?;
+        let mut s = RunSummary::fold(&header, events);
+        self.settle_outcome(&header, &mut s).await;
+        Ok(s)
     }
 
-    async fn drive_observed(
-        &self,
-        mut run: Run,
-        lock: Arc<dyn Lock>,
-        lease: crate::lock::Lease,
-        options: &RunOptions,
-        resumed: bool,
-    ) -> Result<RunSummary> {
-        run.journal.lock().await.observe(options.observer.clone());
-        let lost = CancellationToken::new();
-        let renewer = {
-            let (lock, lease, lost, ttl) =
-                (lock.clone(), lease.clone(), lost.clone(), options.lock_ttl);
-            tokio::spawn(async move {
-                let mut lease = lease;
-                loop {
-                    tokio::time::sleep(ttl / 3).await;
-                    match lock.renew(&lease, ttl).await {
-                        Ok(l) => lease = l,
-                        Err(e) => {
-                            tracing::error!("{}; stopping the run", e.message());
-                            lost.cancel();
-                            return;
-                        }
-                    }
-                }
-            })
-        };
-        let result = self.execute(&mut run, options, &lost, resumed).await;
-        renewer.abort();
-        let _ = lock.release(&lease).await;
-        let outcome = result?;
-        let _ = outcome;
-        report::summarize(&self.store, &run.id).await
+    /// Every run, oldest first, without their events.
+    pub async fn list(&self) -> Result<Vec<RunSummary>> {
+        let mut out = Vec::new();
+        for id in self.journals.run_ids().await? {
+            let header = self.journals.header(&id).await?;
+            let mut s = RunSummary::fold(&header, self.journals.events(&id).await?);
+            s.events.clear();
+            self.settle_outcome(&header, &mut s).await;
+            out.push(s);
+        }
+        Ok(out)
     }
 
-    /// Decides what to do with a step whose needs are finished: skip it (journaled), settle
-    /// an approval, or hand back the task that runs it.
-    #[allow(clippy::too_many_lines)] // every reason a step may not run, in the order they apply
-    async fn ready(
-        &self,
-        run: &mut Run,
-        step: &Step,
-        options: &RunOptions,
-        stopping: Option<&str>,
-        waiting: &mut bool,
-    ) -> Result<Option<StepTask>> {
-        let skip = match stopping {
-            Some(why) if !step.always => Some(format!("the run is stopping: {why}")),
-            _ => step
-                .needs
-                .iter()
-                .find(|n| !step.always && !matches!(run.states[*n], State::Succeeded(_)))
-                .map(|n| format!("it needs {n:?}, which did not succeed")),
+    /// A run with no end journaled runs only while its lock is held for it by a live
+    /// process; otherwise it stopped.
+    async fn settle_outcome(&self, header: &RunHeader, s: &mut RunSummary) {
+        if s.outcome != RunOutcome::Running {
+            return;
+        }
+        let purpose = format!("run {}", header.id);
+        let held = match (self.locks)(header.runbook.lock_name()) {
+            Ok(lock) => lock.holder().await.ok().flatten(),
+            Err(_) => None,
         };
-        let skip = match (skip, &step.guard) {
-            (Some(why), _) => Some(why),
-            (None, Some(g)) if g.mode == run.mode => {
-                (!matches!(run.states.get(&g.step), Some(State::Succeeded(_))))
-                    .then(|| format!("guard: {:?} did not succeed", g.step))
-            }
-            (None, Some(g)) => {
-                Self::journal(
-                    run,
-                    EventKind::Note {
-                        step: Some(step.id.clone()),
-                        text: format!("guard on {:?} not applied in {:?} mode", g.step, run.mode),
-                    },
-                )
-                .await?;
-                None
-            }
-            (None, None) => None,
-        };
-        let scope = scope_of(&run.vars, &run.states, &run.rb, run.mode, &run.id, None);
-        let skip = match (skip, &step.when) {
-            (Some(why), _) => Some(why),
-            (None, Some(cond)) => {
-                (!expr::condition(cond, &scope)?).then(|| format!("if: {cond} is false"))
-            }
-            (None, None) => None,
-        };
-        if let Some(why) = skip {
-            Self::journal(
-                run,
-                EventKind::StepSkipped {
-                    step: step.id.clone(),
-                    why: why.clone(),
-                },
-            )
-            .await?;
-            run.states.insert(step.id.clone(), State::Skipped(why));
-            return Ok(None);
+        let running = held.is_some_and(|l| {
+            l.purpose == purpose
+                && !l.expired()
+                && l.process
+                    .as_ref()
+                    .is_none_or(|p| p.liveness() != Liveness::Gone)
+        });
+        if !running {
+            s.outcome = RunOutcome::Stopped;
         }
-        if step.action == "approve" {
-            let how = if options.yes {
-                Some("--yes")
-            } else if options.approve.contains(&step.id) {
-                Some("--approve")
-            } else if let Some(ask) = &options.approver {
-                let message = step
-                    .with
-                    .get("message")
-                    .and_then(Value::as_str)
-                    .unwrap_or("")
-                    .to_owned();
-                let (ask, id) = (ask.clone(), step.id.clone());
-                let yes = tokio::task::spawn_blocking(move || ask(&id, &message))
-                    .await
-                    .unwrap_or(false);
-                yes.then_some("prompt")
-            } else {
-                None
-            };
-            if let Some(how) = how {
-                Self::journal(
-                    run,
-                    EventKind::ApprovalGiven {
-                        step: step.id.clone(),
-                        how: how.to_owned(),
-                    },
-                )
-                .await?;
-                Self::journal(
-                    run,
-                    EventKind::StepSucceeded {
-                        step: step.id.clone(),
-                        outputs: Map::new(),
-                    },
-                )
-                .await?;
-                run.finished_order.push(step.id.clone());
-                run.states
-                    .insert(step.id.clone(), State::Succeeded(Map::new()));
-            } else {
-                Self::journal(
-                    run,
-                    EventKind::ApprovalWaiting {
-                        step: step.id.clone(),
-                    },
-                )
-                .await?;
-                Self::tell(
-                    run,
-                    NotifyOn::Approval,
-                    format!(
-                        "run {} waits for approval of step {}: drkit run --resume {} --approve {}",
-                        run.id, step.id, run.id, step.id
-                    ),
-                    Severity::High,
-                    false,
-                )
-                .await?;
-                run.states.insert(
-                    step.id.clone(),
-                    State::Skipped("waiting for approval".into()),
-                );
-                *waiting = true;
-            }
-            return Ok(None);
-        }
-        Ok(Some(StepTask {
-            step: step.clone(),
-            registry: self.registry.clone(),
-            journal: run.journal.clone(),
-            scope,
-            ctx: StepContext {
-                run_id: run.id.clone(),
-                step: step.id.clone(),
-                mode: run.mode,
-                attempt: 1,
-                targets: run.targets.clone(),
-                repo: self.repo.clone(),
-                notifiers: run.notifiers.clone(),
-            },
-        }))
-    }
-
-    fn notifiers(
-        rb: &Runbook,
-        vars: &Map<String, Value>,
-        id: &str,
-    ) -> Result<super::notify::Notifiers> {
-        let scope = serde_json::json!({ "vars": vars, "run": { "id": id } });
-        let entries = expr::resolve(&Value::Array(rb.notify.clone()), &scope, None)?;
-        let Value::Array(entries) = entries else {
-            unreachable!("an array resolves to an array")
-        };
-        super::notify::Notifiers::new(&entries, id, &rb.name)
-    }
-
-    /// Tells the notifiers that take `on`; a notifier that fails is journaled, the run goes on.
-    async fn tell(
-        run: &Run,
-        on: super::notify::NotifyOn,
-        text: String,
-        severity: super::model::Severity,
-        resolves: bool,
-    ) -> Result<()> {
-        let m = super::notify::Message {
-            text,
-            severity,
-            event: format!("{on:?}").to_lowercase(),
-            resolves,
-        };
-        for (name, why) in run.notifiers.send(&m, Some(on)).await {
-            Self::journal(
-                run,
-                EventKind::Note {
-                    step: None,
-                    text: format!("warning: notifier {name:?} failed: {why}"),
-                },
-            )
-            .await?;
-        }
-        Ok(())
-    }
-
-    async fn journal(run: &Run, kind: EventKind) -> Result<()> {
-        run.journal.lock().await.append(kind).await.map(|_| ())
-    }
-
-    #[allow(clippy::too_many_lines)] // one scheduling loop: start, wait, record, decide
-    async fn execute(
-        &self,
-        run: &mut Run,
-        options: &RunOptions,
-        lost: &CancellationToken,
-        resumed: bool,
-    ) -> Result<String> {
-        Self::journal(run, EventKind::RunStarted { resumed }).await?;
-        Self::tell(
-            run,
-            NotifyOn::Start,
-            format!(
-                "run {} of {} {}",
-                run.id,
-                run.rb.name,
-                if resumed { "resumed" } else { "started" }
-            ),
-            Severity::Info,
-            false,
-        )
-        .await?;
-        let deadline = run.rb.timeout.map(|t| tokio::time::Instant::now() + t);
-        let mut tasks: JoinSet<(String, Result<Map<String, Value>>)> = JoinSet::new();
-        let mut stopping: Option<String> = None;
-        let mut compensate = false;
-        let mut waiting = false;
-        loop {
-            // Start what is ready, in file order, up to the concurrency limit; a skip can
-            // make another step ready, so go round until nothing changes.
-            let mut progressed = true;
-            // The runbook is shared, not copied: this loop runs once per event.
-            let rb = run.rb.clone();
-            let limit = rb.concurrency.max(1);
-            while progressed && tasks.len() < limit {
-                progressed = false;
-                for step in &rb.steps {
-                    if tasks.len() >= limit {
-                        break;
-                    }
-                    // An always-step runs once every other step is finished; none runs
-                    // while the run waits for an approval (they run when it resumes).
-                    let others_done = !step.always
-                        || (!waiting
-                            && run
-                                .rb
-                                .steps
-                                .iter()
-                                .filter(|o| !o.always)
-                                .all(|o| run.states[&o.id].finished()));
-                    if run.states[&step.id] != State::Pending
-                        || !others_done
-                        || !step
-                            .needs
-                            .iter()
-                            .all(|n| run.states.get(n).is_some_and(State::finished))
-                        || (waiting && !step.always)
-                    {
-                        continue;
-                    }
-                    progressed = true;
-                    if let Some(task) = self
-                        .ready(run, step, options, stopping.as_deref(), &mut waiting)
-                        .await?
-                    {
-                        run.states.insert(step.id.clone(), State::Running);
-                        tasks.spawn(async move {
-                            let id = task.step.id.clone();
-                            (id, task.run().await)
-                        });
-                    }
-                }
-            }
-            if tasks.is_empty() {
-                break;
-            }
-            let next = tokio::select! {
-                n = tasks.join_next() => n,
-                () = options.cancel.cancelled() => {
-                    tasks.abort_all();
-                    Self::journal(run, EventKind::RunInterrupted { why: "interrupted (Ctrl-C); resume with drkit run --resume".into() }).await?;
-                    Self::journal(run, EventKind::RunEnded { outcome: "interrupted".into() }).await?;
-                    return Ok("interrupted".into());
-                }
-                () = lost.cancelled() => {
-                    tasks.abort_all();
-                    return Err(err!(Conflict, "run {}: the lock was lost; stopped", run.id));
-                }
-                () = sleep_until(deadline) => {
-                    tasks.abort_all();
-                    Self::journal(run, EventKind::RunInterrupted { why: "the run's deadline passed".into() }).await?;
-                    Self::journal(run, EventKind::RunEnded { outcome: "failed".into() }).await?;
-                    return Ok("failed".into());
-                }
-            };
-            let Some(joined) = next else { break };
-            let (id, result) = joined.map_err(|e| err!(Io, "a step task failed: {e}"))?;
-            match result {
-                Ok(outputs) => {
-                    let (action, severity) = run
-                        .rb
-                        .step(&id)
-                        .map_or((String::new(), Severity::Info), |s| {
-                            (s.action.clone(), s.severity)
-                        });
-                    Self::tell(
-                        run,
-                        NotifyOn::Step,
-                        format!("step {id} ({action}) done"),
-                        severity,
-                        false,
-                    )
-                    .await?;
-                    run.finished_order.push(id.clone());
-                    run.states.insert(id, State::Succeeded(outputs));
-                }
-                Err(e)
-                    if e.kind() == crate::ErrorKind::Conflict
-                        && e.message().contains("fencing token") =>
-                {
-                    return Err(e)
-                }
-                Err(e) => {
-                    let step = run.rb.step(&id).expect("a known step").clone();
-                    Self::tell(
-                        run,
-                        NotifyOn::Failure,
-                        format!("step {id} ({}) failed: {}", step.action, e.message()),
-                        step.severity.max(Severity::High),
-                        false,
-                    )
-                    .await?;
-                    run.states
-                        .insert(id.clone(), State::Failed(e.message().to_owned()));
-                    match step.on_failure {
-                        OnFailure::Continue => {}
-                        OnFailure::Abort => {
-                            stopping = stopping.or(Some(format!("step {id:?} failed")));
-                        }
-                        OnFailure::Compensate => {
-                            stopping = stopping.or(Some(format!("step {id:?} failed")));
-                            compensate = true;
-                        }
-                    }
-                }
-            }
-        }
-        let mut outcome = if waiting {
-            "waiting"
-        } else if run.states.values().any(|s| matches!(s, State::Failed(_))) {
-            "failed"
-        } else {
-            "succeeded"
-        };
-        if compensate {
-            outcome = if self.compensate(run).await? {
-                "compensated"
-            } else {
-                "failed"
-            };
-        }
-        if outcome != "waiting" {
-            let severity = if outcome == "succeeded" {
-                Severity::Info
-            } else {
-                Severity::Critical
-            };
-            Self::tell(
-                run,
-                NotifyOn::End,
-                format!("run {} of {} {outcome}", run.id, run.rb.name),
-                severity,
-                outcome == "succeeded",
-            )
-            .await?;
-        }
-        Self::journal(
-            run,
-            EventKind::RunEnded {
-                outcome: outcome.into(),
-            },
-        )
-        .await?;
-        Ok(outcome.to_owned())
-    }
-
-    /// Runs the compensations of the finished steps, newest first; true when all worked.
-    async fn compensate(&self, run: &Run) -> Result<bool> {
-        let mut ok = true;
-        for id in run.finished_order.iter().rev() {
-            let step = run.rb.step(id).expect("a known step");
-            let scope = scope_of(
-                &run.vars,
-                &run.states,
-                &run.rb,
-                run.mode,
-                &run.id,
-                Some("failed"),
-            );
-            // The step's own compensation, else its action's undo of what it did.
-            let call = if let Some(c) = &step.compensate {
-                c.clone()
-            } else {
-                let Some(State::Succeeded(outputs)) = run.states.get(id) else {
-                    continue;
-                };
-                let undo = self.registry.get(&step.action).and_then(|a| {
-                    let with = expr::resolve(&step.with, &scope, None).ok()?;
-                    a.undo(&with, outputs)
-                });
-                let Some(c) = undo else { continue };
-                c
-            };
-            let call = &call;
-            let Some(action) = self.registry.get(&call.action) else {
-                continue;
-            };
-            Self::journal(run, EventKind::CompensationStarted { step: id.clone() }).await?;
-            let ctx = StepContext {
-                run_id: run.id.clone(),
-                step: id.clone(),
-                mode: run.mode,
-                attempt: 1,
-                targets: run.targets.clone(),
-                repo: self.repo.clone(),
-                notifiers: run.notifiers.clone(),
-            };
-            let result = match expr::resolve(&call.with, &scope, None) {
-                Ok(with) => until_done(action.as_ref(), &ctx, &with, step.timeout).await,
-                Err(e) => Err(e),
-            };
-            match result {
-                Ok(_) => {
-                    Self::journal(run, EventKind::CompensationDone { step: id.clone() }).await?;
-                }
-                Err(e) => {
-                    ok = false;
-                    Self::journal(
-                        run,
-                        EventKind::CompensationFailed {
-                            step: id.clone(),
-                            message: e.message().to_owned(),
-                        },
-                    )
-                    .await?;
-                }
-            }
-        }
-        Ok(ok)
     }
 }
 
-async fn sleep_until(deadline: Option<tokio::time::Instant>) {
-    match deadline {
-        Some(d) => tokio::time::sleep_until(d).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// The scope references and conditions read: variables, finished steps' outputs and
-/// states, objectives, the run.
-fn scope_of(
-    vars: &Map<String, Value>,
-    states: &BTreeMap<String, State>,
-    rb: &Runbook,
-    mode: Mode,
-    id: &str,
-    outcome: Option<&str>,
-) -> Value {
-    let steps: Map<String, Value> = states
-        .iter()
-        .map(|(k, s)| {
-            let (state, outputs) = match s {
-                State::Succeeded(o) => ("succeeded", Value::Object(o.clone())),
-                State::Failed(_) => ("failed", Value::Object(Map::new())),
-                State::Skipped(_) => ("skipped", Value::Object(Map::new())),
-                State::Pending | State::Running => ("pending", Value::Object(Map::new())),
-            };
-            (
-                k.clone(),
-                serde_json::json!({"state": state, "outputs": outputs}),
-            )
-        })
-        .collect();
-    let failed = states.values().any(|s| matches!(s, State::Failed(_)));
-    serde_json::json!({
-        "vars": vars,
-        "steps": steps,
-        "objectives": {
-            "rto": rb.objectives.rto.map(crate::duration::format),
-            "rpo": rb.objectives.rpo.map(crate::duration::format),
-        },
-        "run": {
-            "id": id,
-            "mode": match mode { Mode::Planned => "planned", Mode::Forced => "forced" },
-            "outcome": outcome.unwrap_or(if failed { "failed" } else { "succeeded" }),
-        },
-    })
-}
-
-/// Calls the action until it is done (polling `RetryAfter`), bounded by `timeout`.
-async fn until_done(
-    action: &dyn super::action::Action,
-    ctx: &StepContext,
-    with: &Value,
-    timeout: Option<Duration>,
-) -> Result<Map<String, Value>> {
-    let work = async {
-        loop {
-            match action.run(ctx, with).await? {
-                Outcome::Done(o) => return Ok(o),
-                Outcome::RetryAfter(d) => tokio::time::sleep(d).await,
-            }
+/// The runbook as it is frozen into a journal: no default of a secret variable, no URL
+/// password anywhere (a resumed run finds those where libpq would: `PGPASSWORD`, or a
+/// secret variable).
+fn frozen(rb: &Runbook) -> Runbook {
+    let mut rb = rb.clone();
+    for spec in rb.vars.values_mut() {
+        if spec.secret {
+            spec.default = None;
         }
-    };
-    match timeout {
-        Some(t) => tokio::time::timeout(t, work).await.unwrap_or_else(|_| {
-            Err(err!(
-                Timeout,
-                "step {:?}: {} did not finish within {}",
-                ctx.step,
-                action.spec().name,
-                crate::duration::format(t)
-            ))
-        }),
-        None => work.await,
     }
-}
-
-struct StepTask {
-    step: Step,
-    registry: Arc<Registry>,
-    journal: Arc<Mutex<Journal>>,
-    scope: Value,
-    ctx: StepContext,
-}
-
-impl StepTask {
-    async fn run(mut self) -> Result<Map<String, Value>> {
-        let step = &self.step;
-        let action = self.registry.get(&step.action).expect("validated").clone();
-        let attempts = step.retry.as_ref().map_or(1, |r| r.attempts.max(1));
-        for attempt in 1..=attempts {
-            self.journal
-                .lock()
-                .await
-                .append(EventKind::StepStarted {
-                    step: step.id.clone(),
-                    attempt,
-                })
-                .await?;
-            self.ctx.attempt = attempt;
-            let null = |_: &str| Value::Null;
-            let missing: Option<&dyn Fn(&str) -> Value> =
-                if step.always { Some(&null) } else { None };
-            let result = match expr::resolve(&step.with, &self.scope, missing) {
-                Ok(with) => until_done(action.as_ref(), &self.ctx, &with, step.timeout).await,
-                Err(e) => Err(e),
-            };
-            let e: Error = match result {
-                Ok(outputs) => {
-                    self.journal
-                        .lock()
-                        .await
-                        .append(EventKind::StepSucceeded {
-                            step: step.id.clone(),
-                            outputs: outputs.clone(),
-                        })
-                        .await?;
-                    return Ok(outputs);
-                }
-                Err(e) => e
-                    .without_prefix(&format!("step {:?}: ", step.id))
-                    .context(format!("step {:?} ({})", step.id, step.action)),
-            };
-            let will_retry = attempt < attempts && e.is_retryable();
-            self.journal
-                .lock()
-                .await
-                .append(EventKind::StepFailed {
-                    step: step.id.clone(),
-                    attempt,
-                    kind: e.kind().as_str().to_owned(),
-                    message: e.full_message(),
-                    will_retry,
-                })
-                .await?;
-            if !will_retry {
-                return Err(e);
-            }
-            let delay = step
-                .retry
-                .as_ref()
-                .map_or(Duration::ZERO, |r| r.delay(attempt + 1));
-            tokio::time::sleep(delay).await;
-        }
-        unreachable!("the last attempt returns")
-    }
+    let value = serde_json::to_value(&rb).expect("a runbook serializes");
+    serde_json::from_value(super::redact::strip_value(&value)).unwrap_or(rb)
 }

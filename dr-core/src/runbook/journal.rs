@@ -3,56 +3,32 @@
 //! per event, numbered. Each event is written before the effect it announces is attempted
 //! or after it is observed, and carries who wrote it and the lock's fencing token; a
 //! writer whose token is no longer the lock's, or who loses the race for a number, stops.
+//!
+//! In an encrypted repository every journal object is compressed, encrypted and
+//! authenticated with the repository's keys like a snapshot (its key as associated
+//! data); object names reveal only the run id and the event number. Unencrypted
+//! repositories keep readable JSON. Every event passes the run's [`Redactor`] before it
+//! is written.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Instant;
 
 use bytes::Bytes;
 use jiff::Timestamp;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 use super::model::{Mode, Runbook};
+use super::redact::Redactor;
+use super::state::{RunId, RunOutcome, RunSummary};
 use crate::lock::{FencingToken, Lock};
+use crate::repo::Repository;
 use crate::store::{BackupStoreExt, DynStore, PutMode};
 use crate::{err, ErrorKind, Result};
 
 /// Called with every event once it is durable (a terminal's live step list).
 pub type Observer = Arc<dyn Fn(&Event) + Send + Sync>;
-
-/// `value` with the password of every URL in it (`scheme://user:password@host`) removed:
-/// a journal never holds one, whatever a runbook's author wrote inline (a resumed run
-/// then finds it where libpq would: `PGPASSWORD`, or a secret variable).
-#[must_use]
-pub fn redact(value: &Value) -> Value {
-    match value {
-        Value::String(s) => Value::String(redact_str(s)),
-        Value::Array(a) => Value::Array(a.iter().map(redact).collect()),
-        Value::Object(m) => Value::Object(m.iter().map(|(k, v)| (k.clone(), redact(v))).collect()),
-        other => other.clone(),
-    }
-}
-
-fn redact_str(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    let mut rest = s;
-    while let Some(i) = rest.find("://") {
-        let (head, tail) = rest.split_at(i + 3);
-        out.push_str(head);
-        let end = tail.find(['/', ' ', '"', '\'']).unwrap_or(tail.len());
-        let authority = &tail[..end];
-        match authority.rfind('@') {
-            Some(at) if authority[..at].contains(':') => {
-                let user = &authority[..authority[..at].find(':').unwrap_or(at)];
-                out.push_str(user);
-                out.push_str(&authority[at..]);
-            }
-            _ => out.push_str(authority),
-        }
-        rest = &tail[end..];
-    }
-    out.push_str(rest);
-    out
-}
 
 /// Where runs live in a store.
 pub const RUNS_PREFIX: &str = "runs/";
@@ -100,13 +76,13 @@ fn uid_name() -> String {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunHeader {
     /// The run's id (a UUIDv7: ids sort by start time).
-    pub id: String,
+    pub id: RunId,
     /// The runbook as it was when the run started.
     pub runbook: Runbook,
     /// Where it was read from.
     pub origin: String,
     /// The variables' values; secret ones are `null` (read again from their source on
-    /// resume).
+    /// resume), and the frozen runbook keeps no default of a secret variable.
     pub vars: Map<String, Value>,
     /// Planned or forced.
     pub mode: Mode,
@@ -159,17 +135,20 @@ pub enum EventKind {
         /// Why.
         why: String,
     },
-    /// An approval step is waiting for a person.
-    ApprovalWaiting {
+    /// A step waits for something outside the run (an approval): the run stops to wait
+    /// and is resumed once it is given.
+    StepWaiting {
         /// The step.
         step: String,
+        /// What it waits for.
+        why: String,
     },
-    /// An approval was given.
-    ApprovalGiven {
+    /// An operator counted an in-flight step as done on resume (`--skip`): not run again.
+    StepSkippedByOperator {
         /// The step.
         step: String,
-        /// How (`--yes`, `--approve`, a prompt).
-        how: String,
+        /// What the operator said.
+        why: String,
     },
     /// A compensation is about to run.
     CompensationStarted {
@@ -200,11 +179,91 @@ pub enum EventKind {
         /// What.
         text: String,
     },
-    /// The run is over.
+    /// The run is over, or stopped to wait or on a signal.
     RunEnded {
-        /// `succeeded`, `failed`, `compensated`, `waiting`, `interrupted`.
-        outcome: String,
+        /// How it came out.
+        outcome: RunOutcome,
+        /// Why, when it is not plain (the deadline passed, a signal).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        why: Option<String>,
     },
+}
+
+impl EventKind {
+    /// The same event with every free text in it (messages, reasons, outputs) redacted.
+    #[must_use]
+    pub fn redacted(self, r: &Redactor) -> Self {
+        let outputs = |m: Map<String, Value>| match r.value(&Value::Object(m)) {
+            Value::Object(m) => m,
+            _ => unreachable!("an object redacts to an object"),
+        };
+        match self {
+            Self::StepSucceeded { step, outputs: o } => Self::StepSucceeded {
+                step,
+                outputs: outputs(o),
+            },
+            Self::StepFailed {
+                step,
+                attempt,
+                kind,
+                message,
+                will_retry,
+            } => Self::StepFailed {
+                step,
+                attempt,
+                kind,
+                message: r.str(&message),
+                will_retry,
+            },
+            Self::StepSkipped { step, why } => Self::StepSkipped {
+                step,
+                why: r.str(&why),
+            },
+            Self::StepWaiting { step, why } => Self::StepWaiting {
+                step,
+                why: r.str(&why),
+            },
+            Self::StepSkippedByOperator { step, why } => Self::StepSkippedByOperator {
+                step,
+                why: r.str(&why),
+            },
+            Self::CompensationFailed { step, message } => Self::CompensationFailed {
+                step,
+                message: r.str(&message),
+            },
+            Self::RunInterrupted { why } => Self::RunInterrupted { why: r.str(&why) },
+            Self::Note { step, text } => Self::Note {
+                step,
+                text: r.str(&text),
+            },
+            Self::RunEnded { outcome, why } => Self::RunEnded {
+                outcome,
+                why: why.map(|w| r.str(&w)),
+            },
+            other @ (Self::RunStarted { .. }
+            | Self::StepStarted { .. }
+            | Self::CompensationStarted { .. }
+            | Self::CompensationDone { .. }) => other,
+        }
+    }
+
+    /// The step the event is about, if any.
+    #[must_use]
+    pub fn step(&self) -> Option<&str> {
+        match self {
+            Self::StepStarted { step, .. }
+            | Self::StepSucceeded { step, .. }
+            | Self::StepFailed { step, .. }
+            | Self::StepSkipped { step, .. }
+            | Self::StepWaiting { step, .. }
+            | Self::StepSkippedByOperator { step, .. }
+            | Self::CompensationStarted { step }
+            | Self::CompensationDone { step }
+            | Self::CompensationFailed { step, .. } => Some(step),
+            Self::Note { step, .. } => step.as_deref(),
+            Self::RunStarted { .. } | Self::RunInterrupted { .. } | Self::RunEnded { .. } => None,
+        }
+    }
 }
 
 /// One journal object.
@@ -223,78 +282,319 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-/// Appends to one run's journal, refusing once its lock is lost.
-pub struct Journal {
-    observer: Option<Observer>,
+/// Where journals live and how they are stored: sealed with a repository's keys when it
+/// is encrypted, readable JSON otherwise.
+#[derive(Clone)]
+pub struct Journals {
     store: DynStore,
-    run: String,
-    next: u64,
-    token: FencingToken,
-    lock: Arc<dyn Lock>,
-    by: Actor,
+    sealed: Option<Repository>,
 }
 
-fn header_key(run: &str) -> String {
+fn header_key(run: &RunId) -> String {
     format!("{RUNS_PREFIX}{run}/run.json")
 }
 
-fn event_key(run: &str, seq: u64) -> String {
+fn event_key(run: &RunId, seq: u64) -> String {
     format!("{RUNS_PREFIX}{run}/events/{seq:08}.json")
+}
+
+/// The most a journal object may hold once decompressed.
+const MAX_OBJECT: usize = 64 << 20;
+
+impl Journals {
+    /// Readable JSON journals in `store`.
+    #[must_use]
+    pub fn plain(store: DynStore) -> Self {
+        Self {
+            store,
+            sealed: None,
+        }
+    }
+
+    /// The journals of `repo`: encrypted when it is.
+    #[must_use]
+    pub fn of(repo: &Repository) -> Self {
+        Self {
+            store: repo.store().clone(),
+            sealed: repo.is_encrypted().then(|| repo.clone()),
+        }
+    }
+
+    /// The store they live in.
+    #[must_use]
+    pub fn store(&self) -> &DynStore {
+        &self.store
+    }
+
+    async fn put(&self, key: &str, value: &impl Serialize) -> Result<()> {
+        let body = serde_json::to_vec(value).expect("journal objects serialize");
+        match &self.sealed {
+            Some(repo) => repo
+                .put_object(key, body, PutMode::CreateOnly)
+                .await
+                .map(|_| ()),
+            None => self
+                .store
+                .put_bytes(key, Bytes::from(body), PutMode::CreateOnly)
+                .await
+                .map(|_| ()),
+        }
+    }
+
+    async fn get<T: DeserializeOwned>(&self, key: &str, run: &RunId, what: &str) -> Result<T> {
+        let bytes = match &self.sealed {
+            Some(repo) => repo.get_object(key, MAX_OBJECT).await.map_err(|e| {
+                if e.kind() == ErrorKind::Corrupt {
+                    err!(
+                        Corrupt,
+                        "run {run}: {what} failed its authentication check ({}); it was changed or damaged in the store",
+                        e.message()
+                    )
+                } else {
+                    e
+                }
+            })?,
+            None => self.store.get_bytes(key).await?.to_vec(),
+        };
+        serde_json::from_slice(&bytes).map_err(|e| {
+            if bytes.first() == Some(&b'{') {
+                err!(Corrupt, "run {run}: unreadable {what}: {e}")
+            } else {
+                err!(
+                    Corrupt,
+                    "run {run}: {what} is not readable JSON: the journal is encrypted (open the repository with its key) or damaged"
+                )
+            }
+        })
+    }
+
+    /// The header of `run`.
+    pub async fn header(&self, run: &RunId) -> Result<RunHeader> {
+        self.get(&header_key(run), run, "header")
+            .await
+            .map_err(|e| {
+                if e.kind() == ErrorKind::NotFound {
+                    err!(
+                        NotFound,
+                        "no run {run} in {}; list them with `drkit runs`",
+                        self.store.url()
+                    )
+                } else {
+                    e
+                }
+            })
+    }
+
+    /// Every event of `run`, in order.
+    pub async fn events(&self, run: &RunId) -> Result<Vec<Event>> {
+        let prefix = format!("{RUNS_PREFIX}{run}/events/");
+        let mut keys: Vec<String> = self
+            .store
+            .list_all(&prefix)
+            .await?
+            .into_iter()
+            .map(|m| m.key)
+            .collect();
+        keys.sort();
+        let mut out = Vec::with_capacity(keys.len());
+        for k in keys {
+            let n = k.rsplit('/').next().unwrap_or(&k);
+            let what = format!(
+                "event {}",
+                n.trim_end_matches(".json").trim_start_matches('0')
+            );
+            out.push(self.get(&k, run, &what).await?);
+        }
+        Ok(out)
+    }
+
+    /// The header and events of `run`, folded into its state.
+    pub async fn summary(&self, run: &RunId) -> Result<RunSummary> {
+        let header = self.header(run).await?;
+        let events = self.events(run).await?;
+        Ok(RunSummary::fold(&header, events))
+    }
+
+    /// The ids of every run, oldest first.
+    pub async fn run_ids(&self) -> Result<Vec<RunId>> {
+        let mut ids: Vec<RunId> = self
+            .store
+            .list_all(RUNS_PREFIX)
+            .await?
+            .into_iter()
+            .filter_map(|m| {
+                m.key
+                    .strip_prefix(RUNS_PREFIX)?
+                    .strip_suffix("/run.json")
+                    .map(RunId::from)
+            })
+            .collect();
+        ids.sort();
+        Ok(ids)
+    }
+
+    /// The run whose id is `given` or starts with it; refused when none or several do.
+    pub async fn resolve(&self, given: &str) -> Result<RunId> {
+        let given = given.trim();
+        if given.is_empty() {
+            return Err(err!(
+                InvalidInput,
+                "no run id given; list them with `drkit runs`"
+            ));
+        }
+        let ids = self.run_ids().await?;
+        if let Some(exact) = ids.iter().find(|i| **i == given) {
+            return Ok(exact.clone());
+        }
+        let matching: Vec<&RunId> = ids
+            .iter()
+            .filter(|i| i.as_str().starts_with(given))
+            .collect();
+        match matching.as_slice() {
+            [one] => Ok((*one).clone()),
+            [] => Err(err!(
+                NotFound,
+                "no run {given} in {}; list them with `drkit runs`",
+                self.store.url()
+            )),
+            many => Err(err!(
+                InvalidInput,
+                "run id {given:?} is ambiguous: {} runs start with it ({}); give more of it",
+                many.len(),
+                many.iter()
+                    .take(5)
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )),
+        }
+    }
+}
+
+/// How long after a successful renewal this writer's lease is certainly still its own,
+/// by the local monotonic clock: the journal skips its lock check until then.
+#[derive(Debug, Clone, Default)]
+pub struct LeaseClock(Arc<StdMutex<Option<Instant>>>);
+
+impl LeaseClock {
+    /// The lease is this writer's until `until` (a renewal that began at `t` with a
+    /// lease of `ttl` makes it `t + ttl`, less a margin).
+    pub fn live_until(&self, until: Instant) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(until);
+    }
+
+    /// Forget it: check the lock before the next event.
+    pub fn lost(&self) {
+        *self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
+    fn certain(&self) -> bool {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|t| Instant::now() < t)
+    }
+}
+
+/// Appends to one run's journal, refusing once its lock is lost, and keeps the run's
+/// state as the fold of what it appended.
+pub struct Journal {
+    observer: Option<Observer>,
+    journals: Journals,
+    run: RunId,
+    next: u64,
+    token: FencingToken,
+    lock: Arc<dyn Lock>,
+    clock: LeaseClock,
+    by: Actor,
+    redactor: Arc<Redactor>,
+    state: RunSummary,
 }
 
 impl Journal {
     /// Starts the journal of a new run with its header.
     pub async fn create(
-        store: DynStore,
+        journals: Journals,
         header: &RunHeader,
         lock: Arc<dyn Lock>,
         token: FencingToken,
+        redactor: Arc<Redactor>,
     ) -> Result<Self> {
-        let body = serde_json::to_vec_pretty(header).expect("run header serializes");
-        store
-            .put_bytes(
-                &header_key(&header.id),
-                Bytes::from(body),
-                PutMode::CreateOnly,
-            )
+        journals
+            .put(&header_key(&header.id), header)
             .await
             .map_err(|e| e.context(format!("starting the journal of run {}", header.id)))?;
         Ok(Self {
             observer: None,
-            store,
+            journals,
             run: header.id.clone(),
             next: 1,
             token,
             lock,
+            clock: LeaseClock::default(),
             by: Actor::current(),
+            redactor,
+            state: RunSummary::new(header),
         })
     }
 
-    /// Continues the journal of `run` after its last event.
+    /// Continues the journal of `run` after its last event (read after the lock is
+    /// taken, so no other writer appends meanwhile).
     pub async fn resume(
-        store: DynStore,
-        run: &str,
+        journals: Journals,
+        header: &RunHeader,
         lock: Arc<dyn Lock>,
         token: FencingToken,
+        redactor: Arc<Redactor>,
     ) -> Result<Self> {
-        let events = read_events(&store, run).await?;
+        let events = journals.events(&header.id).await?;
+        let next = events.last().map_or(1, |e| e.seq + 1);
+        let state = RunSummary::fold(header, events);
         Ok(Self {
             observer: None,
-            store,
-            run: run.to_owned(),
-            next: events.last().map_or(1, |e| e.seq + 1),
+            journals,
+            run: header.id.clone(),
+            next,
             token,
             lock,
+            clock: LeaseClock::default(),
             by: Actor::current(),
+            redactor,
+            state,
         })
     }
 
-    /// Appends an event; fails (and the run must stop) when this writer's token is no
-    /// longer the lock's or another writer took the number.
+    /// The run's state: the fold of every event so far.
+    #[must_use]
+    pub fn state(&self) -> &RunSummary {
+        &self.state
+    }
+
+    /// The clock the lock's renewer sets, so appends skip the lock check while the lease
+    /// is certainly live.
+    #[must_use]
+    pub fn clock(&self) -> LeaseClock {
+        self.clock.clone()
+    }
+
+    /// The redactor every event passes.
+    #[must_use]
+    pub fn redactor(&self) -> &Arc<Redactor> {
+        &self.redactor
+    }
+
+    /// Appends an event (redacted); fails with `LockLost` (and the run must stop) when
+    /// this writer's token is no longer the lock's or another writer took the number.
     pub async fn append(&mut self, kind: EventKind) -> Result<Event> {
-        if !self.lock.is_current(self.token).await? {
+        if !self.clock.certain() && !self.lock.is_current(self.token).await? {
             return Err(err!(
-                Conflict,
+                LockLost,
                 "run {}: lock {} was taken over (this writer's fencing token {} is stale); stopping without touching anything else",
                 self.run,
                 self.lock.name(),
@@ -306,25 +606,17 @@ impl Journal {
             at: Timestamp::now(),
             by: self.by.clone(),
             token: self.token,
-            kind,
+            kind: kind.redacted(&self.redactor),
         };
-        let body = serde_json::to_vec(&redact(
-            &serde_json::to_value(&event).expect("event serializes"),
-        ))
-        .expect("event serializes");
         match self
-            .store
-            .put_bytes(
-                &event_key(&self.run, event.seq),
-                Bytes::from(body),
-                PutMode::CreateOnly,
-            )
+            .journals
+            .put(&event_key(&self.run, event.seq), &event)
             .await
         {
-            Ok(_) => {}
+            Ok(()) => {}
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 return Err(err!(
-                    Conflict,
+                    LockLost,
                     "run {}: another writer appended event {} first; stopping",
                     self.run,
                     event.seq
@@ -333,6 +625,8 @@ impl Journal {
             Err(e) => return Err(e.context(format!("journaling run {}", self.run))),
         }
         self.next += 1;
+        self.state.apply(&event);
+        self.state.events.push(event.clone());
         if let Some(o) = &self.observer {
             o(&event);
         }
@@ -342,77 +636,5 @@ impl Journal {
     /// Calls `observer` with every event appended from now on.
     pub fn observe(&mut self, observer: Option<Observer>) {
         self.observer = observer;
-    }
-}
-
-/// The header of `run`.
-pub async fn read_header(store: &DynStore, run: &str) -> Result<RunHeader> {
-    let bytes = store.get_bytes(&header_key(run)).await.map_err(|e| {
-        if e.kind() == ErrorKind::NotFound {
-            err!(
-                NotFound,
-                "no run {run} in {}; list them with `drkit runs`",
-                store.url()
-            )
-        } else {
-            e
-        }
-    })?;
-    serde_json::from_slice(&bytes).map_err(|e| err!(Corrupt, "run {run}: unreadable header: {e}"))
-}
-
-/// Every event of `run`, in order.
-pub async fn read_events(store: &DynStore, run: &str) -> Result<Vec<Event>> {
-    let prefix = format!("{RUNS_PREFIX}{run}/events/");
-    let mut keys: Vec<String> = store
-        .list_all(&prefix)
-        .await?
-        .into_iter()
-        .map(|m| m.key)
-        .collect();
-    keys.sort();
-    let mut out = Vec::with_capacity(keys.len());
-    for k in keys {
-        let b = store.get_bytes(&k).await?;
-        out.push(
-            serde_json::from_slice(&b)
-                .map_err(|e| err!(Corrupt, "run {run}: unreadable event {k}: {e}"))?,
-        );
-    }
-    Ok(out)
-}
-
-/// The ids of every run in the store, oldest first.
-pub async fn run_ids(store: &DynStore) -> Result<Vec<String>> {
-    let mut ids: Vec<String> = store
-        .list_all(RUNS_PREFIX)
-        .await?
-        .into_iter()
-        .filter_map(|m| {
-            m.key
-                .strip_prefix(RUNS_PREFIX)?
-                .strip_suffix("/run.json")
-                .map(str::to_owned)
-        })
-        .collect();
-    ids.sort();
-    Ok(ids)
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::redact;
-
-    #[test]
-    fn passwords_in_urls_never_reach_the_journal() {
-        let v = json!({"url": "postgres://app:s3cret@db:5432/shop", "list": ["http://u:p@h/x and https://h/y"], "n": 1, "plain": "no url"});
-        let r = redact(&v);
-        assert_eq!(
-            r,
-            json!({"url": "postgres://app@db:5432/shop", "list": ["http://u@h/x and https://h/y"], "n": 1, "plain": "no url"})
-        );
-        assert!(!r.to_string().contains("s3cret"));
     }
 }

@@ -17,12 +17,13 @@
 //!     Ok(Arc::new(dr_core::fake::MemoryLock::new(name)) as Arc<dyn dr_core::lock::Lock>)
 //! }));
 //! let run = engine.run(&rb, &map, &RunOptions::default()).await?;
-//! assert_eq!(run.outcome, "succeeded");
+//! assert_eq!(run.outcome, dr_core::runbook::RunOutcome::Succeeded);
 //! # Ok(()) }
 //! ```
 
 pub mod action;
 pub mod actions;
+mod compensate;
 mod engine;
 pub mod expr;
 mod http;
@@ -33,19 +34,28 @@ pub mod notify;
 mod orchestrator;
 mod parse;
 mod plan;
-pub mod report;
+mod process;
+pub mod redact;
+mod resume;
+mod schedule;
+pub mod state;
+mod step;
 mod validate;
 
 pub use action::{
-    params, Action, ActionSpec, Field, Outcome, Registry, StepContext, Target, TargetKind,
+    params, Action, ActionSpec, Approvals, Field, Outcome, Registry, StepContext, Target,
+    TargetKind,
 };
-pub use engine::{Approver, Engine, LockFactory, RunOptions};
+pub use engine::{Approver, Engine, LockFactory, RunOptions, StopHandle};
 pub use include::{expand_uses, read_file};
+pub use journal::Journals;
 pub use model::{
     Call, Guard, Mode, Objectives, OnFailure, Retry, Runbook, Severity, Step, TargetSpec, VarSpec,
+    VarType,
 };
 pub use orchestrator::Orchestrator;
 pub use parse::{parse_yaml, report as report_problems, At, Diagnostic, SourceMap};
 pub use plan::{Plan, PlannedStep};
-pub use report::{RunSummary, StepSummary};
+pub use redact::Redactor;
+pub use state::{RunId, RunOutcome, RunSummary, StepId, StepState, StepSummary};
 pub use validate::{find_cycle, validate};

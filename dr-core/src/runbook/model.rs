@@ -95,9 +95,83 @@ pub struct VarSpec {
     /// Never printed, journaled or shown in a plan.
     #[serde(default)]
     pub secret: bool,
+    /// What its value is read as; without a type it keeps the text it was given
+    /// (`--var v=1.10` stays `"1.10"`).
+    #[serde(default, rename = "type", skip_serializing_if = "Option::is_none")]
+    pub ty: Option<VarType>,
     /// What it is, for people.
     #[serde(default)]
     pub description: String,
+}
+
+/// What a variable's value is read as.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum VarType {
+    /// Text, as given.
+    String,
+    /// A number (`1.5`, `1e3`).
+    Number,
+    /// A whole number.
+    Integer,
+    /// `true`/`false` (also `yes`/`no`, `1`/`0`).
+    Boolean,
+}
+
+impl VarSpec {
+    /// `value` (given for variable `name`) as this variable's type.
+    pub fn typed(&self, name: &str, value: Value) -> crate::Result<Value> {
+        let Some(ty) = self.ty else {
+            return Ok(value);
+        };
+        let text = match &value {
+            Value::String(s) => s.trim().to_owned(),
+            other => other.to_string(),
+        };
+        let bad = |what: &str| {
+            crate::err!(
+                InvalidInput,
+                "variable {name:?}: {} is not {what}",
+                if self.secret {
+                    "its value".to_owned()
+                } else {
+                    format!("{text:?}")
+                }
+            )
+        };
+        Ok(match ty {
+            VarType::String => match value {
+                Value::String(s) => Value::String(s),
+                other => Value::String(other.to_string()),
+            },
+            VarType::Number => match value {
+                Value::Number(n) => Value::Number(n),
+                _ => text
+                    .parse::<i64>()
+                    .map(Value::from)
+                    .or_else(|_| {
+                        text.parse::<f64>()
+                            .ok()
+                            .filter(|f| f.is_finite())
+                            .map(Value::from)
+                            .ok_or(())
+                    })
+                    .map_err(|()| bad("a number"))?,
+            },
+            VarType::Integer => match value {
+                Value::Number(n) if n.is_i64() || n.is_u64() => Value::Number(n),
+                _ => text
+                    .parse::<i64>()
+                    .map(Value::from)
+                    .map_err(|_| bad("a whole number"))?,
+            },
+            VarType::Boolean => match text.to_ascii_lowercase().as_str() {
+                "true" | "yes" | "1" => Value::Bool(true),
+                "false" | "no" | "0" => Value::Bool(false),
+                _ => return Err(bad("true or false")),
+            },
+        })
+    }
 }
 
 /// A target: its kind (`rds`, `route53`, `postgres`, …) and the kind's fields.
@@ -249,6 +323,14 @@ pub struct Step {
     #[serde(default, with = "crate::duration::human::option")]
     #[schemars(with = "Option<String>")]
     pub timeout: Option<Duration>,
+    /// How long a stopped step's processes get between SIGTERM and SIGKILL (default 10s).
+    #[serde(
+        default,
+        with = "crate::duration::human::option",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schemars(with = "Option<String>")]
+    pub kill_grace: Option<Duration>,
     /// Retries of retryable errors.
     #[serde(default)]
     pub retry: Option<Retry>,
@@ -269,7 +351,16 @@ pub struct Step {
     pub severity: Severity,
 }
 
+/// How long a stopped step's processes get between SIGTERM and SIGKILL by default.
+pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(10);
+
 impl Step {
+    /// How long its processes get between SIGTERM and SIGKILL when it is stopped.
+    #[must_use]
+    pub fn kill_grace(&self) -> Duration {
+        self.kill_grace.unwrap_or(DEFAULT_KILL_GRACE)
+    }
+
     /// A step running `action` with `with`.
     #[must_use]
     pub fn new(id: &str, action: &str, with: Value) -> Self {
@@ -281,6 +372,7 @@ impl Step {
             with,
             when: None,
             timeout: None,
+            kill_grace: None,
             retry: None,
             on_failure: OnFailure::Abort,
             compensate: None,

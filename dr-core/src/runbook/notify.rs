@@ -119,6 +119,7 @@ pub struct Notifiers {
     run_id: String,
     runbook: String,
     incidents: Arc<Mutex<BTreeMap<String, String>>>,
+    redactor: Arc<super::redact::Redactor>,
 }
 
 impl std::fmt::Debug for Notifiers {
@@ -154,12 +155,24 @@ impl Notifiers {
             run_id: run_id.to_owned(),
             runbook: runbook.to_owned(),
             incidents: Arc::default(),
+            redactor: Arc::default(),
         })
+    }
+
+    /// The same notifiers, masking `redactor`'s secrets in every message they send.
+    #[must_use]
+    pub fn with_redactor(mut self, redactor: Arc<super::redact::Redactor>) -> Self {
+        self.redactor = redactor;
+        self
     }
 
     /// Sends `m` to every notifier that takes it; `on` is the engine's own event, `None`
     /// for a `notify` step. Returns, per notifier that failed, its name and why.
     pub async fn send(&self, m: &Message, on: Option<NotifyOn>) -> Vec<(String, String)> {
+        let m = &Message {
+            text: self.redactor.str(&m.text),
+            ..m.clone()
+        };
         let mut failed = Vec::new();
         for n in self.list.iter() {
             // An end that resolves reaches whoever was told of the trouble, whatever
@@ -171,7 +184,7 @@ impl Notifiers {
                 continue;
             }
             if let Err(e) = self.deliver(n, m).await {
-                failed.push((n.name.clone(), e.message().to_owned()));
+                failed.push((n.name.clone(), self.redactor.str(e.message())));
             }
         }
         failed

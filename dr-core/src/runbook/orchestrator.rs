@@ -7,7 +7,7 @@ use super::engine::{Engine, RunOptions};
 use super::model::Runbook;
 use super::parse::SourceMap;
 use super::plan::Plan;
-use super::report::{self, RunSummary};
+use super::state::RunSummary;
 use crate::Result;
 
 /// Plans, runs, resumes and reports runbooks.
@@ -50,10 +50,10 @@ impl Orchestrator for Engine {
     }
 
     async fn list(&self) -> Result<Vec<RunSummary>> {
-        report::list(self.store()).await
+        Engine::list(self).await
     }
 
     async fn show(&self, id: &str) -> Result<RunSummary> {
-        report::summarize(self.store(), id).await
+        Engine::show(self, id).await
     }
 }

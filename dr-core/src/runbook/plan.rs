@@ -43,8 +43,16 @@ impl Engine {
     /// change; nothing is changed.
     pub async fn plan(&self, rb: &Runbook, map: &SourceMap, options: &RunOptions) -> Result<Plan> {
         self.check(rb, map)?;
+        Self::check_flags(rb, options, false)?;
+        // The lock's name is checked as a run would take it (nothing is taken).
+        (self.locks)(rb.lock_name())?;
         let (vars, _) = Self::resolve_vars(rb, &options.vars, None)?;
-        let targets = std::sync::Arc::new(self.build_targets(rb, &vars).await?);
+        let redactor = Self::redactor(rb, &vars)?;
+        let targets = std::sync::Arc::new(
+            self.build_targets(rb, &vars)
+                .await
+                .map_err(|e| redactor.error(e))?,
+        );
         let mut scope = validate::plan_scope(rb);
         // Secret values never reach a plan.
         let shown: serde_json::Map<String, Value> = vars
@@ -74,21 +82,21 @@ impl Engine {
             let action = self.registry().get(&step.action).expect("checked");
             let with = expr::resolve(&step.with, &scope, Some(&placeholder))?;
             let ctx = StepContext {
-                run_id: "<plan>".into(),
-                step: step.id.clone(),
-                mode: options.mode,
-                attempt: 1,
                 targets: targets.clone(),
                 repo: self.repository().cloned(),
-                notifiers: super::notify::Notifiers::default(),
+                ..StepContext::new("<plan>", &step.id, options.mode)
             };
-            let changes = if step.action == "approve" {
-                vec!["waits for a person's approval (--yes or --approve)".to_owned()]
-            } else {
-                action
-                    .plan(&ctx, &with)
-                    .await
-                    .map_err(|e| e.context(format!("planning step {:?}", step.id)))?
+            // A step whose plan fails would fail the run the same way: refused, unless the
+            // step lets the run go on.
+            let changes: Vec<String> = match action.plan(&ctx, &with).await {
+                Ok(changes) => changes.iter().map(|c| redactor.str(c)).collect(),
+                Err(e) if step.on_failure == super::model::OnFailure::Continue => vec![format!(
+                    "would fail now ({}); the run goes on (on_failure: continue)",
+                    redactor.str(&e.full_message())
+                )],
+                Err(e) => {
+                    return Err(redactor.error(e.context(format!("planning step {:?}", step.id))))
+                }
             };
             let mut notes = Vec::new();
             if let Some(c) = &step.when {

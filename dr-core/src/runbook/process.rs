@@ -1,0 +1,69 @@
+//! Programs a step runs, stopped as a whole: each runs in its own process group, and a
+//! stopped step (its timeout, Ctrl-C, SIGTERM, a lost lock) sends SIGTERM to the group,
+//! SIGKILL after a grace period, and returns only once no process of the group is left,
+//! so nothing it started still acts while a retry or a compensation runs.
+
+use std::process::Output;
+use std::time::Duration;
+
+use rustix::process::{kill_process_group, test_kill_process_group, Pid, Signal};
+use tokio_util::sync::CancellationToken;
+
+/// drkit's own secrets, kept from the programs steps run.
+pub const WITHHELD_ENV: &[&str] = &["DRKIT_PASSWORD", "DRKIT_PASSWORD_FILE", "DRKIT_KEY_FILE"];
+
+/// How often a stopping group is looked at.
+const POLL: Duration = Duration::from_millis(20);
+
+/// Waits for `child` (the leader of its own process group) and its output; when `cancel`
+/// fires first, stops the whole group and returns `Err(None)` once it is gone.
+pub async fn wait_or_stop(
+    child: tokio::process::Child,
+    cancel: &CancellationToken,
+    grace: Duration,
+) -> Result<Output, Option<std::io::Error>> {
+    let group = child
+        .id()
+        .and_then(|id| Pid::from_raw(i32::try_from(id).ok()?));
+    let output = child.wait_with_output();
+    tokio::pin!(output);
+    tokio::select! {
+        out = &mut output => return out.map_err(Some),
+        () = cancel.cancelled() => {}
+    }
+    let Some(group) = group else {
+        let _ = output.await;
+        return Err(None);
+    };
+    signal(group, Signal::TERM);
+    // Reap the leader while the group winds down; the rest are reaped by their parent.
+    let ended = tokio::time::timeout(grace, async {
+        let _ = (&mut output).await;
+        gone(group).await;
+    })
+    .await;
+    if ended.is_err() {
+        signal(group, Signal::KILL);
+        let _ = tokio::time::timeout(Duration::from_secs(5), async {
+            let _ = (&mut output).await;
+            gone(group).await;
+        })
+        .await;
+    }
+    Err(None)
+}
+
+fn signal(group: Pid, sig: Signal) {
+    if let Err(e) = kill_process_group(group, sig) {
+        if e != rustix::io::Errno::SRCH {
+            tracing::warn!("sending {sig:?} to process group {group:?}: {e}");
+        }
+    }
+}
+
+/// Returns once no process of `group` exists.
+async fn gone(group: Pid) {
+    while test_kill_process_group(group).is_ok() {
+        tokio::time::sleep(POLL).await;
+    }
+}

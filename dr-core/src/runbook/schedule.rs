@@ -1,0 +1,529 @@
+//! The scheduling loop of a run: starts the steps whose needs are finished (independent
+//! ones at the same time, up to `concurrency`), applies each step's failure policy, holds
+//! and renews the lock, and stops cleanly — on Ctrl-C or a signal (the steps in flight
+//! are stopped and the run left resumable), when the lock is lost (they are stopped
+//! before the writer gives up), or at the run's deadline (they fail; `always` steps still
+//! run, each under its own timeout).
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::{Map, Value};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+
+use super::action::StepContext;
+use super::engine::{Engine, Run, RunOptions};
+use super::expr;
+use super::journal::EventKind;
+use super::model::{Mode, OnFailure, Severity, Step};
+use super::notify::{Message, NotifyOn};
+use super::state::{RunOutcome, RunSummary, StepState};
+use super::step::{StepEnd, StepTask};
+use crate::lock::{Lease, Lock};
+use crate::{err, Error, ErrorKind, Result};
+
+/// Why a run stops before its steps are done.
+enum Stop {
+    /// Ctrl-C or a signal: resumable.
+    Interrupted(String),
+    /// The lock was lost: this process must not touch anything else.
+    LockLost(Error),
+    /// The run's deadline passed: the steps in flight fail, `always` steps still run.
+    Deadline,
+}
+
+impl Engine {
+    /// Runs `run` under `lease` until it ends, waits or stops; releases the lock.
+    pub(super) async fn drive(
+        &self,
+        run: Run,
+        lock: Arc<dyn Lock>,
+        lease: Lease,
+        options: &RunOptions,
+        resumed: bool,
+    ) -> Result<RunSummary> {
+        let clock = {
+            let mut j = run.journal.lock().await;
+            j.observe(options.observer.clone());
+            j.clock()
+        };
+        let lost = CancellationToken::new();
+        let ttl = options.lock_ttl;
+        clock.live_until(std::time::Instant::now() + ttl * 2 / 3);
+        let renewer = {
+            let (lock, lease, lost, clock) = (lock.clone(), lease.clone(), lost.clone(), clock);
+            tokio::spawn(async move {
+                let mut lease = lease;
+                loop {
+                    tokio::time::sleep(ttl / 3).await;
+                    let began = std::time::Instant::now();
+                    match lock.renew(&lease, ttl).await {
+                        Ok(l) => {
+                            lease = l;
+                            clock.live_until(began + ttl * 2 / 3);
+                        }
+                        Err(e) => {
+                            clock.lost();
+                            tracing::error!("{}; stopping the run", e.message());
+                            lost.cancel();
+                            return;
+                        }
+                    }
+                }
+            })
+        };
+        let result = self.execute(&run, options, &lost, resumed).await;
+        renewer.abort();
+        let _ = lock.release(&lease).await;
+        result?;
+        let j = run.journal.lock().await;
+        Ok(j.state().clone())
+    }
+
+    async fn journal(run: &Run, kind: EventKind) -> Result<()> {
+        Self::journal_event(run, kind).await
+    }
+
+    /// Tells the notifiers that take `on`; a notifier that fails is journaled, the run goes
+    /// on.
+    async fn tell(
+        run: &Run,
+        on: NotifyOn,
+        text: String,
+        severity: Severity,
+        resolves: bool,
+    ) -> Result<()> {
+        let m = Message {
+            text,
+            severity,
+            event: format!("{on:?}").to_lowercase(),
+            resolves,
+        };
+        for (name, why) in run.notifiers.send(&m, Some(on)).await {
+            Self::journal(
+                run,
+                EventKind::Note {
+                    step: None,
+                    text: format!("warning: notifier {name:?} failed: {why}"),
+                },
+            )
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Whether `step` is skipped, and why: the run stopping, a need that did not succeed,
+    /// a guard, an `if:`. Guards not applied in this mode are journaled.
+    async fn skip_reason(
+        run: &Run,
+        step: &Step,
+        state: &RunSummary,
+        stopping: Option<&str>,
+    ) -> Result<Option<String>> {
+        let skip = match stopping {
+            Some(why) if !step.always => Some(format!("the run is stopping: {why}")),
+            _ => step
+                .needs
+                .iter()
+                .find(|n| !step.always && !state.state(n).satisfies_needs())
+                .map(|n| format!("it needs {n:?}, which did not succeed")),
+        };
+        let skip = match (skip, &step.guard) {
+            (Some(why), _) => Some(why),
+            (None, Some(g)) if g.mode == run.mode => (!state.state(&g.step).satisfies_needs())
+                .then(|| format!("guard: {:?} did not succeed", g.step)),
+            (None, Some(g)) => {
+                Self::journal(
+                    run,
+                    EventKind::Note {
+                        step: Some(step.id.clone()),
+                        text: format!("guard on {:?} not applied in {:?} mode", g.step, run.mode),
+                    },
+                )
+                .await?;
+                None
+            }
+            (None, None) => None,
+        };
+        Ok(match (skip, &step.when) {
+            (Some(why), _) => Some(why),
+            (None, Some(cond)) => {
+                let scope = scope_of(run, state, None);
+                (!expr::condition(cond, &scope)?).then(|| format!("if: {cond} is false"))
+            }
+            (None, None) => None,
+        })
+    }
+
+    #[allow(clippy::too_many_lines)] // one scheduling loop: start, wait, record, decide
+    async fn execute(
+        &self,
+        run: &Run,
+        options: &RunOptions,
+        lost: &CancellationToken,
+        resumed: bool,
+    ) -> Result<()> {
+        Self::journal(run, EventKind::RunStarted { resumed }).await?;
+        Self::tell(
+            run,
+            NotifyOn::Start,
+            format!(
+                "run {} of {} {}",
+                run.id,
+                run.rb.name,
+                if resumed { "resumed" } else { "started" }
+            ),
+            Severity::Info,
+            false,
+        )
+        .await?;
+        let mut deadline = run.rb.timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut steps_token = CancellationToken::new();
+        let mut tasks: JoinSet<(String, Result<StepEnd>)> = JoinSet::new();
+        let mut launched: BTreeSet<String> = BTreeSet::new();
+        let mut stopping: Option<String> = None;
+        let mut compensate = false;
+        let mut reason: Option<String> = None;
+        let rb = run.rb.clone();
+        let limit = rb.concurrency.max(1);
+        loop {
+            // Start what is ready, in file order, up to the concurrency limit; a skip can
+            // make another step ready, so go round until nothing changes.
+            let mut progressed = true;
+            while progressed && tasks.len() < limit {
+                progressed = false;
+                let state = run.journal.lock().await.state().clone_steps();
+                let waiting = state.steps.iter().any(|s| s.state == StepState::Waiting);
+                let others_done = rb
+                    .steps
+                    .iter()
+                    .filter(|o| !o.always)
+                    .all(|o| state.state(&o.id).finished() && !launched.contains(&o.id));
+                for step in &rb.steps {
+                    if tasks.len() >= limit {
+                        break;
+                    }
+                    // An always-step runs once every other step is finished; none runs
+                    // while the run waits (they run when it resumes).
+                    let ready = state.state(&step.id) == StepState::Pending
+                        && !launched.contains(&step.id)
+                        && (!step.always || (others_done && !waiting))
+                        && step.needs.iter().all(|n| state.state(n).finished());
+                    if !ready {
+                        continue;
+                    }
+                    progressed = true;
+                    if let Some(why) =
+                        Self::skip_reason(run, step, &state, stopping.as_deref()).await?
+                    {
+                        Self::journal(
+                            run,
+                            EventKind::StepSkipped {
+                                step: step.id.clone(),
+                                why,
+                            },
+                        )
+                        .await?;
+                        // The state changed: look again from the top.
+                        break;
+                    }
+                    launched.insert(step.id.clone());
+                    let task = StepTask {
+                        step: step.clone(),
+                        action: self.registry.get(&step.action).expect("validated").clone(),
+                        journal: run.journal.clone(),
+                        scope: scope_of(run, &state, None),
+                        ctx: StepContext {
+                            cancel: steps_token.child_token(),
+                            ..context(self, run, step, options)
+                        },
+                    };
+                    tasks.spawn(async move {
+                        let id = task.step.id.clone();
+                        (id, task.run().await)
+                    });
+                }
+            }
+            if tasks.is_empty() {
+                break;
+            }
+            let stop = tokio::select! {
+                joined = tasks.join_next() => {
+                    let Some(joined) = joined else { break };
+                    let (id, result) = joined.map_err(|e| err!(Io, "a step task failed: {e}"))?;
+                    launched.remove(&id);
+                    match self.settle(run, &id, result, &mut stopping, &mut compensate).await {
+                        Ok(()) => continue,
+                        Err(e) if e.kind() == ErrorKind::LockLost => Stop::LockLost(e),
+                        Err(e) => return Err(e),
+                    }
+                }
+                () = options.stop.stopped() => Stop::Interrupted(
+                    options.stop.why().unwrap_or("interrupted").to_owned(),
+                ),
+                () = lost.cancelled() => Stop::LockLost(err!(
+                    LockLost,
+                    "run {}: the lock was lost (not renewed in time, or taken over)",
+                    run.id
+                )),
+                () = sleep_until(deadline) => Stop::Deadline,
+            };
+            // Stop every step in flight and wait until each has stopped what it started.
+            steps_token.cancel();
+            let mut stopped = Vec::new();
+            while let Some(joined) = tasks.join_next().await {
+                if let Ok((id, result)) = joined {
+                    launched.remove(&id);
+                    stopped.push((id, result));
+                }
+            }
+            match stop {
+                Stop::LockLost(e) => {
+                    return Err(
+                        e.context("stopped every step in flight without journaling anything else")
+                    )
+                }
+                Stop::Interrupted(why) => {
+                    Self::journal(
+                        run,
+                        EventKind::RunInterrupted {
+                            why: format!("{why}; the steps in flight were stopped"),
+                        },
+                    )
+                    .await?;
+                    Self::tell(
+                        run,
+                        NotifyOn::End,
+                        format!(
+                            "run {} of {} interrupted ({why}); it can be resumed",
+                            run.id, run.rb.name
+                        ),
+                        Severity::High,
+                        false,
+                    )
+                    .await?;
+                    Self::journal(
+                        run,
+                        EventKind::RunEnded {
+                            outcome: RunOutcome::Interrupted,
+                            why: Some(why),
+                        },
+                    )
+                    .await?;
+                    return Ok(());
+                }
+                Stop::Deadline => {
+                    let t = rb.timeout.map(crate::duration::format).unwrap_or_default();
+                    let why = format!("the run's deadline ({t}) passed");
+                    for (id, result) in stopped {
+                        let result = match result {
+                            Err(e) if e.kind() == ErrorKind::Cancelled => {
+                                let message = format!("{why} while it ran; it was stopped");
+                                Self::journal(
+                                    run,
+                                    EventKind::StepFailed {
+                                        step: id.clone(),
+                                        attempt: 0,
+                                        kind: ErrorKind::Timeout.as_str().into(),
+                                        message: message.clone(),
+                                        will_retry: false,
+                                    },
+                                )
+                                .await?;
+                                Err(err!(Timeout, "{message}"))
+                            }
+                            other => other,
+                        };
+                        self.settle(run, &id, result, &mut stopping, &mut compensate)
+                            .await?;
+                    }
+                    stopping = stopping.or(Some(why.clone()));
+                    reason = Some(why);
+                    deadline = None;
+                    // `always` steps get tokens of their own.
+                    steps_token = CancellationToken::new();
+                }
+            }
+        }
+        let state = run.journal.lock().await.state().clone_steps();
+        let mut outcome = if state.steps.iter().any(|s| s.state == StepState::Waiting) {
+            RunOutcome::Waiting
+        } else if reason.is_some() || state.steps.iter().any(|s| s.state == StepState::Failed) {
+            RunOutcome::Failed
+        } else {
+            RunOutcome::Succeeded
+        };
+        if compensate {
+            outcome = if self.compensate(run).await? {
+                RunOutcome::Compensated
+            } else {
+                RunOutcome::Failed
+            };
+        }
+        if outcome != RunOutcome::Waiting {
+            let severity = if outcome == RunOutcome::Succeeded {
+                Severity::Info
+            } else {
+                Severity::Critical
+            };
+            Self::tell(
+                run,
+                NotifyOn::End,
+                format!(
+                    "run {} of {} {outcome}{}",
+                    run.id,
+                    run.rb.name,
+                    reason
+                        .as_deref()
+                        .map(|r| format!(": {r}"))
+                        .unwrap_or_default()
+                ),
+                severity,
+                outcome == RunOutcome::Succeeded,
+            )
+            .await?;
+        }
+        Self::journal(
+            run,
+            EventKind::RunEnded {
+                outcome,
+                why: reason,
+            },
+        )
+        .await
+    }
+
+    /// Records what a finished step task came to and applies its failure policy.
+    async fn settle(
+        &self,
+        run: &Run,
+        id: &str,
+        result: Result<StepEnd>,
+        stopping: &mut Option<String>,
+        compensate: &mut bool,
+    ) -> Result<()> {
+        let step = run.rb.step(id).expect("a known step").clone();
+        match result {
+            Ok(StepEnd::Done) => {
+                Self::tell(
+                    run,
+                    NotifyOn::Step,
+                    format!("step {id} ({}) done", step.action),
+                    step.severity,
+                    false,
+                )
+                .await
+            }
+            Ok(StepEnd::Waiting(why)) => {
+                Self::tell(
+                    run,
+                    NotifyOn::Approval,
+                    format!(
+                        "run {} waits at step {id} ({why}): drkit run --resume {} --approve {id}",
+                        run.id, run.id
+                    ),
+                    Severity::High,
+                    false,
+                )
+                .await
+            }
+            Err(e) if e.kind() == ErrorKind::LockLost => Err(e),
+            Err(e) if e.kind() == ErrorKind::Cancelled => {
+                // Stopped from outside: the caller journals why.
+                Ok(())
+            }
+            Err(e) => {
+                Self::tell(
+                    run,
+                    NotifyOn::Failure,
+                    format!("step {id} ({}) failed: {}", step.action, e.message()),
+                    step.severity.max(Severity::High),
+                    false,
+                )
+                .await?;
+                match step.on_failure {
+                    OnFailure::Continue => {}
+                    OnFailure::Abort => {
+                        *stopping = stopping.take().or(Some(format!("step {id:?} failed")));
+                    }
+                    OnFailure::Compensate => {
+                        *stopping = stopping.take().or(Some(format!("step {id:?} failed")));
+                        *compensate = true;
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The context step `step` of `run` runs in (a fresh cancellation token).
+pub(super) fn context(
+    engine: &Engine,
+    run: &Run,
+    step: &Step,
+    options: &RunOptions,
+) -> StepContext {
+    StepContext {
+        run_id: run.id.to_string(),
+        step: step.id.clone(),
+        mode: run.mode,
+        attempt: 1,
+        targets: run.targets.clone(),
+        repo: engine.repo.clone(),
+        notifiers: run.notifiers.clone(),
+        cancel: CancellationToken::new(),
+        kill_grace: step.kill_grace(),
+        approvals: options.approvals(),
+    }
+}
+
+async fn sleep_until(deadline: Option<tokio::time::Instant>) {
+    match deadline {
+        Some(d) => tokio::time::sleep_until(d).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The scope references and conditions read: variables, finished steps' outputs and
+/// states, objectives, the run.
+pub(super) fn scope_of(run: &Run, state: &RunSummary, outcome: Option<&str>) -> Value {
+    let steps: Map<String, Value> = state
+        .steps
+        .iter()
+        .map(|s| {
+            let outputs = if s.state == StepState::Succeeded {
+                Value::Object(s.outputs.clone())
+            } else {
+                Value::Object(Map::new())
+            };
+            let shown = match s.state {
+                StepState::Running => "pending",
+                other => other.as_str(),
+            };
+            (
+                s.id.to_string(),
+                serde_json::json!({"state": shown, "outputs": outputs}),
+            )
+        })
+        .collect();
+    let failed = state.steps.iter().any(|s| s.state == StepState::Failed);
+    serde_json::json!({
+        "vars": run.vars,
+        "steps": steps,
+        "objectives": {
+            "rto": run.rb.objectives.rto.map(crate::duration::format),
+            "rpo": run.rb.objectives.rpo.map(crate::duration::format),
+        },
+        "run": {
+            "id": run.id.as_str(),
+            "mode": match run.mode { Mode::Planned => "planned", Mode::Forced => "forced" },
+            "outcome": outcome.unwrap_or(if failed { "failed" } else { "succeeded" }),
+        },
+    })
+}
+
+/// How long an attempt may take to wind down once told to stop, beyond its kill grace.
+pub(super) const WIND_DOWN: Duration = Duration::from_secs(5);
