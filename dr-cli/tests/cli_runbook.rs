@@ -83,7 +83,13 @@ steps:
     )
     .unwrap();
     let mut child = d
-        .cmd(&["--quiet", "run", book.to_str().unwrap(), "--lock-ttl", "1h"])
+        .cmd(&[
+            "--quiet",
+            "run",
+            book.to_str().unwrap(),
+            "--lock-ttl",
+            "10s",
+        ])
         .spawn()
         .unwrap();
     let id = wait_started(&d, "pause");
@@ -91,8 +97,8 @@ steps:
     child.wait().unwrap();
     assert_eq!(
         d.json(&["runs", "show", &id])["outcome"],
-        "running",
-        "no end journaled"
+        "stopped",
+        "no end journaled, and its process is gone"
     );
 
     // A fresh run of the same lock is refused: the dead run's lease is still live.
@@ -104,14 +110,32 @@ steps:
         stderr(&refused)
     );
 
-    // Resume from another folder as another host: the idempotent wait that was in flight
-    // runs again (shorter, by a variable given on resume); the finished step does not.
+    // Another host cannot tell whether the run's process lives: while its lease is live
+    // a resume there is refused, naming the holder.
     let elsewhere = tempfile::tempdir().unwrap();
     let other = d
         .clone()
         .with_env([("DRKIT_HOSTNAME", "dr-host-2".to_owned())]);
+    let refused = other.run(&["run", "--resume", &id, "--var", "pause=1s"]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(
+        stderr(&refused).contains("is still running") && stderr(&refused).contains("--take-over"),
+        "{}",
+        stderr(&refused)
+    );
+    // Resume from another folder as another host with --take-over: it waits out the lease,
+    // then the idempotent wait that was in flight runs again (shorter, by a variable given
+    // on resume); the finished step does not.
     let out = other
-        .cmd(&["--json", "run", "--resume", &id, "--var", "pause=1s"])
+        .cmd(&[
+            "--json",
+            "run",
+            "--resume",
+            &id[..13],
+            "--take-over",
+            "--var",
+            "pause=1s",
+        ])
         .current_dir(elsewhere.path())
         .output()
         .unwrap();
@@ -133,6 +157,15 @@ steps:
     assert!(
         hosts.contains(&"dr-host-2"),
         "the resume is journaled by the other host: {hosts:?}"
+    );
+    assert!(
+        shown["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["event"] == "note"
+                && e["text"].as_str().unwrap_or("").contains("--take-over")),
+        "the take-over is journaled: {shown}"
     );
     let pause_starts = shown["events"]
         .as_array()
@@ -165,7 +198,7 @@ fn a_non_idempotent_step_in_flight_makes_resume_ask() {
     std::fs::write(
         &book,
         format!(
-            "version: 1\nname: asks\nsteps:\n  - id: migrate\n    action: exec\n    with: {{ argv: [sh, -c, \"echo start >> {log}; sleep 3600\"] }}\n  - id: after\n    action: exec\n    needs: [migrate]\n    with: {{ argv: [sh, -c, \"echo after >> {log}\"] }}\n",
+            "version: 1\nname: asks\nsteps:\n  - id: migrate\n    action: exec\n    with: {{ argv: [sh, -c, \"echo start >> {log}; sleep 60\"] }}\n  - id: after\n    action: exec\n    needs: [migrate]\n    with: {{ argv: [sh, -c, \"echo after >> {log}\"] }}\n",
             log = log.display()
         ),
     )

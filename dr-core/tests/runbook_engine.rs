@@ -62,7 +62,6 @@ fn pair() -> Route {
 
 struct World {
     engine: Engine,
-    store: DynStore,
     old: FakeDatabase,
     replica: FakeDatabase,
     dns: FakeRouter,
@@ -97,7 +96,7 @@ fn world() -> World {
         Arc::default();
     let engine = Engine::new(
         registry,
-        store.clone(),
+        store,
         Arc::new(move |name: &str| {
             let mut l = locks.lock().unwrap();
             Ok(Arc::new(
@@ -109,7 +108,6 @@ fn world() -> World {
     );
     World {
         engine,
-        store,
         old,
         replica,
         dns,

@@ -287,6 +287,14 @@ pub trait Action: Send + Sync {
     /// Name, documentation, idempotence.
     fn spec(&self) -> ActionSpec;
 
+    /// Whether a step of this action with these parameters may simply run again when it
+    /// was in flight as its run died (the spec's `idempotent`, unless the parameters say
+    /// more: `exec` with `idempotent: true`).
+    fn idempotent(&self, with: &Value) -> bool {
+        let _ = with;
+        self.spec().idempotent
+    }
+
     /// Checks the parameters before anything runs (values only known after an earlier
     /// step read as the string `"<known after STEP>"`). Most actions deserialize their
     /// options here.

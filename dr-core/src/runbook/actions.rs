@@ -196,6 +196,9 @@ impl Action for Exec {
             vec![Field::required("stdout", "string", "Its standard output (last 64 KiB)"), Field::required("code", "int", "Exit status")],
         )
     }
+    fn idempotent(&self, with: &Value) -> bool {
+        params::<ExecParams>("exec", with).is_ok_and(|p| p.idempotent)
+    }
     fn check(&self, with: &Value) -> Result<()> {
         let p: ExecParams = params("exec", with)?;
         if p.argv.is_empty() {

@@ -180,6 +180,7 @@ const STEP_FIELDS: &[&str] = &[
     "with",
     "if",
     "timeout",
+    "kill_grace",
     "retry",
     "on_failure",
     "compensate",

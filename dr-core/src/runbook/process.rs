@@ -37,15 +37,19 @@ pub async fn wait_or_stop(
     };
     signal(group, Signal::TERM);
     // Reap the leader while the group winds down; the rest are reaped by their parent.
+    let mut reaped = false;
     let ended = tokio::time::timeout(grace, async {
         let _ = (&mut output).await;
+        reaped = true;
         gone(group).await;
     })
     .await;
     if ended.is_err() {
         signal(group, Signal::KILL);
         let _ = tokio::time::timeout(Duration::from_secs(5), async {
-            let _ = (&mut output).await;
+            if !reaped {
+                let _ = (&mut output).await;
+            }
             gone(group).await;
         })
         .await;

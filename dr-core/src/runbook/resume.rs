@@ -123,10 +123,13 @@ impl Engine {
                     step: step.id.clone(),
                     why: "counted as done on resume (--skip); not run again".into(),
                 }
-            } else if action.spec().idempotent || options.rerun.contains(step_id.as_str()) {
+            } else if options.rerun.contains(step_id.as_str()) {
                 continue;
             } else {
                 let with = super::expr::resolve(&step.with, &scope, None)?;
+                if action.idempotent(&with) {
+                    continue;
+                }
                 let ctx = super::schedule::context(self, run, step, options);
                 let Some(outputs) = action.probe(&ctx, &with).await? else {
                     return Err(err!(
