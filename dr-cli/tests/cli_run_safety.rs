@@ -396,6 +396,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // one run, then every place a secret could show up
 async fn no_secret_reaches_the_store_the_terminal_runs_show_or_a_notification() {
     let Some(pg) = dr_testkit::PgCluster::start() else {
         return;

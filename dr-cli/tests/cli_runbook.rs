@@ -51,6 +51,7 @@ fn wait_started(d: &Drkit, step: &str) -> String {
 }
 
 #[test]
+#[allow(clippy::too_many_lines)] // one story: killed, refused elsewhere, taken over, resumed
 fn a_run_killed_mid_step_resumes_elsewhere_without_repeating_finished_steps() {
     let dir = tempfile::tempdir().unwrap();
     let d = drkit(dir.path());

@@ -192,7 +192,7 @@ impl Action for Exec {
             "exec",
             "Runs a program (argv, never a shell string); fails on a non-zero exit. Not idempotent: a run that died while it ran asks before running it again.",
             false,
-            vec![Field::required("argv", "[string]", "Program and arguments"), Field::optional("env", "map", "Extra environment"), Field::optional("cwd", "path", "Working folder")],
+            vec![Field::required("argv", "[string]", "Program and arguments"), Field::optional("env", "map", "Extra environment"), Field::optional("cwd", "path", "Working folder"), Field::optional("idempotent", "bool", "Running it twice does no harm: a resume runs it again")],
             vec![Field::required("stdout", "string", "Its standard output (last 64 KiB)"), Field::required("code", "int", "Exit status")],
         )
     }

@@ -340,7 +340,7 @@ impl Engine {
 
     /// The redactor of a run of `rb` with `vars`: drkit's own credentials, secret
     /// variables, URL passwords of variables and targets, notifiers' URLs and keys.
-    pub(crate) fn redactor(rb: &Runbook, vars: &Map<String, Value>) -> Result<Redactor> {
+    pub(crate) fn redactor(rb: &Runbook, vars: &Map<String, Value>) -> Redactor {
         let mut r = Redactor::from_environment();
         for (name, v) in vars {
             if rb.vars.get(name).is_some_and(|s| s.secret) {
@@ -361,7 +361,7 @@ impl Engine {
                 r.add_fields(&fields);
             }
         }
-        Ok(r)
+        r
     }
 
     pub(crate) async fn build_targets(
@@ -416,7 +416,7 @@ impl Engine {
         self.check(rb, map)?;
         Self::check_flags(rb, options, false)?;
         let (vars, journaled) = Self::resolve_vars(rb, &options.vars, None)?;
-        let redactor = Arc::new(Self::redactor(rb, &vars)?);
+        let redactor = Arc::new(Self::redactor(rb, &vars));
         let shown = |e: crate::Error| redactor.error(e);
         let targets = self.build_targets(rb, &vars).await.map_err(shown)?;
         let id = RunId::new();

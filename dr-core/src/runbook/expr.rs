@@ -12,16 +12,59 @@ use serde_json::Value;
 
 use crate::{err, Result};
 
+/// One piece of a string with references: text as it is, or a reference.
+enum Piece<'a> {
+    Text(&'a str),
+    Reference(&'a str),
+}
+
+/// Splits `s` into text and `${…}` references; `$${` is a literal `${` (shell code in an
+/// `exec`). Fails on a `${` that is never closed.
+fn pieces(s: &str) -> Result<Vec<Piece<'_>>> {
+    let mut out = Vec::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        if i > 0 && rest.as_bytes()[i - 1] == b'$' {
+            out.push(Piece::Text(&rest[..i - 1]));
+            out.push(Piece::Text("${"));
+            rest = &rest[i + 2..];
+            continue;
+        }
+        let Some(j) = rest[i..].find('}') else {
+            return Err(err!(
+                InvalidInput,
+                "{s:?} opens a reference with ${{ that is never closed; close it with }}, or write $${{ for a literal ${{"
+            ));
+        };
+        out.push(Piece::Text(&rest[..i]));
+        out.push(Piece::Reference(rest[i + 2..i + j].trim()));
+        rest = &rest[i + j + 1..];
+    }
+    out.push(Piece::Text(rest));
+    Ok(out)
+}
+
 /// Every `${…}` reference in `value`, in order.
 #[must_use]
 pub fn references(value: &Value) -> Vec<String> {
     let mut out = Vec::new();
     walk_strings(value, &mut |s| {
-        let mut rest = s;
-        while let Some(i) = rest.find("${") {
-            let Some(j) = rest[i..].find('}') else { break };
-            out.push(rest[i + 2..i + j].trim().to_owned());
-            rest = &rest[i + j + 1..];
+        for p in pieces(s).unwrap_or_default() {
+            if let Piece::Reference(r) = p {
+                out.push(r.to_owned());
+            }
+        }
+    });
+    out
+}
+
+/// Every string in `value` whose references cannot be read (an unclosed `${`), with why.
+#[must_use]
+pub fn syntax_problems(value: &Value) -> Vec<String> {
+    let mut out = Vec::new();
+    walk_strings(value, &mut |s| {
+        if let Err(e) = pieces(s) {
+            out.push(e.message().to_owned());
         }
     });
     out
@@ -91,19 +134,28 @@ fn resolve_str(s: &str, scope: &Value, missing: Option<&dyn Fn(&str) -> Value>) 
             },
         }
     };
-    let trimmed = s.trim();
-    if trimmed.starts_with("${") && trimmed.ends_with('}') && trimmed.matches("${").count() == 1 {
-        return find(trimmed[2..trimmed.len() - 1].trim());
+    let parts = pieces(s)?;
+    let refs: Vec<&str> = parts
+        .iter()
+        .filter_map(|p| match p {
+            Piece::Reference(r) => Some(*r),
+            Piece::Text(_) => None,
+        })
+        .collect();
+    let only_text_around = parts.iter().all(|p| match p {
+        Piece::Text(t) => t.trim().is_empty(),
+        Piece::Reference(_) => true,
+    });
+    if refs.len() == 1 && only_text_around {
+        return find(refs[0]);
     }
     let mut out = String::new();
-    let mut rest = s;
-    while let Some(i) = rest.find("${") {
-        let Some(j) = rest[i..].find('}') else { break };
-        out.push_str(&rest[..i]);
-        out.push_str(&text(&find(rest[i + 2..i + j].trim())?));
-        rest = &rest[i + j + 1..];
+    for p in parts {
+        match p {
+            Piece::Text(t) => out.push_str(t),
+            Piece::Reference(r) => out.push_str(&text(&find(r)?)),
+        }
     }
-    out.push_str(rest);
     Ok(Value::String(out))
 }
 
@@ -136,6 +188,22 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn a_doubled_dollar_is_a_literal_and_an_unclosed_reference_an_error() {
+        let scope = json!({"vars": {"x": 1}});
+        assert_eq!(
+            resolve(&json!("echo $${HOME} ${vars.x}"), &scope, None).unwrap(),
+            json!("echo ${HOME} 1")
+        );
+        assert!(references(&json!("$${HOME}")).is_empty());
+        let e = resolve(&json!("echo ${vars.x"), &scope, None).unwrap_err();
+        assert!(e.message().contains("never closed"), "{e}");
+        assert_eq!(
+            syntax_problems(&json!({"a": ["ok ${vars.x}", "bad ${oops"]})).len(),
+            1
+        );
+    }
 
     #[test]
     fn whole_references_keep_their_type_and_embedded_ones_become_text() {

@@ -27,7 +27,7 @@ impl Engine {
         let before = RunSummary::fold(&header, self.journals.events(&id).await?);
         refuse_ended(&before)?;
         let (vars, _) = Self::resolve_vars(&rb, &options.vars, Some(&header.vars))?;
-        let redactor = Arc::new(Self::redactor(&rb, &vars)?);
+        let redactor = Arc::new(Self::redactor(&rb, &vars));
         let targets = self
             .build_targets(&rb, &vars)
             .await

@@ -129,6 +129,13 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
             );
             continue;
         };
+        for problem in expr::syntax_problems(&step.with) {
+            add(
+                &format!("{here}.with"),
+                format!("step {:?}: {problem}", step.id),
+                "a reference reads ${vars.NAME} or ${steps.ID.outputs.KEY}".to_owned(),
+            );
+        }
         // References in `with`, `if` and the compensation.
         let mut refs = expr::references(&step.with);
         if let Some(c) = &step.compensate {
