@@ -96,6 +96,10 @@ pub enum Command {
         /// `show RUN-ID`.
         #[command(subcommand)]
         command: Option<RunsCommand>,
+        /// The runs' lock is a Kubernetes Lease, k8s:CONTEXT/NAMESPACE/NAME (as given to
+        /// `drkit run --lock`): read it to tell running runs from stopped ones.
+        #[arg(long, global = true)]
+        lock: Option<String>,
     },
     /// About runbooks: the actions and target kinds this build has.
     #[command(subcommand)]
@@ -107,7 +111,7 @@ pub enum Command {
 pub enum RunsCommand {
     /// One run's timeline.
     Show {
-        /// The run's id.
+        /// The run's id, or a unique prefix of it.
         id: String,
     },
 }

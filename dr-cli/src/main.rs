@@ -78,7 +78,9 @@ async fn run(cli: &Cli, out: Output) -> Result<u8, Error> {
         Command::Demo(a) => Box::pin(demo::run(a, out)).await,
         Command::Plan(a) => commands::plan(cli, a, out).await,
         Command::Run(a) => commands::run_runbook(cli, a, out).await,
-        Command::Runs { command } => commands::runs(cli, command.as_ref(), out).await,
+        Command::Runs { command, lock } => {
+            commands::runs(cli, command.as_ref(), lock.as_deref(), out).await
+        }
         Command::Runbook(c) => Ok(commands::runbook(c, out)),
     }
 }

@@ -179,6 +179,38 @@ fn on_garage_prune_and_runs_take_a_lease_lock() {
         .object("coordination.k8s.io/v1", "leases", "default", "drkit-runs")
         .expect("the run's Lease");
     assert_eq!(lease["spec"]["leaseTransitions"], 1);
+
+    // While a run holds the Lease, `runs --lock` with the same Lease sees it running.
+    let slow = dir.path().join("slow.yaml");
+    std::fs::write(
+        &slow,
+        "version: 1\nname: slow\nsteps:\n  - id: nap\n    action: wait\n    with: { for: 3s }\n",
+    )
+    .unwrap();
+    let child = s3
+        .cmd(&[
+            "--quiet",
+            "run",
+            slow.to_str().unwrap(),
+            "--lock",
+            "k8s:ops/default/drkit-runs",
+        ])
+        .spawn()
+        .unwrap();
+    let id = s3.wait_step_started("nap");
+    let shown = s3.json(&["runs", "show", &id, "--lock", "k8s:ops/default/drkit-runs"]);
+    assert_eq!(shown["outcome"], "running", "{shown}");
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success());
+    let listed = s3.json(&["runs", "--lock", "k8s:ops/default/drkit-runs"]);
+    assert!(
+        listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["outcome"] == "succeeded"),
+        "{listed}"
+    );
 }
 
 #[test]

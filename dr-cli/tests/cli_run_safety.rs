@@ -27,31 +27,6 @@ fn count(path: &Path, line: &str) -> usize {
         .count()
 }
 
-/// Waits until the journal of the newest run shows `step` started; returns the run id.
-fn wait_started(d: &Drkit, step: &str) -> String {
-    let deadline = Instant::now() + Duration::from_mins(1);
-    loop {
-        let runs = d.json(&["runs"]);
-        if let Some(id) = runs
-            .as_array()
-            .and_then(|a| a.last())
-            .and_then(|r| r["id"].as_str())
-        {
-            let shown = d.json(&["runs", "show", id]);
-            if shown["steps"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|s| s["id"] == step && s["state"] == "running")
-            {
-                return id.to_owned();
-            }
-        }
-        assert!(Instant::now() < deadline, "step {step} never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 fn book(dir: &Path, name: &str, yaml: &str) -> String {
     let path = dir.join(format!("{name}.yaml"));
     std::fs::write(&path, yaml).unwrap();
@@ -84,7 +59,7 @@ fn a_resume_never_takes_the_lock_of_a_live_run() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    let id = wait_started(&d, "slow");
+    let id = d.wait_step_started("slow");
     for flags in [&[][..], &["--rerun", "slow"][..]] {
         let mut args = vec!["run", "--resume", id.as_str()];
         args.extend_from_slice(flags);
@@ -138,7 +113,7 @@ fn of_resumes_racing_for_a_dead_run_exactly_one_runs_the_step() {
             .cmd(&["--quiet", "run", &file, "--lock-ttl", "1h"])
             .spawn()
             .unwrap();
-        let id = wait_started(&d, "pause");
+        let id = d.wait_step_started("pause");
         child.kill().unwrap(); // SIGKILL: the run's process is gone, its lease live
         child.wait().unwrap();
         let _ = std::process::Command::new("pkill")
@@ -259,7 +234,7 @@ fn sigterm_stops_the_step_journals_the_stop_and_leaves_the_run_resumable() {
             .cmd(&["--quiet", "run", &file, "--lock-ttl", "1h"])
             .spawn()
             .unwrap();
-        let id = wait_started(&d, "slow");
+        let id = d.wait_step_started("slow");
         signal(&child, sig);
         let out = child.wait_with_output().unwrap();
         assert_eq!(out.status.code(), Some(code), "{sig}: {}", stderr(&out));
@@ -306,7 +281,7 @@ fn a_run_that_loses_its_lock_stops_its_step_before_giving_up() {
         .stderr(std::process::Stdio::piped())
         .spawn()
         .unwrap();
-    wait_started(&d, "slow");
+    let _ = d.wait_step_started("slow");
     // Someone takes the lock over (a newer generation, as a taker of an expired lease
     // writes it): the run's next renewal finds it lost.
     let locks = dir.path().join("repo/locks/lost");
@@ -361,6 +336,16 @@ fn the_deadline_runs_always_steps_and_ends_the_run_failed() {
     };
     assert_eq!(state("slow"), "failed");
     assert_eq!(state("next"), "skipped");
+    let next = run["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["id"] == "next")
+        .unwrap();
+    assert!(
+        next["note"].as_str().unwrap().contains("deadline"),
+        "skipped because of the deadline: {next}"
+    );
     assert_eq!(state("tell"), "succeeded");
     assert_eq!(count(&log, "always"), 1);
     assert_eq!(count(&log, "next"), 0);
@@ -561,4 +546,98 @@ fn a_flipped_byte_in_an_encrypted_journal_is_reported_by_run_and_event() {
         e.contains(&format!("run {id}")) && e.contains("event 2") && e.contains("authentication"),
         "{e}"
     );
+}
+
+fn at(e: &Value) -> jiff::Timestamp {
+    e["at"].as_str().unwrap().parse().unwrap()
+}
+
+#[test]
+fn a_resume_stops_what_a_killed_run_left_running_before_it_runs_the_step_again() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = drkit(dir.path());
+    let log = dir.path().join("marks.log");
+    let file = book(
+        dir.path(),
+        "orphan",
+        &format!(
+            "version: 1\nname: orphan\nsteps:\n  - id: s\n    action: exec\n    kill_grace: 1s\n    with: {{ argv: [sh, -c, \"echo START $$ >> {log}; sleep 3; echo END $$ >> {log}\"] }}\n",
+            log = log.display()
+        ),
+    );
+    let mut child = d
+        .cmd(&["--quiet", "run", &file, "--lock-ttl", "1h"])
+        .spawn()
+        .unwrap();
+    let id = d.wait_step_started("s");
+    while count_prefix(&log, "START") == 0 {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL: drkit dies, the step's `sh` and `sleep` do not
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(1));
+    let done = d.json(&["run", "--resume", &id, "--rerun", "s"]);
+    assert_eq!(done["outcome"], "succeeded", "{done}");
+    let marks = std::fs::read_to_string(&log).unwrap();
+    let lines: Vec<&str> = marks.lines().collect();
+    assert_eq!(lines.len(), 3, "{marks}");
+    let first = lines[0].strip_prefix("START ").unwrap();
+    assert!(
+        !lines.contains(&format!("END {first}").as_str()),
+        "the killed run's step was stopped before it ran again: {marks}"
+    );
+    let shown = d.json(&["runs", "show", &id]);
+    let events = shown["events"].as_array().unwrap();
+    assert!(
+        events
+            .iter()
+            .any(|e| e["event"] == "note" && e["text"].as_str().unwrap().contains("left running")),
+        "{shown}"
+    );
+    // The time the run was stopped is not counted: the gap between the dead writer's last
+    // event and the resume's first is left out of the run's seconds.
+    let change = events
+        .windows(2)
+        .find(|w| w[0]["token"] != w[1]["token"])
+        .expect("a new writer");
+    let gap = at(&change[1]).duration_since(at(&change[0])).as_secs_f64();
+    let span = at(events.last().unwrap())
+        .duration_since(shown["started"].as_str().unwrap().parse().unwrap())
+        .as_secs_f64();
+    let seconds = shown["seconds"].as_f64().unwrap();
+    assert!(gap >= 1.0, "it was stopped a while: {gap}");
+    assert!(
+        (span - gap - seconds).abs() < 0.01,
+        "{span} - {gap} != {seconds}"
+    );
+}
+
+fn count_prefix(path: &Path, prefix: &str) -> usize {
+    std::fs::read_to_string(path)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.starts_with(prefix))
+        .count()
+}
+
+#[test]
+fn an_unencrypted_journal_keeps_no_url_password_and_no_secret_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = drkit(dir.path());
+    let file = book(
+        dir.path(),
+        "plain",
+        "version: 1\nname: plain\nvars:\n  db: { default: \"postgres://u:UrlPw-4471-abc@127.0.0.1:1/db\" }\n  token: { secret: true, default: \"Tok-8812-abc\" }\nsteps:\n  - id: say\n    action: exec\n    with: { argv: [echo, \"${vars.db} ${vars.token}\"] }\n",
+    );
+    let run = d.json(&["run", &file]);
+    assert_eq!(run["outcome"], "succeeded", "{run}");
+    let stored = files(&dir.path().join("repo"));
+    assert!(stored
+        .iter()
+        .any(|(p, b)| p.ends_with("run.json") && contains(b, "postgres://u@127.0.0.1:1/db")));
+    for (p, b) in &stored {
+        for secret in ["UrlPw-4471-abc", "Tok-8812-abc"] {
+            assert!(!contains(b, secret), "{secret} in {}", p.display());
+        }
+    }
 }

@@ -25,31 +25,6 @@ fn lines(path: &Path) -> Vec<String> {
         .collect()
 }
 
-/// Waits until the journal of the only run shows `step` started.
-fn wait_started(d: &Drkit, step: &str) -> String {
-    let deadline = Instant::now() + Duration::from_mins(1);
-    loop {
-        let runs = d.json(&["runs"]);
-        if let Some(id) = runs
-            .as_array()
-            .and_then(|a| a.first())
-            .and_then(|r| r["id"].as_str())
-        {
-            let shown = d.json(&["runs", "show", id]);
-            let started = shown["steps"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .any(|s| s["id"] == step && s["state"] == "running");
-            if started {
-                return id.to_owned();
-            }
-        }
-        assert!(Instant::now() < deadline, "step {step} never started");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
 #[test]
 #[allow(clippy::too_many_lines)] // one story: killed, refused elsewhere, taken over, resumed
 fn a_run_killed_mid_step_resumes_elsewhere_without_repeating_finished_steps() {
@@ -93,7 +68,7 @@ steps:
         ])
         .spawn()
         .unwrap();
-    let id = wait_started(&d, "pause");
+    let id = d.wait_step_started("pause");
     child.kill().unwrap(); // SIGKILL: no chance to journal anything
     child.wait().unwrap();
     assert_eq!(
@@ -208,7 +183,7 @@ fn a_non_idempotent_step_in_flight_makes_resume_ask() {
         .cmd(&["--quiet", "run", book.to_str().unwrap()])
         .spawn()
         .unwrap();
-    let id = wait_started(&d, "migrate");
+    let id = d.wait_step_started("migrate");
     child.kill().unwrap();
     child.wait().unwrap();
     let asked = d.run(&["run", "--resume", &id]);
@@ -240,7 +215,7 @@ fn two_runs_of_one_lock_at_once_exactly_one_runs() {
         .cmd(&["--json", "run", book.to_str().unwrap()])
         .spawn()
         .unwrap();
-    wait_started(&d, "nap");
+    let _ = d.wait_step_started("nap");
     let second = d.run(&["run", book.to_str().unwrap()]);
     assert_eq!(second.status.code(), Some(1));
     let e = stderr(&second);

@@ -134,16 +134,31 @@ impl ProcessId {
         }
     }
 
-    /// Whether this process still runs, judged from this machine.
+    /// Process `pid` of this machine (its start time read now).
     #[must_use]
-    pub fn liveness(&self) -> Liveness {
+    pub fn of_pid(pid: u32) -> Self {
+        Self {
+            pid,
+            start: start_ticks(pid),
+            ..Self::current()
+        }
+    }
+
+    /// Whether it names a process of this machine (same host, boot and PID namespace).
+    #[must_use]
+    pub fn here(&self) -> bool {
         let here = Self::current();
-        let same_machine = self.host == here.host
+        self.host == here.host
             && self.boot_id.is_some()
             && self.boot_id == here.boot_id
             && self.pid_namespace.is_some()
-            && self.pid_namespace == here.pid_namespace;
-        if !same_machine {
+            && self.pid_namespace == here.pid_namespace
+    }
+
+    /// Whether this process still runs, judged from this machine.
+    #[must_use]
+    pub fn liveness(&self) -> Liveness {
+        if !self.here() {
             return Liveness::Unknown;
         }
         match (start_ticks(self.pid), self.start) {
@@ -162,7 +177,7 @@ impl fmt::Display for ProcessId {
 
 /// The start time of process `pid` (ticks since boot), `None` when it does not exist or
 /// is a zombie.
-fn start_ticks(pid: u32) -> Option<u64> {
+pub(crate) fn start_ticks(pid: u32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // The command name may hold spaces and parentheses: the fields follow the last ')'.
     let fields: Vec<&str> = stat
@@ -237,6 +252,25 @@ impl LockRequest {
     pub fn may_take_over(&self, current: &Lease) -> bool {
         current.expired() || self.holder_is_dead(current)
     }
+}
+
+/// Refuses a lock name no lock can be stored under: empty, `.` or `..`, with `/`, `\\`
+/// or a control character, or over 200 characters.
+pub fn check_name(name: &str) -> Result<()> {
+    let bad = name.is_empty()
+        || name == "."
+        || name == ".."
+        || name.len() > 200
+        || name
+            .chars()
+            .any(|c| c == '/' || c == '\\' || c.is_control());
+    if bad {
+        return Err(err!(
+            InvalidInput,
+            "lock name {name:?} cannot be used: give 1 to 200 characters without '/', '\\' or control characters, other than '.' and '..'"
+        ));
+    }
+    Ok(())
 }
 
 /// `now + ttl`, saturating.

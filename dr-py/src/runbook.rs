@@ -260,7 +260,7 @@ impl Runbook {
 
 /// Resumes run `run_id` from its journal (finished steps are not repeated).
 #[pyfunction]
-#[pyo3(signature = (run_id, *, repo=None, vars=None, approve=None, rerun=None, skip=None, actions=None))]
+#[pyo3(signature = (run_id, *, repo=None, vars=None, approve=None, rerun=None, skip=None, take_over=false, actions=None))]
 #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
 pub fn resume<'py>(
     py: Python<'py>,
@@ -270,18 +270,22 @@ pub fn resume<'py>(
     approve: Option<Vec<String>>,
     rerun: Option<Vec<String>>,
     skip: Option<Vec<String>>,
+    take_over: bool,
     actions: Option<&Bound<'py, PyAny>>,
 ) -> PyResult<Bound<'py, PyAny>> {
     let engine = engine(py, repo, actions)?;
-    let options = options(
-        py,
-        vars,
-        "planned",
-        false,
-        approve.unwrap_or_default(),
-        rerun.unwrap_or_default(),
-        skip.unwrap_or_default(),
-    )?;
+    let options = RunOptions {
+        take_over,
+        ..options(
+            py,
+            vars,
+            "planned",
+            false,
+            approve.unwrap_or_default(),
+            rerun.unwrap_or_default(),
+            skip.unwrap_or_default(),
+        )?
+    };
     let run = block_on(py, async { engine.resume(run_id, &options).await })?;
     to_python(py, &run)
 }

@@ -86,6 +86,9 @@ fn event_line(e: &Event) -> Option<String> {
         EventKind::StepSkippedByOperator { step, why } => {
             format!("{t}  {step}: skipped by operator ({why})")
         }
+        EventKind::StepProcess { step, group } => {
+            format!("{t}  {step}: started process group {}", group.pid)
+        }
         EventKind::CompensationStarted { step } => format!("{t}  {step}: compensating"),
         EventKind::CompensationDone { step } => format!("{t}  {step}: compensated"),
         EventKind::CompensationFailed { step, message } => {
@@ -347,11 +350,17 @@ fn stop_on_signals(stop: &StopHandle) -> Result<CaughtSignal> {
 }
 
 /// `drkit runs` and `drkit runs show ID`.
-pub async fn runs(cli: &Cli, c: Option<&RunsCommand>, out: Output) -> Result<u8> {
+pub async fn runs(
+    cli: &Cli,
+    c: Option<&RunsCommand>,
+    lock: Option<&str>,
+    out: Output,
+) -> Result<u8> {
     let repo = super::open_repo(cli).await?;
+    let engine = drkit::engine_with_lock(&repo, lock).await?;
     match c {
         None => {
-            let all = drkit::engine(&repo).list().await?;
+            let all = engine.list().await?;
             out.emit(&all, || {
                 if all.is_empty() {
                     return "no runs yet".to_owned();
@@ -374,8 +383,27 @@ pub async fn runs(cli: &Cli, c: Option<&RunsCommand>, out: Output) -> Result<u8>
             });
         }
         Some(RunsCommand::Show { id }) => {
-            let s = drkit::engine(&repo).show(id).await?;
-            out.emit(&s, || timeline(&s));
+            let s = engine.show(id).await?;
+            out.emit(&s, || {
+                // The steps, then every event as it happened (take-overs, interruptions,
+                // operators' decisions, notes).
+                let mut t = timeline(&s);
+                for e in &s.events {
+                    let line = match &e.kind {
+                        EventKind::RunStarted { resumed: true } => Some(format!(
+                            "{}  resumed by {}@{}",
+                            e.at.strftime("%H:%M:%S"),
+                            e.by.user,
+                            e.by.host
+                        )),
+                        _ => event_line(e),
+                    };
+                    if let Some(l) = line {
+                        let _ = write!(t, "\n  {l}");
+                    }
+                }
+                t
+            });
         }
     }
     Ok(0)

@@ -80,12 +80,7 @@ impl StoreLock {
     /// Lock `name` in `store`. `enforced` says whether the store enforces create-only
     /// writes; where it does not, taking the lock is refused.
     pub fn new(store: DynStore, name: &str, enforced: bool) -> Result<Self> {
-        if name.is_empty() || name.contains('/') {
-            return Err(err!(
-                InvalidInput,
-                "lock name {name:?} must be non-empty without '/'"
-            ));
-        }
+        crate::lock::check_name(name)?;
         Ok(Self {
             store,
             name: name.to_owned(),

@@ -85,6 +85,42 @@ pub enum Outcome {
     Waiting(String),
 }
 
+/// Records in the run's journal the process groups a step starts, so that a resume after
+/// the run's process died can stop what they left running.
+#[derive(Clone, Default)]
+pub struct ProcessLog {
+    journal: Option<Arc<tokio::sync::Mutex<super::journal::Journal>>>,
+    step: String,
+}
+
+impl ProcessLog {
+    pub(super) fn new(
+        journal: Arc<tokio::sync::Mutex<super::journal::Journal>>,
+        step: &str,
+    ) -> Self {
+        Self {
+            journal: Some(journal),
+            step: step.to_owned(),
+        }
+    }
+
+    /// Journals that the step started process group `leader` (on this machine).
+    pub async fn started(&self, leader: u32) -> Result<()> {
+        let Some(journal) = &self.journal else {
+            return Ok(());
+        };
+        journal
+            .lock()
+            .await
+            .append(super::journal::EventKind::StepProcess {
+                step: self.step.clone(),
+                group: crate::lock::ProcessId::of_pid(leader),
+            })
+            .await
+            .map(|_| ())
+    }
+}
+
 /// Who approves `approve` steps in this run: `--yes`, `--approve STEP`, or a person
 /// asked at a terminal.
 #[derive(Clone, Default)]
@@ -140,6 +176,8 @@ pub struct StepContext {
     pub kill_grace: Duration,
     /// Who approves `approve` steps.
     pub approvals: Approvals,
+    /// Where the process groups it starts are recorded.
+    pub processes: ProcessLog,
 }
 
 impl StepContext {
@@ -158,6 +196,7 @@ impl StepContext {
             cancel: tokio_util::sync::CancellationToken::new(),
             kill_grace: super::model::DEFAULT_KILL_GRACE,
             approvals: Approvals::default(),
+            processes: ProcessLog::default(),
         }
     }
 

@@ -242,6 +242,13 @@ impl Action for Exec {
         let child = cmd.spawn().map_err(|e| {
             crate::Error::io(format!("step {:?}: starting {}", ctx.step, p.argv[0]), e)
         })?;
+        if let Err(e) = ctx.processes.started(child.id().unwrap_or(0)).await {
+            // Not journaled (the lock is lost): it must not go on.
+            let stop = tokio_util::sync::CancellationToken::new();
+            stop.cancel();
+            let _ = super::process::wait_or_stop(child, &stop, ctx.kill_grace).await;
+            return Err(e);
+        }
         let out = super::process::wait_or_stop(child, &ctx.cancel, ctx.kill_grace)
             .await
             .map_err(|e| match e {

@@ -260,10 +260,16 @@ impl Engine {
             if step.action != "approve" {
                 return Err(err!(
                     InvalidInput,
-                    "--approve {id}: step {id:?} is a {} step, not an approval",
+                    "--approve {id}: step {id:?} runs {}, it is not an approval step",
                     step.action
                 ));
             }
+        }
+        if options.take_over && !resuming {
+            return Err(err!(
+                InvalidInput,
+                "--take-over is for resuming a run whose machine is dead (drkit run --resume RUN --take-over)"
+            ));
         }
         for (flag, ids) in [("--rerun", &options.rerun), ("--skip", &options.skip)] {
             if let Some(id) = ids.iter().next() {
@@ -301,8 +307,9 @@ impl Engine {
         }
         let mut values = Map::new();
         let mut journaled = Map::new();
+        let mut problems = Vec::new();
         for (name, spec) in &rb.vars {
-            let v = given
+            let given = given
                 .get(name)
                 .cloned()
                 .or_else(|| {
@@ -317,23 +324,41 @@ impl Engine {
                         .and_then(|e| std::env::var(e).ok())
                         .map(Value::String)
                 })
-                .or_else(|| spec.default.clone())
-                .ok_or_else(|| {
-                    err!(
-                        InvalidInput,
-                        "variable {name:?} has no value: pass --var {name}=…{}",
-                        spec.env
-                            .as_ref()
-                            .map(|e| format!(" or set {e}"))
-                            .unwrap_or_default()
-                    )
-                })?;
-            let v = spec.typed(name, v)?;
+                .or_else(|| spec.default.clone());
+            let Some(v) = given else {
+                problems.push(format!(
+                    "variable {name:?} has no value: pass --var {name}=…{}{}",
+                    spec.env
+                        .as_ref()
+                        .map(|e| format!(" or set {e}"))
+                        .unwrap_or_default(),
+                    if spec.secret && previous.is_some() {
+                        " (a secret variable is never journaled: give it again on resume)"
+                    } else {
+                        ""
+                    }
+                ));
+                continue;
+            };
+            let v = match spec.typed(name, v) {
+                Ok(v) => v,
+                Err(e) => {
+                    problems.push(e.message().to_owned());
+                    continue;
+                }
+            };
             journaled.insert(
                 name.clone(),
-                if spec.secret { Value::Null } else { v.clone() },
+                if spec.secret {
+                    Value::Null
+                } else {
+                    super::redact::strip_value(&v)
+                },
             );
             values.insert(name.clone(), v);
+        }
+        if !problems.is_empty() {
+            return Err(err!(InvalidInput, "{}", problems.join("; ")));
         }
         Ok((values, journaled))
     }

@@ -58,18 +58,6 @@ pub fn references(value: &Value) -> Vec<String> {
     out
 }
 
-/// Every string in `value` whose references cannot be read (an unclosed `${`), with why.
-#[must_use]
-pub fn syntax_problems(value: &Value) -> Vec<String> {
-    let mut out = Vec::new();
-    walk_strings(value, &mut |s| {
-        if let Err(e) = pieces(s) {
-            out.push(e.message().to_owned());
-        }
-    });
-    out
-}
-
 fn walk_strings(value: &Value, f: &mut impl FnMut(&str)) {
     match value {
         Value::String(s) => f(s),
@@ -199,10 +187,6 @@ mod tests {
         assert!(references(&json!("$${HOME}")).is_empty());
         let e = resolve(&json!("echo ${vars.x"), &scope, None).unwrap_err();
         assert!(e.message().contains("never closed"), "{e}");
-        assert_eq!(
-            syntax_problems(&json!({"a": ["ok ${vars.x}", "bad ${oops"]})).len(),
-            1
-        );
     }
 
     #[test]

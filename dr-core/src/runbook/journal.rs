@@ -143,6 +143,14 @@ pub enum EventKind {
         /// What it waits for.
         why: String,
     },
+    /// A step started a process group (an `exec`): a resume after the run's process died
+    /// stops what it left running.
+    StepProcess {
+        /// The step.
+        step: String,
+        /// The group's leader (its pid is the group's id).
+        group: crate::lock::ProcessId,
+    },
     /// An operator counted an in-flight step as done on resume (`--skip`): not run again.
     StepSkippedByOperator {
         /// The step.
@@ -242,6 +250,7 @@ impl EventKind {
             },
             other @ (Self::RunStarted { .. }
             | Self::StepStarted { .. }
+            | Self::StepProcess { .. }
             | Self::CompensationStarted { .. }
             | Self::CompensationDone { .. }) => other,
         }
@@ -256,6 +265,7 @@ impl EventKind {
             | Self::StepFailed { step, .. }
             | Self::StepSkipped { step, .. }
             | Self::StepWaiting { step, .. }
+            | Self::StepProcess { step, .. }
             | Self::StepSkippedByOperator { step, .. }
             | Self::CompensationStarted { step }
             | Self::CompensationDone { step }

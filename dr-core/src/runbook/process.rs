@@ -65,9 +65,53 @@ fn signal(group: Pid, sig: Signal) {
     }
 }
 
-/// Returns once no process of `group` exists.
+/// Returns once no process of `group` runs (zombies waiting for a parent that does not
+/// reap them do not count: they act no more).
 async fn gone(group: Pid) {
-    while test_kill_process_group(group).is_ok() {
+    while test_kill_process_group(group).is_ok() && group_runs(group.as_raw_nonzero().get()) {
         tokio::time::sleep(POLL).await;
     }
+}
+
+/// Whether a process of group `pgid` runs on this machine (a zombie does not).
+#[must_use]
+pub fn group_runs(pgid: i32) -> bool {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return true;
+    };
+    entries.flatten().any(|e| {
+        let Some(process) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            return false;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{process}/stat")) else {
+            return false;
+        };
+        let Some(rest) = stat.rfind(')').map(|i| &stat[i + 1..]) else {
+            return false;
+        };
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        // state, ppid, pgrp
+        fields.get(2).and_then(|g| g.parse::<i32>().ok()) == Some(pgid)
+            && !matches!(fields.first(), Some(&("Z" | "X")))
+    })
+}
+
+/// Stops what a step of a run whose process died left running: process group `leader`
+/// of this machine, if a process of it still runs and the group is still the step's (its
+/// leader gone, or the same process). Returns whether it had to.
+pub async fn stop_left_over(leader: &crate::lock::ProcessId, grace: Duration) -> bool {
+    let pgid = i32::try_from(leader.pid).unwrap_or(0);
+    let Some(group) = Pid::from_raw(pgid) else {
+        return false;
+    };
+    let reused = crate::lock::start_ticks(leader.pid).is_some_and(|now| Some(now) != leader.start);
+    if reused || !group_runs(pgid) {
+        return false;
+    }
+    signal(group, Signal::TERM);
+    if tokio::time::timeout(grace, gone(group)).await.is_err() {
+        signal(group, Signal::KILL);
+        let _ = tokio::time::timeout(Duration::from_secs(5), gone(group)).await;
+    }
+    true
 }

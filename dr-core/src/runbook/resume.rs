@@ -111,6 +111,7 @@ impl Engine {
                 .rb
                 .step(step_id.as_str())
                 .expect("journaled steps exist");
+            self.stop_left_over(run, step).await?;
             let action = self.registry.get(&step.action).ok_or_else(|| {
                 err!(
                     InvalidInput,
@@ -124,7 +125,10 @@ impl Engine {
                     why: "counted as done on resume (--skip); not run again".into(),
                 }
             } else if options.rerun.contains(step_id.as_str()) {
-                continue;
+                EventKind::Note {
+                    step: Some(step.id.clone()),
+                    text: "in flight when the run stopped: run again on resume (--rerun)".into(),
+                }
             } else {
                 let with = super::expr::resolve(&step.with, &scope, None)?;
                 if action.idempotent(&with) {
@@ -151,6 +155,45 @@ impl Engine {
                 }
             };
             run.journal.lock().await.append(event).await?;
+        }
+        Ok(())
+    }
+}
+
+impl Engine {
+    /// Stops what an in-flight step of a run whose process died left running (its
+    /// journaled process groups on this machine), and says so in the journal; a group on
+    /// another machine is noted, as drkit cannot see it from here.
+    async fn stop_left_over(&self, run: &Run, step: &super::model::Step) -> Result<()> {
+        let groups = {
+            let j = run.journal.lock().await;
+            j.state()
+                .step(&step.id)
+                .map(|s| s.processes.clone())
+                .unwrap_or_default()
+        };
+        for group in groups {
+            let text = if !group.here() {
+                format!(
+                    "its process group {} ran on {}; drkit cannot see it from here: make sure it is gone",
+                    group.pid, group.host
+                )
+            } else if super::process::stop_left_over(&group, step.kill_grace()).await {
+                format!(
+                    "stopped process group {} it left running when the run's process died",
+                    group.pid
+                )
+            } else {
+                continue;
+            };
+            run.journal
+                .lock()
+                .await
+                .append(EventKind::Note {
+                    step: Some(step.id.clone()),
+                    text,
+                })
+                .await?;
         }
         Ok(())
     }

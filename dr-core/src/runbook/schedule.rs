@@ -5,7 +5,7 @@
 //! before the writer gives up), or at the run's deadline (they fail; `always` steps still
 //! run, each under its own timeout).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -23,6 +23,21 @@ use super::state::{RunOutcome, RunSummary, StepState};
 use super::step::{StepEnd, StepTask};
 use crate::lock::{Lease, Lock};
 use crate::{err, Error, ErrorKind, Result};
+
+/// Where every step stands, in the runbook's order: what one round of scheduling reads,
+/// copied out of the journal's fold without the steps' outputs.
+struct Standing<'a> {
+    position: &'a HashMap<&'a str, usize>,
+    states: Vec<StepState>,
+}
+
+impl Standing<'_> {
+    fn state(&self, id: &str) -> StepState {
+        self.position
+            .get(id)
+            .map_or(StepState::Pending, |&i| self.states[i])
+    }
+}
 
 /// Why a run stops before its steps are done.
 enum Stop {
@@ -119,7 +134,7 @@ impl Engine {
     async fn skip_reason(
         run: &Run,
         step: &Step,
-        state: &RunSummary,
+        state: &Standing<'_>,
         stopping: Option<&str>,
     ) -> Result<Option<String>> {
         let skip = match stopping {
@@ -150,7 +165,7 @@ impl Engine {
         Ok(match (skip, &step.when) {
             (Some(why), _) => Some(why),
             (None, Some(cond)) => {
-                let scope = scope_of(run, state, None);
+                let scope = scope_of(run, run.journal.lock().await.state(), None);
                 (!expr::condition(cond, &scope)?).then(|| format!("if: {cond} is false"))
             }
             (None, None) => None,
@@ -188,14 +203,23 @@ impl Engine {
         let mut reason: Option<String> = None;
         let rb = run.rb.clone();
         let limit = rb.concurrency.max(1);
+        let position: HashMap<&str, usize> = rb
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (s.id.as_str(), i))
+            .collect();
         loop {
             // Start what is ready, in file order, up to the concurrency limit; a skip can
             // make another step ready, so go round until nothing changes.
             let mut progressed = true;
             while progressed && tasks.len() < limit {
                 progressed = false;
-                let state = run.journal.lock().await.state().clone_steps();
-                let waiting = state.steps.iter().any(|s| s.state == StepState::Waiting);
+                let state = Standing {
+                    position: &position,
+                    states: run.journal.lock().await.state().states(),
+                };
+                let waiting = state.states.contains(&StepState::Waiting);
                 let others_done = rb
                     .steps
                     .iter()
@@ -234,7 +258,7 @@ impl Engine {
                         step: step.clone(),
                         action: self.registry.get(&step.action).expect("validated").clone(),
                         journal: run.journal.clone(),
-                        scope: scope_of(run, &state, None),
+                        scope: scope_of(run, run.journal.lock().await.state(), None),
                         ctx: StepContext {
                             cancel: steps_token.child_token(),
                             ..context(self, run, step, options)
@@ -317,6 +341,8 @@ impl Engine {
                 Stop::Deadline => {
                     let t = rb.timeout.map(crate::duration::format).unwrap_or_default();
                     let why = format!("the run's deadline ({t}) passed");
+                    // The deadline is why the rest is skipped, not the steps it stopped.
+                    stopping = Some(why.clone());
                     for (id, result) in stopped {
                         let result = match result {
                             Err(e) if e.kind() == ErrorKind::Cancelled => {
@@ -339,7 +365,6 @@ impl Engine {
                         self.settle(run, &id, result, &mut stopping, &mut compensate)
                             .await?;
                     }
-                    stopping = stopping.or(Some(why.clone()));
                     reason = Some(why);
                     deadline = None;
                     // `always` steps get tokens of their own.
@@ -477,6 +502,7 @@ pub(super) fn context(
         cancel: CancellationToken::new(),
         kill_grace: step.kill_grace(),
         approvals: options.approvals(),
+        processes: super::action::ProcessLog::new(run.journal.clone(), &step.id),
     }
 }
 

@@ -14,9 +14,15 @@ use super::journal::{Actor, Event, EventKind, RunHeader};
 use super::model::Runbook;
 
 /// A run's id: a UUIDv7, so ids sort by start time. Commands accept a unique prefix.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct RunId(String);
+
+impl fmt::Debug for RunId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
 
 impl RunId {
     /// A fresh id.
@@ -69,9 +75,15 @@ impl PartialEq<&str> for RunId {
 }
 
 /// A step's id, unique in its runbook.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(transparent)]
 pub struct StepId(String);
+
+impl fmt::Debug for StepId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", self.0)
+    }
+}
 
 impl StepId {
     /// The id as text.
@@ -242,6 +254,9 @@ pub struct StepSummary {
     pub outputs: Map<String, Value>,
     /// Whether a compensation undid it.
     pub compensated: bool,
+    /// The process groups its attempts started (stopped by a resume if still running).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub processes: Vec<crate::lock::ProcessId>,
 }
 
 /// A run, as its journal tells it.
@@ -277,6 +292,11 @@ pub struct RunSummary {
     gaps: Vec<(Timestamp, Timestamp)>,
     #[serde(skip)]
     last_at: Option<Timestamp>,
+    #[serde(skip)]
+    last_token: Option<crate::lock::FencingToken>,
+    /// Where each step is in `steps`, by id (every event looks one up).
+    #[serde(skip)]
+    index: std::collections::HashMap<String, usize>,
 }
 
 impl RunSummary {
@@ -315,12 +335,20 @@ impl RunSummary {
                     note: None,
                     outputs: Map::new(),
                     compensated: false,
+                    processes: Vec::new(),
                 })
                 .collect(),
             events: Vec::new(),
             finished_order: Vec::new(),
             gaps: Vec::new(),
             last_at: None,
+            last_token: None,
+            index: rb
+                .steps
+                .iter()
+                .enumerate()
+                .map(|(i, s)| (s.id.clone(), i))
+                .collect(),
         }
     }
 
@@ -352,17 +380,32 @@ impl RunSummary {
             finished_order: self.finished_order.clone(),
             gaps: self.gaps.clone(),
             last_at: self.last_at,
+            last_token: self.last_token,
+            index: self.index.clone(),
         }
     }
 
     /// The step called `id`.
     #[must_use]
     pub fn step(&self, id: &str) -> Option<&StepSummary> {
-        self.steps.iter().find(|s| s.id == id)
+        match self.index.get(id) {
+            Some(&i) => self.steps.get(i),
+            // Read back from JSON: no index.
+            None => self.steps.iter().find(|s| s.id == id),
+        }
     }
 
     fn step_mut(&mut self, id: &str) -> Option<&mut StepSummary> {
-        self.steps.iter_mut().find(|s| s.id == id)
+        match self.index.get(id) {
+            Some(&i) => self.steps.get_mut(i),
+            None => self.steps.iter_mut().find(|s| s.id == id),
+        }
+    }
+
+    /// Every step's state, in the runbook's order (what scheduling looks at).
+    #[must_use]
+    pub fn states(&self) -> Vec<StepState> {
+        self.steps.iter().map(|s| s.state).collect()
     }
 
     /// Where step `id` stands (`Pending` for an unknown id).
@@ -395,12 +438,17 @@ impl RunSummary {
 
     /// Applies one event: the one place a journal becomes state.
     pub fn apply(&mut self, e: &Event) {
+        // A new writer (a resume, with a new fencing token) ends the time the run was
+        // stopped, whatever it journals first (a take-over, an operator's --skip).
+        if let (Some(last), Some(token)) = (self.last_at, self.last_token) {
+            if token != e.token {
+                self.gaps.push((last, e.at));
+            }
+        }
+        self.last_token = Some(e.token);
         match &e.kind {
             EventKind::RunStarted { resumed } => {
                 if *resumed {
-                    if let Some(last) = self.last_at {
-                        self.gaps.push((last, e.at));
-                    }
                     // What was in flight or waiting when it stopped runs again (a resume
                     // settles non-idempotent in-flight steps before this event).
                     for s in &mut self.steps {
@@ -459,6 +507,11 @@ impl RunSummary {
                 if let Some(s) = self.step_mut(step) {
                     s.state = StepState::Waiting;
                     s.note = Some(why.clone());
+                }
+            }
+            EventKind::StepProcess { step, group } => {
+                if let Some(s) = self.step_mut(step) {
+                    s.processes.push(group.clone());
                 }
             }
             EventKind::CompensationDone { step } => {

@@ -82,6 +82,13 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
         out.push(map.diagnostic(path, message, fix));
     };
     let ids: BTreeSet<&str> = rb.steps.iter().map(|s| s.id.as_str()).collect();
+    if let Err(e) = crate::lock::check_name(rb.lock_name()) {
+        add(
+            if rb.lock.is_some() { "lock" } else { "name" },
+            e.message().to_owned(),
+            "name the lock with `lock:` (runs with the same lock never run at once)".into(),
+        );
+    }
     for (name, t) in &rb.targets {
         if registry.kind(&t.kind).is_none() {
             add(
@@ -129,13 +136,6 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
             );
             continue;
         };
-        for problem in expr::syntax_problems(&step.with) {
-            add(
-                &format!("{here}.with"),
-                format!("step {:?}: {problem}", step.id),
-                "a reference reads ${vars.NAME} or ${steps.ID.outputs.KEY}".to_owned(),
-            );
-        }
         // References in `with`, `if` and the compensation.
         let mut refs = expr::references(&step.with);
         if let Some(c) = &step.compensate {

@@ -349,5 +349,6 @@ def resume(
     approve: Sequence[str] | None = None,
     rerun: Sequence[str] | None = None,
     skip: Sequence[str] | None = None,
+    take_over: bool = False,
     actions: Any | None = None,
 ) -> dict[str, Any]: ...

@@ -99,8 +99,13 @@ def resume(
     approve: Sequence[str] | None = None,
     rerun: Sequence[str] | None = None,
     skip: Sequence[str] | None = None,
+    take_over: bool = False,
 ) -> Run:
-    """Resumes a run from its journal: finished steps are not repeated."""
+    """Resumes a run from its journal: finished steps are not repeated.
+
+    ``take_over=True`` is for a run whose machine is dead: it waits until the run's lease
+    runs out unrenewed, then takes the run over (journaled).
+    """
     return Run(
         _native.resume(
             run_id,
@@ -109,6 +114,7 @@ def resume(
             approve=list(approve or []),
             rerun=list(rerun or []),
             skip=list(skip or []),
+            take_over=take_over,
             actions=_ACTIONS,
         )
     )

@@ -103,4 +103,32 @@ impl Drkit {
             )
         })
     }
+
+    /// Waits (up to a minute) until the journal of the newest run shows `step` running;
+    /// returns the run's id.
+    #[must_use]
+    pub fn wait_step_started(&self, step: &str) -> String {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+        loop {
+            let runs = self.json(&["runs"]);
+            if let Some(id) = runs
+                .as_array()
+                .and_then(|a| a.last())
+                .and_then(|r| r["id"].as_str())
+            {
+                let shown = self.json(&["runs", "show", id]);
+                if shown["steps"]
+                    .as_array()
+                    .is_some_and(|s| s.iter().any(|s| s["id"] == step && s["state"] == "running"))
+                {
+                    return id.to_owned();
+                }
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "step {step} never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+    }
 }
