@@ -844,9 +844,9 @@ fn parse_mapping(s: &str) -> Result<(PathBuf, PathBuf), String> {
 fn parse_tag(s: &str) -> Result<(String, String), String> {
     let (k, v) = s
         .split_once('=')
-        .ok_or_else(|| format!("tag {s:?} is not KEY=VALUE"))?;
+        .ok_or_else(|| format!("{s:?} is not KEY=VALUE"))?;
     if k.is_empty() {
-        return Err(format!("tag {s:?} has an empty key"));
+        return Err(format!("{s:?} has an empty key"));
     }
     Ok((k.to_owned(), v.to_owned()))
 }

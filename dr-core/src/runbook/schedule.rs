@@ -66,7 +66,17 @@ impl Engine {
         };
         let lost = CancellationToken::new();
         let ttl = options.lock_ttl;
-        clock.live_until(std::time::Instant::now() + ttl * 2 / 3);
+        // Renewed once now (what came before — a resume's checks — may have taken a
+        // while): from here the lease is certainly the run's until two thirds of it.
+        let began = std::time::Instant::now();
+        let lease = match lock.renew(&lease, ttl).await {
+            Ok(renewed) => renewed,
+            Err(e) => {
+                let _ = lock.release(&lease).await;
+                return Err(err!(LockLost, "run {}: {}", run.id, e.message()));
+            }
+        };
+        clock.live_until(began + ttl * 2 / 3);
         let renewer = {
             let (lock, lease, lost, clock) = (lock.clone(), lease.clone(), lost.clone(), clock);
             tokio::spawn(async move {
@@ -258,7 +268,7 @@ impl Engine {
                         step: step.clone(),
                         action: self.registry.get(&step.action).expect("validated").clone(),
                         journal: run.journal.clone(),
-                        scope: scope_of(run, run.journal.lock().await.state(), None),
+                        scope: step_scope(run, run.journal.lock().await.state(), step),
                         ctx: StepContext {
                             cancel: steps_token.child_token(),
                             ..context(self, run, step, options)
@@ -513,12 +523,37 @@ async fn sleep_until(deadline: Option<tokio::time::Instant>) {
     }
 }
 
+/// The scope step `step`'s parameters read: as [`scope_of`], with only the steps they
+/// name (a run of many steps does not copy every output for every step).
+fn step_scope(run: &Run, state: &RunSummary, step: &Step) -> Value {
+    let named: BTreeSet<String> = expr::references(&step.with)
+        .iter()
+        .filter_map(|r| {
+            r.strip_prefix("steps.")?
+                .split('.')
+                .next()
+                .map(str::to_owned)
+        })
+        .collect();
+    scope_with(run, state, None, |id| named.contains(id))
+}
+
 /// The scope references and conditions read: variables, finished steps' outputs and
 /// states, objectives, the run.
 pub(super) fn scope_of(run: &Run, state: &RunSummary, outcome: Option<&str>) -> Value {
+    scope_with(run, state, outcome, |_| true)
+}
+
+fn scope_with(
+    run: &Run,
+    state: &RunSummary,
+    outcome: Option<&str>,
+    include: impl Fn(&str) -> bool,
+) -> Value {
     let steps: Map<String, Value> = state
         .steps
         .iter()
+        .filter(|s| include(&s.id))
         .map(|s| {
             let outputs = if s.state == StepState::Succeeded {
                 Value::Object(s.outputs.clone())
