@@ -123,6 +123,12 @@ pub enum RunbookCommand {
     Actions,
     /// The JSON Schema of the runbook format, for editors (e.g. yaml-language-server).
     Schema,
+    /// Check a runbook file without a repository or any live system: its format, actions
+    /// and parameters, targets, references and the graph of needs (exit 1 on a problem).
+    Check {
+        /// The runbook (YAML).
+        file: std::path::PathBuf,
+    },
 }
 
 /// `drkit plan`.

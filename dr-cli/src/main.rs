@@ -81,7 +81,7 @@ async fn run(cli: &Cli, out: Output) -> Result<u8, Error> {
         Command::Runs { command, lock } => {
             commands::runs(cli, command.as_ref(), lock.as_deref(), out).await
         }
-        Command::Runbook(c) => Ok(commands::runbook(c, out)),
+        Command::Runbook(c) => commands::runbook(c, out),
     }
 }
 

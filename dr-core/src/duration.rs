@@ -83,6 +83,31 @@ pub fn format(d: Duration) -> String {
     out
 }
 
+/// The grammar as a regular expression, for JSON Schemas (a number, or terms with units).
+pub const PATTERN: &str = r"^\s*(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)|(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*(?:ms|sec|s|min|m|h|d|w)\s*)+)\s*$";
+
+/// The JSON Schema of a duration field: a string in the grammar, or a number of seconds.
+#[must_use]
+pub fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    schemars::json_schema!({
+        "description": "A duration: 250ms, 90s, 15m, 1h30m, 6h, 7d or 2w; a bare number is seconds.",
+        "anyOf": [
+            {"type": "string", "pattern": PATTERN},
+            {"type": "number", "minimum": 0}
+        ]
+    })
+}
+
+/// The same for a field that may be left out or `null`.
+#[must_use]
+pub fn optional_json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let mut s = json_schema(g);
+    if let Some(any) = s.get_mut("anyOf").and_then(serde_json::Value::as_array_mut) {
+        any.push(serde_json::json!({"type": "null"}));
+    }
+    s
+}
+
 /// Serde for `Duration` fields of options: reads the grammar or a number of seconds,
 /// writes the grammar.
 pub mod human {

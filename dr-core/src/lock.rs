@@ -254,6 +254,9 @@ impl LockRequest {
     }
 }
 
+/// The names [`check_name`] takes, as a regular expression (for JSON Schemas).
+pub const NAME_PATTERN: &str = r"^(?!\.{1,2}$)[^/\\\u0000-\u001f\u007f-\u009f]{1,200}$";
+
 /// Refuses a lock name no lock can be stored under: empty, `.` or `..`, with `/`, `\\`
 /// or a control character, or over 200 characters.
 pub fn check_name(name: &str) -> Result<()> {

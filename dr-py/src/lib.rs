@@ -23,6 +23,8 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<cluster::TempCluster>()?;
     m.add_class::<runbook::Runbook>()?;
     m.add_function(wrap_pyfunction!(runbook::resume, m)?)?;
+    m.add_function(wrap_pyfunction!(runbook::check_runbook, m)?)?;
+    m.add_function(wrap_pyfunction!(runbook::runbook_schema, m)?)?;
     m.add_function(wrap_pyfunction!(drill::failover_drill, m)?)?;
     errors::register(m)?;
     Ok(())

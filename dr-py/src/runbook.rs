@@ -96,6 +96,11 @@ fn engine(
             drkit::open_repository(&url, &dr_core::repo::OpenOptions::from_env()).await
         })?,
     };
+    Ok(Engine::for_repository(registry(actions)?, &repo))
+}
+
+/// This build's actions and target kinds, with the actions written in Python.
+fn registry(actions: Option<&Bound<'_, PyAny>>) -> PyResult<dr_core::runbook::Registry> {
     let mut registry = drkit::registry();
     if let Some(actions) = actions {
         let items: HashMap<String, (Py<PyAny>, bool)> = actions.extract()?;
@@ -107,7 +112,33 @@ fn engine(
             });
         }
     }
-    Ok(Engine::for_repository(registry, &repo))
+    Ok(registry)
+}
+
+/// Checks the runbook file at `path` without a repository or any live system; returns
+/// `{ok, file, runbook, steps, problems}` (each problem with `at`, `message`, `fix`).
+#[pyfunction]
+#[pyo3(signature = (path, *, actions=None))]
+#[allow(clippy::needless_pass_by_value)] // pyo3 extracts the path as an owned value
+pub fn check_runbook<'py>(
+    py: Python<'py>,
+    path: std::path::PathBuf,
+    actions: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    let registry = registry(actions)?;
+    let (_, _, check) =
+        dr_core::runbook::check_file(&path, &registry).map_err(crate::errors::to_py)?;
+    to_python(py, &check)
+}
+
+/// The JSON Schema of runbooks (as `drkit runbook schema` prints it).
+#[pyfunction]
+#[pyo3(signature = (*, actions=None))]
+pub fn runbook_schema<'py>(
+    py: Python<'py>,
+    actions: Option<&Bound<'py, PyAny>>,
+) -> PyResult<Bound<'py, PyAny>> {
+    to_python(py, &registry(actions)?.json_schema())
 }
 
 fn json_arg(py: Python<'_>, v: &Bound<'_, PyAny>) -> PyResult<Value> {

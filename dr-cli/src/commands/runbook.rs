@@ -27,6 +27,7 @@ fn vars(pairs: &[(String, String)]) -> BTreeMap<String, Value> {
 
 /// `drkit plan FILE`.
 pub async fn plan(cli: &Cli, a: &PlanArgs, out: Output) -> Result<u8> {
+    checked_first(&a.file)?;
     let repo = super::open_repo(cli).await?;
     let engine = drkit::engine(&repo);
     let (rb, map) = engine.load_file(&a.file)?;
@@ -248,6 +249,9 @@ pub(crate) fn step_display(
 
 /// `drkit run FILE` / `drkit run --resume ID`.
 pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
+    if let Some(file) = &a.file {
+        checked_first(file)?;
+    }
     let repo = super::open_repo(cli).await?;
     let engine = drkit::engine_with_lock(&repo, a.lock.as_deref()).await?;
     let stop = StopHandle::new();
@@ -409,15 +413,46 @@ pub async fn runs(
     Ok(0)
 }
 
-/// `drkit runbook actions`.
-pub fn runbook(c: &RunbookCommand, out: Output) -> u8 {
+/// The runbook at `file`, checked before any repository is opened: a bad runbook is
+/// named as such, whatever the repository's state.
+fn checked_first(file: &std::path::Path) -> Result<()> {
+    let (_, map, check) = dr_core::runbook::check_file(file, &drkit::registry())?;
+    if check.ok {
+        Ok(())
+    } else {
+        Err(dr_core::runbook::report_problems(
+            &map.origin,
+            &check.problems,
+        ))
+    }
+}
+
+/// `drkit runbook actions|schema|check`.
+pub fn runbook(c: &RunbookCommand, out: Output) -> Result<u8> {
     match c {
         RunbookCommand::Schema => {
             // The schema is JSON whatever --json says: editors read it as it is.
-            let schema = dr_core::runbook::Runbook::json_schema();
+            let schema = drkit::registry().json_schema();
             crate::output::stdout_line(&serde_json::to_string_pretty(&schema).unwrap_or_default());
-            let _ = out;
-            0
+            Ok(0)
+        }
+        RunbookCommand::Check { file } => {
+            let (_, _, check) = dr_core::runbook::check_file(file, &drkit::registry())?;
+            out.emit(&check, || {
+                if check.ok {
+                    return format!(
+                        "{}: {} ({} step{}): no problem found; nothing live was read",
+                        check.file,
+                        check.runbook,
+                        check.steps,
+                        if check.steps == 1 { "" } else { "s" }
+                    );
+                }
+                dr_core::runbook::report_problems(&check.file, &check.problems)
+                    .message()
+                    .to_owned()
+            });
+            Ok(u8::from(!check.ok))
         }
         RunbookCommand::Actions => {
             let r = drkit::registry();
@@ -455,7 +490,7 @@ pub fn runbook(c: &RunbookCommand, out: Output) -> u8 {
                 let _ = write!(t, "target kinds: {}", r.kinds().join(", "));
                 t
             });
-            0
+            Ok(0)
         }
     }
 }

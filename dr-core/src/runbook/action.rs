@@ -428,6 +428,44 @@ impl Registry {
         self.kinds.get(name)
     }
 
+    /// The JSON Schema of runbooks this registry runs (`drkit runbook schema`): the
+    /// format, with the names of its actions and target kinds. It checks a runbook's
+    /// shape; references, the graph of `needs` and each action's parameters are checked
+    /// by `drkit runbook check` and `plan`.
+    #[must_use]
+    pub fn json_schema(&self) -> Value {
+        let mut s = super::model::Runbook::json_schema();
+        let actions: Vec<Value> = self.actions.keys().cloned().map(Value::String).collect();
+        let kinds: Vec<Value> = self.kinds.keys().cloned().map(Value::String).collect();
+        if let Some(step) = s.pointer_mut("/$defs/Step") {
+            if let Some(a) = step.pointer_mut("/properties/action") {
+                a["enum"] = Value::Array(actions.clone());
+                if let Some(o) = a.as_object_mut() {
+                    o.remove("default");
+                }
+            }
+            // A step runs an action or `uses` another runbook.
+            step["anyOf"] = serde_json::json!([{"required": ["action"]}, {"required": ["uses"]}]);
+        }
+        if let Some(c) = s.pointer_mut("/$defs/Call/properties/action") {
+            c["enum"] = Value::Array(actions);
+        }
+        if let Some(k) = s.pointer_mut("/$defs/TargetSpec/properties/kind") {
+            k["enum"] = Value::Array(kinds);
+        }
+        // The lock's name (`lock:`, else the runbook's name), as `lock::check_name` takes it.
+        let lock = serde_json::json!({"type": "string", "pattern": crate::lock::NAME_PATTERN});
+        if let Some(l) = s.pointer_mut("/properties/lock") {
+            l["anyOf"] = serde_json::json!([lock, {"type": "null"}]);
+            if let Some(o) = l.as_object_mut() {
+                o.remove("type");
+            }
+        }
+        s["if"] = serde_json::json!({"not": {"required": ["lock"]}});
+        s["then"] = serde_json::json!({"properties": {"name": lock}});
+        s
+    }
+
     /// Every action's spec, by name.
     #[must_use]
     pub fn specs(&self) -> Vec<ActionSpec> {

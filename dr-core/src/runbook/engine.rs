@@ -221,13 +221,11 @@ impl Engine {
     /// Reads the runbook file at `path`, with every `uses:` expanded, and checks it: every
     /// problem of the file and of what it includes at once.
     pub fn load_file(&self, path: &std::path::Path) -> Result<(Runbook, SourceMap)> {
-        let (rb, map, mut problems) = super::include::read_file(path)?;
-        problems.extend(validate::validate(&rb, &map, &self.registry));
-        super::parse::sort(&mut problems);
-        if problems.is_empty() {
+        let (rb, map, check) = validate::check_file(path, &self.registry)?;
+        if check.ok {
             Ok((rb, map))
         } else {
-            Err(super::parse::report(&map.origin, &problems))
+            Err(super::parse::report(&map.origin, &check.problems))
         }
     }
 

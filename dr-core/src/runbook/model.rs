@@ -11,8 +11,10 @@ use serde_json::Value;
 
 /// A whole runbook.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Runbook {
     /// Format version; only 1 exists.
+    #[schemars(range(min = 1, max = 1))]
     pub version: u32,
     /// Its name (also the default lock name).
     pub name: String,
@@ -36,10 +38,11 @@ pub struct Runbook {
     pub notify: Vec<Value>,
     /// Steps that may run at the same time (independent branches of the graph).
     #[serde(default = "default_concurrency")]
+    #[schemars(range(min = 1))]
     pub concurrency: usize,
     /// Deadline of the whole run.
     #[serde(default, with = "crate::duration::human::option")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(schema_with = "crate::duration::optional_json_schema")]
     pub timeout: Option<Duration>,
     /// The steps, in file order.
     pub steps: Vec<Step>,
@@ -71,14 +74,15 @@ impl Runbook {
 
 /// Recovery objectives.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Objectives {
     /// Longest the recovery may take.
     #[serde(default, with = "crate::duration::human::option")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(schema_with = "crate::duration::optional_json_schema")]
     pub rto: Option<Duration>,
     /// Most data that may be lost.
     #[serde(default, with = "crate::duration::human::option")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(schema_with = "crate::duration::optional_json_schema")]
     pub rpo: Option<Duration>,
 }
 
@@ -205,11 +209,11 @@ pub struct Retry {
     pub attempts: u32,
     /// Wait before the second attempt; doubles each time.
     #[serde(default = "default_backoff", with = "crate::duration::human")]
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "crate::duration::json_schema")]
     pub backoff: Duration,
     /// Longest wait between attempts.
     #[serde(default = "default_max_backoff", with = "crate::duration::human")]
-    #[schemars(with = "String")]
+    #[schemars(schema_with = "crate::duration::json_schema")]
     pub max_backoff: Duration,
 }
 
@@ -301,6 +305,7 @@ fn empty_map() -> Value {
 
 /// One step.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct Step {
     /// Unique id: `${steps.<id>.outputs.<key>}`.
     pub id: String,
@@ -321,7 +326,7 @@ pub struct Step {
     pub when: Option<String>,
     /// Deadline of one attempt.
     #[serde(default, with = "crate::duration::human::option")]
-    #[schemars(with = "Option<String>")]
+    #[schemars(schema_with = "crate::duration::optional_json_schema")]
     pub timeout: Option<Duration>,
     /// How long a stopped step's processes get between SIGTERM and SIGKILL (default 10s).
     #[serde(
@@ -329,7 +334,7 @@ pub struct Step {
         with = "crate::duration::human::option",
         skip_serializing_if = "Option::is_none"
     )]
-    #[schemars(with = "Option<String>")]
+    #[schemars(schema_with = "crate::duration::optional_json_schema")]
     pub kill_grace: Option<Duration>,
     /// Retries of retryable errors.
     #[serde(default)]

@@ -10,6 +10,42 @@ use super::expr;
 use super::model::Runbook;
 use super::parse::{Diagnostic, SourceMap};
 
+/// What checking a runbook file found (`drkit runbook check`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Check {
+    /// Whether no problem was found.
+    pub ok: bool,
+    /// The file checked.
+    pub file: String,
+    /// The runbook's name, as far as it could be read.
+    pub runbook: String,
+    /// Its steps, `uses:` expanded.
+    pub steps: usize,
+    /// Every problem, in reading order (empty: the runbook is good to plan).
+    pub problems: Vec<Diagnostic>,
+}
+
+/// Reads the runbook file at `path` (with what it `uses:`) and checks it against
+/// `registry` without touching a live system: the format, actions and their parameters,
+/// targets, references, guards and the graph of `needs`. Fails only when the file cannot
+/// be read or is not YAML; every other problem is in the result.
+pub fn check_file(
+    path: &std::path::Path,
+    registry: &Registry,
+) -> crate::Result<(Runbook, SourceMap, Check)> {
+    let (rb, map, mut problems) = super::include::read_file(path)?;
+    problems.extend(validate(&rb, &map, registry));
+    super::parse::sort(&mut problems);
+    let check = Check {
+        ok: problems.is_empty(),
+        file: map.origin.clone(),
+        runbook: rb.name.clone(),
+        steps: rb.steps.len(),
+        problems,
+    };
+    Ok((rb, map, check))
+}
+
 /// The value a plan-time check sees for an output of `step`.
 #[must_use]
 pub fn known_after(step: &str) -> Value {
@@ -82,7 +118,11 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
         out.push(map.diagnostic(path, message, fix));
     };
     let ids: BTreeSet<&str> = rb.steps.iter().map(|s| s.id.as_str()).collect();
-    if let Err(e) = crate::lock::check_name(rb.lock_name()) {
+    // A runbook without a name is reported as such when it is read.
+    let unnamed = rb.lock.is_none() && rb.name.trim().is_empty();
+    if let Err(e) =
+        crate::lock::check_name(rb.lock_name()).or_else(|e| if unnamed { Ok(()) } else { Err(e) })
+    {
         add(
             if rb.lock.is_some() { "lock" } else { "name" },
             e.message().to_owned(),
@@ -265,10 +305,14 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
                                 "step {:?} acts on target {t:?}, which is not declared",
                                 step.id
                             ),
-                            format!(
-                                "declare it under targets: (declared: {})",
-                                rb.targets.keys().cloned().collect::<Vec<_>>().join(", ")
-                            ),
+                            if rb.targets.is_empty() {
+                                "declare it under targets: (none is declared yet)".to_owned()
+                            } else {
+                                format!(
+                                    "declare it under targets: (declared: {})",
+                                    rb.targets.keys().cloned().collect::<Vec<_>>().join(", ")
+                                )
+                            },
                         );
                     }
                 }

@@ -20,8 +20,10 @@ __all__ = [
     "UnavailableError",
     "UnsupportedError",
     "WrongKeyError",
+    "check_runbook",
     "failover_drill",
     "resume",
+    "runbook_schema",
     "__version__",
 ]
 __version__: str
@@ -341,6 +343,8 @@ class Runbook:
     ) -> dict[str, Any]: ...
 
 def failover_drill(*, orders: int = 10000, write_for: float = 2.0, keep_repo: bool = False) -> dict[str, Any]: ...
+def check_runbook(path: str | PathLike[str], *, actions: Any | None = None) -> dict[str, Any]: ...
+def runbook_schema(*, actions: Any | None = None) -> dict[str, Any]: ...
 def resume(
     run_id: str,
     *,

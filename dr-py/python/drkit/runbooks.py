@@ -91,6 +91,19 @@ class Runbook:
         return Run(self._native.run(repo=repo, vars=vars, mode=mode, yes=yes, approve=list(approve or []), actions=_ACTIONS))
 
 
+def check(path: str | PathLike[str]) -> dict[str, Any]:
+    """Checks the runbook file at ``path`` without a repository or any live system (as
+    ``drkit runbook check`` does): ``{"ok", "file", "runbook", "steps", "problems"}``, each
+    problem with ``at`` (line, column), ``message`` and ``fix``. Raises ``InvalidInput``
+    only for a file that is not YAML."""
+    return _native.check_runbook(path, actions=_ACTIONS)
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema of runbooks, with this build's actions and those registered here."""
+    return _native.runbook_schema(actions=_ACTIONS)
+
+
 def resume(
     run_id: str,
     *,
