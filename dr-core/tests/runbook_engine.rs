@@ -567,3 +567,56 @@ async fn a_problem_in_an_included_runbook_names_its_file_line_and_column() {
         "two includes deep: {e}"
     );
 }
+
+#[tokio::test]
+async fn an_exec_step_keeps_the_end_of_a_huge_output_and_says_what_it_cut() {
+    let w = world();
+    // 3 MB of output, then the line that matters; then the same on stderr, failing.
+    let yaml = r#"version: 1
+name: chatty
+steps:
+  - id: loud
+    action: exec
+    with: { argv: [sh, -c, "head -c 3000000 /dev/zero | tr '\\0' a; echo; echo THE-END"] }
+  - id: fails
+    action: exec
+    needs: [loud]
+    with: { argv: [sh, -c, "head -c 3000000 /dev/zero | tr '\\0' b >&2; echo >&2; echo WHY-IT-FAILED >&2; exit 3"] }
+"#;
+    let (rb, map) = parse_yaml(yaml, "chatty.yaml").unwrap();
+    let run = w
+        .engine
+        .run(&rb, &map, &RunOptions::default())
+        .await
+        .unwrap();
+    let out = run.step("loud").unwrap().outputs["stdout"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let kept = 64 << 10;
+    assert!(
+        out.ends_with("THE-END\n"),
+        "the end is kept: {}",
+        &out[out.len() - 40..]
+    );
+    assert!(
+        out.len() <= kept + 64,
+        "only the end is kept: {} bytes",
+        out.len()
+    );
+    let cut = 3_000_000 + 1 + 8 - kept;
+    assert!(
+        out.starts_with(&format!("[{cut} earlier bytes not kept]\n")),
+        "says how much it cut: {}",
+        &out[..60]
+    );
+    let failed = run.step("fails").unwrap();
+    assert_eq!(failed.state, dr_core::runbook::StepState::Failed);
+    let why = failed.note.as_deref().unwrap_or_default();
+    assert!(
+        why.contains("WHY-IT-FAILED") && why.contains("earlier bytes not kept"),
+        "{}",
+        &why[..200.min(why.len())]
+    );
+    assert!(why.len() <= kept + 400, "{} bytes", why.len());
+}

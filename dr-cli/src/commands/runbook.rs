@@ -82,7 +82,7 @@ fn event_line(e: &Event) -> Option<String> {
         }
         EventKind::StepSkipped { step, why } => format!("{t}  {step}: skipped ({why})"),
         EventKind::StepWaiting { step, why } => {
-            format!("{t}  {step}: waiting for {why} (drkit run --resume RUN --approve {step})")
+            format!("{t}  {step}: waiting for {why}")
         }
         EventKind::StepSkippedByOperator { step, why } => {
             format!("{t}  {step}: skipped by operator ({why})")
@@ -218,6 +218,20 @@ fn timeline(s: &RunSummary) -> String {
             t,
             "  {:<10} {} [{}]{secs}{attempts}{note}",
             st.state, st.id, st.action
+        );
+    }
+    if s.outcome == RunOutcome::Waiting {
+        let waiting: Vec<String> = s
+            .steps
+            .iter()
+            .filter(|st| st.state == dr_core::runbook::StepState::Waiting)
+            .map(|st| format!(" --approve {}", st.id))
+            .collect();
+        let _ = writeln!(
+            t,
+            "once approved, go on with: drkit run --resume {}{}",
+            s.id,
+            waiting.concat()
         );
     }
     t.trim_end().to_owned()

@@ -193,7 +193,7 @@ impl Action for Exec {
             "Runs a program (argv, never a shell string); fails on a non-zero exit. Not idempotent: a run that died while it ran asks before running it again.",
             false,
             vec![Field::required("argv", "[string]", "Program and arguments"), Field::optional("env", "map", "Extra environment"), Field::optional("cwd", "path", "Working folder"), Field::optional("idempotent", "bool", "Running it twice does no harm: a resume runs it again")],
-            vec![Field::required("stdout", "string", "Its standard output (last 64 KiB)"), Field::required("code", "int", "Exit status")],
+            vec![Field::required("stdout", "string", "Its standard output (the last 64 KiB, after a line saying how much came before)"), Field::required("code", "int", "Exit status")],
         )
     }
     fn idempotent(&self, with: &Value) -> bool {
@@ -261,8 +261,6 @@ impl Action for Exec {
                 ),
                 Some(e) => crate::Error::io(format!("step {:?}: running {}", ctx.step, p.argv[0]), e),
             })?;
-        let tail =
-            |b: &[u8]| String::from_utf8_lossy(&b[b.len().saturating_sub(64 << 10)..]).into_owned();
         if !out.status.success() {
             return Err(err!(
                 External,
@@ -270,11 +268,11 @@ impl Action for Exec {
                 ctx.step,
                 p.argv[0],
                 out.status,
-                tail(&out.stderr).trim()
+                out.stderr.text().trim()
             ));
         }
         Ok(outputs(
-            json!({"stdout": tail(&out.stdout), "code": out.status.code().unwrap_or(0)}),
+            json!({"stdout": out.stdout.text(), "code": out.status.code().unwrap_or(0)}),
         ))
     }
 }

@@ -3,8 +3,10 @@
 //! SIGKILL after a grace period, and returns only once no process of the group is left,
 //! so nothing it started still acts while a retry or a compensation runs.
 
-use std::process::Output;
+use std::process::ExitStatus;
 use std::time::Duration;
+
+use tokio::io::{AsyncRead, AsyncReadExt};
 
 use rustix::process::{kill_process_group, test_kill_process_group, Pid, Signal};
 use tokio_util::sync::CancellationToken;
@@ -15,17 +17,92 @@ pub const WITHHELD_ENV: &[&str] = &["DRKIT_PASSWORD", "DRKIT_PASSWORD_FILE", "DR
 /// How often a stopping group is looked at.
 const POLL: Duration = Duration::from_millis(20);
 
-/// Waits for `child` (the leader of its own process group) and its output; when `cancel`
-/// fires first, stops the whole group and returns `Err(None)` once it is gone.
+/// How much of each of a program's output streams a step keeps: the last 64 KiB.
+pub const KEPT_OUTPUT: usize = 64 << 10;
+
+/// The end of an output stream: its last [`KEPT_OUTPUT`] bytes, and how many came before.
+#[derive(Debug, Default)]
+pub struct Tail {
+    /// The bytes kept.
+    pub bytes: Vec<u8>,
+    /// How many bytes before them were dropped.
+    pub cut: u64,
+}
+
+impl Tail {
+    /// The text kept, starting with a line that says how much was cut, if any.
+    #[must_use]
+    pub fn text(&self) -> String {
+        let kept = String::from_utf8_lossy(&self.bytes);
+        if self.cut == 0 {
+            kept.into_owned()
+        } else {
+            format!("[{} earlier bytes not kept]\n{kept}", self.cut)
+        }
+    }
+}
+
+/// What a program that ran to its end left: its status and the ends of its output.
+#[derive(Debug)]
+pub struct Finished {
+    /// How it exited.
+    pub status: ExitStatus,
+    /// The end of its standard output.
+    pub stdout: Tail,
+    /// The end of its standard error.
+    pub stderr: Tail,
+}
+
+/// Reads `stream` to its end, keeping only its last [`KEPT_OUTPUT`] bytes: a program
+/// that writes gigabytes costs no more memory than one that writes a line.
+async fn keep_tail<R: AsyncRead + Unpin>(stream: Option<R>) -> Tail {
+    let mut tail = Tail::default();
+    let Some(mut stream) = stream else {
+        return tail;
+    };
+    let mut chunk = vec![0u8; 16 << 10];
+    loop {
+        match stream.read(&mut chunk).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => {
+                tail.bytes.extend_from_slice(&chunk[..n]);
+                if tail.bytes.len() > 2 * KEPT_OUTPUT {
+                    let excess = tail.bytes.len() - KEPT_OUTPUT;
+                    tail.bytes.drain(..excess);
+                    tail.cut += excess as u64;
+                }
+            }
+        }
+    }
+    if tail.bytes.len() > KEPT_OUTPUT {
+        let excess = tail.bytes.len() - KEPT_OUTPUT;
+        tail.bytes.drain(..excess);
+        tail.cut += excess as u64;
+    }
+    tail
+}
+
+/// Waits for `child` (the leader of its own process group) and the ends of its output;
+/// when `cancel` fires first, stops the whole group and returns `Err(None)` once it is
+/// gone.
 pub async fn wait_or_stop(
-    child: tokio::process::Child,
+    mut child: tokio::process::Child,
     cancel: &CancellationToken,
     grace: Duration,
-) -> Result<Output, Option<std::io::Error>> {
+) -> Result<Finished, Option<std::io::Error>> {
     let group = child
         .id()
         .and_then(|id| Pid::from_raw(i32::try_from(id).ok()?));
-    let output = child.wait_with_output();
+    let (stdout, stderr) = (child.stdout.take(), child.stderr.take());
+    let output = async move {
+        let (stdout, stderr, status) =
+            tokio::join!(keep_tail(stdout), keep_tail(stderr), child.wait());
+        status.map(|status| Finished {
+            status,
+            stdout,
+            stderr,
+        })
+    };
     tokio::pin!(output);
     tokio::select! {
         out = &mut output => return out.map_err(Some),
