@@ -221,7 +221,7 @@ impl<O: serde::de::DeserializeOwned + Send + 'static> Action for K8sOp<O> {
         self.spec.clone()
     }
     fn check(&self, with: &Value) -> Result<()> {
-        if with.to_string().contains("<known after") {
+        if dr_core::runbook::is_unknown(with) {
             return Ok(());
         }
         split::<O>(&self.spec.name, with).map(|_| ())

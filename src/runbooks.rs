@@ -166,11 +166,7 @@ impl Action for SqlCheck {
         }
     }
     fn check(&self, with: &Value) -> Result<()> {
-        if with
-            .get("url")
-            .and_then(Value::as_str)
-            .is_some_and(|u| u.starts_with('<'))
-        {
+        if with.get("url").is_some_and(dr_core::runbook::is_unknown) {
             return Ok(());
         }
         params::<SqlCheckParams>("sql.check", with).map(|_| ())

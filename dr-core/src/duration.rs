@@ -93,10 +93,29 @@ pub fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
         "description": "A duration: 250ms, 90s, 15m, 1h30m, 6h, 7d or 2w; a bare number is seconds.",
         "anyOf": [
             {"type": "string", "pattern": PATTERN},
-            {"type": "number", "minimum": 0}
+            {"type": "number", "minimum": 0, "maximum": MAX_SECONDS}
         ]
     })
 }
+
+/// The largest number of seconds a duration holds (the largest `f64` below 2^64).
+const MAX_SECONDS: f64 = 18_446_744_073_709_549_568.0;
+
+/// The JSON Schema of a deadline: a duration above zero, left out or `null`.
+#[must_use]
+pub fn positive_json_schema() -> serde_json::Value {
+    serde_json::json!({
+        "description": "A deadline above zero: 250ms, 90s, 15m, 1h30m, 6h, 7d or 2w; a bare number is seconds.",
+        "anyOf": [
+            {"type": "string", "pattern": PATTERN, "not": {"pattern": ZERO_PATTERN}},
+            {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_SECONDS},
+            {"type": "null"}
+        ]
+    })
+}
+
+/// Durations of zero in the grammar (`0`, `0s`, `0h0m`, `0.0`).
+const ZERO_PATTERN: &str = r"^\s*(?:(?:0+(?:\.0*)?|\.0+)\s*(?:ms|sec|s|min|m|h|d|w)?\s*)+$";
 
 /// The same for a field that may be left out or `null`.
 #[must_use]

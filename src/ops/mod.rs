@@ -62,7 +62,7 @@ impl<O: DeserializeOwned + Send + 'static> Action for Op<O> {
     }
     fn check(&self, with: &Value) -> Result<()> {
         // Values known only after an earlier step cannot be typed yet.
-        if with.to_string().contains("<known after") {
+        if dr_core::runbook::is_unknown(with) {
             return Ok(());
         }
         params::<O>(&self.spec.name, with).map(|_| ())

@@ -446,10 +446,32 @@ impl Registry {
             }
             // A step runs an action or `uses` another runbook.
             step["anyOf"] = serde_json::json!([{"required": ["action"]}, {"required": ["uses"]}]);
+            // Ids name steps in references; `/` is kept for the steps `uses:` brings in.
+            step["properties"]["id"]["pattern"] = Value::from("^[^/]+$");
+            step["properties"]["with"] = serde_json::json!({
+                "description": "The action's parameters (may use `${…}`).",
+                "anyOf": [{"type": "object"}, {"type": "null"}]
+            });
+            step["properties"]["timeout"] = crate::duration::positive_json_schema();
         }
-        if let Some(c) = s.pointer_mut("/$defs/Call/properties/action") {
-            c["enum"] = Value::Array(actions);
+        if let Some(c) = s.pointer_mut("/$defs/Call") {
+            c["properties"]["action"]["enum"] = Value::Array(actions);
+            c["properties"]["with"] = serde_json::json!({"type": "object"});
         }
+        s["properties"]["timeout"] = crate::duration::positive_json_schema();
+        // Sections may be written with nothing under them.
+        for section in ["vars", "targets", "notify", "objectives"] {
+            let field = &mut s["properties"][section];
+            let mut inner = field.take();
+            let description = inner
+                .as_object_mut()
+                .and_then(|o| o.remove("description"))
+                .unwrap_or_default();
+            *field =
+                serde_json::json!({"description": description, "anyOf": [inner, {"type": "null"}]});
+        }
+        // `x-…` fields are the reader's own (anchors to reuse).
+        s["patternProperties"] = serde_json::json!({"^x-": true});
         if let Some(k) = s.pointer_mut("/$defs/TargetSpec/properties/kind") {
             k["enum"] = Value::Array(kinds);
         }

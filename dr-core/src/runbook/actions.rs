@@ -694,11 +694,7 @@ impl Action for TrafficRestore {
         )
     }
     fn check(&self, with: &Value) -> Result<()> {
-        if with
-            .get("route")
-            .and_then(Value::as_str)
-            .is_some_and(|s| s.starts_with("<known after"))
-        {
+        if with.get("route").is_some_and(super::validate::is_unknown) {
             return Ok(());
         }
         params::<RestoreParams>("traffic.restore", with).map(|_| ())

@@ -158,6 +158,18 @@ pub fn condition_names(expr: &str) -> Result<Vec<String>> {
     Ok(names)
 }
 
+/// The dotted paths an `if:` expression reads (`steps.lag.outputs.seconds`, `vars.region`),
+/// as far as they are written with dots.
+pub fn condition_paths(expr: &str) -> Result<Vec<String>> {
+    let env = minijinja::Environment::new();
+    let compiled = env
+        .compile_expression(expr)
+        .map_err(|e| err!(InvalidInput, "if: {expr:?} is not an expression: {e}"))?;
+    let mut paths: Vec<String> = compiled.undeclared_variables(true).into_iter().collect();
+    paths.sort();
+    Ok(paths)
+}
+
 /// Evaluates an `if:` expression against `scope`: true unless it is false, `none`,
 /// zero or empty.
 pub fn condition(expr: &str, scope: &Value) -> Result<bool> {

@@ -58,4 +58,4 @@ pub use parse::{parse_yaml, report as report_problems, At, Diagnostic, SourceMap
 pub use plan::{Plan, PlannedStep};
 pub use redact::Redactor;
 pub use state::{RunId, RunOutcome, RunSummary, StepId, StepState, StepSummary};
-pub use validate::{check_file, find_cycle, validate, Check};
+pub use validate::{check_file, find_cycle, is_unknown, validate, Check};

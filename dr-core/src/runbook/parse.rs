@@ -69,6 +69,14 @@ pub struct SourceMap {
     /// `steps.<id>` → the included file the step came from (`uses:`).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub files: BTreeMap<String, String>,
+    /// Steps some of whose fields could not be read (and were reported): their ids count,
+    /// the rest of them is not checked further.
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub partial: BTreeSet<String>,
+    /// The file could not be read as a runbook at all (not YAML, not a map): its one
+    /// problem says why, and nothing else is checked.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub unreadable: bool,
 }
 
 impl SourceMap {
@@ -350,23 +358,27 @@ impl Problems {
             (false, false) => format!("{what}: {}: ", segments.join(".")),
         };
         let (message, fix) = match inner.split_once(", expected ") {
-            Some((first, rest)) if unknown.is_some() => {
-                (first.to_owned(), format!("expected {}", humane(rest)))
-            }
-            Some((first, rest)) => match first.strip_prefix("invalid type: ") {
-                Some(found) => (
-                    format!("expected {}, found {}", humane(rest), humane(found)),
+            Some((first, rest)) if unknown.is_some() => (
+                first.replace('`', "\""),
+                format!("expected {}", rest.replace('`', "\"")),
+            ),
+            Some((first, rest)) => {
+                let found = first
+                    .strip_prefix("invalid type: ")
+                    .or_else(|| first.strip_prefix("invalid value: "))
+                    .unwrap_or(first);
+                (
+                    format!(
+                        "expected {}, found {}",
+                        humane(rest),
+                        found.replace('`', "")
+                    ),
                     String::new(),
-                ),
-                None => (format!("{first}, expected {}", humane(rest)), String::new()),
-            },
-            None => (inner.clone(), String::new()),
+                )
+            }
+            None => (inner.replace('`', "\""), String::new()),
         };
-        self.add(
-            Some(at),
-            format!("{place}{}", message.replace('`', "\"")),
-            fix.replace('`', "\""),
-        );
+        self.add(Some(at), format!("{place}{message}"), fix);
     }
 }
 
@@ -375,19 +387,21 @@ type PathError = serde_path_to_error::Error<serde_json::Error>;
 /// serde's names of types, as users of YAML know them.
 fn humane(text: &str) -> String {
     let mut t = text.to_owned();
+    if t.starts_with("struct ") {
+        return "a map of fields".to_owned();
+    }
     for (from, to) in [
-        ("usize", "a whole number"),
-        ("u64", "a whole number"),
-        ("u32", "a whole number"),
-        ("u16", "a whole number"),
+        ("usize", "a whole number, 0 or more"),
+        ("u64", "a whole number, 0 or more"),
+        ("u32", "a whole number, 0 or more"),
+        ("u16", "a whole number, 0 or more"),
         ("i64", "a whole number"),
         ("a sequence", "a list"),
         ("sequence", "a list"),
-        ("struct ", ""),
     ] {
         t = t.replace(from, to);
     }
-    t
+    t.replace('`', "")
 }
 
 impl Node {
@@ -427,12 +441,9 @@ fn field_reads_as<T: DeserializeOwned>(
     }
 }
 
-/// Turns what the YAML reader refuses into one sentence with its place.
-fn unreadable(origin: &str, e: &serde_saphyr::Error) -> crate::Error {
-    let at = e
-        .location()
-        .map(|l| format!("{}:{}:", l.line(), l.column()))
-        .unwrap_or_default();
+/// What the YAML reader refuses, as one problem with its place and a sentence.
+fn unreadable(e: &serde_saphyr::Error) -> Diagnostic {
+    let at = e.location().map(|l| At::of(&l));
     let first = e.to_string().lines().next().unwrap_or_default().to_owned();
     // serde-saphyr prefixes its own place: "error: line 3 column 7: …".
     let what = first
@@ -443,17 +454,39 @@ fn unreadable(origin: &str, e: &serde_saphyr::Error) -> crate::Error {
         .split_once(": ")
         .filter(|(head, _)| head.starts_with("line "))
         .map_or(what, |(_, rest)| rest);
-    let sentence = if what.contains("recursion limit") || what.contains("depth") {
-        "it nests deeper than the 64 levels a runbook may have (lists and maps inside one another); \
-         write the deep part flatter, or as a string"
-            .to_owned()
+    let (message, fix) = if what.contains("recursion limit") || what.contains("depth") {
+        (
+            "it nests deeper than the 64 levels a runbook may have (lists and maps inside one another)".to_owned(),
+            "write the deep part flatter, or as a string",
+        )
+    } else if let Some(key) = what.strip_prefix("duplicate mapping key: ") {
+        let key = key.split(", set ").next().unwrap_or(key);
+        (
+            format!("the key {key:?} appears twice in the same map"),
+            "keep one of them",
+        )
+    } else if what.starts_with("multiple YAML documents") {
+        (
+            "the file holds more than one YAML document (a `---` line between them)".to_owned(),
+            "keep one runbook per file",
+        )
+    } else if what.starts_with("budget breached") {
+        (
+            "the file expands into more YAML nodes than a runbook may have (anchors and aliases multiplied)".to_owned(),
+            "write it without nested aliases",
+        )
     } else {
-        format!("it is not valid YAML: {what}; check the indentation and quoting there")
+        (
+            format!("it is not valid YAML: {what}"),
+            "check the indentation (spaces, not tabs) and quoting there",
+        )
     };
-    err!(
-        InvalidInput,
-        "runbook {origin} has 1 problem:\n  {origin}:{at} {sentence}"
-    )
+    Diagnostic {
+        at,
+        file: None,
+        message,
+        fix: fix.to_owned(),
+    }
 }
 
 /// A runbook read from YAML text, with where each part was. `origin` names the file in
@@ -469,40 +502,66 @@ pub fn parse_yaml(text: &str, origin: &str) -> Result<(Runbook, SourceMap)> {
 }
 
 /// The same, handing back what could be read and the problems found, so a caller can add
-/// its own checks and report everything at once. Fails only when the text is not YAML
-/// (or nests too deep to read).
+/// its own checks and report everything at once. Text that is not a runbook at all comes
+/// back as an empty runbook, its one problem, and `map.unreadable`.
 pub(crate) fn parse_yaml_lenient(
     text: &str,
     origin: &str,
 ) -> Result<(Runbook, SourceMap, Vec<Diagnostic>)> {
-    let root: Node = serde_saphyr::from_str(text).map_err(|e| unreadable(origin, &e))?;
     let mut problems = Problems::default();
     let mut map = SourceMap {
         origin: origin.to_owned(),
-        places: BTreeMap::new(),
-        files: BTreeMap::new(),
+        ..SourceMap::default()
     };
-    let Tree::Map(fields) = &root.tree else {
-        problems.add(
-            Some(root.at),
-            format!("a runbook is a map of fields, this file is {}", root.kind()),
-            format!(
-                "start with `version: 1`, `name:` and `steps:`; the fields are {}",
-                RUNBOOK_FIELDS.join(", ")
-            ),
-        );
-        return Err(report(origin, &problems.0));
-    };
-    let fields = fields.as_slice();
     // The smallest runbook, to read each top-level field against on its own.
     let base: serde_json::Map<String, Value> =
         serde_json::from_value(serde_json::json!({"version": 1, "name": "", "steps": []}))
             .unwrap_or_default();
+    let unread = |map: SourceMap, problem: Diagnostic| {
+        let runbook: Runbook = serde_json::from_value(Value::Object(base.clone()))
+            .expect("the smallest runbook reads");
+        Ok((
+            runbook,
+            SourceMap {
+                unreadable: true,
+                ..map
+            },
+            vec![problem],
+        ))
+    };
+    let root: Node = match serde_saphyr::from_str(text) {
+        Ok(root) => root,
+        Err(e) => return unread(map, unreadable(&e)),
+    };
+    let Tree::Map(fields) = &root.tree else {
+        return unread(
+            map,
+            Diagnostic {
+                at: Some(root.at),
+                file: None,
+                message: format!("a runbook is a map of fields, this file is {}", root.kind()),
+                fix: format!(
+                    "start with `version: 1`, `name:` and `steps:`; the fields are {}",
+                    RUNBOOK_FIELDS.join(", ")
+                ),
+            },
+        );
+    };
+    let fields = fields.as_slice();
     let mut doc = base.clone();
     let mut steps = Vec::new();
-    let mut has_steps = false;
     for (key, node) in fields {
         let name = key.name.as_str();
+        // `x-…`: the reader's own extension fields (anchors to reuse), ignored.
+        if name.starts_with("x-") {
+            continue;
+        }
+        // `vars:` with nothing under it is no variables, and so on.
+        let collection = ["vars", "targets", "notify", "objectives"].contains(&name);
+        if collection && matches!(node.tree, Tree::Scalar(Value::Null)) {
+            map.places.insert(name.to_owned(), node.at);
+            continue;
+        }
         if !RUNBOOK_FIELDS.contains(&name) {
             problems.add(
                 Some(key.at),
@@ -518,10 +577,7 @@ pub(crate) fn parse_yaml_lenient(
                     doc.insert(name.to_owned(), section);
                 }
             }
-            "steps" => {
-                has_steps = true;
-                steps = read_steps(node, &mut map, &mut problems);
-            }
+            "steps" => steps = read_steps(node, &mut map, &mut problems),
             _ => {
                 if field_reads_as::<Runbook>(&base, name, node, "", &mut problems) {
                     doc.insert(name.to_owned(), node.value());
@@ -529,26 +585,7 @@ pub(crate) fn parse_yaml_lenient(
             }
         }
     }
-    if !has_steps {
-        problems.add(
-            Some(root.at),
-            "the runbook has no steps",
-            "add a `steps:` list",
-        );
-    }
-    match fields.iter().find(|(k, _)| k.name == "name") {
-        None => problems.add(
-            Some(root.at),
-            "the runbook has no name",
-            "add `name: <what it does>` (it is also the lock name)",
-        ),
-        Some((_, n)) if n.value().as_str().is_some_and(|s| s.trim().is_empty()) => problems.add(
-            Some(n.at),
-            "the runbook's name is empty",
-            "give it a name: it says what the runbook does and is its lock name",
-        ),
-        Some(_) => {}
-    }
+    required_fields(root.at, fields, &mut problems);
     let mut runbook: Runbook = serde_json::from_value(Value::Object(doc)).map_err(|e| {
         err!(
             InvalidInput,
@@ -571,6 +608,34 @@ pub(crate) fn parse_yaml_lenient(
     }
     runbook.steps = steps;
     Ok((runbook, map, problems.0))
+}
+
+/// The fields every runbook has: a version, a name that says something, steps.
+fn required_fields(top: At, fields: &[(Key, Node)], problems: &mut Problems) {
+    let field = |name: &str| fields.iter().find(|(k, _)| k.name == name).map(|(_, v)| v);
+    if field("steps").is_none() {
+        problems.add(Some(top), "the runbook has no steps", "add a `steps:` list");
+    }
+    if field("version").is_none() {
+        problems.add(
+            Some(top),
+            "the runbook has no version",
+            "add `version: 1` (the format's version) as its first line",
+        );
+    }
+    match field("name") {
+        None => problems.add(
+            Some(top),
+            "the runbook has no name",
+            "add `name: <what it does>` (it is also the lock name)",
+        ),
+        Some(n) if n.value().as_str().is_some_and(|s| s.trim().is_empty()) => problems.add(
+            Some(n.at),
+            "the runbook's name is empty",
+            "give it a name: it says what the runbook does and is its lock name",
+        ),
+        Some(_) => {}
+    }
 }
 
 /// `vars:` or `targets:`: a map whose entries are read one by one, each bad one named
@@ -640,6 +705,13 @@ fn read_steps(node: &Node, map: &mut SourceMap, problems: &mut Problems) -> Vec<
         );
         return Vec::new();
     };
+    if list.is_empty() {
+        problems.add(
+            Some(node.at),
+            "steps: is empty",
+            "add the steps the runbook runs",
+        );
+    }
     let mut steps = Vec::new();
     let mut seen = BTreeSet::new();
     for (i, s) in list.iter().enumerate() {
@@ -670,55 +742,83 @@ fn read_steps(node: &Node, map: &mut SourceMap, problems: &mut Problems) -> Vec<
                 "give each step its own id",
             );
         }
-        map.places.insert(format!("steps.{id}"), s.at);
-        let what = format!("step {id:?}");
-        let base: serde_json::Map<String, Value> =
-            std::iter::once(("id".to_owned(), Value::String(id.clone()))).collect();
-        let mut obj = base.clone();
-        let mut ok = true;
-        for (k, v) in fields {
-            map.places.insert(format!("steps.{id}.{}", k.name), v.at);
-            if !STEP_FIELDS.contains(&k.name.as_str()) {
-                problems.add(
-                    Some(k.at),
-                    format!("step {id:?} has an unknown field {:?}", k.name),
-                    format!("a step's fields are {}", STEP_FIELDS.join(", ")),
-                );
-                continue;
-            }
-            if k.name == "with" {
-                if let Tree::Map(entries) = &v.tree {
-                    for (wk, wv) in entries {
-                        map.places
-                            .insert(format!("steps.{id}.with.{}", wk.name), wv.at);
-                    }
-                }
-            }
-            if k.name != "id" && !field_reads_as::<Step>(&base, &k.name, v, &what, problems) {
-                ok = false;
-                continue;
-            }
-            obj.insert(k.name.clone(), v.value());
+        if id.contains('/') {
+            problems.add(
+                Some(s.at),
+                format!("step id {id:?} has a '/', which is kept for the steps `uses:` brings in (shop/stop is step stop of step shop)"),
+                "name it without '/' (e.g. with '-')",
+            );
         }
-        if !obj.contains_key("action") && !obj.contains_key("uses") {
-            if ok {
-                problems.add(
-                    Some(s.at),
-                    format!("step {id:?} has no action"),
-                    "give it an `action:` (drkit runbook actions lists them) or `uses: other-runbook.yaml`",
-                );
-            }
-            continue;
-        }
-        if !ok {
-            continue;
-        }
-        match read::<Step>(Value::Object(obj)) {
-            Ok(step) => steps.push(step),
-            Err(e) => problems.serde(s, 0, &what, &e),
+        if let Some(step) = read_step(&id, s, fields, map, problems) {
+            steps.push(step);
         }
     }
     steps
+}
+
+/// One step, each field read on its own; what could be read of a step with a bad field
+/// (its id counts for the others), its id in `map.partial`.
+fn read_step(
+    id: &str,
+    s: &Node,
+    fields: &[(Key, Node)],
+    map: &mut SourceMap,
+    problems: &mut Problems,
+) -> Option<Step> {
+    map.places.insert(format!("steps.{id}"), s.at);
+    let what = format!("step {id:?}");
+    let base: serde_json::Map<String, Value> =
+        std::iter::once(("id".to_owned(), Value::String(id.to_owned()))).collect();
+    let mut obj = base.clone();
+    let mut ok = true;
+    for (k, v) in fields {
+        map.places.insert(format!("steps.{id}.{}", k.name), v.at);
+        if !STEP_FIELDS.contains(&k.name.as_str()) {
+            problems.add(
+                Some(k.at),
+                format!("step {id:?} has an unknown field {:?}", k.name),
+                format!("a step's fields are {}", STEP_FIELDS.join(", ")),
+            );
+            continue;
+        }
+        if k.name == "with" && matches!(v.tree, Tree::Scalar(Value::Null)) {
+            // `with:` and nothing under it: no parameters.
+            continue;
+        }
+        if k.name == "with" {
+            if let Tree::Map(entries) = &v.tree {
+                for (wk, wv) in entries {
+                    map.places
+                        .insert(format!("steps.{id}.with.{}", wk.name), wv.at);
+                }
+            }
+        }
+        if k.name != "id" && !field_reads_as::<Step>(&base, &k.name, v, &what, problems) {
+            ok = false;
+            continue;
+        }
+        obj.insert(k.name.clone(), v.value());
+    }
+    let has_action = obj.contains_key("action") || obj.contains_key("uses");
+    if ok && !has_action {
+        problems.add(
+            Some(s.at),
+            format!("step {id:?} has no action"),
+            "give it an `action:` (drkit runbook actions lists them) or `uses: other-runbook.yaml`",
+        );
+    }
+    if !(ok && has_action) {
+        // What could be read of it, so that its id counts for the other steps.
+        map.partial.insert(id.to_owned());
+        obj.remove("uses");
+    }
+    match read::<Step>(Value::Object(obj)) {
+        Ok(step) => Some(step),
+        Err(e) => {
+            problems.serde(s, 0, &what, &e);
+            None
+        }
+    }
 }
 
 /// One `InvalidInput` error listing `problems`, each as `origin:line:column: …`.

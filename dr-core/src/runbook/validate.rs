@@ -52,6 +52,25 @@ pub fn known_after(step: &str) -> Value {
     Value::String(format!("<known after {step}>"))
 }
 
+/// The value a check without the run's variables sees for variable `name`, which has no
+/// default (its value comes from `--var` or the environment when the run starts).
+#[must_use]
+pub fn known_at_start(name: &str) -> Value {
+    Value::String(format!("<known when the run starts: vars.{name}>"))
+}
+
+/// Whether `value` holds a value a check cannot know yet ([`known_after`],
+/// [`known_at_start`]): its type is checked when the run resolves it.
+#[must_use]
+pub fn is_unknown(value: &Value) -> bool {
+    match value {
+        Value::String(s) => s.contains("<known "),
+        Value::Array(a) => a.iter().any(is_unknown),
+        Value::Object(m) => m.values().any(is_unknown),
+        _ => false,
+    }
+}
+
 /// Steps that must finish before `id`, directly or not.
 fn ancestors(rb: &Runbook, id: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
@@ -114,6 +133,9 @@ pub fn find_cycle(rb: &Runbook) -> Option<Vec<String>> {
 #[allow(clippy::too_many_lines)] // one pass over the steps, one check after another
 pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagnostic> {
     let mut out = Vec::new();
+    if map.unreadable {
+        return out;
+    }
     let mut add = |path: &str, message: String, fix: String| {
         out.push(map.diagnostic(path, message, fix));
     };
@@ -135,6 +157,53 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
                 &format!("targets.{name}"),
                 format!("target {name:?} has an unknown kind {:?}", t.kind),
                 format!("the kinds are {}", registry.kinds().join(", ")),
+            );
+        }
+    }
+    if rb.timeout.is_some_and(|t| t.is_zero()) {
+        add(
+            "timeout",
+            "timeout: a deadline of 0s stops the run before its first step".into(),
+            "give a deadline above 0, or leave timeout: out for none".into(),
+        );
+    }
+    for step in rb
+        .steps
+        .iter()
+        .filter(|s| s.timeout.is_some_and(|t| t.is_zero()))
+    {
+        add(
+            &format!("steps.{}.timeout", step.id),
+            format!(
+                "step {:?}: a timeout of 0s fails every attempt at once",
+                step.id
+            ),
+            "give a timeout above 0, or leave timeout: out for none".into(),
+        );
+    }
+    for (name, v) in &rb.vars {
+        if let Some(default) = &v.default {
+            if let Err(e) = v.typed(name, default.clone()) {
+                add(
+                    &format!("vars.{name}"),
+                    e.message().replacen(
+                        &format!("variable {name:?}: "),
+                        &format!("variable {name:?}: its default "),
+                        1,
+                    ),
+                    "give a default of the variable's type, or change its type".into(),
+                );
+            }
+        }
+    }
+    // Ids are unique also in runbooks built as data (the YAML reader says so itself).
+    let mut seen = BTreeSet::new();
+    for step in &rb.steps {
+        if !seen.insert(step.id.as_str()) && map.places.is_empty() {
+            add(
+                &format!("steps.{}", step.id),
+                format!("step id {:?} is used twice", step.id),
+                "give each step its own id".into(),
             );
         }
     }
@@ -160,6 +229,24 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
                 );
             }
         }
+        // A step whose fields could not all be read was reported as such: its id counts,
+        // the rest of it is not guessed at.
+        if map.partial.contains(&step.id) {
+            continue;
+        }
+        for (place, with) in std::iter::once((format!("{here}.with"), &step.with)).chain(
+            step.compensate
+                .iter()
+                .map(|c| (format!("{here}.compensate"), &c.with)),
+        ) {
+            if !with.is_object() {
+                add(
+                    &place,
+                    format!("step {:?}: with: is not a map of parameters", step.id),
+                    "write `with: { name: value, … }`".into(),
+                );
+            }
+        }
         let Some(action) = registry.get(&step.action) else {
             let near = registry.closest(&step.action);
             add(
@@ -177,9 +264,17 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
             continue;
         };
         // References in `with`, `if` and the compensation.
-        let mut refs = expr::references(&step.with);
+        // References in `with`, the compensation and `if:`, each with where it is.
+        let mut refs: Vec<(String, String, String)> = expr::references(&step.with)
+            .into_iter()
+            .map(|r| (format!("{here}.with"), format!("${{{r}}}"), r))
+            .collect();
         if let Some(c) = &step.compensate {
-            refs.extend(expr::references(&c.with));
+            refs.extend(
+                expr::references(&c.with)
+                    .into_iter()
+                    .map(|r| (format!("{here}.compensate"), format!("${{{r}}}"), r)),
+            );
             if registry.get(&c.action).is_none() {
                 add(
                     &format!("{here}.compensate"),
@@ -191,56 +286,65 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
                 );
             }
         }
-        for r in &refs {
-            let parts: Vec<&str> = r.split('.').collect();
-            match parts.as_slice() {
-                ["vars", name, ..] if !rb.vars.contains_key(*name) => add(
-                    &format!("{here}.with"),
-                    format!("step {:?} uses ${{{r}}}, but there is no variable {name:?}", step.id),
-                    format!("declare it under vars: (declared: {})", rb.vars.keys().cloned().collect::<Vec<_>>().join(", ")),
-                ),
-                ["vars", ..] | ["run", "id" | "mode" | "outcome"] | ["objectives", "rto" | "rpo"] => {}
-                ["steps", other, "state"] if ids.contains(other) => {}
-                ["steps", other, "outputs", key, ..] => match rb.step(other) {
-                    None => add(&format!("{here}.with"), format!("step {:?} uses ${{{r}}}, but there is no step {other:?}", step.id), String::new()),
-                    Some(o) => {
-                        let compensating = step.compensate.as_ref().is_some_and(|c| expr::references(&c.with).contains(r));
-                        // An always-step runs after every other step: what did not run reads as null.
-                        if *other != step.id && !before.contains(*other) && !step.always {
-                            add(&format!("{here}.with"), format!("step {:?} uses ${{{r}}}, but {other:?} may not have run before it", step.id), format!("add {other:?} to its needs"));
-                        } else if *other == step.id && !compensating {
-                            add(&format!("{here}.with"), format!("step {:?} uses its own output ${{{r}}}", step.id), "only its compensation can use its outputs".into());
-                        }
-                        if let Some(a) = registry.get(&o.action) {
-                            let spec = a.spec();
-                            let outs = spec.outputs;
-                            if !spec.open_outputs && !outs.iter().any(|f| f.name == *key) {
-                                add(&format!("{here}.with"), format!("step {:?} uses ${{{r}}}, but {} has no output {key:?}", step.id, o.action), format!("its outputs are {}", if outs.is_empty() { "none".to_owned() } else { outs.iter().map(|f| f.name.clone()).collect::<Vec<_>>().join(", ") }));
-                            }
-                        }
-                    }
-                },
-                _ => add(&format!("{here}.with"), format!("step {:?} uses ${{{r}}}, which names nothing", step.id), "references are vars.<name>, steps.<id>.outputs.<key>, objectives.rto|rpo, run.id|mode|outcome".into()),
-            }
-        }
         if let Some(cond) = &step.when {
-            match expr::condition_names(cond) {
+            match expr::condition_paths(cond) {
                 Err(e) => add(
                     &format!("{here}.if"),
                     format!("step {:?}: {}", step.id, e.message()),
                     "write a minijinja expression, e.g. steps.lag.outputs.seconds < 300".into(),
                 ),
-                Ok(names) => {
-                    for n in names {
-                        if !["vars", "steps", "run", "objectives"].contains(&n.as_str()) {
+                Ok(paths) => {
+                    for path in paths {
+                        let top = path.split('.').next().unwrap_or_default();
+                        if ["vars", "steps", "run", "objectives"].contains(&top) {
+                            refs.push((format!("{here}.if"), format!("if: {path}"), path.clone()));
+                        } else {
                             add(
                                 &format!("{here}.if"),
-                                format!("step {:?}: if: uses {n:?}, which names nothing", step.id),
+                                format!(
+                                    "step {:?}: if: uses {top:?}, which names nothing",
+                                    step.id
+                                ),
                                 "use vars, steps, run or objectives".into(),
                             );
                         }
                     }
                 }
+            }
+        }
+        for (place, shown, r) in &refs {
+            let parts: Vec<&str> = r.split('.').collect();
+            let in_compensation = place.ends_with(".compensate");
+            match parts.as_slice() {
+                ["vars", name, ..] if !rb.vars.contains_key(*name) => add(
+                    place,
+                    format!("step {:?} uses {shown}, but there is no variable {name:?}", step.id),
+                    if rb.vars.is_empty() {
+                        "declare it under vars: (none is declared yet)".to_owned()
+                    } else {
+                        format!("declare it under vars: (declared: {})", rb.vars.keys().cloned().collect::<Vec<_>>().join(", "))
+                    },
+                ),
+                ["vars", _, ..] | ["run", "id" | "mode" | "outcome"] | ["objectives", "rto" | "rpo"] => {}
+                ["steps", other, rest @ ..] if matches!(rest, ["state"] | ["outputs", ..]) => match rb.step(other) {
+                    None => add(place, format!("step {:?} uses {shown}, but there is no step {other:?}", step.id), format!("the steps are {}", ids.iter().copied().collect::<Vec<_>>().join(", "))),
+                    Some(o) => {
+                        // An always-step runs after every other step: what did not run reads as null.
+                        if *other != step.id && !before.contains(*other) && !step.always {
+                            add(place, format!("step {:?} uses {shown}, but {other:?} may not have run before it", step.id), format!("add {other:?} to its needs"));
+                        } else if *other == step.id && !in_compensation {
+                            add(place, format!("step {:?} uses its own output {shown}", step.id), "only its compensation can use its outputs".into());
+                        }
+                        if let (["outputs", key, ..], Some(a)) = (rest, registry.get(&o.action)) {
+                            let spec = a.spec();
+                            let outs = spec.outputs;
+                            if !spec.open_outputs && !map.partial.contains(&o.id) && !outs.iter().any(|f| f.name == *key) {
+                                add(place, format!("step {:?} uses {shown}, but {} has no output {key:?}", step.id, o.action), format!("its outputs are {}", if outs.is_empty() { "none".to_owned() } else { outs.iter().map(|f| f.name.clone()).collect::<Vec<_>>().join(", ") }));
+                            }
+                        }
+                    }
+                },
+                _ => add(place, format!("step {:?} uses {shown}, which names nothing", step.id), "references are vars.<name>, steps.<id>.outputs.<key>, steps.<id>.state, objectives.rto|rpo, run.id|mode|outcome".into()),
             }
         }
         if let Some(g) = &step.guard {
@@ -290,7 +394,12 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
         let scope = plan_scope(rb);
         match expr::resolve(&step.with, &scope, Some(&placeholder)) {
             Ok(with) => {
-                if let Err(e) = action.check(&with) {
+                // A parameter whose value is not known yet is checked when the run has it.
+                let checked = action.check(&with);
+                if let Some(e) = checked
+                    .err()
+                    .filter(|e| !(is_unknown(&with) && e.message().contains("<known ")))
+                {
                     add(
                         &format!("{here}.with"),
                         format!("step {:?}: {}", step.id, e.message()),
@@ -344,9 +453,7 @@ pub fn plan_scope(rb: &Runbook) -> Value {
         .map(|(k, v)| {
             (
                 k.clone(),
-                v.default
-                    .clone()
-                    .unwrap_or_else(|| Value::String(format!("<var {k}>"))),
+                v.default.clone().unwrap_or_else(|| known_at_start(k)),
             )
         })
         .collect();
