@@ -120,7 +120,10 @@ pub enum RunsCommand {
 #[derive(Debug, Subcommand)]
 pub enum RunbookCommand {
     /// The actions (with parameters and outputs) and target kinds.
-    Actions,
+    Actions {
+        /// Only this action.
+        name: Option<String>,
+    },
     /// The JSON Schema of the runbook format, for editors (e.g. yaml-language-server).
     Schema,
     /// Check a runbook file without a repository or any live system: its format, actions
@@ -136,7 +139,7 @@ pub enum RunbookCommand {
 pub struct PlanArgs {
     /// The runbook (YAML).
     pub file: PathBuf,
-    /// A variable, NAME=VALUE (a number, true/false or JSON stays typed); repeatable.
+    /// A variable, NAME=VALUE, as text unless the variable declares a `type:`; repeatable.
     #[arg(long = "var", value_parser = parse_tag)]
     pub vars: Vec<(String, String)>,
     /// planned or forced.

@@ -62,6 +62,7 @@ fn pair() -> Route {
 
 struct World {
     engine: Engine,
+    store: DynStore,
     old: FakeDatabase,
     replica: FakeDatabase,
     dns: FakeRouter,
@@ -96,7 +97,7 @@ fn world() -> World {
         Arc::default();
     let engine = Engine::new(
         registry,
-        store,
+        store.clone(),
         Arc::new(move |name: &str| {
             let mut l = locks.lock().unwrap();
             Ok(Arc::new(
@@ -108,6 +109,7 @@ fn world() -> World {
     );
     World {
         engine,
+        store,
         old,
         replica,
         dns,
@@ -619,4 +621,123 @@ steps:
         &why[..200.min(why.len())]
     );
     assert!(why.len() <= kept + 400, "{} bytes", why.len());
+}
+
+#[tokio::test]
+async fn a_timed_out_step_runs_again_only_when_it_is_idempotent() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    for (idempotent, runs) in [(false, 1), (true, 3)] {
+        let effects = dir.path().join(format!("effects-{idempotent}"));
+        let yaml = format!(
+            r#"version: 1
+name: slow-{idempotent}
+steps:
+  - id: charge
+    action: exec
+    timeout: 300ms
+    retry: {{ attempts: 3, backoff: 10ms }}
+    with: {{ argv: [sh, -c, "echo charged >> {}; sleep 5"], idempotent: {idempotent} }}
+"#,
+            effects.display()
+        );
+        let (rb, map) = parse_yaml(&yaml, "slow.yaml").unwrap();
+        let run = w
+            .engine
+            .run(&rb, &map, &RunOptions::default())
+            .await
+            .unwrap();
+        assert_eq!(run.outcome, dr_core::runbook::RunOutcome::Failed);
+        let lines = std::fs::read_to_string(&effects).unwrap().lines().count();
+        assert_eq!(lines, runs, "idempotent: {idempotent}");
+        let noted = run.events.iter().any(|e| {
+            matches!(&e.kind, dr_core::runbook::journal::EventKind::Note { text, .. } if text.starts_with("not retried"))
+        });
+        assert_eq!(
+            noted, !idempotent,
+            "the journal says why it was not retried"
+        );
+    }
+}
+
+#[tokio::test]
+async fn secrets_written_into_a_runbook_are_never_journaled_and_are_asked_again_on_resume() {
+    use dr_core::store::BackupStoreExt;
+    let w = world();
+    let yaml = r#"version: 1
+name: inline-secrets
+vars:
+  api: { default: "https://bob:BobPass-III999@api.internal/x" }
+notify:
+  - { name: hook, kind: webhook, url: "http://127.0.0.1:9/hook/HookToken-777" }
+  - { name: pager, kind: pagerduty, routing_key: RoutingKey-555, on: [] }
+steps:
+  - id: gate
+    action: approve
+    with: { message: "go on?" }
+  - id: use
+    action: notify
+    needs: [gate]
+    with: { message: "using ${vars.api}" }
+"#;
+    let (rb, map) = parse_yaml(yaml, "inline.yaml").unwrap();
+    let run = w
+        .engine
+        .run(&rb, &map, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(run.outcome, dr_core::runbook::RunOutcome::Waiting);
+    // The repository is not encrypted: the journal is readable JSON, without the secrets.
+    let mut journal = String::new();
+    for o in w.store.list_all("runs/").await.unwrap() {
+        journal.push_str(&String::from_utf8_lossy(
+            &w.store.get_bytes(&o.key).await.unwrap(),
+        ));
+    }
+    assert!(journal.contains("inline-secrets"), "the journal is read");
+    for secret in ["BobPass-III999", "HookToken-777", "RoutingKey-555"] {
+        assert!(!journal.contains(secret), "{secret} journaled");
+    }
+    // The variable that held a password must be given again: it is not quietly resumed
+    // without it.
+    let approve = RunOptions {
+        approve: ["gate".to_owned()].into(),
+        ..RunOptions::default()
+    };
+    let e = w
+        .engine
+        .resume(run.id.as_str(), &approve)
+        .await
+        .unwrap_err();
+    assert!(e.to_string().contains("held a password"), "{e}");
+    let given = RunOptions {
+        vars: [(
+            "api".to_owned(),
+            json!("https://bob:BobPass-III999@api.internal/x"),
+        )]
+        .into(),
+        ..approve
+    };
+    let resumed = w.engine.resume(run.id.as_str(), &given).await.unwrap();
+    assert_eq!(
+        resumed.outcome,
+        dr_core::runbook::RunOutcome::Succeeded,
+        "{resumed:#?}"
+    );
+    let notes: Vec<String> = resumed
+        .events
+        .iter()
+        .filter_map(|e| match &e.kind {
+            dr_core::runbook::journal::EventKind::Note { text, .. } => Some(text.clone()),
+            _ => None,
+        })
+        .collect();
+    for name in ["hook", "pager"] {
+        assert!(
+            notes
+                .iter()
+                .any(|n| n.contains(&format!("notifier {name:?} is not told of this resume"))),
+            "{notes:?}"
+        );
+    }
 }

@@ -468,9 +468,24 @@ pub fn runbook(c: &RunbookCommand, out: Output) -> Result<u8> {
             });
             Ok(u8::from(!check.ok))
         }
-        RunbookCommand::Actions => {
+        RunbookCommand::Actions { name } => {
             let r = drkit::registry();
-            let specs = r.specs();
+            let mut specs = r.specs();
+            if let Some(name) = name {
+                specs.retain(|s| &s.name == name);
+                if specs.is_empty() {
+                    let near = r.closest(name);
+                    return Err(dr_core::err!(
+                        NotFound,
+                        "no action {name:?} in this build; {}",
+                        if near.is_empty() {
+                            "list them with `drkit runbook actions`".to_owned()
+                        } else {
+                            format!("did you mean {}?", near.join(" or "))
+                        }
+                    ));
+                }
+            }
             let doc = serde_json::json!({"actions": specs, "target_kinds": r.kinds()});
             out.emit(&doc, || {
                 let mut t = String::new();

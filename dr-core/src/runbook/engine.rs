@@ -307,6 +307,7 @@ impl Engine {
         let mut journaled = Map::new();
         let mut problems = Vec::new();
         for (name, spec) in &rb.vars {
+            let withheld = previous.is_some_and(|p| p.get(name).is_some_and(Value::is_null));
             let given = given
                 .get(name)
                 .cloned()
@@ -322,7 +323,9 @@ impl Engine {
                         .and_then(|e| std::env::var(e).ok())
                         .map(Value::String)
                 })
-                .or_else(|| spec.default.clone());
+                // A value withheld from the journal is not replaced by the frozen
+                // default, which lost its password too.
+                .or_else(|| (!withheld).then(|| spec.default.clone()).flatten());
             let Some(v) = given else {
                 problems.push(format!(
                     "variable {name:?} has no value: pass --var {name}=…{}{}",
@@ -330,10 +333,14 @@ impl Engine {
                         .as_ref()
                         .map(|e| format!(" or set {e}"))
                         .unwrap_or_default(),
-                    if spec.secret && previous.is_some() {
-                        " (a secret variable is never journaled: give it again on resume)"
-                    } else {
-                        ""
+                    match (previous.map(|p| p.contains_key(name)), spec.secret) {
+                        (Some(_), true) => {
+                            " (a secret variable is never journaled: give it again on resume)"
+                        }
+                        (Some(true), false) => {
+                            " (its value held a password, which is never journaled: give it again on resume)"
+                        }
+                        _ => "",
                     }
                 ));
                 continue;
@@ -345,12 +352,14 @@ impl Engine {
                     continue;
                 }
             };
+            // A secret, or a value that holds a password, is given again on resume.
+            let stripped = super::redact::strip_value(&v);
             journaled.insert(
                 name.clone(),
-                if spec.secret {
+                if spec.secret || stripped != v {
                     Value::Null
                 } else {
-                    super::redact::strip_value(&v)
+                    stripped
                 },
             );
             values.insert(name.clone(), v);
@@ -420,13 +429,30 @@ impl Engine {
         vars: &Map<String, Value>,
         id: &RunId,
         redactor: &Arc<Redactor>,
-    ) -> Result<Notifiers> {
+    ) -> Result<(Notifiers, Vec<String>)> {
         let scope = serde_json::json!({ "vars": vars, "run": { "id": id.as_str() } });
         let entries = expr::resolve(&Value::Array(rb.notify.clone()), &scope, None)?;
         let Value::Array(entries) = entries else {
             unreachable!("an array resolves to an array")
         };
-        Ok(Notifiers::new(&entries, id.as_str(), &rb.name)?.with_redactor(redactor.clone()))
+        // On resume, notifiers whose URL or key was written into the runbook (never
+        // journaled) cannot be reached.
+        let (entries, unreachable): (Vec<Value>, Vec<Value>) = entries
+            .into_iter()
+            .partition(|e| !e.to_string().contains(NOT_JOURNALED));
+        let names = unreachable
+            .iter()
+            .map(|e| {
+                e.get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or("?")
+                    .to_owned()
+            })
+            .collect();
+        Ok((
+            Notifiers::new(&entries, id.as_str(), &rb.name)?.with_redactor(redactor.clone()),
+            names,
+        ))
     }
 
     /// Starts a new run of `rb`.
@@ -443,7 +469,7 @@ impl Engine {
         let shown = |e: crate::Error| redactor.error(e);
         let targets = self.build_targets(rb, &vars).await.map_err(shown)?;
         let id = RunId::new();
-        let notifiers = Self::notifiers(rb, &vars, &id, &redactor).map_err(shown)?;
+        let (notifiers, _) = Self::notifiers(rb, &vars, &id, &redactor).map_err(shown)?;
         let lock = (self.locks)(rb.lock_name())?;
         let lease = lock
             .acquire(&LockRequest::new(format!("run {id}"), options.lock_ttl))
@@ -534,6 +560,9 @@ impl Engine {
     }
 }
 
+/// What a frozen runbook holds instead of a secret written into it.
+pub(super) const NOT_JOURNALED: &str = "<not journaled>";
+
 /// The runbook as it is frozen into a journal: no default of a secret variable, no URL
 /// password anywhere (a resumed run finds those where libpq would: `PGPASSWORD`, or a
 /// secret variable).
@@ -542,6 +571,17 @@ fn frozen(rb: &Runbook) -> Runbook {
     for spec in rb.vars.values_mut() {
         if spec.secret {
             spec.default = None;
+        }
+    }
+    // A notifier's URL or key written into the runbook is a secret: kept out. One given
+    // by a reference (`${vars.slack_url}`) is found again on resume.
+    for entry in &mut rb.notify {
+        if let Value::Object(fields) = entry {
+            for (k, v) in fields.iter_mut() {
+                if super::redact::secret_field(k) && v.as_str().is_some_and(|s| !s.contains("${")) {
+                    *v = Value::String(NOT_JOURNALED.to_owned());
+                }
+            }
         }
     }
     let value = serde_json::to_value(&rb).expect("a runbook serializes");

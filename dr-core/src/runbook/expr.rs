@@ -147,25 +147,22 @@ fn resolve_str(s: &str, scope: &Value, missing: Option<&dyn Fn(&str) -> Value>) 
     Ok(Value::String(out))
 }
 
-/// Checks an `if:` expression compiles, and returns the top-level names it uses.
-pub fn condition_names(expr: &str) -> Result<Vec<String>> {
-    let env = minijinja::Environment::new();
-    let compiled = env
-        .compile_expression(expr)
-        .map_err(|e| err!(InvalidInput, "if: {expr:?} is not an expression: {e}"))?;
-    let mut names: Vec<String> = compiled.undeclared_variables(false).into_iter().collect();
-    names.sort();
-    Ok(names)
+fn compile<'env>(
+    env: &'env minijinja::Environment<'env>,
+    expr: &'env str,
+) -> Result<minijinja::Expression<'env, 'env>> {
+    env.compile_expression(expr)
+        .map_err(|e| err!(InvalidInput, "if: {expr:?} is not an expression: {e}"))
 }
 
-/// The dotted paths an `if:` expression reads (`steps.lag.outputs.seconds`, `vars.region`),
-/// as far as they are written with dots.
+/// Checks an `if:` expression compiles, and returns the dotted paths it reads
+/// (`steps.lag.outputs.seconds`, `vars.region`), as far as they are written with dots.
 pub fn condition_paths(expr: &str) -> Result<Vec<String>> {
     let env = minijinja::Environment::new();
-    let compiled = env
-        .compile_expression(expr)
-        .map_err(|e| err!(InvalidInput, "if: {expr:?} is not an expression: {e}"))?;
-    let mut paths: Vec<String> = compiled.undeclared_variables(true).into_iter().collect();
+    let mut paths: Vec<String> = compile(&env, expr)?
+        .undeclared_variables(true)
+        .into_iter()
+        .collect();
     paths.sort();
     Ok(paths)
 }
@@ -174,10 +171,7 @@ pub fn condition_paths(expr: &str) -> Result<Vec<String>> {
 /// zero or empty.
 pub fn condition(expr: &str, scope: &Value) -> Result<bool> {
     let env = minijinja::Environment::new();
-    let compiled = env
-        .compile_expression(expr)
-        .map_err(|e| err!(InvalidInput, "if: {expr:?} is not an expression: {e}"))?;
-    let v = compiled
+    let v = compile(&env, expr)?
         .eval(minijinja::Value::from(minijinja::value::Serde(scope)))
         .map_err(|e| err!(InvalidInput, "if: {expr:?} failed: {e}"))?;
     Ok(v.is_true())
@@ -237,9 +231,9 @@ mod tests {
         assert!(condition("run.mode == 'forced'", &scope).unwrap());
         assert!(!condition("steps.lag.outputs.seconds > 60", &scope).unwrap());
         assert_eq!(
-            condition_names("steps.lag.outputs.seconds > vars.limit").unwrap(),
-            ["steps", "vars"]
+            condition_paths("steps.lag.outputs.seconds > vars.limit").unwrap(),
+            ["steps.lag.outputs.seconds", "vars.limit"]
         );
-        assert!(condition_names("run.mode ==").is_err());
+        assert!(condition_paths("run.mode ==").is_err());
     }
 }

@@ -37,7 +37,7 @@ const SECRET_ENV: &[&str] = &[
 const SECRET_FILE_ENV: &[&str] = &["DRKIT_PASSWORD_FILE", "DRKIT_KEY_FILE"];
 
 /// Field names whose string values are secrets (in targets and notifiers).
-fn secret_field(name: &str) -> bool {
+pub(super) fn secret_field(name: &str) -> bool {
     let n = name.to_ascii_lowercase();
     n.contains("password")
         || n.contains("secret")

@@ -73,7 +73,20 @@ impl Engine {
             }
         }
         let notifiers = match Self::notifiers(&rb, &vars, &id, &redactor) {
-            Ok(n) => n,
+            Ok((n, unreachable)) => {
+                for name in unreachable {
+                    let note = EventKind::Note {
+                        step: None,
+                        text: format!(
+                            "notifier {name:?} is not told of this resume: its URL or key was written into the runbook and is never journaled (give it as a secret variable, `${{vars.…}}` with `env:`, to have resumes notify)"
+                        ),
+                    };
+                    if let Err(e) = journal.append(note).await {
+                        return Err(release(e).await);
+                    }
+                }
+                n
+            }
             Err(e) => return Err(redactor.error(release(e).await)),
         };
         let run = Run {

@@ -97,7 +97,11 @@ impl StepTask {
                     .without_prefix(&format!("step {:?}: ", step.id))
                     .context(format!("step {:?} ({})", step.id, step.action)),
             };
-            let will_retry = attempt < attempts && e.is_retryable();
+            // A timed-out attempt may have had its effect: only an idempotent step may
+            // simply run again.
+            let unknown_outcome =
+                e.kind() == ErrorKind::Timeout && !self.action.idempotent(&step.with);
+            let will_retry = attempt < attempts && e.is_retryable() && !unknown_outcome;
             self.journal
                 .lock()
                 .await
@@ -109,6 +113,19 @@ impl StepTask {
                     will_retry,
                 })
                 .await?;
+            if unknown_outcome && attempt < attempts {
+                self.journal
+                    .lock()
+                    .await
+                    .append(EventKind::Note {
+                        step: Some(step.id.clone()),
+                        text: "not retried: the step is not idempotent and its attempt timed \
+                               out, so it may have had its effect (an exec step that is safe \
+                               to run again says `idempotent: true`)"
+                            .to_owned(),
+                    })
+                    .await?;
+            }
             if !will_retry {
                 return Err(e);
             }
