@@ -459,6 +459,7 @@ impl Registry {
             c["properties"]["with"] = serde_json::json!({"type": "object"});
         }
         s["properties"]["timeout"] = crate::duration::positive_json_schema();
+        s["properties"]["notify"]["items"] = super::notify::json_schema();
         // Sections may be written with nothing under them.
         for section in ["vars", "targets", "notify", "objectives"] {
             let field = &mut s["properties"][section];

@@ -66,6 +66,44 @@ pub enum NotifierKind {
     },
 }
 
+/// The JSON Schema of one `notify:` entry: each kind with its own fields and no other.
+#[must_use]
+pub fn json_schema() -> serde_json::Value {
+    let kinds: [(&str, &[&str], &[&str]); 4] = [
+        ("slack", &["url"], &["url"]),
+        ("webhook", &["url"], &["url"]),
+        ("pagerduty", &["routing_key"], &["routing_key", "url"]),
+        (
+            "statuspage",
+            &["page_id", "api_key"],
+            &["page_id", "api_key", "url"],
+        ),
+    ];
+    let one_of: Vec<serde_json::Value> = kinds
+        .iter()
+        .map(|(kind, required, fields)| {
+            let mut properties = serde_json::json!({
+                "name": {"type": "string", "description": "Its name in messages and the journal."},
+                "kind": {"const": kind},
+                "severities": {"type": "array", "items": {"$ref": "#/$defs/Severity"}},
+                "on": {"type": "array", "items": {"enum": ["start", "step", "failure", "approval", "end"]}},
+            });
+            for f in *fields {
+                properties[*f] = serde_json::json!({"type": "string"});
+            }
+            let mut req = vec!["name", "kind"];
+            req.extend_from_slice(required);
+            serde_json::json!({
+                "type": "object",
+                "properties": properties,
+                "required": req,
+                "additionalProperties": false,
+            })
+        })
+        .collect();
+    serde_json::json!({"description": "Where notifications go: slack, webhook, pagerduty or statuspage.", "oneOf": one_of})
+}
+
 fn pagerduty_url() -> String {
     "https://events.pagerduty.com/v2/enqueue".into()
 }

@@ -529,7 +529,9 @@ pub(crate) fn parse_yaml_lenient(
             vec![problem],
         ))
     };
-    let root: Node = match serde_saphyr::from_str(text) {
+    // YAML 1.2's booleans only (`true`, `false`): `name: n` or `to: no` stay text.
+    let options = serde_saphyr::options! { strict_booleans: true };
+    let root: Node = match serde_saphyr::from_str_with_options(text, options) {
         Ok(root) => root,
         Err(e) => return unread(map, unreadable(&e)),
     };
@@ -578,6 +580,13 @@ pub(crate) fn parse_yaml_lenient(
                 }
             }
             "steps" => steps = read_steps(node, &mut map, &mut problems),
+            "notify" => {
+                if field_reads_as::<Runbook>(&base, name, node, "", &mut problems)
+                    && read_notifiers(node, &mut problems)
+                {
+                    doc.insert(name.to_owned(), node.value());
+                }
+            }
             _ => {
                 if field_reads_as::<Runbook>(&base, name, node, "", &mut problems) {
                     doc.insert(name.to_owned(), node.value());
@@ -608,6 +617,49 @@ pub(crate) fn parse_yaml_lenient(
     }
     runbook.steps = steps;
     Ok((runbook, map, problems.0))
+}
+
+/// Each `notify:` entry read as the notifier it declares: its kind, the kind's fields and
+/// no other (values may still be `${…}`).
+fn read_notifiers(node: &Node, problems: &mut Problems) -> bool {
+    let Tree::Seq(entries) = &node.tree else {
+        return true;
+    };
+    let mut ok = true;
+    for (i, entry) in entries.iter().enumerate() {
+        let what = format!("notifier {}", i + 1);
+        if !read_whole::<super::notify::Notifier>(entry, &what, problems) {
+            ok = false;
+            continue;
+        }
+        let kind = entry
+            .child("kind")
+            .and_then(|k| k.value().as_str().map(str::to_owned));
+        let fields: &[&str] = match kind.as_deref() {
+            Some("slack" | "webhook") => &["url"],
+            Some("pagerduty") => &["routing_key", "url"],
+            Some("statuspage") => &["page_id", "api_key", "url"],
+            _ => &[],
+        };
+        if let Tree::Map(keys) = &entry.tree {
+            for (k, _) in keys {
+                let common = ["name", "kind", "severities", "on"].contains(&k.name.as_str());
+                if !common && !fields.contains(&k.name.as_str()) {
+                    ok = false;
+                    problems.add(
+                        Some(k.at),
+                        format!("{what}: unknown field {:?}", k.name),
+                        format!(
+                            "a {} notifier's fields are name, kind, severities, on, {}",
+                            kind.as_deref().unwrap_or("?"),
+                            fields.join(", ")
+                        ),
+                    );
+                }
+            }
+        }
+    }
+    ok
 }
 
 /// The fields every runbook has: a version, a name that says something, steps.
@@ -841,4 +893,30 @@ pub fn report(origin: &str, problems: &[Diagnostic]) -> crate::Error {
         if problems.len() == 1 { "" } else { "s" },
         lines.join("\n")
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_yaml;
+
+    #[test]
+    fn only_true_and_false_are_booleans() {
+        // YAML 1.1's yes/no/on/off/y/n are text: a variable's default `no` stays "no".
+        let yaml = "version: 1\nname: n\nvars:\n  answer: { default: no }\nsteps:\n  - id: a\n    action: wait\n    with: { for: 1s }\n";
+        let (rb, _) = parse_yaml(yaml, "yn.yaml").unwrap();
+        assert_eq!(rb.name, "n");
+        assert_eq!(rb.vars["answer"].default, Some(serde_json::json!("no")));
+        let e = parse_yaml(
+            &yaml.replace("    with:", "    always: yes\n    with:"),
+            "yn.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains(
+                "yn.yaml:8:13: step \"a\": always: expected a boolean, found string \"yes\""
+            ),
+            "{e}"
+        );
+    }
 }
