@@ -601,20 +601,6 @@ pub(crate) fn parse_yaml_lenient(
             "runbook {origin}: {e}; see docs/runbooks.md for the format"
         )
     })?;
-    if runbook.version != 1 {
-        problems.add(
-            map.at("version"),
-            format!("version {} is not known", runbook.version),
-            "use version: 1",
-        );
-    }
-    if runbook.concurrency == 0 {
-        problems.add(
-            map.at("concurrency"),
-            "concurrency 0 would run no step",
-            "give at least 1 (the default is 4)",
-        );
-    }
     runbook.steps = steps;
     Ok((runbook, map, problems.0))
 }

@@ -160,6 +160,20 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
             );
         }
     }
+    if rb.version != 1 {
+        add(
+            "version",
+            format!("version {} is not known", rb.version),
+            "use version: 1".into(),
+        );
+    }
+    if rb.concurrency == 0 {
+        add(
+            "concurrency",
+            "concurrency 0 would run no step".into(),
+            "give at least 1 (the default is 4)".into(),
+        );
+    }
     if rb.timeout.is_some_and(|t| t.is_zero()) {
         add(
             "timeout",
