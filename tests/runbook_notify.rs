@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+use base64::Engine as _;
+
 use dr_core::lock::Lock;
 use dr_core::runbook::{Engine, RunOptions};
 use dr_core::store::MemoryStore;
@@ -12,6 +14,7 @@ use dr_testkit::Receiver;
 const SLACK_SECRET: &str = "T000-B000-very-secret-hook";
 const PD_KEY: &str = "pd-routing-key-secret";
 const SP_KEY: &str = "statuspage-api-key-secret";
+const HOOK_PASSWORD: &str = "hook-basic-password-secret";
 
 /// This build's registry, journaling in memory.
 fn engine() -> Engine {
@@ -24,6 +27,8 @@ fn engine() -> Engine {
 
 /// Five notifiers (one unreachable) and two notify steps, high then info.
 fn notified_book(base: &str) -> String {
+    // The webhook sits behind basic auth, given in its URL.
+    let with_user = base.replacen("://", &format!("://hookuser:{HOOK_PASSWORD}@"), 1);
     format!(
         r#"version: 1
 name: notified
@@ -33,7 +38,7 @@ vars:
   sp: {{ default: "{SP_KEY}", secret: true }}
 notify:
   - {{ name: oncall, kind: slack, url: "${{vars.slack}}", severities: [critical, high] }}
-  - {{ name: audit, kind: webhook, url: "{base}/hook" }}
+  - {{ name: audit, kind: webhook, url: "{with_user}/hook" }}
   - {{ name: pager, kind: pagerduty, routing_key: "${{vars.pd}}", url: "{base}/pd", severities: [critical, high], on: [failure, end] }}
   - {{ name: status, kind: statuspage, page_id: shop, api_key: "${{vars.sp}}", url: "{base}/sp" }}
   - {{ name: broken, kind: webhook, url: "http://127.0.0.1:1/nowhere" }}
@@ -97,6 +102,18 @@ async fn notifications_reach_each_receiver_in_its_shape_and_no_secret_leaks() {
         "{hook:?}"
     );
     assert!(to("/hook").iter().all(|r| r.body["run"] == run.id.as_str()));
+    // Its URL's user and password are sent as basic authorization.
+    let basic = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("hookuser:{HOOK_PASSWORD}"))
+    );
+    assert!(
+        to("/hook")
+            .iter()
+            .all(|r| r.headers.get("authorization") == Some(&basic)),
+        "{:?}",
+        to("/hook")
+    );
     // PagerDuty: the high-severity step triggers, the end resolves (not the start, not the
     // info step), with one dedup key per run.
     let pd = to("/pd");
@@ -129,7 +146,7 @@ async fn notifications_reach_each_receiver_in_its_shape_and_no_secret_leaks() {
         journal.contains("notifier \\\"broken\\\" failed"),
         "{journal}"
     );
-    for secret in [SLACK_SECRET, PD_KEY, SP_KEY] {
+    for secret in [SLACK_SECRET, PD_KEY, SP_KEY, HOOK_PASSWORD] {
         assert!(!journal.contains(secret), "{secret} in the run's journal");
     }
     let plan = serde_json::to_string(
@@ -139,7 +156,7 @@ async fn notifications_reach_each_receiver_in_its_shape_and_no_secret_leaks() {
             .unwrap(),
     )
     .unwrap();
-    for secret in [SLACK_SECRET, PD_KEY, SP_KEY] {
+    for secret in [SLACK_SECRET, PD_KEY, SP_KEY, HOOK_PASSWORD] {
         assert!(!plan.contains(secret), "{secret} in the plan");
     }
 }

@@ -104,6 +104,29 @@ pub fn json_schema() -> serde_json::Value {
     serde_json::json!({"description": "Where notifications go: slack, webhook, pagerduty or statuspage.", "oneOf": one_of})
 }
 
+/// A webhook URL with `user:password@` in it, as the URL without them and the HTTP basic
+/// authorization they stand for (receivers behind basic auth).
+fn basic_auth(raw: &str) -> (String, Option<String>) {
+    use base64::Engine as _;
+    let Ok(mut url) = url::Url::parse(raw) else {
+        return (raw.to_owned(), None);
+    };
+    if url.username().is_empty() && url.password().is_none() {
+        return (raw.to_owned(), None);
+    }
+    let decode = |s: &str| {
+        percent_encoding::percent_decode_str(s)
+            .decode_utf8_lossy()
+            .into_owned()
+    };
+    let user = decode(url.username());
+    let password = decode(url.password().unwrap_or_default());
+    let _ = url.set_username("");
+    let _ = url.set_password(None);
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    (url.to_string(), Some(format!("Basic {token}")))
+}
+
 fn pagerduty_url() -> String {
     "https://events.pagerduty.com/v2/enqueue".into()
 }
@@ -237,12 +260,15 @@ impl Notifiers {
                 Vec::new(),
                 json!({"text": m.text, "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": format!("*{}* ({}): {}", self.runbook, serde_json::to_value(m.severity).unwrap_or_default().as_str().unwrap_or(""), m.text)}}]}),
             ),
-            NotifierKind::Webhook { url } => (
-                "POST",
-                url.clone(),
-                Vec::new(),
-                json!({"runbook": self.runbook, "run": self.run_id, "event": m.event, "severity": m.severity, "message": m.text}),
-            ),
+            NotifierKind::Webhook { url } => {
+                let (url, auth) = basic_auth(url);
+                (
+                    "POST",
+                    url,
+                    auth.into_iter().map(|a| ("authorization", a)).collect(),
+                    json!({"runbook": self.runbook, "run": self.run_id, "event": m.event, "severity": m.severity, "message": m.text}),
+                )
+            }
             NotifierKind::Pagerduty { routing_key, url } => (
                 "POST",
                 url.clone(),
