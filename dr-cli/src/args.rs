@@ -768,11 +768,26 @@ pub struct BackupArgs {
 /// `drkit restore`.
 #[derive(Debug, Args)]
 pub struct RestoreArgs {
-    /// Snapshot id (or a unique prefix), or `latest`.
+    /// Snapshot id (or a unique prefix), or `latest`: the newest dump of the database
+    /// --to names (or of --source).
     pub snapshot: String,
     /// Target: postgres://user:password@host:port/database.
     #[arg(long)]
     pub to: String,
+    /// With `latest`: the source to restore from, as `drkit snapshots` shows it or by its
+    /// database name (needed when the target's name matches no source, or several).
+    #[arg(long)]
+    pub source: Option<String>,
+    /// With `latest`: the newest taken before this moment (e.g. 2026-12-01T03:00:00Z).
+    #[arg(long)]
+    pub before: Option<jiff::Timestamp>,
+    /// With `latest`: only snapshots with this tag, KEY=VALUE; repeatable.
+    #[arg(long = "tag", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+    /// With `latest`: one at random among those finished within this long (a restore
+    /// test of a random backup), e.g. 30d.
+    #[arg(long, value_parser = parse_duration)]
+    pub random_within: Option<Duration>,
     /// Restore into <db>_restored, then rename <db> to <db>_old and <db>_restored to <db>.
     #[arg(long, group = "mode")]
     pub swap: bool,
@@ -814,6 +829,10 @@ pub struct VerifyArgs {
     /// Also restore into a scratch database on this server and check it.
     #[arg(long)]
     pub restore_into: Option<String>,
+    /// With --restore-into and `latest`: the source whose newest dump is restored, by URL
+    /// or database name.
+    #[arg(long, requires = "restore_into")]
+    pub source: Option<String>,
     /// SQL that must return true or a non-zero count after restore; repeatable.
     #[arg(long = "check", requires = "restore_into")]
     pub checks: Vec<String>,

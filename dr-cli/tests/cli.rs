@@ -304,3 +304,113 @@ fn a_passphrase_repository_gets_a_key_file_for_archive_command() {
     // One new secret at a time, and one is needed.
     assert_eq!(drkit.run(&["repo", "add-key"]).status.code(), Some(2));
 }
+
+/// A repository with dumps of two databases. `latest` restores the newest dump of the
+/// database restored into — never another database's (it once restored the newest
+/// snapshot of any source) — and a target named like neither source is refused, naming
+/// them, before anything changes. `--source`, `--before` and `--random-within` pick
+/// through the CLI and a runbook's `pg.restore` step alike.
+#[test]
+fn latest_restores_the_database_it_is_about() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.fill_items("shop", 1_000);
+    pg.fill_items("blog", 10);
+    pg.psql(
+        "blog",
+        "CREATE TABLE posts (id int); INSERT INTO posts VALUES (1)",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let drkit = new_drkit(&dir.path().join("repo"));
+    drkit.json(&["repo", "init"]);
+    let id = |v: Value| v["id"].as_str().unwrap().to_owned();
+    let shop_1 = id(drkit.json(&["backup", &pg.dsn("shop")]));
+    let between = jiff::Timestamp::now().to_string();
+    pg.psql(
+        "shop",
+        "INSERT INTO items (id, sku) VALUES (1000001, 'late')",
+    );
+    let shop_2 = id(drkit.json(&["backup", &pg.dsn("shop")]));
+    let blog = id(drkit.json(&["backup", &pg.dsn("blog")]));
+
+    // The newest snapshot is blog's; restoring shop takes shop's newest.
+    let restored = drkit.json(&["restore", "latest", "--to", &pg.dsn("shop"), "--clean"]);
+    assert_eq!(restored["snapshot"], shop_2.as_str());
+    assert_eq!(
+        pg.psql(
+            "shop",
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'posts'"
+        ),
+        "0",
+        "nothing of blog in shop"
+    );
+    assert_eq!(pg.psql("shop", "SELECT count(*) FROM items"), "1001");
+
+    // A target named like neither source: refused, naming both, nothing created.
+    let out = drkit.run(&["restore", "latest", "--to", &pg.dsn("neither")]);
+    let err = stderr(&out);
+    assert!(!out.status.success());
+    assert!(
+        err.contains("blog") && err.contains("shop") && err.contains("--source"),
+        "{err}"
+    );
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'neither'"
+        ),
+        "0"
+    );
+    // --source names the database to restore from.
+    let restored = drkit.json(&[
+        "restore",
+        "latest",
+        "--to",
+        &pg.dsn("blog_copy"),
+        "--source",
+        "blog",
+    ]);
+    assert_eq!(restored["snapshot"], blog.as_str());
+    let before = drkit.json(&[
+        "restore",
+        "latest",
+        "--to",
+        &pg.dsn("shop_before"),
+        "--source",
+        "shop",
+        "--before",
+        &between,
+    ]);
+    assert_eq!(before["snapshot"], shop_1.as_str());
+    assert_eq!(pg.psql("shop_before", "SELECT count(*) FROM items"), "1000");
+    let drawn = drkit.json(&[
+        "restore",
+        "latest",
+        "--to",
+        &pg.dsn("shop_random"),
+        "--source",
+        "shop",
+        "--random-within",
+        "1h",
+    ]);
+    let drawn = drawn["snapshot"].as_str().unwrap();
+    assert!(drawn == shop_1 || drawn == shop_2, "{drawn}");
+
+    // The same selection from a runbook step.
+    let book = dir.path().join("restore.yaml");
+    std::fs::write(
+        &book,
+        format!(
+            "version: 1\nname: restore-known-good\nsteps:\n  - id: restore\n    action: pg.restore\n    with: {{ url: \"{}\", source: shop, before: \"{between}\", options: {{ mode: create }} }}\n",
+            pg.dsn("shop_step")
+        ),
+    )
+    .unwrap();
+    let run = drkit.json(&["run", book.to_str().unwrap(), "--yes"]);
+    assert_eq!(run["outcome"], "succeeded", "{run:#}");
+    assert_eq!(
+        run["steps"][0]["outputs"]["snapshot"],
+        shop_1.as_str(),
+        "{run:#}"
+    );
+    assert_eq!(pg.psql("shop_step", "SELECT count(*) FROM items"), "1000");
+}

@@ -35,7 +35,7 @@ pub use logical::backup::{
     backup, BackupOptions, RowCounts, DUMP_FILE, GLOBALS_FILE, KIND_LOGICAL,
 };
 pub use logical::metadata::{LogicalMetadata, TableCount};
-pub use logical::restore::{restore, RestoreMode, RestoreOptions, RestoreReport};
+pub use logical::restore::{dump_for, restore, RestoreMode, RestoreOptions, RestoreReport};
 pub use logical::roles::NeededRoles;
 pub use logical::verify::{
     check_server, verify, verify_by_restore, AmcheckResult, ServerChecks, SqlCheck, TableCheck,

@@ -181,13 +181,19 @@ impl Repository {
     }
 
     /// Restores `snapshot` (id, prefix or "latest") into the database `to` names.
-    #[pyo3(signature = (snapshot, to, *, mode="auto", jobs=None, globals=false, create_roles=false, no_owner=false, no_privileges=false, terminate_connections=false))]
+    /// `latest` is the newest dump of the database `to` names, or of `source`; `before`
+    /// (RFC 3339), `tags` and `random_within` ("30d") narrow it as `drkit restore` does.
+    #[pyo3(signature = (snapshot, to, *, source=None, before=None, tags=None, random_within=None, mode="auto", jobs=None, globals=false, create_roles=false, no_owner=false, no_privileges=false, terminate_connections=false))]
     #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)] // mirrors the Python keyword arguments one to one
     fn restore<'py>(
         &self,
         py: Python<'py>,
         snapshot: &str,
         to: &str,
+        source: Option<String>,
+        before: Option<&str>,
+        tags: Option<std::collections::BTreeMap<String, String>>,
+        random_within: Option<&str>,
         mode: &str,
         jobs: Option<usize>,
         globals: bool,
@@ -208,9 +214,29 @@ impl Repository {
             terminate_connections,
             ..defaults
         };
+        let pick = dr_core::repo::Pick {
+            snapshot: snapshot.into(),
+            source,
+            before: before
+                .map(|b| {
+                    b.parse::<jiff::Timestamp>().map_err(|e| {
+                        dr_core::err!(
+                            InvalidInput,
+                            "before={b:?} is not a moment: {e}; give e.g. \"2026-12-01T03:00:00Z\""
+                        )
+                    })
+                })
+                .transpose()
+                .map_err(crate::errors::to_py)?,
+            tags: tags.unwrap_or_default(),
+            random_within: random_within
+                .map(dr_core::duration::parse)
+                .transpose()
+                .map_err(crate::errors::to_py)?,
+        };
         let repo = &self.inner;
         let report = block_on(py, async move {
-            let snap = repo.find_snapshot(snapshot).await?;
+            let snap = dr_pg::dump_for(repo, &pick, &target).await?;
             dr_pg::restore(repo, &snap, &target, &options, Arc::new(NoProgress)).await
         })?;
         to_python(py, &report)
@@ -236,18 +262,22 @@ impl Repository {
     /// `checks` (SQL returning true or a non-zero count) and amcheck, drops the scratch
     /// copy, and records the verification with its restore time (what `status` measures
     /// the RTO objective by). Returns the `restore` part of `drkit verify --json`.
-    #[pyo3(signature = (snapshot, server, *, checks=None, keep=false))]
+    /// `latest` is the newest dump of `source` (a URL or database name), which is needed
+    /// when the repository holds dumps of several databases.
+    #[pyo3(signature = (snapshot, server, *, source=None, checks=None, keep=false))]
     fn verify_restore<'py>(
         &self,
         py: Python<'py>,
         snapshot: &str,
         server: &str,
+        source: Option<String>,
         checks: Option<Vec<String>>,
         keep: bool,
     ) -> PyResult<Bound<'py, PyAny>> {
         let options = VerifyOptions {
             snapshot: Some(SnapshotRef::from(snapshot)),
             restore_into: Some(ConnInfo::parse(server).map_err(crate::errors::to_py)?),
+            source,
             checks: checks.unwrap_or_default(),
             jobs: None,
             keep,

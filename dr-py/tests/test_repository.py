@@ -147,3 +147,32 @@ def test_password_files_are_read_by_the_library(tmp_path):
     good.write_text("correct horse\n")
     drkit.Repository.init(f"file://{tmp_path}/repo", password_file=good)
     assert drkit.Repository.open(f"file://{tmp_path}/repo", password="correct horse").encrypted
+
+
+def test_latest_restores_the_database_it_is_about(tmp_path, cluster):
+    """A repository with dumps of two databases: `latest` is the newest dump of the
+    database restored into (or of `source`), never another database's; `before` and
+    `random_within` narrow it."""
+    from datetime import datetime, timezone
+
+    psql(cluster, "postgres", "CREATE DATABASE blog")
+    psql(cluster, "blog", "CREATE TABLE posts (id int); INSERT INTO posts VALUES (1)")
+    repo = drkit.Repository.init(f"file://{tmp_path}/repo", password="pw")
+    first = repo.backup(cluster.dsn("shop"))
+    between = datetime.now(timezone.utc).isoformat()
+    second = repo.backup(cluster.dsn("shop"))
+    blog = repo.backup(cluster.dsn("blog"))
+
+    # The target's name is no source's, and there are two: refused, naming both.
+    with pytest.raises(drkit.NotFoundError) as info:
+        repo.restore("latest", to=cluster.dsn("neither"))
+    assert "blog" in str(info.value) and "shop" in str(info.value) and "source" in str(info.value)
+    assert psql(cluster, "postgres", "SELECT count(*) FROM pg_database WHERE datname = 'neither'") == "0"
+
+    assert repo.restore("latest", to=cluster.dsn("blog_py"), source="blog")["snapshot"] == blog["id"]
+    assert psql(cluster, "blog_py", "SELECT count(*) FROM posts") == "1"
+    assert repo.restore("latest", to=cluster.dsn("shop_py_before"), source="shop", before=between)["snapshot"] == first["id"]
+    drawn = repo.restore("latest", to=cluster.dsn("shop_py_random"), source="shop", random_within="1h")["snapshot"]
+    assert drawn in (first["id"], second["id"])
+    with pytest.raises(drkit.InvalidInputError, match="not a moment"):
+        repo.restore("latest", to=cluster.dsn("x"), source="shop", before="yesterday")

@@ -92,6 +92,14 @@ struct RestoreStep {
     #[serde(default)]
     snapshot: SnapshotRef,
     #[serde(default)]
+    source: Option<String>,
+    #[serde(default)]
+    before: Option<jiff::Timestamp>,
+    #[serde(default)]
+    tags: std::collections::BTreeMap<String, String>,
+    #[serde(default, with = "dr_core::duration::human::option")]
+    random_within: Option<std::time::Duration>,
+    #[serde(default)]
     options: Option<Value>,
 }
 
@@ -133,13 +141,28 @@ pub(crate) fn register(r: &mut Registry) {
         "pg.restore",
         "Restores a snapshot of the run's repository into `url` (`options`: mode auto|create|clean|swap, jobs, globals, create_roles, no_owner, no_privileges, terminate_connections).",
         false,
-        vec![url(), Field::optional("snapshot", "string", "latest (default), an id or a prefix"), Field::optional("options", "map", "The options of `drkit restore`")],
-        vec![Field::required("bytes", "int", "Dump bytes restored"), Field::required("duration_secs", "number", "How long")],
+        vec![
+            url(),
+            Field::optional("snapshot", "string", "latest (default: the newest dump of the database `url` names, or of `source`), an id or a prefix"),
+            Field::optional("source", "string", "With latest: the source, by URL or database name"),
+            Field::optional("before", "timestamp", "With latest: the newest taken before this moment"),
+            Field::optional("tags", "map", "With latest: only snapshots with these tags"),
+            Field::optional("random_within", "duration", "With latest: one at random among those finished within this long"),
+            Field::optional("options", "map", "The options of `drkit restore`"),
+        ],
+        vec![Field::required("bytes", "int", "Dump bytes restored"), Field::required("duration_secs", "number", "How long"), Field::required("snapshot", "string", "The snapshot restored")],
         |ctx, s| {
             Box::pin(async move {
                 let options: dr_pg::RestoreOptions = params("pg.restore", &s.options.unwrap_or_else(|| Value::Object(Map::new())))?;
                 let repo = ctx.repository()?;
-                let snap = repo.find(&s.snapshot).await?;
+                let pick = dr_core::repo::Pick {
+                    snapshot: s.snapshot,
+                    source: s.source,
+                    before: s.before,
+                    tags: s.tags,
+                    random_within: s.random_within,
+                };
+                let snap = dr_pg::dump_for(repo, &pick, &s.url).await?;
                 Ok(doc(&dr_pg::restore(repo, &snap, &s.url, &options, Arc::new(NoProgress)).await?))
             })
         },

@@ -12,7 +12,14 @@ use crate::output::{bytes, secs, Output};
 pub async fn restore(cli: &Cli, a: &RestoreArgs, out: Output) -> Result<u8> {
     let target = ConnInfo::parse(&a.to)?;
     let repo = super::open_repo(cli).await?;
-    let snap = repo.find_snapshot(&a.snapshot).await?;
+    let pick = dr_core::repo::Pick {
+        snapshot: a.snapshot.as_str().into(),
+        source: a.source.clone(),
+        before: a.before,
+        tags: a.tags.iter().cloned().collect(),
+        random_within: a.random_within,
+    };
+    let snap = dr_pg::dump_for(&repo, &pick, &target).await?;
     let mode = match (a.swap, a.clean, a.create) {
         (true, _, _) => RestoreMode::Swap,
         (_, true, _) => RestoreMode::Clean,

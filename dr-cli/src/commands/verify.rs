@@ -13,6 +13,7 @@ pub async fn verify(cli: &Cli, a: &VerifyArgs, out: Output) -> Result<u8> {
     let options = VerifyOptions {
         snapshot: a.snapshot.as_deref().map(SnapshotRef::from),
         restore_into: a.restore_into.as_deref().map(ConnInfo::parse).transpose()?,
+        source: a.source.clone(),
         checks: a.checks.clone(),
         jobs: None,
         keep: a.keep,

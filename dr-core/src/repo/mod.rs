@@ -54,7 +54,7 @@ pub use self::manifest::{
 };
 pub use self::prune::{PruneOptions, PruneReport, Verified, STALE_MARKER};
 pub use self::reader::{ChunkProblem, VerifyReport};
-pub use self::select::{Selection, SnapshotRef};
+pub use self::select::{subject, Pick, Selection, SnapshotRef};
 pub use self::writer::SnapshotWriter;
 use crate::store::{BackupStore, BackupStoreExt, DynStore, PutMode};
 use crate::{err, Error, ErrorKind, Result};

@@ -132,6 +132,18 @@ fn snapshot_roles(snapshot: &Snapshot) -> Result<NeededRoles> {
     Ok(r.roles)
 }
 
+/// The dump snapshot `pick` names for a restore into `target`: `latest` is the newest
+/// dump of the source whose database is `target`'s (or of `pick.source`, or of the only
+/// source there is); several or none are refused before anything changes.
+pub async fn dump_for(
+    repo: &Repository,
+    pick: &dr_core::repo::Pick,
+    target: &ConnInfo,
+) -> Result<Snapshot> {
+    repo.pick(pick, super::backup::KIND_LOGICAL, Some(target.dbname()))
+        .await
+}
+
 /// Restores `snapshot` into the database `target` names.
 pub async fn restore(
     repo: &Repository,

@@ -28,6 +28,9 @@ pub struct VerifyOptions {
     pub snapshot: Option<SnapshotRef>,
     /// Restore into a scratch database on this server and check it.
     pub restore_into: Option<ConnInfo>,
+    /// With `restore_into` and `latest`: the source whose newest dump is restored, by URL
+    /// or database name (needed when the repository holds dumps of several databases).
+    pub source: Option<String>,
     /// SQL that must return `true` or a non-zero number in its first column.
     pub checks: Vec<String>,
     /// `pg_restore -j`.
@@ -56,8 +59,16 @@ pub async fn verify(
     progress: Arc<dyn Progress>,
 ) -> Result<VerifyOutcome> {
     let snaps = match (&options.snapshot, &options.restore_into) {
-        (Some(r), _) => vec![repo.find(r).await?],
-        (None, Some(_)) => vec![repo.find(&SnapshotRef::latest()).await?],
+        // A restore takes a dump: `latest` is the newest dump of one source.
+        (r, Some(_)) => {
+            let pick = dr_core::repo::Pick {
+                snapshot: r.clone().unwrap_or_default(),
+                source: options.source.clone(),
+                ..dr_core::repo::Pick::default()
+            };
+            vec![repo.pick(&pick, super::backup::KIND_LOGICAL, None).await?]
+        }
+        (Some(r), None) => vec![repo.find(r).await?],
         (None, None) => repo.snapshots().await?,
     };
     let mut ok = true;

@@ -80,6 +80,10 @@ class Repository:
         snapshot: str,
         to: str,
         *,
+        source: str | None = None,
+        before: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        random_within: str | None = None,
         mode: Literal["auto", "create", "clean", "swap"] = "auto",
         jobs: int | None = None,
         globals: bool = False,
@@ -90,7 +94,13 @@ class Repository:
     ) -> dict[str, Any]: ...
     def verify(self, snapshot: str | None = "latest") -> dict[str, Any]: ...
     def verify_restore(
-        self, snapshot: str, server: str, *, checks: Sequence[str] | None = None, keep: bool = False
+        self,
+        snapshot: str,
+        server: str,
+        *,
+        source: str | None = None,
+        checks: Sequence[str] | None = None,
+        keep: bool = False,
     ) -> dict[str, Any] | None: ...
     def copy_to(
         self,
