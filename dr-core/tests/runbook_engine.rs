@@ -741,3 +741,35 @@ steps:
         );
     }
 }
+
+#[tokio::test]
+async fn every_run_is_measured_against_its_rto_objective() {
+    let w = world();
+    for (pause, met) in [("10ms", true), ("400ms", false)] {
+        let yaml = format!(
+            "version: 1\nname: rto-{met}\nobjectives: {{ rto: 200ms }}\nsteps:\n  - id: nap\n    action: wait\n    with: {{ for: {pause} }}\n"
+        );
+        let (rb, map) = parse_yaml(&yaml, "rto.yaml").unwrap();
+        let run = w
+            .engine
+            .run(&rb, &map, &RunOptions::default())
+            .await
+            .unwrap();
+        let rto = run.rto.unwrap();
+        assert!((rto.objective_seconds - 0.2).abs() < 1e-9, "{rto:?}");
+        assert_eq!(rto.met, Some(met), "{rto:?}");
+        assert!((rto.achieved_seconds - run.seconds).abs() < 1e-9, "{rto:?}");
+        // The same verdict read back from the journal.
+        let shown = w.engine.show(run.id.as_str()).await.unwrap();
+        assert_eq!(shown.rto.unwrap().met, Some(met));
+    }
+    // A run that failed missed it, whatever its time.
+    let yaml = "version: 1\nname: rto-failed\nobjectives: { rto: 1h }\nsteps:\n  - id: boom\n    action: exec\n    with: { argv: [\"false\"] }\n";
+    let (rb, map) = parse_yaml(yaml, "rto.yaml").unwrap();
+    let run = w
+        .engine
+        .run(&rb, &map, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(run.rto.unwrap().met, Some(false));
+}

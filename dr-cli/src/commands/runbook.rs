@@ -220,6 +220,19 @@ fn timeline(s: &RunSummary) -> String {
             st.state, st.id, st.action
         );
     }
+    if let Some(rto) = &s.rto {
+        let verdict = match rto.met {
+            Some(true) => "met",
+            Some(false) => "missed",
+            None => "not ended",
+        };
+        let _ = writeln!(
+            t,
+            "RTO objective {}: {verdict} ({:.1}s)",
+            dr_core::duration::format(std::time::Duration::from_secs_f64(rto.objective_seconds)),
+            rto.achieved_seconds
+        );
+    }
     if s.outcome == RunOutcome::Waiting {
         let waiting: Vec<String> = s
             .steps

@@ -57,5 +57,5 @@ pub use orchestrator::Orchestrator;
 pub use parse::{parse_yaml, report as report_problems, At, Diagnostic, SourceMap};
 pub use plan::{Plan, PlannedStep};
 pub use redact::Redactor;
-pub use state::{RunId, RunOutcome, RunSummary, StepId, StepState, StepSummary};
+pub use state::{ObjectiveCheck, RunId, RunOutcome, RunSummary, StepId, StepState, StepSummary};
 pub use validate::{check_file, find_cycle, is_unknown, validate, Check};

@@ -259,6 +259,18 @@ pub struct StepSummary {
     pub processes: Vec<crate::lock::ProcessId>,
 }
 
+/// An objective against what a run achieved.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ObjectiveCheck {
+    /// The objective, in seconds.
+    pub objective_seconds: f64,
+    /// What the run achieved so far, in seconds.
+    pub achieved_seconds: f64,
+    /// Met (succeeded within it) or missed (took longer, or did not succeed); `None`
+    /// while the run has not ended.
+    pub met: Option<bool>,
+}
+
 /// A run, as its journal tells it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RunSummary {
@@ -280,6 +292,9 @@ pub struct RunSummary {
     pub seconds: f64,
     /// Who started it.
     pub by: Actor,
+    /// The runbook's RTO objective against this run's duration, when it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rto: Option<ObjectiveCheck>,
     /// Its steps, in file order.
     pub steps: Vec<StepSummary>,
     /// Every event (empty in listings).
@@ -321,6 +336,11 @@ impl RunSummary {
             ended: started,
             seconds: 0.0,
             by,
+            rto: rb.objectives.rto.map(|o| ObjectiveCheck {
+                objective_seconds: o.as_secs_f64(),
+                achieved_seconds: 0.0,
+                met: None,
+            }),
             steps: rb
                 .steps
                 .iter()
@@ -352,6 +372,18 @@ impl RunSummary {
         }
     }
 
+    /// The run's duration against its RTO objective, once it has ended.
+    fn measure_rto(&mut self) {
+        if let Some(rto) = &mut self.rto {
+            rto.achieved_seconds = self.seconds;
+            rto.met = match self.outcome {
+                RunOutcome::Succeeded => Some(self.seconds <= rto.objective_seconds),
+                RunOutcome::Failed | RunOutcome::Compensated => Some(false),
+                _ => None,
+            };
+        }
+    }
+
     /// The fold of `events` over `header`, keeping the events.
     #[must_use]
     pub fn fold(header: &RunHeader, events: Vec<Event>) -> Self {
@@ -375,6 +407,7 @@ impl RunSummary {
             ended: self.ended,
             seconds: self.seconds,
             by: self.by.clone(),
+            rto: self.rto,
             steps: self.steps.clone(),
             events: Vec::new(),
             finished_order: self.finished_order.clone(),
@@ -531,6 +564,7 @@ impl RunSummary {
         self.last_at = Some(e.at);
         self.ended = e.at;
         self.seconds = self.active_seconds(self.started, self.ended);
+        self.measure_rto();
         if let Some(step) = e.kind.step() {
             let span = self.step(step).and_then(|s| Some((s.started?, s.ended?)));
             let seconds = span.map(|(a, b)| self.active_seconds(a, b));
