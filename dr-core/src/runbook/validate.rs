@@ -1,13 +1,13 @@
 //! Every check that needs no live system: actions and parameters, references to
 //! variables and outputs, the dependency graph, guards and `always` steps.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::Value;
 
 use super::action::Registry;
 use super::expr;
-use super::model::Runbook;
+use super::model::{Runbook, Step};
 use super::parse::{Diagnostic, SourceMap};
 
 /// What checking a runbook file found (`drkit runbook check`).
@@ -72,11 +72,11 @@ pub fn is_unknown(value: &Value) -> bool {
 }
 
 /// Steps that must finish before `id`, directly or not.
-fn ancestors(rb: &Runbook, id: &str) -> BTreeSet<String> {
+fn ancestors(steps: &HashMap<&str, &Step>, id: &str) -> BTreeSet<String> {
     let mut out = BTreeSet::new();
     let mut todo = vec![id.to_owned()];
     while let Some(s) = todo.pop() {
-        if let Some(step) = rb.step(&s) {
+        if let Some(step) = steps.get(s.as_str()) {
             for n in &step.needs {
                 if out.insert(n.clone()) {
                     todo.push(n.clone());
@@ -140,6 +140,7 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
         out.push(map.diagnostic(path, message, fix));
     };
     let ids: BTreeSet<&str> = rb.steps.iter().map(|s| s.id.as_str()).collect();
+    let by_id: HashMap<&str, &Step> = rb.steps.iter().map(|s| (s.id.as_str(), s)).collect();
     // A runbook without a name is reported as such when it is read.
     let unnamed = rb.lock.is_none() && rb.name.trim().is_empty();
     if let Err(e) =
@@ -230,7 +231,10 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
         .collect();
     for step in &rb.steps {
         let here = format!("steps.{}", step.id);
-        let before = ancestors(rb, &step.id);
+        // Computed when a reference, a guard or `always` needs it (a long chain of
+        // steps has long ancestries).
+        let before_cell = std::cell::OnceCell::new();
+        let before = || before_cell.get_or_init(|| ancestors(&by_id, &step.id));
         for n in &step.needs {
             if !ids.contains(n.as_str()) {
                 add(
@@ -344,7 +348,7 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
                     None => add(place, format!("step {:?} uses {shown}, but there is no step {other:?}", step.id), format!("the steps are {}", ids.iter().copied().collect::<Vec<_>>().join(", "))),
                     Some(o) => {
                         // An always-step runs after every other step: what did not run reads as null.
-                        if *other != step.id && !before.contains(*other) && !step.always {
+                        if *other != step.id && !step.always && !before().contains(*other) {
                             add(place, format!("step {:?} uses {shown}, but {other:?} may not have run before it", step.id), format!("add {other:?} to its needs"));
                         } else if *other == step.id && !in_compensation {
                             add(place, format!("step {:?} uses its own output {shown}", step.id), "only its compensation can use its outputs".into());
@@ -371,7 +375,7 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
                     ),
                     String::new(),
                 );
-            } else if !before.contains(&g.step) {
+            } else if !before().contains(&g.step) {
                 add(
                     &format!("{here}.guard"),
                     format!(
@@ -383,12 +387,12 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
             }
         }
         if step.always {
-            let mut maybe: Vec<&str> = before
+            let mut maybe: Vec<&str> = before()
                 .iter()
                 .map(String::as_str)
                 .filter(|b| {
                     conditional.contains(b)
-                        || ancestors(rb, b)
+                        || ancestors(&by_id, b)
                             .iter()
                             .any(|a| conditional.contains(a.as_str()))
                 })
