@@ -27,10 +27,9 @@ fn vars(pairs: &[(String, String)]) -> BTreeMap<String, Value> {
 
 /// `drkit plan FILE`.
 pub async fn plan(cli: &Cli, a: &PlanArgs, out: Output) -> Result<u8> {
-    checked_first(&a.file)?;
+    let (rb, map) = checked_first(&a.file)?;
     let repo = super::open_repo(cli).await?;
     let engine = drkit::engine(&repo);
-    let (rb, map) = engine.load_file(&a.file)?;
     let options = RunOptions {
         vars: vars(&a.vars),
         mode: a.mode,
@@ -276,9 +275,7 @@ pub(crate) fn step_display(
 
 /// `drkit run FILE` / `drkit run --resume ID`.
 pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
-    if let Some(file) = &a.file {
-        checked_first(file)?;
-    }
+    let book = a.file.as_deref().map(checked_first).transpose()?;
     let repo = super::open_repo(cli).await?;
     let engine = drkit::engine_with_lock(&repo, a.lock.as_deref()).await?;
     let stop = StopHandle::new();
@@ -322,12 +319,9 @@ pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
         observer,
         approver,
     };
-    let summary = match (&a.resume, &a.file) {
+    let summary = match (&a.resume, book) {
         (Some(id), _) => engine.resume(id, &options).await?,
-        (None, Some(file)) => {
-            let (rb, map) = engine.load_file(file)?;
-            engine.run(&rb, &map, &options).await?
-        }
+        (None, Some((rb, map))) => engine.run(&rb, &map, &options).await?,
         (None, None) => unreachable!("clap requires one"),
     };
     if live.is_some() {
@@ -442,10 +436,12 @@ pub async fn runs(
 
 /// The runbook at `file`, checked before any repository is opened: a bad runbook is
 /// named as such, whatever the repository's state.
-fn checked_first(file: &std::path::Path) -> Result<()> {
-    let (_, map, check) = dr_core::runbook::check_file(file, &drkit::registry())?;
+fn checked_first(
+    file: &std::path::Path,
+) -> Result<(dr_core::runbook::Runbook, dr_core::runbook::SourceMap)> {
+    let (rb, map, check) = dr_core::runbook::check_file(file, &drkit::registry())?;
     if check.ok {
-        Ok(())
+        Ok((rb, map))
     } else {
         Err(dr_core::runbook::report_problems(
             &map.origin,
