@@ -19,8 +19,6 @@
 mod copy;
 pub mod demo;
 pub mod drill;
-mod kubernetes;
-mod ops;
 mod runbooks;
 mod stores;
 
@@ -29,7 +27,8 @@ pub use dr_core as core;
 pub use dr_k8s as k8s;
 pub use dr_pg as pg;
 
-pub use copy::{copy, CopyOutcome};
-pub use kubernetes::open_lock;
+pub use copy::copy;
+pub use dr_k8s::runbook::open_lock;
+pub use dr_pg::CopyOutcome;
 pub use runbooks::{engine, engine_with_lock, registry};
 pub use stores::{init_repository, open_repository, open_store};

@@ -36,7 +36,9 @@ impl fmt::Debug for StaticCredentials {
 /// What a frontend or a runbook target says about where AWS is: each field given
 /// replaces what the environment says. Credentials never come this way (they come from
 /// the standard chain, or [`AwsConfig::with_key_pair`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(default, deny_unknown_fields)]
 pub struct AwsOverrides {
     /// Region (`us-west-2`).

@@ -14,6 +14,7 @@ mod config;
 mod error;
 pub mod rds;
 pub mod route53;
+pub mod runbook;
 pub mod s3;
 
 pub use config::{AwsConfig, AwsOverrides, StaticCredentials};

@@ -561,7 +561,7 @@ pub struct Started<T> {
 }
 
 /// A new read replica.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ReplicaRequest {
     /// Source instance id, or its ARN across regions.
@@ -577,7 +577,7 @@ pub struct ReplicaRequest {
 }
 
 /// A point-in-time restore into a new instance.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PitrRequest {
     /// Source instance identifier.

@@ -29,7 +29,7 @@ pub struct Route53 {
 
 /// What a new health check probes. Unset fields take Route 53's usual values: HTTPS on
 /// port 443, every 30 s, unhealthy after 3 failures.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct HealthCheckSpec {
     /// `HTTP`, `HTTPS` or `TCP`.

@@ -123,6 +123,9 @@ pub enum RunbookCommand {
     Actions {
         /// Only this action.
         name: Option<String>,
+        /// Print the whole reference as Markdown (docs/actions.md).
+        #[arg(long, conflicts_with = "name")]
+        markdown: bool,
     },
     /// The JSON Schema of the runbook format, for editors (e.g. yaml-language-server).
     Schema,
@@ -422,8 +425,12 @@ pub enum K8sCommand {
     },
     /// Apply a namespace snapshot of the repository (latest by default).
     Apply {
-        /// The snapshot (id or prefix).
+        /// The snapshot (id or prefix; default latest).
         snapshot: Option<String>,
+        /// With latest: the export's namespace (or source), when the repository holds
+        /// exports of several.
+        #[arg(long)]
+        source: Option<String>,
         /// OLD=NEW namespace renames; repeatable.
         #[arg(long = "namespace-map")]
         namespace_map: Vec<String>,

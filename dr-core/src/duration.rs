@@ -91,6 +91,7 @@ pub const PATTERN: &str = r"^\s*(?:(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)|(?:(?:[0-9]+
 pub fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
     schemars::json_schema!({
         "description": "A duration: 250ms, 90s, 15m, 1h30m, 6h, 7d or 2w; a bare number is seconds.",
+        "x-type": "duration",
         "anyOf": [
             {"type": "string", "pattern": PATTERN},
             {"type": "number", "minimum": 0, "maximum": MAX_SECONDS}
@@ -106,6 +107,7 @@ const MAX_SECONDS: f64 = 18_446_744_073_709_549_568.0;
 pub fn positive_json_schema() -> serde_json::Value {
     serde_json::json!({
         "description": "A deadline above zero: 250ms, 90s, 15m, 1h30m, 6h, 7d or 2w; a bare number is seconds.",
+        "x-type": "duration",
         "anyOf": [
             {"type": "string", "pattern": PATTERN, "not": {"pattern": ZERO_PATTERN}},
             {"type": "number", "exclusiveMinimum": 0, "maximum": MAX_SECONDS},

@@ -123,6 +123,15 @@ impl Serialize for Lsn {
     }
 }
 
+impl schemars::JsonSchema for Lsn {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Lsn".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "pattern": "^[0-9A-Fa-f]+/[0-9A-Fa-f]+$", "x-type": "lsn"})
+    }
+}
+
 impl<'de> Deserialize<'de> for Lsn {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
@@ -132,7 +141,7 @@ impl<'de> Deserialize<'de> for Lsn {
 
 /// The moment to recover or restore to, for every kind of database: RDS takes a time or
 /// the latest; self-managed Postgres also an LSN or a restore point.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum PointInTime {
     /// The latest moment that can be recovered.

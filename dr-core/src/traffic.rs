@@ -13,7 +13,7 @@ use crate::wait::Wait;
 use crate::{err, Result};
 
 /// One record (or backend) of a route.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RouteRecord {
     /// Which of several records this is (a Route 53 set identifier); `None` for a simple
     /// record.
@@ -34,7 +34,7 @@ pub struct RouteRecord {
 }
 
 /// The target of an alias record (a load balancer, a CloudFront distribution, …).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Alias {
     /// The hosted zone of the target.
     pub zone_id: String,
@@ -45,7 +45,7 @@ pub struct Alias {
 }
 
 /// Every record of one name and type.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Route {
     /// The name (`app.example.com.`).
     pub name: String,
@@ -66,7 +66,7 @@ impl Route {
 }
 
 /// Where to send traffic.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Destination {
     /// All traffic to the record with this set id (the PRIMARY of a failover pair, all

@@ -36,7 +36,7 @@ impl Action for Counter {
             idempotent: self.idempotent,
             params: vec![],
             outputs: vec![dr_core::runbook::Field::required("n", "int", "run number")],
-            open_outputs: false,
+            ..ActionSpec::default()
         }
     }
     async fn run(&self, _: &StepContext, with: &Value) -> Result<Outcome> {
@@ -127,6 +127,8 @@ targets:
   old: { kind: fake }
   dr_db: { kind: fake }
   app_dns: { kind: fake }
+notify:
+  - { name: ops, kind: webhook, url: "http://127.0.0.1:1/hook", on: [] }
 steps:
   - id: lag-ok
     action: db.check_lag
@@ -224,6 +226,8 @@ async fn a_failing_step_compensates_the_finished_ones_newest_first_and_always_st
 version: 1
 name: compensating
 targets: { app_dns: { kind: fake } }
+notify:
+  - { name: ops, kind: webhook, url: "http://127.0.0.1:1/hook", on: [] }
 steps:
   - id: dns
     action: traffic.switch
@@ -432,6 +436,7 @@ vars:
 targets:
   dr_db: { kind: fake }
   dns: { kind: nosuchkind }
+notify: [{ name: ops, kind: webhook, url: "http://127.0.0.1:1/hook", on: [] }]
 steps:
   - id: a
     action: db.promot
@@ -456,13 +461,13 @@ steps:
         ("unknown kind \"nosuchkind\"", "bad.yaml:7:"),
         (
             "unknown action \"db.promot\"; did you mean db.promote",
-            "bad.yaml:10:",
+            "bad.yaml:11:",
         ),
-        ("target \"nowhere\", which is not declared", "bad.yaml:15:"),
-        ("no variable \"missing\"", "bad.yaml:19:"),
-        ("db.promote has no output \"nope\"", "bad.yaml:19:"),
-        ("\"soon\"", "bad.yaml:22:"),
-        ("unknown field \"colour\"", "bad.yaml:23:"),
+        ("target \"nowhere\", which is not declared", "bad.yaml:16:"),
+        ("no variable \"missing\"", "bad.yaml:20:"),
+        ("db.promote has no output \"nope\"", "bad.yaml:20:"),
+        ("\"soon\"", "bad.yaml:23:"),
+        ("unknown field \"colour\"", "bad.yaml:24:"),
         ("cycle: b -> c -> b", "bad.yaml:"),
     ] {
         let line = m

@@ -6,7 +6,7 @@ use dr_core::{err, Result};
 use serde::{Deserialize, Serialize};
 
 /// Which cluster, as the CLI, Python and a runbook target give it.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct ConnectOptions {
     /// The kubeconfig file (else `KUBECONFIG`, else `~/.kube/config`).

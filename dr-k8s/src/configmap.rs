@@ -13,7 +13,7 @@ use crate::workload::CAS_ATTEMPTS;
 use crate::{Change, Kubernetes};
 
 /// What `drkit k8s configmap set` and the `k8s.configmap_set` step take.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConfigMapOptions {
     /// The ConfigMap.
@@ -30,7 +30,7 @@ pub struct ConfigMapOptions {
 }
 
 /// What a ConfigMap change did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ConfigMapChange {
     /// The ConfigMap.
     pub name: String,

@@ -18,6 +18,7 @@ mod lease;
 mod maintenance;
 mod namespace;
 mod rollout;
+pub mod runbook;
 mod secret;
 mod snapshot;
 mod workload;
@@ -37,7 +38,9 @@ pub use snapshot::{
 pub use workload::{ScaleOptions, ScaleOutcome, WaitOutcome, Workload, WorkloadKind};
 
 /// What a planned change would do to one object: `from` → `to`.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 pub struct Change {
     /// `deployment default/api in context dr`.
     pub object: String,

@@ -24,7 +24,7 @@ use crate::{Change, Kubernetes};
 pub const ORIGINAL: &str = "drkit.io/maintenance-original";
 
 /// What `drkit k8s maintenance on|off` and the `k8s.maintenance` step take.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct MaintenanceOptions {
     /// The Ingress.
@@ -66,7 +66,7 @@ impl MaintenanceOptions {
 }
 
 /// What turning maintenance mode on or off did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct MaintenanceOutcome {
     /// The Ingress.
     pub ingress: String,

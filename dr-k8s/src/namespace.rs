@@ -21,7 +21,7 @@ use crate::Kubernetes;
 const POLL: Duration = Duration::from_secs(1);
 
 /// What a namespace creation or deletion did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct NamespaceOutcome {
     /// The namespace.
     pub name: String,
@@ -30,7 +30,7 @@ pub struct NamespaceOutcome {
 }
 
 /// A pod deleted and replaced.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PodReplaced {
     /// The pod deleted.
     pub deleted: String,
@@ -41,7 +41,7 @@ pub struct PodReplaced {
 }
 
 /// The last lines of a pod's containers.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct PodLogs {
     /// The pod.
     pub pod: String,

@@ -16,7 +16,7 @@ use crate::{Change, Kubernetes};
 const REVISION: &str = "deployment.kubernetes.io/revision";
 
 /// What a rollout undo did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UndoOutcome {
     /// The workload.
     pub workload: Workload,
@@ -33,7 +33,7 @@ pub struct UndoOutcome {
 }
 
 /// What a restart did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RestartOutcome {
     /// The workload.
     pub workload: Workload,
@@ -44,7 +44,7 @@ pub struct RestartOutcome {
 }
 
 /// What `drkit k8s set-env` and the `k8s.set_env` step take.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnvOptions {
     /// `deployment/api`.
@@ -65,7 +65,7 @@ pub struct EnvOptions {
 }
 
 /// What a change of environment variables did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct EnvChange {
     /// The workload.
     pub workload: Workload,

@@ -26,7 +26,7 @@ pub const PREVIOUS_SUFFIX: &str = "-drkit-previous";
 
 /// What `drkit k8s secret set|rotate` and the `k8s.secret_set` / `k8s.secret_rotate`
 /// steps take.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SecretOptions {
     /// The Secret.
@@ -63,7 +63,7 @@ fn yes() -> bool {
 }
 
 /// What a Secret change did: key names only, never values.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct SecretChange {
     /// The Secret.
     pub name: String,

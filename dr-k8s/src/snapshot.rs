@@ -60,7 +60,7 @@ fn kind_named(
 }
 
 /// What `drkit k8s export` and the `k8s.export` step take.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExportOptions {
     /// The namespace (else the connection's).
@@ -78,7 +78,7 @@ pub struct ExportOptions {
 }
 
 /// One object in a snapshot: kind and name (never its content).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ObjectRef {
     /// `Deployment`.
     pub kind: String,
@@ -87,7 +87,7 @@ pub struct ObjectRef {
 }
 
 /// What an export stored.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ExportOutcome {
     /// The snapshot's id.
     pub snapshot: String,
@@ -100,12 +100,17 @@ pub struct ExportOutcome {
 }
 
 /// What `drkit k8s apply` and the `k8s.apply` step take.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyOptions {
-    /// The snapshot (latest `k8s` snapshot by default).
+    /// The snapshot: `latest` (the default) is the newest `k8s` snapshot of `source`, or
+    /// of the one namespace the repository holds exports of; an id or a prefix.
     #[serde(default)]
     pub snapshot: Option<SnapshotRef>,
+    /// With latest: the export's namespace (or source), needed when the repository
+    /// holds exports of several.
+    #[serde(default)]
+    pub source: Option<String>,
     /// `OLD: NEW` namespace renames (Velero's `--namespace-mappings`).
     #[serde(default)]
     pub namespace_map: BTreeMap<String, String>,
@@ -117,11 +122,12 @@ pub struct ApplyOptions {
     pub wait: bool,
     /// Longest wait.
     #[serde(default, with = "dr_core::duration::human::option")]
+    #[schemars(schema_with = "dr_core::duration::optional_json_schema")]
     pub timeout: Option<Duration>,
 }
 
 /// What applying one object did (or, in a dry run, would do).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct Applied {
     /// `Deployment`.
     pub kind: String,
@@ -137,7 +143,7 @@ pub struct Applied {
 }
 
 /// What an apply did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApplyOutcome {
     /// The snapshot applied.
     pub snapshot: String,
@@ -334,16 +340,12 @@ impl Kubernetes {
     /// (field manager `drkit`) in dependency order, its namespace renamed by
     /// `namespace_map`; a dry run diffs against what is live and changes nothing.
     pub async fn apply(&self, repo: &Repository, o: &ApplyOptions) -> Result<ApplyOutcome> {
-        let snap = match &o.snapshot {
-            Some(r) => repo.find(r).await?,
-            None => repo
-                .snapshots()
-                .await?
-                .into_iter()
-                .rev()
-                .find(|s| s.kind.as_str() == KIND_K8S)
-                .ok_or_else(|| err!(NotFound, "the repository has no {KIND_K8S} snapshot; export a namespace first (drkit k8s export -n NS)"))?,
+        let pick = dr_core::repo::Pick {
+            snapshot: o.snapshot.clone().unwrap_or_default(),
+            source: o.source.clone(),
+            ..dr_core::repo::Pick::default()
         };
+        let snap = repo.pick(&pick, KIND_K8S, None).await?;
         if snap.kind.as_str() != KIND_K8S {
             return Err(err!(
                 InvalidInput,

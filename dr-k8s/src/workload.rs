@@ -20,7 +20,7 @@ use crate::{Change, Kubernetes};
 pub(crate) const CAS_ATTEMPTS: u32 = 10;
 
 /// A Deployment or a StatefulSet.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum WorkloadKind {
     /// `apps/v1` Deployment.
@@ -37,6 +37,19 @@ pub struct Workload {
     pub kind: WorkloadKind,
     /// Its name.
     pub name: String,
+}
+
+impl schemars::JsonSchema for Workload {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Workload".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "pattern": "^(deployment|statefulset)/.+$",
+            "x-type": "deployment/NAME|statefulset/NAME"
+        })
+    }
 }
 
 impl FromStr for Workload {
@@ -92,7 +105,7 @@ impl fmt::Display for Workload {
 }
 
 /// What `drkit k8s scale`, Python and the `k8s.scale` step take.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ScaleOptions {
     /// `deployment/api`.
@@ -107,6 +120,7 @@ pub struct ScaleOptions {
     pub wait: bool,
     /// Longest wait.
     #[serde(default = "default_timeout", with = "dr_core::duration::human")]
+    #[schemars(schema_with = "dr_core::duration::json_schema")]
     pub timeout: Duration,
 }
 
@@ -115,7 +129,7 @@ fn default_timeout() -> Duration {
 }
 
 /// What a scale did.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ScaleOutcome {
     /// The workload.
     pub workload: Workload,
@@ -130,7 +144,7 @@ pub struct ScaleOutcome {
 }
 
 /// Where a workload's rollout stands, read from its status.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct WaitOutcome {
     /// The workload.
     pub workload: Workload,

@@ -21,6 +21,8 @@ mod error;
 mod logical;
 mod physical;
 mod process;
+pub mod runbook;
+pub mod sql;
 mod status;
 mod target;
 mod tools;
@@ -45,7 +47,7 @@ pub use physical::basebackup::{
     basebackup, prune, prune_under, BaseMetadata, PruneOutcome, Tablespace, BASE_FILE, KIND_BASE,
 };
 pub use physical::copy::CopyOptions;
-pub use physical::copy::{copy, Copied};
+pub use physical::copy::{copy, copy_to, Copied, CopyOutcome, OpenStore};
 pub use physical::pitr::{
     drkit_binary, pitr, plan, restore_command, wal_verify, window, BaseReplay, PitrOptions,
     PitrReport, Plan, TimelineSegments, WalVerifyReport, Window,

@@ -31,14 +31,32 @@ pub struct Objective {
     pub verified_within: Option<Duration>,
 }
 
-#[derive(Deserialize)]
+/// An objective as written.
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RawObjective {
+    /// The service's name, for messages.
     name: String,
+    /// A substring of the snapshots' source (`127.0.0.1:5432/shop`).
     source: String,
+    /// Most data that may be lost (`15m`).
+    #[schemars(schema_with = "dr_core::duration::optional_json_schema")]
     rpo: Option<serde_json::Value>,
+    /// Longest a restore may take, as measured by the newest restore test (`1h`).
+    #[schemars(schema_with = "dr_core::duration::optional_json_schema")]
     rto: Option<serde_json::Value>,
+    /// How recently a snapshot must have passed a verify (`7d`).
+    #[schemars(schema_with = "dr_core::duration::optional_json_schema")]
     verified_within: Option<serde_json::Value>,
+}
+
+impl schemars::JsonSchema for Objective {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Objective".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        RawObjective::json_schema(g)
+    }
 }
 
 fn objective_duration(

@@ -271,13 +271,14 @@ impl Kubernetes {
     }
 
     /// Applies a namespace snapshot of `repo` (latest by default).
-    #[pyo3(signature = (repo, *, snapshot=None, namespace_map=None, dry_run=false, wait=false, timeout=600.0))]
+    #[pyo3(signature = (repo, *, snapshot=None, source=None, namespace_map=None, dry_run=false, wait=false, timeout=600.0))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
     fn apply<'py>(
         &self,
         py: Python<'py>,
         repo: &crate::repository::Repository,
         snapshot: Option<&str>,
+        source: Option<String>,
         namespace_map: Option<BTreeMap<String, String>>,
         dry_run: bool,
         wait: bool,
@@ -285,6 +286,7 @@ impl Kubernetes {
     ) -> PyResult<Bound<'py, PyAny>> {
         let o = dr_k8s::ApplyOptions {
             snapshot: snapshot.map(dr_core::repo::SnapshotRef::from),
+            source,
             namespace_map: namespace_map.unwrap_or_default(),
             dry_run,
             wait,

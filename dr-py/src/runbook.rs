@@ -33,6 +33,7 @@ impl Action for PyAction {
             params: Vec::new(),
             outputs: Vec::new(),
             open_outputs: true,
+            ..ActionSpec::default()
         }
     }
 

@@ -249,6 +249,7 @@ pub async fn k8s(cli: &crate::args::Cli, a: &K8sArgs, out: Output) -> Result<u8>
         }
         K8sCommand::Apply {
             snapshot,
+            source,
             namespace_map,
             dry_run,
             wait,
@@ -257,6 +258,7 @@ pub async fn k8s(cli: &crate::args::Cli, a: &K8sArgs, out: Output) -> Result<u8>
             let repo = super::open_repo(cli).await?;
             let options = dr_k8s::ApplyOptions {
                 snapshot: snapshot.as_deref().map(dr_core::repo::SnapshotRef::from),
+                source: source.clone(),
                 namespace_map: pairs(namespace_map)?,
                 dry_run: *dry_run,
                 wait: *wait,

@@ -477,8 +477,12 @@ pub fn runbook(c: &RunbookCommand, out: Output) -> Result<u8> {
             });
             Ok(u8::from(!check.ok))
         }
-        RunbookCommand::Actions { name } => {
+        RunbookCommand::Actions { name, markdown } => {
             let r = drkit::registry();
+            if *markdown {
+                print!("{}", r.reference_markdown());
+                return Ok(0);
+            }
             let mut specs = r.specs();
             if let Some(name) = name {
                 specs.retain(|s| &s.name == name);

@@ -35,24 +35,46 @@ pub struct PruneOptions {
     pub grace: Duration,
 }
 
+/// `PruneOptions` as written: the policy's fields beside `dry_run` and `grace`.
+#[derive(Deserialize, Default, schemars::JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+struct PruneFields {
+    /// Keep the newest N.
+    keep_last: usize,
+    /// Keep the newest per day, for this many days with snapshots.
+    keep_daily: usize,
+    /// Keep the newest per ISO week, for this many weeks.
+    keep_weekly: usize,
+    /// Keep the newest per month, for this many months.
+    keep_monthly: usize,
+    /// Keep the newest per year, for this many years.
+    keep_yearly: usize,
+    /// Keep everything younger than this.
+    #[serde(with = "crate::duration::human::option")]
+    #[schemars(schema_with = "crate::duration::optional_json_schema")]
+    keep_within: Option<Duration>,
+    /// The calendar's time zone (an IANA name, default UTC).
+    time_zone: Option<String>,
+    /// Report only; change nothing.
+    dry_run: bool,
+    /// Unreferenced chunks younger than this stay (default 1h).
+    #[serde(with = "crate::duration::human::option")]
+    #[schemars(schema_with = "crate::duration::optional_json_schema")]
+    grace: Option<Duration>,
+}
+
+impl schemars::JsonSchema for PruneOptions {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PruneOptions".into()
+    }
+    fn json_schema(g: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        PruneFields::json_schema(g)
+    }
+}
+
 impl<'de> Deserialize<'de> for PruneOptions {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
-        #[derive(Deserialize, Default)]
-        #[serde(default, deny_unknown_fields)]
-        struct Raw {
-            keep_last: usize,
-            keep_daily: usize,
-            keep_weekly: usize,
-            keep_monthly: usize,
-            keep_yearly: usize,
-            #[serde(with = "crate::duration::human::option")]
-            keep_within: Option<Duration>,
-            time_zone: Option<String>,
-            dry_run: bool,
-            #[serde(with = "crate::duration::human::option")]
-            grace: Option<Duration>,
-        }
-        let r = Raw::deserialize(d)?;
+        let r = PruneFields::deserialize(d)?;
         let time_zone = match r.time_zone.as_deref() {
             None => jiff::tz::TimeZone::UTC,
             Some(name) => super::retention::time_zone(name)

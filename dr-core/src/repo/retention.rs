@@ -15,7 +15,7 @@ use crate::{err, Result};
 
 /// A calendar period: retention keeps the newest snapshot of each, `drkit copy --tier`
 /// copies the newest of each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Tier {
     /// A calendar day.

@@ -13,8 +13,9 @@ use super::Repository;
 use crate::Result;
 
 /// `latest`, a whole snapshot id, or a unique prefix of one.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(transparent)]
+#[schemars(extend("x-type" = "latest|ID"))]
 pub struct SnapshotRef(String);
 
 impl SnapshotRef {
@@ -108,7 +109,7 @@ impl Repository {
 /// unique prefix, narrowed to a source, to those taken before a time, to tags, or drawn
 /// at random within a window. The CLI (`--source`, `--before`, `--tag`,
 /// `--random-within`), Python keywords and a step's `with:` all build this.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Pick {
     /// `latest`, a whole id, or a unique prefix.
@@ -124,6 +125,7 @@ pub struct Pick {
     /// One at random among those finished within this long before now (a restore test of
     /// a random backup), instead of the newest.
     #[serde(default, with = "crate::duration::human::option")]
+    #[schemars(schema_with = "crate::duration::optional_json_schema")]
     pub random_within: Option<std::time::Duration>,
 }
 

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -53,7 +52,7 @@ impl Field {
 }
 
 /// What an action is, for `drkit runbook actions`, the docs and the planner.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ActionSpec {
     /// `db.promote`.
     pub name: String,
@@ -70,13 +69,20 @@ pub struct ActionSpec {
     /// references to other names are then not refused before the run.
     #[serde(default)]
     pub open_outputs: bool,
+    /// The JSON Schema of its parameters (`null`: not known, an action written in
+    /// Python).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub params_schema: Value,
+    /// The JSON Schema of its outputs.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub outputs_schema: Value,
 }
 
-/// What one attempt of an action came to.
+/// What one attempt of an action came to (`T`: its outputs).
 #[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
+pub enum Outcome<T = Map<String, Value>> {
     /// Finished, with these outputs.
-    Done(Map<String, Value>),
+    Done(T),
     /// Not yet: try again after this long (counts against the step's deadline, not its
     /// retries).
     RetryAfter(Duration),
@@ -313,14 +319,10 @@ impl std::fmt::Debug for Target {
     }
 }
 
-/// Reads a step's parameters into the action's typed options, naming the step's action
-/// in the error.
-pub fn params<T: DeserializeOwned>(action: &str, with: &Value) -> Result<T> {
-    serde_json::from_value(with.clone())
-        .map_err(|e| err!(InvalidInput, "{action}: parameters: {e}"))
-}
-
-/// One step's action. Small on purpose: a user's crate adds one in about 30 lines.
+/// One step's action, as the engine calls it. Actions of Rust crates are written as a
+/// [`super::TypedAction`] (parameters and outputs as types) and added with
+/// [`Registry::typed`], which adapts them; this object-safe form takes parameters as
+/// JSON for the actions whose shape is only known at run time (written in Python).
 #[async_trait]
 pub trait Action: Send + Sync {
     /// Name, documentation, idempotence.
@@ -335,9 +337,8 @@ pub trait Action: Send + Sync {
     }
 
     /// Checks the parameters before anything runs (values only known after an earlier
-    /// step read as the string `"<known after STEP>"`). Most actions deserialize their
-    /// options here.
-    fn check(&self, with: &Value) -> Result<()> {
+    /// step read as the string `"<known after STEP>"`), naming the field refused.
+    fn check(&self, with: &Value) -> std::result::Result<(), super::ParamError> {
         let _ = with;
         Ok(())
     }
@@ -384,6 +385,16 @@ pub trait TargetKind: Send + Sync {
     fn kind(&self) -> &str;
     /// Its fields, documented.
     fn fields(&self) -> Vec<Field>;
+    /// The JSON Schema of its fields (`null`: not known).
+    fn schema(&self) -> Value {
+        Value::Null
+    }
+    /// Checks its fields before anything runs (values not known yet read as
+    /// `"<known when the run starts: …>"`), naming the field refused.
+    fn check(&self, fields: &Map<String, Value>) -> std::result::Result<(), super::ParamError> {
+        let _ = fields;
+        Ok(())
+    }
     /// Builds target `name` from `fields` (variables already replaced).
     async fn build(&self, name: &str, fields: &Map<String, Value>) -> Result<Target>;
 }
@@ -407,6 +418,11 @@ impl Registry {
         let a: Arc<dyn Action> = Arc::new(action);
         self.actions.insert(a.spec().name, a);
         self
+    }
+
+    /// Adds a [`super::TypedAction`].
+    pub fn typed(&mut self, action: impl super::TypedAction) -> &mut Self {
+        self.action(super::Typed(action))
     }
 
     /// Adds a target kind.
@@ -453,6 +469,25 @@ impl Registry {
                 "anyOf": [{"type": "object"}, {"type": "null"}]
             });
             step["properties"]["timeout"] = crate::duration::positive_json_schema();
+            // Each action's parameters, as its types say (a value may be a `${…}`).
+            let each: Vec<Value> = self
+                .actions
+                .values()
+                .map(|a| a.spec())
+                .filter(|spec| spec.params_schema.is_object())
+                .map(|spec| {
+                    let mut with = spec.params_schema.clone();
+                    if let Some(o) = with.as_object_mut() {
+                        o.remove("$schema");
+                        o.remove("title");
+                    }
+                    serde_json::json!({
+                        "if": {"properties": {"action": {"const": spec.name}}, "required": ["action"]},
+                        "then": {"properties": {"with": {"anyOf": [{"type": "null"}, references_in_fields(with)]}}}
+                    })
+                })
+                .collect();
+            step["allOf"] = Value::Array(each);
         }
         if let Some(c) = s.pointer_mut("/$defs/Call") {
             c["properties"]["action"]["enum"] = Value::Array(actions);
@@ -473,8 +508,28 @@ impl Registry {
         }
         // `x-…` fields are the reader's own (anchors to reuse).
         s["patternProperties"] = serde_json::json!({"^x-": true});
-        if let Some(k) = s.pointer_mut("/$defs/TargetSpec/properties/kind") {
-            k["enum"] = Value::Array(kinds);
+        if let Some(t) = s.pointer_mut("/$defs/TargetSpec") {
+            t["properties"]["kind"]["enum"] = Value::Array(kinds);
+            // Each kind's fields, as its types say (a value may be a `${…}`).
+            let each: Vec<Value> = self
+                .kinds
+                .values()
+                .filter_map(|k| {
+                    let mut fields = references_in_fields(k.schema());
+                    let o = fields.as_object_mut()?;
+                    o.remove("$schema");
+                    o.remove("title");
+                    o.entry("properties")
+                        .or_insert_with(|| serde_json::json!({}))
+                        .as_object_mut()?
+                        .insert("kind".into(), serde_json::json!({"const": k.kind()}));
+                    Some(serde_json::json!({
+                        "if": {"properties": {"kind": {"const": k.kind()}}, "required": ["kind"]},
+                        "then": fields,
+                    }))
+                })
+                .collect();
+            t["allOf"] = Value::Array(each);
         }
         // The lock's name (`lock:`, else the runbook's name), as `lock::check_name` takes it.
         let lock = serde_json::json!({"type": "string", "pattern": crate::lock::NAME_PATTERN});
@@ -487,6 +542,61 @@ impl Registry {
         s["if"] = serde_json::json!({"not": {"required": ["lock"]}});
         s["then"] = serde_json::json!({"properties": {"name": lock}});
         s
+    }
+
+    /// The reference of every action and target kind, in Markdown (docs/actions.md is
+    /// this text): what each does, its parameters and outputs with their types, from the
+    /// types the code reads them into.
+    #[must_use]
+    pub fn reference_markdown(&self) -> String {
+        use std::fmt::Write as _;
+        let cell = |t: &str| t.replace('|', "\\|").replace('\n', " ");
+        let table = |out: &mut String, head: &str, fields: &[Field], optional: &str| {
+            if fields.is_empty() {
+                return;
+            }
+            let _ = writeln!(out, "\n| {head} | type | |\n|---|---|---|");
+            for f in fields {
+                let _ = writeln!(
+                    out,
+                    "| `{}`{} | `{}` | {} |",
+                    f.name,
+                    if f.required { "" } else { optional },
+                    cell(&f.ty),
+                    cell(&f.description)
+                );
+            }
+        };
+        let mut out = String::from(
+            "# Actions and target kinds\n\nGenerated from the types each action reads its `with:` into \\\n(`drkit runbook actions --markdown`); a test keeps this file equal to them.\n",
+        );
+        for a in self.actions.values() {
+            let s = a.spec();
+            let _ = writeln!(
+                out,
+                "\n## `{}`{}\n\n{}",
+                s.name,
+                if s.idempotent {
+                    ""
+                } else {
+                    " (not idempotent)"
+                },
+                s.summary
+            );
+            table(&mut out, "parameter", &s.params, " (optional)");
+            table(&mut out, "output", &s.outputs, " (may be null)");
+            if s.open_outputs {
+                out.push_str(
+                    "\nAnd the rest of the report, as the command's `--json` prints it.\n",
+                );
+            }
+        }
+        out.push_str("\n# Target kinds\n");
+        for k in self.kinds.values() {
+            let _ = writeln!(out, "\n## `{}`", k.kind());
+            table(&mut out, "field", &k.fields(), " (optional)");
+        }
+        out
     }
 
     /// Every action's spec, by name.
@@ -513,6 +623,57 @@ impl Registry {
         scored.sort();
         scored.into_iter().take(3).map(|(_, k)| k.clone()).collect()
     }
+}
+
+/// An object's `schema`, where the value of every field may also be a `${…}` reference.
+fn references_in_fields(mut schema: Value) -> Value {
+    if let Some(Value::Object(props)) = schema.get_mut("properties") {
+        for v in props.values_mut() {
+            *v = accept_references(v.take());
+        }
+    }
+    schema
+}
+
+/// `schema`, where every value may also be a `${…}` reference (resolved at run time).
+fn accept_references(mut schema: Value) -> Value {
+    let Some(o) = schema.as_object_mut() else {
+        return schema;
+    };
+    for key in ["properties", "patternProperties"] {
+        if let Some(Value::Object(props)) = o.get_mut(key) {
+            for v in props.values_mut() {
+                *v = accept_references(v.take());
+            }
+        }
+    }
+    for key in ["items", "additionalProperties"] {
+        if let Some(v) = o.get_mut(key).filter(|v| v.is_object()) {
+            *v = accept_references(v.take());
+        }
+    }
+    for key in ["anyOf", "oneOf", "allOf", "prefixItems"] {
+        if let Some(Value::Array(list)) = o.get_mut(key) {
+            for v in list.iter_mut() {
+                *v = accept_references(v.take());
+            }
+        }
+    }
+    let is_text = o.get("type") == Some(&Value::from("string")) && !o.contains_key("pattern");
+    let constrains = ["type", "enum", "const", "anyOf", "oneOf", "pattern"]
+        .iter()
+        .any(|k| o.contains_key(*k));
+    if is_text || !constrains {
+        return schema;
+    }
+    let description = o.remove("description");
+    let mut wrapped = serde_json::json!({
+        "anyOf": [schema, {"type": "string", "pattern": "\\$\\{"}]
+    });
+    if let Some(d) = description {
+        wrapped["description"] = d;
+    }
+    wrapped
 }
 
 fn distance(a: &str, b: &str) -> usize {

@@ -1,42 +1,22 @@
 //! The actions every build has: `wait`, `approve`, `assert`, `exec`, `notify`,
-//! `tcp.check`, `http.check`, and the ones generic over the traits — `db.health`, `db.check_lag`,
-//! `db.promote`, `db.fence`, `traffic.switch`, `traffic.restore`.
+//! `tcp.check`, `http.check`, and the ones generic over the traits — `db.health`,
+//! `db.check_lag`, `db.promote`, `db.fence`, `traffic.switch`, `traffic.restore`.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use serde_json::{json, Value};
 
-use super::action::{params, Action, ActionSpec, Field, Outcome, Registry, StepContext};
-use crate::target::Capability;
+use super::action::{Outcome, Registry, StepContext};
+use super::typed::{ParamError, TypedAction};
+use super::Call;
+use crate::target::{Capability, Health, Role};
 use crate::traffic::{Destination, Route};
 use crate::wait::Wait;
 use crate::{err, Result};
-
-fn spec(
-    name: &str,
-    summary: &str,
-    idempotent: bool,
-    params: Vec<Field>,
-    outputs: Vec<Field>,
-) -> ActionSpec {
-    ActionSpec {
-        name: name.to_owned(),
-        summary: summary.to_owned(),
-        idempotent,
-        params,
-        outputs,
-        open_outputs: false,
-    }
-}
-
-fn outputs(v: Value) -> Outcome {
-    match v {
-        Value::Object(m) => Outcome::Done(m),
-        _ => Outcome::Done(Map::new()),
-    }
-}
 
 fn waits(timeout: Option<Duration>) -> Wait {
     Wait::new(timeout.unwrap_or(Duration::from_mins(30))).poll(Duration::from_secs(1))
@@ -45,83 +25,92 @@ fn waits(timeout: Option<Duration>) -> Wait {
 /// Adds the core actions to `registry`.
 pub fn register(registry: &mut Registry) {
     registry
-        .action(WaitAction)
-        .action(Approve)
-        .action(Assert)
-        .action(Exec)
-        .action(Notify)
-        .action(TcpCheck)
-        .action(HttpCheck)
-        .action(DbHealth)
-        .action(DbCheckLag)
-        .action(DbPromote)
-        .action(DbFence)
-        .action(TrafficSwitch)
-        .action(TrafficRestore);
+        .typed(WaitAction)
+        .typed(Approve)
+        .typed(Assert)
+        .typed(Exec)
+        .typed(Notify)
+        .typed(TcpCheck)
+        .typed(HttpCheck)
+        .typed(DbHealth)
+        .typed(DbCheckLag)
+        .typed(DbPromote)
+        .typed(DbFence)
+        .typed(TrafficSwitch)
+        .typed(TrafficRestore);
 }
 
-#[derive(Deserialize)]
+/// No outputs.
+#[derive(Debug, Default, Serialize, Deserialize, JsonSchema)]
+pub struct Nothing {}
+
+/// `wait`'s parameters.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct WaitParams {
+pub struct WaitParams {
+    /// How long.
     #[serde(with = "crate::duration::human")]
-    r#for: Duration,
+    #[schemars(schema_with = "crate::duration::json_schema")]
+    pub r#for: Duration,
 }
 
 struct WaitAction;
 
 #[async_trait]
-impl Action for WaitAction {
-    fn spec(&self) -> ActionSpec {
-        spec(
-            "wait",
-            "Waits a while (`for: 30s`).",
-            true,
-            vec![Field::required("for", "duration", "How long")],
-            vec![],
-        )
-    }
-    fn check(&self, with: &Value) -> Result<()> {
-        params::<WaitParams>("wait", with).map(|_| ())
-    }
-    async fn plan(&self, _: &StepContext, with: &Value) -> Result<Vec<String>> {
-        let p: WaitParams = params("wait", with)?;
+impl TypedAction for WaitAction {
+    type Params = WaitParams;
+    type Outputs = Nothing;
+    const NAME: &'static str = "wait";
+    const SUMMARY: &'static str = "Waits a while (`for: 30s`).";
+    const IDEMPOTENT: bool = true;
+
+    async fn plan(&self, _: &StepContext, p: WaitParams) -> Result<Vec<String>> {
         Ok(vec![format!("waits {}", crate::duration::format(p.r#for))])
     }
-    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
-        let p: WaitParams = params("wait", with)?;
+    async fn run(&self, ctx: &StepContext, p: WaitParams) -> Result<Outcome<Nothing>> {
         tokio::select! {
-            () = tokio::time::sleep(p.r#for) => Ok(Outcome::Done(Map::new())),
+            () = tokio::time::sleep(p.r#for) => Ok(Outcome::Done(Nothing {})),
             () = ctx.cancel.cancelled() => Err(ctx.cancelled()),
         }
     }
 }
 
-#[derive(Deserialize)]
+/// `approve`'s parameters.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ApproveParams {
+pub struct ApproveParams {
+    /// What the person approves.
     #[serde(default)]
-    message: String,
+    pub message: String,
+}
+
+/// Who approved.
+#[derive(Serialize, Deserialize, JsonSchema)]
+pub struct Approved {
+    /// How: `--yes`, `--approve` or `prompt`.
+    pub approved_by: String,
 }
 
 struct Approve;
 
 #[async_trait]
-impl Action for Approve {
-    fn spec(&self) -> ActionSpec {
-        spec("approve", "Waits for a person: given by --yes or --approve STEP, or asked at a terminal; a run without either stops here (waiting) and is resumed later.", true, vec![Field::optional("message", "string", "What the person approves")], vec![Field::required("approved_by", "string", "How: --yes, --approve or prompt")])
-    }
-    fn check(&self, with: &Value) -> Result<()> {
-        params::<ApproveParams>("approve", with).map(|_| ())
-    }
-    async fn plan(&self, _: &StepContext, _: &Value) -> Result<Vec<String>> {
+impl TypedAction for Approve {
+    type Params = ApproveParams;
+    type Outputs = Approved;
+    const NAME: &'static str = "approve";
+    const SUMMARY: &'static str = "Waits for a person: given by --yes or --approve STEP, or asked at a terminal; a run without either stops here (waiting) and is resumed later.";
+    const IDEMPOTENT: bool = true;
+
+    async fn plan(&self, _: &StepContext, _: ApproveParams) -> Result<Vec<String>> {
         Ok(vec![
             "waits for a person's approval (--yes or --approve)".to_owned()
         ])
     }
-    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
-        let p: ApproveParams = params("approve", with)?;
+    async fn run(&self, ctx: &StepContext, p: ApproveParams) -> Result<Outcome<Approved>> {
         Ok(match ctx.approvals.granted(&ctx.step, &p.message).await {
-            Some(how) => outputs(json!({ "approved_by": how })),
+            Some(how) => Outcome::Done(Approved {
+                approved_by: how.to_owned(),
+            }),
             None => Outcome::Waiting(if p.message.is_empty() {
                 "approval".to_owned()
             } else {
@@ -131,26 +120,29 @@ impl Action for Approve {
     }
 }
 
-#[derive(Deserialize)]
+/// `assert`'s parameters.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct AssertParams {
-    that: Value,
+pub struct AssertParams {
+    /// What must hold: a boolean (an interpolated output), or an expression as `if:`
+    /// takes it.
+    pub that: Value,
+    /// Said when it does not.
     #[serde(default)]
-    message: Option<String>,
+    pub message: Option<String>,
 }
 
 struct Assert;
 
 #[async_trait]
-impl Action for Assert {
-    fn spec(&self) -> ActionSpec {
-        spec("assert", "Fails unless `that` is true (a boolean, usually an interpolated output or `if`-style comparison done by an earlier step).", true, vec![Field::required("that", "bool", "What must hold"), Field::optional("message", "string", "Said when it does not")], vec![])
-    }
-    fn check(&self, with: &Value) -> Result<()> {
-        params::<AssertParams>("assert", with).map(|_| ())
-    }
-    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
-        let p: AssertParams = params("assert", with)?;
+impl TypedAction for Assert {
+    type Params = AssertParams;
+    type Outputs = Nothing;
+    const NAME: &'static str = "assert";
+    const SUMMARY: &'static str = "Fails unless `that` is true (a boolean, usually an interpolated output, or an expression).";
+    const IDEMPOTENT: bool = true;
+
+    async fn run(&self, ctx: &StepContext, p: AssertParams) -> Result<Outcome<Nothing>> {
         let holds = match &p.that {
             Value::Bool(b) => *b,
             Value::String(s) => super::expr::condition(s, &json!({}))?,
@@ -159,7 +151,7 @@ impl Action for Assert {
             _ => true,
         };
         if holds {
-            Ok(Outcome::Done(Map::new()))
+            Ok(Outcome::Done(Nothing {}))
         } else {
             Err(err!(
                 Conflict,
@@ -171,46 +163,55 @@ impl Action for Assert {
     }
 }
 
-#[derive(Deserialize)]
+/// `exec`'s parameters.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct ExecParams {
-    argv: Vec<String>,
+pub struct ExecParams {
+    /// Program and arguments (never a shell string).
+    pub argv: Vec<String>,
+    /// Extra environment.
     #[serde(default)]
-    env: std::collections::BTreeMap<String, String>,
+    pub env: BTreeMap<String, String>,
+    /// Working folder.
     #[serde(default)]
-    cwd: Option<std::path::PathBuf>,
+    pub cwd: Option<std::path::PathBuf>,
+    /// Running it twice does no harm: a resume runs it again.
     #[serde(default)]
-    idempotent: bool,
+    pub idempotent: bool,
+}
+
+/// What a program left.
+#[derive(Serialize, Deserialize, JsonSchema)]
+pub struct Exited {
+    /// Its standard output (the last 64 KiB, after a line saying how much came before).
+    pub stdout: String,
+    /// Its exit status.
+    pub code: i32,
 }
 
 struct Exec;
 
 #[async_trait]
-impl Action for Exec {
-    fn spec(&self) -> ActionSpec {
-        spec(
-            "exec",
-            "Runs a program (argv, never a shell string); fails on a non-zero exit. Not idempotent: a run that died while it ran asks before running it again.",
-            false,
-            vec![Field::required("argv", "[string]", "Program and arguments"), Field::optional("env", "map", "Extra environment"), Field::optional("cwd", "path", "Working folder"), Field::optional("idempotent", "bool", "Running it twice does no harm: a resume runs it again")],
-            vec![Field::required("stdout", "string", "Its standard output (the last 64 KiB, after a line saying how much came before)"), Field::required("code", "int", "Exit status")],
-        )
+impl TypedAction for Exec {
+    type Params = ExecParams;
+    type Outputs = Exited;
+    const NAME: &'static str = "exec";
+    const SUMMARY: &'static str = "Runs a program (argv, never a shell string) in its own process group; fails on a non-zero exit. Not idempotent unless it says so: a run that died while it ran asks before running it again.";
+    const IDEMPOTENT: bool = false;
+
+    fn idempotent(&self, p: &ExecParams) -> bool {
+        p.idempotent
     }
-    fn idempotent(&self, with: &Value) -> bool {
-        params::<ExecParams>("exec", with).is_ok_and(|p| p.idempotent)
-    }
-    fn check(&self, with: &Value) -> Result<()> {
-        let p: ExecParams = params("exec", with)?;
+    fn check(&self, p: &ExecParams) -> std::result::Result<(), ParamError> {
         if p.argv.is_empty() {
-            return Err(err!(
-                InvalidInput,
-                "exec: argv is empty; give the program and its arguments"
+            return Err(ParamError::at(
+                "argv",
+                "is empty; give the program and its arguments",
             ));
         }
         Ok(())
     }
-    async fn plan(&self, _: &StepContext, with: &Value) -> Result<Vec<String>> {
-        let p: ExecParams = params("exec", with)?;
+    async fn plan(&self, _: &StepContext, p: ExecParams) -> Result<Vec<String>> {
         Ok(vec![format!(
             "runs {:?}{}",
             p.argv,
@@ -221,9 +222,15 @@ impl Action for Exec {
             }
         )])
     }
-    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
-        let p: ExecParams = params("exec", with)?;
-        let mut cmd = tokio::process::Command::new(&p.argv[0]);
+    async fn run(&self, ctx: &StepContext, p: ExecParams) -> Result<Outcome<Exited>> {
+        let Some(program) = p.argv.first() else {
+            return Err(err!(
+                InvalidInput,
+                "step {:?}: exec: argv is empty",
+                ctx.step
+            ));
+        };
+        let mut cmd = tokio::process::Command::new(program);
         cmd.args(&p.argv[1..]);
         // drkit's own secrets stay with drkit; a step that needs one passes it in `env:`.
         for var in super::process::WITHHELD_ENV {
@@ -239,9 +246,9 @@ impl Action for Exec {
         if let Some(d) = &p.cwd {
             cmd.current_dir(d);
         }
-        let child = cmd.spawn().map_err(|e| {
-            crate::Error::io(format!("step {:?}: starting {}", ctx.step, p.argv[0]), e)
-        })?;
+        let child = cmd
+            .spawn()
+            .map_err(|e| crate::Error::io(format!("step {:?}: starting {program}", ctx.step), e))?;
         if let Err(e) = ctx.processes.started(child.id().unwrap_or(0)).await {
             // Not journaled (the lock is lost): it must not go on.
             let stop = tokio_util::sync::CancellationToken::new();
@@ -254,51 +261,79 @@ impl Action for Exec {
             .map_err(|e| match e {
                 None => err!(
                     Cancelled,
-                    "step {:?} was stopped before it finished: {} and every process it started got SIGTERM (SIGKILL after {})",
+                    "step {:?} was stopped before it finished: {program} and every process it started got SIGTERM (SIGKILL after {})",
                     ctx.step,
-                    p.argv[0],
                     crate::duration::format(ctx.kill_grace)
                 ),
-                Some(e) => crate::Error::io(format!("step {:?}: running {}", ctx.step, p.argv[0]), e),
+                Some(e) => crate::Error::io(format!("step {:?}: running {program}", ctx.step), e),
             })?;
         if !out.status.success() {
             return Err(err!(
                 External,
-                "step {:?}: {} exited with {}: {}",
+                "step {:?}: {program} exited with {}: {}",
                 ctx.step,
-                p.argv[0],
                 out.status,
                 out.stderr.text().trim()
             ));
         }
-        Ok(outputs(
-            json!({"stdout": out.stdout.text(), "code": out.status.code().unwrap_or(0)}),
-        ))
+        Ok(Outcome::Done(Exited {
+            stdout: out.stdout.text(),
+            code: out.status.code().unwrap_or(0),
+        }))
     }
 }
 
-#[derive(Deserialize)]
+/// `notify`'s parameters.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct NotifyParams {
-    message: String,
+pub struct NotifyParams {
+    /// What to say.
+    pub message: String,
+    /// Which notifiers take it (those whose `severities` hold it, or that list none).
     #[serde(default)]
-    severity: super::model::Severity,
+    pub severity: super::model::Severity,
+    /// Fail the step when a notifier fails.
     #[serde(default)]
-    required: bool,
+    pub required: bool,
+    /// A status page's incident status (`investigating`, `identified`, `monitoring`,
+    /// `resolved`); by default what the run's progress says.
+    #[serde(default)]
+    pub status: Option<super::notify::IncidentStatus>,
+    /// A status page's components and their status by component id
+    /// (`{api: degraded_performance}`).
+    #[serde(default)]
+    pub components: BTreeMap<String, super::notify::ComponentStatus>,
+}
+
+/// What was said, and who did not hear it.
+#[derive(Serialize, Deserialize, JsonSchema)]
+pub struct Notified {
+    /// What was said.
+    pub message: String,
+    /// The notifiers that failed, and why.
+    pub failed: Vec<NotifyFailure>,
+}
+
+/// One notifier that failed.
+#[derive(Serialize, Deserialize, JsonSchema)]
+pub struct NotifyFailure {
+    /// Its name.
+    pub notifier: String,
+    /// Why.
+    pub error: String,
 }
 
 struct Notify;
 
 #[async_trait]
-impl Action for Notify {
-    fn spec(&self) -> ActionSpec {
-        spec("notify", "Sends a message to the runbook's notifiers that take its severity; a notifier that fails is a warning in the outputs unless required.", true, vec![Field::required("message", "string", "What to say"), Field::optional("severity", "info|low|medium|high|critical", "Routing"), Field::optional("required", "bool", "Fail the step when a notifier fails")], vec![Field::required("message", "string", "What was said"), Field::required("failed", "list", "Notifiers that failed, and why")])
-    }
-    fn check(&self, with: &Value) -> Result<()> {
-        params::<NotifyParams>("notify", with).map(|_| ())
-    }
-    async fn plan(&self, _: &StepContext, with: &Value) -> Result<Vec<String>> {
-        let p: NotifyParams = params("notify", with)?;
+impl TypedAction for Notify {
+    type Params = NotifyParams;
+    type Outputs = Notified;
+    const NAME: &'static str = "notify";
+    const SUMMARY: &'static str = "Sends a message to the runbook's notifiers that take its severity (a step no notifier takes is refused before the run), with a status page's status and components; a notifier that fails is a warning in the outputs unless required.";
+    const IDEMPOTENT: bool = true;
+
+    async fn plan(&self, _: &StepContext, p: NotifyParams) -> Result<Vec<String>> {
         let severity = serde_json::to_value(p.severity).unwrap_or_default();
         Ok(vec![format!(
             "notifies ({}): {}",
@@ -306,14 +341,15 @@ impl Action for Notify {
             p.message
         )])
     }
-    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
-        let p: NotifyParams = params("notify", with)?;
+    async fn run(&self, ctx: &StepContext, p: NotifyParams) -> Result<Outcome<Notified>> {
         tracing::info!("[{}] {:?}: {}", ctx.run_id, p.severity, p.message);
         let m = super::notify::Message {
             text: p.message.clone(),
             severity: p.severity,
             event: ctx.step.clone(),
             resolves: false,
+            status: p.status,
+            components: p.components,
         };
         let failed = ctx.notifiers.send(&m, None).await;
         if p.required && !failed.is_empty() {
@@ -325,47 +361,55 @@ impl Action for Notify {
                 why.join("; ")
             ));
         }
-        let failed: Vec<Value> = failed
-            .into_iter()
-            .map(|(n, w)| json!({"notifier": n, "error": w}))
-            .collect();
-        Ok(outputs(json!({"message": p.message, "failed": failed})))
+        Ok(Outcome::Done(Notified {
+            message: p.message,
+            failed: failed
+                .into_iter()
+                .map(|(notifier, error)| NotifyFailure { notifier, error })
+                .collect(),
+        }))
     }
 }
 
-#[derive(Deserialize)]
+/// `tcp.check`'s parameters.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct TcpParams {
-    address: String,
+pub struct TcpParams {
+    /// Where: `host:port`.
+    pub address: String,
+    /// How long to try (default 5s).
     #[serde(default, with = "crate::duration::human::option")]
-    timeout: Option<Duration>,
+    #[schemars(schema_with = "crate::duration::optional_json_schema")]
+    pub timeout: Option<Duration>,
+}
+
+/// How long something took.
+#[derive(Serialize, Deserialize, JsonSchema)]
+pub struct Took {
+    /// Seconds.
+    pub seconds: f64,
 }
 
 struct TcpCheck;
 
 #[async_trait]
-impl Action for TcpCheck {
-    fn spec(&self) -> ActionSpec {
-        spec(
-            "tcp.check",
-            "Fails unless a TCP connection to host:port opens in time.",
-            true,
-            vec![
-                Field::required("address", "host:port", "Where"),
-                Field::optional("timeout", "duration", "How long to try (default 5s)"),
-            ],
-            vec![Field::required("seconds", "number", "Time to connect")],
-        )
+impl TypedAction for TcpCheck {
+    type Params = TcpParams;
+    type Outputs = Took;
+    const NAME: &'static str = "tcp.check";
+    const SUMMARY: &'static str = "Fails unless a TCP connection to host:port opens in time.";
+    const IDEMPOTENT: bool = true;
+
+    async fn plan(&self, _: &StepContext, p: TcpParams) -> Result<Vec<String>> {
+        Ok(vec![format!("opens a TCP connection to {}", p.address)])
     }
-    fn check(&self, with: &Value) -> Result<()> {
-        params::<TcpParams>("tcp.check", with).map(|_| ())
-    }
-    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
-        let p: TcpParams = params("tcp.check", with)?;
+    async fn run(&self, ctx: &StepContext, p: TcpParams) -> Result<Outcome<Took>> {
         let started = std::time::Instant::now();
         let limit = p.timeout.unwrap_or(Duration::from_secs(5));
         match tokio::time::timeout(limit, tokio::net::TcpStream::connect(&p.address)).await {
-            Ok(Ok(_)) => Ok(outputs(json!({"seconds": started.elapsed().as_secs_f64()}))),
+            Ok(Ok(_)) => Ok(Outcome::Done(Took {
+                seconds: started.elapsed().as_secs_f64(),
+            })),
             Ok(Err(e)) => Err(err!(
                 Unavailable,
                 "step {:?}: cannot connect to {}: {e}",
@@ -383,48 +427,97 @@ impl Action for TcpCheck {
     }
 }
 
-#[derive(Deserialize)]
+/// A database target and how long to wait.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct DbParams {
-    target: String,
+pub struct DbParams {
+    /// A database target.
+    pub target: String,
+    /// Longest wait (default 30m).
     #[serde(default, with = "crate::duration::human::option")]
-    max: Option<Duration>,
-    #[serde(default, with = "crate::duration::human::option")]
-    timeout: Option<Duration>,
+    #[schemars(schema_with = "crate::duration::optional_json_schema")]
+    pub timeout: Option<Duration>,
 }
 
-fn health_doc(h: &crate::target::Health) -> Value {
-    json!({
-        "name": h.name,
-        "available": h.available,
-        "role": h.role,
-        "writable": h.writable,
-        "endpoint": h.endpoint,
-        "replicating_from": h.replicating_from,
-        "lag_seconds": h.replication_lag.map(|d| d.as_secs_f64()),
-    })
+/// `db.check_lag`'s parameters.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct LagParams {
+    /// A database target (a replica).
+    pub target: String,
+    /// Most lag allowed (often `${objectives.rpo}`).
+    #[serde(with = "crate::duration::human")]
+    #[schemars(schema_with = "crate::duration::json_schema")]
+    pub max: Duration,
 }
 
-fn db_fields() -> Vec<Field> {
-    vec![
-        Field::required("target", "target", "A database target"),
-        Field::optional("timeout", "duration", "Longest wait (default 30m)"),
-    ]
+/// A database as it reports itself, its endpoint also as host and port (what a client's
+/// settings take).
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+pub struct DbState {
+    /// Its name (instance id, cluster name).
+    pub name: String,
+    /// Whether it accepts connections.
+    pub available: bool,
+    /// The service's own word for its state.
+    pub status: String,
+    /// `primary` or `replica`.
+    pub role: String,
+    /// Whether it takes writes now.
+    pub writable: bool,
+    /// Where clients connect (`host:port`).
+    pub endpoint: Option<String>,
+    /// The endpoint's host.
+    pub host: Option<String>,
+    /// The endpoint's port.
+    pub port: Option<u16>,
+    /// What it replicates from (a replica).
+    pub replicating_from: Option<String>,
+    /// How far behind its source it is, in seconds (a replica).
+    pub lag_seconds: Option<f64>,
 }
 
-fn health_outputs() -> Vec<Field> {
-    [
-        "name",
-        "available",
-        "role",
-        "writable",
-        "endpoint",
-        "replicating_from",
-        "lag_seconds",
-    ]
-    .iter()
-    .map(|n| Field::required(n, "value", "As the target reports it"))
-    .collect()
+impl From<&Health> for DbState {
+    fn from(h: &Health) -> Self {
+        let (host, port) = h
+            .endpoint
+            .as_deref()
+            .map(split_endpoint)
+            .unwrap_or_default();
+        Self {
+            name: h.name.clone(),
+            available: h.available,
+            status: h.status.clone(),
+            role: match h.role {
+                Role::Primary => "primary",
+                Role::Replica => "replica",
+            }
+            .to_owned(),
+            writable: h.writable,
+            endpoint: h.endpoint.clone(),
+            host,
+            port,
+            replicating_from: h.replicating_from.clone(),
+            lag_seconds: h.replication_lag.map(|d| d.as_secs_f64()),
+        }
+    }
+}
+
+/// `host:port` (or `[v6]:port`, or a bare host) as host and port.
+#[must_use]
+pub fn split_endpoint(endpoint: &str) -> (Option<String>, Option<u16>) {
+    match endpoint.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => (
+            Some(
+                host.trim_start_matches('[')
+                    .trim_end_matches(']')
+                    .to_owned(),
+            ),
+            port.parse().ok(),
+        ),
+        _ if endpoint.is_empty() => (None, None),
+        _ => (Some(endpoint.to_owned()), None),
+    }
 }
 
 fn need(
@@ -444,15 +537,15 @@ fn need(
 struct DbHealth;
 
 #[async_trait]
-impl Action for DbHealth {
-    fn spec(&self) -> ActionSpec {
-        spec("db.health", "Reads a database's availability, role, writability and lag; fails when it is unreachable.", true, db_fields(), health_outputs())
-    }
-    fn check(&self, with: &Value) -> Result<()> {
-        params::<DbParams>("db.health", with).map(|_| ())
-    }
-    async fn plan(&self, ctx: &StepContext, with: &Value) -> Result<Vec<String>> {
-        let p: DbParams = params("db.health", with)?;
+impl TypedAction for DbHealth {
+    type Params = DbParams;
+    type Outputs = DbState;
+    const NAME: &'static str = "db.health";
+    const SUMMARY: &'static str = "Reads a database's availability, role, writability, endpoint (also as host and port) and lag; fails when it is unreachable.";
+    const IDEMPOTENT: bool = true;
+    const TARGET: Option<&'static str> = Some("target");
+
+    async fn plan(&self, ctx: &StepContext, p: DbParams) -> Result<Vec<String>> {
         let h = need(ctx, &p.target, Capability::Health)?.health().await?;
         if !h.available {
             return Err(err!(
@@ -467,8 +560,7 @@ impl Action for DbHealth {
             h.name, h.role, h.status
         )])
     }
-    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
-        let p: DbParams = params("db.health", with)?;
+    async fn run(&self, ctx: &StepContext, p: DbParams) -> Result<Outcome<DbState>> {
         let h = need(ctx, &p.target, Capability::Health)?.health().await?;
         if !h.available {
             return Err(err!(
@@ -479,41 +571,22 @@ impl Action for DbHealth {
                 h.status
             ));
         }
-        Ok(outputs(health_doc(&h)))
+        Ok(Outcome::Done(DbState::from(&h)))
     }
 }
 
 struct DbCheckLag;
 
 #[async_trait]
-impl Action for DbCheckLag {
-    fn spec(&self) -> ActionSpec {
-        let mut p = db_fields();
-        p.push(Field::required(
-            "max",
-            "duration",
-            "Most lag allowed (often ${objectives.rpo})",
-        ));
-        spec(
-            "db.check_lag",
-            "Fails unless a replica's replication lag is at most `max`.",
-            true,
-            p,
-            health_outputs(),
-        )
-    }
-    fn check(&self, with: &Value) -> Result<()> {
-        let p: DbParams = params("db.check_lag", with)?;
-        if p.max.is_none() {
-            return Err(err!(
-                InvalidInput,
-                "db.check_lag: give max (a duration, e.g. ${{objectives.rpo}})"
-            ));
-        }
-        Ok(())
-    }
-    async fn plan(&self, ctx: &StepContext, with: &Value) -> Result<Vec<String>> {
-        let p: DbParams = params("db.check_lag", with)?;
+impl TypedAction for DbCheckLag {
+    type Params = LagParams;
+    type Outputs = DbState;
+    const NAME: &'static str = "db.check_lag";
+    const SUMMARY: &'static str = "Fails unless a replica's replication lag is at most `max`.";
+    const IDEMPOTENT: bool = true;
+    const TARGET: Option<&'static str> = Some("target");
+
+    async fn plan(&self, ctx: &StepContext, p: LagParams) -> Result<Vec<String>> {
         let h = need(ctx, &p.target, Capability::ReplicationLag)?
             .health()
             .await?;
@@ -523,24 +596,22 @@ impl Action for DbCheckLag {
         Ok(vec![format!(
             "checks {}: replication lag now {lag}, objective at most {}",
             h.name,
-            p.max.map(crate::duration::format).unwrap_or_default()
+            crate::duration::format(p.max)
         )])
     }
-    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
-        let p: DbParams = params("db.check_lag", with)?;
-        let max = p.max.unwrap_or_default();
+    async fn run(&self, ctx: &StepContext, p: LagParams) -> Result<Outcome<DbState>> {
         let h = need(ctx, &p.target, Capability::ReplicationLag)?
             .health()
             .await?;
         match h.replication_lag {
-            Some(lag) if lag <= max => Ok(outputs(health_doc(&h))),
+            Some(lag) if lag <= p.max => Ok(Outcome::Done(DbState::from(&h))),
             Some(lag) => Err(err!(
                 Conflict,
                 "step {:?}: {} is {} behind, more than the {} allowed",
                 ctx.step,
                 h.name,
                 crate::duration::format(lag),
-                crate::duration::format(max)
+                crate::duration::format(p.max)
             )),
             None => Err(err!(
                 Unavailable,
@@ -555,52 +626,46 @@ impl Action for DbCheckLag {
 struct DbPromote;
 
 #[async_trait]
-impl Action for DbPromote {
-    fn spec(&self) -> ActionSpec {
-        spec(
-            "db.promote",
-            "Promotes a replica and waits until it takes writes; a primary is left alone.",
-            true,
-            db_fields(),
-            health_outputs(),
-        )
-    }
-    fn check(&self, with: &Value) -> Result<()> {
-        params::<DbParams>("db.promote", with).map(|_| ())
-    }
-    async fn plan(&self, ctx: &StepContext, with: &Value) -> Result<Vec<String>> {
-        let p: DbParams = params("db.promote", with)?;
+impl TypedAction for DbPromote {
+    type Params = DbParams;
+    type Outputs = DbState;
+    const NAME: &'static str = "db.promote";
+    const SUMMARY: &'static str = "Promotes a replica and waits until it takes writes; a primary is left alone. Outputs its endpoint, host and port.";
+    const IDEMPOTENT: bool = true;
+    const TARGET: Option<&'static str> = Some("target");
+
+    async fn plan(&self, ctx: &StepContext, p: DbParams) -> Result<Vec<String>> {
         let h = need(ctx, &p.target, Capability::Promote)?.health().await?;
         Ok(vec![match h.role {
-            crate::target::Role::Replica => format!(
+            Role::Replica => format!(
                 "promotes {} from replica (of {}) to primary",
                 h.name,
                 h.replicating_from.as_deref().unwrap_or("?")
             ),
-            crate::target::Role::Primary => format!("{} is already a primary: no change", h.name),
+            Role::Primary => format!("{} is already a primary: no change", h.name),
         }])
     }
-    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
-        let p: DbParams = params("db.promote", with)?;
+    async fn run(&self, ctx: &StepContext, p: DbParams) -> Result<Outcome<DbState>> {
         let h = need(ctx, &p.target, Capability::Promote)?
             .promote(&waits(p.timeout))
             .await?;
-        Ok(outputs(health_doc(&h)))
+        Ok(Outcome::Done(DbState::from(&h)))
     }
 }
 
 struct DbFence;
 
 #[async_trait]
-impl Action for DbFence {
-    fn spec(&self) -> ActionSpec {
-        spec("db.fence", "Makes an old primary refuse writes (where it is still reachable) and waits until it does.", true, db_fields(), health_outputs())
-    }
-    fn check(&self, with: &Value) -> Result<()> {
-        params::<DbParams>("db.fence", with).map(|_| ())
-    }
-    async fn plan(&self, ctx: &StepContext, with: &Value) -> Result<Vec<String>> {
-        let p: DbParams = params("db.fence", with)?;
+impl TypedAction for DbFence {
+    type Params = DbParams;
+    type Outputs = DbState;
+    const NAME: &'static str = "db.fence";
+    const SUMMARY: &'static str =
+        "Makes an old primary refuse writes (where it is still reachable) and waits until it does.";
+    const IDEMPOTENT: bool = true;
+    const TARGET: Option<&'static str> = Some("target");
+
+    async fn plan(&self, ctx: &StepContext, p: DbParams) -> Result<Vec<String>> {
         let h = need(ctx, &p.target, Capability::Fence)?.health().await?;
         Ok(vec![if h.writable {
             format!("fences {}: it stops taking writes", h.name)
@@ -608,164 +673,259 @@ impl Action for DbFence {
             format!("{} already refuses writes: no change", h.name)
         }])
     }
-    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
-        let p: DbParams = params("db.fence", with)?;
+    async fn run(&self, ctx: &StepContext, p: DbParams) -> Result<Outcome<DbState>> {
         let h = need(ctx, &p.target, Capability::Fence)?
             .fence(&waits(p.timeout))
             .await?;
-        Ok(outputs(health_doc(&h)))
+        Ok(Outcome::Done(DbState::from(&h)))
     }
 }
 
-#[derive(Deserialize)]
+/// `traffic.switch`'s parameters.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct SwitchParams {
-    target: String,
-    to: Destination,
+pub struct SwitchParams {
+    /// A traffic router.
+    pub target: String,
+    /// Where to: `{set: ID}`, `{weights: {ID: N}}` or `{values: [..]}`.
+    pub to: Destination,
+    /// Longest wait until the change is live.
     #[serde(default, with = "crate::duration::human::option")]
-    timeout: Option<Duration>,
+    #[schemars(schema_with = "crate::duration::optional_json_schema")]
+    pub timeout: Option<Duration>,
+}
+
+/// A route before and after a switch.
+#[derive(Serialize, Deserialize, JsonSchema)]
+pub struct SwitchedRoute {
+    /// The route before: give it to `traffic.restore`.
+    pub before: Route,
+    /// The route read back.
+    pub after: Route,
+    /// From the request to live, in seconds.
+    #[serde(default)]
+    pub seconds: f64,
+}
+
+impl From<crate::traffic::Switched> for SwitchedRoute {
+    fn from(s: crate::traffic::Switched) -> Self {
+        Self {
+            before: s.before,
+            after: s.after,
+            seconds: s.took.as_secs_f64(),
+        }
+    }
+}
+
+/// The compensation of a switch: `traffic.restore` of the route it found.
+#[must_use]
+pub fn restore_call(target: &str, out: &SwitchedRoute) -> Option<Call> {
+    Some(Call {
+        action: "traffic.restore".into(),
+        with: json!({"target": target, "route": out.before}),
+    })
 }
 
 struct TrafficSwitch;
 
 #[async_trait]
-impl Action for TrafficSwitch {
-    fn spec(&self) -> ActionSpec {
-        spec(
-            "traffic.switch",
-            "Sends traffic to `to` ({set: ID}, {weights: {ID: N}}, {values: [..]}), waits until live and reads it back.",
-            true,
-            vec![Field::required("target", "target", "A traffic router"), Field::required("to", "destination", "Where to"), Field::optional("timeout", "duration", "Longest wait")],
-            vec![Field::required("before", "route", "The route before: give it to traffic.restore"), Field::required("after", "route", "The route read back")],
-        )
-    }
-    fn check(&self, with: &Value) -> Result<()> {
-        params::<SwitchParams>("traffic.switch", with).map(|_| ())
-    }
-    async fn plan(&self, ctx: &StepContext, with: &Value) -> Result<Vec<String>> {
-        let p: SwitchParams = params("traffic.switch", with)?;
+impl TypedAction for TrafficSwitch {
+    type Params = SwitchParams;
+    type Outputs = SwitchedRoute;
+    const NAME: &'static str = "traffic.switch";
+    const SUMMARY: &'static str = "Sends traffic to `to` ({set: ID}, {weights: {ID: N}}, {values: [..]}), waits until live and reads it back; compensated by traffic.restore.";
+    const IDEMPOTENT: bool = true;
+    const TARGET: Option<&'static str> = Some("target");
+
+    async fn plan(&self, ctx: &StepContext, p: SwitchParams) -> Result<Vec<String>> {
         let r = ctx.router(&p.target)?;
         Ok(r.plan(&p.to).await?.lines(&r.name(), &p.to))
     }
-    fn undo(&self, with: &Value, outputs: &Map<String, Value>) -> Option<super::Call> {
-        Some(super::Call {
-            action: "traffic.restore".into(),
-            with: json!({"target": with.get("target")?, "route": outputs.get("before")?}),
-        })
-    }
-    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
-        let p: SwitchParams = params("traffic.switch", with)?;
+    async fn run(&self, ctx: &StepContext, p: SwitchParams) -> Result<Outcome<SwitchedRoute>> {
         let s = ctx
             .router(&p.target)?
             .switch(&p.to, &waits(p.timeout))
             .await?;
-        Ok(outputs(
-            json!({"before": s.before, "after": s.after, "seconds": s.took.as_secs_f64()}),
-        ))
+        Ok(Outcome::Done(s.into()))
+    }
+    fn undo(&self, p: &SwitchParams, out: &SwitchedRoute) -> Option<Call> {
+        restore_call(&p.target, out)
     }
 }
 
-#[derive(Deserialize)]
+/// `traffic.restore`'s parameters.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct RestoreParams {
-    target: String,
-    route: Route,
+pub struct RestoreParams {
+    /// A traffic router.
+    pub target: String,
+    /// The route to put back: `${steps.<switch>.outputs.before}`.
+    pub route: Route,
+    /// Longest wait until the change is live.
     #[serde(default, with = "crate::duration::human::option")]
-    timeout: Option<Duration>,
+    #[schemars(schema_with = "crate::duration::optional_json_schema")]
+    pub timeout: Option<Duration>,
 }
 
 struct TrafficRestore;
 
 #[async_trait]
-impl Action for TrafficRestore {
-    fn spec(&self) -> ActionSpec {
-        spec(
-            "traffic.restore",
-            "Puts a route back as it was (the `before` of traffic.switch).",
-            true,
-            vec![
-                Field::required("target", "target", "A traffic router"),
-                Field::required("route", "route", "${steps.<switch>.outputs.before}"),
-            ],
-            vec![
-                Field::required("before", "route", "The route before"),
-                Field::required("after", "route", "The route read back"),
-            ],
-        )
+impl TypedAction for TrafficRestore {
+    type Params = RestoreParams;
+    type Outputs = SwitchedRoute;
+    const NAME: &'static str = "traffic.restore";
+    const SUMMARY: &'static str = "Puts a route back as it was (the `before` of traffic.switch).";
+    const IDEMPOTENT: bool = true;
+    const TARGET: Option<&'static str> = Some("target");
+
+    async fn plan(&self, _: &StepContext, p: RestoreParams) -> Result<Vec<String>> {
+        Ok(vec![format!("puts {} back as it was", p.target)])
     }
-    fn check(&self, with: &Value) -> Result<()> {
-        if with.get("route").is_some_and(super::validate::is_unknown) {
-            return Ok(());
-        }
-        params::<RestoreParams>("traffic.restore", with).map(|_| ())
-    }
-    async fn plan(&self, _: &StepContext, with: &Value) -> Result<Vec<String>> {
-        Ok(vec![format!(
-            "puts {} back as it was",
-            with.get("target")
-                .and_then(Value::as_str)
-                .unwrap_or("the route")
-        )])
-    }
-    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
-        let p: RestoreParams = params("traffic.restore", with)?;
+    async fn run(&self, ctx: &StepContext, p: RestoreParams) -> Result<Outcome<SwitchedRoute>> {
         let s = ctx
             .router(&p.target)?
             .restore(&p.route, &waits(p.timeout))
             .await?;
-        Ok(outputs(json!({"before": s.before, "after": s.after})))
+        Ok(Outcome::Done(s.into()))
     }
 }
 
-#[derive(Deserialize)]
+/// An HTTP method.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "UPPERCASE")]
+pub enum Method {
+    /// GET (the default).
+    #[default]
+    Get,
+    /// HEAD.
+    Head,
+    /// POST (not idempotent).
+    Post,
+    /// PUT.
+    Put,
+    /// PATCH (not idempotent).
+    Patch,
+    /// DELETE.
+    Delete,
+    /// OPTIONS.
+    Options,
+}
+
+impl Method {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Get => "GET",
+            Self::Head => "HEAD",
+            Self::Post => "POST",
+            Self::Put => "PUT",
+            Self::Patch => "PATCH",
+            Self::Delete => "DELETE",
+            Self::Options => "OPTIONS",
+        }
+    }
+}
+
+/// `http.check`'s parameters.
+#[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct HttpParams {
-    url: String,
-    #[serde(default = "get")]
-    method: String,
+pub struct HttpParams {
+    /// What to ask.
+    pub url: String,
+    /// GET by default; POST and PATCH make the step not idempotent unless
+    /// `idempotent: true`.
     #[serde(default)]
-    status: Option<Vec<u16>>,
+    pub method: Method,
+    /// Request headers (give secrets as secret variables: they are never journaled).
     #[serde(default)]
-    body_contains: Option<String>,
+    pub headers: BTreeMap<String, String>,
+    /// A request body, as text.
+    #[serde(default)]
+    pub body: Option<String>,
+    /// A request body, as JSON (sent with `content-type: application/json`).
+    #[serde(default)]
+    pub json: Option<Value>,
+    /// Accepted statuses (default 2xx and 3xx).
+    #[serde(default)]
+    pub status: Option<Vec<u16>>,
+    /// Text the answer must hold.
+    #[serde(default)]
+    pub body_contains: Option<String>,
+    /// Slowest acceptable answer.
     #[serde(default, with = "crate::duration::human::option")]
-    max_latency: Option<Duration>,
+    #[schemars(schema_with = "crate::duration::optional_json_schema")]
+    pub max_latency: Option<Duration>,
+    /// Good answers in a row (default 1).
     #[serde(default = "one")]
-    successes: u32,
+    pub successes: u32,
+    /// Between tries (default 2s).
     #[serde(default, with = "crate::duration::human::option")]
-    interval: Option<Duration>,
+    #[schemars(schema_with = "crate::duration::optional_json_schema")]
+    pub interval: Option<Duration>,
+    /// Give up after (default 1m).
     #[serde(default, with = "crate::duration::human::option")]
-    timeout: Option<Duration>,
+    #[schemars(schema_with = "crate::duration::optional_json_schema")]
+    pub timeout: Option<Duration>,
+    /// A circuit breaker: after `threshold` failures in a row, no request for
+    /// `cool_down`.
     #[serde(default)]
-    breaker: Option<Breaker>,
+    pub breaker: Option<Breaker>,
+    /// Whether the request may be repeated by a resume (default: yes, but for POST and
+    /// PATCH).
+    #[serde(default)]
+    pub idempotent: Option<bool>,
 }
 
 /// After `threshold` failures in a row the breaker opens: no request for `cool_down`,
 /// then one probe (half-open) that closes it again on success.
-#[derive(Deserialize, Clone, Copy)]
+#[derive(Deserialize, Clone, Copy, JsonSchema)]
 #[serde(deny_unknown_fields)]
-struct Breaker {
-    threshold: u32,
+pub struct Breaker {
+    /// Failures in a row that open it.
+    pub threshold: u32,
+    /// How long it stays open.
     #[serde(with = "crate::duration::human")]
-    cool_down: Duration,
-}
-
-fn get() -> String {
-    "GET".into()
+    #[schemars(schema_with = "crate::duration::json_schema")]
+    pub cool_down: Duration,
 }
 
 fn one() -> u32 {
     1
 }
 
+/// The last good answer.
+#[derive(Serialize, Deserialize, JsonSchema)]
+pub struct Answered {
+    /// Its latency in seconds.
+    pub seconds: f64,
+    /// Requests made.
+    pub attempts: u32,
+    /// Its status.
+    pub status: u16,
+    /// Its body (the first 64 KiB).
+    pub body: String,
+    /// Its body read as JSON, when it is JSON (`${steps.login.outputs.json.token}`).
+    pub json: Option<Value>,
+}
+
 struct HttpCheck;
 
 impl HttpCheck {
-    async fn probe_once(p: &HttpParams) -> std::result::Result<f64, String> {
+    async fn probe_once(p: &HttpParams) -> std::result::Result<Answered, String> {
+        let headers: Vec<(&str, String)> = p
+            .headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.clone()))
+            .collect();
+        let body = match (&p.json, &p.body) {
+            (Some(j), _) => super::http::Body::Json(j),
+            (None, Some(t)) => super::http::Body::Text(t),
+            (None, None) => super::http::Body::Empty,
+        };
         let r = super::http::request(
-            &p.method,
+            p.method.as_str(),
             &p.url,
-            &[],
-            None,
+            &headers,
+            body,
             p.max_latency
                 .unwrap_or(Duration::from_secs(10))
                 .max(Duration::from_secs(10)),
@@ -794,43 +954,46 @@ impl HttpCheck {
                 ));
             }
         }
-        Ok(secs)
+        Ok(Answered {
+            seconds: secs,
+            attempts: 0,
+            status: r.status,
+            json: serde_json::from_str(&r.body).ok(),
+            body: r.body,
+        })
     }
 }
 
 #[async_trait]
-impl Action for HttpCheck {
-    fn spec(&self) -> ActionSpec {
-        spec(
-            "http.check",
-            "Requests a URL (never through a proxy) until it answers `successes` times in a row with an expected status (default 2xx/3xx), the body text and within max_latency; gives up after timeout. An optional breaker pauses after repeated failures.",
-            true,
-            vec![
-                Field::required("url", "url", "What to ask"),
-                Field::optional("method", "string", "GET by default"),
-                Field::optional("status", "[int]", "Accepted statuses"),
-                Field::optional("body_contains", "string", "Text the answer must hold"),
-                Field::optional("max_latency", "duration", "Slowest acceptable answer (seed 001: 1s)"),
-                Field::optional("successes", "int", "Good answers in a row (default 1)"),
-                Field::optional("interval", "duration", "Between tries (default 2s)"),
-                Field::optional("timeout", "duration", "Give up after (default 1m)"),
-                Field::optional("breaker", "{threshold, cool_down}", "Circuit breaker"),
-            ],
-            vec![Field::required("seconds", "number", "Latency of the last good answer"), Field::required("attempts", "int", "Requests made")],
-        )
+impl TypedAction for HttpCheck {
+    type Params = HttpParams;
+    type Outputs = Answered;
+    const NAME: &'static str = "http.check";
+    const SUMMARY: &'static str = "Requests a URL (never through a proxy; any method, headers and a text or JSON body) until it answers `successes` times in a row with an expected status (default 2xx/3xx), the body text and within max_latency; gives up after timeout. Outputs the last answer's status, body and JSON. An optional breaker pauses after repeated failures.";
+    const IDEMPOTENT: bool = true;
+
+    fn idempotent(&self, p: &HttpParams) -> bool {
+        p.idempotent
+            .unwrap_or(!matches!(p.method, Method::Post | Method::Patch))
     }
-    fn check(&self, with: &Value) -> Result<()> {
-        params::<HttpParams>("http.check", with).map(|_| ())
+    fn check(&self, p: &HttpParams) -> std::result::Result<(), ParamError> {
+        if p.json.is_some() && p.body.is_some() {
+            return Err(ParamError::at(
+                "json",
+                "give either body (text) or json, not both",
+            ));
+        }
+        Ok(())
     }
-    async fn plan(&self, _: &StepContext, with: &Value) -> Result<Vec<String>> {
-        let p: HttpParams = params("http.check", with)?;
+    async fn plan(&self, _: &StepContext, p: HttpParams) -> Result<Vec<String>> {
         Ok(vec![format!(
             "checks {} {} ({} good answer(s) in a row)",
-            p.method, p.url, p.successes
+            p.method.as_str(),
+            p.url,
+            p.successes
         )])
     }
-    async fn run(&self, ctx: &StepContext, with: &Value) -> Result<Outcome> {
-        let p: HttpParams = params("http.check", with)?;
+    async fn run(&self, ctx: &StepContext, p: HttpParams) -> Result<Outcome<Answered>> {
         let deadline = tokio::time::Instant::now() + p.timeout.unwrap_or(Duration::from_mins(1));
         let interval = p.interval.unwrap_or(Duration::from_secs(2));
         let (mut good, mut bad, mut attempts) = (0u32, 0u32, 0u32);
@@ -838,11 +1001,11 @@ impl Action for HttpCheck {
         loop {
             attempts += 1;
             match Self::probe_once(&p).await {
-                Ok(secs) => {
+                Ok(answer) => {
                     good += 1;
                     bad = 0;
                     if good >= p.successes.max(1) {
-                        return Ok(outputs(json!({"seconds": secs, "attempts": attempts})));
+                        return Ok(Outcome::Done(Answered { attempts, ..answer }));
                     }
                 }
                 Err(why) => {
@@ -870,7 +1033,28 @@ impl Action for HttpCheck {
                     p.url
                 ));
             }
-            tokio::time::sleep(pause).await;
+            tokio::select! {
+                () = tokio::time::sleep(pause) => {}
+                () = ctx.cancel.cancelled() => return Err(ctx.cancelled()),
+            }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn an_endpoint_splits_into_host_and_port() {
+        use super::split_endpoint;
+        assert_eq!(
+            split_endpoint("db.example.com:5432"),
+            (Some("db.example.com".into()), Some(5432))
+        );
+        assert_eq!(
+            split_endpoint("[::1]:5433"),
+            (Some("::1".into()), Some(5433))
+        );
+        assert_eq!(split_endpoint("db"), (Some("db".into()), None));
+        assert_eq!(split_endpoint(""), (None, None));
     }
 }

@@ -41,12 +41,23 @@ pub(crate) struct Reply {
     pub retry_after: Option<Duration>,
 }
 
+/// What a request carries.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Body<'a> {
+    /// Nothing.
+    Empty,
+    /// JSON, sent as `application/json`.
+    Json(&'a serde_json::Value),
+    /// Text, sent as `text/plain` unless a header says otherwise.
+    Text(&'a str),
+}
+
 /// One request. `shown` is how errors name the destination (never a webhook's URL).
 pub(crate) async fn request(
     method: &str,
     url: &str,
     headers: &[(&str, String)],
-    body: Option<&serde_json::Value>,
+    body: Body<'_>,
     timeout: Duration,
     shown: &str,
 ) -> Result<Reply> {
@@ -57,12 +68,23 @@ pub(crate) async fn request(
     for (k, v) in headers {
         req = req.header(*k, v);
     }
+    let has_type = headers
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("content-type"));
     let payload = match body {
-        Some(b) => {
-            req = req.header("content-type", "application/json");
+        Body::Json(b) => {
+            if !has_type {
+                req = req.header("content-type", "application/json");
+            }
             Bytes::from(serde_json::to_vec(b).expect("JSON serializes"))
         }
-        None => Bytes::new(),
+        Body::Text(t) => {
+            if !has_type {
+                req = req.header("content-type", "text/plain; charset=utf-8");
+            }
+            Bytes::from(t.to_owned())
+        }
+        Body::Empty => Bytes::new(),
     };
     let req = req.body(Full::new(payload)).map_err(|_| {
         err!(

@@ -40,11 +40,11 @@ mod resume;
 mod schedule;
 pub mod state;
 mod step;
+mod typed;
 mod validate;
 
 pub use action::{
-    params, Action, ActionSpec, Approvals, Field, Outcome, Registry, StepContext, Target,
-    TargetKind,
+    Action, ActionSpec, Approvals, Field, Outcome, Registry, StepContext, Target, TargetKind,
 };
 pub use engine::{Approver, Engine, LockFactory, RunOptions, StopHandle};
 pub use include::{expand_uses, read_file};
@@ -58,4 +58,8 @@ pub use parse::{parse_yaml, report as report_problems, At, Diagnostic, SourceMap
 pub use plan::{Plan, PlannedStep};
 pub use redact::Redactor;
 pub use state::{ObjectiveCheck, RunId, RunOutcome, RunSummary, StepId, StepState, StepSummary};
+pub use typed::{
+    read_params, schema_of, spec_of, type_name, Beside, ParamError, Typed, TypedAction, TypedKind,
+    TypedTargetKind,
+};
 pub use validate::{check_file, find_cycle, is_unknown, validate, Check};

@@ -131,6 +131,14 @@ fn pagerduty_url() -> String {
     "https://events.pagerduty.com/v2/enqueue".into()
 }
 
+/// A Statuspage incident document: `fields`, with the components a message sets.
+fn incident(mut fields: Value, components: Option<Value>) -> Value {
+    if let (Some(f), Some(Value::Object(c))) = (fields.as_object_mut(), components) {
+        f.extend(c);
+    }
+    json!({ "incident": fields })
+}
+
 fn statuspage_url() -> String {
     "https://api.statuspage.io".into()
 }
@@ -171,6 +179,71 @@ pub struct Message {
     pub event: String,
     /// The run ends with this message (resolve PagerDuty, the Statuspage incident).
     pub resolves: bool,
+    /// The status page incident's status, when the message sets it.
+    pub status: Option<IncidentStatus>,
+    /// Status page components and the status the message gives them, by component id.
+    pub components: BTreeMap<String, ComponentStatus>,
+}
+
+impl Message {
+    /// A message of `severity` for `event`.
+    #[must_use]
+    pub fn new(text: impl Into<String>, severity: Severity, event: &str) -> Self {
+        Self {
+            text: text.into(),
+            severity,
+            event: event.to_owned(),
+            resolves: false,
+            status: None,
+            components: BTreeMap::new(),
+        }
+    }
+}
+
+/// A status page incident's status.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum IncidentStatus {
+    /// Looking into it.
+    Investigating,
+    /// The cause is known.
+    Identified,
+    /// Fixed; watching.
+    Monitoring,
+    /// Over.
+    Resolved,
+}
+
+/// A status page component's status.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum ComponentStatus {
+    /// Working.
+    Operational,
+    /// Slow.
+    DegradedPerformance,
+    /// Partly down.
+    PartialOutage,
+    /// Down.
+    MajorOutage,
+    /// In maintenance.
+    UnderMaintenance,
+}
+
+impl Notifiers {
+    /// The names of the notifiers a `notify` step of `severity` reaches.
+    #[must_use]
+    pub fn takers(&self, severity: Severity) -> Vec<String> {
+        self.list
+            .iter()
+            .filter(|n| n.severities.is_empty() || n.severities.contains(&severity))
+            .map(|n| n.name.clone())
+            .collect()
+    }
 }
 
 /// The notifiers of one run, with what they remember (Statuspage incident ids).
@@ -251,6 +324,49 @@ impl Notifiers {
         failed
     }
 
+    /// The request that creates or updates run's Statuspage incident.
+    async fn statuspage(
+        &self,
+        n: &Notifier,
+        page_id: &str,
+        api_key: &str,
+        url: &str,
+        m: &Message,
+    ) -> (&'static str, String, Vec<(&'static str, String)>, Value) {
+        let status = m.status.unwrap_or(if m.resolves {
+            IncidentStatus::Resolved
+        } else if m.event == "start" {
+            IncidentStatus::Investigating
+        } else {
+            IncidentStatus::Identified
+        });
+        let components = (!m.components.is_empty()).then(|| {
+            json!({
+                "component_ids": m.components.keys().collect::<Vec<_>>(),
+                "components": m.components,
+            })
+        });
+        let auth = vec![("authorization", format!("OAuth {api_key}"))];
+        let known = self.incidents.lock().await.get(&n.name).cloned();
+        match known {
+            None => (
+                "POST",
+                format!("{url}/v1/pages/{page_id}/incidents"),
+                auth,
+                incident(
+                    json!({"name": format!("{} ({})", self.runbook, self.run_id), "status": status, "body": m.text}),
+                    components,
+                ),
+            ),
+            Some(id) => (
+                "PATCH",
+                format!("{url}/v1/pages/{page_id}/incidents/{id}"),
+                auth,
+                incident(json!({"status": status, "body": m.text}), components),
+            ),
+        }
+    }
+
     async fn deliver(&self, n: &Notifier, m: &Message) -> Result<()> {
         let shown = format!("notifier {:?}", n.name);
         let (method, url, headers, body) = match &n.kind {
@@ -284,31 +400,7 @@ impl Notifiers {
                 page_id,
                 api_key,
                 url,
-            } => {
-                let status = if m.resolves {
-                    "resolved"
-                } else if m.event == "start" {
-                    "investigating"
-                } else {
-                    "identified"
-                };
-                let auth = vec![("authorization", format!("OAuth {api_key}"))];
-                let known = self.incidents.lock().await.get(&n.name).cloned();
-                match known {
-                    None => (
-                        "POST",
-                        format!("{url}/v1/pages/{page_id}/incidents"),
-                        auth,
-                        json!({"incident": {"name": format!("{} ({})", self.runbook, self.run_id), "status": status, "body": m.text}}),
-                    ),
-                    Some(id) => (
-                        "PATCH",
-                        format!("{url}/v1/pages/{page_id}/incidents/{id}"),
-                        auth,
-                        json!({"incident": {"status": status, "body": m.text}}),
-                    ),
-                }
-            }
+            } => self.statuspage(n, page_id, api_key, url, m).await,
         };
         let headers: Vec<(&str, String)> = headers.into_iter().collect();
         // 429: wait as long as Retry-After says (at most a minute), a few times.
@@ -317,7 +409,7 @@ impl Notifiers {
                 method,
                 &url,
                 &headers,
-                Some(&body),
+                http::Body::Json(&body),
                 Duration::from_secs(15),
                 &shown,
             )

@@ -701,6 +701,7 @@ fn read_section(
     };
     let mut out = serde_json::Map::new();
     for (k, v) in entries {
+        place_within(map, &format!("{section}.{}", k.name), v);
         map.places.insert(format!("{section}.{}", k.name), k.at);
         let what = format!(
             "{} {:?}",
@@ -824,12 +825,7 @@ fn read_step(
             continue;
         }
         if k.name == "with" {
-            if let Tree::Map(entries) = &v.tree {
-                for (wk, wv) in entries {
-                    map.places
-                        .insert(format!("steps.{id}.with.{}", wk.name), wv.at);
-                }
-            }
+            place_within(map, &format!("steps.{id}.with"), v);
         }
         if k.name != "id" && !field_reads_as::<Step>(&base, &k.name, v, &what, problems) {
             ok = false;
@@ -856,6 +852,28 @@ fn read_step(
             problems.serde(s, 0, &what, &e);
             None
         }
+    }
+}
+
+/// Records the place of every value under `node` (`steps.x.with.to.weights`,
+/// `steps.x.with.argv.0`), so that a refused parameter is pointed at exactly.
+fn place_within(map: &mut SourceMap, prefix: &str, node: &Node) {
+    match &node.tree {
+        Tree::Map(entries) => {
+            for (k, v) in entries {
+                let path = format!("{prefix}.{}", k.name);
+                map.places.insert(path.clone(), v.at);
+                place_within(map, &path, v);
+            }
+        }
+        Tree::Seq(items) => {
+            for (i, v) in items.iter().enumerate() {
+                let path = format!("{prefix}.{i}");
+                map.places.insert(path.clone(), v.at);
+                place_within(map, &path, v);
+            }
+        }
+        Tree::Scalar(_) => {}
     }
 }
 

@@ -121,10 +121,8 @@ impl Engine {
         resolves: bool,
     ) -> Result<()> {
         let m = Message {
-            text,
-            severity,
-            event: format!("{on:?}").to_lowercase(),
             resolves,
+            ..Message::new(text, severity, &format!("{on:?}").to_lowercase())
         };
         for (name, why) in run.notifiers.send(&m, Some(on)).await {
             Self::journal(

@@ -152,13 +152,31 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
             "name the lock with `lock:` (runs with the same lock never run at once)".into(),
         );
     }
+    let start = plan_scope(rb);
     for (name, t) in &rb.targets {
-        if registry.kind(&t.kind).is_none() {
+        let Some(kind) = registry.kind(&t.kind) else {
             add(
                 &format!("targets.{name}"),
                 format!("target {name:?} has an unknown kind {:?}", t.kind),
                 format!("the kinds are {}", registry.kinds().join(", ")),
             );
+            continue;
+        };
+        // Fields as the run will have them (a variable without a default: not known yet).
+        if let Ok(Value::Object(fields)) =
+            expr::resolve(&Value::Object(t.fields.clone()), &start, None)
+        {
+            if let Err(e) = kind.check(&fields) {
+                let place = format!("targets.{name}.{}", e.place());
+                add(
+                    &place,
+                    format!("target {name:?} ({}): {e}", t.kind),
+                    format!(
+                        "see the fields of kind {} in `drkit runbook actions`",
+                        t.kind
+                    ),
+                );
+            }
         }
     }
     if rb.version != 1 {
@@ -281,7 +299,11 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
             );
             continue;
         };
-        // References in `with`, `if` and the compensation.
+        if step.action == "notify" {
+            if let Some((place, message, fix)) = unheard(rb, step) {
+                add(&format!("{here}.{place}"), message, fix);
+            }
+        }
         // References in `with`, the compensation and `if:`, each with where it is.
         let mut refs: Vec<(String, String, String)> = expr::references(&step.with)
             .into_iter()
@@ -413,14 +435,16 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
         match expr::resolve(&step.with, &scope, Some(&placeholder)) {
             Ok(with) => {
                 // A parameter whose value is not known yet is checked when the run has it.
-                let checked = action.check(&with);
-                if let Some(e) = checked
-                    .err()
-                    .filter(|e| !(is_unknown(&with) && e.message().contains("<known ")))
-                {
+                if let Err(e) = action.check(&with) {
+                    let place = format!("{here}.with.{}", e.place());
+                    let what = if e.field.is_empty() {
+                        String::new()
+                    } else {
+                        format!("with.{}: ", e.field)
+                    };
                     add(
-                        &format!("{here}.with"),
-                        format!("step {:?}: {}", step.id, e.message()),
+                        &place,
+                        format!("step {:?}: {what}{}", step.id, e.message),
                         format!("see `drkit runbook actions {}`", step.action),
                     );
                 }
@@ -460,6 +484,43 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
     }
     super::parse::sort(&mut out);
     out
+}
+
+/// A `notify` step no notifier of the runbook takes (by its severity): where, why and
+/// the fix. A severity known only at run time is left to the run.
+fn unheard(rb: &Runbook, step: &Step) -> Option<(&'static str, String, String)> {
+    let severity = match step.with.get("severity") {
+        None | Some(Value::Null) => Value::from("medium"),
+        Some(Value::String(s)) if s.contains("${") => return None,
+        Some(v) => v.clone(),
+    };
+    let takes = |n: &Value| match n.get("severities").and_then(Value::as_array) {
+        None => true,
+        Some(list) => list.is_empty() || list.contains(&severity),
+    };
+    if rb.notify.iter().any(takes) {
+        return None;
+    }
+    let shown = severity.as_str().unwrap_or("?").to_owned();
+    Some(if rb.notify.is_empty() {
+        (
+            "action",
+            format!(
+                "step {:?} notifies, but the runbook has no notifier: its message would reach no one",
+                step.id
+            ),
+            "declare one under notify: (slack, webhook, pagerduty or statuspage)".to_owned(),
+        )
+    } else {
+        (
+            "with.severity",
+            format!(
+                "step {:?} notifies with severity {shown}, which none of the runbook's notifiers takes",
+                step.id
+            ),
+            format!("add {shown} to a notifier's severities:, or give the step another severity"),
+        )
+    })
 }
 
 /// The scope a check sees: variables as their defaults (or a placeholder), no outputs.

@@ -56,6 +56,19 @@ impl<'de> serde::Deserialize<'de> for ConnInfo {
     }
 }
 
+impl schemars::JsonSchema for ConnInfo {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "PostgresUrl".into()
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "string",
+            "x-type": "postgres://…",
+            "description": "A Postgres URL: postgres://user:password@host:port/database (a password belongs in a secret variable)"
+        })
+    }
+}
+
 fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().filter(|v| !v.is_empty())
 }

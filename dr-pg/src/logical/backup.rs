@@ -25,7 +25,9 @@ pub const DUMP_FILE: &str = "database.dump";
 pub const GLOBALS_FILE: &str = "globals.sql";
 
 /// Which tables get an exact `count(*)` recorded: `all`, `skip`, or `{up_to: bytes}`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RowCounts {
     /// Every table.
@@ -39,7 +41,7 @@ pub enum RowCounts {
 
 /// How to take a logical backup: the same options from the CLI, Python and a runbook's
 /// `pg.backup` step.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackupOptions {
     /// Row counts to record for later verification.
@@ -50,6 +52,7 @@ pub struct BackupOptions {
     pub tags: BTreeMap<String, String>,
     /// Give up (instead of waiting forever) when a table lock cannot be had this fast.
     #[serde(with = "dr_core::duration::human::option")]
+    #[schemars(schema_with = "dr_core::duration::optional_json_schema")]
     pub lock_wait_timeout: Option<std::time::Duration>,
 }
 

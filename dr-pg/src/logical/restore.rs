@@ -23,7 +23,9 @@ use crate::process::spawn;
 use crate::tools::PgTools;
 
 /// What to do about the target database: `auto`, `create`, `clean` or `swap`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default, schemars::JsonSchema,
+)]
 #[serde(rename_all = "kebab-case")]
 pub enum RestoreMode {
     /// Create it if missing; restore into it if it exists and holds no tables; refuse otherwise.
@@ -56,7 +58,7 @@ impl std::str::FromStr for RestoreMode {
 
 /// How to restore: the same options from the CLI, Python and a runbook's `pg.restore`
 /// step.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RestoreOptions {
     /// Target database handling.
@@ -95,7 +97,7 @@ impl Default for RestoreOptions {
 }
 
 /// What a restore did.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RestoreReport {
     /// The snapshot restored.
     pub snapshot: String,
@@ -109,6 +111,7 @@ pub struct RestoreReport {
     pub jobs: usize,
     /// Wall time.
     #[serde(rename = "duration_secs", with = "dr_core::duration_secs")]
+    #[schemars(with = "f64")]
     pub duration: Duration,
     /// In swap mode, the name the previous database now has.
     pub previous_database: Option<String>,

@@ -20,7 +20,7 @@ use crate::logical::restore::{drop_database, restore, RestoreMode, RestoreOption
 /// What `verify` does: re-read and authenticate every chunk of the chosen snapshots,
 /// and with `restore_into` also restore one into a scratch database on that server and
 /// check it. The same options from the CLI, Python and a runbook's `pg.verify` step.
-#[derive(Debug, Clone, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct VerifyOptions {
     /// The snapshot to verify; every snapshot when `None` (the newest with
@@ -115,7 +115,7 @@ pub struct TableCheck {
 }
 
 /// One user check.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize, schemars::JsonSchema)]
 pub struct SqlCheck {
     /// The SQL.
     pub sql: String,

@@ -13,7 +13,7 @@ use crate::{BaseMetadata, KIND_BASE};
 /// What a copy to another repository does: the same options from the CLI, Python and a
 /// runbook's `repo.copy` step. The destination's secret is not an option: it comes from
 /// `DRKIT_TO_PASSWORD` / `_PASSWORD_FILE` / `_KEY_FILE`, else the source's.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CopyOptions {
     /// The destination repository's URL.
@@ -66,6 +66,57 @@ impl CopyOptions {
         self.wal
             .unwrap_or_else(|| WalSelection::default_for(self.selection().is_all()))
     }
+}
+
+/// Opens the store at a URL (`file://`, `s3://`, …): the composition root knows which
+/// schemes it links.
+pub type OpenStore = std::sync::Arc<dyn Fn(&str) -> Result<dr_core::store::DynStore> + Send + Sync>;
+
+/// What a copy did, and where to.
+#[derive(Debug, Clone, Serialize)]
+pub struct CopyOutcome {
+    /// The destination (its URL without options).
+    pub destination: String,
+    /// Snapshots and WAL copied.
+    #[serde(flatten)]
+    pub copied: Copied,
+}
+
+/// Copies what `options` selects from `source` to the repository at `options.to`
+/// (opened with `open`), archived WAL first. The destination is created as a replica
+/// with `init`; otherwise it opens with `secret`, else `DRKIT_TO_PASSWORD` /
+/// `_PASSWORD_FILE` / `_KEY_FILE`, else the source's secret from the environment.
+pub async fn copy_to(
+    source: &Repository,
+    options: &CopyOptions,
+    secret: Option<dr_core::repo::Secret>,
+    open: &OpenStore,
+    progress: &dyn Progress,
+) -> Result<CopyOutcome> {
+    use dr_core::repo::{OpenOptions, Secret};
+    let store = open(&options.to)?;
+    let dest = if options.init {
+        source.init_replica(store).await?
+    } else {
+        let secret = match secret {
+            Some(s) => Some(s),
+            None => match Secret::from_env_prefixed("DRKIT_TO_")? {
+                Some(s) => Some(s),
+                None => Secret::from_env()?,
+            },
+        };
+        let open = OpenOptions {
+            secret,
+            parallelism: 0,
+        };
+        Repository::open(store, &open).await?
+    };
+    let chosen = source.select(&options.selection()).await?;
+    let copied = copy(source, &dest, &chosen, options.wal_selection(), progress).await?;
+    Ok(CopyOutcome {
+        destination: dest.store().url(),
+        copied,
+    })
 }
 
 /// What [`copy`] did.

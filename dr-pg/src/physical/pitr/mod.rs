@@ -28,7 +28,7 @@ use self::start::start_and_wait;
 use self::unpack::{empty_dir, placed_tablespaces, prepare_dir, unpack_and_configure};
 
 /// What `pitr` does: the same options from the CLI, Python and a runbook step.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PitrOptions {
     /// The data directory to create (must be missing or empty).
@@ -54,6 +54,7 @@ pub struct PitrOptions {
     pub start: bool,
     /// How long to wait for promotion.
     #[serde(with = "dr_core::duration::human", default = "default_timeout")]
+    #[schemars(schema_with = "dr_core::duration::json_schema")]
     pub timeout: Duration,
     /// After promotion, connect here and run amcheck and `checks`.
     #[serde(default)]
