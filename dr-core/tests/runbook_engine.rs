@@ -778,3 +778,83 @@ async fn every_run_is_measured_against_its_rto_objective() {
         .unwrap();
     assert_eq!(run.rto.unwrap().met, Some(false));
 }
+
+/// Seed 002's database failure: restart first, and only if that failed, restore. The
+/// failed restart is a branch, not the run's failure; time references name today.
+#[tokio::test]
+async fn a_failure_marked_continue_on_error_is_a_branch_and_time_is_a_reference() {
+    let w = world();
+    let yaml = r#"version: 1
+name: branch
+steps:
+  - id: restart
+    action: exec
+    with: { argv: ["false"] }
+    continue_on_error: true
+  - id: restore
+    action: exec
+    needs: [restart]
+    if: steps.restart.state == "failed"
+    with: { argv: ["echo", "dr-test-${now | date('%Y%m%d')} after ${steps.restart.seconds | duration} from ${run.started}"] }
+  - id: celebrate
+    action: exec
+    needs: [restart]
+    if: steps.restart.state == "succeeded"
+    with: { argv: ["true"] }
+"#;
+    let (rb, map) = parse_yaml(yaml, "branch.yaml").unwrap();
+    let run = w
+        .engine
+        .run(&rb, &map, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(run.outcome, "succeeded", "{run:#?}");
+    assert_eq!(run.step("restart").unwrap().state, "failed");
+    assert_eq!(run.step("celebrate").unwrap().state, "skipped");
+    let restore = run.step("restore").unwrap();
+    assert_eq!(restore.state, "succeeded");
+    let said = restore.outputs["stdout"]
+        .as_str()
+        .unwrap()
+        .trim()
+        .to_owned();
+    let today = jiff::Timestamp::now()
+        .to_zoned(jiff::tz::TimeZone::UTC)
+        .strftime("%Y%m%d")
+        .to_string();
+    assert!(
+        said.starts_with(&format!("dr-test-{today} after ")),
+        "{said}"
+    );
+    let (took, started) = said["dr-test-YYYYMMDD after ".len()..]
+        .split_once(" from ")
+        .unwrap();
+    dr_core::duration::parse(took).unwrap();
+    assert_eq!(started, run.started.to_string());
+
+    // Without continue_on_error the same failure fails the run, and restore never runs.
+    let (rb, map) = parse_yaml(
+        &yaml.replace("    continue_on_error: true\n", ""),
+        "branch.yaml",
+    )
+    .unwrap();
+    let run = w
+        .engine
+        .run(&rb, &map, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(run.outcome, "failed");
+    assert_eq!(run.step("restore").unwrap().state, "skipped");
+
+    // A misspelt filter, or continue_on_error beside on_failure, is named before the run.
+    let bad = yaml.replace("date('%Y%m%d')", "dat('%Y%m%d')").replace(
+        "    continue_on_error: true\n",
+        "    continue_on_error: true\n    on_failure: compensate\n",
+    );
+    let e = w.engine.load(&bad, "bad.yaml").unwrap_err().to_string();
+    assert!(e.contains("unknown filter \"dat('%Y%m%d')\""), "{e}");
+    assert!(
+        e.contains("has both continue_on_error and on_failure"),
+        "{e}"
+    );
+}

@@ -4,7 +4,11 @@
 //! with its type (a number stays a number, a map stays a map); references inside longer
 //! strings are replaced by their text. References: `vars.<name>`,
 //! `steps.<id>.outputs.<key>[.<key>…]`, `steps.<id>.state`, `objectives.rto`,
-//! `objectives.rpo`, `run.id`, `run.mode`, `run.outcome`. `if:` takes a minijinja
+//! `objectives.rpo`, `run.id`, `run.mode`, `run.outcome`, and time: `now`,
+//! `run.started`, `steps.<id>.started`, `steps.<id>.ended` (RFC 3339 timestamps) and
+//! `steps.<id>.seconds`. A reference may pass its value through filters:
+//! `${now | date("%Y%m%d")}` formats a timestamp (strftime), `${steps.x.seconds |
+//! duration}` writes seconds as a duration (`1m30s`). `if:` takes a minijinja
 //! expression over the same names (`steps.lag.outputs.lag_seconds < 300`,
 //! `run.mode == "forced"`).
 
@@ -44,18 +48,87 @@ fn pieces(s: &str) -> Result<Vec<Piece<'_>>> {
     Ok(out)
 }
 
-/// Every `${…}` reference in `value`, in order.
+/// Every `${…}` reference in `value`, in order, as the path it reads (without its
+/// filters).
 #[must_use]
 pub fn references(value: &Value) -> Vec<String> {
     let mut out = Vec::new();
     walk_strings(value, &mut |s| {
         for p in pieces(s).unwrap_or_default() {
             if let Piece::Reference(r) = p {
-                out.push(r.to_owned());
+                out.push(split_reference(r).0.to_owned());
             }
         }
     });
     out
+}
+
+/// A reference's path and its filters (`now | date("%Y")` → `now`, [`date("%Y")`]).
+#[must_use]
+pub fn split_reference(r: &str) -> (&str, Vec<&str>) {
+    let mut parts = r.split('|').map(str::trim);
+    let path = parts.next().unwrap_or_default();
+    (path, parts.collect())
+}
+
+/// `value` through `filter`: `date("FORMAT")` on a timestamp, `duration` on seconds.
+/// A value not known yet (a plan's placeholder) stays as it is.
+fn apply_filter(value: Value, filter: &str) -> Result<Value> {
+    if value.as_str().is_some_and(|s| s.contains("<known ")) {
+        return Ok(value);
+    }
+    let (name, arg) = match filter.split_once('(') {
+        Some((name, rest)) => {
+            let arg = rest
+                .trim()
+                .strip_suffix(')')
+                .map(str::trim)
+                .ok_or_else(|| {
+                    err!(InvalidInput, "filter {filter:?} opens ( without closing it")
+                })?;
+            let unquoted = arg
+                .strip_prefix('"')
+                .and_then(|a| a.strip_suffix('"'))
+                .or_else(|| arg.strip_prefix('\'').and_then(|a| a.strip_suffix('\'')))
+                .ok_or_else(|| {
+                    err!(
+                        InvalidInput,
+                        "filter {filter:?}: quote its argument, e.g. date(\"%Y%m%d\")"
+                    )
+                })?;
+            (name.trim(), Some(unquoted))
+        }
+        None => (filter, None),
+    };
+    match (name, arg) {
+        ("date", Some(format)) => {
+            let t: jiff::Timestamp = value
+                .as_str()
+                .and_then(|s| s.parse().ok())
+                .ok_or_else(|| err!(InvalidInput, "date() takes a timestamp (now, run.started, steps.<id>.started), not {value}"))?;
+            let zoned = t.to_zoned(jiff::tz::TimeZone::UTC);
+            let mut out = String::new();
+            jiff::fmt::strtime::BrokenDownTime::from(&zoned)
+                .format(format, &mut out)
+                .map_err(|e| err!(InvalidInput, "date({format:?}): {e}"))?;
+            Ok(Value::String(out))
+        }
+        ("duration", None) => {
+            let secs = value.as_f64().ok_or_else(|| {
+                err!(
+                    InvalidInput,
+                    "duration takes a number of seconds, not {value}"
+                )
+            })?;
+            let d = std::time::Duration::try_from_secs_f64(secs.max(0.0))
+                .map_err(|e| err!(InvalidInput, "duration: {e}"))?;
+            Ok(Value::String(crate::duration::format(d)))
+        }
+        _ => Err(err!(
+            InvalidInput,
+            "unknown filter {filter:?}; the filters are date(\"FORMAT\") and duration"
+        )),
+    }
 }
 
 fn walk_strings(value: &Value, f: &mut impl FnMut(&str)) {
@@ -110,8 +183,9 @@ pub fn resolve(
 }
 
 fn resolve_str(s: &str, scope: &Value, missing: Option<&dyn Fn(&str) -> Value>) -> Result<Value> {
-    let find = |path: &str| -> Result<Value> {
-        match lookup(scope, path) {
+    let find = |reference: &str| -> Result<Value> {
+        let (path, filters) = split_reference(reference);
+        let value = match lookup(scope, path) {
             Some(v) => Ok(v.clone()),
             None => match missing {
                 Some(f) => Ok(f(path)),
@@ -120,7 +194,8 @@ fn resolve_str(s: &str, scope: &Value, missing: Option<&dyn Fn(&str) -> Value>) 
                     "${{{path}}} has no value here; check the name, and that the step it names ran before"
                 )),
             },
-        }
+        }?;
+        filters.into_iter().try_fold(value, apply_filter)
     };
     let parts = pieces(s)?;
     let refs: Vec<&str> = parts

@@ -342,6 +342,11 @@ pub struct Step {
     /// What a failure does to the run.
     #[serde(default)]
     pub on_failure: OnFailure,
+    /// A failure of this step is a branch, not a failure of the run: the step stays
+    /// `failed`, the run goes on, the steps that need it run and can test
+    /// `steps.<id>.state` (`if: steps.restart.state == "failed"`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub continue_on_error: bool,
     /// What undoes this step, when a later failure compensates.
     #[serde(default)]
     pub compensate: Option<Call>,
@@ -380,6 +385,7 @@ impl Step {
             kill_grace: None,
             retry: None,
             on_failure: OnFailure::Abort,
+            continue_on_error: false,
             compensate: None,
             always: false,
             guard: None,

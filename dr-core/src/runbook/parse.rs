@@ -293,6 +293,7 @@ const STEP_FIELDS: &[&str] = &[
     "kill_grace",
     "retry",
     "on_failure",
+    "continue_on_error",
     "compensate",
     "always",
     "guard",

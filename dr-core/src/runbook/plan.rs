@@ -90,10 +90,20 @@ impl Engine {
             // step lets the run go on.
             let changes: Vec<String> = match action.plan(&ctx, &with).await {
                 Ok(changes) => changes.iter().map(|c| redactor.str(c)).collect(),
-                Err(e) if step.on_failure == super::model::OnFailure::Continue => vec![format!(
-                    "would fail now ({}); the run goes on (on_failure: continue)",
-                    redactor.str(&e.full_message())
-                )],
+                Err(e)
+                    if step.on_failure == super::model::OnFailure::Continue
+                        || step.continue_on_error =>
+                {
+                    vec![format!(
+                        "would fail now ({}); the run goes on ({})",
+                        redactor.str(&e.full_message()),
+                        if step.continue_on_error {
+                            "continue_on_error"
+                        } else {
+                            "on_failure: continue"
+                        }
+                    )]
+                }
                 Err(e) => {
                     return Err(redactor.error(e.context(format!("planning step {:?}", step.id))))
                 }

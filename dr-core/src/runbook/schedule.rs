@@ -17,7 +17,7 @@ use super::action::StepContext;
 use super::engine::{Engine, Run, RunOptions};
 use super::expr;
 use super::journal::EventKind;
-use super::model::{Mode, OnFailure, Severity, Step};
+use super::model::{Mode, OnFailure, Runbook, Severity, Step};
 use super::notify::{Message, NotifyOn};
 use super::state::{RunOutcome, RunSummary, StepState};
 use super::step::{StepEnd, StepTask};
@@ -150,7 +150,9 @@ impl Engine {
             _ => step
                 .needs
                 .iter()
-                .find(|n| !step.always && !state.state(n).satisfies_needs())
+                .find(|n| {
+                    !step.always && !state.state(n).satisfies_needs() && !branched(run, state, n)
+                })
                 .map(|n| format!("it needs {n:?}, which did not succeed")),
         };
         let skip = match (skip, &step.guard) {
@@ -383,7 +385,7 @@ impl Engine {
         let state = run.journal.lock().await.state().clone_steps();
         let mut outcome = if state.steps.iter().any(|s| s.state == StepState::Waiting) {
             RunOutcome::Waiting
-        } else if reason.is_some() || state.steps.iter().any(|s| s.state == StepState::Failed) {
+        } else if reason.is_some() || failed_run(&run.rb, &state) {
             RunOutcome::Failed
         } else {
             RunOutcome::Succeeded
@@ -476,6 +478,16 @@ impl Engine {
                     false,
                 )
                 .await?;
+                if step.continue_on_error {
+                    return Self::journal(
+                        run,
+                        EventKind::Note {
+                            step: Some(id.to_owned()),
+                            text: "failed; the run goes on (continue_on_error): the steps that need it run".to_owned(),
+                        },
+                    )
+                    .await;
+                }
                 match step.on_failure {
                     OnFailure::Continue => {}
                     OnFailure::Abort => {
@@ -490,6 +502,18 @@ impl Engine {
             }
         }
     }
+}
+
+/// Whether a step failed that fails the run (one with `continue_on_error` does not).
+fn failed_run(rb: &Runbook, state: &RunSummary) -> bool {
+    state.steps.iter().any(|s| {
+        s.state == StepState::Failed && rb.step(&s.id).is_none_or(|st| !st.continue_on_error)
+    })
+}
+
+/// Whether need `n` failed as a branch (`continue_on_error`): its dependents run.
+fn branched(run: &Run, state: &Standing<'_>, n: &str) -> bool {
+    state.state(n) == StepState::Failed && run.rb.step(n).is_some_and(|s| s.continue_on_error)
 }
 
 /// The context step `step` of `run` runs in (a fresh cancellation token).
@@ -564,11 +588,17 @@ fn scope_with(
             };
             (
                 s.id.to_string(),
-                serde_json::json!({"state": shown, "outputs": outputs}),
+                serde_json::json!({
+                    "state": shown,
+                    "outputs": outputs,
+                    "started": s.started.map(|t| t.to_string()),
+                    "ended": s.ended.map(|t| t.to_string()),
+                    "seconds": s.seconds,
+                }),
             )
         })
         .collect();
-    let failed = state.steps.iter().any(|s| s.state == StepState::Failed);
+    let failed = failed_run(&run.rb, state);
     serde_json::json!({
         "vars": run.vars,
         "steps": steps,
@@ -576,8 +606,10 @@ fn scope_with(
             "rto": run.rb.objectives.rto.map(crate::duration::format),
             "rpo": run.rb.objectives.rpo.map(crate::duration::format),
         },
+        "now": jiff::Timestamp::now().to_string(),
         "run": {
             "id": run.id.as_str(),
+            "started": state.started.to_string(),
             "mode": match run.mode { Mode::Planned => "planned", Mode::Forced => "forced" },
             "outcome": outcome.unwrap_or(if failed { "failed" } else { "succeeded" }),
         },

@@ -299,6 +299,13 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
             );
             continue;
         };
+        if step.continue_on_error && step.on_failure != super::model::OnFailure::Abort {
+            add(
+                &format!("{here}.continue_on_error"),
+                format!("step {:?} has both continue_on_error and on_failure: a failure of it is a branch, so on_failure never applies", step.id),
+                "keep one: continue_on_error: true (the run goes on, its dependents run), or on_failure".into(),
+            );
+        }
         if step.action == "notify" {
             if let Some((place, message, fix)) = unheard(rb, step) {
                 add(&format!("{here}.{place}"), message, fix);
@@ -336,7 +343,7 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
                 Ok(paths) => {
                     for path in paths {
                         let top = path.split('.').next().unwrap_or_default();
-                        if ["vars", "steps", "run", "objectives"].contains(&top) {
+                        if ["vars", "steps", "run", "objectives", "now"].contains(&top) {
                             refs.push((format!("{here}.if"), format!("if: {path}"), path.clone()));
                         } else {
                             add(
@@ -365,8 +372,8 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
                         format!("declare it under vars: (declared: {})", rb.vars.keys().cloned().collect::<Vec<_>>().join(", "))
                     },
                 ),
-                ["vars", _, ..] | ["run", "id" | "mode" | "outcome"] | ["objectives", "rto" | "rpo"] => {}
-                ["steps", other, rest @ ..] if matches!(rest, ["state"] | ["outputs", ..]) => match rb.step(other) {
+                ["vars", _, ..] | ["now"] | ["run", "id" | "mode" | "outcome" | "started"] | ["objectives", "rto" | "rpo"] => {}
+                ["steps", other, rest @ ..] if matches!(rest, ["state" | "started" | "ended" | "seconds"] | ["outputs", ..]) => match rb.step(other) {
                     None => add(place, format!("step {:?} uses {shown}, but there is no step {other:?}", step.id), format!("the steps are {}", ids.iter().copied().collect::<Vec<_>>().join(", "))),
                     Some(o) => {
                         // An always-step runs after every other step: what did not run reads as null.
@@ -384,7 +391,7 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
                         }
                     }
                 },
-                _ => add(place, format!("step {:?} uses {shown}, which names nothing", step.id), "references are vars.<name>, steps.<id>.outputs.<key>, steps.<id>.state, objectives.rto|rpo, run.id|mode|outcome".into()),
+                _ => add(place, format!("step {:?} uses {shown}, which names nothing", step.id), "references are vars.<name>, steps.<id>.outputs.<key>, steps.<id>.state|started|ended|seconds, objectives.rto|rpo, run.id|mode|outcome|started, now".into()),
             }
         }
         if let Some(g) = &step.guard {
@@ -543,6 +550,12 @@ pub fn plan_scope(rb: &Runbook) -> Value {
             "rto": rb.objectives.rto.map(crate::duration::format),
             "rpo": rb.objectives.rpo.map(crate::duration::format),
         },
-        "run": {"id": "<run id>", "mode": "planned", "outcome": "<outcome>"},
+        "now": jiff::Timestamp::now().to_string(),
+        "run": {
+            "id": "<run id>",
+            "mode": "planned",
+            "outcome": "<outcome>",
+            "started": "<known when the run starts: run.started>",
+        },
     })
 }
