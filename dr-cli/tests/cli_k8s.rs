@@ -603,3 +603,178 @@ fn the_readme_kubernetes_walkthrough_runs_as_written() {
         .object("apps/v1", "deployments", "shop", "drkit-maintenance")
         .is_some());
 }
+
+/// Every `k8s.*` action as a step of one runbook against the test API, each effect read
+/// back from the cluster: a Secret set from a secret variable, rotated and restored, a
+/// restart and its undo, a pod replaced, logs kept, maintenance on and off, and a
+/// namespace exported and applied under a new name (latest of its source), then deleted.
+#[test]
+#[allow(clippy::too_many_lines)] // one runbook, each effect read back
+fn every_k8s_action_runs_as_a_step_and_its_effect_is_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, kubeconfig) = cluster(dir.path());
+    api.create(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress", "metadata": {"name": "main-ingress", "namespace": "shop"},
+        "spec": {"rules": [{"http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "api", "port": {"number": 80}}}}]}}]},
+    }));
+    assert!(api.tick_until(50, |a| a
+        .object("apps/v1", "deployments", "shop", "api")
+        .unwrap()["status"]["readyReplicas"]
+        == 3));
+    let pods = api.objects("v1", "pods", "shop");
+    let pod = pods[0]["metadata"]["name"].as_str().unwrap().to_owned();
+    api.set_logs(&pod, &["ready to serve", "GET /health 200"]);
+    let d = Drkit::local(BIN, &dir.path().join("repo"))
+        .with_env([("SHOP_DB_PASSWORD", "Sekrit-Value-4711".to_owned())]);
+    d.json(&["repo", "init"]);
+    let book = dir.path().join("every-k8s.yaml");
+    std::fs::write(
+        &book,
+        format!(
+            r#"version: 1
+name: every-k8s-action
+vars:
+  db_password: {{ env: SHOP_DB_PASSWORD, secret: true }}
+  pod: {{ default: "{pod}" }}
+targets:
+  dr: {{ kind: kubernetes, context: dr, kubeconfig: "{kc}", namespace: shop }}
+steps:
+  - id: ns
+    action: k8s.namespace_create
+    with: {{ target: dr, name: scratch, labels: {{ purpose: drill }} }}
+  - id: secret
+    action: k8s.secret_set
+    with: {{ target: dr, name: db, set: {{ password: "${{vars.db_password}}" }}, create: true, restart: false }}
+  - id: rotate
+    action: k8s.secret_rotate
+    needs: [secret]
+    with: {{ target: dr, name: db, rotate: [password], restart: false }}
+  - id: unrotate
+    action: k8s.secret_restore
+    needs: [rotate]
+    with: {{ target: dr, name: db }}
+  - id: restart
+    action: k8s.restart
+    needs: [replace]
+    with: {{ target: dr, workload: deployment/api }}
+  - id: rolled
+    action: k8s.rollout_status
+    needs: [restart]
+    with: {{ target: dr, workload: deployment/api, timeout: 1m }}
+  - id: undo
+    action: k8s.rollout_undo
+    needs: [rolled]
+    with: {{ target: dr, workload: deployment/api }}
+  - id: ready
+    action: k8s.wait_ready
+    needs: [undo]
+    with: {{ target: dr, workload: deployment/api, timeout: 1m }}
+  - id: available
+    action: k8s.wait_available
+    needs: [ready]
+    with: {{ target: dr, timeout: 1m }}
+  - id: logs
+    action: k8s.logs
+    with: {{ target: dr, name: "${{vars.pod}}", tail: 10 }}
+  - id: replace
+    action: k8s.pod_delete
+    needs: [logs]
+    with: {{ target: dr, name: "${{vars.pod}}", timeout: 1m }}
+  - id: down
+    action: k8s.maintenance
+    with: {{ target: dr, ingress: main-ingress, state: "on" }}
+  - id: up
+    action: k8s.maintenance
+    needs: [down]
+    with: {{ target: dr, ingress: main-ingress, state: "off" }}
+  - id: export
+    action: k8s.export
+    needs: [unrotate, available]
+    with: {{ target: dr, namespace: shop, kinds: [deployments, configmaps] }}
+  - id: apply
+    action: k8s.apply
+    needs: [export]
+    with: {{ target: dr, source: shop, namespace_map: {{ shop: shop-dr }}, wait: true, timeout: 1m }}
+  - id: cleanup
+    action: k8s.namespace_delete
+    needs: [ns, apply]
+    with: {{ target: dr, name: scratch, timeout: 1m }}
+"#,
+            kc = kubeconfig.display()
+        ),
+    )
+    .unwrap();
+    let out = d.run(&["--json", "run", book.to_str().unwrap()]);
+    let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(run["outcome"], "succeeded", "{printed}");
+    let outputs = |id: &str| {
+        run["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap()["outputs"]
+            .clone()
+    };
+    // The Secret: set, rotated, put back; its value never printed nor journaled.
+    let secret = api.object("v1", "secrets", "shop", "db").unwrap();
+    let value = secret["data"]["password"].as_str().unwrap().to_owned();
+    use base64::Engine as _;
+    let decoded = base64::engine::general_purpose::STANDARD
+        .decode(&value)
+        .unwrap();
+    assert_eq!(decoded, b"Sekrit-Value-4711", "restored to the value set");
+    assert_eq!(outputs("rotate")["changed"], json!(["password"]));
+    let shown = d.run(&["--json", "runs", "show", run["id"].as_str().unwrap()]);
+    let everything = format!("{printed}{}", String::from_utf8_lossy(&shown.stdout));
+    assert!(
+        !everything.contains("Sekrit-Value-4711") && !everything.contains(&value),
+        "the secret's value is never printed or journaled"
+    );
+    // The restart and its undo: the template is the one before the restart.
+    assert!(outputs("restart")["restarted_at"].is_string());
+    let undo = outputs("undo");
+    assert!(
+        undo["from_revision"].as_i64() > undo["to_revision"].as_i64(),
+        "{undo}"
+    );
+    let dep = api.object("apps/v1", "deployments", "shop", "api").unwrap();
+    assert!(
+        dep["spec"]["template"]["metadata"]["annotations"]["kubectl.kubernetes.io/restartedAt"]
+            .is_null(),
+        "undone: {dep}"
+    );
+    assert_eq!(outputs("available")["deployments"], json!(["api"]));
+    // The pod replaced, its logs kept.
+    let replacement = outputs("replace")["replacement"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert_ne!(replacement, pod);
+    assert!(
+        api.object("v1", "pods", "shop", &pod).is_none(),
+        "the old pod is gone"
+    );
+    assert!(
+        outputs("logs").to_string().contains("GET /health 200"),
+        "{}",
+        outputs("logs")
+    );
+    // Maintenance on, then off: the Ingress as it was.
+    assert_eq!(outputs("down")["after"], json!(["drkit-maintenance:80"]));
+    assert_eq!(outputs("up")["after"], json!(["api:80"]));
+    // The export applied into shop-dr and ready; the scratch namespace made and deleted.
+    assert_eq!(
+        outputs("apply")["snapshot"],
+        outputs("export")["snapshot"],
+        "latest of source shop is the export"
+    );
+    assert_eq!(
+        api.object("apps/v1", "deployments", "shop-dr", "api")
+            .unwrap()["status"]["readyReplicas"],
+        3
+    );
+    assert_eq!(outputs("ns")["changed"], true);
+    assert!(api.object("v1", "namespaces", "", "scratch").is_none());
+}

@@ -808,16 +808,31 @@ fn a_runbook_takes_a_base_backup_and_recovers_from_it() {
     let recover = book(
         "recover",
         &format!(
-            "  - id: pitr\n    action: pg.pitr\n    with:\n      pgdata: \"{}\"\n      target: latest\n      start: true\n      timeout: 2m\n      settings: {{ port: \"{port}\", unix_socket_directories: \"{}\" }}\n",
+            "  - id: wal\n    action: pg.wal_verify\n  - id: pitr\n    action: pg.pitr\n    needs: [wal]\n    with:\n      pgdata: \"{}\"\n      target: latest\n      start: true\n      timeout: 2m\n      settings: {{ port: \"{port}\", unix_socket_directories: \"{}\" }}\n",
             pgdata.display(),
             dir.path().display()
         ),
     );
     let run = drkit.json(&["run", recover.to_str().unwrap()]);
+    let step = |id: &str| {
+        run["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap()["outputs"]
+            .clone()
+    };
+    let wal = step("wal");
+    assert_eq!(wal["ok"], true, "{run}");
+    assert!(
+        wal["files"].as_u64() > Some(0),
+        "the archive was read: {wal}"
+    );
     let recovered = Recovered {
         pgdata,
         port,
-        report: run["steps"][0]["outputs"].clone(),
+        report: step("pitr"),
     };
     assert_eq!(run["outcome"], "succeeded", "{run}");
     assert_eq!(recovered.report["promoted"], true, "{run}");

@@ -556,6 +556,7 @@ fn aws_actions_tag_what_they_create_with_the_run_id_and_read_back() {
     let Some(moto) = Moto::start() else { return };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let (rds, r53) = rt.block_on(rds_replica_and_zone(&moto));
+    rt.block_on(weighted_pair(&r53, "api.shop.test"));
     let dir = tempfile::tempdir().unwrap();
     let d = drkit(dir.path()).with_env(moto.env());
     let book = dir.path().join("rds-actions.yaml");
@@ -566,6 +567,7 @@ fn aws_actions_tag_what_they_create_with_the_run_id_and_read_back() {
 name: rds-actions
 targets:
   www: {{ kind: route53, zone: shop.test, name: www.shop.test, type: A, endpoint: "{e}" }}
+  api: {{ kind: route53, zone: shop.test, name: api.shop.test, type: CNAME, endpoint: "{e}" }}
 steps:
   - id: replica
     action: rds.replica
@@ -584,6 +586,20 @@ steps:
   - id: www
     action: route53.set
     with: {{ target: www, values: [192.0.2.10], timeout: 1m }}
+  - id: described
+    action: rds.describe
+    needs: [replica]
+    with: {{ instance: shop-dr3, region: us-east-1, endpoint: "{e}" }}
+  - id: waited
+    action: rds.wait
+    needs: [restored]
+    with: {{ instance: shop-restored, timeout: 5m, region: us-east-1, endpoint: "{e}" }}
+  - id: pitr
+    action: rds.pitr
+    with: {{ source: shop, new_id: shop-pitr, target: latest, region: us-east-1, endpoint: "{e}" }}
+  - id: shift
+    action: route53.weights
+    with: {{ target: api, weights: {{ use1: 0, usw2: 100 }}, timeout: 1m }}
 "#,
             e = moto.endpoint()
         ),
@@ -657,4 +673,273 @@ steps:
         outputs("www")["after"]["records"][0]["values"][0],
         "192.0.2.10"
     );
+    // describe gives the endpoint also as host and port; wait found it available; the
+    // point-in-time restore made its instance; the weights moved, read back.
+    let described = outputs("described");
+    let endpoint = described["endpoint"].as_str().unwrap();
+    assert_eq!(
+        format!(
+            "{}:{}",
+            described["host"].as_str().unwrap(),
+            described["port"]
+        ),
+        endpoint
+    );
+    assert_eq!(outputs("waited")["status"], "available");
+    let pitr = rt.block_on(async {
+        rds.describe_db_instances()
+            .db_instance_identifier("shop-pitr")
+            .send()
+            .await
+            .unwrap()
+    });
+    assert_eq!(
+        pitr.db_instances()[0].db_instance_status(),
+        Some("available")
+    );
+    let weights = rt.block_on(async {
+        let zones = r53.list_hosted_zones().send().await.unwrap();
+        let records = r53
+            .list_resource_record_sets()
+            .hosted_zone_id(zones.hosted_zones()[0].id())
+            .send()
+            .await
+            .unwrap();
+        let mut w: Vec<(String, Option<i64>)> = records
+            .resource_record_sets()
+            .iter()
+            .filter(|r| r.name() == "api.shop.test.")
+            .map(|r| {
+                (
+                    r.set_identifier().unwrap_or_default().to_owned(),
+                    r.weight(),
+                )
+            })
+            .collect();
+        w.sort();
+        w
+    });
+    assert_eq!(
+        weights,
+        [("use1".to_owned(), Some(0)), ("usw2".to_owned(), Some(100))],
+        "Route 53 serves the new weights"
+    );
+}
+
+/// A weighted pair of CNAME records `name` (use1 100, usw2 0) in the zone of `r53`.
+async fn weighted_pair(r53: &aws_sdk_route53::Client, name: &str) {
+    use aws_sdk_route53::types::{
+        Change, ChangeAction, ChangeBatch, ResourceRecord, ResourceRecordSet, RrType,
+    };
+    let zones = r53.list_hosted_zones().send().await.unwrap();
+    let record = |set: &str, weight: i64, value: &str| {
+        Change::builder()
+            .action(ChangeAction::Create)
+            .resource_record_set(
+                ResourceRecordSet::builder()
+                    .name(name)
+                    .r#type(RrType::Cname)
+                    .set_identifier(set)
+                    .weight(weight)
+                    .ttl(60)
+                    .resource_records(ResourceRecord::builder().value(value).build().unwrap())
+                    .build()
+                    .unwrap(),
+            )
+            .build()
+            .unwrap()
+    };
+    r53.change_resource_record_sets()
+        .hosted_zone_id(zones.hosted_zones()[0].id())
+        .change_batch(
+            ChangeBatch::builder()
+                .changes(record("use1", 100, "api.use1.shop.test"))
+                .changes(record("usw2", 0, "api.usw2.shop.test"))
+                .build()
+                .unwrap(),
+        )
+        .send()
+        .await
+        .unwrap();
+}
+
+/// The Postgres, SQL, HTTP and repository actions as steps of one runbook, with two
+/// databases in one repository: `latest` restores the database it is about, `before:`
+/// (a time reference) and `tags:` narrow it, statements that cannot run in a transaction
+/// run on their own, rows become outputs an `assert:` compares, an HTTP check logs in
+/// with a POST and a secret header, a status page is told `monitoring`, retention and a
+/// copy act on the repository; each effect read back, the secret nowhere.
+#[test]
+#[allow(clippy::too_many_lines)] // one runbook, each effect read back
+fn the_postgres_and_repository_actions_run_as_steps_and_restore_the_right_database() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.fill_items("shop", 500);
+    pg.fill_items("blog", 50);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let rx = rt.block_on(dr_testkit::Receiver::start());
+    let dir = tempfile::tempdir().unwrap();
+    let d = drkit(dir.path()).with_env([("API_TOKEN", "Tok-3141-secret".to_owned())]);
+    let copy = dir.path().join("copy");
+    let book = dir.path().join("actions.yaml");
+    std::fs::write(
+        &book,
+        format!(
+            r#"version: 1
+name: pg-actions
+vars:
+  token: {{ env: API_TOKEN, secret: true }}
+notify:
+  - {{ name: status, kind: statuspage, page_id: shop, api_key: "${{vars.token}}", url: "{rx}/sp" }}
+steps:
+  - id: up
+    action: tcp.check
+    with: {{ address: "127.0.0.1:{port}", timeout: 5s }}
+  - id: shop
+    action: pg.backup
+    needs: [up]
+    with: {{ url: "{shop}", tags: {{ tier: gold }} }}
+  - id: blog
+    action: pg.backup
+    needs: [shop]
+    with: {{ url: "{blog}" }}
+  - id: count
+    action: sql.query
+    needs: [up]
+    with: {{ url: "{shop}", sql: "SELECT count(*) AS orders, max(id) AS newest FROM items" }}
+  - id: break-shop
+    action: sql.exec
+    needs: [blog, count]
+    with: {{ url: "{shop}", sql: ["DELETE FROM items WHERE id > 100"] }}
+  - id: restore
+    action: pg.restore
+    needs: [break-shop]
+    with: {{ url: "{shop}", options: {{ mode: clean, jobs: 1 }} }}
+  - id: recreate
+    action: sql.exec
+    needs: [blog]
+    with: {{ url: "{admin}", sql: ["DROP DATABASE IF EXISTS shop_copy", "CREATE DATABASE shop_copy"] }}
+  - id: restore-copy
+    action: pg.restore
+    needs: [recreate]
+    with: {{ url: "{shop_copy}", source: shop, before: "${{steps.blog.started}}", tags: {{ tier: gold }}, random_within: 1h, options: {{ jobs: 1 }} }}
+  - id: copied
+    action: sql.query
+    needs: [restore, restore-copy]
+    with: {{ url: "{shop_copy}", sql: "SELECT count(*) AS orders, max(id) AS newest FROM items" }}
+  - id: same
+    action: assert
+    needs: [copied, count]
+    with: {{ that: "${{steps.copied.outputs.row.orders}} == ${{steps.count.outputs.row.orders}}", message: "the copy has every row" }}
+  - id: login
+    action: http.check
+    with: {{ url: "{rx}/login", method: POST, headers: {{ authorization: "Bearer ${{vars.token}}" }}, json: {{ user: drill }} }}
+  - id: monitoring
+    action: notify
+    needs: [same, login]
+    with: {{ message: "restored; watching", severity: high, status: monitoring, components: {{ api: degraded_performance }} }}
+  - id: again
+    action: pg.backup
+    needs: [same]
+    with: {{ url: "{shop}" }}
+  - id: prune
+    action: repo.prune
+    needs: [again]
+    with: {{ keep_last: 1, grace: 0s }}
+  - id: replica
+    action: repo.copy
+    needs: [prune]
+    with: {{ to: "file://{copy}", init: true }}
+"#,
+            rx = rx.url(),
+            port = pg.port(),
+            shop = pg.dsn("shop"),
+            blog = pg.dsn("blog"),
+            admin = pg.dsn("postgres"),
+            shop_copy = pg.dsn("shop_copy"),
+            copy = copy.display(),
+        ),
+    )
+    .unwrap();
+    let out = d.run(&["--json", "run", book.to_str().unwrap()]);
+    let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
+    assert_eq!(run["outcome"], "succeeded", "{printed}");
+    let outputs = |id: &str| {
+        run["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id)
+            .unwrap()["outputs"]
+            .clone()
+    };
+    // `latest` into shop is shop's dump, though blog's is newer: shop has its 500 rows
+    // back, and no row of blog's.
+    assert_eq!(outputs("restore")["snapshot"], outputs("shop")["snapshot"]);
+    assert_eq!(pg.psql("shop", "SELECT count(*) FROM items"), "500");
+    assert_eq!(
+        outputs("restore-copy")["snapshot"],
+        outputs("shop")["snapshot"]
+    );
+    let sum = "SELECT count(*) || md5(string_agg(i::text, '' ORDER BY id)) FROM items i";
+    assert_eq!(
+        pg.psql("shop_copy", sum),
+        pg.psql("shop", sum),
+        "restored rows equal the original rows"
+    );
+    // Rows as outputs: typed by Postgres.
+    assert_eq!(
+        outputs("count")["row"],
+        serde_json::json!({"orders": 500, "newest": 500})
+    );
+    assert_eq!(
+        outputs("recreate")["transaction"],
+        false,
+        "DROP/CREATE DATABASE each on its own"
+    );
+    assert_eq!(outputs("break-shop")["transaction"], true);
+    // The login: a POST with the JSON body and the secret header; its answer as JSON.
+    let seen = rx.received();
+    let login = seen
+        .iter()
+        .find(|r| r.path == "/login")
+        .expect("a login request");
+    assert_eq!(login.method, "POST");
+    assert_eq!(login.body, serde_json::json!({"user": "drill"}));
+    assert_eq!(login.headers["authorization"], "Bearer Tok-3141-secret");
+    assert_eq!(outputs("login")["json"]["id"], "incident-1");
+    // The status page was told `monitoring`, with the component degraded.
+    let told = seen
+        .iter()
+        .filter(|r| r.path.starts_with("/sp/"))
+        .find(|r| r.body["incident"]["status"] == "monitoring")
+        .expect("a status page update to monitoring");
+    assert_eq!(
+        told.body["incident"]["components"],
+        serde_json::json!({"api": "degraded_performance"})
+    );
+    // Retention kept the newest dump of shop; the copy holds what remains.
+    let removed = outputs("prune")["removed"].clone();
+    assert_eq!(
+        removed,
+        serde_json::json!([outputs("shop")["snapshot"]]),
+        "{removed}"
+    );
+    let replica = Drkit::local(BIN, &copy).json(&["snapshots"]);
+    let ids: Vec<&str> = replica
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    assert!(
+        ids.contains(&outputs("again")["snapshot"].as_str().unwrap())
+            && ids.contains(&outputs("blog")["snapshot"].as_str().unwrap())
+            && ids.len() == 2,
+        "{replica}"
+    );
+    // The token: sent where it belongs, never printed or journaled.
+    let shown = d.run(&["--json", "runs", "show", run["id"].as_str().unwrap()]);
+    let everything = format!("{printed}{}", String::from_utf8_lossy(&shown.stdout));
+    assert!(!everything.contains("Tok-3141-secret"), "{everything}");
 }

@@ -584,6 +584,8 @@ pub struct PruneOutputs {
     pub removed: Vec<String>,
     /// Stored bytes freed.
     pub bytes_freed: u64,
+    /// WAL files no kept base backup needs any more, removed.
+    pub wal_files_removed: u64,
     /// The rest of the report (`decisions`, `chunks_deleted`, …).
     #[serde(flatten)]
     pub report: Map<String, Value>,
@@ -612,7 +614,10 @@ impl TypedAction for RepoPrune {
         p: dr_core::repo::PruneOptions,
     ) -> Result<Outcome<PruneOutputs>> {
         let r = crate::prune(ctx.repository()?, &p, jiff::Timestamp::now()).await?;
-        Ok(Outcome::Done(report(&r)?))
+        // The repository's report, with the WAL files removed beside it.
+        let mut doc = serde_json::to_value(&r.report).unwrap_or_default();
+        doc["wal_files_removed"] = r.wal_files_removed.into();
+        Ok(Outcome::Done(report(&doc)?))
     }
 }
 
