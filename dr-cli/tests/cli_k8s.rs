@@ -720,10 +720,8 @@ steps:
     // The Secret: set, rotated, put back; its value never printed nor journaled.
     let secret = api.object("v1", "secrets", "shop", "db").unwrap();
     let value = secret["data"]["password"].as_str().unwrap().to_owned();
-    use base64::Engine as _;
-    let decoded = base64::engine::general_purpose::STANDARD
-        .decode(&value)
-        .unwrap();
+    let decoded =
+        base64::Engine::decode(&base64::engine::general_purpose::STANDARD, &value).unwrap();
     assert_eq!(decoded, b"Sekrit-Value-4711", "restored to the value set");
     assert_eq!(outputs("rotate")["changed"], json!(["password"]));
     let shown = d.run(&["--json", "runs", "show", run["id"].as_str().unwrap()]);
