@@ -104,6 +104,47 @@ pub enum Command {
     /// About runbooks: the actions and target kinds this build has.
     #[command(subcommand)]
     Runbook(RunbookCommand),
+    /// SQL on a live server, as the `sql.*` and `pg.ready` steps run it.
+    #[command(subcommand)]
+    Sql(SqlCommand),
+}
+
+/// `drkit sql` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SqlCommand {
+    /// Run statements: in one transaction, or each on its own when one cannot run in a
+    /// transaction (DROP/CREATE DATABASE, VACUUM, … CONCURRENTLY).
+    Exec {
+        /// postgres://user:password@host:port/database.
+        url: String,
+        /// The statements, in order.
+        #[arg(required = true)]
+        sql: Vec<String>,
+        /// Run them in one transaction (refused if one cannot run in a transaction).
+        #[arg(long, conflicts_with = "no_transaction")]
+        transaction: bool,
+        /// Run each on its own.
+        #[arg(long)]
+        no_transaction: bool,
+    },
+    /// Run one read-only query; print its rows by column name.
+    Query {
+        /// postgres://user:password@host:port/database.
+        url: String,
+        /// The query.
+        sql: String,
+        /// Most rows kept.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Wait until the server accepts connections and answers a query.
+    Ready {
+        /// postgres://user:password@host:port/database.
+        url: String,
+        /// Longest wait.
+        #[arg(long, default_value = "1m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
 }
 
 /// `drkit runs` subcommands.

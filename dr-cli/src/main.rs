@@ -82,6 +82,7 @@ async fn run(cli: &Cli, out: Output) -> Result<u8, Error> {
             commands::runs(cli, command.as_ref(), lock.as_deref(), out).await
         }
         Command::Runbook(c) => commands::runbook(c, out),
+        Command::Sql(c) => commands::sql(c, out).await,
     }
 }
 

@@ -414,3 +414,49 @@ fn latest_restores_the_database_it_is_about() {
     );
     assert_eq!(pg.psql("shop_step", "SELECT count(*) FROM items"), "1000");
 }
+
+/// `drkit sql`: the operations of the `sql.exec`, `sql.query` and `pg.ready` steps.
+#[test]
+fn sql_from_the_cli_runs_as_the_steps_run_it() {
+    let Some(pg) = PgCluster::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let drkit = new_drkit(&dir.path().join("repo"));
+    let admin = pg.dsn("postgres");
+    let ready = drkit.json(&["sql", "ready", &admin, "--timeout", "30s"]);
+    assert!(ready["seconds"].as_f64().is_some(), "{ready}");
+    let done = drkit.json(&[
+        "sql",
+        "exec",
+        &admin,
+        "DROP DATABASE IF EXISTS sql_cli",
+        "CREATE DATABASE sql_cli",
+    ]);
+    assert_eq!(done["transaction"], false, "each on its own: {done}");
+    let url = pg.dsn("sql_cli");
+    drkit.json(&[
+        "sql",
+        "exec",
+        &url,
+        "CREATE TABLE t (n int)",
+        "INSERT INTO t SELECT generate_series(1, 5)",
+    ]);
+    let rows = drkit.json(&["sql", "query", &url, "SELECT count(*) AS n FROM t"]);
+    assert_eq!(rows["row"]["n"], 5, "{rows}");
+    let out = drkit.run(&[
+        "sql",
+        "exec",
+        &admin,
+        "--transaction",
+        "DROP DATABASE sql_cli",
+    ]);
+    assert!(!out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot run inside a transaction"));
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'sql_cli'"
+        ),
+        "1",
+        "refused before anything ran"
+    );
+}

@@ -100,7 +100,7 @@ impl ExecOptions {
             if let Some(s) = self.sql.iter().find(|s| needs_own_transaction(s)) {
                 return Err(err!(
                     InvalidInput,
-                    "{s:?} cannot run inside a transaction; leave out transaction (or give false)"
+                    "{s:?} cannot run inside a transaction: run the statements without one"
                 ));
             }
         }

@@ -9,6 +9,7 @@ mod k8s;
 mod repository;
 mod runbook;
 mod runtime;
+mod sql;
 
 use pyo3::prelude::*;
 
@@ -26,6 +27,9 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(runbook::check_runbook, m)?)?;
     m.add_function(wrap_pyfunction!(runbook::runbook_schema, m)?)?;
     m.add_function(wrap_pyfunction!(drill::failover_drill, m)?)?;
+    m.add_function(wrap_pyfunction!(sql::sql_exec, m)?)?;
+    m.add_function(wrap_pyfunction!(sql::sql_query, m)?)?;
+    m.add_function(wrap_pyfunction!(sql::pg_ready, m)?)?;
     errors::register(m)?;
     Ok(())
 }

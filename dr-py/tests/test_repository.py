@@ -176,3 +176,21 @@ def test_latest_restores_the_database_it_is_about(tmp_path, cluster):
     assert drawn in (first["id"], second["id"])
     with pytest.raises(drkit.InvalidInputError, match="not a moment"):
         repo.restore("latest", to=cluster.dsn("x"), source="shop", before="yesterday")
+
+
+def test_sql_runs_as_the_steps_run_it(cluster):
+    """`sql_exec`, `sql_query` and `pg_ready` are the operations of the `sql.exec`,
+    `sql.query` and `pg.ready` steps: statements that cannot run in a transaction run on
+    their own, rows come back by column name with their types."""
+    admin = cluster.dsn("postgres")
+    assert drkit.pg_ready(admin, timeout=30)["seconds"] >= 0
+    done = drkit.sql_exec(admin, ["DROP DATABASE IF EXISTS sql_py", "CREATE DATABASE sql_py"])
+    assert done == {"statements": 2, "transaction": False}
+    url = cluster.dsn("sql_py")
+    assert drkit.sql_exec(url, ["CREATE TABLE t (n int, at timestamptz)", "INSERT INTO t SELECT g, now() FROM generate_series(1, 3) g"])["transaction"] is True
+    rows = drkit.sql_query(url, "SELECT count(*) AS n, max(n) AS top FROM t")
+    assert rows["row"] == {"n": 3, "top": 3}
+    assert drkit.sql_query(url, "SELECT n FROM t ORDER BY n", limit=2) == {"row": {"n": 1}, "rows": [{"n": 1}, {"n": 2}], "count": 2, "truncated": True}
+    with pytest.raises(drkit.InvalidInputError, match="cannot run inside a transaction"):
+        drkit.sql_exec(admin, ["DROP DATABASE sql_py"], transaction=True)
+    assert psql(cluster, "postgres", "SELECT count(*) FROM pg_database WHERE datname = 'sql_py'") == "1"

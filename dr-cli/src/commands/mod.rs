@@ -9,6 +9,7 @@ mod prune;
 mod repo;
 mod restore;
 mod runbook;
+mod sql;
 mod store;
 mod verify;
 
@@ -22,6 +23,7 @@ pub use repo::{add_key, init, keys, remove_key};
 pub use restore::restore;
 pub(crate) use runbook::step_display;
 pub use runbook::{plan, run_runbook, runbook, runs};
+pub use sql::sql;
 pub use store::store;
 pub use verify::verify;
 

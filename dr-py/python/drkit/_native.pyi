@@ -22,8 +22,11 @@ __all__ = [
     "WrongKeyError",
     "check_runbook",
     "failover_drill",
+    "pg_ready",
     "resume",
     "runbook_schema",
+    "sql_exec",
+    "sql_query",
     "__version__",
 ]
 __version__: str
@@ -269,6 +272,7 @@ class Kubernetes:
         repo: Repository,
         *,
         snapshot: str | None = None,
+        source: str | None = None,
         namespace_map: dict[str, str] | None = None,
         dry_run: bool = False,
         wait: bool = False,
@@ -366,3 +370,6 @@ def resume(
     take_over: bool = False,
     actions: Any | None = None,
 ) -> dict[str, Any]: ...
+def sql_exec(url: str, sql: Sequence[str], *, transaction: bool | None = None) -> dict[str, Any]: ...
+def sql_query(url: str, sql: str, *, limit: int = 100) -> dict[str, Any]: ...
+def pg_ready(url: str, *, timeout: float = 60.0) -> dict[str, Any]: ...
