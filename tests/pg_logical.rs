@@ -190,7 +190,11 @@ async fn rich_database_round_trips_to_a_new_cluster() {
     .await
     .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::Conflict, "{e}");
-    assert!(e.to_string().contains("--clean"), "{e}");
+    assert_eq!(
+        e.hint(),
+        Some(&dr_core::Hint::CleanOrSwap),
+        "says how to replace it: {e}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

@@ -86,13 +86,39 @@ async fn run(cli: &Cli, out: Output) -> Result<u8, Error> {
     }
 }
 
-/// One line on stderr (or a JSON error on stdout), exit status 1.
+/// One line on stderr (or a JSON error on stdout), exit status 1: the message, and what
+/// to do about it in the CLI's words.
 fn report(out: Output, e: &Error) -> ExitCode {
+    let said = match e.hint() {
+        Some(h) => format!("{}; {}", e.full_message(), hint(h)),
+        None => e.full_message(),
+    };
     if out.json {
-        let doc = serde_json::json!({ "error": { "kind": e.kind().as_str(), "message": e.full_message() } });
+        let doc = serde_json::json!({ "error": { "kind": e.kind().as_str(), "message": said, "hint": e.hint() } });
         output::stdout_line(&doc.to_string());
     } else {
-        eprintln!("error: {}", e.full_message());
+        eprintln!("error: {said}");
     }
     ExitCode::FAILURE
+}
+
+/// What to do about an error, in the CLI's words (its flags and commands).
+fn hint(h: &dr_core::Hint) -> String {
+    use dr_core::Hint;
+    match h {
+        Hint::Repository => "give the repository with --repo URL (or DRKIT_REPO)".to_owned(),
+        Hint::InitRepository { url } => format!("create one with `drkit repo init --repo {url}`"),
+        Hint::Source => "name the source (--source URL-or-database) or a snapshot id".to_owned(),
+        Hint::Namespace => "check the name, the namespace (-n) and the context (--context)".to_owned(),
+        Hint::Var { name } => format!("pass --var {name}=…"),
+        Hint::RerunOrSkip { run, step } => format!(
+            "resume with `drkit run --resume {run} --rerun {step}` (run it again) or `--skip {step}` (count it as done)"
+        ),
+        Hint::TakeOver { run } => format!("if its machine is dead: `drkit run --resume {run} --take-over`"),
+        Hint::CleanOrSwap => "pass --clean to replace its objects in place, --swap to restore beside it and switch, or name a new database".to_owned(),
+        Hint::ListSnapshots => "list them with `drkit snapshots`".to_owned(),
+        Hint::VerifyRepository => "run `drkit verify` to list every damaged chunk, and restore from another snapshot or a copy".to_owned(),
+        Hint::ListRuns => "list them with `drkit runs`".to_owned(),
+        _ => String::new(),
+    }
 }

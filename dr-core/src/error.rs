@@ -72,11 +72,59 @@ impl fmt::Display for ErrorKind {
 
 type Source = Box<dyn std::error::Error + Send + Sync + 'static>;
 
-/// A drkit error: kind, human message, optional cause.
+/// What to do about an error, as data: the message says what failed in words every
+/// frontend shares, and each frontend says the hint in its own (a flag of the CLI, a
+/// keyword argument in Python).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "do", rename_all = "snake_case")]
+#[non_exhaustive]
+pub enum Hint {
+    /// Name the repository to use.
+    Repository,
+    /// Create a repository at `url`.
+    InitRepository {
+        /// Where.
+        url: String,
+    },
+    /// Name the source `latest` is about (a URL or a database name), or a snapshot id.
+    Source,
+    /// Name the Kubernetes namespace (and check the name and the context).
+    Namespace,
+    /// Give variable `name` a value.
+    Var {
+        /// The variable.
+        name: String,
+    },
+    /// Resume run `run`: with `rerun` (run the step again) or `skip` (count it done).
+    RerunOrSkip {
+        /// The run.
+        run: String,
+        /// The step in flight.
+        step: String,
+    },
+    /// Resume run `run`, taking its lock over once its lease has run out unrenewed.
+    TakeOver {
+        /// The run.
+        run: String,
+    },
+    /// Replace what the target database holds (clean), or restore beside it and switch
+    /// (swap).
+    CleanOrSwap,
+    /// List the snapshots.
+    ListSnapshots,
+    /// Verify the repository to list every damaged chunk, and restore from another
+    /// snapshot or a copy.
+    VerifyRepository,
+    /// List the runs.
+    ListRuns,
+}
+
+/// A drkit error: kind, human message, optional cause, optional hint.
 pub struct Error {
     kind: ErrorKind,
     message: String,
     source: Option<Source>,
+    hint: Option<Hint>,
 }
 
 impl Error {
@@ -86,7 +134,21 @@ impl Error {
             kind,
             message: message.into(),
             source: None,
+            hint: None,
         }
+    }
+
+    /// Says what to do about it (see [`Hint`]).
+    #[must_use]
+    pub fn with_hint(mut self, hint: Hint) -> Self {
+        self.hint = Some(hint);
+        self
+    }
+
+    /// What to do about it, for a frontend to say in its own words.
+    #[must_use]
+    pub fn hint(&self) -> Option<&Hint> {
+        self.hint.as_ref()
     }
 
     /// Attaches the underlying cause.

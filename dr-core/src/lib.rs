@@ -30,4 +30,4 @@ pub mod testing;
 pub mod traffic;
 pub mod wait;
 
-pub use error::{Error, ErrorKind, Result};
+pub use error::{Error, ErrorKind, Hint, Result};

@@ -180,7 +180,10 @@ async fn opening_an_empty_store_says_how_to_init() {
         .await
         .unwrap_err();
     assert_eq!(e.kind(), ErrorKind::NotFound);
-    assert!(e.to_string().contains("drkit repo init"), "{e}");
+    assert!(
+        matches!(e.hint(), Some(dr_core::Hint::InitRepository { .. })),
+        "says how to create one: {e}"
+    );
     let store = MemoryStore::new();
     Repository::init(store.clone(), &InitOptions::unencrypted())
         .await

@@ -81,7 +81,10 @@ create_exception!(
 /// The one conversion from drkit errors to Python exceptions.
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(to_py)`
 pub fn to_py(e: Error) -> PyErr {
-    let msg = e.full_message();
+    let msg = match e.hint() {
+        Some(h) => format!("{}; {}", e.full_message(), hint(h)),
+        None => e.full_message(),
+    };
     match e.kind() {
         ErrorKind::NotFound => NotFoundError::new_err(msg),
         ErrorKind::AlreadyExists => AlreadyExistsError::new_err(msg),
@@ -95,6 +98,27 @@ pub fn to_py(e: Error) -> PyErr {
         ErrorKind::WrongKey => WrongKeyError::new_err(msg),
         ErrorKind::External => ExternalError::new_err(msg),
         _ => DrkitError::new_err(msg),
+    }
+}
+
+/// What to do about an error, in Python's words (keyword arguments and methods).
+fn hint(h: &dr_core::Hint) -> String {
+    use dr_core::Hint;
+    match h {
+        Hint::Repository => "pass repo= (a drkit.Repository)".to_owned(),
+        Hint::InitRepository { url } => format!("create one with drkit.Repository.init({url:?}, …)"),
+        Hint::Source => "pass source= (a URL or a database name), or a snapshot id".to_owned(),
+        Hint::Namespace => "check the name, namespace= and the Kubernetes context".to_owned(),
+        Hint::Var { name } => format!("pass vars={{{name:?}: …}}"),
+        Hint::RerunOrSkip { run, step } => format!(
+            "resume with drkit.resume({run:?}, rerun=[{step:?}]) (run it again) or skip=[{step:?}] (count it as done)"
+        ),
+        Hint::TakeOver { run } => format!("if its machine is dead: drkit.resume({run:?}, take_over=True)"),
+        Hint::CleanOrSwap => "pass mode=\"clean\" to replace its objects in place, mode=\"swap\" to restore beside it and switch, or name a new database".to_owned(),
+        Hint::ListSnapshots => "list them with Repository.snapshots()".to_owned(),
+        Hint::VerifyRepository => "run Repository.verify() to list every damaged chunk, and restore from another snapshot or a copy".to_owned(),
+        Hint::ListRuns => "list them with `drkit runs` (the same repository)".to_owned(),
+        _ => String::new(),
     }
 }
 

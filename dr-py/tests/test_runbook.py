@@ -103,7 +103,7 @@ def test_a_python_action_killed_mid_step_is_resumed_with_a_question(tmp_path):
         return {"done": True}
 
     run_id = [r for r in os.listdir(tmp_path / "repo" / "runs")][0]
-    with pytest.raises(drkit.ConflictError, match="--rerun slow"):
+    with pytest.raises(drkit.ConflictError, match=r'rerun=\["slow"\]'):
         drkit.resume(run_id, repo=repo)
     go.touch()
     resumed = drkit.resume(run_id, repo=repo, rerun=["slow"])

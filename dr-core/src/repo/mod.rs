@@ -167,7 +167,10 @@ impl Repository {
         let raw = match store.get_bytes(CONFIG_KEY).await {
             Ok(raw) => raw,
             Err(e) if e.kind() == ErrorKind::NotFound => {
-                return Err(err!(NotFound, "no drkit repository at {url} (no config object); create one with `drkit repo init --repo {url}`"));
+                return Err(
+                    err!(NotFound, "no drkit repository at {url} (no config object)")
+                        .with_hint(crate::Hint::InitRepository { url }),
+                );
             }
             Err(e) => return Err(e.context(format!("opening repository at {url}"))),
         };

@@ -95,7 +95,7 @@ impl Repository {
                 async move {
                     this.read_chunk(c)
                         .await
-                        .map_err(|e: Error| e.context(format!("snapshot {id}")).with_hint())
+                        .map_err(|e: Error| e.context(format!("snapshot {id}")).corrupt_hint())
                 }
             })
             .buffered(self.parallelism());
@@ -179,11 +179,10 @@ impl Repository {
 }
 
 impl Error {
-    /// Appends the standard advice for corrupt data.
-    fn with_hint(self) -> Self {
+    /// Corrupt data: says to verify the repository and restore from elsewhere.
+    fn corrupt_hint(self) -> Self {
         if self.kind() == ErrorKind::Corrupt {
-            let msg = format!("{}; run `drkit verify` to list every damaged chunk, and restore from another snapshot or a copy", self.message());
-            Error::new(ErrorKind::Corrupt, msg)
+            self.with_hint(crate::Hint::VerifyRepository)
         } else {
             self
         }

@@ -158,10 +158,11 @@ impl Repository {
             if s.kind.as_str() != kind {
                 return Err(crate::err!(
                     InvalidInput,
-                    "snapshot {} is a {} snapshot; this takes {kind} snapshots (list them with `drkit snapshots`)",
+                    "snapshot {} is a {} snapshot; this takes {kind} snapshots",
                     s.id,
                     s.kind.as_str()
-                ));
+                )
+                .with_hint(crate::Hint::ListSnapshots));
             }
             return Ok(s);
         }
@@ -254,18 +255,20 @@ fn one_source(
     };
     let listed = || sources.iter().cloned().collect::<Vec<_>>().join(", ");
     match chosen.len() {
-            0 => Err(crate::err!(
-                NotFound,
-                "no {kind} snapshot of {} in {url} (its sources: {}); name the source (--source URL-or-database) or a snapshot id",
-                pick.source.as_deref().or(into).unwrap_or("that source"),
-                listed()
-            )),
-            1 => Ok(chosen.into_iter().next().expect("one")),
-            _ => Err(crate::err!(
-                InvalidInput,
-                "`latest` is ambiguous in {url}: {kind} snapshots of {} sources ({}); name the source (--source URL-or-database) or a snapshot id",
-                chosen.len(),
-                chosen.join(", ")
-            )),
-        }
+        0 => Err(crate::err!(
+            NotFound,
+            "no {kind} snapshot of {} in {url} (its sources: {})",
+            pick.source.as_deref().or(into).unwrap_or("that source"),
+            listed()
+        )
+        .with_hint(crate::Hint::Source)),
+        1 => Ok(chosen.into_iter().next().expect("one")),
+        _ => Err(crate::err!(
+            InvalidInput,
+            "`latest` is ambiguous in {url}: {kind} snapshots of {} sources ({})",
+            chosen.len(),
+            chosen.join(", ")
+        )
+        .with_hint(crate::Hint::Source)),
+    }
 }

@@ -249,11 +249,8 @@ impl StepContext {
     /// The repository, for actions that read or write snapshots.
     pub fn repository(&self) -> Result<&crate::repo::Repository> {
         self.repo.as_ref().ok_or_else(|| {
-            err!(
-                InvalidInput,
-                "step {:?} needs a repository: run it with --repo (or DRKIT_REPO)",
-                self.step
-            )
+            err!(InvalidInput, "step {:?} needs a repository", self.step)
+                .with_hint(crate::Hint::Repository)
         })
     }
 

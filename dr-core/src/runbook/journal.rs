@@ -384,11 +384,8 @@ impl Journals {
             .await
             .map_err(|e| {
                 if e.kind() == ErrorKind::NotFound {
-                    err!(
-                        NotFound,
-                        "no run {run} in {}; list them with `drkit runs`",
-                        self.store.url()
-                    )
+                    err!(NotFound, "no run {run} in {}", self.store.url())
+                        .with_hint(crate::Hint::ListRuns)
                 } else {
                     e
                 }
@@ -447,10 +444,7 @@ impl Journals {
     pub async fn resolve(&self, given: &str) -> Result<RunId> {
         let given = given.trim();
         if given.is_empty() {
-            return Err(err!(
-                InvalidInput,
-                "no run id given; list them with `drkit runs`"
-            ));
+            return Err(err!(InvalidInput, "no run id given").with_hint(crate::Hint::ListRuns));
         }
         let ids = self.run_ids().await?;
         if let Some(exact) = ids.iter().find(|i| **i == given) {
@@ -462,11 +456,8 @@ impl Journals {
             .collect();
         match matching.as_slice() {
             [one] => Ok((*one).clone()),
-            [] => Err(err!(
-                NotFound,
-                "no run {given} in {}; list them with `drkit runs`",
-                self.store.url()
-            )),
+            [] => Err(err!(NotFound, "no run {given} in {}", self.store.url())
+                .with_hint(crate::Hint::ListRuns)),
             many => Err(err!(
                 InvalidInput,
                 "run id {given:?} is ambiguous: {} runs start with it ({}); give more of it",

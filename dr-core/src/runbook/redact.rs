@@ -173,7 +173,12 @@ impl Redactor {
         if clean == e.message() && e.causes().next().is_none() {
             return e;
         }
-        Error::new(e.kind(), clean)
+        let hint = e.hint().cloned();
+        let out = Error::new(e.kind(), clean);
+        match hint {
+            Some(h) => out.with_hint(h),
+            None => out,
+        }
     }
 }
 

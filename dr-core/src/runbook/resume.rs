@@ -151,10 +151,14 @@ impl Engine {
                 let Some(outputs) = action.probe(&ctx, &with).await? else {
                     return Err(err!(
                         Conflict,
-                        "run {}: step {step_id:?} ({}, not idempotent) was running when the run stopped, and drkit cannot tell whether it took effect; look at the system, then resume with --rerun {step_id} (run it again) or --skip {step_id} (count it as done)",
+                        "run {}: step {step_id:?} ({}, not idempotent) was running when the run stopped, and drkit cannot tell whether it took effect; look at the system, then resume it choosing: run it again, or count it as done",
                         run.id,
                         step.action
-                    ));
+                    )
+                    .with_hint(crate::Hint::RerunOrSkip {
+                        run: run.id.to_string(),
+                        step: step_id.to_string(),
+                    }));
                 };
                 let mut j = run.journal.lock().await;
                 j.append(EventKind::Note {
@@ -305,11 +309,12 @@ async fn take_run_lock(
             };
             return Err(err!(
                 Conflict,
-                "run {id} is still running: {} holds its lock until {} (token {}); {alive}. Wait for it to finish, or stop it (Ctrl-C or SIGTERM journal where it stopped). If its machine is dead, resume with --take-over: drkit then waits until the lease runs out unrenewed, and takes over",
+                "run {id} is still running: {} holds its lock until {} (token {}); {alive}. Wait for it to finish, or stop it (Ctrl-C or SIGTERM journal where it stopped). If its machine is dead, resume taking the lock over: drkit then waits until the lease runs out unrenewed, and takes over",
                 describe(&held),
                 held.expires,
                 held.token
-            ));
+            )
+            .with_hint(crate::Hint::TakeOver { run: id.to_string() }));
         }
         if held.process.as_ref().map(crate::lock::ProcessId::liveness) == Some(Liveness::Alive) {
             return Err(err!(

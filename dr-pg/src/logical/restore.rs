@@ -275,9 +275,10 @@ async fn prepare_target(
             if tables > 0 {
                 return Err(err!(
                     Conflict,
-                    "database {db:?} on {} already holds {tables} tables; nothing was changed. Pass --clean to replace its objects in place, --swap to restore beside it and switch, or name a new database",
+                    "database {db:?} on {} already holds {tables} tables; nothing was changed",
                     target.server()
-                ));
+                )
+                .with_hint(dr_core::Hint::CleanOrSwap));
             }
             (db.clone(), false)
         }
