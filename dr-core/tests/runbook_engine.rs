@@ -858,3 +858,67 @@ steps:
         "{e}"
     );
 }
+
+/// A variable's value is checked where it is used before anything runs; an `assert:`
+/// reads its expression over the run's names; a misspelt filter is named even on a
+/// variable only the run will know.
+#[tokio::test]
+async fn values_are_checked_where_used_before_the_run_and_assert_reads_expressions() {
+    let w = world();
+    let yaml = r#"version: 1
+name: checked
+vars:
+  pause: { env: CHECKED_PAUSE_NEVER_SET }
+steps:
+  - id: one
+    action: test.count
+  - id: nap
+    action: wait
+    needs: [one]
+    with: { for: "${vars.pause}" }
+  - id: sure
+    action: assert
+    needs: [nap]
+    with: { that: "steps.one.outputs.n == 1 and vars.pause == '10ms'" }
+"#;
+    let (rb, map) = parse_yaml(yaml, "checked.yaml").unwrap();
+    let bad = RunOptions {
+        vars: [("pause".to_owned(), json!("soon"))].into_iter().collect(),
+        ..RunOptions::default()
+    };
+    let e = w.engine.run(&rb, &map, &bad).await.unwrap_err();
+    assert!(e.to_string().contains("checked.yaml:11:"), "{e}");
+    assert!(e.to_string().contains("\"soon\" is not a duration"), "{e}");
+    assert_eq!(
+        w.counter.runs.load(Ordering::SeqCst),
+        0,
+        "nothing ran before the value was checked"
+    );
+    let good = RunOptions {
+        vars: [("pause".to_owned(), json!("10ms"))].into_iter().collect(),
+        ..RunOptions::default()
+    };
+    let run = w.engine.run(&rb, &map, &good).await.unwrap();
+    assert_eq!(run.outcome, "succeeded", "{run:#?}");
+    let failing = yaml.replace("n == 1", "n == 99");
+    let (rb, map) = parse_yaml(&failing, "checked.yaml").unwrap();
+    let run = w.engine.run(&rb, &map, &good).await.unwrap();
+    assert_eq!(run.outcome, "failed");
+    assert!(run
+        .step("sure")
+        .unwrap()
+        .note
+        .as_deref()
+        .unwrap_or_default()
+        .contains("assertion failed"));
+
+    let e = w
+        .engine
+        .load(
+            &yaml.replace("${vars.pause}", "${vars.pause | bogus}"),
+            "f.yaml",
+        )
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unknown filter \"bogus\""), "{e}");
+}

@@ -385,7 +385,18 @@ impl TypedAction for PgRestore {
         let Ok(repo) = ctx.repository() else {
             return Ok(vec![format!("restores a dump into {}", p.url)]);
         };
-        let snap = crate::dump_for(repo, &p.pick(), &p.url).await?;
+        let snap = match crate::dump_for(repo, &p.pick(), &p.url).await {
+            Ok(snap) => snap,
+            // An earlier step of the run may take it (pg.backup, then pg.restore).
+            Err(e) if e.kind() == dr_core::ErrorKind::NotFound => {
+                return Ok(vec![format!(
+                    "restores a dump into {}: none there now ({}); an earlier step must take it",
+                    p.url,
+                    e.message()
+                )])
+            }
+            Err(e) => return Err(e),
+        };
         Ok(vec![format!(
             "restores snapshot {} (of {}, {}) into {} ({:?})",
             snap.id, snap.source, snap.finished_at, p.url, p.options.mode

@@ -28,6 +28,15 @@ pub async fn ready(url: &ConnInfo, limit: Duration) -> Result<Ready> {
                     seconds: started.elapsed().as_secs_f64(),
                 })
             }
+            // A refused password or a missing database does not get better by waiting.
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    dr_core::ErrorKind::PermissionDenied | dr_core::ErrorKind::NotFound
+                ) =>
+            {
+                return Err(e)
+            }
             Err(e) if started.elapsed() >= limit => {
                 return Err(e.context(format!(
                     "{url} not ready within {}",
@@ -219,30 +228,73 @@ pub async fn query(url: &ConnInfo, options: &QueryOptions) -> Result<Rows> {
         .start()
         .await
         .map_err(|e| err!(External, "BEGIN READ ONLY on {url}: {}", db_error(&e)))?;
+    // Postgres turns each row into JSON (numbers stay numbers); the query on lines of its
+    // own, so that a trailing comment ends there.
     let wrapped = format!(
-        "SELECT row_to_json(q)::text FROM ({sql}) AS q LIMIT {}",
+        "SELECT row_to_json(q)::text FROM (\n{sql}\n) AS q LIMIT {}",
         limit.saturating_add(1)
     );
-    let found = tx
-        .query(&wrapped, &[])
+    tx.batch_execute("SAVEPOINT drkit_query")
         .await
-        .map_err(|e| err!(External, "{sql:?} on {url}: {}", db_error(&e)))?;
-    let mut rows = Vec::new();
-    for r in found.iter().take(limit) {
-        let text: String = r.get(0);
-        let Value::Object(m) = serde_json::from_str(&text)
-            .map_err(|e| err!(Corrupt, "a row of {sql:?} is not JSON: {e}"))?
-        else {
-            continue;
-        };
-        rows.push(m);
+        .map_err(|e| err!(External, "SAVEPOINT on {url}: {}", db_error(&e)))?;
+    match tx.query(&wrapped, &[]).await {
+        Ok(found) => {
+            let mut rows = Vec::new();
+            for r in found.iter().take(limit) {
+                let text: String = r.get(0);
+                if let Value::Object(m) = serde_json::from_str(&text)
+                    .map_err(|e| err!(Corrupt, "a row of {sql:?} is not JSON: {e}"))?
+                {
+                    rows.push(m);
+                }
+            }
+            Ok(Rows {
+                row: rows.first().cloned(),
+                count: rows.len(),
+                truncated: found.len() > limit,
+                rows,
+            })
+        }
+        // Not a query that can be read from (SHOW, EXPLAIN, a statement): run it as it is,
+        // its values as text; Postgres names what it refuses in a read-only transaction.
+        Err(e) if e.code() == Some(&tokio_postgres::error::SqlState::SYNTAX_ERROR) => {
+            tx.batch_execute("ROLLBACK TO SAVEPOINT drkit_query")
+                .await
+                .map_err(|e| err!(External, "ROLLBACK TO SAVEPOINT on {url}: {}", db_error(&e)))?;
+            let messages = tx
+                .simple_query(sql)
+                .await
+                .map_err(|e| err!(External, "{sql:?} on {url}: {}", db_error(&e)))?;
+            let all: Vec<Map<String, Value>> = messages
+                .iter()
+                .filter_map(|m| match m {
+                    tokio_postgres::SimpleQueryMessage::Row(r) => Some(
+                        r.columns()
+                            .iter()
+                            .enumerate()
+                            .map(|(i, c)| {
+                                (
+                                    c.name().to_owned(),
+                                    r.get(i)
+                                        .map_or(Value::Null, |v| Value::String(v.to_owned())),
+                                )
+                            })
+                            .collect(),
+                    ),
+                    _ => None,
+                })
+                .collect();
+            let truncated = all.len() > limit;
+            let rows: Vec<Map<String, Value>> = all.into_iter().take(limit).collect();
+            Ok(Rows {
+                row: rows.first().cloned(),
+                count: rows.len(),
+                truncated,
+                rows,
+            })
+        }
+        Err(e) => Err(err!(External, "{sql:?} on {url}: {}", db_error(&e))),
     }
-    Ok(Rows {
-        row: rows.first().cloned(),
-        count: rows.len(),
-        truncated: found.len() > limit,
-        rows,
-    })
 }
 
 #[cfg(test)]

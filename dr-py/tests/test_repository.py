@@ -63,7 +63,7 @@ def test_backup_restore_verify(tmp_path, cluster):
 
 
 def test_errors_are_typed_and_say_what_to_do(tmp_path, cluster):
-    with pytest.raises(drkit.NotFoundError, match="drkit repo init"):
+    with pytest.raises(drkit.NotFoundError, match=r"create one with drkit\.Repository\.init\("):
         drkit.Repository.open(f"file://{tmp_path}/nothing", password="x")
     drkit.Repository.init(f"file://{tmp_path}/repo", password="right")
     with pytest.raises(drkit.WrongKeyError):
@@ -191,6 +191,21 @@ def test_sql_runs_as_the_steps_run_it(cluster):
     rows = drkit.sql_query(url, "SELECT count(*) AS n, max(n) AS top FROM t")
     assert rows["row"] == {"n": 3, "top": 3}
     assert drkit.sql_query(url, "SELECT n FROM t ORDER BY n", limit=2) == {"row": {"n": 1}, "rows": [{"n": 1}, {"n": 2}], "count": 2, "truncated": True}
+    assert drkit.sql_query(url, "SELECT 1 AS one -- a comment ends the line")["row"] == {"one": 1}
+    assert drkit.sql_query(url, "SHOW server_version_num")["row"]["server_version_num"].startswith("15")
+    with pytest.raises(drkit.ExternalError, match="read-only transaction"):
+        drkit.sql_query(url, "DELETE FROM t")
+    assert drkit.sql_query(url, "SELECT count(*) AS n FROM t")["row"] == {"n": 3}
+    wrong = url.replace(f":{drkit_password(url)}@", ":not-the-password@")
+    with pytest.raises(drkit.PermissionDeniedError):
+        drkit.pg_ready(wrong, timeout=600)
     with pytest.raises(drkit.InvalidInputError, match="cannot run inside a transaction"):
         drkit.sql_exec(admin, ["DROP DATABASE sql_py"], transaction=True)
     assert psql(cluster, "postgres", "SELECT count(*) FROM pg_database WHERE datname = 'sql_py'") == "1"
+
+
+def drkit_password(url: str) -> str:
+    """The password in a postgres:// URL."""
+    from urllib.parse import urlparse
+
+    return urlparse(url).password or ""

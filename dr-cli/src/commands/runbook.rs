@@ -246,6 +246,13 @@ fn timeline(s: &RunSummary) -> String {
             waiting.concat()
         );
     }
+    if matches!(s.outcome, RunOutcome::Interrupted | RunOutcome::Stopped) {
+        let _ = writeln!(
+            t,
+            "resumable: drkit run --resume {} (finished steps are not run again)",
+            s.id
+        );
+    }
     t.trim_end().to_owned()
 }
 
@@ -484,13 +491,15 @@ pub fn runbook(c: &RunbookCommand, out: Output) -> Result<u8> {
                 return Ok(0);
             }
             let mut specs = r.specs();
+            let mut kinds = r.kinds();
             if let Some(name) = name {
                 specs.retain(|s| &s.name == name);
-                if specs.is_empty() {
+                kinds.retain(|k| k == name);
+                if specs.is_empty() && kinds.is_empty() {
                     let near = r.closest(name);
                     return Err(dr_core::err!(
                         NotFound,
-                        "no action {name:?} in this build; {}",
+                        "no action or target kind {name:?} in this build; {}",
                         if near.is_empty() {
                             "list them with `drkit runbook actions`".to_owned()
                         } else {
@@ -499,40 +508,66 @@ pub fn runbook(c: &RunbookCommand, out: Output) -> Result<u8> {
                     ));
                 }
             }
-            let doc = serde_json::json!({"actions": specs, "target_kinds": r.kinds()});
-            out.emit(&doc, || {
-                let mut t = String::new();
-                for s in &specs {
-                    let _ = writeln!(
-                        t,
-                        "{}{}  {}",
-                        s.name,
-                        if s.idempotent {
-                            ""
-                        } else {
-                            " (not idempotent)"
-                        },
-                        s.summary
-                    );
-                    for p in &s.params {
-                        let _ = writeln!(
-                            t,
-                            "    {}{}: {}  {}",
-                            p.name,
-                            if p.required { "" } else { "?" },
-                            p.ty,
-                            p.description
-                        );
-                    }
-                    if !s.outputs.is_empty() {
-                        let names: Vec<&str> = s.outputs.iter().map(|o| o.name.as_str()).collect();
-                        let _ = writeln!(t, "    -> {}", names.join(", "));
-                    }
-                }
-                let _ = write!(t, "target kinds: {}", r.kinds().join(", "));
-                t
-            });
+            let fields: serde_json::Map<String, serde_json::Value> = kinds
+                .iter()
+                .filter_map(|k| {
+                    let f = r.kind(k)?.fields();
+                    Some((k.clone(), serde_json::to_value(f).unwrap_or_default()))
+                })
+                .collect();
+            let doc = serde_json::json!({"actions": specs, "target_kinds": kinds, "target_fields": fields});
+            out.emit(&doc, || actions_text(&r, &specs, &kinds));
             Ok(0)
         }
     }
+}
+
+/// The actions and target kinds as `drkit runbook actions` prints them.
+fn actions_text(
+    r: &dr_core::runbook::Registry,
+    specs: &[dr_core::runbook::ActionSpec],
+    kinds: &[String],
+) -> String {
+    let mut t = String::new();
+    for s in specs {
+        let _ = writeln!(
+            t,
+            "{}{}  {}",
+            s.name,
+            if s.idempotent {
+                ""
+            } else {
+                " (not idempotent)"
+            },
+            s.summary
+        );
+        for p in &s.params {
+            let _ = writeln!(
+                t,
+                "    {}{}: {}  {}",
+                p.name,
+                if p.required { "" } else { "?" },
+                p.ty,
+                p.description
+            );
+        }
+        if !s.outputs.is_empty() {
+            let names: Vec<&str> = s.outputs.iter().map(|o| o.name.as_str()).collect();
+            let _ = writeln!(t, "    -> {}", names.join(", "));
+        }
+    }
+    for k in kinds {
+        let _ = writeln!(t, "target kind {k}");
+        for f in r.kind(k).map(|k| k.fields()).unwrap_or_default() {
+            let _ = writeln!(
+                t,
+                "    {}{}: {}  {}",
+                f.name,
+                if f.required { "" } else { "?" },
+                f.ty,
+                f.description
+            );
+        }
+    }
+    t.trim_end().to_owned()
 }

@@ -184,6 +184,11 @@ pub struct StepContext {
     pub approvals: Approvals,
     /// Where the process groups it starts are recorded.
     pub processes: ProcessLog,
+    /// Every name expressions read (`vars`, `steps`, `run`, `now`), for an action that
+    /// [`Action::reads_scope`] (`assert` evaluates its `that:` over it); else null.
+    pub scope: Value,
+    /// The step's `severity:` (a `notify` step without one of its own says it at this).
+    pub severity: super::model::Severity,
 }
 
 impl StepContext {
@@ -203,6 +208,8 @@ impl StepContext {
             kill_grace: super::model::DEFAULT_KILL_GRACE,
             approvals: Approvals::default(),
             processes: ProcessLog::default(),
+            scope: Value::Null,
+            severity: super::model::Severity::default(),
         }
     }
 
@@ -334,10 +341,16 @@ pub trait Action: Send + Sync {
     }
 
     /// Checks the parameters before anything runs (values only known after an earlier
-    /// step read as the string `"<known after STEP>"`), naming the field refused.
-    fn check(&self, with: &Value) -> std::result::Result<(), super::ParamError> {
+    /// step read as the string `"<known after STEP>"`): every field refused, each named.
+    fn check(&self, with: &Value) -> Vec<super::ParamError> {
         let _ = with;
-        Ok(())
+        Vec::new()
+    }
+
+    /// Whether it evaluates expressions over the run's names (`assert`): its context
+    /// then carries them in `scope`.
+    fn reads_scope(&self) -> bool {
+        false
     }
 
     /// The target names among the parameters (checked to exist, and built, before the
@@ -387,10 +400,10 @@ pub trait TargetKind: Send + Sync {
         Value::Null
     }
     /// Checks its fields before anything runs (values not known yet read as
-    /// `"<known when the run starts: …>"`), naming the field refused.
-    fn check(&self, fields: &Map<String, Value>) -> std::result::Result<(), super::ParamError> {
+    /// `"<known when the run starts: …>"`): every field refused, each named.
+    fn check(&self, fields: &Map<String, Value>) -> Vec<super::ParamError> {
         let _ = fields;
-        Ok(())
+        Vec::new()
     }
     /// Builds target `name` from `fields` (variables already replaced).
     async fn build(&self, name: &str, fields: &Map<String, Value>) -> Result<Target>;

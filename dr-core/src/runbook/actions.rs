@@ -139,13 +139,14 @@ impl TypedAction for Assert {
     type Params = AssertParams;
     type Outputs = Nothing;
     const NAME: &'static str = "assert";
-    const SUMMARY: &'static str = "Fails unless `that` is true (a boolean, usually an interpolated output, or an expression).";
+    const READS_SCOPE: bool = true;
+    const SUMMARY: &'static str = "Fails unless `that` is true: a boolean (an interpolated output), or an expression over vars, steps, run and now as `if:` takes it (`steps.count.outputs.row.orders == steps.source.outputs.row.orders`).";
     const IDEMPOTENT: bool = true;
 
     async fn run(&self, ctx: &StepContext, p: AssertParams) -> Result<Outcome<Nothing>> {
         let holds = match &p.that {
             Value::Bool(b) => *b,
-            Value::String(s) => super::expr::condition(s, &json!({}))?,
+            Value::String(s) => super::expr::condition(s, &ctx.scope)?,
             Value::Null => false,
             Value::Number(n) => n.as_f64() != Some(0.0),
             _ => true,
@@ -289,9 +290,10 @@ impl TypedAction for Exec {
 pub struct NotifyParams {
     /// What to say.
     pub message: String,
-    /// Which notifiers take it (those whose `severities` hold it, or that list none).
+    /// Which notifiers take it (those whose `severities` hold it, or that list none);
+    /// by default the step's `severity:`.
     #[serde(default)]
-    pub severity: super::model::Severity,
+    pub severity: Option<super::model::Severity>,
     /// Fail the step when a notifier fails.
     #[serde(default)]
     pub required: bool,
@@ -333,8 +335,8 @@ impl TypedAction for Notify {
     const SUMMARY: &'static str = "Sends a message to the runbook's notifiers that take its severity (a step no notifier takes is refused before the run), with a status page's status and components; a notifier that fails is a warning in the outputs unless required.";
     const IDEMPOTENT: bool = true;
 
-    async fn plan(&self, _: &StepContext, p: NotifyParams) -> Result<Vec<String>> {
-        let severity = serde_json::to_value(p.severity).unwrap_or_default();
+    async fn plan(&self, ctx: &StepContext, p: NotifyParams) -> Result<Vec<String>> {
+        let severity = serde_json::to_value(p.severity.unwrap_or(ctx.severity)).unwrap_or_default();
         Ok(vec![format!(
             "notifies ({}): {}",
             severity.as_str().unwrap_or("medium"),
@@ -342,10 +344,11 @@ impl TypedAction for Notify {
         )])
     }
     async fn run(&self, ctx: &StepContext, p: NotifyParams) -> Result<Outcome<Notified>> {
-        tracing::info!("[{}] {:?}: {}", ctx.run_id, p.severity, p.message);
+        let severity = p.severity.unwrap_or(ctx.severity);
+        tracing::info!("[{}] {:?}: {}", ctx.run_id, severity, p.message);
         let m = super::notify::Message {
             text: p.message.clone(),
-            severity: p.severity,
+            severity,
             event: ctx.step.clone(),
             resolves: false,
             status: p.status,
@@ -556,8 +559,10 @@ impl TypedAction for DbHealth {
             ));
         }
         Ok(vec![format!(
-            "reads {} (now {:?}, {})",
-            h.name, h.role, h.status
+            "reads {} (now a {}, {})",
+            h.name,
+            DbState::from(&h).role,
+            h.status
         )])
     }
     async fn run(&self, ctx: &StepContext, p: DbParams) -> Result<Outcome<DbState>> {

@@ -467,6 +467,11 @@ impl Engine {
         let (vars, journaled) = Self::resolve_vars(rb, &options.vars, None)?;
         let redactor = Arc::new(Self::redactor(rb, &vars));
         let shown = |e: crate::Error| redactor.error(e);
+        // The variables' values where they are used, before anything runs.
+        let problems = validate::validate_with_vars(rb, map, &self.registry, Some(&vars));
+        if !problems.is_empty() {
+            return Err(shown(super::parse::report(&map.origin, &problems)));
+        }
         let targets = self.build_targets(rb, &vars).await.map_err(shown)?;
         let id = RunId::new();
         let (notifiers, _) = Self::notifiers(rb, &vars, &id, &redactor).map_err(shown)?;

@@ -74,9 +74,6 @@ pub fn split_reference(r: &str) -> (&str, Vec<&str>) {
 /// `value` through `filter`: `date("FORMAT")` on a timestamp, `duration` on seconds.
 /// A value not known yet (a plan's placeholder) stays as it is.
 fn apply_filter(value: Value, filter: &str) -> Result<Value> {
-    if value.as_str().is_some_and(|s| s.contains("<known ")) {
-        return Ok(value);
-    }
     let (name, arg) = match filter.split_once('(') {
         Some((name, rest)) => {
             let arg = rest
@@ -100,6 +97,10 @@ fn apply_filter(value: Value, filter: &str) -> Result<Value> {
         }
         None => (filter, None),
     };
+    let known = matches!((name, arg), ("date", Some(_)) | ("duration", None));
+    if known && value.as_str().is_some_and(|s| s.contains("<known ")) {
+        return Ok(value);
+    }
     match (name, arg) {
         ("date", Some(format)) => {
             let t: jiff::Timestamp = value
@@ -227,7 +228,7 @@ fn compile<'env>(
     expr: &'env str,
 ) -> Result<minijinja::Expression<'env, 'env>> {
     env.compile_expression(expr)
-        .map_err(|e| err!(InvalidInput, "if: {expr:?} is not an expression: {e}"))
+        .map_err(|e| err!(InvalidInput, "{expr:?} is not an expression: {e}"))
 }
 
 /// Checks an `if:` expression compiles, and returns the dotted paths it reads
@@ -248,7 +249,7 @@ pub fn condition(expr: &str, scope: &Value) -> Result<bool> {
     let env = minijinja::Environment::new();
     let v = compile(&env, expr)?
         .eval(minijinja::Value::from(minijinja::value::Serde(scope)))
-        .map_err(|e| err!(InvalidInput, "if: {expr:?} failed: {e}"))?;
+        .map_err(|e| err!(InvalidInput, "{expr:?} failed: {e}"))?;
     Ok(v.is_true())
 }
 

@@ -264,15 +264,29 @@ impl Engine {
                         break;
                     }
                     launched.insert(step.id.clone());
+                    let action = self.registry.get(&step.action).expect("validated").clone();
+                    let (scope, everything) = {
+                        let journal = run.journal.lock().await;
+                        (
+                            step_scope(run, journal.state(), step),
+                            // Only an action that reads expressions gets every name.
+                            if action.reads_scope() {
+                                scope_of(run, journal.state(), None)
+                            } else {
+                                Value::Null
+                            },
+                        )
+                    };
                     let task = StepTask {
                         step: step.clone(),
-                        action: self.registry.get(&step.action).expect("validated").clone(),
+                        action,
                         journal: run.journal.clone(),
-                        scope: step_scope(run, run.journal.lock().await.state(), step),
                         ctx: StepContext {
                             cancel: steps_token.child_token(),
+                            scope: everything,
                             ..context(self, run, step, options)
                         },
+                        scope,
                     };
                     tasks.spawn(async move {
                         let id = task.step.id.clone();
@@ -535,6 +549,8 @@ pub(super) fn context(
         kill_grace: step.kill_grace(),
         approvals: options.approvals(),
         processes: super::action::ProcessLog::new(run.journal.clone(), &step.id),
+        scope: Value::Null,
+        severity: step.severity,
     }
 }
 

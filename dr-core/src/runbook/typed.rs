@@ -67,6 +67,8 @@ pub trait TypedAction: Send + Sync + 'static {
     /// The parameter naming a declared target (checked to exist, built before the run),
     /// if any.
     const TARGET: Option<&'static str> = None;
+    /// Whether it evaluates expressions over the run's names (`StepContext::scope`).
+    const READS_SCOPE: bool = false;
 
     /// Whether a step with these parameters may run again after its run died mid-step
     /// (`IDEMPOTENT`, unless the parameters say more).
@@ -179,12 +181,16 @@ impl<A: TypedAction> Action for Typed<A> {
         read_params::<A::Params>(with).map_or(A::IDEMPOTENT, |p| self.0.idempotent(&p))
     }
 
-    fn check(&self, with: &Value) -> std::result::Result<(), ParamError> {
-        let p = check_params::<A::Params>(with)?;
-        match p {
-            Some(p) if !super::validate::is_unknown(with) => self.0.check(&p),
-            _ => Ok(()),
+    fn check(&self, with: &Value) -> Vec<ParamError> {
+        let (p, mut problems) = check_all::<A::Params>(with);
+        if let Some(p) = p.filter(|_| !super::validate::is_unknown(with)) {
+            problems.extend(self.0.check(&p).err());
         }
+        problems
+    }
+
+    fn reads_scope(&self) -> bool {
+        A::READS_SCOPE
     }
 
     fn targets(&self, with: &Value) -> Vec<String> {
@@ -249,8 +255,8 @@ impl<K: TypedTargetKind> TargetKind for TypedKind<K> {
     fn schema(&self) -> Value {
         schema_of::<K::Fields>()
     }
-    fn check(&self, fields: &Map<String, Value>) -> std::result::Result<(), ParamError> {
-        check_params::<K::Fields>(&Value::Object(fields.clone())).map(|_| ())
+    fn check(&self, fields: &Map<String, Value>) -> Vec<ParamError> {
+        check_all::<K::Fields>(&Value::Object(fields.clone())).1
     }
     async fn build(&self, name: &str, fields: &Map<String, Value>) -> Result<super::Target> {
         let f = read_params::<K::Fields>(&Value::Object(fields.clone())).map_err(|e| {
@@ -283,8 +289,8 @@ fn property_names<T: JsonSchema>() -> Vec<String> {
         .unwrap_or_default()
 }
 
-impl<'de, E: DeserializeOwned + JsonSchema, R: DeserializeOwned> serde::Deserialize<'de>
-    for Beside<E, R>
+impl<'de, E: DeserializeOwned + JsonSchema, R: DeserializeOwned + JsonSchema>
+    serde::Deserialize<'de> for Beside<E, R>
 {
     fn deserialize<D: de::Deserializer<'de>>(d: D) -> std::result::Result<Self, D::Error> {
         let mut rest = Map::<String, Value>::deserialize(d)?;
@@ -294,12 +300,17 @@ impl<'de, E: DeserializeOwned + JsonSchema, R: DeserializeOwned> serde::Deserial
                 extra.insert(k, v);
             }
         }
-        // A misspelt field is named by the message alone, so that it is placed at itself.
+        // A misspelt field is named by the message alone (so that it is placed at
+        // itself), with every field of both parts.
         let shown = |e: ParamError| {
-            de::Error::custom(if e.message.starts_with("unknown field") {
-                e.message
-            } else {
-                e.to_string()
+            de::Error::custom(match e.message.strip_prefix("unknown field `") {
+                Some(rest) => {
+                    let name = rest.split('`').next().unwrap_or_default();
+                    let mut all = property_names::<E>();
+                    all.extend(property_names::<R>());
+                    format!("unknown field `{name}`; the fields are {}", all.join(", "))
+                }
+                None => e.to_string(),
             })
         };
         let extra = read_params(&Value::Object(extra)).map_err(shown)?;
@@ -478,8 +489,41 @@ pub fn type_name(s: &Value) -> String {
 pub fn read_params<P: DeserializeOwned>(with: &Value) -> std::result::Result<P, ParamError> {
     serde_path_to_error::deserialize(Lenient(with)).map_err(|e| ParamError {
         field: path_text(e.path()),
-        message: e.inner().to_string(),
+        message: humane(&e.inner().to_string()),
     })
+}
+
+/// Every problem of `with` as `P`, each field's on its own (a bad field never hides
+/// another): after a problem, the field it is in is left out and the rest read again.
+/// Also the parameters, when they read.
+fn check_all<P: DeserializeOwned>(with: &Value) -> (Option<P>, Vec<ParamError>) {
+    let mut with = with.clone();
+    let mut found: Vec<ParamError> = Vec::new();
+    let mut left_out: Vec<String> = Vec::new();
+    loop {
+        let e = match check_params::<P>(&with) {
+            Ok(p) => return (p, found),
+            Err(e) => e,
+        };
+        // A field left out is missing now: every other field was read by then.
+        let missing = e
+            .message
+            .strip_prefix("missing field `")
+            .and_then(|r| r.split('`').next());
+        if missing.is_some_and(|m| left_out.iter().any(|l| l == m)) {
+            return (None, found);
+        }
+        let place = e.place();
+        let top = place.split('.').next().unwrap_or_default().to_owned();
+        found.push(e);
+        let Some(fields) = with.as_object_mut() else {
+            return (None, found);
+        };
+        if top.is_empty() || fields.remove(&top).is_none() {
+            return (None, found);
+        }
+        left_out.push(top);
+    }
 }
 
 /// Reads parameters some of whose values may not be known yet (`<known after STEP>`):
@@ -501,7 +545,7 @@ fn check_params<P: DeserializeOwned>(with: &Value) -> std::result::Result<Option
             Ok(p) => return Ok(Some(p)),
             Err(e) => e,
         };
-        let message = e.inner().to_string();
+        let message = humane(&e.inner().to_string());
         let about_field =
             message.starts_with("missing field") || message.starts_with("unknown field");
         match locate(&with, e.path(), &tried) {
@@ -523,6 +567,30 @@ fn check_params<P: DeserializeOwned>(with: &Value) -> std::result::Result<Option
             }
         }
     }
+}
+
+/// A serde message in a runbook author's words: `expected u32` is "expected a whole
+/// number", not a Rust type.
+fn humane(message: &str) -> String {
+    const NAMES: [(&str, &str); 12] = [
+        ("usize", "a whole number (0 or more)"),
+        ("u64", "a whole number (0 or more)"),
+        ("u32", "a whole number (0 or more)"),
+        ("u16", "a whole number from 0 to 65535"),
+        ("u8", "a whole number from 0 to 255"),
+        ("isize", "a whole number"),
+        ("i64", "a whole number"),
+        ("i32", "a whole number"),
+        ("i16", "a whole number"),
+        ("i8", "a whole number"),
+        ("f64", "a number"),
+        ("f32", "a number"),
+    ];
+    let mut out = message.to_owned();
+    for (rust, words) in NAMES {
+        out = out.replace(&format!("expected {rust}"), &format!("expected {words}"));
+    }
+    out
 }
 
 fn path_text(path: &serde_path_to_error::Path) -> String {
@@ -648,6 +716,23 @@ impl<'de> de::Deserializer<'de> for Lenient<'_> {
         deserialize_map => visit_map(Entries { iter: EMPTY.iter(), value: None }),
     }
 
+    // A number or a boolean where text is asked for (`argv: ["${vars.replicas}"]`, an
+    // `env:` value) is its text, as it would be inside a longer string.
+    fn deserialize_str<V: de::Visitor<'de>>(self, v: V) -> std::result::Result<V::Value, DeError> {
+        match self.0 {
+            Value::Number(n) => v.visit_string(n.to_string()),
+            Value::Bool(b) => v.visit_string(b.to_string()),
+            _ => self.deserialize_any(v),
+        }
+    }
+
+    fn deserialize_string<V: de::Visitor<'de>>(
+        self,
+        v: V,
+    ) -> std::result::Result<V::Value, DeError> {
+        self.deserialize_str(v)
+    }
+
     fn deserialize_option<V: de::Visitor<'de>>(
         self,
         v: V,
@@ -701,7 +786,7 @@ impl<'de> de::Deserializer<'de> for Lenient<'_> {
     }
 
     serde::forward_to_deserialize_any! {
-        char str string bytes byte_buf unit_struct tuple_struct identifier ignored_any
+        char bytes byte_buf unit_struct tuple_struct identifier ignored_any
         i128 u128
     }
 }
@@ -846,6 +931,20 @@ mod tests {
         assert_eq!(e.field, "timeout");
         let e = read_params::<P>(&json!({"port": 1})).unwrap_err();
         assert!(e.message.contains("missing field `url`"), "{e}");
+    }
+
+    #[test]
+    fn a_number_or_boolean_where_text_is_asked_for_is_its_text() {
+        #[derive(Debug, Deserialize)]
+        struct Argv {
+            argv: Vec<String>,
+            env: std::collections::BTreeMap<String, String>,
+        }
+        let a: Argv =
+            read_params(&json!({"argv": ["scale", 3], "env": {"ON": true, "N": 2.5}})).unwrap();
+        assert_eq!(a.argv, ["scale", "3"]);
+        assert_eq!(a.env["ON"], "true");
+        assert_eq!(a.env["N"], "2.5");
     }
 
     #[test]

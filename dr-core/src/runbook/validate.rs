@@ -130,8 +130,20 @@ pub fn find_cycle(rb: &Runbook) -> Option<Vec<String>> {
 
 /// Every problem `rb` has that can be found without touching a live system.
 #[must_use]
-#[allow(clippy::too_many_lines)] // one pass over the steps, one check after another
 pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagnostic> {
+    validate_with_vars(rb, map, registry, None)
+}
+
+/// [`validate`], with the values the variables will have in a run (`--var`, `env:`):
+/// a value that does not fit where it is used is named before anything runs.
+#[must_use]
+#[allow(clippy::too_many_lines)] // one pass over the steps, one check after another
+pub fn validate_with_vars(
+    rb: &Runbook,
+    map: &SourceMap,
+    registry: &Registry,
+    vars: Option<&serde_json::Map<String, Value>>,
+) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     if map.unreadable {
         return out;
@@ -152,7 +164,7 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
             "name the lock with `lock:` (runs with the same lock never run at once)".into(),
         );
     }
-    let start = plan_scope(rb);
+    let start = scope_with_vars(rb, vars);
     for (name, t) in &rb.targets {
         let Some(kind) = registry.kind(&t.kind) else {
             add(
@@ -166,15 +178,25 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
         if let Ok(Value::Object(fields)) =
             expr::resolve(&Value::Object(t.fields.clone()), &start, None)
         {
-            if let Err(e) = kind.check(&fields) {
+            for e in kind.check(&fields) {
                 let place = format!("targets.{name}.{}", e.place());
                 add(
                     &place,
                     format!("target {name:?} ({}): {e}", t.kind),
-                    format!(
-                        "see the fields of kind {} in `drkit runbook actions`",
-                        t.kind
-                    ),
+                    format!("see its fields with `drkit runbook actions {}`", t.kind),
+                );
+            }
+        }
+    }
+    let mut names = BTreeSet::new();
+    for n in &rb.notify {
+        if let Some(name) = n.get("name").and_then(Value::as_str) {
+            if !names.insert(name) {
+                add(
+                    "notify",
+                    format!("two notifiers are named {name:?}"),
+                    "give each notifier its own name (journals and warnings name them by it)"
+                        .into(),
                 );
             }
         }
@@ -307,7 +329,7 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
             );
         }
         if step.action == "notify" {
-            if let Some((place, message, fix)) = unheard(rb, step) {
+            if let Some((place, message, fix)) = unheard(rb, step, map.at("notify").is_some()) {
                 add(&format!("{here}.{place}"), message, fix);
             }
         }
@@ -438,11 +460,11 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
                 .unwrap_or("an earlier step");
             known_after(id)
         };
-        let scope = plan_scope(rb);
+        let scope = scope_with_vars(rb, vars);
         match expr::resolve(&step.with, &scope, Some(&placeholder)) {
             Ok(with) => {
                 // A parameter whose value is not known yet is checked when the run has it.
-                if let Err(e) = action.check(&with) {
+                for e in action.check(&with) {
                     let place = format!("{here}.with.{}", e.place());
                     let what = if e.field.is_empty() {
                         String::new()
@@ -495,9 +517,13 @@ pub fn validate(rb: &Runbook, map: &SourceMap, registry: &Registry) -> Vec<Diagn
 
 /// A `notify` step no notifier of the runbook takes (by its severity): where, why and
 /// the fix. A severity known only at run time is left to the run.
-fn unheard(rb: &Runbook, step: &Step) -> Option<(&'static str, String, String)> {
+fn unheard(
+    rb: &Runbook,
+    step: &Step,
+    notify_written: bool,
+) -> Option<(&'static str, String, String)> {
     let severity = match step.with.get("severity") {
-        None | Some(Value::Null) => Value::from("medium"),
+        None | Some(Value::Null) => serde_json::to_value(step.severity).unwrap_or_default(),
         Some(Value::String(s)) if s.contains("${") => return None,
         Some(v) => v.clone(),
     };
@@ -505,7 +531,8 @@ fn unheard(rb: &Runbook, step: &Step) -> Option<(&'static str, String, String)> 
         None => true,
         Some(list) => list.is_empty() || list.contains(&severity),
     };
-    if rb.notify.iter().any(takes) {
+    // A `notify:` section written but unreadable was reported as such.
+    if rb.notify.iter().any(takes) || (rb.notify.is_empty() && notify_written) {
         return None;
     }
     let shown = severity.as_str().unwrap_or("?").to_owned();
@@ -533,14 +560,20 @@ fn unheard(rb: &Runbook, step: &Step) -> Option<(&'static str, String, String)> 
 /// The scope a check sees: variables as their defaults (or a placeholder), no outputs.
 #[must_use]
 pub fn plan_scope(rb: &Runbook) -> Value {
+    scope_with_vars(rb, None)
+}
+
+/// [`plan_scope`], with the variables' values when they are known.
+fn scope_with_vars(rb: &Runbook, given: Option<&serde_json::Map<String, Value>>) -> Value {
     let vars: serde_json::Map<String, Value> = rb
         .vars
         .iter()
         .map(|(k, v)| {
-            (
-                k.clone(),
-                v.default.clone().unwrap_or_else(|| known_at_start(k)),
-            )
+            let value = given
+                .and_then(|g| g.get(k).cloned())
+                .or_else(|| v.default.clone())
+                .unwrap_or_else(|| known_at_start(k));
+            (k.clone(), value)
         })
         .collect();
     serde_json::json!({

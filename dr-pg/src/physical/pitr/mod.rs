@@ -38,8 +38,8 @@ pub struct PitrOptions {
     /// A base backup to use instead of choosing one.
     #[serde(default)]
     pub snapshot: Option<SnapshotRef>,
-    /// The drkit CLI the recovered server runs as its `restore_command` (default: see
-    /// [`drkit_binary`]).
+    /// The drkit CLI the recovered server runs as its `restore_command` (default:
+    /// `DRKIT_BIN`, else this program when it is drkit, else `drkit` on `PATH`).
     #[serde(default)]
     pub drkit: Option<PathBuf>,
     /// Extra `postgresql.auto.conf` settings (e.g. `port`), applied last.
