@@ -10,8 +10,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use dr_core::runbook::actions::{restore_call, split_endpoint, SwitchedRoute};
 use dr_core::runbook::{
-    Beside, Call, Outcome, ParamError, Registry, StepContext, Target, TypedAction, TypedKind,
-    TypedTargetKind,
+    Beside, Call, Outcome, ParamError, Provides, Registry, StepContext, Target, TypedAction,
+    TypedKind, TypedTargetKind,
 };
 use dr_core::traffic::{Destination, TrafficRouter};
 use dr_core::wait::Wait;
@@ -489,6 +489,7 @@ impl<P: RecordChange> TypedAction for Record<P> {
     const SUMMARY: &'static str = P::SUMMARY;
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(Provides::Router);
 
     fn check(&self, p: &P) -> std::result::Result<(), ParamError> {
         p.destination().map(|_| ())
@@ -524,6 +525,7 @@ struct RdsKind;
 impl TypedTargetKind for RdsKind {
     type Fields = Located<RdsInstance>;
     const KIND: &'static str = "rds";
+    const PROVIDES: Provides = Provides::Database;
 
     async fn build(&self, _: &str, f: Self::Fields) -> Result<Target> {
         let rds = rds(&f).await?;
@@ -553,6 +555,7 @@ struct Route53Kind;
 impl TypedTargetKind for Route53Kind {
     type Fields = Located<RecordName>;
     const KIND: &'static str = "route53";
+    const PROVIDES: Provides = Provides::Router;
 
     async fn build(&self, _: &str, f: Self::Fields) -> Result<Target> {
         let r53 = Route53::connect(&AwsConfig::resolve(&f.extra)?).await?;

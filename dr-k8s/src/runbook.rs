@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use dr_core::runbook::{
-    Beside, Call, Outcome, ParamError, Registry, StepContext, Target, TypedAction, TypedKind,
-    TypedTargetKind,
+    Beside, Call, Outcome, ParamError, Provides, Registry, StepContext, Target, TypedAction,
+    TypedKind, TypedTargetKind,
 };
 use dr_core::Result;
 use schemars::JsonSchema;
@@ -25,6 +25,9 @@ use crate::{
 };
 
 const WHAT: &str = "a Kubernetes cluster (kind: kubernetes)";
+
+/// What the `k8s.*` actions act on: a `kubernetes` target.
+const CLUSTER: Provides = Provides::Adapter("Kubernetes");
 
 /// Adds the `kubernetes` and `kubernetes_ingress` target kinds and the `k8s.*` actions.
 pub fn register(r: &mut Registry) {
@@ -84,6 +87,7 @@ struct KubernetesKind;
 impl TypedTargetKind for KubernetesKind {
     type Fields = ConnectOptions;
     const KIND: &'static str = "kubernetes";
+    const PROVIDES: Provides = CLUSTER;
 
     async fn build(&self, _: &str, options: ConnectOptions) -> Result<Target> {
         let k8s = Kubernetes::connect(&options).await?;
@@ -121,6 +125,7 @@ struct IngressKind;
 impl TypedTargetKind for IngressKind {
     type Fields = IngressFields;
     const KIND: &'static str = "kubernetes_ingress";
+    const PROVIDES: Provides = Provides::Router;
 
     async fn build(&self, _: &str, f: IngressFields) -> Result<Target> {
         let k8s = Kubernetes::connect(&ConnectOptions {
@@ -147,6 +152,7 @@ impl TypedAction for Export {
     const SUMMARY: &'static str = "Exports a namespace (Deployments, StatefulSets, DaemonSets, Services, ConfigMaps, Secrets, Ingresses, CronJobs, ServiceAccounts, RBAC, PVC specs) into the run's repository as a k8s snapshot: clean manifests, Secrets only encrypted.";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(CLUSTER);
 
     async fn plan(&self, _: &StepContext, p: Self::Params) -> Result<Vec<String>> {
         Ok(vec![format!(
@@ -172,6 +178,7 @@ impl TypedAction for Apply {
     const SUMMARY: &'static str = "Applies a k8s snapshot of the run's repository (latest: the newest export of `source`, or of the one namespace exported) into the target cluster with server-side apply as drkit, in dependency order, namespaces renamed by namespace_map; plan shows each object's diff against what is live.";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(CLUSTER);
 
     async fn plan(&self, ctx: &StepContext, mut p: Self::Params) -> Result<Vec<String>> {
         let k = cluster(ctx, &p)?;
@@ -211,6 +218,7 @@ impl TypedAction for Scale {
     const SUMMARY: &'static str = "Scales a Deployment or StatefulSet (compare-and-swap on the /scale subresource) and, with wait, waits until its replicas are ready or its pods are gone; compensated by scaling back to the previous count.";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(CLUSTER);
 
     async fn plan(&self, ctx: &StepContext, p: Self::Params) -> Result<Vec<String>> {
         Ok(vec![cluster(ctx, &p)?
@@ -258,6 +266,7 @@ impl TypedAction for WaitReady {
     const SUMMARY: &'static str = "Waits until a Deployment or StatefulSet has every replica updated, ready and available (watching it, no polling); fails at the timeout saying what it still waits for.";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(CLUSTER);
 
     async fn plan(&self, _: &StepContext, p: Self::Params) -> Result<Vec<String>> {
         Ok(vec![format!("waits until {} is ready", p.options.workload)])
@@ -282,6 +291,7 @@ impl TypedAction for RolloutStatus {
     const SUMMARY: &'static str = "kubectl rollout status: waits until the rollout of a Deployment or StatefulSet is done (the same wait as k8s.wait_ready).";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(CLUSTER);
 
     async fn plan(&self, _: &StepContext, p: Self::Params) -> Result<Vec<String>> {
         Ok(vec![format!(
@@ -318,6 +328,7 @@ impl TypedAction for RolloutUndo {
     const SUMMARY: &'static str = "Rolls a Deployment or StatefulSet back to the previous revision, or to_revision (found as kubectl does); compensated by rolling forward to the revision it left.";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(CLUSTER);
 
     async fn plan(&self, ctx: &StepContext, p: Self::Params) -> Result<Vec<String>> {
         let o = &p.options;
@@ -364,6 +375,7 @@ impl TypedAction for Restart {
     const SUMMARY: &'static str = "kubectl rollout restart: new pods for a Deployment or StatefulSet (the restartedAt annotation on its template).";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(CLUSTER);
 
     async fn plan(&self, _: &StepContext, p: Self::Params) -> Result<Vec<String>> {
         Ok(vec![format!("restarts the pods of {}", p.options.workload)])
@@ -388,6 +400,7 @@ impl TypedAction for SetEnv {
     const SUMMARY: &'static str = "Sets (or, with null, removes) environment variables of a workload's containers; outputs the old values, and compensation puts them back.";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(CLUSTER);
 
     async fn plan(&self, ctx: &StepContext, p: Self::Params) -> Result<Vec<String>> {
         Ok(cluster(ctx, &p)?
@@ -433,6 +446,7 @@ impl TypedAction for SecretSet {
     const SUMMARY: &'static str = "Sets keys of a Secret from values or an env file (compare-and-swap), keeping what it replaced in NAME-drkit-previous, then restarts the workloads that use it; values are never printed, journaled or planned; compensated by k8s.secret_restore.";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(CLUSTER);
 
     fn check(&self, p: &Self::Params) -> std::result::Result<(), ParamError> {
         if !p.options.rotate.is_empty() {
@@ -469,6 +483,7 @@ impl TypedAction for SecretRotate {
     const SUMMARY: &'static str = "Rotates keys of a Secret to fresh random values (a breach), keeping the old ones in NAME-drkit-previous, then restarts the workloads that use it; compensated by k8s.secret_restore.";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(CLUSTER);
 
     fn check(&self, p: &Self::Params) -> std::result::Result<(), ParamError> {
         if p.options.rotate.is_empty() {
@@ -513,6 +528,7 @@ impl TypedAction for SecretRestore {
     const SUMMARY: &'static str = "Puts back what the last k8s.secret_set or k8s.secret_rotate of a Secret replaced (from NAME-drkit-previous), then restarts its users.";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(CLUSTER);
 
     async fn plan(&self, _: &StepContext, p: Self::Params) -> Result<Vec<String>> {
         Ok(vec![format!(
@@ -551,6 +567,7 @@ impl TypedAction for NamespaceCreate {
     const SUMMARY: &'static str = "Creates a namespace with labels (an existing one is left as it is); compensated by deleting it when this step created it.";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(CLUSTER);
 
     async fn plan(&self, _: &StepContext, p: Self::Params) -> Result<Vec<String>> {
         Ok(vec![format!(
@@ -601,6 +618,7 @@ impl TypedAction for NamespaceDelete {
         "Deletes a namespace and waits until it is gone with everything in it.";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(CLUSTER);
 
     async fn plan(&self, _: &StepContext, p: Self::Params) -> Result<Vec<String>> {
         Ok(vec![format!(
@@ -648,6 +666,7 @@ impl TypedAction for WaitAvailable {
     const SUMMARY: &'static str = "Waits until every Deployment of a namespace is available.";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(CLUSTER);
 
     async fn plan(&self, _: &StepContext, p: Self::Params) -> Result<Vec<String>> {
         Ok(vec![format!(
@@ -693,6 +712,7 @@ impl TypedAction for PodDelete {
     const SUMMARY: &'static str = "Deletes a pod and waits until its controller has replaced it with a ready one (a StatefulSet's keeps the name).";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(CLUSTER);
 
     async fn plan(&self, _: &StepContext, p: Self::Params) -> Result<Vec<String>> {
         Ok(vec![format!(
@@ -734,6 +754,7 @@ impl TypedAction for Logs {
     const SUMMARY: &'static str = "The last tail (default 50) lines of each container of a pod, kept in the run's journal for the report.";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(CLUSTER);
 
     async fn plan(&self, _: &StepContext, p: Self::Params) -> Result<Vec<String>> {
         Ok(vec![format!(
@@ -815,6 +836,7 @@ impl TypedAction for Maintenance {
     const SUMMARY: &'static str = "Maintenance mode: state on points every backend of an Ingress at the maintenance Service (made from image: when given), keeping the Ingress as it was in an annotation; off puts it back exactly; compensated by the opposite state.";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(CLUSTER);
 
     async fn plan(&self, ctx: &StepContext, p: Self::Params) -> Result<Vec<String>> {
         let o = &p.options;
@@ -858,6 +880,7 @@ impl TypedAction for ConfigMapSet {
     const SUMMARY: &'static str = "Sets and removes keys of a ConfigMap (compare-and-swap on its resourceVersion); outputs the old values, and compensation puts them back.";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(CLUSTER);
 
     async fn plan(&self, ctx: &StepContext, p: Self::Params) -> Result<Vec<String>> {
         Ok(cluster(ctx, &p)?

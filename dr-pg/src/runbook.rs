@@ -8,7 +8,8 @@ use async_trait::async_trait;
 use dr_core::progress::NoProgress;
 use dr_core::repo::{Pick, SnapshotRef};
 use dr_core::runbook::{
-    Outcome, ParamError, Registry, StepContext, Target, TypedAction, TypedKind, TypedTargetKind,
+    Outcome, ParamError, Provides, Registry, StepContext, Target, TypedAction, TypedKind,
+    TypedTargetKind,
 };
 use dr_core::{err, Result};
 use schemars::JsonSchema;
@@ -51,6 +52,7 @@ struct PostgresKind;
 impl TypedTargetKind for PostgresKind {
     type Fields = PostgresFields;
     const KIND: &'static str = "postgres";
+    const PROVIDES: Provides = Provides::Database;
 
     async fn build(&self, _: &str, f: PostgresFields) -> Result<Target> {
         Ok(Target::Database(Arc::new(PgTarget::new(f.url))))

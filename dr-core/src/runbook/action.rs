@@ -296,6 +296,27 @@ impl StepContext {
     }
 }
 
+/// What a target of a kind is, as the actions that act on one need it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provides {
+    /// A database (`db.*`).
+    Database,
+    /// Where traffic goes (`traffic.*`, `route53.*`).
+    Router,
+    /// A client only its adapter's actions use (`kubernetes`).
+    Adapter(&'static str),
+}
+
+impl std::fmt::Display for Provides {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Database => f.write_str("a database"),
+            Self::Router => f.write_str("a traffic router"),
+            Self::Adapter(what) => write!(f, "a {what} cluster"),
+        }
+    }
+}
+
 /// A built target.
 #[derive(Clone)]
 pub enum Target {
@@ -353,6 +374,11 @@ pub trait Action: Send + Sync {
         false
     }
 
+    /// What its target must be (`None`: it takes none, or any).
+    fn target_is(&self) -> Option<Provides> {
+        None
+    }
+
     /// The target names among the parameters (checked to exist, and built, before the
     /// run).
     fn targets(&self, with: &Value) -> Vec<String> {
@@ -395,6 +421,10 @@ pub trait TargetKind: Send + Sync {
     fn kind(&self) -> &str;
     /// Its fields, documented.
     fn fields(&self) -> Vec<Field>;
+    /// What its targets are (`None`: not said; any action may use them).
+    fn provides(&self) -> Option<Provides> {
+        None
+    }
     /// The JSON Schema of its fields (`null`: not known).
     fn schema(&self) -> Value {
         Value::Null

@@ -547,6 +547,7 @@ impl TypedAction for DbHealth {
     const SUMMARY: &'static str = "Reads a database's availability, role, writability, endpoint (also as host and port) and lag; fails when it is unreachable.";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<super::action::Provides> = Some(super::action::Provides::Database);
 
     async fn plan(&self, ctx: &StepContext, p: DbParams) -> Result<Vec<String>> {
         let h = need(ctx, &p.target, Capability::Health)?.health().await?;
@@ -590,6 +591,7 @@ impl TypedAction for DbCheckLag {
     const SUMMARY: &'static str = "Fails unless a replica's replication lag is at most `max`.";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<super::action::Provides> = Some(super::action::Provides::Database);
 
     async fn plan(&self, ctx: &StepContext, p: LagParams) -> Result<Vec<String>> {
         let h = need(ctx, &p.target, Capability::ReplicationLag)?
@@ -638,6 +640,7 @@ impl TypedAction for DbPromote {
     const SUMMARY: &'static str = "Promotes a replica and waits until it takes writes; a primary is left alone. Outputs its endpoint, host and port.";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<super::action::Provides> = Some(super::action::Provides::Database);
 
     async fn plan(&self, ctx: &StepContext, p: DbParams) -> Result<Vec<String>> {
         let h = need(ctx, &p.target, Capability::Promote)?.health().await?;
@@ -669,6 +672,7 @@ impl TypedAction for DbFence {
         "Makes an old primary refuse writes (where it is still reachable) and waits until it does.";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<super::action::Provides> = Some(super::action::Provides::Database);
 
     async fn plan(&self, ctx: &StepContext, p: DbParams) -> Result<Vec<String>> {
         let h = need(ctx, &p.target, Capability::Fence)?.health().await?;
@@ -741,6 +745,7 @@ impl TypedAction for TrafficSwitch {
     const SUMMARY: &'static str = "Sends traffic to `to` ({set: ID}, {weights: {ID: N}}, {values: [..]}), waits until live and reads it back; compensated by traffic.restore.";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<super::action::Provides> = Some(super::action::Provides::Router);
 
     async fn plan(&self, ctx: &StepContext, p: SwitchParams) -> Result<Vec<String>> {
         let r = ctx.router(&p.target)?;
@@ -782,6 +787,7 @@ impl TypedAction for TrafficRestore {
     const SUMMARY: &'static str = "Puts a route back as it was (the `before` of traffic.switch).";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<super::action::Provides> = Some(super::action::Provides::Router);
 
     async fn plan(&self, _: &StepContext, p: RestoreParams) -> Result<Vec<String>> {
         Ok(vec![format!("puts {} back as it was", p.target)])

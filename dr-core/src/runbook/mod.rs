@@ -44,7 +44,8 @@ mod typed;
 mod validate;
 
 pub use action::{
-    Action, ActionSpec, Approvals, Field, Outcome, Registry, StepContext, Target, TargetKind,
+    Action, ActionSpec, Approvals, Field, Outcome, Provides, Registry, StepContext, Target,
+    TargetKind,
 };
 pub use engine::{Approver, Engine, LockFactory, RunOptions, StopHandle};
 pub use include::{expand_uses, read_file};

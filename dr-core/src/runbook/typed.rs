@@ -69,6 +69,9 @@ pub trait TypedAction: Send + Sync + 'static {
     const TARGET: Option<&'static str> = None;
     /// Whether it evaluates expressions over the run's names (`StepContext::scope`).
     const READS_SCOPE: bool = false;
+    /// What its `TARGET` must be: a step naming a target of another kind is refused
+    /// before the run.
+    const TARGET_IS: Option<super::action::Provides> = None;
 
     /// Whether a step with these parameters may run again after its run died mid-step
     /// (`IDEMPOTENT`, unless the parameters say more).
@@ -193,6 +196,10 @@ impl<A: TypedAction> Action for Typed<A> {
         A::READS_SCOPE
     }
 
+    fn target_is(&self) -> Option<super::action::Provides> {
+        A::TARGET_IS
+    }
+
     fn targets(&self, with: &Value) -> Vec<String> {
         A::TARGET
             .and_then(|f| with.get(f))
@@ -236,6 +243,8 @@ pub trait TypedTargetKind: Send + Sync + 'static {
     type Fields: DeserializeOwned + JsonSchema + Send;
     /// Its name in `kind:`.
     const KIND: &'static str;
+    /// What its targets are.
+    const PROVIDES: super::action::Provides;
 
     /// Builds target `name`.
     async fn build(&self, name: &str, fields: Self::Fields) -> Result<super::Target>;
@@ -248,6 +257,9 @@ pub struct TypedKind<K>(pub K);
 impl<K: TypedTargetKind> TargetKind for TypedKind<K> {
     fn kind(&self) -> &str {
         K::KIND
+    }
+    fn provides(&self) -> Option<super::action::Provides> {
+        Some(K::PROVIDES)
     }
     fn fields(&self) -> Vec<Field> {
         fields(&schema_of::<K::Fields>())

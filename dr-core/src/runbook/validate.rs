@@ -495,6 +495,35 @@ pub fn validate_with_vars(
                             },
                         );
                     }
+                    // A target of a kind that is not what the action acts on.
+                    let declared = rb.targets.get(&t).and_then(|spec| {
+                        Some((spec.kind.as_str(), registry.kind(&spec.kind)?.provides()?))
+                    });
+                    if let (Some(need), Some((kind, is))) = (action.target_is(), declared) {
+                        if need != is {
+                            let fitting: Vec<String> = rb
+                                .targets
+                                .iter()
+                                .filter(|(_, spec)| {
+                                    registry.kind(&spec.kind).and_then(|k| k.provides())
+                                        == Some(need)
+                                })
+                                .map(|(name, _)| name.clone())
+                                .collect();
+                            add(
+                                &format!("{here}.with.target"),
+                                format!(
+                                    "step {:?}: {} acts on {need}, but target {t:?} (kind {kind}) is {is}",
+                                    step.id, step.action
+                                ),
+                                if fitting.is_empty() {
+                                    format!("declare a target that is {need}")
+                                } else {
+                                    format!("use one of {}", fitting.join(", "))
+                                },
+                            );
+                        }
+                    }
                 }
             }
             Err(e) => add(
