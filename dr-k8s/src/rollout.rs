@@ -225,15 +225,20 @@ impl Kubernetes {
             let pending = revs.last().map_or(1, |(n, _)| n + 1);
             return Ok((revs, pending));
         }
+        // The revision whose template the workload runs: a Deployment's own annotation
+        // lags behind its new ReplicaSet for a moment after a change, the template does not.
+        let by_template = revs
+            .iter()
+            .rev()
+            .find(|(_, t)| same_template(t, &now))
+            .map(|(n, _)| *n);
         let current = match w.kind {
-            WorkloadKind::Deployment => obj["metadata"]["annotations"][REVISION]
-                .as_str()
-                .and_then(|r| r.parse().ok()),
-            WorkloadKind::StatefulSet => revs
-                .iter()
-                .rev()
-                .find(|(_, t)| same_template(t, &now))
-                .map(|(n, _)| *n),
+            WorkloadKind::Deployment => by_template.or_else(|| {
+                obj["metadata"]["annotations"][REVISION]
+                    .as_str()
+                    .and_then(|r| r.parse().ok())
+            }),
+            WorkloadKind::StatefulSet => by_template,
         }
         .or_else(|| revs.last().map(|(n, _)| *n))
         .unwrap_or(0);
