@@ -708,15 +708,7 @@ steps:
     let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     let run: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     assert_eq!(run["outcome"], "succeeded", "{printed}");
-    let outputs = |id: &str| {
-        run["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["id"] == id)
-            .unwrap()["outputs"]
-            .clone()
-    };
+    let outputs = |id: &str| dr_testkit::step(&run, id)["outputs"].clone();
     // The Secret: set, rotated, put back; its value never printed nor journaled.
     let secret = api.object("v1", "secrets", "shop", "db").unwrap();
     let value = secret["data"]["password"].as_str().unwrap().to_owned();

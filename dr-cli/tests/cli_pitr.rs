@@ -814,15 +814,7 @@ fn a_runbook_takes_a_base_backup_and_recovers_from_it() {
         ),
     );
     let run = drkit.json(&["run", recover.to_str().unwrap()]);
-    let step = |id: &str| {
-        run["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["id"] == id)
-            .unwrap()["outputs"]
-            .clone()
-    };
+    let step = |id: &str| dr_testkit::step(&run, id)["outputs"].clone();
     let wal = step("wal");
     assert_eq!(wal["ok"], true, "{run}");
     assert!(

@@ -325,15 +325,7 @@ fn the_deadline_runs_always_steps_and_ends_the_run_failed() {
         run["reason"].as_str().unwrap().contains("deadline (2s)"),
         "{run}"
     );
-    let state = |id: &str| {
-        run["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["id"] == id)
-            .unwrap()["state"]
-            .clone()
-    };
+    let state = |id: &str| dr_testkit::step(&run, id)["state"].clone();
     assert_eq!(state("slow"), "failed");
     assert_eq!(state("next"), "skipped");
     let next = run["steps"]
@@ -446,15 +438,7 @@ steps:
     let shown_json = d.run(&["--json", "runs", "show", &id]);
     let shown_doc: Value = serde_json::from_slice(&shown_json.stdout).unwrap();
     // The run did what it was asked, and the failure is there to read, masked.
-    let step = |id: &str| {
-        shown_doc["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["id"] == id)
-            .unwrap()
-            .clone()
-    };
+    let step = |id: &str| dr_testkit::step(&shown_doc, id);
     assert_eq!(step("show")["state"], "succeeded");
     assert_eq!(step("alter")["state"], "failed");
     let stdout = step("show")["outputs"]["stdout"]

@@ -627,8 +627,7 @@ steps:
         .find(|t| t.key() == Some("drkit:request"))
         .and_then(|t| t.value());
     assert_eq!(token, run["id"].as_str(), "tagged with the run id");
-    let steps = run["steps"].as_array().unwrap();
-    let outputs = |id: &str| steps.iter().find(|s| s["id"] == id).unwrap()["outputs"].clone();
+    let outputs = |id: &str| dr_testkit::step(&run, id)["outputs"].clone();
     let (restored, checks, www) = rt.block_on(async {
         let db = rds
             .describe_db_instances()
@@ -864,15 +863,7 @@ steps:
     let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     let run: Value = serde_json::from_slice(&out.stdout).unwrap_or(Value::Null);
     assert_eq!(run["outcome"], "succeeded", "{printed}");
-    let outputs = |id: &str| {
-        run["steps"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|s| s["id"] == id)
-            .unwrap()["outputs"]
-            .clone()
-    };
+    let outputs = |id: &str| dr_testkit::step(&run, id)["outputs"].clone();
     // `latest` into shop is shop's dump, though blog's is newer: shop has its 500 rows
     // back, and no row of blog's.
     assert_eq!(outputs("restore")["snapshot"], outputs("shop")["snapshot"]);

@@ -25,6 +25,17 @@ pub fn stderr(out: &std::process::Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Step `id` of a run document (`drkit run --json`, `drkit runs show --json`); panics
+/// naming the step when the run has none of that id.
+#[must_use]
+pub fn step(run: &serde_json::Value, id: &str) -> serde_json::Value {
+    run["steps"]
+        .as_array()
+        .and_then(|steps| steps.iter().find(|s| s["id"] == id))
+        .unwrap_or_else(|| panic!("the run has no step {id:?}: {run}"))
+        .clone()
+}
+
 /// Whether this run must not skip anything.
 #[must_use]
 pub fn in_ci() -> bool {
