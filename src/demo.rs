@@ -16,7 +16,9 @@ use dr_pg::{
 };
 use serde::{Deserialize, Serialize};
 
-use crate::drill::{execute_sql as sql, DrillOptions, DrillReport, ThrowawayRepository};
+use crate::drill::{
+    execute_sql as sql, FailoverDrillOptions, FailoverDrillReport, ThrowawayRepository,
+};
 
 /// What `drkit demo` takes.
 #[derive(Debug, Clone, Deserialize)]
@@ -98,7 +100,7 @@ pub struct DemoReport {
     /// The tour's steps, timed.
     pub steps: Vec<Step>,
     /// The failover drill that ends the demo, with its measured RTO and RPO.
-    pub drill: DrillReport,
+    pub drill: FailoverDrillReport,
 }
 
 const SCHEMA: &str = "
@@ -360,11 +362,11 @@ pub async fn run(
         .await?;
     let (latest, same) = demo.disaster_and_restore().await?;
     let verified = demo.verify(&latest).await?;
-    note("… failover drill: the runbook examples/runbooks/drill.yaml, embedded");
+    note("… failover drill: the drill file examples/runbooks/drill.yaml, embedded");
     let drill = crate::drill::failover_drill(
-        &DrillOptions {
+        &FailoverDrillOptions {
             keep_repo: a.keep_repo,
-            ..DrillOptions::default()
+            ..FailoverDrillOptions::default()
         },
         &|t| note(&format!("  {t}")),
         observer,

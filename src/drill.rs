@@ -1,112 +1,156 @@
-//! A failover drill on embedded defaults (`drkit demo` ends with it): a throwaway
-//! PostgreSQL primary taking orders and its streaming replica (`pg_basebackup -R`); the
-//! primary is destroyed while it is being written to (an immediate stop, its folder
-//! deleted), then the embedded runbook [`DRILL_RUNBOOK`] promotes the replica, checks
-//! the data, proves the new primary takes writes and backs it up — planned, journaled
-//! and locked like any run. What it measures:
+//! Drills: [`run`] runs a runbook file's `drill:` (its sandbox set up, a canary
+//! writing, the disaster, the recovery under test, the checks that say it is back, the
+//! teardown) on an engine and reads its [`Report`] back from the journal, with the RTO
+//! and RPO achieved; [`resume`] goes on with one that was stopped.
 //!
-//! - RTO: from the moment the primary was lost to the moment the new primary took its
-//!   first write (the `takes-writes` step's end, as journaled);
-//! - RPO: the span of acknowledged orders the new primary does not have — from the
-//!   newest acknowledged order it has to the newest one acknowledged at all (zero when
-//!   none is missing) — and how many there are;
-//!
-//! each against the runbook's `objectives:`.
+//! [`failover_drill`] is the drill `drkit demo` ends with, on embedded defaults: a
+//! throwaway primary taking orders and its streaming replica (`pg_basebackup -R`), and
+//! the drill file `examples/runbooks/drill.yaml` (embedded) that stops the primary at
+//! once, mid-write, and promotes the replica.
 
-use std::collections::{BTreeMap, HashSet};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::Arc;
-use std::time::Duration;
 
 use dr_core::repo::{InitOptions, Repository, Secret};
-use dr_core::runbook::journal::{EventKind, Observer};
-use dr_core::runbook::RunOptions;
+use dr_core::runbook::journal::Observer;
+use dr_core::runbook::report::{self, Report};
+use dr_core::runbook::{Engine, RunOptions, RunSummary, Runbook, SourceMap};
 use dr_core::store::LocalStore;
 use dr_core::{err, Error, Result};
 use dr_pg::{ClusterOptions, ConnInfo, TempCluster};
-use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
 
-/// The runbook the drill runs (`examples/runbooks/drill.yaml`).
+/// The drill `drkit demo` runs (`examples/runbooks/drill.yaml`).
 pub const DRILL_RUNBOOK: &str = include_str!("../examples/runbooks/drill.yaml");
 
-/// What the drill's orders are marked with, to tell them from the loaded ones.
-const MARK: &str = "written during the drill";
-
-/// How a drill runs.
-#[derive(Debug, Clone, Deserialize)]
+/// What `drkit drill` does besides the run.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct DrillOptions {
-    /// Orders loaded before the drill begins.
-    pub orders: u64,
-    /// How long orders are written, one after another, before the primary is lost.
-    #[serde(with = "dr_core::duration::human")]
-    pub write_for: Duration,
-    /// Keep the repository (the run's journal and the backup) instead of deleting it.
-    pub keep_repo: bool,
+    /// Keep the canary's rows (its `canary-drop` step is skipped, journaled as such).
+    pub keep_canary: bool,
+    /// Write the report as a self-contained HTML page here.
+    pub report_html: Option<PathBuf>,
+    /// Append one line of figures to this CSV file (its header once).
+    pub metrics_csv: Option<PathBuf>,
 }
 
-impl Default for DrillOptions {
+/// A drill's run and what it achieved.
+#[derive(Debug, Clone, Serialize)]
+pub struct DrillOutcome {
+    /// The run as its journal tells it.
+    pub summary: RunSummary,
+    /// The report, from the journal alone.
+    pub report: Report,
+    /// Where the HTML report was written.
+    pub report_html: Option<PathBuf>,
+}
+
+impl DrillOutcome {
+    /// The run succeeded and no objective was missed or left inconclusive.
+    #[must_use]
+    pub fn ok(&self) -> bool {
+        self.report.ok()
+    }
+}
+
+/// Refuses a runbook that is not a drill, naming the fix.
+pub fn require_drill(rb: &Runbook, origin: &str) -> Result<()> {
+    if dr_core::runbook::drill::is_drill(rb) {
+        return Ok(());
+    }
+    Err(err!(
+        InvalidInput,
+        "{origin}: runbook {} has no `drill:` section, so there is no disaster to measure a recovery from; add one (docs/runbooks.md, Drills) or run it with `drkit run`",
+        rb.name
+    ))
+}
+
+async fn finish(engine: &Engine, summary: RunSummary, o: &DrillOptions) -> Result<DrillOutcome> {
+    let report = engine.report(summary.id.as_str()).await?;
+    if let Some(path) = &o.report_html {
+        std::fs::write(path, report::html(&report))
+            .map_err(|e| Error::io(format!("writing the report to {}", path.display()), e))?;
+    }
+    if let Some(path) = &o.metrics_csv {
+        report::append_metrics(path, &report)?;
+    }
+    Ok(DrillOutcome {
+        summary,
+        report,
+        report_html: o.report_html.clone(),
+    })
+}
+
+/// Runs the drill `rb` (read with `map`) on `engine`.
+pub async fn run(
+    engine: &Engine,
+    rb: &Runbook,
+    map: &SourceMap,
+    options: RunOptions,
+    o: &DrillOptions,
+) -> Result<DrillOutcome> {
+    require_drill(rb, &map.origin)?;
+    let mut rb = rb.clone();
+    if o.keep_canary {
+        // The canary's rows stay: the drill is run (and journaled) without its drop.
+        rb.steps.retain(|s| s.id != "canary-drop");
+        if let Some(c) = rb.drill.as_mut().and_then(|d| d.canary.as_mut()) {
+            c.keep = true;
+        }
+    }
+    let summary = engine.run(&rb, map, &options).await?;
+    finish(engine, summary, o).await
+}
+
+/// Goes on with drill run `id` (its teardown runs, whatever stopped it). Whether the
+/// canary is kept was decided when it started (`keep_canary` is not read).
+pub async fn resume(
+    engine: &Engine,
+    id: &str,
+    options: RunOptions,
+    o: &DrillOptions,
+) -> Result<DrillOutcome> {
+    let summary = engine.resume(id, &options).await?;
+    finish(engine, summary, o).await
+}
+
+/// How the demo's failover drill runs.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FailoverDrillOptions {
+    /// Orders loaded before the drill begins.
+    pub orders: u64,
+    /// How long the canary writes before the primary is stopped.
+    #[serde(with = "dr_core::duration::human")]
+    pub write_for: std::time::Duration,
+    /// Keep the repository (the run's journal and the backup) instead of deleting it.
+    pub keep_repo: bool,
+    /// Where the HTML report is written (by default a new file in the temporary folder).
+    pub report_html: Option<PathBuf>,
+}
+
+impl Default for FailoverDrillOptions {
     fn default() -> Self {
         Self {
             orders: 10_000,
-            write_for: Duration::from_secs(2),
+            write_for: std::time::Duration::from_secs(2),
             keep_repo: false,
+            report_html: None,
         }
     }
 }
 
-/// A step of the drill's run, as journaled.
+/// What the demo's failover drill measured.
 #[derive(Debug, Clone, Serialize)]
-pub struct DrillStep {
-    /// The step's id.
-    pub id: String,
-    /// Its action.
-    pub action: String,
-    /// `succeeded`, `failed`, …
-    pub state: dr_core::runbook::StepState,
-    /// How long it took.
-    pub seconds: Option<f64>,
-}
-
-/// What a drill measured.
-#[derive(Debug, Clone, Serialize)]
-pub struct DrillReport {
-    /// The runbook's name.
-    pub runbook: String,
-    /// The run's id (its journal is in the repository).
-    pub run: String,
-    /// The run's outcome.
-    pub outcome: dr_core::runbook::RunOutcome,
-    /// When the primary was lost.
-    pub disaster_at: Timestamp,
-    /// When the new primary took its first write; `None` when it never did.
-    pub recovered_at: Option<Timestamp>,
-    /// Seconds from the loss to the first write; `None` when the run failed.
-    pub rto_seconds: Option<f64>,
-    /// The span of acknowledged orders lost, in seconds.
-    pub rpo_seconds: f64,
-    /// The runbook's objectives, in seconds.
-    pub rto_objective_seconds: Option<f64>,
-    /// See `rto_objective_seconds`.
-    pub rpo_objective_seconds: Option<f64>,
-    /// Whether the RTO was within its objective (and the run succeeded).
-    pub rto_met: bool,
-    /// Whether the RPO was within its objective.
-    pub rpo_met: bool,
-    /// Orders the primary acknowledged while it was written to.
-    pub orders_acknowledged: u64,
-    /// Of those, the ones the new primary has.
-    pub orders_recovered: u64,
-    /// Of those, the ones it does not have (acknowledged, then lost).
-    pub orders_lost: u64,
-    /// Orders it has that were never acknowledged (0 or 1: the one in flight when the
-    /// primary went, committed and replicated before its answer was lost).
-    pub orders_unacknowledged_kept: u64,
+pub struct FailoverDrillReport {
+    /// The drill's report (RTO, RPO, verdicts, canary figures, steps).
+    pub report: Report,
+    /// The self-contained HTML report.
+    pub report_html: PathBuf,
     /// The backup of the new primary.
     pub backup: Option<String>,
-    /// The run's steps.
-    pub steps: Vec<DrillStep>,
     /// `file://…` (and its key file) when kept.
     pub repository: Option<String>,
     /// The run succeeded and both objectives were met.
@@ -167,32 +211,15 @@ async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'sta
         .map_err(|e| err!(Io, "a blocking task failed: {e}"))?
 }
 
-/// Writes orders one after another until `stop`, or until the server is gone; the id
-/// and acknowledgement time of each one the server acknowledged.
-async fn write_orders(conn: ConnInfo, stop: Arc<AtomicBool>) -> Result<Vec<(i64, Timestamp)>> {
-    let client = conn.connect().await?;
-    let insert = format!("INSERT INTO orders (amount, note) VALUES (9.99, '{MARK}') RETURNING id");
-    let mut acknowledged = Vec::new();
-    while !stop.load(Ordering::Relaxed) {
-        let sent = tokio::time::timeout(Duration::from_secs(10), client.query_one(&insert, &[]));
-        match sent.await {
-            Ok(Ok(row)) => acknowledged.push((row.get::<_, i64>(0), Timestamp::now())),
-            // The primary is gone: this order was never acknowledged.
-            Ok(Err(_)) | Err(_) => break,
-        }
-    }
-    Ok(acknowledged)
-}
-
-/// Runs the drill; `note` narrates its phases, `observer` sees the run's events. The
-/// throwaway clusters are removed at the end, and the repository unless kept.
-#[allow(clippy::too_many_lines, clippy::similar_names)] // set up, write, lose the primary, run, measure: one story; RTO and RPO are the names
+/// Runs the demo's drill: makes its sandbox (a primary with `orders` orders and its
+/// streaming replica), runs the embedded drill file on it, and removes the sandbox; the
+/// repository too unless kept. `note` narrates, `observer` sees the run's events.
 pub async fn failover_drill(
-    o: &DrillOptions,
+    o: &FailoverDrillOptions,
     note: &(dyn Fn(&str) + Sync),
     observer: Option<Observer>,
-) -> Result<DrillReport> {
-    note("start a throwaway primary and a streaming replica (pg_basebackup -R)");
+) -> Result<FailoverDrillReport> {
+    note("start the sandbox: a throwaway primary and its streaming replica (pg_basebackup -R)");
     let primary = blocking(|| TempCluster::start(&ClusterOptions::default())).await?;
     let shop = ConnInfo::parse(&primary.dsn("shop"))?;
     execute_sql(
@@ -214,115 +241,61 @@ pub async fn failover_drill(
         let p = primary.clone();
         blocking(move || p.start_replica()).await?
     };
-    let replica_url = replica.dsn("shop");
-
     let throwaway = ThrowawayRepository::create("drkit-drill-", "drill.key").await?;
     let engine = crate::engine(&throwaway.repo);
     let (book, map) = engine.load(DRILL_RUNBOOK, "examples/runbooks/drill.yaml (embedded)")?;
-
     note(&format!(
-        "write orders to the primary for {:.1}s, then destroy it mid-write",
-        o.write_for.as_secs_f64()
+        "drill: a canary writes to the primary for {}, the primary is stopped at once and its folder deleted, the recovery promotes the replica",
+        dr_core::duration::format(o.write_for)
     ));
-    let stop = Arc::new(AtomicBool::new(false));
-    let writer = tokio::spawn(write_orders(shop.clone(), stop.clone()));
-    tokio::time::sleep(o.write_for).await;
-    let disaster_at = Timestamp::now();
-    // The last handle: an immediate stop (no checkpoint, no goodbye to the replica),
-    // then its folder deleted.
-    let Ok(primary) = Arc::try_unwrap(primary) else {
-        return Err(err!(External, "the primary is still in use"));
+    let html = match &o.report_html {
+        Some(p) => p.clone(),
+        None => tempfile::Builder::new()
+            .prefix("drkit-drill-report-")
+            .suffix(".html")
+            .tempfile()
+            .map_err(|e| Error::io("creating the report file", e))?
+            .into_temp_path()
+            .keep()
+            .map_err(|e| Error::io("keeping the report file", e.error))?,
     };
+    let options = RunOptions {
+        vars: BTreeMap::from([
+            ("primary".to_owned(), serde_json::json!(primary.dsn("shop"))),
+            ("replica".to_owned(), serde_json::json!(replica.dsn("shop"))),
+            (
+                "write_for".to_owned(),
+                serde_json::json!(dr_core::duration::format(o.write_for)),
+            ),
+        ]),
+        observer,
+        ..RunOptions::default()
+    };
+    let drill = DrillOptions {
+        report_html: Some(html.clone()),
+        ..DrillOptions::default()
+    };
+    let outcome = run(&engine, &book, &map, options, &drill).await;
+    // The sandbox goes whatever happened (the primary's folder may be gone already).
     blocking(move || {
+        drop(replica);
         drop(primary);
         Ok(())
     })
     .await?;
-    stop.store(true, Ordering::Relaxed);
-    let acknowledged = writer
-        .await
-        .map_err(|e| err!(External, "the writer failed: {e}"))??;
-
-    note("the primary is gone: run the recovery runbook");
-    let options = RunOptions {
-        vars: BTreeMap::from([("replica".to_owned(), serde_json::json!(replica_url))]),
-        observer,
-        ..RunOptions::default()
-    };
-    let summary = engine.run(&book, &map, &options).await?;
-    let recovered_at = summary.events.iter().find_map(|e| match &e.kind {
-        EventKind::StepSucceeded { step, .. } if step == "takes-writes" => Some(e.at),
-        _ => None,
-    });
-
-    // What the new primary has of what the old one acknowledged.
-    let present: HashSet<i64> = ConnInfo::parse(&replica_url)?
-        .connect()
-        .await?
-        .query(&format!("SELECT id FROM orders WHERE note = '{MARK}'"), &[])
-        .await
-        .map_err(|e| err!(External, "reading the recovered orders: {e}"))?
-        .iter()
-        .map(|r| r.get::<_, i64>(0))
-        .collect();
-    let (kept, lost): (Vec<_>, Vec<_>) = acknowledged
-        .iter()
-        .partition(|(id, _)| present.contains(id));
-    let rpo_seconds = match (kept.last(), acknowledged.last()) {
-        _ if lost.is_empty() => 0.0,
-        (Some((_, newest_kept)), Some((_, newest))) => seconds_between(*newest_kept, *newest),
-        (None, Some((_, newest))) => seconds_between(disaster_at, *newest).abs(),
-        _ => 0.0,
-    };
-    let rto_seconds = recovered_at.map(|t| seconds_between(disaster_at, t));
-    let objective = |d: Option<Duration>| d.map(|d| d.as_secs_f64());
-    let (rto_objective_seconds, rpo_objective_seconds) = (
-        objective(book.objectives.rto),
-        objective(book.objectives.rpo),
-    );
-    let succeeded = summary.outcome == dr_core::runbook::RunOutcome::Succeeded;
-    let rto_met =
-        succeeded && rto_seconds.is_some_and(|r| rto_objective_seconds.is_none_or(|max| r <= max));
-    let rpo_met = rpo_objective_seconds.is_none_or(|max| rpo_seconds <= max);
-    let backup = summary
+    let outcome = outcome?;
+    let backup = outcome
+        .summary
         .step("backup")
         .and_then(|s| s.outputs.get("snapshot"))
         .and_then(|v| v.as_str())
         .map(str::to_owned);
-    drop(replica);
     let repository = o.keep_repo.then(|| throwaway.keep());
-    Ok(DrillReport {
-        runbook: summary.runbook.clone(),
-        run: summary.id.to_string(),
-        outcome: summary.outcome,
-        disaster_at,
-        recovered_at,
-        rto_seconds,
-        rpo_seconds,
-        rto_objective_seconds,
-        rpo_objective_seconds,
-        rto_met,
-        rpo_met,
-        orders_acknowledged: acknowledged.len() as u64,
-        orders_recovered: kept.len() as u64,
-        orders_lost: lost.len() as u64,
-        orders_unacknowledged_kept: (present.len() - kept.len()) as u64,
+    Ok(FailoverDrillReport {
+        ok: outcome.ok(),
+        report: outcome.report,
+        report_html: html,
         backup,
-        steps: summary
-            .steps
-            .iter()
-            .map(|s| DrillStep {
-                id: s.id.to_string(),
-                action: s.action.clone(),
-                state: s.state,
-                seconds: s.seconds,
-            })
-            .collect(),
         repository,
-        ok: succeeded && rto_met && rpo_met,
     })
-}
-
-fn seconds_between(from: Timestamp, to: Timestamp) -> f64 {
-    (to.as_millisecond() - from.as_millisecond()) as f64 / 1000.0
 }

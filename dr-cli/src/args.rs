@@ -91,6 +91,15 @@ pub enum Command {
     Plan(PlanArgs),
     /// Run a runbook (journaled in the repository, under its lock), or resume a run.
     Run(RunArgs),
+    /// Run a drill: its sandbox set up, a canary writing, the disaster, the recovery, the
+    /// checks that say it is back, the teardown; reports the RTO and RPO achieved.
+    Drill(DrillArgs),
+    /// A run's report from its journal alone: json, md, html, junit or postmortem; a
+    /// signed evidence bundle with --evidence.
+    Report(ReportArgs),
+    /// Evidence bundles: make a signing key, verify a bundle.
+    #[command(subcommand)]
+    Evidence(EvidenceCommand),
     /// List runs, or show one run's timeline.
     Runs {
         /// `show RUN-ID`.
@@ -229,6 +238,88 @@ pub struct RunArgs {
     /// in the store (needed where the store ignores create-only writes, e.g. garage).
     #[arg(long)]
     pub lock: Option<String>,
+}
+
+/// `drkit drill`.
+#[derive(Debug, Args)]
+pub struct DrillArgs {
+    /// How the run goes: FILE (a runbook with a `drill:` section) or --resume RUN, and
+    /// the flags of `drkit run`.
+    #[command(flatten)]
+    pub run: RunArgs,
+    /// Keep the canary's rows (schema drkit_canary) instead of dropping them at teardown.
+    #[arg(long)]
+    pub keep_canary: bool,
+    /// Write the report as a self-contained HTML page to this file.
+    #[arg(long, value_name = "FILE")]
+    pub report_html: Option<PathBuf>,
+    /// Append one line of figures (time, runbook, kind, outcome, rto_seconds,
+    /// rpo_seconds, objectives_met) to this CSV file; its header once.
+    #[arg(long, value_name = "FILE")]
+    pub metrics_csv: Option<PathBuf>,
+}
+
+/// What `drkit report` writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ReportFormat {
+    /// The report as JSON (what --json prints).
+    Json,
+    /// Markdown.
+    Md,
+    /// One self-contained HTML page: timeline, marks, verdicts.
+    Html,
+    /// JUnit XML: each step a test case, each missed objective a failure.
+    Junit,
+    /// A post-incident draft in Markdown, pre-filled.
+    Postmortem,
+}
+
+/// `drkit report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run (its id or the start of it; `drkit runs` lists them).
+    pub run: String,
+    /// What to write.
+    #[arg(long, value_enum, default_value = "md")]
+    pub format: ReportFormat,
+    /// Write it to this file instead of standard output.
+    #[arg(short = 'o', long, value_name = "FILE")]
+    pub output: Option<PathBuf>,
+    /// A post-incident template (minijinja; the report's fields as `r`) instead of the
+    /// built-in one.
+    #[arg(long, value_name = "FILE")]
+    pub template: Option<PathBuf>,
+    /// Also append the run's line of figures to this CSV file (its header once).
+    #[arg(long, value_name = "FILE")]
+    pub metrics_csv: Option<PathBuf>,
+    /// Also write a signed evidence bundle (report, events, the chain's head) here.
+    #[arg(long, value_name = "FILE", requires = "sign_key")]
+    pub evidence: Option<PathBuf>,
+    /// The Ed25519 signing key for --evidence (`drkit evidence keygen` makes one).
+    #[arg(long, value_name = "KEY")]
+    pub sign_key: Option<PathBuf>,
+    /// The runs' lock is a Kubernetes Lease (as given to `drkit run --lock`).
+    #[arg(long)]
+    pub lock: Option<String>,
+}
+
+/// `drkit evidence …`.
+#[derive(Debug, Subcommand)]
+pub enum EvidenceCommand {
+    /// Make an Ed25519 signing key (hex, mode 0600) and its public key (FILE.pub).
+    Keygen {
+        /// Where to write the signing key.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
+    /// Check a bundle: the chain of events, its head, the signature, the report.
+    Verify {
+        /// The bundle `drkit report --evidence` wrote.
+        file: PathBuf,
+        /// The public key (`drkit evidence keygen` wrote it as FILE.pub).
+        #[arg(long, value_name = "PUB")]
+        key: PathBuf,
+    },
 }
 
 /// `drkit pitr`.

@@ -48,38 +48,11 @@ fn render(r: &DemoReport) -> String {
     });
     let d = &r.drill;
     lines.push(String::new());
-    lines.push(format!(
-        "failover drill: runbook {} (run {}): {}",
-        d.runbook, d.run, d.outcome
-    ));
-    for s in &d.steps {
-        let took = s.seconds.map_or(String::new(), |x| format!("{x:>7.2}s"));
-        lines.push(format!("  {took:>8}  {} [{}] {}", s.id, s.action, s.state));
-    }
+    lines.push(dr_core::runbook::report::text(&d.report));
     if let Some(repo) = &d.repository {
         lines.push(format!("  repository kept at {repo}"));
     }
-    let verdict = |met: bool| if met { "met" } else { "MISSED" };
-    let objective = |o: Option<f64>| o.map_or("none".to_owned(), |s| format!("{s}s"));
-    lines.push(match d.rto_seconds {
-        Some(rto) => format!(
-            "  RTO {rto:.2}s: primary lost at {}, new primary took writes at {} (objective {}: {})",
-            d.disaster_at.strftime("%H:%M:%S%.3f"),
-            d.recovered_at
-                .map_or(String::new(), |t| t.strftime("%H:%M:%S%.3f").to_string()),
-            objective(d.rto_objective_seconds),
-            verdict(d.rto_met)
-        ),
-        None => format!("  RTO: not recovered (run {})", d.outcome),
-    });
-    lines.push(format!(
-        "  RPO {:.2}s: {} of {} acknowledged orders lost (objective {}: {})",
-        d.rpo_seconds,
-        d.orders_lost,
-        d.orders_acknowledged,
-        objective(d.rpo_objective_seconds),
-        verdict(d.rpo_met)
-    ));
+    lines.push(format!("  report: {}", d.report_html.display()));
     lines.push(if r.ok {
         "  result: OK".into()
     } else {

@@ -78,6 +78,9 @@ async fn run(cli: &Cli, out: Output) -> Result<u8, Error> {
         Command::Demo(a) => Box::pin(demo::run(a, out)).await,
         Command::Plan(a) => commands::plan(cli, a, out).await,
         Command::Run(a) => commands::run_runbook(cli, a, out).await,
+        Command::Drill(a) => commands::drill(cli, a, out).await,
+        Command::Report(a) => commands::report(cli, a, out).await,
+        Command::Evidence(c) => commands::evidence(c, out),
         Command::Runs { command, lock } => {
             commands::runs(cli, command.as_ref(), lock.as_deref(), out).await
         }

@@ -15,6 +15,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod clock;
 pub mod duration;
 pub mod duration_secs;
 pub mod error;

@@ -198,6 +198,12 @@ pub trait DatabaseTarget: Send + Sync + fmt::Debug {
     /// Availability, role, endpoint, lag.
     async fn health(&self) -> Result<Health>;
 
+    /// Itself as its own type, for the adapter's actions that need more than this trait
+    /// (a drill's canary needs a Postgres connection).
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        None
+    }
+
     /// Makes it a standalone primary and waits until it takes writes. Already a
     /// primary is success.
     async fn promote(&self, wait: &Wait) -> Result<Health> {

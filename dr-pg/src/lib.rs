@@ -17,6 +17,7 @@
 
 mod cluster;
 mod connect;
+pub mod drill;
 mod error;
 mod logical;
 mod physical;

@@ -36,6 +36,7 @@ pub fn register(r: &mut Registry, open: OpenStore) {
         .typed(RepoStatus)
         .typed(RepoPrune)
         .typed(RepoCopy { open });
+    crate::drill::register(r);
 }
 
 /// A `postgres` target's fields.

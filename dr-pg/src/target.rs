@@ -133,6 +133,10 @@ impl PgTarget {
 
 #[async_trait]
 impl DatabaseTarget for PgTarget {
+    fn as_any(&self) -> Option<&dyn std::any::Any> {
+        Some(self)
+    }
+
     fn name(&self) -> String {
         format!("postgres:{}", self.conn.server())
     }

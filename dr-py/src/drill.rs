@@ -2,7 +2,7 @@
 
 use std::time::Duration;
 
-use drkit::drill::{failover_drill as run_drill, DrillOptions};
+use drkit::drill::{failover_drill as run_drill, FailoverDrillOptions};
 use pyo3::prelude::*;
 
 use crate::repository::to_python;
@@ -24,10 +24,11 @@ pub fn failover_drill(
             "write_for: {e} (seconds, >= 0)"
         ))
     })?;
-    let o = DrillOptions {
+    let o = FailoverDrillOptions {
         orders,
         write_for,
         keep_repo,
+        report_html: None,
     };
     let report = block_on(py, async move { run_drill(&o, &|_| {}, None).await })?;
     to_python(py, &report)

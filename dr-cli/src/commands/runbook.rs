@@ -280,8 +280,41 @@ pub(crate) fn step_display(
     (live, observer)
 }
 
-/// `drkit run FILE` / `drkit run --resume ID`.
-pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
+/// What a run (or a drill) needs from its command line: the engine, the runbook when
+/// one is given, the options, the live display and the signal that may stop it.
+pub(crate) struct RunSetup {
+    pub engine: dr_core::runbook::Engine,
+    pub book: Option<(dr_core::runbook::Runbook, dr_core::runbook::SourceMap)>,
+    pub options: RunOptions,
+    pub live: Option<Arc<LiveSteps>>,
+    signal: CaughtSignal,
+}
+
+impl RunSetup {
+    /// The exit status for a run that ended `outcome`.
+    pub fn exit_status(&self, outcome: RunOutcome) -> u8 {
+        match outcome {
+            RunOutcome::Succeeded => 0,
+            RunOutcome::Waiting => EXIT_WAITING,
+            RunOutcome::Interrupted => self.signal.exit_status(),
+            RunOutcome::Failed
+            | RunOutcome::Compensated
+            | RunOutcome::Running
+            | RunOutcome::Stopped => EXIT_RUN_FAILED,
+        }
+    }
+
+    /// Ends the live display's last line.
+    pub fn done(&self) {
+        if self.live.is_some() {
+            // The live list leaves the cursor at the end of its last line.
+            eprintln!();
+        }
+    }
+}
+
+/// Reads `a` into a [`RunSetup`]: the runbook checked first, then the repository.
+pub(crate) async fn run_setup(cli: &Cli, a: &RunArgs, out: Output) -> Result<RunSetup> {
     let book = a.file.as_deref().map(checked_first).transpose()?;
     let repo = super::open_repo(cli).await?;
     let engine = drkit::engine_with_lock(&repo, a.lock.as_deref()).await?;
@@ -326,27 +359,28 @@ pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
         observer,
         approver,
     };
-    let summary = match (&a.resume, book) {
-        (Some(id), _) => engine.resume(id, &options).await?,
-        (None, Some((rb, map))) => engine.run(&rb, &map, &options).await?,
+    Ok(RunSetup {
+        engine,
+        book,
+        options,
+        live,
+        signal,
+    })
+}
+
+/// `drkit run FILE` / `drkit run --resume ID`.
+pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
+    let setup = run_setup(cli, a, out).await?;
+    let summary = match (&a.resume, &setup.book) {
+        (Some(id), _) => setup.engine.resume(id, &setup.options).await?,
+        (None, Some((rb, map))) => setup.engine.run(rb, map, &setup.options).await?,
         (None, None) => unreachable!("clap requires one"),
     };
-    if live.is_some() {
-        // The live list leaves the cursor at the end of its last line.
-        eprintln!();
-    }
+    setup.done();
     let mut shown = summary.clone();
     shown.events.clear();
     out.emit(&shown, || timeline(&summary));
-    Ok(match summary.outcome {
-        RunOutcome::Succeeded => 0,
-        RunOutcome::Waiting => EXIT_WAITING,
-        RunOutcome::Interrupted => signal.exit_status(),
-        RunOutcome::Failed
-        | RunOutcome::Compensated
-        | RunOutcome::Running
-        | RunOutcome::Stopped => EXIT_RUN_FAILED,
-    })
+    Ok(setup.exit_status(summary.outcome))
 }
 
 /// The signal that stopped a run, for its exit status (128 + its number, as shells do).

@@ -189,6 +189,41 @@ pub struct StepContext {
     pub scope: Value,
     /// The step's `severity:` (a `notify` step without one of its own says it at this).
     pub severity: super::model::Severity,
+    /// What one step of the run left in this process for a later one.
+    pub scratch: Scratch,
+}
+
+/// What one step of a run leaves in this process for a later step of the same run (a
+/// drill's canary writer, started by one step and stopped by another). It is gone with
+/// the process: a step that finds nothing after a resume says so.
+#[derive(Clone, Default)]
+pub struct Scratch(Arc<std::sync::Mutex<BTreeMap<String, Box<dyn std::any::Any + Send>>>>);
+
+impl Scratch {
+    /// Leaves `value` under `key`.
+    pub fn put<T: std::any::Any + Send>(&self, key: &str, value: T) {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(key.to_owned(), Box::new(value));
+    }
+
+    /// Takes what is under `key`, if it is a `T`.
+    #[must_use]
+    pub fn take<T: std::any::Any + Send>(&self, key: &str) -> Option<T> {
+        let mut m = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let v = m.remove(key)?;
+        match v.downcast::<T>() {
+            Ok(v) => Some(*v),
+            Err(v) => {
+                m.insert(key.to_owned(), v);
+                None
+            }
+        }
+    }
 }
 
 impl StepContext {
@@ -210,6 +245,7 @@ impl StepContext {
             processes: ProcessLog::default(),
             scope: Value::Null,
             severity: super::model::Severity::default(),
+            scratch: Scratch::default(),
         }
     }
 
@@ -563,6 +599,10 @@ impl Registry {
                         .or_insert_with(|| serde_json::json!({}))
                         .as_object_mut()?
                         .insert("kind".into(), serde_json::json!({"const": k.kind()}));
+                    o.get_mut("properties")?.as_object_mut()?.insert(
+                        "sandbox".into(),
+                        serde_json::json!({"type": "boolean", "description": "A throwaway made for drills: a drill's disaster steps may act on it."}),
+                    );
                     Some(serde_json::json!({
                         "if": {"properties": {"kind": {"const": k.kind()}}, "required": ["kind"]},
                         "then": fields,

@@ -144,6 +144,7 @@ pub(super) struct Run {
     pub(super) targets: Arc<BTreeMap<String, Target>>,
     pub(super) journal: Arc<Mutex<Journal>>,
     pub(super) notifiers: Notifiers,
+    pub(super) scratch: super::action::Scratch,
 }
 
 impl Engine {
@@ -487,6 +488,7 @@ impl Engine {
             mode: options.mode,
             started: Timestamp::now(),
             by: Actor::current(),
+            drkit: super::journal::VERSION.to_owned(),
         };
         let journal = match Journal::create(
             self.journals.clone(),
@@ -511,6 +513,7 @@ impl Engine {
             targets: Arc::new(targets),
             journal: Arc::new(Mutex::new(journal)),
             notifiers,
+            scratch: super::action::Scratch::default(),
         };
         self.drive(run, lock, lease, options, false)
             .await
@@ -526,6 +529,32 @@ impl Engine {
         let mut s = RunSummary::fold(&header, events);
         self.settle_outcome(&header, &mut s).await;
         Ok(s)
+    }
+
+    /// The report of run `id` (or the one run whose id starts with it), from its journal
+    /// alone: the same on any machine that reads the repository.
+    pub async fn report(&self, id: &str) -> Result<super::report::Report> {
+        let id = self.journals.resolve(id).await?;
+        let ((header, header_bytes), stored) = self.journals.stored(&id).await?;
+        let mut r = super::report::Report::of(&header, &stored, &header_bytes);
+        if r.outcome == RunOutcome::Running {
+            let mut s = RunSummary::fold(&header, stored.into_iter().map(|(e, _)| e).collect());
+            self.settle_outcome(&header, &mut s).await;
+            r.outcome = s.outcome;
+        }
+        Ok(r)
+    }
+
+    /// A signed evidence bundle of run `id`: its report, its journal objects as stored
+    /// and the chain's head, signed with `key`.
+    pub async fn evidence(
+        &self,
+        id: &str,
+        key: &super::evidence::SigningKey,
+    ) -> Result<super::evidence::Evidence> {
+        let id = self.journals.resolve(id).await?;
+        let (header, stored) = self.journals.stored(&id).await?;
+        super::evidence::Evidence::sign(&header, &stored, key)
     }
 
     /// Every run, oldest first, without their events.

@@ -111,6 +111,16 @@ fn expand_in(
             file: Some(d.file.unwrap_or_else(|| file.clone())),
             ..d
         }));
+        if child.drill.is_some() {
+            add(
+                problems,
+                here.as_ref(),
+                at,
+                format!("step {:?} uses {uses}, which is a drill", step.id),
+                "use the recovery runbook the drill tests, not the drill",
+            );
+            continue;
+        }
         seen.insert(path.clone());
         expand_in(&mut child, &mut child_map, &path, problems, seen, depth + 1)?;
         seen.remove(&path);
@@ -198,6 +208,7 @@ fn expand_in(
                 c.needs.iter().map(|n| format!("{prefix}{n}")).collect()
             };
             c.id = format!("{prefix}{}", c.id);
+            c.phase = step.phase;
             c.with = rewrite(&c.with, &bindings, &prefix, &ids);
             if let Some(comp) = &mut c.compensate {
                 comp.with = rewrite(&comp.with, &bindings, &prefix, &ids);

@@ -90,7 +90,13 @@ pub struct RunHeader {
     pub started: Timestamp,
     /// Who.
     pub by: Actor,
+    /// The version of drkit that started it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub drkit: String,
 }
+
+/// The version of drkit in this build.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
 
 /// What happened.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -287,9 +293,34 @@ pub struct Event {
     pub by: Actor,
     /// The lock's fencing token of the writer.
     pub token: FencingToken,
+    /// When, on the writer's monotonic clock (what a drill measures with).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mono: Option<crate::clock::Mono>,
+    /// The BLAKE3 hash of the journal object before this one (the run's header for the
+    /// first event), as stored: the events form a chain, so one changed, removed or
+    /// reordered afterwards is found (`drkit evidence verify`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prev: Option<String>,
     /// What happened.
     #[serde(flatten)]
     pub kind: EventKind,
+}
+
+impl Event {
+    /// When it was written, on both clocks.
+    #[must_use]
+    pub fn moment(&self) -> crate::clock::Moment {
+        crate::clock::Moment {
+            at: self.at,
+            mono: self.mono.clone(),
+        }
+    }
+}
+
+/// The hash a journal object is chained by: BLAKE3 of its JSON as stored, in hex.
+#[must_use]
+pub fn chain_hash(stored: &[u8]) -> String {
+    blake3::hash(stored).to_hex().to_string()
 }
 
 /// Where journals live and how they are stored: sealed with a repository's keys when it
@@ -336,8 +367,10 @@ impl Journals {
         &self.store
     }
 
-    async fn put(&self, key: &str, value: &impl Serialize) -> Result<()> {
+    /// Stores `value`; the hash of what was stored (its chain link).
+    async fn put(&self, key: &str, value: &impl Serialize) -> Result<String> {
         let body = serde_json::to_vec(value).expect("journal objects serialize");
+        let hash = chain_hash(&body);
         match &self.sealed {
             Some(repo) => repo
                 .put_object(key, body, PutMode::CreateOnly)
@@ -349,9 +382,20 @@ impl Journals {
                 .await
                 .map(|_| ()),
         }
+        .map(|()| hash)
     }
 
     async fn get<T: DeserializeOwned>(&self, key: &str, run: &RunId, what: &str) -> Result<T> {
+        self.get_stored(key, run, what).await.map(|(v, _)| v)
+    }
+
+    /// The object at `key`, read, and its JSON as stored.
+    async fn get_stored<T: DeserializeOwned>(
+        &self,
+        key: &str,
+        run: &RunId,
+        what: &str,
+    ) -> Result<(T, Vec<u8>)> {
         let bytes = match &self.sealed {
             Some(repo) => repo.get_object(key, MAX_OBJECT).await.map_err(|e| {
                 if e.kind() == ErrorKind::Corrupt {
@@ -366,7 +410,7 @@ impl Journals {
             })?,
             None => self.store.get_bytes(key).await?.to_vec(),
         };
-        serde_json::from_slice(&bytes).map_err(|e| {
+        let value = serde_json::from_slice(&bytes).map_err(|e| {
             if bytes.first() == Some(&b'{') {
                 err!(Corrupt, "run {run}: unreadable {what}: {e}")
             } else {
@@ -375,7 +419,8 @@ impl Journals {
                     "run {run}: {what} is not readable JSON: the journal is encrypted (open the repository with its key) or damaged"
                 )
             }
-        })
+        })?;
+        Ok((value, bytes))
     }
 
     /// The header of `run`.
@@ -394,6 +439,33 @@ impl Journals {
 
     /// Every event of `run`, in order.
     pub async fn events(&self, run: &RunId) -> Result<Vec<Event>> {
+        Ok(self
+            .stored(run)
+            .await?
+            .1
+            .into_iter()
+            .map(|(e, _)| e)
+            .collect())
+    }
+
+    /// The header and every event of `run` with their JSON as stored (what the chain of
+    /// hashes is over: an evidence bundle carries them).
+    #[allow(clippy::type_complexity)] // (header, its bytes), [(event, its bytes)]
+    pub async fn stored(
+        &self,
+        run: &RunId,
+    ) -> Result<((RunHeader, Vec<u8>), Vec<(Event, Vec<u8>)>)> {
+        let header = self
+            .get_stored(&header_key(run), run, "header")
+            .await
+            .map_err(|e| {
+                if e.kind() == ErrorKind::NotFound {
+                    err!(NotFound, "no run {run} in {}", self.store.url())
+                        .with_hint(crate::Hint::ListRuns)
+                } else {
+                    e
+                }
+            })?;
         let prefix = format!("{RUNS_PREFIX}{run}/events/");
         let mut keys: Vec<String> = self
             .store
@@ -410,9 +482,9 @@ impl Journals {
                 "event {}",
                 n.trim_end_matches(".json").trim_start_matches('0')
             );
-            out.push(self.get(&k, run, &what).await?);
+            out.push(self.get_stored(&k, run, &what).await?);
         }
-        Ok(out)
+        Ok((header, out))
     }
 
     /// The header and events of `run`, folded into its state.
@@ -516,6 +588,8 @@ pub struct Journal {
     by: Actor,
     redactor: Arc<Redactor>,
     state: RunSummary,
+    /// The hash of the last object written (the chain's head).
+    head: String,
 }
 
 impl Journal {
@@ -527,11 +601,12 @@ impl Journal {
         token: FencingToken,
         redactor: Arc<Redactor>,
     ) -> Result<Self> {
-        journals
+        let head = journals
             .put(&header_key(&header.id), header)
             .await
             .map_err(|e| e.context(format!("starting the journal of run {}", header.id)))?;
         Ok(Self {
+            head,
             observer: None,
             journals,
             run: header.id.clone(),
@@ -554,10 +629,13 @@ impl Journal {
         token: FencingToken,
         redactor: Arc<Redactor>,
     ) -> Result<Self> {
-        let events = journals.events(&header.id).await?;
+        let ((_, header_bytes), stored) = journals.stored(&header.id).await?;
+        let head = chain_hash(stored.last().map_or(&header_bytes, |(_, b)| b));
+        let events: Vec<Event> = stored.into_iter().map(|(e, _)| e).collect();
         let next = events.last().map_or(1, |e| e.seq + 1);
         let state = RunSummary::fold(header, events);
         Ok(Self {
+            head,
             observer: None,
             journals,
             run: header.id.clone(),
@@ -607,6 +685,8 @@ impl Journal {
             at: Timestamp::now(),
             by: self.by.clone(),
             token: self.token,
+            mono: Some(crate::clock::Mono::now()),
+            prev: Some(self.head.clone()),
             kind: kind.redacted(&self.redactor),
         };
         match self
@@ -614,7 +694,7 @@ impl Journal {
             .put(&event_key(&self.run, event.seq), &event)
             .await
         {
-            Ok(()) => {}
+            Ok(hash) => self.head = hash,
             Err(e) if e.kind() == ErrorKind::AlreadyExists => {
                 return Err(err!(
                     LockLost,

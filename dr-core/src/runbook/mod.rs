@@ -24,6 +24,8 @@
 pub mod action;
 pub mod actions;
 mod compensate;
+pub mod drill;
+pub mod evidence;
 mod engine;
 pub mod expr;
 mod http;
@@ -34,6 +36,7 @@ pub mod notify;
 mod orchestrator;
 mod parse;
 mod plan;
+pub mod report;
 mod process;
 pub mod redact;
 mod resume;
@@ -44,14 +47,14 @@ mod typed;
 mod validate;
 
 pub use action::{
-    Action, ActionSpec, Approvals, Field, Outcome, Provides, Registry, StepContext, Target,
+    Action, ActionSpec, Approvals, Field, Outcome, Provides, Registry, Scratch, StepContext, Target,
     TargetKind,
 };
 pub use engine::{Approver, Engine, LockFactory, RunOptions, StopHandle};
 pub use include::{expand_uses, read_file};
 pub use journal::Journals;
 pub use model::{
-    Call, Guard, Mode, Objectives, OnFailure, Retry, Runbook, Severity, Step, TargetSpec, VarSpec,
+    Call, Canary, Drill, Guard, Mode, Objectives, OnFailure, Phase, Retry, Runbook, Severity, Step, TargetSpec, VarSpec,
     VarType,
 };
 pub use orchestrator::Orchestrator;

@@ -44,8 +44,92 @@ pub struct Runbook {
     #[serde(default, with = "crate::duration::human::option")]
     #[schemars(schema_with = "crate::duration::optional_json_schema")]
     pub timeout: Option<Duration>,
-    /// The steps, in file order.
+    /// The steps, in file order (in a drill: the recovery under test).
     pub steps: Vec<Step>,
+    /// A drill around the steps: a sandbox is set up, a canary writes, a disaster
+    /// strikes, the steps recover, checks say when it is healthy again, teardown always
+    /// runs; the run measures the RTO and RPO achieved ([`super::drill`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drill: Option<Drill>,
+}
+
+/// The drill section of a runbook. Its step lists are merged into the runbook's steps
+/// (each marked with its [`Phase`]) when it is read; what stays is the canary.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Drill {
+    /// Steps that build the sandbox (servers, namespaces, data).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub setup: Vec<Step>,
+    /// A writer that commits a row every `interval` until the disaster, so the data lost
+    /// is measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub canary: Option<Canary>,
+    /// Steps that cause the disaster, on sandbox targets only.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub disaster: Vec<Step>,
+    /// Checks that pass once the service is recovered: the RTO ends when they all have.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recovered: Vec<Step>,
+    /// Steps that remove the sandbox: they always run, after a failure or Ctrl-C too.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub teardown: Vec<Step>,
+}
+
+/// A drill's canary writer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Canary {
+    /// The target it writes to (the primary).
+    pub target: String,
+    /// The target read after recovery (the promoted replica, the restored database);
+    /// `target` when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub read: Option<String>,
+    /// How often it commits a row.
+    #[serde(default = "default_canary_interval", with = "crate::duration::human")]
+    #[schemars(schema_with = "crate::duration::json_schema")]
+    pub interval: Duration,
+    /// Keep the canary's schema at teardown (`--keep-canary`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keep: bool,
+}
+
+fn default_canary_interval() -> Duration {
+    Duration::from_millis(100)
+}
+
+/// Which part of a drill a step belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    /// Builds the sandbox.
+    Setup,
+    /// The canary writer's own steps.
+    Canary,
+    /// Causes the disaster.
+    Disaster,
+    /// The recovery under test.
+    Recovery,
+    /// Checks the service is back.
+    Recovered,
+    /// Removes the sandbox.
+    Teardown,
+}
+
+impl Phase {
+    /// Its name, as in YAML.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Setup => "setup",
+            Self::Canary => "canary",
+            Self::Disaster => "disaster",
+            Self::Recovery => "recovery",
+            Self::Recovered => "recovered",
+            Self::Teardown => "teardown",
+        }
+    }
 }
 
 fn default_concurrency() -> usize {
@@ -183,6 +267,10 @@ impl VarSpec {
 pub struct TargetSpec {
     /// Which adapter builds it.
     pub kind: String,
+    /// A throwaway made for drills: a drill's disaster steps may act on it (and on
+    /// nothing else but what its setup made).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sandbox: bool,
     /// The kind's own fields (may use `${vars.…}`).
     #[serde(flatten)]
     pub fields: serde_json::Map<String, Value>,
@@ -359,6 +447,10 @@ pub struct Step {
     /// Notification routing.
     #[serde(default)]
     pub severity: Severity,
+    /// The drill phase it belongs to (set when a drill is read, never written).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(skip)]
+    pub phase: Option<Phase>,
 }
 
 /// How long a stopped step's processes get between SIGTERM and SIGKILL by default.
@@ -390,6 +482,7 @@ impl Step {
             always: false,
             guard: None,
             severity: Severity::Medium,
+            phase: None,
         }
     }
 

@@ -9,7 +9,7 @@ use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::Value;
 use serde_saphyr::Spanned;
 
-use super::model::{Runbook, Step};
+use super::model::{Drill, Runbook, Step};
 use crate::{err, Result};
 
 /// A place in a runbook file (1-based).
@@ -280,7 +280,11 @@ const RUNBOOK_FIELDS: &[&str] = &[
     "concurrency",
     "timeout",
     "steps",
+    "drill",
 ];
+
+/// The sections of a runbook's `drill:`.
+const DRILL_FIELDS: &[&str] = &["setup", "canary", "disaster", "recovered", "teardown"];
 
 const STEP_FIELDS: &[&str] = &[
     "id",
@@ -553,6 +557,7 @@ pub(crate) fn parse_yaml_lenient(
     let fields = fields.as_slice();
     let mut doc = base.clone();
     let mut steps = Vec::new();
+    let mut drill = None;
     for (key, node) in fields {
         let name = key.name.as_str();
         // `x-…`: the reader's own extension fields (anchors to reuse), ignored.
@@ -581,6 +586,11 @@ pub(crate) fn parse_yaml_lenient(
                 }
             }
             "steps" => steps = read_steps(node, &mut map, &mut problems),
+            "drill" => {
+                if let Some(d) = read_drill(node, &mut map, &mut problems) {
+                    drill = Some(d);
+                }
+            }
             "notify" => {
                 if field_reads_as::<Runbook>(&base, name, node, "", &mut problems)
                     && read_notifiers(node, &mut problems)
@@ -603,7 +613,51 @@ pub(crate) fn parse_yaml_lenient(
         )
     })?;
     runbook.steps = steps;
+    runbook.drill = drill;
+    super::drill::compile(&mut runbook, &mut map, &mut problems);
     Ok((runbook, map, problems.0))
+}
+
+/// `drill:`: its step lists read as `steps:` is (each step at its place, ids unique
+/// across the runbook), its canary as a whole.
+fn read_drill(node: &Node, map: &mut SourceMap, problems: &mut Problems) -> Option<Drill> {
+    let Tree::Map(entries) = &node.tree else {
+        problems.add(
+            Some(node.at),
+            format!("drill: is {}, not a map of sections", node.kind()),
+            format!("write `drill:` with the sections {}", DRILL_FIELDS.join(", ")),
+        );
+        return None;
+    };
+    let mut drill = Drill::default();
+    for (k, v) in entries {
+        map.places.insert(format!("drill.{}", k.name), v.at);
+        let list = |map: &mut SourceMap, problems: &mut Problems| {
+            if matches!(v.tree, Tree::Scalar(Value::Null)) {
+                Vec::new()
+            } else {
+                read_step_list(v, &format!("drill.{}", k.name), false, map, problems)
+            }
+        };
+        match k.name.as_str() {
+            "setup" => drill.setup = list(map, problems),
+            "disaster" => drill.disaster = list(map, problems),
+            "recovered" => drill.recovered = list(map, problems),
+            "teardown" => drill.teardown = list(map, problems),
+            "canary" => {
+                place_within(map, "drill.canary", v);
+                if read_whole::<super::model::Canary>(v, "the drill's canary", problems) {
+                    drill.canary = read(v.value()).ok();
+                }
+            }
+            other => problems.add(
+                Some(k.at),
+                format!("drill: unknown section {other:?}"),
+                format!("the sections of a drill are {}", DRILL_FIELDS.join(", ")),
+            ),
+        }
+    }
+    Some(drill)
 }
 
 /// Each `notify:` entry read as the notifier it declares: its kind, the kind's fields and
@@ -737,15 +791,26 @@ fn read_whole<T: DeserializeOwned>(node: &Node, what: &str, problems: &mut Probl
 
 /// `steps:`: a list of maps, each field of each step read on its own.
 fn read_steps(node: &Node, map: &mut SourceMap, problems: &mut Problems) -> Vec<Step> {
+    read_step_list(node, "steps", true, map, problems)
+}
+
+/// A list of steps under `section` (`steps`, `drill.setup`, …).
+fn read_step_list(
+    node: &Node,
+    section: &str,
+    needed: bool,
+    map: &mut SourceMap,
+    problems: &mut Problems,
+) -> Vec<Step> {
     let Tree::Seq(list) = &node.tree else {
         problems.add(
             Some(node.at),
-            format!("steps: is {}, not a list", node.kind()),
+            format!("{section}: is {}, not a list", node.kind()),
             "write each step as a list item: `- id: …` then `action: …`",
         );
         return Vec::new();
     };
-    if list.is_empty() {
+    if list.is_empty() && needed {
         problems.add(
             Some(node.at),
             "steps: is empty",
@@ -775,7 +840,7 @@ fn read_steps(node: &Node, map: &mut SourceMap, problems: &mut Problems) -> Vec<
             );
             continue;
         };
-        if !seen.insert(id.clone()) {
+        if !seen.insert(id.clone()) || map.places.contains_key(&format!("steps.{id}")) {
             problems.add(
                 Some(s.at),
                 format!("step id {id:?} is used twice"),

@@ -97,6 +97,7 @@ impl Engine {
             targets: Arc::new(targets),
             journal: Arc::new(Mutex::new(journal)),
             notifiers,
+            scratch: super::action::Scratch::default(),
         };
         if let Err(e) = self.settle_in_flight(&run, options).await {
             return Err(redactor.error(release(e).await));

@@ -211,7 +211,12 @@ impl Engine {
         let mut stopping: Option<String> = None;
         let mut compensate = false;
         let mut reason: Option<String> = None;
+        let mut interrupted: Option<String> = None;
         let rb = run.rb.clone();
+        let tears_down = rb
+            .steps
+            .iter()
+            .any(|s| s.phase == Some(super::model::Phase::Teardown));
         let limit = rb.concurrency.max(1);
         let position: HashMap<&str, usize> = rb
             .steps
@@ -308,7 +313,13 @@ impl Engine {
                         Err(e) => return Err(e),
                     }
                 }
-                () = options.stop.stopped() => Stop::Interrupted(
+                () = async {
+                    if interrupted.is_some() {
+                        // A drill's teardown runs on after the stop.
+                        std::future::pending::<()>().await;
+                    }
+                    options.stop.stopped().await;
+                } => Stop::Interrupted(
                     options.stop.why().unwrap_or("interrupted").to_owned(),
                 ),
                 () = lost.cancelled() => Stop::LockLost(err!(
@@ -332,6 +343,36 @@ impl Engine {
                     return Err(
                         e.context("stopped every step in flight without journaling anything else")
                     )
+                }
+                Stop::Interrupted(why) if tears_down => {
+                    // A drill: what was in flight failed, the rest is skipped, the
+                    // teardown (and every `always` step) runs, then the run ends
+                    // interrupted.
+                    stopping = Some(why.clone());
+                    for (id, result) in stopped {
+                        let result = match result {
+                            Err(e) if e.kind() == ErrorKind::Cancelled => {
+                                let message = format!("{why} while it ran; it was stopped");
+                                Self::journal(
+                                    run,
+                                    EventKind::StepFailed {
+                                        step: id.clone(),
+                                        attempt: 0,
+                                        kind: ErrorKind::Cancelled.as_str().into(),
+                                        message: message.clone(),
+                                        will_retry: false,
+                                    },
+                                )
+                                .await?;
+                                Err(err!(Cancelled, "{message}"))
+                            }
+                            other => other,
+                        };
+                        self.settle(run, &id, result, &mut stopping, &mut compensate)
+                            .await?;
+                    }
+                    interrupted = Some(why);
+                    steps_token = CancellationToken::new();
                 }
                 Stop::Interrupted(why) => {
                     Self::journal(
@@ -395,6 +436,25 @@ impl Engine {
                     steps_token = CancellationToken::new();
                 }
             }
+        }
+        if let Some(why) = interrupted {
+            let why = format!("{why}; the teardown ran");
+            Self::tell(
+                run,
+                NotifyOn::End,
+                format!("run {} of {} interrupted ({why})", run.id, run.rb.name),
+                Severity::High,
+                false,
+            )
+            .await?;
+            return Self::journal(
+                run,
+                EventKind::RunEnded {
+                    outcome: RunOutcome::Interrupted,
+                    why: Some(why),
+                },
+            )
+            .await;
         }
         let state = run.journal.lock().await.state().clone_steps();
         let mut outcome = if state.steps.iter().any(|s| s.state == StepState::Waiting) {
@@ -551,6 +611,7 @@ pub(super) fn context(
         processes: super::action::ProcessLog::new(run.journal.clone(), &step.id),
         scope: Value::Null,
         severity: step.severity,
+        scratch: run.scratch.clone(),
     }
 }
 

@@ -178,7 +178,7 @@ impl fmt::Display for StepState {
 }
 
 /// How a run came out.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RunOutcome {
     /// No end is journaled and its lock is held: it is running now.

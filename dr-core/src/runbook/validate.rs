@@ -164,6 +164,10 @@ pub fn validate_with_vars(
             "name the lock with `lock:` (runs with the same lock never run at once)".into(),
         );
     }
+    out.extend(super::drill::check(rb, map));
+    let mut add = |path: &str, message: String, fix: String| {
+        out.push(map.diagnostic(path, message, fix));
+    };
     let start = scope_with_vars(rb, vars);
     for (name, t) in &rb.targets {
         let Some(kind) = registry.kind(&t.kind) else {

@@ -1,0 +1,744 @@
+//! The Postgres adapter's drill actions: the canary writer a drill measures its RPO
+//! with (`canary.start`, `canary.stop`, `canary.read`, `canary.drop`) and the
+//! disasters it breaks a sandbox server with (`disaster.pg_stop`,
+//! `disaster.drop_database`, `disaster.delete_rows`, `disaster.replica_disconnect`).
+//!
+//! The canary writes one row at a time into `drkit_canary.writes` of its target's
+//! database: the run, a sequence number, the server's `clock_timestamp()` and its WAL
+//! insert position. It stops at the first write that fails (or times out: that write's
+//! outcome is unknown) or when `canary.stop` asks; what it had acknowledged is
+//! `canary.stop`'s outputs, journaled, so the RPO is read from the journal alone.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use dr_core::clock::Moment;
+use dr_core::runbook::drill::{CanaryFound, CanaryLog, CanaryWrite, DisasterEffect};
+use dr_core::runbook::{Outcome, ParamError, Provides, Registry, StepContext, TypedAction};
+use dr_core::{err, Result};
+use schemars::JsonSchema;
+use serde::Deserialize;
+use tokio_postgres::Client;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::query_error;
+use crate::{ConnInfo, PgTarget};
+
+/// Adds the canary and disaster actions.
+pub fn register(r: &mut Registry) {
+    r.typed(CanaryStart)
+        .typed(CanaryStop)
+        .typed(CanaryRead)
+        .typed(CanaryDrop)
+        .typed(PgStop)
+        .typed(DropDatabase)
+        .typed(DeleteRows)
+        .typed(ReplicaDisconnect);
+}
+
+/// The schema the canary's rows live in (dropped at the drill's teardown).
+pub const CANARY_SCHEMA: &str = "drkit_canary";
+
+/// How long one canary write may take before its outcome counts as unknown.
+const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+
+const CREATE: &str = "CREATE SCHEMA IF NOT EXISTS drkit_canary; \
+    CREATE TABLE IF NOT EXISTS drkit_canary.writes (run text NOT NULL, seq bigint NOT NULL, \
+    written_at timestamptz NOT NULL DEFAULT clock_timestamp(), lsn pg_lsn, PRIMARY KEY (run, seq))";
+
+const INSERT: &str = "INSERT INTO drkit_canary.writes (run, seq, lsn) \
+    VALUES ($1, $2, pg_current_wal_insert_lsn()) \
+    RETURNING written_at::text, lsn::text";
+
+/// The key of a run's canary writer in the run's scratch.
+const WRITER: &str = "postgres canary writer";
+
+fn pg_conn(ctx: &StepContext, target: Option<&str>, url: Option<&ConnInfo>) -> Result<ConnInfo> {
+    match (target, url) {
+        (Some(name), _) => {
+            let db = ctx.database(name)?;
+            db.as_any()
+                .and_then(|a| a.downcast_ref::<PgTarget>())
+                .map(|t| t.conn().clone())
+                .ok_or_else(|| {
+                    err!(
+                        InvalidInput,
+                        "step {:?}: target {name:?} is not a PostgreSQL server; this action needs one (kind: postgres)",
+                        ctx.step
+                    )
+                })
+        }
+        (None, Some(url)) => Ok(url.clone()),
+        (None, None) => Err(err!(
+            InvalidInput,
+            "step {:?}: says neither `target:` nor `url:`; give one",
+            ctx.step
+        )),
+    }
+}
+
+fn one_of(target: Option<&String>, url: Option<&ConnInfo>) -> std::result::Result<(), ParamError> {
+    match (target, url) {
+        (Some(_), Some(_)) => Err(ParamError::at(
+            "target",
+            "give `target:` or `url:`, not both",
+        )),
+        (None, None) => Err(ParamError::at(
+            "",
+            "name the server: `target:` (a declared postgres target) or `url:`",
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// A canary's parameters.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryParams {
+    /// The PostgreSQL target written to (or read from): its database holds the canary.
+    pub target: String,
+    /// Time between writes (`canary.start` only).
+    #[serde(default, with = "dr_core::duration::human::option")]
+    #[schemars(schema_with = "dr_core::duration::optional_json_schema")]
+    pub interval: Option<Duration>,
+}
+
+struct Writer {
+    stop: CancellationToken,
+    done: tokio::task::JoinHandle<CanaryLog>,
+}
+
+async fn canary_client(conn: &ConnInfo, what: &str) -> Result<Client> {
+    let client = conn.connect().await?;
+    client
+        .batch_execute(CREATE)
+        .await
+        .map_err(|e| query_error(conn, what, e))?;
+    Ok(client)
+}
+
+async fn write_canaries(
+    client: Client,
+    run: String,
+    first: i64,
+    interval: Duration,
+    stop: CancellationToken,
+    first_ack: tokio::sync::oneshot::Sender<std::result::Result<(), String>>,
+) -> CanaryLog {
+    let mut log = CanaryLog {
+        acknowledged: Vec::new(),
+        unknown: Vec::new(),
+        stopped: String::new(),
+        interval_ms: u64::try_from(interval.as_millis()).unwrap_or(u64::MAX),
+    };
+    let mut first_ack = Some(first_ack);
+    let mut tick = tokio::time::interval(interval);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut seq = first;
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => {
+                log.stopped = "stopped after the disaster, the server still taking writes".into();
+                break;
+            }
+            _ = tick.tick() => {}
+        }
+        let params: [&(dyn tokio_postgres::types::ToSql + Sync); 2] = [&run, &seq];
+        let write = tokio::time::timeout(WRITE_TIMEOUT, client.query_one(INSERT, &params));
+        let answer = tokio::select! {
+            () = stop.cancelled() => {
+                // Sent, never answered: it may or may not have committed.
+                log.unknown.push(seq.unsigned_abs());
+                log.stopped = "stopped after the disaster with a write in flight".into();
+                break;
+            }
+            a = write => a,
+        };
+        match answer {
+            Ok(Ok(row)) => {
+                let acked = Moment::now();
+                log.acknowledged.push(CanaryWrite {
+                    seq: seq.unsigned_abs(),
+                    acked,
+                    server_time: row.get(0),
+                    lsn: row.get::<_, Option<String>>(1).unwrap_or_default(),
+                });
+                if let Some(tx) = first_ack.take() {
+                    let _ = tx.send(Ok(()));
+                }
+            }
+            Ok(Err(e)) => {
+                // A write the server refused (read-only, gone) did not commit, unless
+                // the connection broke after the commit: count those as unknown.
+                if e.as_db_error().is_none() {
+                    log.unknown.push(seq.unsigned_abs());
+                }
+                log.stopped = format!("writes failed: {}", crate::error::db_message(&e));
+                if let Some(tx) = first_ack.take() {
+                    let _ = tx.send(Err(log.stopped.clone()));
+                }
+                break;
+            }
+            Err(_) => {
+                log.unknown.push(seq.unsigned_abs());
+                log.stopped = format!(
+                    "a write got no answer within {}s",
+                    WRITE_TIMEOUT.as_secs()
+                );
+                if let Some(tx) = first_ack.take() {
+                    let _ = tx.send(Err(log.stopped.clone()));
+                }
+                break;
+            }
+        }
+        seq += 1;
+    }
+    log
+}
+
+struct CanaryStart;
+
+#[async_trait]
+impl TypedAction for CanaryStart {
+    type Params = CanaryParams;
+    type Outputs = serde_json::Map<String, serde_json::Value>;
+    const NAME: &'static str = "canary.start";
+    const SUMMARY: &'static str = "Starts a drill's canary writer: a row committed to the target every `interval` (default 100ms) until writes fail or `canary.stop`; a drill adds it from its `canary:` section.";
+    const IDEMPOTENT: bool = true;
+    const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(Provides::Database);
+
+    async fn plan(&self, ctx: &StepContext, p: CanaryParams) -> Result<Vec<String>> {
+        let conn = pg_conn(ctx, Some(&p.target), None)?;
+        Ok(vec![format!(
+            "writes a canary row to {CANARY_SCHEMA}.writes on {conn} every {}",
+            dr_core::duration::format(p.interval.unwrap_or(DEFAULT_INTERVAL))
+        )])
+    }
+
+    async fn run(&self, ctx: &StepContext, p: CanaryParams) -> Result<Outcome<Self::Outputs>> {
+        let conn = pg_conn(ctx, Some(&p.target), None)?;
+        let interval = p.interval.unwrap_or(DEFAULT_INTERVAL);
+        let client = canary_client(&conn, "creating the canary's table").await?;
+        // A resumed drill goes on after the writes of the run it continues.
+        let first: i64 = client
+            .query_one(
+                "SELECT coalesce(max(seq), 0) + 1 FROM drkit_canary.writes WHERE run = $1",
+                &[&ctx.run_id],
+            )
+            .await
+            .map_err(|e| query_error(&conn, "reading the canary's last write", e))?
+            .get(0);
+        let stop = CancellationToken::new();
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let done = tokio::spawn(write_canaries(
+            client,
+            ctx.run_id.clone(),
+            first,
+            interval,
+            stop.clone(),
+            tx,
+        ));
+        match rx.await {
+            Ok(Ok(())) => {}
+            Ok(Err(why)) => {
+                return Err(err!(
+                    Unavailable,
+                    "step {:?}: the canary's first write to {conn} failed: {why}",
+                    ctx.step
+                ))
+            }
+            Err(_) => {
+                return Err(err!(
+                    Unavailable,
+                    "step {:?}: the canary writer stopped before its first write",
+                    ctx.step
+                ))
+            }
+        }
+        ctx.scratch.put(WRITER, Writer { stop, done });
+        let mut out = serde_json::Map::new();
+        out.insert("first_seq".into(), first.into());
+        out.insert(
+            "interval_ms".into(),
+            u64::try_from(interval.as_millis()).unwrap_or(u64::MAX).into(),
+        );
+        Ok(Outcome::Done(out))
+    }
+}
+
+const DEFAULT_INTERVAL: Duration = Duration::from_millis(100);
+
+/// `canary.stop` takes nothing.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NoParams {}
+
+struct CanaryStop;
+
+#[async_trait]
+impl TypedAction for CanaryStop {
+    type Params = NoParams;
+    type Outputs = CanaryLog;
+    const NAME: &'static str = "canary.stop";
+    const SUMMARY: &'static str = "Stops the drill's canary writer (if the disaster has not) and journals every write it had acknowledged, with when, and those whose outcome is unknown.";
+    const IDEMPOTENT: bool = true;
+
+    async fn plan(&self, _: &StepContext, _: NoParams) -> Result<Vec<String>> {
+        Ok(vec!["stops the canary writer and journals its acknowledged writes".into()])
+    }
+
+    async fn run(&self, ctx: &StepContext, _: NoParams) -> Result<Outcome<CanaryLog>> {
+        let Some(w) = ctx.scratch.take::<Writer>(WRITER) else {
+            return Err(err!(
+                Unavailable,
+                "step {:?}: the canary writer is not running in this process (the drill was resumed after the process that ran it ended): its writes were not journaled, so the RPO is inconclusive",
+                ctx.step
+            ));
+        };
+        w.stop.cancel();
+        let log = w
+            .done
+            .await
+            .map_err(|e| err!(External, "step {:?}: the canary writer failed: {e}", ctx.step))?;
+        Ok(Outcome::Done(log))
+    }
+}
+
+struct CanaryRead;
+
+#[async_trait]
+impl TypedAction for CanaryRead {
+    type Params = CanaryParams;
+    type Outputs = CanaryFound;
+    const NAME: &'static str = "canary.read";
+    const SUMMARY: &'static str = "Reads which of this run's canary writes a database holds (none when it has no canary table); the drill's RPO is measured from it.";
+    const IDEMPOTENT: bool = true;
+    const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(Provides::Database);
+
+    async fn plan(&self, ctx: &StepContext, p: CanaryParams) -> Result<Vec<String>> {
+        let conn = pg_conn(ctx, Some(&p.target), None)?;
+        Ok(vec![format!("reads the canary's writes on {conn}")])
+    }
+
+    async fn run(&self, ctx: &StepContext, p: CanaryParams) -> Result<Outcome<CanaryFound>> {
+        let conn = pg_conn(ctx, Some(&p.target), None)?;
+        let client = conn.connect().await?;
+        let rows = match client
+            .query(
+                "SELECT seq FROM drkit_canary.writes WHERE run = $1",
+                &[&ctx.run_id],
+            )
+            .await
+        {
+            Ok(rows) => rows,
+            // No canary table: the recovered database has none of the writes.
+            Err(e)
+                if e.code() == Some(&tokio_postgres::error::SqlState::UNDEFINED_TABLE)
+                    || e.code() == Some(&tokio_postgres::error::SqlState::INVALID_SCHEMA_NAME) =>
+            {
+                Vec::new()
+            }
+            Err(e) => return Err(query_error(&conn, "reading the canary's writes", e)),
+        };
+        let seqs = rows
+            .iter()
+            .map(|r| r.get::<_, i64>(0).unsigned_abs())
+            .collect();
+        Ok(Outcome::Done(CanaryFound::from_seqs(seqs)))
+    }
+}
+
+struct CanaryDrop;
+
+#[async_trait]
+impl TypedAction for CanaryDrop {
+    type Params = CanaryParams;
+    type Outputs = serde_json::Map<String, serde_json::Value>;
+    const NAME: &'static str = "canary.drop";
+    const SUMMARY: &'static str = "Drops the canary's schema (drkit_canary) from a database: a drill's teardown, unless --keep-canary.";
+    const IDEMPOTENT: bool = true;
+    const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(Provides::Database);
+
+    async fn plan(&self, ctx: &StepContext, p: CanaryParams) -> Result<Vec<String>> {
+        let conn = pg_conn(ctx, Some(&p.target), None)?;
+        Ok(vec![format!("drops schema {CANARY_SCHEMA} on {conn}")])
+    }
+
+    async fn run(&self, ctx: &StepContext, p: CanaryParams) -> Result<Outcome<Self::Outputs>> {
+        let conn = pg_conn(ctx, Some(&p.target), None)?;
+        conn.connect()
+            .await?
+            .batch_execute("DROP SCHEMA IF EXISTS drkit_canary CASCADE")
+            .await
+            .map_err(|e| query_error(&conn, "dropping the canary's schema", e))?;
+        Ok(Outcome::Done(serde_json::Map::new()))
+    }
+}
+
+/// `disaster.pg_stop`'s parameters.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PgStopParams {
+    /// A PostgreSQL target declared `sandbox: true`.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Or the server's URL, from a setup step's outputs.
+    #[serde(default)]
+    pub url: Option<ConnInfo>,
+    /// Also delete its data folder, as a lost machine would.
+    #[serde(default)]
+    pub remove_data: bool,
+}
+
+async fn current_lsn(client: &Client, conn: &ConnInfo) -> Result<Option<String>> {
+    let row = client
+        .query_one(
+            "SELECT CASE WHEN pg_is_in_recovery() THEN pg_last_wal_receive_lsn() \
+             ELSE pg_current_wal_lsn() END::text",
+            &[],
+        )
+        .await
+        .map_err(|e| query_error(conn, "reading the WAL position", e))?;
+    Ok(row.get(0))
+}
+
+/// The postmaster's pid from `data/postmaster.pid`, checked to be a running postgres.
+fn postmaster(data: &Path, conn: &ConnInfo) -> Result<i32> {
+    let pidfile = data.join("postmaster.pid");
+    let text = std::fs::read_to_string(&pidfile).map_err(|e| {
+        err!(
+            InvalidInput,
+            "the server {conn} keeps its data in {} but {} cannot be read here ({e}): disaster.pg_stop stops a server on this machine",
+            data.display(),
+            pidfile.display()
+        )
+    })?;
+    let pid: i32 = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse().ok())
+        .ok_or_else(|| err!(External, "{} has no pid on its first line", pidfile.display()))?;
+    let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
+    if !exe.to_string_lossy().contains("postgres") {
+        return Err(err!(
+            Conflict,
+            "{} names process {pid}, which is not a running postgres ({}): the server is not on this machine or not running",
+            pidfile.display(),
+            exe.display()
+        ));
+    }
+    Ok(pid)
+}
+
+fn alive(pid: i32) -> bool {
+    rustix::process::Pid::from_raw(pid)
+        .is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
+        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
+            .is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+}
+
+struct PgStop;
+
+#[async_trait]
+impl TypedAction for PgStop {
+    type Params = PgStopParams;
+    type Outputs = DisasterEffect;
+    const NAME: &'static str = "disaster.pg_stop";
+    const SUMMARY: &'static str = "Drills only: stops a sandbox PostgreSQL server on this machine at once, as `pg_ctl stop -m immediate` does (no checkpoint, no goodbye to replicas), and with `remove_data` deletes its data folder; journals the moment and the WAL position.";
+    const IDEMPOTENT: bool = false;
+    const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(Provides::Database);
+
+    fn check(&self, p: &PgStopParams) -> std::result::Result<(), ParamError> {
+        one_of(p.target.as_ref(), p.url.as_ref())
+    }
+
+    async fn plan(&self, ctx: &StepContext, p: PgStopParams) -> Result<Vec<String>> {
+        let conn = pg_conn(ctx, p.target.as_deref(), p.url.as_ref())?;
+        Ok(vec![format!(
+            "stops the server {} immediately{}",
+            conn.server(),
+            if p.remove_data {
+                " and deletes its data folder"
+            } else {
+                ""
+            }
+        )])
+    }
+
+    async fn run(&self, ctx: &StepContext, p: PgStopParams) -> Result<Outcome<DisasterEffect>> {
+        let conn = pg_conn(ctx, p.target.as_deref(), p.url.as_ref())?;
+        let client = conn.connect().await?;
+        let data: String = client
+            .query_one("SELECT current_setting('data_directory')", &[])
+            .await
+            .map_err(|e| query_error(&conn, "reading the data folder", e))?
+            .get(0);
+        let data = PathBuf::from(data);
+        let pid = postmaster(&data, &conn)?;
+        let lsn = current_lsn(&client, &conn).await?;
+        drop(client);
+        let raw = rustix::process::Pid::from_raw(pid)
+            .ok_or_else(|| err!(External, "pid {pid} is not a process id"))?;
+        // SIGQUIT to the postmaster is PostgreSQL's immediate shutdown.
+        rustix::process::kill_process(raw, rustix::process::Signal::QUIT)
+            .map_err(|e| err!(External, "signalling postgres (pid {pid}): {e}"))?;
+        let took_effect = Moment::now();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while alive(pid) {
+            if tokio::time::Instant::now() > deadline {
+                rustix::process::kill_process(raw, rustix::process::Signal::KILL)
+                    .map_err(|e| err!(External, "killing postgres (pid {pid}): {e}"))?;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if p.remove_data {
+            let d = data.clone();
+            tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&d))
+                .await
+                .map_err(|e| err!(Io, "deleting {}: {e}", data.display()))?
+                .map_err(|e| dr_core::Error::io(format!("deleting {}", data.display()), e))?;
+        }
+        Ok(Outcome::Done(DisasterEffect {
+            took_effect,
+            lsn,
+            what: format!(
+                "stopped the server {} immediately (pid {pid}){}",
+                conn.server(),
+                if p.remove_data {
+                    ", its data folder deleted"
+                } else {
+                    ""
+                }
+            ),
+        }))
+    }
+}
+
+/// `disaster.drop_database`'s parameters.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DropDatabaseParams {
+    /// A PostgreSQL target declared `sandbox: true`: its database is dropped.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Or a database URL, from a setup step's outputs.
+    #[serde(default)]
+    pub url: Option<ConnInfo>,
+}
+
+struct DropDatabase;
+
+#[async_trait]
+impl TypedAction for DropDatabase {
+    type Params = DropDatabaseParams;
+    type Outputs = DisasterEffect;
+    const NAME: &'static str = "disaster.drop_database";
+    const SUMMARY: &'static str = "Drills only: drops a sandbox server's database (its sessions ended first), as an operator's mistake would; journals the moment and the WAL position.";
+    const IDEMPOTENT: bool = false;
+    const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(Provides::Database);
+
+    fn check(&self, p: &DropDatabaseParams) -> std::result::Result<(), ParamError> {
+        one_of(p.target.as_ref(), p.url.as_ref())
+    }
+
+    async fn plan(&self, ctx: &StepContext, p: DropDatabaseParams) -> Result<Vec<String>> {
+        let conn = pg_conn(ctx, p.target.as_deref(), p.url.as_ref())?;
+        Ok(vec![format!(
+            "drops database {:?} on {}",
+            conn.dbname(),
+            conn.server()
+        )])
+    }
+
+    async fn run(&self, ctx: &StepContext, p: DropDatabaseParams) -> Result<Outcome<DisasterEffect>> {
+        let conn = pg_conn(ctx, p.target.as_deref(), p.url.as_ref())?;
+        let db = conn.dbname().to_owned();
+        let admin = conn.with_dbname(if db == "postgres" { "template1" } else { "postgres" });
+        let client = admin.connect().await?;
+        let lsn = current_lsn(&client, &admin).await?;
+        client
+            .batch_execute(&format!(
+                "DROP DATABASE {} WITH (FORCE)",
+                crate::connect::ident(&db)
+            ))
+            .await
+            .map_err(|e| query_error(&admin, &format!("dropping database {db:?}"), e))?;
+        Ok(Outcome::Done(DisasterEffect {
+            took_effect: Moment::now(),
+            lsn,
+            what: format!("dropped database {db:?} on {}", conn.server()),
+        }))
+    }
+}
+
+/// `disaster.delete_rows`'s parameters.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct DeleteRowsParams {
+    /// A PostgreSQL target declared `sandbox: true`.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Or a database URL, from a setup step's outputs.
+    #[serde(default)]
+    pub url: Option<ConnInfo>,
+    /// The table (`orders`, `shop.orders`).
+    pub table: String,
+    /// Which rows, as an SQL condition (`placed_at > now() - interval '1 hour'`); all
+    /// of them when absent.
+    #[serde(default, rename = "where")]
+    pub condition: Option<String>,
+}
+
+struct DeleteRows;
+
+#[async_trait]
+impl TypedAction for DeleteRows {
+    type Params = DeleteRowsParams;
+    type Outputs = DisasterEffect;
+    const NAME: &'static str = "disaster.delete_rows";
+    const SUMMARY: &'static str = "Drills only: deletes rows of a sandbox table (all, or those matching `where`), as a bad deploy or an operator would; journals the moment, the WAL position and the count.";
+    const IDEMPOTENT: bool = false;
+    const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(Provides::Database);
+
+    fn check(&self, p: &DeleteRowsParams) -> std::result::Result<(), ParamError> {
+        one_of(p.target.as_ref(), p.url.as_ref())
+    }
+
+    async fn plan(&self, ctx: &StepContext, p: DeleteRowsParams) -> Result<Vec<String>> {
+        let conn = pg_conn(ctx, p.target.as_deref(), p.url.as_ref())?;
+        Ok(vec![format!(
+            "deletes {} of {} on {conn}",
+            p.condition
+                .as_deref()
+                .map_or("every row".to_owned(), |w| format!("the rows where {w}")),
+            p.table
+        )])
+    }
+
+    async fn run(&self, ctx: &StepContext, p: DeleteRowsParams) -> Result<Outcome<DisasterEffect>> {
+        let conn = pg_conn(ctx, p.target.as_deref(), p.url.as_ref())?;
+        let client = conn.connect().await?;
+        let table = p
+            .table
+            .split('.')
+            .map(crate::connect::ident)
+            .collect::<Vec<_>>()
+            .join(".");
+        let sql = match &p.condition {
+            Some(w) => format!("DELETE FROM {table} WHERE {w}"),
+            None => format!("DELETE FROM {table}"),
+        };
+        let n = client
+            .execute(&sql, &[])
+            .await
+            .map_err(|e| query_error(&conn, &format!("deleting rows of {}", p.table), e))?;
+        let took_effect = Moment::now();
+        let lsn = current_lsn(&client, &conn).await?;
+        Ok(Outcome::Done(DisasterEffect {
+            took_effect,
+            lsn,
+            what: format!("deleted {n} rows of {} on {conn}", p.table),
+        }))
+    }
+}
+
+/// `disaster.replica_disconnect`'s parameters.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ReplicaDisconnectParams {
+    /// A PostgreSQL replica target declared `sandbox: true`.
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Or its URL, from a setup step's outputs.
+    #[serde(default)]
+    pub url: Option<ConnInfo>,
+}
+
+struct ReplicaDisconnect;
+
+#[async_trait]
+impl TypedAction for ReplicaDisconnect {
+    type Params = ReplicaDisconnectParams;
+    type Outputs = DisasterEffect;
+    const NAME: &'static str = "disaster.replica_disconnect";
+    const SUMMARY: &'static str = "Drills only: takes a sandbox replica's network to its primary away (its WAL receiver stopped: primary_conninfo emptied, configuration reloaded); journals the moment and the last WAL position it received.";
+    const IDEMPOTENT: bool = true;
+    const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(Provides::Database);
+
+    fn check(&self, p: &ReplicaDisconnectParams) -> std::result::Result<(), ParamError> {
+        one_of(p.target.as_ref(), p.url.as_ref())
+    }
+
+    async fn plan(&self, ctx: &StepContext, p: ReplicaDisconnectParams) -> Result<Vec<String>> {
+        let conn = pg_conn(ctx, p.target.as_deref(), p.url.as_ref())?;
+        Ok(vec![format!(
+            "stops the WAL receiver of the replica {}",
+            conn.server()
+        )])
+    }
+
+    async fn run(
+        &self,
+        ctx: &StepContext,
+        p: ReplicaDisconnectParams,
+    ) -> Result<Outcome<DisasterEffect>> {
+        let conn = pg_conn(ctx, p.target.as_deref(), p.url.as_ref())?;
+        let client = conn.connect().await?;
+        let replica: bool = client
+            .query_one("SELECT pg_is_in_recovery()", &[])
+            .await
+            .map_err(|e| query_error(&conn, "reading the server's role", e))?
+            .get(0);
+        if !replica {
+            return Err(err!(
+                Conflict,
+                "step {:?}: {} is not a replica (it is not in recovery): there is no WAL receiver to stop",
+                ctx.step,
+                conn.server()
+            ));
+        }
+        client
+            .batch_execute("ALTER SYSTEM SET primary_conninfo = ''")
+            .await
+            .map_err(|e| query_error(&conn, "emptying primary_conninfo", e))?;
+        client
+            .batch_execute("SELECT pg_reload_conf()")
+            .await
+            .map_err(|e| query_error(&conn, "reloading the configuration", e))?;
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let receiving: i64 = client
+                .query_one("SELECT count(*) FROM pg_stat_wal_receiver", &[])
+                .await
+                .map_err(|e| query_error(&conn, "reading the WAL receiver", e))?
+                .get(0);
+            if receiving == 0 {
+                break;
+            }
+            if tokio::time::Instant::now() > deadline {
+                return Err(err!(
+                    Timeout,
+                    "step {:?}: the WAL receiver of {} still runs 30s after primary_conninfo was emptied",
+                    ctx.step,
+                    conn.server()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        let took_effect = Moment::now();
+        let lsn = current_lsn(&client, &conn).await?;
+        Ok(Outcome::Done(DisasterEffect {
+            took_effect,
+            lsn,
+            what: format!("stopped the WAL receiver of {}", conn.server()),
+        }))
+    }
+}
