@@ -24,8 +24,10 @@ fn the_demo_ends_with_a_drill_whose_rto_and_rpo_are_what_happened() {
     assert_eq!(report["restored_matches_original"], true);
 
     let drill = &report["drill"];
-    assert_eq!(drill["outcome"], "succeeded", "{drill}");
-    let steps: Vec<&str> = drill["steps"]
+    let measured = &drill["report"];
+    assert_eq!(measured["outcome"], "succeeded", "{drill}");
+    assert_eq!(measured["kind"], "drill");
+    let steps: Vec<&str> = measured["steps"]
         .as_array()
         .unwrap()
         .iter()
@@ -33,53 +35,55 @@ fn the_demo_ends_with_a_drill_whose_rto_and_rpo_are_what_happened() {
         .collect();
     assert_eq!(
         steps,
-        ["health", "promote", "check", "takes-writes", "backup"]
+        [
+            "sandbox-ready",
+            "canary",
+            "writes-go-on",
+            "primary-lost",
+            "canary-stopped",
+            "health",
+            "promote",
+            "check",
+            "backup",
+            "takes-writes",
+            "canary-read",
+            "canary-drop"
+        ]
     );
-    let acknowledged = drill["orders_acknowledged"].as_u64().unwrap();
-    let recovered = drill["orders_recovered"].as_u64().unwrap();
-    let lost = drill["orders_lost"].as_u64().unwrap();
+    let canary = &measured["drill"]["canary"];
+    let acknowledged = canary["acknowledged"].as_u64().unwrap();
+    let recovered = canary["recovered"].as_u64().unwrap();
+    let lost = canary["lost"].as_u64().unwrap();
     assert!(
         acknowledged > 0,
-        "the primary took orders before it was lost"
+        "the canary wrote to the primary before it was lost"
     );
     assert_eq!(recovered + lost, acknowledged);
-    let rto = drill["rto_seconds"].as_f64().unwrap();
+    let rto = measured["rto"]["achieved_seconds"].as_f64().unwrap();
     assert!(rto > 0.0, "{drill}");
-    let (disaster, recovered_at) = (
-        drill["disaster_at"]
-            .as_str()
-            .unwrap()
-            .parse::<jiff::Timestamp>()
-            .unwrap(),
-        drill["recovered_at"]
-            .as_str()
-            .unwrap()
-            .parse::<jiff::Timestamp>()
-            .unwrap(),
-    );
-    let between = (recovered_at.as_millisecond() - disaster.as_millisecond()) as f64 / 1000.0;
-    assert!(
-        (between - rto).abs() < 0.002,
-        "RTO {rto} is the span {between}"
-    );
-    let rpo = drill["rpo_seconds"].as_f64().unwrap();
-    assert_eq!(rpo == 0.0, lost == 0, "{drill}");
-    let within = |measured: f64, objective: &serde_json::Value| {
-        objective.as_f64().is_none_or(|max| measured <= max)
+    let rpo = measured["rpo"]["achieved_seconds"].as_f64().unwrap();
+    assert!(rpo >= 0.0, "{drill}");
+    let verdict = |m: &serde_json::Value| {
+        let (achieved, objective) = (
+            m["achieved_seconds"].as_f64().unwrap(),
+            m["objective_seconds"].as_f64().unwrap(),
+        );
+        if achieved <= objective {
+            "met"
+        } else {
+            "missed"
+        }
     };
-    assert_eq!(
-        drill["rto_met"],
-        within(rto, &drill["rto_objective_seconds"])
-    );
-    assert_eq!(
-        drill["rpo_met"],
-        within(rpo, &drill["rpo_objective_seconds"])
-    );
+    assert_eq!(measured["rto"]["verdict"], verdict(&measured["rto"]));
+    assert_eq!(measured["rpo"]["verdict"], verdict(&measured["rpo"]));
     assert_eq!(
         ok,
-        drill["rto_met"] == true && drill["rpo_met"] == true,
+        measured["rto"]["verdict"] == "met" && measured["rpo"]["verdict"] == "met",
         "the result is the objectives' verdict"
     );
+    let page = std::fs::read_to_string(drill["report_html"].as_str().unwrap()).unwrap();
+    assert!(page.contains("shop-failover-drill") && page.contains("primary-lost"));
+    let _ = std::fs::remove_file(drill["report_html"].as_str().unwrap());
 
     // The drill's backup of the new primary, restored: the orders it says survived, and
     // the write that proved the new primary takes writes.
@@ -96,17 +100,19 @@ fn the_demo_ends_with_a_drill_whose_rto_and_rpo_are_what_happened() {
     assert_eq!(
         pg.psql(
             "shop",
-            "SELECT count(*) FROM orders WHERE note = 'written during the drill'"
+            &format!(
+                "SELECT count(*) FROM drkit_canary.writes WHERE run = '{}'",
+                measured["run"].as_str().unwrap()
+            )
         ),
-        (recovered + drill["orders_unacknowledged_kept"].as_u64().unwrap()).to_string(),
-        "the backup holds exactly the orders the drill says were recovered"
+        (recovered + canary["unknown_present"].as_u64().unwrap()).to_string(),
+        "the backup holds exactly the canary writes the drill says were recovered"
     );
+    // Every order loaded before the drill (the first write after the failover runs
+    // beside the backup: it may or may not be in it).
     assert_eq!(
-        pg.psql(
-            "shop",
-            "SELECT count(*) FROM orders WHERE note = 'the first order after the failover'"
-        ),
-        "1"
+        pg.psql("shop", "SELECT count(*) FROM orders WHERE note IS NULL"),
+        "10000"
     );
     let _ = std::fs::remove_dir_all(folder);
     if let Some(first) = report["repository"].as_str() {

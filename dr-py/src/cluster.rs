@@ -57,6 +57,22 @@ impl TempCluster {
         })
     }
 
+    /// Starts a streaming replica of this cluster (`pg_basebackup -R`), itself a
+    /// throwaway: a drill's sandbox.
+    fn start_replica(&self, py: Python<'_>) -> PyResult<Self> {
+        let primary = self.inner.as_ref().ok_or_else(|| {
+            crate::errors::to_py(dr_core::err!(Conflict, "this cluster was stopped"))
+        })?;
+        let inner = py
+            .detach(|| primary.start_replica())
+            .map_err(crate::errors::to_py)?;
+        let port = inner.port();
+        Ok(Self {
+            inner: Some(inner),
+            port,
+        })
+    }
+
     /// Stops the server and deletes its files.
     fn stop(&mut self, py: Python<'_>) {
         if let Some(c) = self.inner.take() {

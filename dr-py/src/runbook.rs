@@ -249,6 +249,35 @@ impl Runbook {
         to_python(py, &plan)
     }
 
+    /// Runs it as a drill (it must have a `drill:` section); returns the report, read
+    /// from the journal: outcome, steps, the RTO and RPO achieved with verdicts.
+    #[pyo3(signature = (*, repo=None, vars=None, yes=false, keep_canary=false, report_html=None, metrics_csv=None, actions=None))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
+    fn drill<'py>(
+        &self,
+        py: Python<'py>,
+        repo: Option<&Bound<'py, Repository>>,
+        vars: Option<&Bound<'py, PyAny>>,
+        yes: bool,
+        keep_canary: bool,
+        report_html: Option<std::path::PathBuf>,
+        metrics_csv: Option<std::path::PathBuf>,
+        actions: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let engine = engine(py, repo, actions)?;
+        let (rb, map) = self.checked(&engine)?;
+        let options = options(py, vars, "planned", yes, Vec::new(), Vec::new(), Vec::new())?;
+        let o = drkit::drill::DrillOptions {
+            keep_canary,
+            report_html,
+            metrics_csv,
+        };
+        let outcome = block_on(py, async {
+            drkit::drill::run(&engine, &rb, &map, options, &o).await
+        })?;
+        to_python(py, &outcome.report)
+    }
+
     /// Runs it; returns the run (`id`, `outcome`, `steps`, `events`). `actions` maps names
     /// to `(callable, idempotent)` (what `@drkit.action` collects).
     #[pyo3(signature = (*, repo=None, vars=None, mode="planned", yes=false, approve=None, actions=None))]
@@ -320,4 +349,34 @@ pub fn resume<'py>(
     };
     let run = block_on(py, async { engine.resume(run_id, &options).await })?;
     to_python(py, &run)
+}
+
+/// The report of run `run_id` from its journal alone: `format` "json" (a dict), or
+/// "md", "html", "junit", "postmortem" (text; `template` replaces the post-incident one).
+#[pyfunction]
+#[pyo3(signature = (run_id, *, repo=None, format="json", template=None))]
+pub fn report<'py>(
+    py: Python<'py>,
+    run_id: &str,
+    repo: Option<&Bound<'py, Repository>>,
+    format: &str,
+    template: Option<&str>,
+) -> PyResult<Bound<'py, PyAny>> {
+    use dr_core::runbook::report as r;
+    let engine = engine(py, repo, None)?;
+    let report = block_on(py, async { engine.report(run_id).await })?;
+    let text = match format {
+        "json" => return to_python(py, &report),
+        "md" => r::markdown(&report),
+        "html" => r::html(&report),
+        "junit" => r::junit(&report),
+        "postmortem" => r::postmortem(&report, template).map_err(crate::errors::to_py)?,
+        other => {
+            return Err(crate::errors::to_py(err!(
+                InvalidInput,
+                "format {other:?}: give one of json, md, html, junit, postmortem"
+            )))
+        }
+    };
+    Ok(pyo3::types::PyString::new(py, &text).into_any())
 }

@@ -840,11 +840,21 @@ pub fn html(r: &Report) -> String {
                 x(t)
             );
             if let Some(o) = d.rto.objective_seconds {
-                let _ = write!(
-                    marks,
-                    "<line x1=\"{0}\" y1=\"18\" x2=\"{0}\" y2=\"{axis_y}\" class=\"mark objective\"/><text x=\"{0}\" y=\"14\" class=\"marklabel objective\">RTO objective</text>",
-                    x(t + o)
-                );
+                if t + o <= total {
+                    let _ = write!(
+                        marks,
+                        "<line x1=\"{0}\" y1=\"18\" x2=\"{0}\" y2=\"{axis_y}\" class=\"mark objective\"/><text x=\"{0}\" y=\"14\" class=\"marklabel objective\">RTO objective</text>",
+                        x(t + o)
+                    );
+                } else {
+                    // Beyond the axis: said at its end, where the line would be.
+                    let _ = write!(
+                        marks,
+                        "<text x=\"{}\" y=\"14\" text-anchor=\"end\" class=\"marklabel objective\">RTO objective {} after the disaster →</text>",
+                        left + width,
+                        seconds(o)
+                    );
+                }
             }
         }
         if let Some(rec) = &d.recovered_at {

@@ -91,6 +91,57 @@ class Runbook:
         return Run(self._native.run(repo=repo, vars=vars, mode=mode, yes=yes, approve=list(approve or []), actions=_ACTIONS))
 
 
+class Drill:
+    """A drill: a runbook file with a ``drill:`` section (its sandbox, canary, disaster,
+    ``recovered`` checks and teardown around the recovery under test)::
+
+        report = drkit.Drill.load("drill.yaml").run(vars={"primary": ..., "replica": ...})
+        assert report["rto"]["verdict"] == "met", report["rto"]["why"]
+    """
+
+    def __init__(self, runbook: Runbook) -> None:
+        self.runbook = runbook
+
+    @staticmethod
+    def load(path: str | PathLike[str]) -> Drill:
+        return Drill(Runbook.load(path))
+
+    @property
+    def name(self) -> str:
+        return self.runbook.name
+
+    def run(
+        self,
+        *,
+        repo: _native.Repository | None = None,
+        vars: Mapping[str, Any] | None = None,
+        yes: bool = False,
+        keep_canary: bool = False,
+        report_html: str | PathLike[str] | None = None,
+        metrics_csv: str | PathLike[str] | None = None,
+    ) -> dict[str, Any]:
+        """Runs the drill, journaled in ``repo`` (default: ``DRKIT_REPO``); returns its
+        report: ``outcome``, ``steps``, ``rto`` and ``rpo`` (``achieved_seconds``,
+        ``objective_seconds``, ``verdict``: met, missed, inconclusive), ``drill`` (the
+        disaster, the canary's figures)."""
+        return self.runbook._native.drill(
+            repo=repo,
+            vars=vars,
+            yes=yes,
+            keep_canary=keep_canary,
+            report_html=report_html,
+            metrics_csv=metrics_csv,
+            actions=_ACTIONS,
+        )
+
+
+def report(run_id: str, *, repo: _native.Repository | None = None, format: str = "json", template: str | None = None) -> Any:
+    """The report of run ``run_id`` from its journal alone (as ``drkit report``): a dict
+    for ``format="json"``, else text in ``md``, ``html``, ``junit`` or ``postmortem``
+    (``template``: a minijinja template replacing the post-incident one)."""
+    return _native.report(run_id, repo=repo, format=format, template=template)
+
+
 def check(path: str | PathLike[str]) -> dict[str, Any]:
     """Checks the runbook file at ``path`` without a repository or any live system (as
     ``drkit runbook check`` does): ``{"ok", "file", "runbook", "steps", "problems"}``, each

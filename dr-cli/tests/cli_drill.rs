@@ -1,0 +1,453 @@
+//! Drills through the `drkit` binary, on real PostgreSQL servers: a primary with a
+//! streaming replica and a canary, the primary stopped at once, the replica promoted;
+//! the RPO the drill reports is what the recovered database holds (read here from the
+//! canary table itself). A drill aimed at a server not declared a sandbox is refused
+//! before anything runs; a drill killed mid-recovery is resumed and its teardown runs;
+//! its report renders in Chromium, and its signed evidence names the event changed.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use dr_testkit::{stderr, Drkit, PgCluster, PASSWORD};
+use serde_json::Value;
+
+const BIN: &str = env!("CARGO_BIN_EXE_drkit");
+
+fn drill_file() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples/runbooks/drill.yaml")
+}
+
+/// A primary with 1,000 orders in database `shop` and its streaming replica.
+fn sandbox() -> Option<(PgCluster, PgCluster)> {
+    let primary = PgCluster::start()?;
+    primary.psql("postgres", "CREATE DATABASE shop");
+    primary.psql(
+        "shop",
+        "CREATE TABLE orders (id bigserial PRIMARY KEY, amount numeric(12,2) NOT NULL, \
+         placed_at timestamptz NOT NULL DEFAULT clock_timestamp(), note text); \
+         INSERT INTO orders (amount) SELECT g / 100.0 FROM generate_series(1, 1000) g",
+    );
+    let replica = primary.start_replica();
+    Some((primary, replica))
+}
+
+fn repo(dir: &Path) -> Drkit {
+    let d = Drkit::local(BIN, &dir.join("repo"));
+    d.json(&["repo", "init"]);
+    d
+}
+
+fn seconds(v: &Value) -> f64 {
+    v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // the drill, then the database that backs each figure
+fn a_failover_drill_reports_the_rpo_the_recovered_database_holds() {
+    let Some((primary, replica)) = sandbox() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = repo(dir.path());
+    let (html, csv) = (dir.path().join("report.html"), dir.path().join("dr-metrics.csv"));
+    let out = d.run(&[
+        "--json",
+        "drill",
+        drill_file().to_str().unwrap(),
+        "--var",
+        &format!("primary={}", primary.dsn("shop")),
+        "--var",
+        &format!("replica={}", replica.dsn("shop")),
+        "--var",
+        "write_for=1s",
+        "--keep-canary",
+        "--report-html",
+        html.to_str().unwrap(),
+        "--metrics-csv",
+        csv.to_str().unwrap(),
+    ]);
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), stderr(&out)));
+    assert_eq!(report["outcome"], "succeeded", "{report}");
+    assert_eq!(report["kind"], "drill");
+    let ok = report["rto"]["verdict"] == "met" && report["rpo"]["verdict"] == "met";
+    assert_eq!(out.status.code(), Some(if ok { 0 } else { 3 }), "{report}");
+    let run = report["run"].as_str().unwrap();
+
+    // The primary is really gone, and the replica really takes writes.
+    assert!(
+        std::process::Command::new(primary.bindir().join("pg_isready"))
+            .args(["-h", "127.0.0.1", "-p", &primary.port().to_string()])
+            .status()
+            .is_ok_and(|s| !s.success()),
+        "the disaster stopped the primary"
+    );
+    assert_eq!(replica.psql("shop", "SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(
+        replica.psql(
+            "shop",
+            "SELECT count(*) FROM orders WHERE note = 'the first order after the failover'"
+        ),
+        "1"
+    );
+
+    // What the recovered database holds, read here, against what the drill says.
+    let held: BTreeSet<u64> = replica
+        .psql(
+            "shop",
+            &format!("SELECT seq FROM drkit_canary.writes WHERE run = '{run}' ORDER BY seq"),
+        )
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let shown = d.json(&["runs", "show", run]);
+    let log = dr_testkit::step(&shown, "canary-stopped")["outputs"].clone();
+    let acknowledged: Vec<&Value> = log["acknowledged"].as_array().unwrap().iter().collect();
+    assert!(acknowledged.len() >= 5, "the canary wrote for a second: {log}");
+    let canary = &report["drill"]["canary"];
+    let present: Vec<&&Value> = acknowledged
+        .iter()
+        .filter(|w| held.contains(&w["seq"].as_u64().unwrap()))
+        .collect();
+    assert_eq!(canary["acknowledged"], acknowledged.len());
+    assert_eq!(canary["recovered"], present.len(), "{canary}");
+    assert_eq!(
+        canary["lost"],
+        acknowledged.len() - present.len(),
+        "{canary}"
+    );
+    let newest = present.last().expect("the replica has canary writes");
+    assert_eq!(canary["newest_present"], newest["seq"]);
+    // RPO: the disaster's moment back to the acknowledgement of that write.
+    let disaster = dr_testkit::step(&shown, "primary-lost")["outputs"]["took_effect"].clone();
+    let at = |m: &Value| m["at"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    let mono = |m: &Value| m["mono"]["ns"].as_u64().unwrap() as f64 / 1e9;
+    let rpo = seconds(&report["rpo"]["achieved_seconds"]);
+    let expected = mono(&disaster) - mono(&newest["acked"]);
+    assert!((rpo - expected).abs() < 1e-6, "RPO {rpo}, journal says {expected}");
+    let wall = (at(&disaster).as_microsecond() - at(&newest["acked"]).as_microsecond()) as f64 / 1e6;
+    assert!((rpo - wall).abs() < 0.05, "the two clocks agree: {rpo} {wall}");
+    assert!(rpo >= 0.0);
+    // Rows of unknown outcome that turned up are counted, and nothing else is there.
+    let unknown: BTreeSet<u64> = log["unknown"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_u64().unwrap())
+        .collect();
+    assert_eq!(
+        held.len(),
+        present.len() + unknown.intersection(&held).count(),
+        "every row held was acknowledged or of unknown outcome"
+    );
+    assert_eq!(canary["unknown_present"], unknown.intersection(&held).count());
+
+    // RTO: the disaster to the recovered check's first pass, both journaled.
+    let rto = seconds(&report["rto"]["achieved_seconds"]);
+    let checked = shown["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|e| e["event"] == "step_succeeded" && e["step"] == "takes-writes")
+        .expect("the recovered check passed");
+    let expected = checked["mono"]["ns"].as_u64().unwrap() as f64 / 1e9 - mono(&disaster);
+    assert!((rto - expected).abs() < 1e-6, "RTO {rto}, journal says {expected}");
+    assert_eq!(report["rto"]["objective_seconds"], 60.0);
+
+    // The outputs: the HTML page, one CSV line under its header, no password anywhere.
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("primary-lost") && page.contains("<svg"));
+    let lines: Vec<String> = std::fs::read_to_string(&csv)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 2, "{lines:?}");
+    assert!(lines[0].starts_with("time,runbook,kind"));
+    assert!(lines[1].contains(",shop-failover-drill,drill,") && lines[1].contains(run));
+    for text in [
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr(&out),
+        page,
+        shown.to_string(),
+    ] {
+        assert!(!text.contains(PASSWORD), "the password leaked: {text}");
+    }
+}
+
+/// `drill.yaml` with its targets no longer declared sandboxes.
+#[test]
+fn a_drill_that_would_break_a_server_not_declared_a_sandbox_is_refused_before_anything_runs() {
+    let Some((primary, replica)) = sandbox() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = repo(dir.path());
+    let file = dir.path().join("drill.yaml");
+    let text = std::fs::read_to_string(drill_file())
+        .unwrap()
+        .replace("url: \"${vars.primary}\", sandbox: true", "url: \"${vars.primary}\"");
+    std::fs::write(&file, text).unwrap();
+    let out = d.run(&[
+        "drill",
+        file.to_str().unwrap(),
+        "--var",
+        &format!("primary={}", primary.dsn("shop")),
+        "--var",
+        &format!("replica={}", replica.dsn("shop")),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let said = stderr(&out);
+    assert!(
+        said.contains("acts on target \"primary\", which is not a sandbox")
+            && said.contains("sandbox: true"),
+        "{said}"
+    );
+    // Nothing ran: no run journaled, the primary up, no canary table.
+    assert_eq!(d.json(&["runs"]), serde_json::json!([]));
+    assert_eq!(
+        primary.psql("shop", "SELECT to_regclass('drkit_canary.writes') IS NULL"),
+        "t"
+    );
+}
+
+/// A drill whose recovery pauses, killed there with SIGKILL, resumed: the recovery goes
+/// on, the canary is read, the teardown runs once, and the report has every step.
+#[test]
+fn a_drill_killed_mid_recovery_is_resumed_and_its_teardown_runs() {
+    let Some((primary, replica)) = sandbox() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = repo(dir.path());
+    let log = dir.path().join("teardown.log");
+    let file = dir.path().join("drill.yaml");
+    let text = std::fs::read_to_string(drill_file()).unwrap();
+    let text = text
+        .replace(
+            "  - id: backup\n    action: pg.backup\n    needs: [check]",
+            "  - id: pause\n    action: wait\n    needs: [check]\n    with: { for: 1h }\n  - id: backup\n    action: pg.backup\n    needs: [pause]",
+        )
+        .replace(
+            "steps:\n  - id: health",
+            &format!(
+                "  teardown:\n    - id: clean-up\n      action: exec\n      with: {{ argv: [sh, -c, \"echo torn down >> {}\"] }}\nsteps:\n  - id: health",
+                log.display()
+            ),
+        );
+    std::fs::write(&file, &text).unwrap();
+    let vars = [
+        "--var".to_owned(),
+        format!("primary={}", primary.dsn("shop")),
+        "--var".to_owned(),
+        format!("replica={}", replica.dsn("shop")),
+        "--var".to_owned(),
+        "write_for=500ms".to_owned(),
+    ];
+    let mut args = vec!["--quiet", "drill", file.to_str().unwrap(), "--lock-ttl", "2s"];
+    args.extend(vars.iter().map(String::as_str));
+    let mut child = d.cmd(&args).spawn().unwrap();
+    let id = d.wait_step_started("pause");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!log.exists(), "the teardown has not run yet");
+
+    // Resumed from another folder, once the dead run's lock lapsed; the pause is
+    // counted as done.
+    std::thread::sleep(std::time::Duration::from_secs(3));
+    let other = tempfile::tempdir().unwrap();
+    let mut args = vec!["--json", "drill", "--resume", &id, "--skip", "pause"];
+    // The URLs hold a password, which is never journaled: given again.
+    args.extend(vars[..4].iter().map(String::as_str));
+    let out = d
+        .cmd(&args)
+        .current_dir(other.path())
+        .output()
+        .unwrap();
+    let report: Value = serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+    assert_eq!(report["outcome"], "succeeded", "{report}");
+    assert_eq!(
+        std::fs::read_to_string(&log).unwrap(),
+        "torn down\n",
+        "the teardown ran once"
+    );
+    // The report has the shape of an uninterrupted drill: every step, in order, each
+    // ended; the RTO measured (the kill included), the RPO from the journaled canary.
+    let steps: Vec<(&str, &str)> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["state"].as_str().unwrap()))
+        .collect();
+    let ids: Vec<&str> = steps.iter().map(|s| s.0).collect();
+    assert_eq!(
+        ids,
+        [
+            "sandbox-ready",
+            "canary",
+            "writes-go-on",
+            "primary-lost",
+            "canary-stopped",
+            "health",
+            "promote",
+            "check",
+            "pause",
+            "backup",
+            "takes-writes",
+            "canary-read",
+            "canary-drop",
+            "clean-up"
+        ]
+    );
+    assert!(
+        steps.iter().all(|(id, state)| *state
+            == if *id == "pause" {
+                "skipped_by_operator"
+            } else {
+                "succeeded"
+            }),
+        "{steps:?}"
+    );
+    assert!(report["rto"]["achieved_seconds"].as_f64().unwrap() > 0.0);
+    assert!(report["rpo"]["achieved_seconds"].is_f64(), "{report}");
+    assert_eq!(
+        replica.psql("shop", "SELECT to_regclass('drkit_canary.writes') IS NULL"),
+        "t",
+        "the canary was dropped at teardown"
+    );
+}
+
+/// Chromium, headless: `None` (and said) where it is not installed, outside CI.
+fn chromium() -> Option<PathBuf> {
+    let found = ["chromium", "chromium-browser", "google-chrome"]
+        .iter()
+        .map(|name| {
+            std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default())
+                .map(|dir| dir.join(name))
+                .find(|p| p.is_file())
+        })
+        .find_map(|p| p);
+    if found.is_none() {
+        dr_testkit::missing("chromium", "install it with `apt-get install chromium`");
+    }
+    found
+}
+
+fn headless(chromium: &Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(chromium)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--no-first-run",
+            "--window-size=1280,1400",
+        ])
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // the page in a browser, then the evidence signed, checked, tampered with
+fn a_drill_report_renders_in_chromium_and_its_signed_evidence_names_a_changed_event() {
+    let Some((primary, replica)) = sandbox() else {
+        return;
+    };
+    let Some(chromium) = chromium() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let d = repo(dir.path());
+    let report = d.json(&[
+        "drill",
+        drill_file().to_str().unwrap(),
+        "--var",
+        &format!("primary={}", primary.dsn("shop")),
+        "--var",
+        &format!("replica={}", replica.dsn("shop")),
+        "--var",
+        "write_for=500ms",
+    ]);
+    let run = report["run"].as_str().unwrap();
+
+    // The HTML report, from the journal alone, rendered by a browser.
+    let html = dir.path().join("report.html");
+    let out = d.run(&["report", run, "--format", "html", "-o", html.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let url = format!("file://{}", html.display());
+    let dom = headless(&chromium, &["--dump-dom", &url]);
+    let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
+    for step in report["steps"].as_array().unwrap() {
+        let id = step["id"].as_str().unwrap();
+        assert!(dom.contains(id), "step {id} is not on the page");
+    }
+    for figure in ["rto", "rpo"] {
+        let shown = format!(
+            "{:.2}s",
+            report[figure]["achieved_seconds"].as_f64().unwrap()
+        );
+        assert!(dom.contains(&shown), "{figure} {shown} is not on the page");
+    }
+    let shot = dir.path().join("report.png");
+    let out = headless(
+        &chromium,
+        &[&format!("--screenshot={}", shot.display()), &url],
+    );
+    assert!(shot.is_file(), "no screenshot: {}", stderr(&out));
+    let decoder = png::Decoder::new(std::io::BufReader::new(std::fs::File::open(&shot).unwrap()));
+    let mut reader = decoder.read_info().unwrap();
+    let mut pixels = vec![0; reader.output_buffer_size()];
+    let info = reader.next_frame(&mut pixels).unwrap();
+    let pixels = &pixels[..info.buffer_size()];
+    let colours: BTreeSet<&[u8]> = pixels
+        .chunks(info.color_type.samples())
+        .collect();
+    assert!(
+        colours.len() > 20,
+        "the screenshot is blank: {} colours",
+        colours.len()
+    );
+
+    // JUnit and the post-incident draft.
+    let junit = d.run(&["report", run, "--format", "junit"]);
+    let junit = String::from_utf8_lossy(&junit.stdout).into_owned();
+    assert!(junit.starts_with("<?xml") && junit.contains("name=\"primary-lost\""), "{junit}");
+    let draft = d.run(&["report", run, "--format", "postmortem"]);
+    let draft = String::from_utf8_lossy(&draft.stdout).into_owned();
+    for section in ["## Summary", "## Timeline", "## Impact", "## Root cause", "## Action items"] {
+        assert!(draft.contains(section), "{section} missing: {draft}");
+    }
+
+    // Evidence: signed, verified; then one byte of one event changed, and named.
+    let key = dir.path().join("drill.key");
+    d.json(&["evidence", "keygen", "--out", key.to_str().unwrap()]);
+    let bundle = dir.path().join("evidence.json");
+    let out = d.run(&[
+        "report",
+        run,
+        "--format",
+        "json",
+        "-o",
+        dir.path().join("report.json").to_str().unwrap(),
+        "--evidence",
+        bundle.to_str().unwrap(),
+        "--sign-key",
+        key.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let public = format!("{}.pub", key.display());
+    let verified = d.json(&["evidence", "verify", bundle.to_str().unwrap(), "--key", &public]);
+    assert_eq!(verified["run"], run);
+    let text = std::fs::read_to_string(&bundle).unwrap();
+    assert!(!text.contains(PASSWORD), "the password is in the evidence");
+    let mut doc: Value = serde_json::from_str(&text).unwrap();
+    let event = doc["events"][4].as_str().unwrap().to_owned();
+    let changed = event.replacen("\"seq\":5", "\"seq\":5 ", 1);
+    assert_ne!(changed, event);
+    doc["events"][4] = Value::String(changed);
+    std::fs::write(&bundle, serde_json::to_string(&doc).unwrap()).unwrap();
+    let out = d.run(&["evidence", "verify", bundle.to_str().unwrap(), "--key", &public]);
+    assert_eq!(out.status.code(), Some(3));
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(said.contains("NOT verified") && said.contains("event 5 was changed"), "{said}");
+}
