@@ -72,6 +72,15 @@ mod tests {
             }
         }
         assert!(checked >= 2, "failover.yaml and drill.yaml at least");
+        let drill = docs
+            .find("name: shop-failover-drill")
+            .expect("the drill example");
+        let start = docs[..drill].rfind("```yaml\n").unwrap() + 8;
+        let end = start + docs[start..].find("```").unwrap();
+        let (rb, _) = engine()
+            .load(&docs[start..end], "docs/runbooks.md")
+            .unwrap();
+        assert!(rb.drill.is_some());
         let k8s = docs
             .find("name: app-to-dr-database")
             .expect("the Kubernetes example");

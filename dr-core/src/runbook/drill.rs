@@ -347,8 +347,17 @@ pub fn check(rb: &Runbook, map: &SourceMap) -> Vec<Diagnostic> {
                         "a drill breaks only throwaways: declare target {name:?} with `sandbox: true` if it is one, or act on what the drill's setup made"
                     ),
                 )),
-                // An unknown target is named by the general check.
-                None => {}
+                None => out.push(map.diagnostic(
+                    &format!("{path}.with.target"),
+                    format!(
+                        "disaster step {:?} acts on target {name:?}, which is not declared",
+                        s.id
+                    ),
+                    format!(
+                        "declare it under `targets:` with `sandbox: true` (declared: {})",
+                        rb.targets.keys().cloned().collect::<Vec<_>>().join(", ")
+                    ),
+                )),
             },
             Some(_) => out.push(map.diagnostic(
                 &format!("{path}.with.target"),
@@ -872,7 +881,7 @@ steps:
                 ("canary-stopped", vec!["kill"], Some(Phase::Canary)),
                 ("promote", vec!["canary-stopped"], Some(Phase::Recovery)),
                 ("healthy", vec!["promote"], Some(Phase::Recovered)),
-                ("canary-read", vec!["healthy"], Some(Phase::Canary)),
+                ("canary-read", vec!["promote", "healthy"], Some(Phase::Canary)),
                 ("canary-drop", vec!["canary-read"], Some(Phase::Teardown)),
                 ("clean", vec!["canary-read"], Some(Phase::Teardown)),
             ]

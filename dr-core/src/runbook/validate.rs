@@ -481,8 +481,13 @@ pub fn validate_with_vars(
                         format!("see `drkit runbook actions {}`", step.action),
                     );
                 }
+                // A drill's canary and disaster steps have their targets named by
+                // `drill::check`, in the drill's words.
+                let drill_named = step.phase.is_some()
+                    && (step.action.starts_with("canary.")
+                        || step.action.starts_with(super::drill::DISASTER_PREFIX));
                 for t in action.targets(&with) {
-                    if !t.starts_with('<') && !rb.targets.contains_key(&t) {
+                    if !drill_named && !t.starts_with('<') && !rb.targets.contains_key(&t) {
                         add(
                             &format!("{here}.with"),
                             format!(
