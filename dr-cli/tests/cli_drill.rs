@@ -49,7 +49,10 @@ fn a_failover_drill_reports_the_rpo_the_recovered_database_holds() {
     };
     let dir = tempfile::tempdir().unwrap();
     let d = repo(dir.path());
-    let (html, csv) = (dir.path().join("report.html"), dir.path().join("dr-metrics.csv"));
+    let (html, csv) = (
+        dir.path().join("report.html"),
+        dir.path().join("dr-metrics.csv"),
+    );
     let out = d.run(&[
         "--json",
         "drill",
@@ -66,8 +69,13 @@ fn a_failover_drill_reports_the_rpo_the_recovered_database_holds() {
         "--metrics-csv",
         csv.to_str().unwrap(),
     ]);
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}{}", String::from_utf8_lossy(&out.stdout), stderr(&out)));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "{e}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            stderr(&out)
+        )
+    });
     assert_eq!(report["outcome"], "succeeded", "{report}");
     assert_eq!(report["kind"], "drill");
     let ok = report["rto"]["verdict"] == "met" && report["rpo"]["verdict"] == "met";
@@ -103,7 +111,10 @@ fn a_failover_drill_reports_the_rpo_the_recovered_database_holds() {
     let shown = d.json(&["runs", "show", run]);
     let log = dr_testkit::step(&shown, "canary-stopped")["outputs"].clone();
     let acknowledged: Vec<&Value> = log["acknowledged"].as_array().unwrap().iter().collect();
-    assert!(acknowledged.len() >= 5, "the canary wrote for a second: {log}");
+    assert!(
+        acknowledged.len() >= 5,
+        "the canary wrote for a second: {log}"
+    );
     let canary = &report["drill"]["canary"];
     let present: Vec<&&Value> = acknowledged
         .iter()
@@ -120,13 +131,26 @@ fn a_failover_drill_reports_the_rpo_the_recovered_database_holds() {
     assert_eq!(canary["newest_present"], newest["seq"]);
     // RPO: the disaster's moment back to the acknowledgement of that write.
     let disaster = dr_testkit::step(&shown, "primary-lost")["outputs"]["took_effect"].clone();
-    let at = |m: &Value| m["at"].as_str().unwrap().parse::<jiff::Timestamp>().unwrap();
+    let at = |m: &Value| {
+        m["at"]
+            .as_str()
+            .unwrap()
+            .parse::<jiff::Timestamp>()
+            .unwrap()
+    };
     let mono = |m: &Value| m["mono"]["ns"].as_u64().unwrap() as f64 / 1e9;
     let rpo = seconds(&report["rpo"]["achieved_seconds"]);
     let expected = mono(&disaster) - mono(&newest["acked"]);
-    assert!((rpo - expected).abs() < 1e-6, "RPO {rpo}, journal says {expected}");
-    let wall = (at(&disaster).as_microsecond() - at(&newest["acked"]).as_microsecond()) as f64 / 1e6;
-    assert!((rpo - wall).abs() < 0.05, "the two clocks agree: {rpo} {wall}");
+    assert!(
+        (rpo - expected).abs() < 1e-6,
+        "RPO {rpo}, journal says {expected}"
+    );
+    let wall =
+        (at(&disaster).as_microsecond() - at(&newest["acked"]).as_microsecond()) as f64 / 1e6;
+    assert!(
+        (rpo - wall).abs() < 0.05,
+        "the two clocks agree: {rpo} {wall}"
+    );
     assert!(rpo >= 0.0);
     // Rows of unknown outcome that turned up are counted, and nothing else is there.
     let unknown: BTreeSet<u64> = log["unknown"]
@@ -140,7 +164,10 @@ fn a_failover_drill_reports_the_rpo_the_recovered_database_holds() {
         present.len() + unknown.intersection(&held).count(),
         "every row held was acknowledged or of unknown outcome"
     );
-    assert_eq!(canary["unknown_present"], unknown.intersection(&held).count());
+    assert_eq!(
+        canary["unknown_present"],
+        unknown.intersection(&held).count()
+    );
 
     // RTO: the disaster to the recovered check's first pass, both journaled.
     let rto = seconds(&report["rto"]["achieved_seconds"]);
@@ -151,7 +178,10 @@ fn a_failover_drill_reports_the_rpo_the_recovered_database_holds() {
         .find(|e| e["event"] == "step_succeeded" && e["step"] == "takes-writes")
         .expect("the recovered check passed");
     let expected = checked["mono"]["ns"].as_u64().unwrap() as f64 / 1e9 - mono(&disaster);
-    assert!((rto - expected).abs() < 1e-6, "RTO {rto}, journal says {expected}");
+    assert!(
+        (rto - expected).abs() < 1e-6,
+        "RTO {rto}, journal says {expected}"
+    );
     assert_eq!(report["rto"]["objective_seconds"], 60.0);
 
     // The outputs: the HTML page, one CSV line under its header, no password anywhere.
@@ -184,9 +214,10 @@ fn a_drill_that_would_break_a_server_not_declared_a_sandbox_is_refused_before_an
     let dir = tempfile::tempdir().unwrap();
     let d = repo(dir.path());
     let file = dir.path().join("drill.yaml");
-    let text = std::fs::read_to_string(drill_file())
-        .unwrap()
-        .replace("url: \"${vars.primary}\", sandbox: true", "url: \"${vars.primary}\"");
+    let text = std::fs::read_to_string(drill_file()).unwrap().replace(
+        "url: \"${vars.primary}\", sandbox: true",
+        "url: \"${vars.primary}\"",
+    );
     std::fs::write(&file, text).unwrap();
     let out = d.run(&[
         "drill",
@@ -244,7 +275,13 @@ fn a_drill_killed_mid_recovery_is_resumed_and_its_teardown_runs() {
         "--var".to_owned(),
         "write_for=500ms".to_owned(),
     ];
-    let mut args = vec!["--quiet", "drill", file.to_str().unwrap(), "--lock-ttl", "2s"];
+    let mut args = vec![
+        "--quiet",
+        "drill",
+        file.to_str().unwrap(),
+        "--lock-ttl",
+        "2s",
+    ];
     args.extend(vars.iter().map(String::as_str));
     let mut child = d.cmd(&args).spawn().unwrap();
     let id = d.wait_step_started("pause");
@@ -259,13 +296,9 @@ fn a_drill_killed_mid_recovery_is_resumed_and_its_teardown_runs() {
     let mut args = vec!["--json", "drill", "--resume", &id, "--skip", "pause"];
     // The URLs hold a password, which is never journaled: given again.
     args.extend(vars[..4].iter().map(String::as_str));
-    let out = d
-        .cmd(&args)
-        .current_dir(other.path())
-        .output()
-        .unwrap();
-    let report: Value = serde_json::from_slice(&out.stdout)
-        .unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
+    let out = d.cmd(&args).current_dir(other.path()).output().unwrap();
+    let report: Value =
+        serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", stderr(&out)));
     assert_eq!(report["outcome"], "succeeded", "{report}");
     assert_eq!(
         std::fs::read_to_string(&log).unwrap(),
@@ -372,7 +405,14 @@ fn a_drill_report_renders_in_chromium_and_its_signed_evidence_names_a_changed_ev
 
     // The HTML report, from the journal alone, rendered by a browser.
     let html = dir.path().join("report.html");
-    let out = d.run(&["report", run, "--format", "html", "-o", html.to_str().unwrap()]);
+    let out = d.run(&[
+        "report",
+        run,
+        "--format",
+        "html",
+        "-o",
+        html.to_str().unwrap(),
+    ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let url = format!("file://{}", html.display());
     let dom = headless(&chromium, &["--dump-dom", &url]);
@@ -399,9 +439,7 @@ fn a_drill_report_renders_in_chromium_and_its_signed_evidence_names_a_changed_ev
     let mut pixels = vec![0; reader.output_buffer_size()];
     let info = reader.next_frame(&mut pixels).unwrap();
     let pixels = &pixels[..info.buffer_size()];
-    let colours: BTreeSet<&[u8]> = pixels
-        .chunks(info.color_type.samples())
-        .collect();
+    let colours: BTreeSet<&[u8]> = pixels.chunks(info.color_type.samples()).collect();
     assert!(
         colours.len() > 20,
         "the screenshot is blank: {} colours",
@@ -411,10 +449,19 @@ fn a_drill_report_renders_in_chromium_and_its_signed_evidence_names_a_changed_ev
     // JUnit and the post-incident draft.
     let junit = d.run(&["report", run, "--format", "junit"]);
     let junit = String::from_utf8_lossy(&junit.stdout).into_owned();
-    assert!(junit.starts_with("<?xml") && junit.contains("name=\"primary-lost\""), "{junit}");
+    assert!(
+        junit.starts_with("<?xml") && junit.contains("name=\"primary-lost\""),
+        "{junit}"
+    );
     let draft = d.run(&["report", run, "--format", "postmortem"]);
     let draft = String::from_utf8_lossy(&draft.stdout).into_owned();
-    for section in ["## Summary", "## Timeline", "## Impact", "## Root cause", "## Action items"] {
+    for section in [
+        "## Summary",
+        "## Timeline",
+        "## Impact",
+        "## Root cause",
+        "## Action items",
+    ] {
         assert!(draft.contains(section), "{section} missing: {draft}");
     }
 
@@ -436,7 +483,13 @@ fn a_drill_report_renders_in_chromium_and_its_signed_evidence_names_a_changed_ev
     ]);
     assert!(out.status.success(), "{}", stderr(&out));
     let public = format!("{}.pub", key.display());
-    let verified = d.json(&["evidence", "verify", bundle.to_str().unwrap(), "--key", &public]);
+    let verified = d.json(&[
+        "evidence",
+        "verify",
+        bundle.to_str().unwrap(),
+        "--key",
+        &public,
+    ]);
     assert_eq!(verified["run"], run);
     let text = std::fs::read_to_string(&bundle).unwrap();
     assert!(!text.contains(PASSWORD), "the password is in the evidence");
@@ -446,8 +499,17 @@ fn a_drill_report_renders_in_chromium_and_its_signed_evidence_names_a_changed_ev
     assert_ne!(changed, event);
     doc["events"][4] = Value::String(changed);
     std::fs::write(&bundle, serde_json::to_string(&doc).unwrap()).unwrap();
-    let out = d.run(&["evidence", "verify", bundle.to_str().unwrap(), "--key", &public]);
+    let out = d.run(&[
+        "evidence",
+        "verify",
+        bundle.to_str().unwrap(),
+        "--key",
+        &public,
+    ]);
     assert_eq!(out.status.code(), Some(3));
     let said = String::from_utf8_lossy(&out.stdout);
-    assert!(said.contains("NOT verified") && said.contains("event 5 was changed"), "{said}");
+    assert!(
+        said.contains("NOT verified") && said.contains("event 5 was changed"),
+        "{said}"
+    );
 }

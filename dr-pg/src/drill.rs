@@ -182,10 +182,7 @@ async fn write_canaries(
             }
             Err(_) => {
                 log.unknown.push(seq.unsigned_abs());
-                log.stopped = format!(
-                    "a write got no answer within {}s",
-                    WRITE_TIMEOUT.as_secs()
-                );
+                log.stopped = format!("a write got no answer within {}s", WRITE_TIMEOUT.as_secs());
                 if let Some(tx) = first_ack.take() {
                     let _ = tx.send(Err(log.stopped.clone()));
                 }
@@ -262,7 +259,9 @@ impl TypedAction for CanaryStart {
         out.insert("first_seq".into(), first.into());
         out.insert(
             "interval_ms".into(),
-            u64::try_from(interval.as_millis()).unwrap_or(u64::MAX).into(),
+            u64::try_from(interval.as_millis())
+                .unwrap_or(u64::MAX)
+                .into(),
         );
         Ok(Outcome::Done(out))
     }
@@ -286,7 +285,9 @@ impl TypedAction for CanaryStop {
     const IDEMPOTENT: bool = true;
 
     async fn plan(&self, _: &StepContext, _: NoParams) -> Result<Vec<String>> {
-        Ok(vec!["stops the canary writer and journals its acknowledged writes".into()])
+        Ok(vec![
+            "stops the canary writer and journals its acknowledged writes".into(),
+        ])
     }
 
     async fn run(&self, ctx: &StepContext, _: NoParams) -> Result<Outcome<CanaryLog>> {
@@ -298,10 +299,13 @@ impl TypedAction for CanaryStop {
             ));
         };
         w.stop.cancel();
-        let log = w
-            .done
-            .await
-            .map_err(|e| err!(External, "step {:?}: the canary writer failed: {e}", ctx.step))?;
+        let log = w.done.await.map_err(|e| {
+            err!(
+                External,
+                "step {:?}: the canary writer failed: {e}",
+                ctx.step
+            )
+        })?;
         Ok(Outcome::Done(log))
     }
 }
@@ -421,7 +425,13 @@ fn postmaster(data: &Path, conn: &ConnInfo) -> Result<i32> {
         .lines()
         .next()
         .and_then(|l| l.trim().parse().ok())
-        .ok_or_else(|| err!(External, "{} has no pid on its first line", pidfile.display()))?;
+        .ok_or_else(|| {
+            err!(
+                External,
+                "{} has no pid on its first line",
+                pidfile.display()
+            )
+        })?;
     let exe = std::fs::read_link(format!("/proc/{pid}/exe")).unwrap_or_default();
     if !exe.to_string_lossy().contains("postgres") {
         return Err(err!(
@@ -437,8 +447,13 @@ fn postmaster(data: &Path, conn: &ConnInfo) -> Result<i32> {
 fn alive(pid: i32) -> bool {
     rustix::process::Pid::from_raw(pid)
         .is_some_and(|p| rustix::process::test_kill_process(p).is_ok())
-        && std::fs::read_to_string(format!("/proc/{pid}/stat"))
-            .is_ok_and(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        && std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            !s.rsplit(')')
+                .next()
+                .unwrap_or("")
+                .trim_start()
+                .starts_with('Z')
+        })
 }
 
 struct PgStop;
@@ -556,10 +571,18 @@ impl TypedAction for DropDatabase {
         )])
     }
 
-    async fn run(&self, ctx: &StepContext, p: DropDatabaseParams) -> Result<Outcome<DisasterEffect>> {
+    async fn run(
+        &self,
+        ctx: &StepContext,
+        p: DropDatabaseParams,
+    ) -> Result<Outcome<DisasterEffect>> {
         let conn = pg_conn(ctx, p.target.as_deref(), p.url.as_ref())?;
         let db = conn.dbname().to_owned();
-        let admin = conn.with_dbname(if db == "postgres" { "template1" } else { "postgres" });
+        let admin = conn.with_dbname(if db == "postgres" {
+            "template1"
+        } else {
+            "postgres"
+        });
         let client = admin.connect().await?;
         let lsn = current_lsn(&client, &admin).await?;
         client

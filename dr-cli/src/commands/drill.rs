@@ -29,7 +29,7 @@ pub async fn drill(cli: &Cli, a: &DrillArgs, out: Output) -> Result<u8> {
     out.emit(&outcome.report, || {
         let mut t = report::text(&outcome.report);
         if let Some(p) = &outcome.report_html {
-            t.push_str(&format!("\n  report: {}", p.display()));
+            t = format!("{t}\n  report: {}", p.display());
         }
         t
     });
@@ -42,14 +42,12 @@ pub async fn drill(cli: &Cli, a: &DrillArgs, out: Output) -> Result<u8> {
 }
 
 fn write_out(path: Option<&std::path::Path>, text: &str) -> Result<()> {
-    match path {
-        Some(p) => std::fs::write(p, text)
-            .map_err(|e| Error::io(format!("writing the report to {}", p.display()), e)),
-        None => {
-            stdout_line(text.trim_end());
-            Ok(())
-        }
+    if let Some(p) = path {
+        return std::fs::write(p, text)
+            .map_err(|e| Error::io(format!("writing the report to {}", p.display()), e));
     }
+    stdout_line(text.trim_end());
+    Ok(())
 }
 
 /// `drkit report RUN`.
@@ -62,11 +60,18 @@ pub async fn report(cli: &Cli, a: &ReportArgs, out: Output) -> Result<u8> {
         .as_deref()
         .map(|p| {
             std::fs::read_to_string(p).map_err(|e| {
-                Error::io(format!("reading the post-incident template {}", p.display()), e)
+                Error::io(
+                    format!("reading the post-incident template {}", p.display()),
+                    e,
+                )
             })
         })
         .transpose()?;
-    let format = if out.json { ReportFormat::Json } else { a.format };
+    let format = if out.json {
+        ReportFormat::Json
+    } else {
+        a.format
+    };
     let text = match format {
         ReportFormat::Json => serde_json::to_string_pretty(&r).expect("a report serializes"),
         ReportFormat::Md => report::markdown(&r),
@@ -151,7 +156,9 @@ pub fn evidence(c: &EvidenceCommand, out: Output) -> Result<u8> {
                 }
                 Err(e) => {
                     let doc = serde_json::json!({"verified": false, "file": file, "problem": e.message()});
-                    out.emit(&doc, || format!("{}: NOT verified: {}", file.display(), e.message()));
+                    out.emit(&doc, || {
+                        format!("{}: NOT verified: {}", file.display(), e.message())
+                    });
                     Ok(crate::EXIT_CHECK_FAILED)
                 }
             }

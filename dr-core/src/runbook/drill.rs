@@ -132,6 +132,7 @@ fn canary_step(id: &str, action: &str, with: Value, needs: Vec<String>) -> Step 
 
 /// Merges the drill's sections into the runbook's steps, in the order of a drill (see
 /// the module's text). Does nothing to a runbook without a drill, or one merged already.
+#[allow(clippy::too_many_lines)] // the sections in a drill's order, one after another
 pub(crate) fn compile(rb: &mut Runbook, map: &mut SourceMap, problems: &mut Problems) {
     let Some(drill) = rb.drill.as_mut() else {
         return;
@@ -205,7 +206,12 @@ pub(crate) fn compile(rb: &mut Runbook, map: &mut SourceMap, problems: &mut Prob
     before = ids(&disaster);
     steps.append(&mut disaster);
     if canary.is_some() {
-        let mut stop = canary_step("canary-stopped", "canary.stop", Value::Object(Map::new()), before);
+        let mut stop = canary_step(
+            "canary-stopped",
+            "canary.stop",
+            Value::Object(Map::new()),
+            before,
+        );
         // The recovery goes on when the canary's log cannot be had: the RPO is then
         // inconclusive, which the report says.
         stop.continue_on_error = true;
@@ -300,6 +306,7 @@ fn names_setup_output(v: &Value, setup: &BTreeSet<&str>) -> (bool, bool) {
 /// anything but a sandbox (a target declared `sandbox: true`, or what the drill's own
 /// setup made), a disaster action outside `disaster:`.
 #[must_use]
+#[allow(clippy::too_many_lines)] // each refusal with its own words and fix
 pub fn check(rb: &Runbook, map: &SourceMap) -> Vec<Diagnostic> {
     let mut out = Vec::new();
     let drill = is_drill(rb);
@@ -569,7 +576,7 @@ impl DrillMeasures {
     /// The measures of a drill run: its header and events. `None` for a run that is not
     /// a drill.
     #[must_use]
-    #[allow(clippy::too_many_lines)] // the disaster, the recovery, RTO, the canary, RPO
+    #[allow(clippy::too_many_lines, clippy::similar_names)] // the disaster, the recovery, RTO, the canary, RPO: the names
     pub fn of(header: &RunHeader, events: &[Event], summary: &RunSummary) -> Option<Self> {
         let rb = &header.runbook;
         let drill = rb.drill.as_ref()?;
@@ -770,8 +777,7 @@ impl DrillMeasures {
                     recovered: present.len() as u64,
                     lost: (log.acknowledged.len() - present.len()) as u64,
                     unknown: log.unknown.len() as u64,
-                    unknown_present: log.unknown.iter().filter(|s| found.has(**s)).count()
-                        as u64,
+                    unknown_present: log.unknown.iter().filter(|s| found.has(**s)).count() as u64,
                     newest_present: newest_present.map(|w| w.seq),
                     newest_acknowledged: log.acknowledged.last().map(|w| w.seq),
                     interval_ms: log.interval_ms,
@@ -845,7 +851,7 @@ mod tests {
 
     #[test]
     fn a_drill_becomes_steps_in_the_order_of_a_drill() {
-        let yaml = r#"
+        let yaml = r"
 version: 1
 name: d
 targets:
@@ -859,7 +865,7 @@ drill:
   teardown: [{ id: clean, action: wait, with: { for: 1ms } }]
 steps:
   - { id: promote, action: wait, with: { for: 1ms } }
-"#;
+";
         let (rb, _) = super::super::parse::parse_yaml(yaml, "d.yaml").unwrap();
         let order: Vec<(&str, Vec<&str>, Option<Phase>)> = rb
             .steps
@@ -881,7 +887,11 @@ steps:
                 ("canary-stopped", vec!["kill"], Some(Phase::Canary)),
                 ("promote", vec!["canary-stopped"], Some(Phase::Recovery)),
                 ("healthy", vec!["promote"], Some(Phase::Recovered)),
-                ("canary-read", vec!["promote", "healthy"], Some(Phase::Canary)),
+                (
+                    "canary-read",
+                    vec!["promote", "healthy"],
+                    Some(Phase::Canary)
+                ),
                 ("canary-drop", vec!["canary-read"], Some(Phase::Teardown)),
                 ("clean", vec!["canary-read"], Some(Phase::Teardown)),
             ]

@@ -6,8 +6,8 @@
 
 use std::path::Path;
 
-pub use ed25519_dalek::{SigningKey, VerifyingKey};
 use ed25519_dalek::{Signature, Signer, Verifier};
+pub use ed25519_dalek::{SigningKey, VerifyingKey};
 use serde::{Deserialize, Serialize};
 
 use super::journal::{chain_hash, Event, RunHeader};
@@ -58,7 +58,8 @@ pub struct Verified {
 }
 
 fn text(bytes: &[u8]) -> Result<String> {
-    String::from_utf8(bytes.to_vec()).map_err(|_| err!(Corrupt, "a journal object is not UTF-8 JSON"))
+    String::from_utf8(bytes.to_vec())
+        .map_err(|_| err!(Corrupt, "a journal object is not UTF-8 JSON"))
 }
 
 impl Evidence {
@@ -124,9 +125,8 @@ impl Evidence {
         let mut stored = Vec::with_capacity(self.events.len());
         for (i, raw) in self.events.iter().enumerate() {
             let position = i as u64 + 1;
-            let event: Event = serde_json::from_str(raw).map_err(|e| {
-                err!(Corrupt, "event {position} in the bundle is unreadable: {e}")
-            })?;
+            let event: Event = serde_json::from_str(raw)
+                .map_err(|e| err!(Corrupt, "event {position} in the bundle is unreadable: {e}"))?;
             if event.seq > position {
                 return Err(err!(
                     Corrupt,

@@ -25,8 +25,8 @@ pub mod action;
 pub mod actions;
 mod compensate;
 pub mod drill;
-pub mod evidence;
 mod engine;
+pub mod evidence;
 pub mod expr;
 mod http;
 mod include;
@@ -36,9 +36,9 @@ pub mod notify;
 mod orchestrator;
 mod parse;
 mod plan;
-pub mod report;
 mod process;
 pub mod redact;
+pub mod report;
 mod resume;
 mod schedule;
 pub mod state;
@@ -47,15 +47,15 @@ mod typed;
 mod validate;
 
 pub use action::{
-    Action, ActionSpec, Approvals, Field, Outcome, Provides, Registry, Scratch, StepContext, Target,
-    TargetKind,
+    Action, ActionSpec, Approvals, Field, Outcome, Provides, Registry, Scratch, StepContext,
+    Target, TargetKind,
 };
 pub use engine::{Approver, Engine, LockFactory, RunOptions, StopHandle};
 pub use include::{expand_uses, read_file};
 pub use journal::Journals;
 pub use model::{
-    Call, Canary, Drill, Guard, Mode, Objectives, OnFailure, Phase, Retry, Runbook, Severity, Step, TargetSpec, VarSpec,
-    VarType,
+    Call, Canary, Drill, Guard, Mode, Objectives, OnFailure, Phase, Retry, Runbook, Severity, Step,
+    TargetSpec, VarSpec, VarType,
 };
 pub use orchestrator::Orchestrator;
 pub use parse::{parse_yaml, report as report_problems, At, Diagnostic, SourceMap};

@@ -625,7 +625,10 @@ fn read_drill(node: &Node, map: &mut SourceMap, problems: &mut Problems) -> Opti
         problems.add(
             Some(node.at),
             format!("drill: is {}, not a map of sections", node.kind()),
-            format!("write `drill:` with the sections {}", DRILL_FIELDS.join(", ")),
+            format!(
+                "write `drill:` with the sections {}",
+                DRILL_FIELDS.join(", ")
+            ),
         );
         return None;
     };

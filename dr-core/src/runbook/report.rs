@@ -191,6 +191,38 @@ fn describe(e: &EventKind) -> String {
     }
 }
 
+/// A run's RTO: its duration against the objective.
+fn run_rto(rb: &super::model::Runbook, s: &RunSummary) -> Measure {
+    let objective = rb.objectives.rto.map(|d| d.as_secs_f64());
+    match s.outcome {
+        RunOutcome::Succeeded => Measure {
+            objective_seconds: objective,
+            achieved_seconds: Some(s.seconds),
+            verdict: match objective {
+                None => Verdict::NoObjective,
+                Some(o) if s.seconds <= o => Verdict::Met,
+                Some(_) => Verdict::Missed,
+            },
+            clock: None,
+            why: "the run's duration".into(),
+        },
+        RunOutcome::Failed | RunOutcome::Compensated => Measure {
+            objective_seconds: objective,
+            achieved_seconds: Some(s.seconds),
+            verdict: Verdict::Missed,
+            clock: None,
+            why: format!("the run {}", s.outcome),
+        },
+        other => Measure {
+            objective_seconds: objective,
+            achieved_seconds: None,
+            verdict: Verdict::Inconclusive,
+            clock: None,
+            why: format!("the run has not ended ({other})"),
+        },
+    }
+}
+
 fn offset(from: Timestamp, to: Timestamp) -> f64 {
     ((to.as_millisecond() - from.as_millisecond()) as f64 / 1000.0).max(0.0)
 }
@@ -202,45 +234,21 @@ impl Report {
     pub fn of(header: &RunHeader, stored: &[(Event, Vec<u8>)], header_bytes: &[u8]) -> Self {
         let events: Vec<Event> = stored.iter().map(|(e, _)| e.clone()).collect();
         let summary = RunSummary::fold(header, events.clone());
-        Self::from_summary(header, &summary, &events, stored.last().map_or(header_bytes, |(_, b)| b))
+        Self::from_summary(
+            header,
+            &summary,
+            &events,
+            stored.last().map_or(header_bytes, |(_, b)| b),
+        )
     }
 
+    #[allow(clippy::too_many_lines)] // one field after another, each read from the journal
     fn from_summary(header: &RunHeader, s: &RunSummary, events: &[Event], last: &[u8]) -> Self {
         let rb = &header.runbook;
         let drill = DrillMeasures::of(header, events, s);
-        let rto = match &drill {
-            Some(d) => d.rto.clone(),
-            None => {
-                let objective = rb.objectives.rto.map(|d| d.as_secs_f64());
-                match s.outcome {
-                    RunOutcome::Succeeded => Measure {
-                        objective_seconds: objective,
-                        achieved_seconds: Some(s.seconds),
-                        verdict: match objective {
-                            None => Verdict::NoObjective,
-                            Some(o) if s.seconds <= o => Verdict::Met,
-                            Some(_) => Verdict::Missed,
-                        },
-                        clock: None,
-                        why: "the run's duration".into(),
-                    },
-                    RunOutcome::Failed | RunOutcome::Compensated => Measure {
-                        objective_seconds: objective,
-                        achieved_seconds: Some(s.seconds),
-                        verdict: Verdict::Missed,
-                        clock: None,
-                        why: format!("the run {}", s.outcome),
-                    },
-                    other => Measure {
-                        objective_seconds: objective,
-                        achieved_seconds: None,
-                        verdict: Verdict::Inconclusive,
-                        clock: None,
-                        why: format!("the run has not ended ({other})"),
-                    },
-                }
-            }
-        };
+        let rto = drill
+            .as_ref()
+            .map_or_else(|| run_rto(rb, s), |d| d.rto.clone());
         let rpo = match &drill {
             Some(d) => d.rpo.clone(),
             None => Measure {
@@ -266,9 +274,12 @@ impl Report {
                 started: st.started,
                 ended: st.ended,
                 seconds: st.seconds,
-                offset: st
-                    .started
-                    .map(|a| [offset(s.started, a), offset(s.started, st.ended.unwrap_or(a))]),
+                offset: st.started.map(|a| {
+                    [
+                        offset(s.started, a),
+                        offset(s.started, st.ended.unwrap_or(a)),
+                    ]
+                }),
                 note: st.note.clone(),
                 compensated: st.compensated,
             })
@@ -411,9 +422,10 @@ fn measure_line(name: &str, m: &Measure) -> String {
     let achieved = m
         .achieved_seconds
         .map_or_else(|| "not measured".to_owned(), seconds);
-    let objective = m
-        .objective_seconds
-        .map_or_else(|| "no objective".to_owned(), |o| format!("objective {}", seconds(o)));
+    let objective = m.objective_seconds.map_or_else(
+        || "no objective".to_owned(),
+        |o| format!("objective {}", seconds(o)),
+    );
     format!(
         "{name} {achieved} ({objective}): {} — {}",
         m.verdict.as_str(),
@@ -423,13 +435,20 @@ fn measure_line(name: &str, m: &Measure) -> String {
 
 /// The report as Markdown.
 #[must_use]
+#[allow(clippy::too_many_lines)] // one document, section after section
 pub fn markdown(r: &Report) -> String {
     let mut o = String::new();
     let _ = writeln!(o, "# {} {} — {}\n", r.kind, r.runbook, r.outcome);
     if !r.description.is_empty() {
         let _ = writeln!(o, "{}\n", r.description);
     }
-    let _ = writeln!(o, "- run `{}`, started {}, {}", r.run, r.started, seconds(r.seconds));
+    let _ = writeln!(
+        o,
+        "- run `{}`, started {}, {}",
+        r.run,
+        r.started,
+        seconds(r.seconds)
+    );
     if let Some(why) = &r.reason {
         let _ = writeln!(o, "- why it ended so: {why}");
     }
@@ -442,7 +461,10 @@ pub fn markdown(r: &Report) -> String {
                 "- disaster: {} at {}{}",
                 x.what,
                 x.at.at,
-                x.lsn.as_ref().map(|l| format!(" (WAL {l})")).unwrap_or_default()
+                x.lsn
+                    .as_ref()
+                    .map(|l| format!(" (WAL {l})"))
+                    .unwrap_or_default()
             );
         }
         if let Some(t) = &d.recovered_at {
@@ -469,16 +491,28 @@ pub fn markdown(r: &Report) -> String {
             s.action,
             s.state,
             s.attempts,
-            s.offset.map(|x| format!("+{}", seconds(x[0]))).unwrap_or_default(),
+            s.offset
+                .map(|x| format!("+{}", seconds(x[0])))
+                .unwrap_or_default(),
             s.seconds.map(seconds).unwrap_or_default(),
-            s.note.as_deref().unwrap_or("").replace('|', "\\|").replace('\n', " ")
+            s.note
+                .as_deref()
+                .unwrap_or("")
+                .replace('|', "\\|")
+                .replace('\n', " ")
         );
     }
     if let Some(d) = &r.drill {
         if !d.shares.is_empty() {
             let _ = writeln!(o, "\n## Where the recovery's time went\n");
             for s in &d.shares {
-                let _ = writeln!(o, "- {}: {} ({:.0} %)", s.step, seconds(s.seconds), s.share * 100.0);
+                let _ = writeln!(
+                    o,
+                    "- {}: {} ({:.0} %)",
+                    s.step,
+                    seconds(s.seconds),
+                    s.share * 100.0
+                );
             }
         }
     }
@@ -527,7 +561,10 @@ pub fn text(r: &Report) -> String {
         r.runbook,
         r.run,
         r.outcome,
-        r.reason.as_deref().map(|w| format!(": {w}")).unwrap_or_default(),
+        r.reason
+            .as_deref()
+            .map(|w| format!(": {w}"))
+            .unwrap_or_default(),
         seconds(r.seconds)
     );
     for s in &r.steps {
@@ -538,7 +575,10 @@ pub fn text(r: &Report) -> String {
             s.state,
             s.id,
             s.action,
-            s.phase.as_deref().map(|p| format!(" ({p})")).unwrap_or_default(),
+            s.phase
+                .as_deref()
+                .map(|p| format!(" ({p})"))
+                .unwrap_or_default(),
             s.note
                 .as_deref()
                 .map(|n| format!(" — {}", n.replace('\n', " ")))
@@ -647,7 +687,11 @@ pub fn metrics_line(r: &Report) -> String {
             s.to_owned()
         }
     };
-    let f = |m: &Measure| m.achieved_seconds.map(|s| format!("{s:.3}")).unwrap_or_default();
+    let f = |m: &Measure| {
+        m.achieved_seconds
+            .map(|s| format!("{s:.3}"))
+            .unwrap_or_default()
+    };
     format!(
         "{},{},{},{},{},{},{},{}",
         r.ended,
@@ -670,7 +714,7 @@ pub fn append_metrics(path: &std::path::Path, r: &Report) -> Result<()> {
         .append(true)
         .open(path)
         .map_err(|e| crate::Error::io(format!("opening metrics file {}", path.display()), e))?;
-    let empty = f.metadata().map(|m| m.len() == 0).unwrap_or(true);
+    let empty = !f.metadata().is_ok_and(|m| m.len() > 0);
     let mut text = String::new();
     if empty {
         text.push_str(METRICS_HEADER);
@@ -754,7 +798,7 @@ _to be filled in_
 /// steps as bars on a time axis, the disaster and first-healthy moments marked, the RTO
 /// objective drawn as a line. Inline CSS and SVG; no script, nothing fetched.
 #[must_use]
-#[allow(clippy::too_many_lines)] // one page
+#[allow(clippy::too_many_lines, clippy::many_single_char_names)] // one page; x, h, t as in a drawing
 pub fn html(r: &Report) -> String {
     let h = |s: &str| xml(s);
     let verdict_class = |v: Verdict| match v {
