@@ -139,7 +139,7 @@ async fn write_canaries(
     loop {
         tokio::select! {
             () = stop.cancelled() => {
-                log.stopped = "stopped after the disaster, the server still taking writes".into();
+                log.stopped = "stopped by canary.stop after the disaster; its last write had been acknowledged".into();
                 break;
             }
             _ = tick.tick() => {}
@@ -150,7 +150,7 @@ async fn write_canaries(
             () = stop.cancelled() => {
                 // Sent, never answered: it may or may not have committed.
                 log.unknown.push(seq.unsigned_abs());
-                log.stopped = "stopped after the disaster with a write in flight".into();
+                log.stopped = "stopped by canary.stop after the disaster, with a write sent and not answered".into();
                 break;
             }
             a = write => a,
