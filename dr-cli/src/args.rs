@@ -407,7 +407,8 @@ pub struct PruneArgs {
 #[derive(Debug, Args)]
 pub struct StatusArgs {
     /// TOML file of objectives: [[service]] name, source (a substring of the snapshot
-    /// source), rpo, rto, verified_within (e.g. "15m", "1h", "7d").
+    /// source), rpo, rto, verified_within (e.g. "15m", "1h", "7d"); runbook and
+    /// drilled_within (e.g. "90d"): how recently that runbook must have been drilled.
     #[arg(long)]
     pub objectives: Option<PathBuf>,
 }

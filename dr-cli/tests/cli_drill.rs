@@ -513,3 +513,138 @@ fn a_drill_report_renders_in_chromium_and_its_signed_evidence_names_a_changed_ev
         "{said}"
     );
 }
+
+/// Seed 004's test: a backup taken while the canary writes, the database dropped, the
+/// backup restored. The RPO is the age of the data restored: the canary writes after
+/// the backup are lost, and the restored database holds exactly those before it.
+#[test]
+fn a_backup_restore_drill_measures_the_age_of_the_data_restored() {
+    let Some(pg) = PgCluster::start() else {
+        return;
+    };
+    pg.psql("postgres", "CREATE DATABASE shop");
+    pg.psql(
+        "shop",
+        "CREATE TABLE orders (id bigserial PRIMARY KEY, amount numeric NOT NULL); \
+         INSERT INTO orders (amount) SELECT g FROM generate_series(1, 2000) g",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = repo(dir.path());
+    let file = dir.path().join("restore-drill.yaml");
+    std::fs::write(
+        &file,
+        r#"version: 1
+name: shop-restore-drill
+objectives: { rto: 10m, rpo: 24h }
+vars:
+  db: { description: the throwaway database }
+targets:
+  shop: { kind: postgres, url: "${vars.db}", sandbox: true }
+drill:
+  canary: { target: shop, interval: 50ms }
+  disaster:
+    - { id: before-backup, action: wait, with: { for: 500ms } }
+    - { id: nightly, action: pg.backup, needs: [before-backup], with: { url: "${vars.db}" } }
+    - { id: after-backup, action: wait, needs: [nightly], with: { for: 700ms } }
+    - { id: dropped, action: disaster.drop_database, needs: [after-backup], with: { target: shop } }
+  recovered:
+    - { id: orders-back, action: sql.check, with: { url: "${vars.db}", sql: ["SELECT count(*) = 2000 FROM orders"] } }
+steps:
+  - id: restore
+    action: pg.restore
+    with: { url: "${vars.db}", snapshot: latest }
+"#,
+    )
+    .unwrap();
+    let report = d.json(&[
+        "drill",
+        file.to_str().unwrap(),
+        "--keep-canary",
+        "--var",
+        &format!("db={}", pg.dsn("shop")),
+    ]);
+    assert_eq!(report["outcome"], "succeeded", "{report}");
+    let run = report["run"].as_str().unwrap();
+    let shown = d.json(&["runs", "show", run]);
+    let log = dr_testkit::step(&shown, "canary-stopped")["outputs"].clone();
+    let acknowledged = log["acknowledged"].as_array().unwrap();
+    // The restored database: the canary writes the backup had, and no later one.
+    let held: BTreeSet<u64> = pg
+        .psql(
+            "shop",
+            &format!("SELECT seq FROM drkit_canary.writes WHERE run = '{run}'"),
+        )
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    let newest_held = *held.iter().max().expect("the backup has canary writes");
+    assert!(
+        held.iter().copied().eq(1..=newest_held),
+        "the backup holds every write up to its own: {held:?}"
+    );
+    let canary = &report["drill"]["canary"];
+    assert!(
+        canary["lost"].as_u64().unwrap() >= 5,
+        "700ms of writes after the backup are lost: {canary}"
+    );
+    assert_eq!(canary["newest_present"], newest_held);
+    assert_eq!(
+        canary["recovered"],
+        held.len() - canary["unknown_present"].as_u64().unwrap() as usize
+    );
+    let newest = acknowledged
+        .iter()
+        .find(|w| w["seq"] == newest_held)
+        .expect("the newest write held was acknowledged");
+    let disaster = dr_testkit::step(&shown, "dropped")["outputs"]["took_effect"].clone();
+    let mono = |m: &Value| m["mono"]["ns"].as_u64().unwrap() as f64 / 1e9;
+    let rpo = seconds(&report["rpo"]["achieved_seconds"]);
+    assert!((rpo - (mono(&disaster) - mono(&newest["acked"]))).abs() < 1e-6);
+    assert!(
+        rpo >= 0.7,
+        "the data restored is at least as old as the writes after the backup: {rpo}"
+    );
+    assert_eq!(report["rpo"]["verdict"], "met");
+    assert_eq!(pg.psql("shop", "SELECT count(*) FROM orders"), "2000");
+
+    // `drkit status` shows the drill and holds it to how recently it must be drilled.
+    let objectives = dir.path().join("objectives.toml");
+    let status = |text: &str| {
+        std::fs::write(&objectives, text).unwrap();
+        d.run(&[
+            "--json",
+            "status",
+            "--objectives",
+            objectives.to_str().unwrap(),
+        ])
+    };
+    let fresh = status("[[service]]\nname = \"shop\"\nrunbook = \"shop-restore-drill\"\ndrilled_within = \"90d\"\n");
+    assert_eq!(fresh.status.code(), Some(0), "{}", stderr(&fresh));
+    let doc: Value = serde_json::from_slice(&fresh.stdout).unwrap();
+    let drill = &doc["drills"][0];
+    assert_eq!(drill["runbook"], "shop-restore-drill");
+    assert_eq!(drill["run"], run);
+    assert_eq!(
+        drill["rpo"]["achieved_seconds"],
+        report["rpo"]["achieved_seconds"]
+    );
+    // The drill started more than a second ago: stale for `1s`; another runbook never drilled.
+    let stale = status("[[service]]\nname = \"shop\"\nrunbook = \"shop-restore-drill\"\ndrilled_within = \"1s\"\n\n[[service]]\nname = \"billing\"\nrunbook = \"billing-failover\"\ndrilled_within = \"90d\"\n");
+    assert_eq!(stale.status.code(), Some(3));
+    let doc: Value = serde_json::from_slice(&stale.stdout).unwrap();
+    let missed: Vec<&str> = doc["objectives_missed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m.as_str().unwrap())
+        .collect();
+    assert_eq!(missed.len(), 2, "{missed:?}");
+    assert!(
+        missed[0].starts_with("shop: runbook \"shop-restore-drill\" was last drilled"),
+        "{missed:?}"
+    );
+    assert!(
+        missed[1].contains("\"billing-failover\" was never drilled"),
+        "{missed:?}"
+    );
+}

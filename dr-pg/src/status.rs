@@ -1,10 +1,13 @@
 //! Where each source stands — newest snapshot, newest verified, data at risk now —
-//! checked against recovery objectives (RPO, RTO, how recently verified).
+//! checked against recovery objectives (RPO, RTO, how recently verified); and each
+//! runbook's newest drill, held to how recently it must have been drilled.
 
 use std::collections::BTreeMap;
 use std::time::Duration;
 
 use dr_core::repo::{Repository, Snapshot, SnapshotId, Verified};
+use dr_core::runbook::report::LastDrill;
+use dr_core::runbook::{Engine, Registry};
 use dr_core::{err, Result};
 use jiff::Timestamp;
 use serde::{Deserialize, Serialize};
@@ -18,8 +21,14 @@ use crate::physical::wal::{WalArchive, MIN_SEGMENT_SIZE};
 pub struct Objective {
     /// The service's name, for messages.
     pub name: String,
-    /// A substring of the snapshots' source (`127.0.0.1:5432/shop`).
-    pub source: String,
+    /// A substring of the snapshots' source (`127.0.0.1:5432/shop`); without one, no
+    /// snapshot is looked for (an objective on drills only).
+    pub source: Option<String>,
+    /// The runbook whose drills prove the service's recovery (its `name:`).
+    pub runbook: Option<String>,
+    /// How recently that runbook must have been drilled, successfully (`90d`).
+    #[serde(with = "dr_core::duration::human::option")]
+    pub drilled_within: Option<Duration>,
     /// Most data that may be lost (`15m`).
     #[serde(with = "dr_core::duration::human::option")]
     pub rpo: Option<Duration>,
@@ -37,8 +46,17 @@ pub struct Objective {
 struct RawObjective {
     /// The service's name, for messages.
     name: String,
-    /// A substring of the snapshots' source (`127.0.0.1:5432/shop`).
-    source: String,
+    /// A substring of the snapshots' source (`127.0.0.1:5432/shop`); without one, no
+    /// snapshot is looked for (an objective on drills only).
+    #[serde(default)]
+    source: Option<String>,
+    /// The runbook whose drills prove the service's recovery (its `name:`).
+    #[serde(default)]
+    runbook: Option<String>,
+    /// How recently that runbook must have been drilled, successfully (`90d`).
+    #[serde(default)]
+    #[schemars(schema_with = "dr_core::duration::optional_json_schema")]
+    drilled_within: Option<serde_json::Value>,
     /// Most data that may be lost (`15m`).
     #[schemars(schema_with = "dr_core::duration::optional_json_schema")]
     rpo: Option<serde_json::Value>,
@@ -89,7 +107,22 @@ impl<'de> Deserialize<'de> for Objective {
         let field = |f: &str, v| {
             objective_duration(&raw.name, f, v).map_err(|e| serde::de::Error::custom(e.message()))
         };
+        let drilled_within = field("drilled_within", raw.drilled_within)?;
+        if drilled_within.is_some() && raw.runbook.is_none() {
+            return Err(serde::de::Error::custom(format!(
+                "service {:?}: drilled_within needs `runbook`, the name of the runbook whose drills count",
+                raw.name
+            )));
+        }
+        if raw.source.is_none() && raw.runbook.is_none() {
+            return Err(serde::de::Error::custom(format!(
+                "service {:?}: give `source` (a substring of its snapshots' source), `runbook` (the runbook whose drills count), or both",
+                raw.name
+            )));
+        }
         Ok(Self {
+            drilled_within,
+            runbook: raw.runbook,
             rpo: field("rpo", raw.rpo)?,
             rto: field("rto", raw.rto)?,
             verified_within: field("verified_within", raw.verified_within)?,
@@ -128,7 +161,7 @@ impl Objectives {
                 .unwrap_or_default();
             err!(
                 InvalidInput,
-                "objectives file {origin}{at}: {}; each [[service]] has name, source and any of rpo, rto, verified_within (durations such as 15m, 1h, 7d)",
+                "objectives file {origin}{at}: {}; each [[service]] has name, source and any of rpo, rto, verified_within, and runbook with drilled_within (durations such as 15m, 1h, 7d, 90d)",
                 e.message().trim_end()
             )
         })?;
@@ -213,12 +246,12 @@ fn sources(
         .collect()
 }
 
-fn check(o: &Objective, matching: &[&SourceStatus]) -> Vec<String> {
+fn check(o: &Objective, source: &str, matching: &[&SourceStatus]) -> Vec<String> {
     let mut misses = Vec::new();
     if matching.is_empty() {
         misses.push(format!(
-            "{}: no snapshots of a source matching {:?}",
-            o.name, o.source
+            "{}: no snapshots of a source matching {source:?}",
+            o.name
         ));
         return misses;
     }
@@ -266,6 +299,41 @@ fn check(o: &Objective, matching: &[&SourceStatus]) -> Vec<String> {
     misses
 }
 
+fn check_drills(o: &Objective, drills: &[LastDrill], now: Timestamp) -> Vec<String> {
+    let (Some(runbook), Some(within)) = (&o.runbook, o.drilled_within) else {
+        return Vec::new();
+    };
+    let Some(d) = drills.iter().find(|d| &d.runbook == runbook) else {
+        return vec![format!(
+            "{}: runbook {runbook:?} was never drilled; drill it (drkit drill FILE, drkit.Drill)",
+            o.name
+        )];
+    };
+    let mut misses = Vec::new();
+    let ago = age(now, d.started);
+    if ago > within.as_secs_f64() {
+        misses.push(format!(
+            "{}: runbook {runbook:?} was last drilled {} ago ({}), objective every {}",
+            o.name,
+            dr_core::duration::format(Duration::from_secs(ago as u64)),
+            d.started,
+            dr_core::duration::format(within)
+        ));
+    }
+    if !d.ok {
+        misses.push(format!(
+            "{}: the last drill of {runbook:?} (run {}, {}) did not pass: {}, RTO {}, RPO {}",
+            o.name,
+            d.run,
+            d.started,
+            d.outcome,
+            d.rto.verdict.as_str(),
+            d.rpo.verdict.as_str()
+        ));
+    }
+    misses
+}
+
 /// The whole picture.
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
@@ -273,6 +341,8 @@ pub struct StatusReport {
     pub ok: bool,
     /// Per source.
     pub sources: Vec<SourceStatus>,
+    /// Each runbook's newest drill: when, outcome, RTO and RPO achieved with verdicts.
+    pub drills: Vec<LastDrill>,
     /// What was missed, in words.
     pub objectives_missed: Vec<String>,
     /// When the newest WAL file arrived.
@@ -292,17 +362,22 @@ pub async fn status(
         .newest()
         .and_then(|(_, _, at)| at);
     let list = sources(&all, &verified, wal, now);
+    let drills = Engine::for_repository(Registry::new(), repo)
+        .last_drills()
+        .await?;
     let mut misses = Vec::new();
     for o in objectives {
-        let matching: Vec<&SourceStatus> = list
-            .iter()
-            .filter(|s| s.source.contains(&o.source))
-            .collect();
-        misses.extend(check(o, &matching));
+        if let Some(source) = &o.source {
+            let matching: Vec<&SourceStatus> =
+                list.iter().filter(|s| s.source.contains(source)).collect();
+            misses.extend(check(o, source, &matching));
+        }
+        misses.extend(check_drills(o, &drills, now));
     }
     Ok(StatusReport {
         ok: misses.is_empty(),
         sources: list,
+        drills,
         objectives_missed: misses,
         last_archived_wal: wal,
     })

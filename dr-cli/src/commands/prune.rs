@@ -92,6 +92,24 @@ pub async fn status(cli: &Cli, a: &StatusArgs, out: Output) -> Result<u8> {
                 s.at_risk_basis
             );
         }
+        for d in &doc.drills {
+            let figure = |m: &dr_core::runbook::drill::Measure| {
+                m.achieved_seconds.map_or_else(
+                    || m.verdict.as_str().to_owned(),
+                    |s| format!("{} {}", dr_core::runbook::report::seconds(s), m.verdict.as_str()),
+                )
+            };
+            let _ = writeln!(
+                t,
+                "drill {}\n  last {} (run {}): {}; RTO {}, RPO {}",
+                d.runbook,
+                d.started,
+                d.run,
+                d.outcome,
+                figure(&d.rto),
+                figure(&d.rpo)
+            );
+        }
         for m in misses {
             let _ = writeln!(t, "MISSED {m}");
         }

@@ -545,6 +545,29 @@ impl Engine {
         Ok(r)
     }
 
+    /// The newest drill of each runbook (by name), from the journals: when it ran, how it
+    /// came out, the RTO and RPO achieved with their verdicts.
+    pub async fn last_drills(&self) -> Result<Vec<super::report::LastDrill>> {
+        let mut newest: BTreeMap<String, (Timestamp, RunId)> = BTreeMap::new();
+        for id in self.journals.run_ids().await? {
+            let header = self.journals.header(&id).await?;
+            if header.runbook.drill.is_none() {
+                continue;
+            }
+            let name = header.runbook.name.clone();
+            if newest.get(&name).is_none_or(|(at, _)| header.started > *at) {
+                newest.insert(name, (header.started, id));
+            }
+        }
+        let mut out = Vec::new();
+        for (_, id) in newest.into_values() {
+            out.push(super::report::LastDrill::of(
+                &self.report(id.as_str()).await?,
+            ));
+        }
+        Ok(out)
+    }
+
     /// A signed evidence bundle of run `id`: its report, its journal objects as stored
     /// and the chain's head, signed with `key`.
     pub async fn evidence(

@@ -252,3 +252,26 @@ pub fn generate_key(path: &Path) -> Result<String> {
         .map_err(|e| Error::io(format!("writing public key {public_path}"), e))?;
     Ok(public)
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::runbook::drill::{Measure, Verdict};
+
+    /// A bundle's report is read back and compared with the one its events give: every
+    /// figure must come back as the same number (serde_json's exact float parsing).
+    #[test]
+    fn figures_read_back_are_the_figures_written() {
+        for i in 1..5000_u32 {
+            let x = f64::from(i) / 7.0 * 1e-3 + f64::from(i).sqrt();
+            let m = Measure {
+                objective_seconds: Some(60.0),
+                achieved_seconds: Some(x),
+                verdict: Verdict::Met,
+                clock: None,
+                why: String::new(),
+            };
+            let back: Measure = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+            assert_eq!(back, m, "{x}");
+        }
+    }
+}

@@ -403,6 +403,44 @@ impl Report {
     }
 }
 
+/// A runbook's newest drill, as `drkit status` shows it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct LastDrill {
+    /// The runbook's name.
+    pub runbook: String,
+    /// The drill's run.
+    pub run: String,
+    /// When it started.
+    pub started: Timestamp,
+    /// Its last event.
+    pub ended: Timestamp,
+    /// How it came out.
+    pub outcome: RunOutcome,
+    /// The RTO achieved, against its objective.
+    pub rto: Measure,
+    /// The RPO achieved, against its objective.
+    pub rpo: Measure,
+    /// It succeeded and met every objective it sets.
+    pub ok: bool,
+}
+
+impl LastDrill {
+    /// The summary of drill report `r`.
+    #[must_use]
+    pub fn of(r: &Report) -> Self {
+        Self {
+            runbook: r.runbook.clone(),
+            run: r.run.clone(),
+            started: r.started,
+            ended: r.ended,
+            outcome: r.outcome,
+            rto: r.rto.clone(),
+            rpo: r.rpo.clone(),
+            ok: r.ok(),
+        }
+    }
+}
+
 /// Seconds for people: `0.35s`, `2m 05s`.
 #[must_use]
 pub fn seconds(s: f64) -> String {
