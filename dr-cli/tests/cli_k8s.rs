@@ -768,3 +768,78 @@ steps:
     assert_eq!(outputs("ns")["changed"], true);
     assert!(api.object("v1", "namespaces", "", "scratch").is_none());
 }
+
+/// Seed 000's monthly test as a drill: the production namespace exported and restored
+/// into a throwaway namespace, the API deleted there, the recovery restores it, and the
+/// throwaway namespace is gone at the end — the production namespace untouched.
+#[test]
+#[allow(clippy::too_many_lines)] // the drill, then both namespaces read back
+fn the_monthly_restore_test_runs_as_a_drill_in_a_throwaway_namespace() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, kubeconfig) = cluster(dir.path());
+    assert!(api.tick_until(50, |a| a
+        .object("apps/v1", "deployments", "shop", "api")
+        .unwrap()["status"]["readyReplicas"]
+        == 3));
+    let uid = api.object("apps/v1", "deployments", "shop", "api").unwrap()["metadata"]["uid"].clone();
+    let d = Drkit::local(BIN, &dir.path().join("repo"));
+    d.json(&["repo", "init"]);
+    let drill = |disaster_namespace: &str| {
+        format!(
+            r#"version: 1
+name: shop-monthly-restore-test
+objectives: {{ rto: 5m }}
+targets:
+  dr: {{ kind: kubernetes, context: dr, kubeconfig: "{kc}", namespace: shop }}
+drill:
+  setup:
+    - {{ id: sandbox, action: k8s.namespace_create, with: {{ target: dr, name: drill-shop, labels: {{ purpose: drill }} }} }}
+    - {{ id: export, action: k8s.export, with: {{ target: dr, namespace: shop }} }}
+    - id: deployed
+      action: k8s.apply
+      needs: [sandbox, export]
+      with: {{ target: dr, source: shop, namespace_map: {{ shop: drill-shop }}, wait: true, timeout: 1m }}
+  disaster:
+    - {{ id: api-deleted, action: disaster.k8s_delete, with: {{ target: dr, workload: deployment/api, namespace: "{disaster_namespace}" }} }}
+  recovered:
+    - {{ id: available, action: k8s.wait_available, with: {{ target: dr, namespace: "${{steps.sandbox.outputs.name}}", timeout: 1m }} }}
+  teardown:
+    - {{ id: remove-sandbox, action: k8s.namespace_delete, with: {{ target: dr, name: "${{steps.sandbox.outputs.name}}", timeout: 1m }} }}
+steps:
+  - id: restore
+    action: k8s.apply
+    with: {{ target: dr, source: shop, namespace_map: {{ shop: drill-shop }}, wait: true, timeout: 1m }}
+"#,
+            kc = kubeconfig.display()
+        )
+    };
+    // Aimed at the production namespace: refused before anything runs.
+    let book = dir.path().join("monthly.yaml");
+    std::fs::write(&book, drill("shop")).unwrap();
+    let out = d.run(&["drill", book.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("acts on target \"dr\", which is not a sandbox"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(d.json(&["runs"]), json!([]));
+
+    std::fs::write(&book, drill("${steps.sandbox.outputs.name}")).unwrap();
+    let report = d.json(&["drill", book.to_str().unwrap()]);
+    assert_eq!(report["outcome"], "succeeded", "{report}");
+    let disaster = &report["drill"]["disaster"];
+    assert_eq!(disaster["step"], "api-deleted");
+    assert!(
+        disaster["what"].as_str().unwrap().contains("deployment/api in namespace drill-shop"),
+        "{disaster}"
+    );
+    let rto = report["rto"]["achieved_seconds"].as_f64().unwrap();
+    assert!(rto > 0.0 && report["rto"]["verdict"] == "met", "{report}");
+    assert_eq!(report["rpo"]["verdict"], "no_objective", "no canary, no RPO objective");
+    // The throwaway namespace is gone; production was never touched.
+    assert!(api.tick_until(50, |a| a.object("v1", "namespaces", "", "drill-shop").is_none()));
+    let prod = api.object("apps/v1", "deployments", "shop", "api").unwrap();
+    assert_eq!(prod["metadata"]["uid"], uid);
+    assert_eq!(prod["spec"]["replicas"], 3);
+}

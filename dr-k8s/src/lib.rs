@@ -13,6 +13,7 @@
 mod cas;
 mod cluster;
 mod configmap;
+pub mod drill;
 mod error;
 mod lease;
 mod maintenance;

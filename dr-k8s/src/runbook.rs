@@ -51,6 +51,7 @@ pub fn register(r: &mut Registry) {
         .typed(Logs)
         .typed(Maintenance)
         .typed(ConfigMapSet);
+    crate::drill::register(r);
 }
 
 /// The cluster a step acts on.

@@ -234,6 +234,28 @@ impl Kubernetes {
         Ok((replicas, rv))
     }
 
+    /// Deletes `w` (its pods go with it); returns its namespace, and whether it was
+    /// there to delete.
+    pub async fn delete_workload(&self, w: &Workload, namespace: Option<&str>) -> Result<(String, bool)> {
+        let ns = self.ns(namespace).to_owned();
+        let dp = kube::api::DeleteParams::foreground();
+        let deleted = match w.kind {
+            WorkloadKind::Deployment => Api::<Deployment>::namespaced(self.client.clone(), &ns)
+                .delete(&w.name, &dp)
+                .await
+                .map(|_| ()),
+            WorkloadKind::StatefulSet => Api::<StatefulSet>::namespaced(self.client.clone(), &ns)
+                .delete(&w.name, &dp)
+                .await
+                .map(|_| ()),
+        };
+        match deleted {
+            Ok(()) => Ok((ns, true)),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok((ns, false)),
+            Err(e) => Err(classify(self.context(), "delete", &object_name(w, &ns), e)),
+        }
+    }
+
     /// The change [`Kubernetes::scale`] would make, read from live state.
     pub async fn plan_scale(&self, o: &ScaleOptions) -> Result<Change> {
         let ns = self.ns(o.namespace.as_deref());

@@ -302,6 +302,17 @@ fn names_setup_output(v: &Value, setup: &BTreeSet<&str>) -> (bool, bool) {
     }
 }
 
+/// Whether the parameters of a step, but its `target`, name something only through
+/// setup steps' outputs (and name something at all that way).
+fn acts_on_setup_only(with: &Value, setup: &BTreeSet<&str>) -> bool {
+    let mut rest = with.clone();
+    if let Value::Object(m) = &mut rest {
+        m.remove("target");
+    }
+    let (from_setup, other) = names_setup_output(&rest, setup);
+    from_setup && !other
+}
+
 /// What `plan` and `check` refuse in a drill, before anything runs: a disaster step on
 /// anything but a sandbox (a target declared `sandbox: true`, or what the drill's own
 /// setup made), a disaster action outside `disaster:`.
@@ -344,6 +355,9 @@ pub fn check(rb: &Runbook, map: &SourceMap) -> Vec<Diagnostic> {
         match s.with.get("target").and_then(Value::as_str) {
             Some(name) if !name.contains("${") => match rb.targets.get(name) {
                 Some(t) if t.sandbox => {}
+                // A cluster that is no sandbox, acting on what the drill's setup made
+                // in it (a namespace): its other parameters come from setup outputs.
+                Some(_) if acts_on_setup_only(&s.with, &setup) => {}
                 Some(_) => out.push(map.diagnostic(
                     &format!("{path}.with.target"),
                     format!(
@@ -351,7 +365,7 @@ pub fn check(rb: &Runbook, map: &SourceMap) -> Vec<Diagnostic> {
                         s.id
                     ),
                     format!(
-                        "a drill breaks only throwaways: declare target {name:?} with `sandbox: true` if it is one, or act on what the drill's setup made"
+                        "a drill breaks only throwaways: declare target {name:?} with `sandbox: true` if it is one, or act on what the drill's setup made in it (a namespace from `${{steps.<setup step>.outputs.…}}`)"
                     ),
                 )),
                 None => out.push(map.diagnostic(
@@ -739,10 +753,16 @@ impl DrillMeasures {
         };
         let mut canary = None;
         let rpo = match (&drill.canary, &disaster, &log, &found) {
+            // Nothing asked, nothing measured: not a failure.
+            (None, _, _, _) if rpo_objective.is_none() => Measure::without(
+                None,
+                Verdict::NoObjective,
+                "the drill has no canary and the runbook no RPO objective: the data lost was not measured".into(),
+            ),
             (None, _, _, _) => Measure::without(
                 rpo_objective,
                 Verdict::Inconclusive,
-                "the drill has no canary: the data lost was not measured".into(),
+                "the drill has no canary: the data lost was not measured, so the RPO objective cannot be held to".into(),
             ),
             (_, None, _, _) => Measure::without(
                 rpo_objective,
