@@ -200,3 +200,67 @@ steps:
         4
     );
 }
+
+/// Progress with an ETA (seed 000's "Recovery Progress: N % complete, ETA"): the first
+/// run of a runbook has no earlier run to estimate from; the second has, and says when
+/// it should be done.
+#[tokio::test(flavor = "multi_thread")]
+async fn progress_notifications_carry_the_share_done_and_an_eta_from_earlier_runs() {
+    let rx = Receiver::start().await;
+    let yaml = format!(
+        r#"version: 1
+name: progressing
+notify:
+  - {{ name: progress, kind: webhook, url: "{}/progress", on: [progress] }}
+steps:
+  - {{ id: one, action: wait, with: {{ for: 50ms }} }}
+  - {{ id: two, action: wait, needs: [one], with: {{ for: 50ms }} }}
+  - {{ id: three, action: wait, needs: [two], with: {{ for: 50ms }} }}
+  - {{ id: four, action: wait, needs: [three], with: {{ for: 50ms }} }}
+"#,
+        rx.url()
+    );
+    let engine = engine();
+    let (rb, map) = engine.load(&yaml, "progressing.yaml").unwrap();
+    let messages = |rx: &Receiver| -> Vec<String> {
+        rx.received()
+            .iter()
+            .map(|r| r.body["message"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let first = engine.run(&rb, &map, &RunOptions::default()).await.unwrap();
+    assert_eq!(first.outcome, "succeeded");
+    let said = messages(&rx);
+    assert_eq!(said.len(), 4, "one per step: {said:?}");
+    assert!(
+        said[0].starts_with("progress: 25 % complete (1 of 4 steps)"),
+        "{said:?}"
+    );
+    assert!(
+        said[3].starts_with("progress: 100 % complete (4 of 4 steps)"),
+        "{said:?}"
+    );
+    assert!(said[0].contains("no ETA: no earlier run"), "{said:?}");
+
+    let second = engine.run(&rb, &map, &RunOptions::default()).await.unwrap();
+    assert_eq!(second.outcome, "succeeded");
+    let said = messages(&rx)[4..].to_vec();
+    assert_eq!(said.len(), 4, "{said:?}");
+    assert!(
+        said[1].starts_with("progress: 50 % complete (2 of 4 steps); ETA "),
+        "{said:?}"
+    );
+    assert!(said[1].contains("left, from 1 earlier run)"), "{said:?}");
+    // What is left is two steps of the earlier run: about 0.1 s, said as such.
+    let left: f64 = said[1]
+        .split(" (")
+        .nth(2)
+        .and_then(|s| s.split("s left").next())
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no seconds left in {:?}", said[1]));
+    let earlier: f64 = ["three", "four"]
+        .iter()
+        .map(|id| first.step(id).unwrap().seconds.unwrap())
+        .sum();
+    assert!((left - earlier).abs() < 0.006, "{left} vs {earlier}");
+}

@@ -781,7 +781,8 @@ fn the_monthly_restore_test_runs_as_a_drill_in_a_throwaway_namespace() {
         .object("apps/v1", "deployments", "shop", "api")
         .unwrap()["status"]["readyReplicas"]
         == 3));
-    let uid = api.object("apps/v1", "deployments", "shop", "api").unwrap()["metadata"]["uid"].clone();
+    let uid =
+        api.object("apps/v1", "deployments", "shop", "api").unwrap()["metadata"]["uid"].clone();
     let d = Drkit::local(BIN, &dir.path().join("repo"));
     d.json(&["repo", "init"]);
     let drill = |disaster_namespace: &str| {
@@ -831,14 +832,22 @@ steps:
     let disaster = &report["drill"]["disaster"];
     assert_eq!(disaster["step"], "api-deleted");
     assert!(
-        disaster["what"].as_str().unwrap().contains("deployment/api in namespace drill-shop"),
+        disaster["what"]
+            .as_str()
+            .unwrap()
+            .contains("deployment/api in namespace drill-shop"),
         "{disaster}"
     );
     let rto = report["rto"]["achieved_seconds"].as_f64().unwrap();
     assert!(rto > 0.0 && report["rto"]["verdict"] == "met", "{report}");
-    assert_eq!(report["rpo"]["verdict"], "no_objective", "no canary, no RPO objective");
+    assert_eq!(
+        report["rpo"]["verdict"], "no_objective",
+        "no canary, no RPO objective"
+    );
     // The throwaway namespace is gone; production was never touched.
-    assert!(api.tick_until(50, |a| a.object("v1", "namespaces", "", "drill-shop").is_none()));
+    assert!(api.tick_until(50, |a| a
+        .object("v1", "namespaces", "", "drill-shop")
+        .is_none()));
     let prod = api.object("apps/v1", "deployments", "shop", "api").unwrap();
     assert_eq!(prod["metadata"]["uid"], uid);
     assert_eq!(prod["spec"]["replicas"], 3);

@@ -21,7 +21,9 @@ const CLUSTER: Provides = Provides::Adapter("Kubernetes");
 
 /// Adds the `disaster.k8s_*` actions.
 pub fn register(r: &mut Registry) {
-    r.typed(DeleteWorkload).typed(ScaleToZero).typed(DeleteNamespace);
+    r.typed(DeleteWorkload)
+        .typed(ScaleToZero)
+        .typed(DeleteNamespace);
 }
 
 /// A workload of a sandbox.
@@ -64,14 +66,20 @@ impl TypedAction for DeleteWorkload {
     }
     async fn run(&self, ctx: &StepContext, p: WorkloadDisaster) -> Result<Outcome<DisasterEffect>> {
         let k = cluster(ctx, &p.target)?;
-        let (ns, deleted) = k.delete_workload(&p.workload, p.namespace.as_deref()).await?;
+        let (ns, deleted) = k
+            .delete_workload(&p.workload, p.namespace.as_deref())
+            .await?;
         Ok(Outcome::Done(DisasterEffect {
             took_effect: Moment::now(),
             lsn: None,
             what: format!(
                 "deleted {} in namespace {ns}{}",
                 p.workload,
-                if deleted { "" } else { " (it was gone already)" }
+                if deleted {
+                    ""
+                } else {
+                    " (it was gone already)"
+                }
             ),
         }))
     }
@@ -142,9 +150,16 @@ impl TypedAction for DeleteNamespace {
     const TARGET_IS: Option<Provides> = Some(CLUSTER);
 
     async fn plan(&self, _: &StepContext, p: NamespaceDisaster) -> Result<Vec<String>> {
-        Ok(vec![format!("deletes namespace {} and everything in it", p.name)])
+        Ok(vec![format!(
+            "deletes namespace {} and everything in it",
+            p.name
+        )])
     }
-    async fn run(&self, ctx: &StepContext, p: NamespaceDisaster) -> Result<Outcome<DisasterEffect>> {
+    async fn run(
+        &self,
+        ctx: &StepContext,
+        p: NamespaceDisaster,
+    ) -> Result<Outcome<DisasterEffect>> {
         let k = cluster(ctx, &p.target)?;
         let took_effect = Moment::now();
         let out = k.namespace_delete(&p.name, Duration::from_mins(5)).await?;
@@ -154,7 +169,11 @@ impl TypedAction for DeleteNamespace {
             what: format!(
                 "deleted namespace {}{}",
                 p.name,
-                if out.changed { "" } else { " (it was gone already)" }
+                if out.changed {
+                    ""
+                } else {
+                    " (it was gone already)"
+                }
             ),
         }))
     }

@@ -236,7 +236,11 @@ impl Kubernetes {
 
     /// Deletes `w` (its pods go with it); returns its namespace, and whether it was
     /// there to delete.
-    pub async fn delete_workload(&self, w: &Workload, namespace: Option<&str>) -> Result<(String, bool)> {
+    pub async fn delete_workload(
+        &self,
+        w: &Workload,
+        namespace: Option<&str>,
+    ) -> Result<(String, bool)> {
         let ns = self.ns(namespace).to_owned();
         let dp = kube::api::DeleteParams::foreground();
         let deleted = match w.kind {

@@ -145,6 +145,9 @@ pub(super) struct Run {
     pub(super) journal: Arc<Mutex<Journal>>,
     pub(super) notifiers: Notifiers,
     pub(super) scratch: super::action::Scratch,
+    /// How long each step took in earlier runs of the runbook (read only when a
+    /// notifier takes `progress`).
+    pub(super) estimates: Arc<super::progress::Estimates>,
 }
 
 impl Engine {
@@ -512,6 +515,7 @@ impl Engine {
             vars,
             targets: Arc::new(targets),
             journal: Arc::new(Mutex::new(journal)),
+            estimates: Arc::new(self.estimates(rb, &notifiers).await),
             notifiers,
             scratch: super::action::Scratch::default(),
         };
@@ -578,6 +582,33 @@ impl Engine {
         let id = self.journals.resolve(id).await?;
         let (header, stored) = self.journals.stored(&id).await?;
         super::evidence::Evidence::sign(&header, &stored, key)
+    }
+
+    /// The step durations of the earlier succeeded runs of `rb`, when a notifier takes
+    /// `progress` (else none are read).
+    pub(super) async fn estimates(
+        &self,
+        rb: &Runbook,
+        notifiers: &Notifiers,
+    ) -> super::progress::Estimates {
+        if !notifiers.wants(super::notify::NotifyOn::Progress) {
+            return super::progress::Estimates::default();
+        }
+        let mut earlier = Vec::new();
+        if let Ok(ids) = self.journals.run_ids().await {
+            for id in ids {
+                let Ok(header) = self.journals.header(&id).await else {
+                    continue;
+                };
+                if header.runbook.name != rb.name {
+                    continue;
+                }
+                if let Ok(events) = self.journals.events(&id).await {
+                    earlier.push(RunSummary::fold(&header, events));
+                }
+            }
+        }
+        super::progress::Estimates::of(&earlier)
     }
 
     /// Every run, oldest first, without their events.

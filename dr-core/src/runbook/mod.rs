@@ -37,6 +37,7 @@ mod orchestrator;
 mod parse;
 mod plan;
 mod process;
+pub mod progress;
 pub mod redact;
 pub mod report;
 mod resume;

@@ -30,6 +30,8 @@ pub enum NotifyOn {
     Approval,
     /// The run ends.
     End,
+    /// A step finished: the share of the steps done and an ETA from earlier runs.
+    Progress,
 }
 
 /// What kind of receiver.
@@ -86,7 +88,7 @@ pub fn json_schema() -> serde_json::Value {
                 "name": {"type": "string", "description": "Its name in messages and the journal."},
                 "kind": {"const": kind},
                 "severities": {"type": "array", "items": {"$ref": "#/$defs/Severity"}},
-                "on": {"type": "array", "items": {"enum": ["start", "step", "failure", "approval", "end"]}},
+                "on": {"type": "array", "items": {"enum": ["start", "step", "failure", "approval", "end", "progress"]}},
             });
             for f in *fields {
                 properties[*f] = serde_json::json!({"type": "string"});
@@ -298,6 +300,12 @@ impl Notifiers {
     pub fn with_redactor(mut self, redactor: Arc<super::redact::Redactor>) -> Self {
         self.redactor = redactor;
         self
+    }
+
+    /// Whether any notifier takes the engine's event `on`.
+    #[must_use]
+    pub fn wants(&self, on: NotifyOn) -> bool {
+        self.list.iter().any(|n| n.on.contains(&on))
     }
 
     /// Sends `m` to every notifier that takes it; `on` is the engine's own event, `None`

@@ -89,6 +89,7 @@ impl Engine {
             }
             Err(e) => return Err(redactor.error(release(e).await)),
         };
+        let estimates = Arc::new(self.estimates(&rb, &notifiers).await);
         let run = Run {
             id: id.clone(),
             rb: Arc::new(rb),
@@ -98,6 +99,7 @@ impl Engine {
             journal: Arc::new(Mutex::new(journal)),
             notifiers,
             scratch: super::action::Scratch::default(),
+            estimates,
         };
         if let Err(e) = self.settle_in_flight(&run, options).await {
             return Err(redactor.error(release(e).await));

@@ -137,6 +137,18 @@ impl Engine {
         Ok(())
     }
 
+    /// Tells the notifiers that take `progress` the share of steps done and the ETA.
+    async fn progress(run: &Run) -> Result<()> {
+        if !run.notifiers.wants(NotifyOn::Progress) {
+            return Ok(());
+        }
+        let text = {
+            let journal = run.journal.lock().await;
+            super::progress::Progress::of(&run.rb, journal.state(), &run.estimates).to_string()
+        };
+        Self::tell(run, NotifyOn::Progress, text, Severity::Info, false).await
+    }
+
     /// Whether `step` is skipped, and why: the run stopping, a need that did not succeed,
     /// a guard, an `if:`. Guards not applied in this mode are journaled.
     async fn skip_reason(
@@ -523,7 +535,8 @@ impl Engine {
                     step.severity,
                     false,
                 )
-                .await
+                .await?;
+                Self::progress(run).await
             }
             Ok(StepEnd::Waiting(why)) => {
                 Self::tell(
