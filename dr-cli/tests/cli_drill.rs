@@ -648,3 +648,104 @@ steps:
         "{missed:?}"
     );
 }
+
+/// A full exercise: the recovery is two runbooks in sequence (each `uses:`d unchanged),
+/// with a failback after it, timed; one report.
+#[test]
+fn a_full_exercise_runs_two_runbooks_in_sequence_and_times_the_failback() {
+    let Some((primary, replica)) = sandbox() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = repo(dir.path());
+    std::fs::write(
+        dir.path().join("promote.yaml"),
+        r#"version: 1
+name: promote-replica
+vars:
+  replica: { description: the replica to promote }
+targets:
+  dr_db: { kind: postgres, url: "${vars.replica}" }
+steps:
+  - { id: health, action: db.health, with: { target: dr_db } }
+  - { id: promote, action: db.promote, needs: [health], with: { target: dr_db } }
+"#,
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("verify-app.yaml"),
+        r#"version: 1
+name: verify-app
+vars:
+  url: { description: the database the app uses }
+steps:
+  - { id: check, action: sql.check, with: { url: "${vars.url}", sql: ["SELECT NOT pg_is_in_recovery()", "SELECT count(*) = 1000 FROM orders WHERE note IS NULL"] } }
+"#,
+    )
+    .unwrap();
+    let file = dir.path().join("exercise.yaml");
+    std::fs::write(
+        &file,
+        r#"version: 1
+name: shop-full-exercise
+objectives: { rto: 1m, rpo: 5s }
+vars:
+  primary: { description: the throwaway primary }
+  replica: { description: its replica }
+targets:
+  primary: { kind: postgres, url: "${vars.primary}", sandbox: true }
+  standby: { kind: postgres, url: "${vars.replica}", sandbox: true }
+drill:
+  canary: { target: primary, read: standby }
+  disaster:
+    - { id: writes, action: wait, with: { for: 300ms } }
+    - { id: primary-lost, action: disaster.pg_stop, needs: [writes], with: { target: primary } }
+  recovered:
+    - { id: takes-writes, action: sql.exec, with: { url: "${vars.replica}", sql: ["INSERT INTO orders (amount, note) VALUES (1, 'after')"] } }
+  failback:
+    - { id: fence-dr, action: db.fence, with: { target: standby } }
+steps:
+  - { id: failover, uses: promote.yaml, with: { replica: "${vars.replica}" } }
+  - { id: app, uses: verify-app.yaml, needs: [failover], with: { url: "${vars.replica}" } }
+"#,
+    )
+    .unwrap();
+    let report = d.json(&[
+        "drill",
+        file.to_str().unwrap(),
+        "--var",
+        &format!("primary={}", primary.dsn("shop")),
+        "--var",
+        &format!("replica={}", replica.dsn("shop")),
+    ]);
+    assert_eq!(report["outcome"], "succeeded", "{report}");
+    let phases: Vec<(&str, &str)> = report["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| (s["id"].as_str().unwrap(), s["phase"].as_str().unwrap()))
+        .collect();
+    for (id, phase) in [
+        ("failover/health", "recovery"),
+        ("failover/promote", "recovery"),
+        ("app/check", "recovery"),
+        ("takes-writes", "recovered"),
+        ("fence-dr", "failback"),
+    ] {
+        assert!(phases.contains(&(id, phase)), "{id} ({phase}) in {phases:?}");
+    }
+    let position = |id: &str| phases.iter().position(|p| p.0 == id).unwrap();
+    assert!(position("failover/promote") < position("app/check"));
+    assert!(position("takes-writes") < position("fence-dr"));
+    let measured = &report["drill"];
+    let failback = measured["failback_seconds"].as_f64().expect("the failback was timed");
+    let fence = report["steps"][position("fence-dr")]["seconds"].as_f64().unwrap();
+    assert!((failback - fence).abs() < 0.01, "{failback} vs {fence}");
+    assert!(measured["recovery_seconds"].as_f64().unwrap() > 0.0);
+    assert_eq!(report["rto"]["verdict"], "met", "{report}");
+    // The failback really fenced the DR server.
+    assert_eq!(
+        replica.psql("shop", "SHOW default_transaction_read_only"),
+        "on"
+    );
+}

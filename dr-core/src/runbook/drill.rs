@@ -143,6 +143,7 @@ pub(crate) fn compile(rb: &mut Runbook, map: &mut SourceMap, problems: &mut Prob
     let mut setup = std::mem::take(&mut drill.setup);
     let mut disaster = std::mem::take(&mut drill.disaster);
     let mut recovered = std::mem::take(&mut drill.recovered);
+    let mut failback = std::mem::take(&mut drill.failback);
     let mut teardown = std::mem::take(&mut drill.teardown);
     let canary = drill.canary.clone();
     let taken: BTreeSet<String> = rb
@@ -151,6 +152,7 @@ pub(crate) fn compile(rb: &mut Runbook, map: &mut SourceMap, problems: &mut Prob
         .chain(&setup)
         .chain(&disaster)
         .chain(&recovered)
+        .chain(&failback)
         .chain(&teardown)
         .map(|s| s.id.clone())
         .collect();
@@ -176,6 +178,7 @@ pub(crate) fn compile(rb: &mut Runbook, map: &mut SourceMap, problems: &mut Prob
         (&mut setup, Phase::Setup),
         (&mut disaster, Phase::Disaster),
         (&mut recovered, Phase::Recovered),
+        (&mut failback, Phase::Failback),
         (&mut teardown, Phase::Teardown),
     ] {
         for s in list.iter_mut() {
@@ -228,6 +231,13 @@ pub(crate) fn compile(rb: &mut Runbook, map: &mut SourceMap, problems: &mut Prob
     let mut last = before;
     last.extend(ids(&recovered));
     steps.append(&mut recovered);
+    // The way home, once the service is back. (The canary is read after it: `always`
+    // steps run once every other step has ended.)
+    if !failback.is_empty() {
+        after(&mut failback, &last);
+        last.extend(ids(&failback));
+        steps.append(&mut failback);
+    }
     if let Some(c) = &canary {
         let read_from = c.read.clone().unwrap_or_else(|| c.target.clone());
         let mut read = canary_step("canary-read", "canary.read", canary_with(&read_from), last);
@@ -574,6 +584,10 @@ pub struct DrillMeasures {
     pub recovery_seconds: Option<f64>,
     /// Each recovery step's share of it.
     pub shares: Vec<Share>,
+    /// The failback's duration: its first step's start to its last step's end (when the
+    /// drill has `failback:` steps and they all ended).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failback_seconds: Option<f64>,
     /// The canary's figures, when it was read.
     pub canary: Option<CanaryFigures>,
 }
@@ -720,6 +734,26 @@ impl DrillMeasures {
             (Some(a), Some(b)) => Some(a.seconds_to(b).0.max(0.0)),
             _ => None,
         };
+        let failback: Vec<&Step> = rb
+            .steps
+            .iter()
+            .filter(|s| s.phase == Some(Phase::Failback))
+            .collect();
+        let failback_seconds = if !failback.is_empty()
+            && failback.iter().all(|s| summary.state(&s.id).finished())
+        {
+            let first = failback
+                .iter()
+                .filter_map(|s| started.get(&s.id))
+                .min_by_key(|m| m.at);
+            let last = failback
+                .iter()
+                .filter_map(|s| ended.get(&s.id))
+                .max_by_key(|m| m.at);
+            first.zip(last).map(|(a, b)| a.seconds_to(b).0.max(0.0))
+        } else {
+            None
+        };
         let shares = recovery
             .iter()
             .filter_map(|s| {
@@ -842,6 +876,7 @@ impl DrillMeasures {
             rto,
             rpo,
             recovery_seconds,
+            failback_seconds,
             shares,
             canary,
         })

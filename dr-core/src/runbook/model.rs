@@ -71,6 +71,10 @@ pub struct Drill {
     /// Checks that pass once the service is recovered: the RTO ends when they all have.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub recovered: Vec<Step>,
+    /// Steps that fail back once the service is recovered (the way home after a
+    /// failover), timed as a whole.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub failback: Vec<Step>,
     /// Steps that remove the sandbox: they always run, after a failure or Ctrl-C too.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub teardown: Vec<Step>,
@@ -113,6 +117,8 @@ pub enum Phase {
     Recovery,
     /// Checks the service is back.
     Recovered,
+    /// Fails back.
+    Failback,
     /// Removes the sandbox.
     Teardown,
 }
@@ -127,6 +133,7 @@ impl Phase {
             Self::Disaster => "disaster",
             Self::Recovery => "recovery",
             Self::Recovered => "recovered",
+            Self::Failback => "failback",
             Self::Teardown => "teardown",
         }
     }

@@ -284,7 +284,7 @@ const RUNBOOK_FIELDS: &[&str] = &[
 ];
 
 /// The sections of a runbook's `drill:`.
-const DRILL_FIELDS: &[&str] = &["setup", "canary", "disaster", "recovered", "teardown"];
+const DRILL_FIELDS: &[&str] = &["setup", "canary", "disaster", "recovered", "failback", "teardown"];
 
 const STEP_FIELDS: &[&str] = &[
     "id",
@@ -646,6 +646,7 @@ fn read_drill(node: &Node, map: &mut SourceMap, problems: &mut Problems) -> Opti
             "setup" => drill.setup = list(map, problems),
             "disaster" => drill.disaster = list(map, problems),
             "recovered" => drill.recovered = list(map, problems),
+            "failback" => drill.failback = list(map, problems),
             "teardown" => drill.teardown = list(map, problems),
             "canary" => {
                 place_within(map, "drill.canary", v);

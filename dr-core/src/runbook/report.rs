@@ -511,6 +511,9 @@ pub fn markdown(r: &Report) -> String {
         if let Some(s) = d.recovery_seconds {
             let _ = writeln!(o, "- the recovery itself took {}", seconds(s));
         }
+        if let Some(s) = d.failback_seconds {
+            let _ = writeln!(o, "- the failback took {}", seconds(s));
+        }
         if let Some(c) = &d.canary {
             let _ = writeln!(
                 o,
@@ -629,6 +632,9 @@ pub fn text(r: &Report) -> String {
             "  canary: {} writes acknowledged, {} recovered, {} lost; {} of unknown outcome ({} turned up)",
             c.acknowledged, c.recovered, c.lost, c.unknown, c.unknown_present
         );
+    }
+    if let Some(s) = r.drill.as_ref().and_then(|d| d.failback_seconds) {
+        let _ = writeln!(o, "  failback: {}", seconds(s));
     }
     let _ = writeln!(o, "  {}", measure_line("RTO", &r.rto));
     let _ = write!(o, "  {}", measure_line("RPO", &r.rpo));
@@ -973,6 +979,18 @@ pub fn html(r: &Report) -> String {
             c.acknowledged, c.recovered, c.lost, c.unknown, c.unknown_present, c.interval_ms, h(&c.stopped)
         );
     }
+    if let Some(d) = &r.drill {
+        let mut took = Vec::new();
+        if let Some(s) = d.recovery_seconds {
+            took.push(format!("the recovery itself took {}", seconds(s)));
+        }
+        if let Some(s) = d.failback_seconds {
+            took.push(format!("the failback {}", seconds(s)));
+        }
+        if !took.is_empty() {
+            let _ = write!(canary, "<p class=\"canary\">{}.</p>", h(&took.join("; ")));
+        }
+    }
     let mut timeline = String::new();
     for e in &r.timeline {
         let _ = write!(
@@ -1029,7 +1047,7 @@ h1{font-size:22px;margin:0 0 4px}h2{font-size:16px;margin:28px 0 8px}.rb{font-we
 .figure.inconclusive{border-color:#d7a21a}.figure.inconclusive .verdict{color:#8a6400}.figure .why,.figure .objective{color:#5b6570;font-size:12px}\
 svg{display:block;margin:8px 0;font-size:11px}.axis{stroke:#5b6570}.tick{stroke:#5b6570}.ticklabel{text-anchor:middle;fill:#5b6570}\
 .label{text-anchor:end;fill:#1d232a}.bar{fill:#8fb3d9}.bar.succeeded{fill:#4f8fd1}.bar.failed{fill:#d64545}.bar.skipped{fill:#c8ced5}\
-.bar.disaster{fill:#e07b24}.bar.teardown,.bar.setup{fill:#9aa5b1}.bar.recovered{fill:#3aa55d}\
+.bar.disaster{fill:#e07b24}.bar.teardown,.bar.setup{fill:#9aa5b1}.bar.recovered{fill:#3aa55d}.bar.failback{fill:#8e6bbf}\
 .mark{stroke-width:2;stroke-dasharray:4 3}.mark.disaster{stroke:#d64545}.mark.healthy{stroke:#2e9e50}.mark.objective{stroke:#7a4fd1}\
 .marklabel{font-weight:600}.marklabel.disaster{fill:#b02020}.marklabel.healthy{fill:#1d7a3a}.marklabel.objective{fill:#5a35a8}\
 table{border-collapse:collapse;width:100%}th,td{text-align:left;padding:4px 8px;border-bottom:1px solid #e6e9ed;vertical-align:top}\

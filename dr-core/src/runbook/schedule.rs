@@ -469,7 +469,21 @@ impl Engine {
             .await;
         }
         let state = run.journal.lock().await.state().clone_steps();
-        let mut outcome = if state.steps.iter().any(|s| s.state == StepState::Waiting) {
+        let waiting = state.steps.iter().any(|s| s.state == StepState::Waiting);
+        // Nothing is in flight and nothing can start, yet steps are left: never a success.
+        let stuck: Vec<String> = state
+            .steps
+            .iter()
+            .filter(|s| s.state == StepState::Pending)
+            .map(|s| s.id.to_string())
+            .collect();
+        if !waiting && !stuck.is_empty() && reason.is_none() {
+            reason = Some(format!(
+                "steps {} could never start (their needs cannot be met)",
+                stuck.join(", ")
+            ));
+        }
+        let mut outcome = if waiting {
             RunOutcome::Waiting
         } else if reason.is_some() || failed_run(&run.rb, &state) {
             RunOutcome::Failed

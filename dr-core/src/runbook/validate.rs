@@ -289,6 +289,15 @@ pub fn validate_with_vars(
                         ids.iter().copied().collect::<Vec<_>>().join(", ")
                     ),
                 );
+            } else if !step.always && by_id.get(n.as_str()).is_some_and(|o| o.always) {
+                add(
+                    &format!("{here}.needs"),
+                    format!(
+                        "step {:?} needs {n:?}, which runs `always` (after every other step): it would wait forever",
+                        step.id
+                    ),
+                    "make it `always` too, or drop the need".to_owned(),
+                );
             }
         }
         // A step whose fields could not all be read was reported as such: its id counts,
