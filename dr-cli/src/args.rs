@@ -253,7 +253,7 @@ pub struct DrillArgs {
     /// Write the report as a self-contained HTML page to this file.
     #[arg(long, value_name = "FILE")]
     pub report_html: Option<PathBuf>,
-    /// Append one line of figures (time, runbook, kind, outcome, rto_seconds,
+    /// Append one line of figures (time, runbook, kind, run, outcome, rto_seconds,
     /// rpo_seconds, objectives_met) to this CSV file; its header once.
     #[arg(long, value_name = "FILE")]
     pub metrics_csv: Option<PathBuf>,
@@ -285,8 +285,8 @@ pub struct ReportArgs {
     /// Write it to this file instead of standard output.
     #[arg(short = 'o', long, value_name = "FILE")]
     pub output: Option<PathBuf>,
-    /// A post-incident template (minijinja; the report's fields as `r`) instead of the
-    /// built-in one.
+    /// With --format postmortem: a template (minijinja; the report's fields as
+    /// `report`, e.g. `{{ report.rto.achieved_seconds }}`) instead of the built-in one.
     #[arg(long, value_name = "FILE")]
     pub template: Option<PathBuf>,
     /// Also append the run's line of figures to this CSV file (its header once).
@@ -296,7 +296,7 @@ pub struct ReportArgs {
     #[arg(long, value_name = "FILE", requires = "sign_key")]
     pub evidence: Option<PathBuf>,
     /// The Ed25519 signing key for --evidence (`drkit evidence keygen` makes one).
-    #[arg(long, value_name = "KEY")]
+    #[arg(long, value_name = "KEY", requires = "evidence")]
     pub sign_key: Option<PathBuf>,
     /// The runs' lock is a Kubernetes Lease (as given to `drkit run --lock`).
     #[arg(long)]

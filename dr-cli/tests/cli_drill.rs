@@ -242,17 +242,10 @@ fn a_drill_that_would_break_a_server_not_declared_a_sandbox_is_refused_before_an
     );
 }
 
-/// A drill whose recovery pauses, killed there with SIGKILL, resumed: the recovery goes
-/// on, the canary is read, the teardown runs once, and the report has every step.
-#[test]
-fn a_drill_killed_mid_recovery_is_resumed_and_its_teardown_runs() {
-    let Some((primary, replica)) = sandbox() else {
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    let d = repo(dir.path());
-    let log = dir.path().join("teardown.log");
-    let file = dir.path().join("drill.yaml");
+/// `drill.yaml` whose recovery waits an hour after its check, with a teardown step that
+/// appends to `log`.
+fn pausing_drill(dir: &Path, log: &Path) -> PathBuf {
+    let file = dir.join("drill.yaml");
     let text = std::fs::read_to_string(drill_file()).unwrap();
     let text = text
         .replace(
@@ -267,6 +260,20 @@ fn a_drill_killed_mid_recovery_is_resumed_and_its_teardown_runs() {
             ),
         );
     std::fs::write(&file, &text).unwrap();
+    file
+}
+
+/// A drill whose recovery pauses, killed there with SIGKILL, resumed: the recovery goes
+/// on, the canary is read, the teardown runs once, and the report has every step.
+#[test]
+fn a_drill_killed_mid_recovery_is_resumed_and_its_teardown_runs() {
+    let Some((primary, replica)) = sandbox() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = repo(dir.path());
+    let log = dir.path().join("teardown.log");
+    let file = pausing_drill(dir.path(), &log);
     let vars = [
         "--var".to_owned(),
         format!("primary={}", primary.dsn("shop")),
@@ -512,6 +519,53 @@ fn a_drill_report_renders_in_chromium_and_its_signed_evidence_names_a_changed_ev
         said.contains("NOT verified") && said.contains("event 5 was changed"),
         "{said}"
     );
+
+    // Two events swapped, a field added to the report: each named.
+    let tampered = |edit: &dyn Fn(&mut Value)| {
+        let mut doc: Value = serde_json::from_str(&text).unwrap();
+        edit(&mut doc);
+        std::fs::write(&bundle, serde_json::to_string(&doc).unwrap()).unwrap();
+        let out = d.run(&[
+            "evidence",
+            "verify",
+            bundle.to_str().unwrap(),
+            "--key",
+            &public,
+        ]);
+        assert_eq!(out.status.code(), Some(3));
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let said = tampered(&|doc| doc["events"].as_array_mut().unwrap().swap(5, 6));
+    assert!(
+        said.contains("reordered: event 7 is at position 6"),
+        "{said}"
+    );
+    let said = tampered(&|doc| doc["report"]["rto"]["note"] = "approved".into());
+    assert!(said.contains("the signature does not match"), "{said}");
+    // The public key is not a signing key, nor the other way round.
+    let out = d.run(&[
+        "report",
+        run,
+        "--evidence",
+        bundle.to_str().unwrap(),
+        "--sign-key",
+        &public,
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("is a public key"), "{}", stderr(&out));
+    let out = d.run(&[
+        "evidence",
+        "verify",
+        bundle.to_str().unwrap(),
+        "--key",
+        key.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("is a signing key"),
+        "{}",
+        stderr(&out)
+    );
 }
 
 /// Seed 004's test: a backup taken while the canary writes, the database dropped, the
@@ -732,14 +786,21 @@ steps:
         ("takes-writes", "recovered"),
         ("fence-dr", "failback"),
     ] {
-        assert!(phases.contains(&(id, phase)), "{id} ({phase}) in {phases:?}");
+        assert!(
+            phases.contains(&(id, phase)),
+            "{id} ({phase}) in {phases:?}"
+        );
     }
     let position = |id: &str| phases.iter().position(|p| p.0 == id).unwrap();
     assert!(position("failover/promote") < position("app/check"));
     assert!(position("takes-writes") < position("fence-dr"));
     let measured = &report["drill"];
-    let failback = measured["failback_seconds"].as_f64().expect("the failback was timed");
-    let fence = report["steps"][position("fence-dr")]["seconds"].as_f64().unwrap();
+    let failback = measured["failback_seconds"]
+        .as_f64()
+        .expect("the failback was timed");
+    let fence = report["steps"][position("fence-dr")]["seconds"]
+        .as_f64()
+        .unwrap();
     assert!((failback - fence).abs() < 0.01, "{failback} vs {fence}");
     assert!(measured["recovery_seconds"].as_f64().unwrap() > 0.0);
     assert_eq!(report["rto"]["verdict"], "met", "{report}");
@@ -747,5 +808,58 @@ steps:
     assert_eq!(
         replica.psql("shop", "SHOW default_transaction_read_only"),
         "on"
+    );
+}
+
+/// Ctrl-C in the middle of the recovery: the steps in flight stop, the teardown runs, the
+/// exit status is 130 — and the drill, its sandbox gone, is not resumed.
+#[test]
+fn ctrl_c_stops_a_drill_runs_its_teardown_and_it_is_not_resumed() {
+    let Some((primary, replica)) = sandbox() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = repo(dir.path());
+    let log = dir.path().join("teardown.log");
+    let file = pausing_drill(dir.path(), &log);
+    let vars = [
+        format!("primary={}", primary.dsn("shop")),
+        format!("replica={}", replica.dsn("shop")),
+    ];
+    let mut child = d
+        .cmd(&[
+            "--quiet",
+            "drill",
+            file.to_str().unwrap(),
+            "--var",
+            &vars[0],
+            "--var",
+            &vars[1],
+            "--var",
+            "write_for=200ms",
+        ])
+        .spawn()
+        .unwrap();
+    let id = d.wait_step_started("pause");
+    let sent = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sent.success());
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(130));
+    assert_eq!(std::fs::read_to_string(&log).unwrap(), "torn down\n");
+    let shown = d.json(&["runs", "show", &id]);
+    assert_eq!(shown["outcome"], "interrupted");
+    assert_eq!(dr_testkit::step(&shown, "pause")["state"], "failed");
+    assert_eq!(dr_testkit::step(&shown, "backup")["state"], "skipped");
+    let out = d.run(&[
+        "drill", "--resume", &id, "--var", &vars[0], "--var", &vars[1],
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("its teardown ran: its sandbox is gone; start a new drill"),
+        "{}",
+        stderr(&out)
     );
 }

@@ -310,11 +310,28 @@ impl TypedAction for CanaryStop {
     }
 }
 
+/// `canary.read`'s parameters.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryReadParams {
+    /// The PostgreSQL target read (the recovered database).
+    pub target: String,
+    /// The canary's first sequence number (`${steps.canary.outputs.first_seq}`): null
+    /// when the writer never started, and there is nothing to read.
+    #[serde(default = "not_given")]
+    pub started: serde_json::Value,
+}
+
+/// `started:` left out: read what is there.
+fn not_given() -> serde_json::Value {
+    serde_json::Value::Bool(true)
+}
+
 struct CanaryRead;
 
 #[async_trait]
 impl TypedAction for CanaryRead {
-    type Params = CanaryParams;
+    type Params = CanaryReadParams;
     type Outputs = CanaryFound;
     const NAME: &'static str = "canary.read";
     const SUMMARY: &'static str = "Reads which of this run's canary writes a database holds (none when it has no canary table); the drill's RPO is measured from it.";
@@ -322,12 +339,19 @@ impl TypedAction for CanaryRead {
     const TARGET: Option<&'static str> = Some("target");
     const TARGET_IS: Option<Provides> = Some(Provides::Database);
 
-    async fn plan(&self, ctx: &StepContext, p: CanaryParams) -> Result<Vec<String>> {
+    async fn plan(&self, ctx: &StepContext, p: CanaryReadParams) -> Result<Vec<String>> {
         let conn = pg_conn(ctx, Some(&p.target), None)?;
         Ok(vec![format!("reads the canary's writes on {conn}")])
     }
 
-    async fn run(&self, ctx: &StepContext, p: CanaryParams) -> Result<Outcome<CanaryFound>> {
+    async fn run(&self, ctx: &StepContext, p: CanaryReadParams) -> Result<Outcome<CanaryFound>> {
+        if p.started.is_null() {
+            return Err(err!(
+                Conflict,
+                "step {:?}: the canary never started (the drill stopped before it): there is nothing to read",
+                ctx.step
+            ));
+        }
         let conn = pg_conn(ctx, Some(&p.target), None)?;
         let client = conn.connect().await?;
         let rows = match client
@@ -355,32 +379,72 @@ impl TypedAction for CanaryRead {
     }
 }
 
+/// `canary.drop`'s parameters.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CanaryDropParams {
+    /// The PostgreSQL target whose database holds the canary (the recovered one).
+    pub target: String,
+    /// Another target to drop it on when `target` cannot take writes (a replica never
+    /// promoted, a server gone): the one the canary wrote to.
+    #[serde(default)]
+    pub fallback: Option<String>,
+}
+
 struct CanaryDrop;
 
 #[async_trait]
 impl TypedAction for CanaryDrop {
-    type Params = CanaryParams;
+    type Params = CanaryDropParams;
     type Outputs = serde_json::Map<String, serde_json::Value>;
     const NAME: &'static str = "canary.drop";
-    const SUMMARY: &'static str = "Drops the canary's schema (drkit_canary) from a database: a drill's teardown, unless --keep-canary.";
+    const SUMMARY: &'static str = "Drops the canary's schema (drkit_canary) from a database that takes writes: `target`, else `fallback` (a drill's teardown, unless --keep-canary).";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
     const TARGET_IS: Option<Provides> = Some(Provides::Database);
 
-    async fn plan(&self, ctx: &StepContext, p: CanaryParams) -> Result<Vec<String>> {
+    async fn plan(&self, ctx: &StepContext, p: CanaryDropParams) -> Result<Vec<String>> {
         let conn = pg_conn(ctx, Some(&p.target), None)?;
         Ok(vec![format!("drops schema {CANARY_SCHEMA} on {conn}")])
     }
 
-    async fn run(&self, ctx: &StepContext, p: CanaryParams) -> Result<Outcome<Self::Outputs>> {
-        let conn = pg_conn(ctx, Some(&p.target), None)?;
-        conn.connect()
-            .await?
-            .batch_execute("DROP SCHEMA IF EXISTS drkit_canary CASCADE")
-            .await
-            .map_err(|e| query_error(&conn, "dropping the canary's schema", e))?;
-        Ok(Outcome::Done(serde_json::Map::new()))
+    async fn run(&self, ctx: &StepContext, p: CanaryDropParams) -> Result<Outcome<Self::Outputs>> {
+        let mut tried = Vec::new();
+        for name in std::iter::once(&p.target).chain(p.fallback.as_ref()) {
+            let conn = pg_conn(ctx, Some(name), None)?;
+            match drop_canary(&conn).await {
+                Ok(()) => {
+                    let mut out = serde_json::Map::new();
+                    out.insert("dropped_on".into(), name.clone().into());
+                    return Ok(Outcome::Done(out));
+                }
+                Err(why) => tried.push(format!("{name} ({conn}): {why}")),
+            }
+        }
+        Err(err!(
+            Unavailable,
+            "step {:?}: the canary's schema {CANARY_SCHEMA} was dropped nowhere: {}; drop it by hand once a server takes writes",
+            ctx.step,
+            tried.join("; ")
+        ))
     }
+}
+
+/// Drops the canary's schema on `conn`, unless it cannot take writes (then why).
+async fn drop_canary(conn: &ConnInfo) -> std::result::Result<(), String> {
+    let client = conn.connect().await.map_err(|e| e.message().to_owned())?;
+    let replica: bool = client
+        .query_one("SELECT pg_is_in_recovery()", &[])
+        .await
+        .map_err(|e| crate::error::db_message(&e))?
+        .get(0);
+    if replica {
+        return Err("a replica, read-only".into());
+    }
+    client
+        .batch_execute("DROP SCHEMA IF EXISTS drkit_canary CASCADE")
+        .await
+        .map_err(|e| crate::error::db_message(&e))
 }
 
 /// `disaster.pg_stop`'s parameters.
@@ -502,15 +566,19 @@ impl TypedAction for PgStop {
         // SIGQUIT to the postmaster is PostgreSQL's immediate shutdown.
         rustix::process::kill_process(raw, rustix::process::Signal::QUIT)
             .map_err(|e| err!(External, "signalling postgres (pid {pid}): {e}"))?;
-        let took_effect = Moment::now();
+        let signalled = std::time::Instant::now();
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         while alive(pid) {
             if tokio::time::Instant::now() > deadline {
                 rustix::process::kill_process(raw, rustix::process::Signal::KILL)
                     .map_err(|e| err!(External, "killing postgres (pid {pid}): {e}"))?;
             }
-            tokio::time::sleep(Duration::from_millis(20)).await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        // The server is gone now: the moment the RTO runs from (the folder's deletion
+        // after it is bookkeeping, not the disaster).
+        let took_effect = Moment::now();
+        let stopping = signalled.elapsed();
         if p.remove_data {
             let d = data.clone();
             tokio::task::spawn_blocking(move || std::fs::remove_dir_all(&d))
@@ -522,8 +590,9 @@ impl TypedAction for PgStop {
             took_effect,
             lsn,
             what: format!(
-                "stopped the server {} immediately (pid {pid}){}",
+                "stopped the server {} immediately (pid {pid}, gone {}ms after SIGQUIT){}",
                 conn.server(),
+                stopping.as_millis(),
                 if p.remove_data {
                     ", its data folder deleted"
                 } else {

@@ -72,6 +72,12 @@ pub async fn report(cli: &Cli, a: &ReportArgs, out: Output) -> Result<u8> {
     } else {
         a.format
     };
+    if template.is_some() && format != ReportFormat::Postmortem {
+        return Err(dr_core::err!(
+            InvalidInput,
+            "--template is the post-incident draft's: give it with --format postmortem"
+        ));
+    }
     let text = match format {
         ReportFormat::Json => serde_json::to_string_pretty(&r).expect("a report serializes"),
         ReportFormat::Md => report::markdown(&r),

@@ -97,7 +97,7 @@ fn event_line(e: &Event) -> Option<String> {
         EventKind::Note { step, text } => {
             format!("{t}  {}: {text}", step.as_deref().unwrap_or("note"))
         }
-        EventKind::RunInterrupted { why } => format!("{t}  interrupted: {why}"),
+        EventKind::RunInterrupted { why } => format!("{t}  run stopped: {why}"),
         EventKind::RunStarted { .. } | EventKind::RunEnded { .. } => return None,
     })
 }
@@ -227,9 +227,12 @@ fn timeline(s: &RunSummary) -> String {
         };
         let _ = writeln!(
             t,
-            "RTO objective {}: {verdict} ({:.1}s)",
+            "RTO objective {}: {verdict} ({:.1}s{})",
             dr_core::duration::format(std::time::Duration::from_secs_f64(rto.objective_seconds)),
-            rto.achieved_seconds
+            rto.achieved_seconds,
+            rto.measured
+                .as_deref()
+                .map_or(String::new(), |m| format!(", {m}"))
         );
     }
     if s.outcome == RunOutcome::Waiting {

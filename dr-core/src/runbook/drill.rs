@@ -242,16 +242,20 @@ pub(crate) fn compile(rb: &mut Runbook, map: &mut SourceMap, problems: &mut Prob
         let read_from = c.read.clone().unwrap_or_else(|| c.target.clone());
         let mut read = canary_step("canary-read", "canary.read", canary_with(&read_from), last);
         read.always = true;
+        // Nothing to read when the writer never started (the drill stopped before): the
+        // reference reads as null then.
+        read.with["started"] = Value::String("${steps.canary.outputs.first_seq}".to_owned());
         read.continue_on_error = true;
         steps.push(read);
         last = vec!["canary-read".to_owned()];
         if !c.keep {
-            let mut drop = canary_step(
-                "canary-drop",
-                "canary.drop",
-                canary_with(&read_from),
-                last.clone(),
-            );
+            // On the recovered database; on the primary when the drill stopped before
+            // the recovery (the replica then still read-only).
+            let mut with = canary_with(&read_from);
+            if read_from != c.target {
+                with["fallback"] = Value::String(c.target.clone());
+            }
+            let mut drop = canary_step("canary-drop", "canary.drop", with, last.clone());
             drop.always = true;
             drop.continue_on_error = true;
             drop.phase = Some(Phase::Teardown);
@@ -739,21 +743,20 @@ impl DrillMeasures {
             .iter()
             .filter(|s| s.phase == Some(Phase::Failback))
             .collect();
-        let failback_seconds = if !failback.is_empty()
-            && failback.iter().all(|s| summary.state(&s.id).finished())
-        {
-            let first = failback
-                .iter()
-                .filter_map(|s| started.get(&s.id))
-                .min_by_key(|m| m.at);
-            let last = failback
-                .iter()
-                .filter_map(|s| ended.get(&s.id))
-                .max_by_key(|m| m.at);
-            first.zip(last).map(|(a, b)| a.seconds_to(b).0.max(0.0))
-        } else {
-            None
-        };
+        let failback_seconds =
+            if !failback.is_empty() && failback.iter().all(|s| summary.state(&s.id).finished()) {
+                let first = failback
+                    .iter()
+                    .filter_map(|s| started.get(&s.id))
+                    .min_by_key(|m| m.at);
+                let last = failback
+                    .iter()
+                    .filter_map(|s| ended.get(&s.id))
+                    .max_by_key(|m| m.at);
+                first.zip(last).map(|(a, b)| a.seconds_to(b).0.max(0.0))
+            } else {
+                None
+            };
         let shares = recovery
             .iter()
             .filter_map(|s| {

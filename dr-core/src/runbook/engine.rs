@@ -389,7 +389,7 @@ impl Engine {
             if let Ok(Value::Object(fields)) =
                 expr::resolve(&Value::Object(spec.fields.clone()), &scope, None)
             {
-                r.add_fields(&fields);
+                r.add_target_fields(&fields);
             }
         }
         for entry in &rb.notify {

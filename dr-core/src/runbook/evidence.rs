@@ -30,8 +30,9 @@ pub struct Evidence {
     pub events: Vec<String>,
     /// The hash of the last object (the chain's head).
     pub head: String,
-    /// The report the events give.
-    pub report: Report,
+    /// The report the events give, as JSON (checked field for field: nothing may be
+    /// added, changed or removed).
+    pub report: serde_json::Value,
     /// The signer's public key (hex).
     pub public_key: String,
     /// Ed25519 over [`Evidence::message`] (hex).
@@ -41,6 +42,8 @@ pub struct Evidence {
 /// What a verification found.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Verified {
+    /// Always true: a bundle that does not check is an error.
+    pub verified: bool,
     /// The run.
     pub run: String,
     /// Its runbook.
@@ -63,7 +66,7 @@ fn text(bytes: &[u8]) -> Result<String> {
 }
 
 impl Evidence {
-    fn message(run: &str, header: &str, head: &str, report: &Report) -> Vec<u8> {
+    fn message(run: &str, header: &str, head: &str, report: &serde_json::Value) -> Vec<u8> {
         let report = serde_json::to_vec(report).expect("a report serializes");
         format!(
             "{FORMAT}\n{run}\n{}\n{head}\n{}\n",
@@ -80,7 +83,8 @@ impl Evidence {
         stored: &[(Event, Vec<u8>)],
         key: &SigningKey,
     ) -> Result<Self> {
-        let report = Report::of(&header.0, stored, &header.1);
+        let report = serde_json::to_value(Report::of(&header.0, stored, &header.1))
+            .expect("a report serializes");
         let header_text = text(&header.1)?;
         let events = stored
             .iter()
@@ -128,6 +132,17 @@ impl Evidence {
             let event: Event = serde_json::from_str(raw)
                 .map_err(|e| err!(Corrupt, "event {position} in the bundle is unreadable: {e}"))?;
             if event.seq > position {
+                let later = self.events[i + 1..]
+                    .iter()
+                    .filter_map(|raw| serde_json::from_str::<Event>(raw).ok())
+                    .any(|e| e.seq == position);
+                if later {
+                    return Err(err!(
+                        Corrupt,
+                        "the events were reordered: event {} is at position {position}, event {position} later",
+                        event.seq
+                    ));
+                }
                 return Err(err!(
                     Corrupt,
                     "event {position} was removed: the bundle goes from event {} to event {}",
@@ -183,7 +198,7 @@ impl Evidence {
             )
         })?;
         let report = Report::of(&header, &stored, self.header.as_bytes());
-        if report != self.report {
+        if serde_json::to_value(&report).ok().as_ref() != Some(&self.report) {
             return Err(err!(
                 Corrupt,
                 "the report is not the one the events give: it was changed"
@@ -191,42 +206,74 @@ impl Evidence {
         }
         Ok(Verified {
             run: self.run.clone(),
-            runbook: self.report.runbook.clone(),
+            verified: true,
+            runbook: report.runbook.clone(),
             events: self.events.len() as u64,
             head: self.head.clone(),
             public_key: self.public_key.clone(),
-            started: self.report.started,
-            verdicts: self.report.verdicts(),
+            started: report.started,
+            verdicts: report.verdicts(),
         })
     }
 }
 
-fn read_hex_key<const N: usize>(path: &Path, what: &str) -> Result<[u8; N]> {
+/// How `drkit evidence keygen` labels its files, so one is not taken for the other.
+const SIGNING_LABEL: &str = "drkit-ed25519-signing-key";
+const PUBLIC_LABEL: &str = "drkit-ed25519-public-key";
+
+/// The key in the file at `path`: `LABEL HEX` (or bare hex); a file with the other label
+/// is refused, naming the mistake.
+fn read_labeled(
+    path: &Path,
+    label: &str,
+    other: &str,
+    what: &str,
+    instead: &str,
+) -> Result<[u8; 32]> {
     let text = std::fs::read_to_string(path)
         .map_err(|e| Error::io(format!("reading {what} {}", path.display()), e))?;
-    hex::decode(text.trim())
+    let text = text.trim();
+    if text.starts_with(other) {
+        return Err(err!(
+            InvalidInput,
+            "{} is {instead}, not {what}",
+            path.display()
+        ));
+    }
+    let hex_text = text.strip_prefix(label).unwrap_or(text).trim();
+    hex::decode(hex_text)
         .ok()
-        .and_then(|b| <[u8; N]>::try_from(b.as_slice()).ok())
+        .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
         .ok_or_else(|| {
             err!(
                 InvalidInput,
-                "{what} {} is not {N} bytes in hex (drkit evidence keygen writes one)",
+                "{what} {} is not 32 bytes in hex (drkit evidence keygen writes one)",
                 path.display()
             )
         })
 }
 
-/// The signing key in the file at `path` (hex, as `drkit evidence keygen` writes it).
+/// The signing key in the file at `path` (as `drkit evidence keygen` writes it).
 pub fn read_signing_key(path: &Path) -> Result<SigningKey> {
-    Ok(SigningKey::from_bytes(&read_hex_key::<32>(
+    Ok(SigningKey::from_bytes(&read_labeled(
         path,
-        "signing key",
+        SIGNING_LABEL,
+        PUBLIC_LABEL,
+        "a signing key",
+        "a public key (give the signing key, the file without .pub)",
     )?))
 }
 
-/// The public key in the file at `path` (hex).
+/// The public key in the file at `path` (`KEY.pub`).
 pub fn read_public_key(path: &Path) -> Result<VerifyingKey> {
-    VerifyingKey::from_bytes(&read_hex_key::<32>(path, "public key")?)
+    let bytes = read_labeled(
+        path,
+        PUBLIC_LABEL,
+        SIGNING_LABEL,
+        "a public key",
+        "a signing key, which stays with the signer (give its .pub file)",
+    )?;
+    VerifyingKey::from_bytes(&bytes)
         .map_err(|e| err!(InvalidInput, "public key {}: {e}", path.display()))
 }
 
@@ -245,10 +292,10 @@ pub fn generate_key(path: &Path) -> Result<String> {
         .mode(0o600)
         .open(path)
         .map_err(|e| Error::io(format!("creating signing key {}", path.display()), e))?;
-    f.write_all(format!("{}\n", hex::encode(seed.as_ref())).as_bytes())
+    f.write_all(format!("{SIGNING_LABEL} {}\n", hex::encode(seed.as_ref())).as_bytes())
         .map_err(|e| Error::io(format!("writing signing key {}", path.display()), e))?;
     let public_path = format!("{}.pub", path.display());
-    std::fs::write(&public_path, format!("{public}\n"))
+    std::fs::write(&public_path, format!("{PUBLIC_LABEL} {public}\n"))
         .map_err(|e| Error::io(format!("writing public key {public_path}"), e))?;
     Ok(public)
 }

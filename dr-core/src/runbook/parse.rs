@@ -284,7 +284,14 @@ const RUNBOOK_FIELDS: &[&str] = &[
 ];
 
 /// The sections of a runbook's `drill:`.
-const DRILL_FIELDS: &[&str] = &["setup", "canary", "disaster", "recovered", "failback", "teardown"];
+const DRILL_FIELDS: &[&str] = &[
+    "setup",
+    "canary",
+    "disaster",
+    "recovered",
+    "failback",
+    "teardown",
+];
 
 const STEP_FIELDS: &[&str] = &[
     "id",

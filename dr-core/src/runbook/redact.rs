@@ -131,6 +131,23 @@ impl Redactor {
         }
     }
 
+    /// Masks URL passwords in a target's `fields` and the values of fields named like
+    /// secrets — but not its URLs themselves: a database's address is no secret (its
+    /// password is), and an error that hid it would not say which server failed.
+    pub fn add_target_fields(&mut self, fields: &Map<String, Value>) {
+        for (k, v) in fields {
+            let lower = k.to_ascii_lowercase();
+            let address = lower == "url" || lower.ends_with("_url") || lower == "endpoint";
+            if secret_field(k) && !address {
+                self.add_value(v);
+            }
+            match v {
+                Value::Object(m) => self.add_target_fields(m),
+                other => self.add_url_passwords(other),
+            }
+        }
+    }
+
     /// Whether `s` holds a known secret.
     #[must_use]
     pub fn reveals(&self, s: &str) -> bool {

@@ -441,6 +441,21 @@ impl LastDrill {
     }
 }
 
+/// How long a run took: its running time, and from start to end when it was stopped in
+/// between (a crash or Ctrl-C, then a resume).
+fn took(r: &Report) -> String {
+    let wall = offset(r.started, r.ended);
+    if wall > r.seconds + 1.0 {
+        format!(
+            "{} running ({} from start to end: stopped in between, then resumed)",
+            seconds(r.seconds),
+            seconds(wall)
+        )
+    } else {
+        seconds(r.seconds)
+    }
+}
+
 /// Seconds for people: `0.35s`, `2m 05s`.
 #[must_use]
 pub fn seconds(s: f64) -> String {
@@ -480,13 +495,7 @@ pub fn markdown(r: &Report) -> String {
     if !r.description.is_empty() {
         let _ = writeln!(o, "{}\n", r.description);
     }
-    let _ = writeln!(
-        o,
-        "- run `{}`, started {}, {}",
-        r.run,
-        r.started,
-        seconds(r.seconds)
-    );
+    let _ = writeln!(o, "- run `{}`, started {}, {}", r.run, r.started, took(r));
     if let Some(why) = &r.reason {
         let _ = writeln!(o, "- why it ended so: {why}");
     }
@@ -606,7 +615,7 @@ pub fn text(r: &Report) -> String {
             .as_deref()
             .map(|w| format!(": {w}"))
             .unwrap_or_default(),
-        seconds(r.seconds)
+        took(r)
     );
     for s in &r.steps {
         let _ = writeln!(
@@ -673,7 +682,7 @@ pub fn junit(r: &Report) -> String {
                     xml(s.note.as_deref().unwrap_or("failed"))
                 );
             }
-            "skipped" | "pending" | "running" | "waiting" => {
+            "skipped" | "skipped_by_operator" | "pending" | "running" | "waiting" => {
                 skipped += 1;
                 let _ = write!(
                     cases,
@@ -779,7 +788,7 @@ pub fn postmortem(r: &Report, template: Option<&str>) -> Result<String> {
         report => minijinja::Value::from(minijinja::value::Serde(r)),
         rto_line => measure_line("RTO", &r.rto),
         rpo_line => measure_line("RPO", &r.rpo),
-        duration => seconds(r.seconds),
+        duration => took(r),
         markdown_steps => steps_table(r),
     };
     env.render_str(text, ctx)
@@ -817,7 +826,7 @@ const POSTMORTEM: &str = "# Post-incident review: {{ report.runbook }} ({{ repor
 ## Impact
 
 - Time to recovery: {% if report.rto.achieved_seconds is not none %}{{ report.rto.achieved_seconds | round(2) }} s{% else %}not measured{% endif %}.
-- Data lost: {% if report.rpo.achieved_seconds is not none %}{{ report.rpo.achieved_seconds | round(2) }} s of writes{% if report.drill and report.drill.canary %} ({{ report.drill.canary.lost }} acknowledged writes){% endif %}{% else %}not measured{% endif %}.
+- Data lost: {% if report.drill and report.drill.canary %}{{ report.drill.canary.lost }} of {{ report.drill.canary.acknowledged }} acknowledged writes{% if report.rpo.achieved_seconds is not none %}; RPO {{ report.rpo.achieved_seconds | round(2) }} s (the newest write the recovered database holds was acknowledged that long before the disaster){% endif %}{% elif report.rpo.achieved_seconds is not none %}RPO {{ report.rpo.achieved_seconds | round(2) }} s{% else %}not measured{% endif %}.
 - Users affected: _to be filled in_
 
 ## Root cause
@@ -1016,7 +1025,7 @@ pub fn html(r: &Report) -> String {
         outcome = h(r.outcome.as_str()),
         run = h(&r.run),
         started = r.started,
-        duration = seconds(r.seconds),
+        duration = took(r),
         reason = r.reason.as_ref().map(|w| format!(" · {}", h(w))).unwrap_or_default(),
         rto = figure("RTO", &r.rto),
         rpo = figure("RPO", &r.rpo),

@@ -26,6 +26,7 @@ impl Engine {
         Self::check_flags(&rb, options, true)?;
         let before = RunSummary::fold(&header, self.journals.events(&id).await?);
         refuse_ended(&before)?;
+        refuse_torn_down(&rb, &before)?;
         let (vars, _) = Self::resolve_vars(&rb, &options.vars, Some(&header.vars))?;
         let redactor = Arc::new(Self::redactor(&rb, &vars));
         let targets = self
@@ -54,7 +55,9 @@ impl Engine {
             Ok(j) => j,
             Err(e) => return Err(release(e).await),
         };
-        if let Err(e) = refuse_ended(journal.state()) {
+        if let Err(e) =
+            refuse_ended(journal.state()).and_then(|()| refuse_torn_down(&rb, journal.state()))
+        {
             return Err(release(e).await);
         }
         if let Err(e) = check_resume_flags(journal.state(), options) {
@@ -230,6 +233,25 @@ fn refuse_ended(state: &RunSummary) -> Result<()> {
             state.outcome
         ))
     }
+}
+
+/// A drill whose teardown ran (it was stopped, and removed its sandbox) is over: going
+/// on would run its recovery against nothing.
+fn refuse_torn_down(rb: &super::model::Runbook, state: &RunSummary) -> Result<()> {
+    let torn_down = rb
+        .steps
+        .iter()
+        .filter(|s| s.phase == Some(super::model::Phase::Teardown))
+        .any(|s| state.state(&s.id).finished());
+    if torn_down {
+        return Err(err!(
+            Conflict,
+            "drill {} was stopped ({}) and its teardown ran: its sandbox is gone; start a new drill instead",
+            state.id,
+            state.reason.as_deref().unwrap_or("interrupted")
+        ));
+    }
+    Ok(())
 }
 
 /// `--rerun` and `--skip` name steps that were in flight; `--approve` one that waits or

@@ -260,7 +260,7 @@ pub struct StepSummary {
 }
 
 /// An objective against what a run achieved.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ObjectiveCheck {
     /// The objective, in seconds.
     pub objective_seconds: f64,
@@ -269,6 +269,10 @@ pub struct ObjectiveCheck {
     /// Met (succeeded within it) or missed (took longer, or did not succeed); `None`
     /// while the run has not ended.
     pub met: Option<bool>,
+    /// What was measured, when not the run's duration: a drill's RTO runs from the
+    /// disaster to the first pass of its `recovered` checks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measured: Option<String>,
 }
 
 /// A run, as its journal tells it.
@@ -340,6 +344,7 @@ impl RunSummary {
                 objective_seconds: o.as_secs_f64(),
                 achieved_seconds: 0.0,
                 met: None,
+                measured: None,
             }),
             steps: rb
                 .steps
@@ -391,6 +396,19 @@ impl RunSummary {
         for e in &events {
             s.apply(e);
         }
+        // A drill's RTO is the one it measured, not its duration.
+        if let Some(d) = super::drill::DrillMeasures::of(header, &events, &s) {
+            if let Some(rto) = &mut s.rto {
+                use super::drill::Verdict;
+                rto.achieved_seconds = d.rto.achieved_seconds.unwrap_or(0.0);
+                rto.met = match d.rto.verdict {
+                    Verdict::Met => Some(true),
+                    Verdict::Missed | Verdict::Inconclusive => Some(false),
+                    Verdict::NoObjective => None,
+                };
+                rto.measured = Some(format!("drill: {}", d.rto.why));
+            }
+        }
         s.events = events;
         s
     }
@@ -407,7 +425,7 @@ impl RunSummary {
             ended: self.ended,
             seconds: self.seconds,
             by: self.by.clone(),
-            rto: self.rto,
+            rto: self.rto.clone(),
             steps: self.steps.clone(),
             events: Vec::new(),
             finished_order: self.finished_order.clone(),
