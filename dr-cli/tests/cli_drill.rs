@@ -572,6 +572,7 @@ fn a_drill_report_renders_in_chromium_and_its_signed_evidence_names_a_changed_ev
 /// backup restored. The RPO is the age of the data restored: the canary writes after
 /// the backup are lost, and the restored database holds exactly those before it.
 #[test]
+#[allow(clippy::too_many_lines)] // the drill, the database, then status on its schedule
 fn a_backup_restore_drill_measures_the_age_of_the_data_restored() {
     let Some(pg) = PgCluster::start() else {
         return;
@@ -706,6 +707,7 @@ steps:
 /// A full exercise: the recovery is two runbooks in sequence (each `uses:`d unchanged),
 /// with a failback after it, timed; one report.
 #[test]
+#[allow(clippy::too_many_lines)] // three files, then the report and the server
 fn a_full_exercise_runs_two_runbooks_in_sequence_and_times_the_failback() {
     let Some((primary, replica)) = sandbox() else {
         return;

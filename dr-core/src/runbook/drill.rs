@@ -879,8 +879,8 @@ impl DrillMeasures {
             rto,
             rpo,
             recovery_seconds,
-            failback_seconds,
             shares,
+            failback_seconds,
             canary,
         })
     }

@@ -108,6 +108,7 @@ impl Evidence {
     /// Checks the bundle against the public key `key`: the chain from the header through
     /// every event, its head, the signature, and that the report is the one the events
     /// give. The first thing wrong is named.
+    #[allow(clippy::too_many_lines)] // each way a bundle can be wrong, named in its words
     pub fn verify(&self, key: &VerifyingKey) -> Result<Verified> {
         if self.format != FORMAT {
             return Err(err!(
