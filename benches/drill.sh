@@ -32,16 +32,16 @@ free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",
 sandbox() {
   local n=$1 pp rp
   pp=$(free_port); rp=$(free_port)
-  as_pg "$PGBIN/initdb" -q -D "$WORK/p$n" -U postgres --auth=trust >/dev/null
-  printf "port = %s\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '%s'\nwal_level = replica\nsynchronous_commit = off\n" \
-    "$pp" "$WORK/p$n" | as_pg tee -a "$WORK/p$n/postgresql.conf" >/dev/null
+  as_pg "$PGBIN/initdb" -D "$WORK/p$n" -U postgres --auth=trust >/dev/null 2>&1
+  printf "port = %s\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = ''\nwal_level = replica\nsynchronous_commit = off\n" \
+    "$pp" | as_pg tee -a "$WORK/p$n/postgresql.conf" >/dev/null
   as_pg "$PGBIN/pg_ctl" -D "$WORK/p$n" -l "$WORK/p$n.log" -w start >/dev/null
   as_pg "$PGBIN/psql" -q -h 127.0.0.1 -p "$pp" -U postgres -c "CREATE DATABASE shop" >/dev/null
   as_pg "$PGBIN/psql" -q -h 127.0.0.1 -p "$pp" -U postgres -d shop -c \
     "CREATE TABLE orders (id bigserial PRIMARY KEY, amount numeric(12,2) NOT NULL, placed_at timestamptz NOT NULL DEFAULT clock_timestamp(), note text);
      INSERT INTO orders (amount) SELECT g / 100.0 FROM generate_series(1, 100000) g" >/dev/null
-  as_pg "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$pp" -U postgres -D "$WORK/r$n" -R
-  printf "port = %s\nunix_socket_directories = '%s'\n" "$rp" "$WORK/r$n" | as_pg tee -a "$WORK/r$n/postgresql.conf" >/dev/null
+  as_pg "$PGBIN/pg_basebackup" -h 127.0.0.1 -p "$pp" -U postgres -D "$WORK/r$n" -R -c fast
+  printf "port = %s\n" "$rp" | as_pg tee -a "$WORK/r$n/postgresql.conf" >/dev/null
   as_pg "$PGBIN/pg_ctl" -D "$WORK/r$n" -l "$WORK/r$n.log" -w start >/dev/null
   P="postgres://postgres@127.0.0.1:$pp/shop"; R="postgres://postgres@127.0.0.1:$rp/shop"
 }
@@ -54,14 +54,16 @@ teardown() {
 }
 trap 'for n in 1 2 3 4 5 6 7; do teardown $n; done' EXIT
 
-figures() { # the report's RTO, RPO, recovery seconds and canary figures, on one line
-  python3 -c '
+cat > "$WORK/figures.py" <<'PY'
 import json, sys
 r = json.load(open(sys.argv[1])); d = r["drill"]; c = d.get("canary") or {}
 fmt = lambda v: "-" if v is None else f"{v:.3f}s"
-print(f"{r[\"outcome\"]}: RTO {fmt(r[\"rto\"][\"achieved_seconds\"])} ({r[\"rto\"][\"verdict\"]}), RPO {fmt(r[\"rpo\"][\"achieved_seconds\"])} ({r[\"rpo\"][\"verdict\"]}), recovery {fmt(d[\"recovery_seconds\"])}; canary {c.get(\"acknowledged\", \"-\")} acknowledged, {c.get(\"lost\", \"-\")} lost")
-print(d["recovery_seconds"], file=open(sys.argv[2], "a"))' "$1" "$2"
-}
+rto, rpo = r["rto"], r["rpo"]
+print(f"{r['outcome']}: RTO {fmt(rto['achieved_seconds'])} ({rto['verdict']}), RPO {fmt(rpo['achieved_seconds'])} ({rpo['verdict']}), "
+      f"recovery {fmt(d['recovery_seconds'])}; canary {c.get('acknowledged', '-')} acknowledged, {c.get('lost', '-')} lost")
+print(d["recovery_seconds"], file=open(sys.argv[2], "a"))
+PY
+figures() { python3 "$WORK/figures.py" "$1" "$2"; }
 
 echo "failover drill (examples/runbooks/drill.yaml, canary every 100ms, 2s of writes):"
 for n in 1 2 3; do

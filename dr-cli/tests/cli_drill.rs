@@ -865,3 +865,93 @@ fn ctrl_c_stops_a_drill_runs_its_teardown_and_it_is_not_resumed() {
         stderr(&out)
     );
 }
+
+/// The replica's link to its primary cut, the primary writing on, then lost: the writes
+/// after the cut are lost, and the drill counts them (a split seen from the replica).
+#[test]
+fn a_replica_cut_off_before_the_primary_is_lost_misses_the_writes_after_the_cut() {
+    let Some((primary, replica)) = sandbox() else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let d = repo(dir.path());
+    let file = dir.path().join("partition.yaml");
+    std::fs::write(
+        &file,
+        r#"version: 1
+name: shop-partition-drill
+objectives: { rto: 1m, rpo: 5s }
+vars:
+  primary: { description: the throwaway primary }
+  replica: { description: its replica }
+targets:
+  primary: { kind: postgres, url: "${vars.primary}", sandbox: true }
+  standby: { kind: postgres, url: "${vars.replica}", sandbox: true }
+drill:
+  canary: { target: primary, read: standby, interval: 50ms }
+  disaster:
+    - { id: before, action: wait, with: { for: 300ms } }
+    - { id: cut, action: disaster.replica_disconnect, needs: [before], with: { target: standby } }
+    - { id: after, action: wait, needs: [cut], with: { for: 500ms } }
+    - { id: primary-lost, action: disaster.pg_stop, needs: [after], with: { target: primary } }
+  recovered:
+    - { id: takes-writes, action: sql.exec, with: { url: "${vars.replica}", sql: ["INSERT INTO orders (amount) VALUES (1)"] } }
+steps:
+  - { id: promote, action: db.promote, with: { target: standby } }
+"#,
+    )
+    .unwrap();
+    let report = d.json(&[
+        "drill",
+        file.to_str().unwrap(),
+        "--keep-canary",
+        "--var",
+        &format!("primary={}", primary.dsn("shop")),
+        "--var",
+        &format!("replica={}", replica.dsn("shop")),
+    ]);
+    assert_eq!(report["outcome"], "succeeded", "{report}");
+    let run = report["run"].as_str().unwrap();
+    let shown = d.json(&["runs", "show", run]);
+    let cut = dr_testkit::step(&shown, "cut")["outputs"]["took_effect"].clone();
+    let mono = |m: &Value| m["mono"]["ns"].as_u64().unwrap();
+    let log = dr_testkit::step(&shown, "canary-stopped")["outputs"].clone();
+    let after_cut: Vec<u64> = log["acknowledged"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|w| mono(&w["acked"]) > mono(&cut))
+        .map(|w| w["seq"].as_u64().unwrap())
+        .collect();
+    assert!(
+        after_cut.len() >= 5,
+        "the primary took writes after the cut: {after_cut:?}"
+    );
+    let held: BTreeSet<u64> = replica
+        .psql(
+            "shop",
+            &format!("SELECT seq FROM drkit_canary.writes WHERE run = '{run}'"),
+        )
+        .lines()
+        .map(|l| l.parse().unwrap())
+        .collect();
+    assert!(
+        after_cut.iter().all(|s| !held.contains(s)),
+        "no write acknowledged after the cut reached the replica: {held:?}"
+    );
+    let canary = &report["drill"]["canary"];
+    assert!(
+        canary["lost"].as_u64().unwrap() >= after_cut.len() as u64,
+        "{canary}"
+    );
+    // The disaster is the last blow, the primary lost: the data the replica has is at
+    // least as old as the cut before it.
+    assert_eq!(report["drill"]["disaster"]["step"], "primary-lost");
+    let lost_at = dr_testkit::step(&shown, "primary-lost")["outputs"]["took_effect"].clone();
+    let cut_age = (mono(&lost_at) - mono(&cut)) as f64 / 1e9;
+    assert!(
+        report["rpo"]["achieved_seconds"].as_f64().unwrap() >= cut_age,
+        "RPO {} against {cut_age} s since the cut",
+        report["rpo"]["achieved_seconds"]
+    );
+}

@@ -10,7 +10,7 @@
 //! (always, also after a failure or Ctrl-C). [`DrillMeasures::of`] reads the RTO and RPO
 //! back from the journal alone:
 //!
-//! - RTO: from the moment the first disaster took effect to the moment the last
+//! - RTO: from the moment the last disaster took effect to the moment the last
 //!   `recovered` check first passed, on the runner's monotonic clock (the wall clock
 //!   when the two were journaled on different machines).
 //! - RPO: from the disaster back to the acknowledgement of the newest canary write the
@@ -576,7 +576,8 @@ pub struct Share {
 /// What a drill achieved, read from its journal alone.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 pub struct DrillMeasures {
-    /// The disaster (the first disaster step's effect).
+    /// The disaster: the effect of the last disaster step (the sandbox fully broken: a
+    /// replica cut off, then its primary lost, counts from the loss).
     pub disaster: Option<DisasterMark>,
     /// When the last `recovered` check first passed.
     pub recovered_at: Option<Moment>,
@@ -615,7 +616,7 @@ impl DrillMeasures {
         let objective = |d: Option<std::time::Duration>| d.map(|d| d.as_secs_f64());
         let (rto_objective, rpo_objective) =
             (objective(rb.objectives.rto), objective(rb.objectives.rpo));
-        // The first disaster that took effect.
+        // The last disaster that took effect.
         let mut disaster: Option<DisasterMark> = None;
         let mut first_pass: BTreeMap<String, Moment> = BTreeMap::new();
         let mut started: BTreeMap<String, Moment> = BTreeMap::new();
@@ -629,10 +630,9 @@ impl DrillMeasures {
                     ended.insert(step.clone(), e.moment());
                     match phase_of(rb, step) {
                         Some(Phase::Disaster)
-                            if disaster.is_none()
-                                && rb
-                                    .step(step)
-                                    .is_some_and(|s| s.action.starts_with(DISASTER_PREFIX)) =>
+                            if rb
+                                .step(step)
+                                .is_some_and(|s| s.action.starts_with(DISASTER_PREFIX)) =>
                         {
                             let effect: Option<DisasterEffect> = outputs_as(outputs);
                             disaster = Some(match effect {
