@@ -955,3 +955,66 @@ steps:
         report["rpo"]["achieved_seconds"]
     );
 }
+
+/// A failing disk: a table's page damaged on disk, found by reading it, the nightly
+/// backup restored beside the damaged database and swapped in.
+#[test]
+fn a_table_damaged_on_disk_is_found_and_restored_from_the_backup() {
+    let Some(pg) = PgCluster::start() else {
+        return;
+    };
+    pg.psql("postgres", "CREATE DATABASE shop");
+    pg.psql(
+        "shop",
+        "CREATE TABLE orders (id bigserial PRIMARY KEY, amount numeric NOT NULL); \
+         INSERT INTO orders (amount) SELECT g FROM generate_series(1, 2000) g",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let d = repo(dir.path());
+    let file = dir.path().join("disk.yaml");
+    std::fs::write(
+        &file,
+        r#"version: 1
+name: shop-bad-disk-drill
+objectives: { rto: 10m }
+vars:
+  db: { description: the throwaway database }
+targets:
+  shop: { kind: postgres, url: "${vars.db}", sandbox: true }
+drill:
+  disaster:
+    - { id: nightly, action: pg.backup, with: { url: "${vars.db}" } }
+    - { id: bad-disk, action: disaster.corrupt_table, needs: [nightly], with: { target: shop, table: orders } }
+  recovered:
+    - { id: orders-back, action: sql.check, with: { url: "${vars.db}", sql: ["SELECT count(*) = 2000 FROM orders"] } }
+steps:
+  - { id: detect, action: sql.check, continue_on_error: true, with: { url: "${vars.db}", sql: ["SELECT count(*) FROM orders"] } }
+  - { id: restore, action: pg.restore, needs: [detect], with: { url: "${vars.db}", snapshot: latest, options: { mode: swap } } }
+"#,
+    )
+    .unwrap();
+    let report = d.json(&[
+        "drill",
+        file.to_str().unwrap(),
+        "--var",
+        &format!("db={}", pg.dsn("shop")),
+    ]);
+    assert_eq!(report["outcome"], "succeeded", "{report}");
+    let run = report["run"].as_str().unwrap();
+    let shown = d.json(&["runs", "show", run]);
+    let detect = dr_testkit::step(&shown, "detect");
+    assert_eq!(
+        detect["state"], "failed",
+        "the damage was there to find: {detect}"
+    );
+    assert!(
+        detect["note"]
+            .as_str()
+            .unwrap()
+            .contains("invalid page in block 0"),
+        "{detect}"
+    );
+    assert_eq!(report["drill"]["disaster"]["step"], "bad-disk");
+    assert_eq!(report["rto"]["verdict"], "met", "{report}");
+    assert_eq!(pg.psql("shop", "SELECT count(*) FROM orders"), "2000");
+}

@@ -1,7 +1,8 @@
 //! The Postgres adapter's drill actions: the canary writer a drill measures its RPO
 //! with (`canary.start`, `canary.stop`, `canary.read`, `canary.drop`) and the
 //! disasters it breaks a sandbox server with (`disaster.pg_stop`,
-//! `disaster.drop_database`, `disaster.delete_rows`, `disaster.replica_disconnect`).
+//! `disaster.drop_database`, `disaster.delete_rows`, `disaster.replica_disconnect`,
+//! `disaster.corrupt_table`).
 //!
 //! The canary writes one row at a time into `drkit_canary.writes` of its target's
 //! database: the run, a sequence number, the server's `clock_timestamp()` and its WAL
@@ -34,7 +35,8 @@ pub fn register(r: &mut Registry) {
         .typed(PgStop)
         .typed(DropDatabase)
         .typed(DeleteRows)
-        .typed(ReplicaDisconnect);
+        .typed(ReplicaDisconnect)
+        .typed(CorruptTable);
 }
 
 /// The schema the canary's rows live in (dropped at the drill's teardown).
@@ -831,6 +833,162 @@ impl TypedAction for ReplicaDisconnect {
             took_effect,
             lsn,
             what: format!("stopped the WAL receiver of {}", conn.server()),
+        }))
+    }
+}
+
+/// `disaster.corrupt_table`'s parameters.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CorruptTableParams {
+    /// A PostgreSQL target declared `sandbox: true` (a server on this machine).
+    #[serde(default)]
+    pub target: Option<String>,
+    /// Or a database URL, from a setup step's outputs.
+    #[serde(default)]
+    pub url: Option<ConnInfo>,
+    /// The table (`orders`, `shop.orders`): its first page is damaged.
+    pub table: String,
+}
+
+struct CorruptTable;
+
+/// Runs `program` as the owner of `data` (the server refuses to run as root).
+fn as_owner(program: &Path, args: &[&str], data: &Path) -> Result<()> {
+    use std::os::unix::fs::MetadataExt as _;
+    use std::os::unix::process::CommandExt as _;
+    let meta = std::fs::metadata(data)
+        .map_err(|e| dr_core::Error::io(format!("reading {}", data.display()), e))?;
+    let mut c = std::process::Command::new(program);
+    c.args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    if rustix::process::geteuid().is_root() {
+        c.uid(meta.uid()).gid(meta.gid());
+    }
+    let out = c
+        .output()
+        .map_err(|e| dr_core::Error::io(format!("running {}", program.display()), e))?;
+    if !out.status.success() {
+        return Err(err!(
+            External,
+            "{} {} failed: {}",
+            program.display(),
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    Ok(())
+}
+
+#[async_trait]
+impl TypedAction for CorruptTable {
+    type Params = CorruptTableParams;
+    type Outputs = DisasterEffect;
+    const NAME: &'static str = "disaster.corrupt_table";
+    const SUMMARY: &'static str = "Drills only: damages the first page of a sandbox table on disk (its header overwritten, the server restarted so it reads it again), as a failing disk would: reading the table then fails with `invalid page`; journals the moment and the WAL position.";
+    const IDEMPOTENT: bool = false;
+    const TARGET: Option<&'static str> = Some("target");
+    const TARGET_IS: Option<Provides> = Some(Provides::Database);
+
+    fn check(&self, p: &CorruptTableParams) -> std::result::Result<(), ParamError> {
+        one_of(p.target.as_ref(), p.url.as_ref())
+    }
+
+    async fn plan(&self, ctx: &StepContext, p: CorruptTableParams) -> Result<Vec<String>> {
+        let conn = pg_conn(ctx, p.target.as_deref(), p.url.as_ref())?;
+        Ok(vec![format!(
+            "damages the first page of table {} on {conn} (the server restarts)",
+            p.table
+        )])
+    }
+
+    async fn run(
+        &self,
+        ctx: &StepContext,
+        p: CorruptTableParams,
+    ) -> Result<Outcome<DisasterEffect>> {
+        let conn = pg_conn(ctx, p.target.as_deref(), p.url.as_ref())?;
+        let client = conn.connect().await?;
+        let row = client
+            .query_one(
+                "SELECT current_setting('data_directory'), pg_relation_filepath($1::text::regclass), \
+                 pg_relation_size($1::text::regclass)",
+                &[&p.table],
+            )
+            .await
+            .map_err(|e| query_error(&conn, &format!("finding table {}'s file", p.table), e))?;
+        let (data, file, size): (String, Option<String>, i64) =
+            (row.get(0), row.get(1), row.get(2));
+        let Some(file) = file else {
+            return Err(err!(
+                InvalidInput,
+                "step {:?}: {} has no file of its own (a view, a partitioned table): name a table",
+                ctx.step,
+                p.table
+            ));
+        };
+        if size == 0 {
+            return Err(err!(
+                Conflict,
+                "step {:?}: table {} is empty on disk: there is no page to damage",
+                ctx.step,
+                p.table
+            ));
+        }
+        let data = PathBuf::from(data);
+        let pid = postmaster(&data, &conn)?;
+        let lsn = current_lsn(&client, &conn).await?;
+        // Everything on disk, then the server stopped (fast: nothing left to write), the
+        // page header overwritten, the server started again on its own configuration.
+        client
+            .batch_execute("CHECKPOINT")
+            .await
+            .map_err(|e| query_error(&conn, "checkpointing", e))?;
+        drop(client);
+        let bindir = std::fs::read_link(format!("/proc/{pid}/exe"))
+            .ok()
+            .and_then(|exe| exe.parent().map(Path::to_path_buf))
+            .ok_or_else(|| err!(External, "cannot find the programs of postgres (pid {pid})"))?;
+        let pg_ctl = bindir.join("pg_ctl");
+        let data_arg = data.to_string_lossy().into_owned();
+        let path = data.join(&file);
+        let (pg_ctl2, data2) = (pg_ctl.clone(), data.clone());
+        tokio::task::spawn_blocking(move || -> Result<()> {
+            use std::io::{Seek as _, SeekFrom, Write as _};
+            as_owner(
+                &pg_ctl2,
+                &["-D", &data_arg, "-m", "fast", "-w", "stop"],
+                &data2,
+            )?;
+            let mut f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .map_err(|e| dr_core::Error::io(format!("opening {}", path.display()), e))?;
+            // pd_flags, pd_lower, pd_upper, pd_special, pd_pagesize_version: nonsense.
+            f.seek(SeekFrom::Start(10))
+                .and_then(|_| f.write_all(&[0xFF; 14]))
+                .and_then(|()| f.sync_all())
+                .map_err(|e| dr_core::Error::io(format!("damaging {}", path.display()), e))?;
+            let log = data2.join("drkit-restart.log");
+            as_owner(
+                &pg_ctl2,
+                &["-D", &data_arg, "-l", &log.to_string_lossy(), "-w", "start"],
+                &data2,
+            )
+        })
+        .await
+        .map_err(|e| err!(Io, "a blocking task failed: {e}"))??;
+        Ok(Outcome::Done(DisasterEffect {
+            took_effect: Moment::now(),
+            lsn,
+            what: format!(
+                "damaged the first page of table {} ({}) on {}; the server was restarted",
+                p.table,
+                file,
+                conn.server()
+            ),
         }))
     }
 }
