@@ -361,28 +361,15 @@ impl Engine {
                     // teardown (and every `always` step) runs, then the run ends
                     // interrupted.
                     stopping = Some(why.clone());
-                    for (id, result) in stopped {
-                        let result = match result {
-                            Err(e) if e.kind() == ErrorKind::Cancelled => {
-                                let message = format!("{why} while it ran; it was stopped");
-                                Self::journal(
-                                    run,
-                                    EventKind::StepFailed {
-                                        step: id.clone(),
-                                        attempt: 0,
-                                        kind: ErrorKind::Cancelled.as_str().into(),
-                                        message: message.clone(),
-                                        will_retry: false,
-                                    },
-                                )
-                                .await?;
-                                Err(err!(Cancelled, "{message}"))
-                            }
-                            other => other,
-                        };
-                        self.settle(run, &id, result, &mut stopping, &mut compensate)
-                            .await?;
-                    }
+                    self.fail_stopped(
+                        run,
+                        stopped,
+                        &why,
+                        ErrorKind::Cancelled,
+                        &mut stopping,
+                        &mut compensate,
+                    )
+                    .await?;
                     interrupted = Some(why);
                     steps_token = CancellationToken::new();
                 }
@@ -420,28 +407,15 @@ impl Engine {
                     let why = format!("the run's deadline ({t}) passed");
                     // The deadline is why the rest is skipped, not the steps it stopped.
                     stopping = Some(why.clone());
-                    for (id, result) in stopped {
-                        let result = match result {
-                            Err(e) if e.kind() == ErrorKind::Cancelled => {
-                                let message = format!("{why} while it ran; it was stopped");
-                                Self::journal(
-                                    run,
-                                    EventKind::StepFailed {
-                                        step: id.clone(),
-                                        attempt: 0,
-                                        kind: ErrorKind::Timeout.as_str().into(),
-                                        message: message.clone(),
-                                        will_retry: false,
-                                    },
-                                )
-                                .await?;
-                                Err(err!(Timeout, "{message}"))
-                            }
-                            other => other,
-                        };
-                        self.settle(run, &id, result, &mut stopping, &mut compensate)
-                            .await?;
-                    }
+                    self.fail_stopped(
+                        run,
+                        stopped,
+                        &why,
+                        ErrorKind::Timeout,
+                        &mut stopping,
+                        &mut compensate,
+                    )
+                    .await?;
                     reason = Some(why);
                     deadline = None;
                     // `always` steps get tokens of their own.
@@ -528,6 +502,41 @@ impl Engine {
             },
         )
         .await
+    }
+
+    /// Journals each step stopped in flight (`stopped`, by a deadline or a drill's
+    /// interruption) as failed with `kind`, saying `why`, and settles it.
+    async fn fail_stopped(
+        &self,
+        run: &Run,
+        stopped: Vec<(String, Result<StepEnd>)>,
+        why: &str,
+        kind: ErrorKind,
+        stopping: &mut Option<String>,
+        compensate: &mut bool,
+    ) -> Result<()> {
+        for (id, result) in stopped {
+            let result = match result {
+                Err(e) if e.kind() == ErrorKind::Cancelled => {
+                    let message = format!("{why} while it ran; it was stopped");
+                    Self::journal(
+                        run,
+                        EventKind::StepFailed {
+                            step: id.clone(),
+                            attempt: 0,
+                            kind: kind.as_str().into(),
+                            message: message.clone(),
+                            will_retry: false,
+                        },
+                    )
+                    .await?;
+                    Err(crate::Error::new(kind, message))
+                }
+                other => other,
+            };
+            self.settle(run, &id, result, stopping, compensate).await?;
+        }
+        Ok(())
     }
 
     /// Records what a finished step task came to and applies its failure policy.
