@@ -532,13 +532,18 @@ impl Journals {
                 .with_hint(crate::Hint::ListRuns)),
             many => Err(err!(
                 InvalidInput,
-                "run id {given:?} is ambiguous: {} runs start with it ({}); give more of it",
+                "run id {given:?} is ambiguous: {} runs start with it ({}{}); give more of it",
                 many.len(),
                 many.iter()
                     .take(5)
                     .map(ToString::to_string)
                     .collect::<Vec<_>>()
-                    .join(", ")
+                    .join(", "),
+                if many.len() > 5 {
+                    format!(", and {} more", many.len() - 5)
+                } else {
+                    String::new()
+                }
             )),
         }
     }
