@@ -31,6 +31,18 @@ fn sandbox() -> Option<(PgCluster, PgCluster)> {
     Some((primary, replica))
 }
 
+/// One server with 2,000 orders in database `shop` (a drill's sandbox without a replica).
+fn one_server() -> Option<PgCluster> {
+    let pg = PgCluster::start()?;
+    pg.psql("postgres", "CREATE DATABASE shop");
+    pg.psql(
+        "shop",
+        "CREATE TABLE orders (id bigserial PRIMARY KEY, amount numeric NOT NULL); \
+         INSERT INTO orders (amount) SELECT g FROM generate_series(1, 2000) g",
+    );
+    Some(pg)
+}
+
 fn repo(dir: &Path) -> Drkit {
     let d = Drkit::local(BIN, &dir.join("repo"));
     d.json(&["repo", "init"]);
@@ -574,15 +586,9 @@ fn a_drill_report_renders_in_chromium_and_its_signed_evidence_names_a_changed_ev
 #[test]
 #[allow(clippy::too_many_lines)] // the drill, the database, then status on its schedule
 fn a_backup_restore_drill_measures_the_age_of_the_data_restored() {
-    let Some(pg) = PgCluster::start() else {
+    let Some(pg) = one_server() else {
         return;
     };
-    pg.psql("postgres", "CREATE DATABASE shop");
-    pg.psql(
-        "shop",
-        "CREATE TABLE orders (id bigserial PRIMARY KEY, amount numeric NOT NULL); \
-         INSERT INTO orders (amount) SELECT g FROM generate_series(1, 2000) g",
-    );
     let dir = tempfile::tempdir().unwrap();
     let d = repo(dir.path());
     let file = dir.path().join("restore-drill.yaml");
@@ -960,15 +966,9 @@ steps:
 /// backup restored beside the damaged database and swapped in.
 #[test]
 fn a_table_damaged_on_disk_is_found_and_restored_from_the_backup() {
-    let Some(pg) = PgCluster::start() else {
+    let Some(pg) = one_server() else {
         return;
     };
-    pg.psql("postgres", "CREATE DATABASE shop");
-    pg.psql(
-        "shop",
-        "CREATE TABLE orders (id bigserial PRIMARY KEY, amount numeric NOT NULL); \
-         INSERT INTO orders (amount) SELECT g FROM generate_series(1, 2000) g",
-    );
     let dir = tempfile::tempdir().unwrap();
     let d = repo(dir.path());
     let file = dir.path().join("disk.yaml");

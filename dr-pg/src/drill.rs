@@ -853,28 +853,13 @@ pub struct CorruptTableParams {
 
 struct CorruptTable;
 
-/// Runs `program` as the owner of `data` (the server refuses to run as root).
-fn as_owner(program: &Path, args: &[&str], data: &Path) -> Result<()> {
-    use std::os::unix::fs::MetadataExt as _;
-    use std::os::unix::process::CommandExt as _;
-    let meta = std::fs::metadata(data)
-        .map_err(|e| dr_core::Error::io(format!("reading {}", data.display()), e))?;
-    let mut c = std::process::Command::new(program);
-    c.args(args)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped());
-    if rustix::process::geteuid().is_root() {
-        c.uid(meta.uid()).gid(meta.gid());
-    }
-    let out = c
-        .output()
-        .map_err(|e| dr_core::Error::io(format!("running {}", program.display()), e))?;
+/// Runs `pg_ctl` with `args` as the server's owner (as the project starts its servers).
+fn run_pg_ctl(program: &Path, args: &[&str]) -> Result<()> {
+    let out = crate::cluster::run_as_owner(program, args)?;
     if !out.status.success() {
         return Err(err!(
             External,
-            "{} {} failed: {}",
-            program.display(),
+            "pg_ctl {} failed: {}",
             args.join(" "),
             String::from_utf8_lossy(&out.stderr).trim()
         ));
@@ -954,14 +939,10 @@ impl TypedAction for CorruptTable {
         let pg_ctl = bindir.join("pg_ctl");
         let data_arg = data.to_string_lossy().into_owned();
         let path = data.join(&file);
-        let (pg_ctl2, data2) = (pg_ctl.clone(), data.clone());
+        let log = data.join("drkit-restart.log");
         tokio::task::spawn_blocking(move || -> Result<()> {
             use std::io::{Seek as _, SeekFrom, Write as _};
-            as_owner(
-                &pg_ctl2,
-                &["-D", &data_arg, "-m", "fast", "-w", "stop"],
-                &data2,
-            )?;
+            run_pg_ctl(&pg_ctl, &["-D", &data_arg, "-m", "fast", "-w", "stop"])?;
             let mut f = std::fs::OpenOptions::new()
                 .write(true)
                 .open(&path)
@@ -971,11 +952,9 @@ impl TypedAction for CorruptTable {
                 .and_then(|_| f.write_all(&[0xFF; 14]))
                 .and_then(|()| f.sync_all())
                 .map_err(|e| dr_core::Error::io(format!("damaging {}", path.display()), e))?;
-            let log = data2.join("drkit-restart.log");
-            as_owner(
-                &pg_ctl2,
+            run_pg_ctl(
+                &pg_ctl,
                 &["-D", &data_arg, "-l", &log.to_string_lossy(), "-w", "start"],
-                &data2,
             )
         })
         .await
