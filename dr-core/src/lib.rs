@@ -20,6 +20,7 @@ pub mod duration;
 pub mod duration_secs;
 pub mod error;
 pub mod fake;
+pub mod files;
 pub mod lock;
 pub mod progress;
 pub mod repo;

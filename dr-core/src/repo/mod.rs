@@ -55,7 +55,7 @@ pub use self::manifest::{
 pub use self::prune::{PruneOptions, PruneReport, Verified, STALE_MARKER};
 pub use self::reader::{ChunkProblem, VerifyReport};
 pub use self::select::{subject, Pick, Selection, SnapshotRef};
-pub use self::writer::SnapshotWriter;
+pub use self::writer::{Segmented, SnapshotWriter};
 use crate::store::{BackupStore, BackupStoreExt, DynStore, PutMode};
 use crate::{err, Error, ErrorKind, Result};
 

@@ -111,7 +111,7 @@ impl SnapshotWriter {
     where
         R: AsyncRead + Send + Unpin + 'static,
     {
-        self.add_reader(name, Box::new(SyncIoBridge::new(reader)))
+        self.add_reader(name, Box::new(OneSegment(SyncIoBridge::new(reader))))
             .await
     }
 
@@ -121,14 +121,20 @@ impl SnapshotWriter {
     where
         R: std::io::Read + Send + 'static,
     {
+        self.add_reader(name, Box::new(OneSegment(reader))).await
+    }
+
+    /// The same from a reader made of segments that never share a chunk: the chunker
+    /// starts afresh at each segment, so a segment's chunks depend on its bytes alone
+    /// (one large file in a tree of files).
+    pub async fn add_file_segmented<R>(&mut self, name: &str, reader: R) -> Result<&FileEntry>
+    where
+        R: Segmented + 'static,
+    {
         self.add_reader(name, Box::new(reader)).await
     }
 
-    async fn add_reader(
-        &mut self,
-        name: &str,
-        reader: Box<dyn std::io::Read + Send>,
-    ) -> Result<&FileEntry> {
+    async fn add_reader(&mut self, name: &str, reader: Box<dyn Segmented>) -> Result<&FileEntry> {
         if self.files.iter().any(|f| f.name == name) {
             return Err(err!(
                 InvalidInput,
@@ -142,14 +148,21 @@ impl SnapshotWriter {
 
         // The chunker reads the source on a blocking thread; CDC itself is cheap.
         let chunker = tokio::task::spawn_blocking(move || {
-            let cdc = fastcdc::v2020::StreamCDC::new(reader, params.min, params.avg, params.max);
-            for item in cdc {
-                let msg = item
-                    .map(|c| c.data)
-                    .map_err(|e| err!(Io, "reading the source stream: {e}"));
-                let stop = msg.is_err();
-                if tx.blocking_send(msg).is_err() || stop {
-                    break;
+            let mut reader = reader;
+            loop {
+                let cdc =
+                    fastcdc::v2020::StreamCDC::new(&mut reader, params.min, params.avg, params.max);
+                for item in cdc {
+                    let msg = item
+                        .map(|c| c.data)
+                        .map_err(|e| err!(Io, "reading the source stream: {e}"));
+                    let stop = msg.is_err();
+                    if tx.blocking_send(msg).is_err() || stop {
+                        return;
+                    }
+                }
+                if !reader.next_segment() {
+                    return;
                 }
             }
         });
@@ -230,6 +243,27 @@ impl SnapshotWriter {
             let _ = self.repo.store().delete(marker).await;
         }
         Ok(snap)
+    }
+}
+
+/// A reader whose end-of-file marks the end of a segment: [`next_segment`](Self::next_segment)
+/// says whether another follows.
+pub trait Segmented: std::io::Read + Send {
+    /// Moves past a segment's end; false when there is no further segment.
+    fn next_segment(&mut self) -> bool;
+}
+
+struct OneSegment<R>(R);
+
+impl<R: std::io::Read + Send> std::io::Read for OneSegment<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        self.0.read(buf)
+    }
+}
+
+impl<R: std::io::Read + Send> Segmented for OneSegment<R> {
+    fn next_segment(&mut self) -> bool {
+        false
     }
 }
 
