@@ -33,6 +33,10 @@ pub enum Command {
     Repo(RepoCommand),
     /// Back up a Postgres database (pg_dump, deduplicated, compressed, encrypted).
     Backup(BackupArgs),
+    /// Back up files and folders (deduplicated, compressed, encrypted; what tar keeps).
+    BackupFiles(BackupFilesArgs),
+    /// Restore a files snapshot into a folder.
+    RestoreFiles(RestoreFilesArgs),
     /// List snapshots.
     Snapshots,
     /// Restore a snapshot into a Postgres database.
@@ -903,6 +907,54 @@ pub struct BackupArgs {
     /// Fail instead of waiting longer than this for a table lock (e.g. 30s).
     #[arg(long, value_parser = parse_duration)]
     pub lock_wait_timeout: Option<Duration>,
+}
+
+/// `drkit backup-files`.
+#[derive(Debug, Args)]
+pub struct BackupFilesArgs {
+    /// Files and folders. One folder is stored as the snapshot's root; several paths each
+    /// under its own name.
+    #[arg(required = true)]
+    pub paths: Vec<PathBuf>,
+    /// Leave out what matches this glob: without `/` a name anywhere (`*.log`,
+    /// `node_modules`), with `/` a path from the root (`media/cache/*`); repeatable.
+    #[arg(long)]
+    pub exclude: Vec<String>,
+    /// Do not cross into other file systems mounted inside the folders.
+    #[arg(long, short = 'x')]
+    pub one_file_system: bool,
+    /// Tag the snapshot, KEY=VALUE; repeatable.
+    #[arg(long = "tag", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
+}
+
+/// `drkit restore-files`.
+#[derive(Debug, Args)]
+pub struct RestoreFilesArgs {
+    /// Snapshot id (or a unique prefix), or `latest`: the newest files snapshot (of
+    /// --source when there are several sources).
+    pub snapshot: String,
+    /// The folder to restore into; made when missing, refused when not empty unless
+    /// --overwrite.
+    #[arg(long)]
+    pub to: PathBuf,
+    /// Only this path inside the snapshot (relative to its root) and what is under it;
+    /// repeatable.
+    #[arg(long = "path")]
+    pub paths: Vec<String>,
+    /// Restore into a folder that is not empty, replacing what the snapshot holds.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// With `latest`: the source, as `drkit snapshots` shows it or by its last folder's
+    /// name.
+    #[arg(long)]
+    pub source: Option<String>,
+    /// With `latest`: the newest taken before this moment (e.g. 2026-12-01T03:00:00Z).
+    #[arg(long)]
+    pub before: Option<jiff::Timestamp>,
+    /// With `latest`: only snapshots with this tag, KEY=VALUE; repeatable.
+    #[arg(long = "tag", value_parser = parse_tag)]
+    pub tags: Vec<(String, String)>,
 }
 
 /// `drkit restore`.

@@ -53,6 +53,8 @@ async fn run(cli: &Cli, out: Output) -> Result<u8, Error> {
         Command::Repo(RepoCommand::Keys) => commands::keys(cli, out).await,
         Command::Repo(RepoCommand::RemoveKey { id }) => commands::remove_key(cli, id, out).await,
         Command::Backup(a) => commands::backup(cli, a, out).await,
+        Command::BackupFiles(a) => commands::files::backup(cli, a, out).await,
+        Command::RestoreFiles(a) => commands::files::restore(cli, a, out).await,
         Command::Snapshots => commands::snapshots(cli, out).await,
         Command::Restore(a) => commands::restore(cli, a, out).await,
         Command::Verify(a) => commands::verify(cli, a, out).await,

@@ -173,6 +173,62 @@ impl Repository {
         to_python(py, &snap.summary())
     }
 
+    /// Backs up files and folders as one snapshot of kind `files` (what `tar` keeps;
+    /// deduplicated, encrypted), as `drkit backup-files` does; returns its summary.
+    #[pyo3(signature = (paths, *, exclude=None, one_file_system=false, tags=None))]
+    fn backup_files<'py>(
+        &self,
+        py: Python<'py>,
+        paths: Vec<std::path::PathBuf>,
+        exclude: Option<Vec<String>>,
+        one_file_system: bool,
+        tags: Option<std::collections::BTreeMap<String, String>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let options = dr_core::files::BackupFilesOptions {
+            paths,
+            exclude: exclude.unwrap_or_default(),
+            one_file_system,
+            tags: tags.unwrap_or_default(),
+        };
+        let snap = block_on(
+            py,
+            dr_core::files::backup_files(&self.inner, &options, Arc::new(NoProgress)),
+        )?;
+        to_python(py, &snap.summary())
+    }
+
+    /// Restores a `files` snapshot (id, prefix or "latest", of `source` when there are
+    /// several) into the folder `to`, which must be empty unless `overwrite`; `paths`
+    /// restores only those paths of it. Returns the same document as
+    /// `drkit restore-files --json`.
+    #[pyo3(signature = (snapshot, to, *, paths=None, overwrite=false, source=None))]
+    fn restore_files<'py>(
+        &self,
+        py: Python<'py>,
+        snapshot: &str,
+        to: std::path::PathBuf,
+        paths: Option<Vec<String>>,
+        overwrite: bool,
+        source: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let pick = dr_core::repo::Pick {
+            snapshot: snapshot.into(),
+            source,
+            ..dr_core::repo::Pick::default()
+        };
+        let options = dr_core::files::RestoreFilesOptions {
+            to,
+            paths: paths.unwrap_or_default(),
+            overwrite,
+        };
+        let repo = &self.inner;
+        let report = block_on(py, async move {
+            let snap = repo.pick(&pick, dr_core::files::KIND_FILES, None).await?;
+            dr_core::files::restore_files(repo, &snap, &options, Arc::new(NoProgress)).await
+        })?;
+        to_python(py, &report)
+    }
+
     /// Every snapshot, oldest first, as summaries.
     fn snapshots<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let all = block_on(py, self.inner.snapshots())?;

@@ -4,6 +4,7 @@ mod aws;
 mod backup;
 mod copy;
 mod drill;
+pub mod files;
 mod k8s;
 mod pitr;
 mod prune;

@@ -10,6 +10,7 @@
 //! (so unchanged trees chunk the same), streamed: memory does not grow with the number of
 //! files, except for the paths of files with several hard links.
 
+pub mod actions;
 mod backup;
 mod format;
 mod restore;
@@ -271,9 +272,15 @@ fn prepare_target(to: &std::path::Path, overwrite: bool) -> Result<PathBuf> {
             let mut entries = std::fs::read_dir(&to).map_err(|e| Error::io(to.display(), e))?;
             if let Some(first) = entries.next() {
                 let first = first.map_err(|e| Error::io(to.display(), e))?;
+                let more = entries.take(1000).count();
+                let more = match more {
+                    0 => String::new(),
+                    1000 => " and over 1,000 more".to_owned(),
+                    n => format!(" and {n} more"),
+                };
                 return Err(err!(
                     Conflict,
-                    "{} is not empty (it holds {:?}, among others); restore into an empty or new folder, or pass --overwrite to replace what the snapshot holds",
+                    "{} is not empty (it holds {:?}{more}); restore into an empty or new folder, or pass --overwrite to replace what the snapshot holds",
                     to.display(),
                     first.file_name()
                 ));

@@ -38,6 +38,7 @@ pub fn register(registry: &mut Registry) {
         .typed(DbFence)
         .typed(TrafficSwitch)
         .typed(TrafficRestore);
+    crate::files::actions::register(registry);
 }
 
 /// No outputs.

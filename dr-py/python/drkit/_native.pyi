@@ -78,6 +78,23 @@ class Repository:
         row_counts: bool = True,
         lock_wait_timeout: float | None = None,
     ) -> dict[str, Any]: ...
+    def backup_files(
+        self,
+        paths: Sequence[str | PathLike[str]],
+        *,
+        exclude: Sequence[str] | None = None,
+        one_file_system: bool = False,
+        tags: Mapping[str, str] | None = None,
+    ) -> dict[str, Any]: ...
+    def restore_files(
+        self,
+        snapshot: str,
+        to: str | PathLike[str],
+        *,
+        paths: Sequence[str] | None = None,
+        overwrite: bool = False,
+        source: str | None = None,
+    ) -> dict[str, Any]: ...
     def snapshots(self) -> list[dict[str, Any]]: ...
     def restore(
         self,

@@ -1,0 +1,187 @@
+//! The runbook actions of files: `files.backup`, `files.restore`.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{BackupFilesOptions, RestoreFilesOptions, RestoreFilesReport, KIND_FILES};
+use crate::progress::NoProgress;
+use crate::repo::{Pick, SnapshotRef};
+use crate::runbook::action::{Outcome, Registry, StepContext};
+use crate::runbook::{ParamError, TypedAction};
+use crate::Result;
+
+/// Adds the files actions to `registry`.
+pub fn register(registry: &mut Registry) {
+    registry.typed(FilesBackup).typed(FilesRestore);
+}
+
+/// What `files.backup` stored.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct FilesStored {
+    /// The snapshot's id.
+    pub snapshot: String,
+    /// Regular files in it.
+    pub files: u64,
+    /// Their size.
+    pub bytes: u64,
+    /// Bytes uploaded (what the repository did not have yet).
+    pub new_bytes: u64,
+    /// Files removed, changed or skipped while read.
+    pub warnings: u64,
+}
+
+struct FilesBackup;
+
+#[async_trait]
+impl TypedAction for FilesBackup {
+    type Params = BackupFilesOptions;
+    type Outputs = FilesStored;
+    const NAME: &'static str = "files.backup";
+    const SUMMARY: &'static str = "Backs up files and folders into the run's repository (the options of `drkit backup-files`).";
+    const IDEMPOTENT: bool = true;
+
+    fn check(&self, p: &BackupFilesOptions) -> std::result::Result<(), ParamError> {
+        if p.paths.is_empty() {
+            return Err(ParamError::at("paths", "name at least one file or folder"));
+        }
+        super::backup::excludes(&p.exclude)
+            .map(|_| ())
+            .map_err(|e| ParamError::at("exclude", e.message()))
+    }
+
+    async fn plan(&self, _: &StepContext, p: BackupFilesOptions) -> Result<Vec<String>> {
+        let paths: Vec<String> = p.paths.iter().map(|p| p.display().to_string()).collect();
+        let leaving_out = if p.exclude.is_empty() {
+            String::new()
+        } else {
+            format!(", leaving out {}", p.exclude.join(", "))
+        };
+        Ok(vec![format!(
+            "backs up {} into the repository{leaving_out}",
+            paths.join(", ")
+        )])
+    }
+
+    async fn run(&self, ctx: &StepContext, p: BackupFilesOptions) -> Result<Outcome<FilesStored>> {
+        let snap = super::backup_files(ctx.repository()?, &p, Arc::new(NoProgress)).await?;
+        let meta: super::FilesMetadata =
+            serde_json::from_value(snap.metadata.clone()).unwrap_or_default();
+        Ok(Outcome::Done(FilesStored {
+            snapshot: snap.id.to_string(),
+            files: meta.files,
+            bytes: meta.bytes,
+            new_bytes: snap.stats.new_bytes,
+            warnings: meta.warnings.count,
+        }))
+    }
+}
+
+/// `files.restore`'s parameters: which snapshot, and the options of `drkit restore-files`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FilesRestoreParams {
+    /// `latest` (the newest files snapshot of `source`, or of the only source), an id or
+    /// a unique prefix.
+    #[serde(default)]
+    pub snapshot: SnapshotRef,
+    /// With `latest`: the source, as `drkit snapshots` shows it (`host:/var/app/data`)
+    /// or the name of its last folder (`data`).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// With `latest`: the newest taken before this moment.
+    #[serde(default)]
+    pub before: Option<jiff::Timestamp>,
+    /// With `latest`: only snapshots with these tags.
+    #[serde(default)]
+    pub tags: BTreeMap<String, String>,
+    /// The folder to restore into; made when missing, refused when not empty unless
+    /// `overwrite`.
+    pub to: PathBuf,
+    /// Only these paths inside the snapshot.
+    #[serde(default)]
+    pub paths: Vec<String>,
+    /// Restore into a folder that is not empty.
+    #[serde(default)]
+    pub overwrite: bool,
+}
+
+impl FilesRestoreParams {
+    fn pick(&self) -> Pick {
+        Pick {
+            snapshot: self.snapshot.clone(),
+            source: self.source.clone(),
+            before: self.before,
+            tags: self.tags.clone(),
+            random_within: None,
+        }
+    }
+
+    fn options(&self) -> RestoreFilesOptions {
+        RestoreFilesOptions {
+            to: self.to.clone(),
+            paths: self.paths.clone(),
+            overwrite: self.overwrite,
+        }
+    }
+}
+
+struct FilesRestore;
+
+#[async_trait]
+impl TypedAction for FilesRestore {
+    type Params = FilesRestoreParams;
+    type Outputs = RestoreFilesReport;
+    const NAME: &'static str = "files.restore";
+    const SUMMARY: &'static str = "Restores a files snapshot of the run's repository into a folder (the options of `drkit restore-files`).";
+    const IDEMPOTENT: bool = false;
+
+    fn idempotent(&self, p: &FilesRestoreParams) -> bool {
+        // Writing the same snapshot over what it wrote gives the same tree.
+        p.overwrite
+    }
+
+    async fn plan(&self, ctx: &StepContext, p: FilesRestoreParams) -> Result<Vec<String>> {
+        let into = p.to.display();
+        let Ok(repo) = ctx.repository() else {
+            return Ok(vec![format!("restores files into {into}")]);
+        };
+        let state = match std::fs::read_dir(&p.to).map(|mut d| d.next().is_some()) {
+            Ok(true) if !p.overwrite => "not empty now: the step will refuse it without overwrite",
+            Ok(true) => "not empty: replaces what the snapshot holds",
+            Ok(false) => "empty",
+            Err(_) => "made by the step",
+        };
+        match repo.pick(&p.pick(), KIND_FILES, None).await {
+            Ok(s) => {
+                let meta: super::FilesMetadata =
+                    serde_json::from_value(s.metadata.clone()).unwrap_or_default();
+                Ok(vec![format!(
+                    "restores snapshot {} (of {}, {}: {} files, {} bytes) into {into} ({state})",
+                    s.id, s.source, s.finished_at, meta.files, meta.bytes
+                )])
+            }
+            Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(vec![format!(
+                "restores files into {into} ({state}): no snapshot there now ({}); an earlier step must take it",
+                e.message()
+            )]),
+            Err(e) => Err(e),
+        }
+    }
+
+    async fn run(
+        &self,
+        ctx: &StepContext,
+        p: FilesRestoreParams,
+    ) -> Result<Outcome<RestoreFilesReport>> {
+        let repo = ctx.repository()?;
+        let snap = repo.pick(&p.pick(), KIND_FILES, None).await?;
+        Ok(Outcome::Done(
+            super::restore_files(repo, &snap, &p.options(), Arc::new(NoProgress)).await?,
+        ))
+    }
+}
