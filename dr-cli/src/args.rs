@@ -37,6 +37,10 @@ pub enum Command {
     BackupFiles(BackupFilesArgs),
     /// Restore a files snapshot into a folder.
     RestoreFiles(RestoreFilesArgs),
+    /// Git repositories: bundle one (every branch and tag) into the repository, or
+    /// clone a bundle back.
+    #[command(subcommand)]
+    Git(GitCommand),
     /// List snapshots.
     Snapshots,
     /// Restore a snapshot into a Postgres database.
@@ -907,6 +911,33 @@ pub struct BackupArgs {
     /// Fail instead of waiting longer than this for a table lock (e.g. 30s).
     #[arg(long, value_parser = parse_duration)]
     pub lock_wait_timeout: Option<Duration>,
+}
+
+/// `drkit git` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum GitCommand {
+    /// `git bundle create --all` of a repository, stored as a snapshot of kind `git`.
+    Bundle {
+        /// The repository (a working tree or a bare repository).
+        path: PathBuf,
+        /// Tag the snapshot, KEY=VALUE; repeatable.
+        #[arg(long = "tag", value_parser = parse_tag)]
+        tags: Vec<(String, String)>,
+    },
+    /// Clone a bundle into a new folder, every ref as it was.
+    Restore {
+        /// Snapshot id (or a unique prefix), or `latest`.
+        snapshot: String,
+        /// The new repository's folder (missing or empty).
+        #[arg(long)]
+        to: PathBuf,
+        /// A bare mirror, for a Git server.
+        #[arg(long)]
+        bare: bool,
+        /// With `latest`: the repository's path as `drkit snapshots` shows it, or its name.
+        #[arg(long)]
+        source: Option<String>,
+    },
 }
 
 /// `drkit backup-files`.

@@ -197,3 +197,74 @@ fn a_runbook_backs_up_and_restores_files() {
     );
     assert!(!to.join("cache").exists());
 }
+
+fn git(dir: &Path, args: &[&str]) -> String {
+    let out = std::process::Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args([
+            "-c",
+            "user.name=ops",
+            "-c",
+            "user.email=ops@example.com",
+            "-c",
+            "init.defaultBranch=main",
+        ])
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "git {args:?}: {}", stderr(&out));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn a_git_repository_comes_back_with_every_branch_and_tag() {
+    let dir = tempfile::tempdir().unwrap();
+    let src = dir.path().join("manifests");
+    fs::create_dir(&src).unwrap();
+    git(&src, &["init", "-q"]);
+    let d = encrypted_repo(dir.path());
+    // No commits yet: refused, naming the repository.
+    let out = d.run(&["git", "bundle", src.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("manifests"), "{}", stderr(&out));
+
+    fs::write(src.join("deploy.yaml"), "replicas: 3\n").unwrap();
+    git(&src, &["add", "."]);
+    git(&src, &["commit", "-qm", "first"]);
+    git(&src, &["tag", "v1"]);
+    git(&src, &["checkout", "-qb", "dr-region"]);
+    fs::write(src.join("deploy.yaml"), "replicas: 1\n").unwrap();
+    git(&src, &["commit", "-qam", "dr"]);
+    git(&src, &["checkout", "-q", "main"]);
+    let snap = d.json(&["git", "bundle", src.to_str().unwrap()]);
+    assert_eq!(snap["kind"], "git");
+
+    let refs = |p: &Path| git(p, &["for-each-ref", "--format=%(objectname) %(refname)"]);
+    let work = dir.path().join("restored");
+    let report = d.json(&["git", "restore", "latest", "--to", work.to_str().unwrap()]);
+    assert_eq!(report["refs"], 3, "{report}");
+    assert_eq!(refs(&work), refs(&src));
+    assert_eq!(
+        fs::read_to_string(work.join("deploy.yaml")).unwrap(),
+        "replicas: 3\n"
+    );
+    assert!(
+        git(&work, &["status", "--porcelain"]).is_empty(),
+        "a clean working tree"
+    );
+    let bare = dir.path().join("server.git");
+    d.json(&[
+        "git",
+        "restore",
+        "latest",
+        "--to",
+        bare.to_str().unwrap(),
+        "--bare",
+    ]);
+    assert_eq!(refs(&bare), refs(&src));
+    // Not over an existing repository.
+    let out = d.run(&["git", "restore", "latest", "--to", work.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("not empty"), "{}", stderr(&out));
+}

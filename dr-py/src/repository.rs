@@ -229,6 +229,53 @@ impl Repository {
         to_python(py, &report)
     }
 
+    /// Bundles the Git repository at `path` (every branch and tag) as a snapshot of kind
+    /// `git`, as `drkit git bundle` does; returns its summary.
+    #[pyo3(signature = (path, *, tags=None))]
+    fn git_bundle<'py>(
+        &self,
+        py: Python<'py>,
+        path: std::path::PathBuf,
+        tags: Option<std::collections::BTreeMap<String, String>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let options = dr_core::files::git::GitBundleOptions {
+            path,
+            tags: tags.unwrap_or_default(),
+        };
+        let snap = block_on(
+            py,
+            dr_core::files::git::git_bundle(&self.inner, &options, Arc::new(NoProgress)),
+        )?;
+        to_python(py, &snap.summary())
+    }
+
+    /// Clones a `git` snapshot into the new folder `to` (a bare mirror with `bare`),
+    /// every ref as it was; the same document as `drkit git restore --json`.
+    #[pyo3(signature = (snapshot, to, *, bare=false, source=None))]
+    fn git_restore<'py>(
+        &self,
+        py: Python<'py>,
+        snapshot: &str,
+        to: std::path::PathBuf,
+        bare: bool,
+        source: Option<String>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let pick = dr_core::repo::Pick {
+            snapshot: snapshot.into(),
+            source,
+            ..dr_core::repo::Pick::default()
+        };
+        let options = dr_core::files::git::GitRestoreOptions { to, bare };
+        let repo = &self.inner;
+        let report = block_on(py, async move {
+            let snap = repo
+                .pick(&pick, dr_core::files::git::KIND_GIT, None)
+                .await?;
+            dr_core::files::git::git_restore(repo, &snap, &options).await
+        })?;
+        to_python(py, &report)
+    }
+
     /// Every snapshot, oldest first, as summaries.
     fn snapshots<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let all = block_on(py, self.inner.snapshots())?;

@@ -2,6 +2,7 @@
 `drkit restore-files`, on a real folder."""
 
 import os
+import subprocess
 
 import pytest
 
@@ -38,3 +39,19 @@ def test_backup_files_and_restore_files(tmp_path):
 
     with pytest.raises(drkit.NotFoundError, match="nope"):
         repo.backup_files([tmp_path / "nope"])
+
+
+def test_git_bundle_and_restore(tmp_path):
+    src = tmp_path / "infra"
+    src.mkdir()
+    git = ["git", "-c", "user.name=ops", "-c", "user.email=ops@example.com", "-C", str(src)]
+    subprocess.run(git + ["init", "-q", "-b", "main"], check=True)
+    (src / "app.yaml").write_text("replicas: 2\n")
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-qm", "app"], check=True)
+    repo = drkit.Repository.init(f"file://{tmp_path / 'repo'}", encrypt=False)
+    snap = repo.git_bundle(src)
+    assert snap["kind"] == "git"
+    report = repo.git_restore("latest", tmp_path / "back")
+    assert report["refs"] == 1
+    assert (tmp_path / "back" / "app.yaml").read_text() == "replicas: 2\n"

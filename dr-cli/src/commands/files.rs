@@ -9,7 +9,7 @@ use dr_core::repo::Pick;
 use dr_core::Result;
 use serde::Serialize;
 
-use crate::args::{BackupFilesArgs, Cli, RestoreFilesArgs};
+use crate::args::{BackupFilesArgs, Cli, GitCommand, RestoreFilesArgs};
 use crate::output::{bytes, Output};
 
 /// What `drkit backup-files --json` prints: the snapshot and what the walk saw.
@@ -123,4 +123,66 @@ pub async fn restore(cli: &Cli, a: &RestoreFilesArgs, out: Output) -> Result<u8>
         t
     });
     Ok(if report.warnings.count > 0 { 3 } else { 0 })
+}
+
+/// `drkit git bundle|restore`.
+pub async fn git(cli: &Cli, c: &GitCommand, out: Output) -> Result<u8> {
+    use dr_core::files::git::{
+        git_bundle, git_restore, GitBundleOptions, GitMetadata, GitRestoreOptions, KIND_GIT,
+    };
+    let repo = super::open_repo(cli).await?;
+    match c {
+        GitCommand::Bundle { path, tags } => {
+            let options = GitBundleOptions {
+                path: path.clone(),
+                tags: tags.iter().cloned().collect(),
+            };
+            out.note(&format!(
+                "bundling {} to {}",
+                path.display(),
+                repo.store().url()
+            ));
+            let bar = out.progress(None);
+            let snap = git_bundle(&repo, &options, bar.clone()).await;
+            bar.finish();
+            let snap = snap?;
+            let meta: GitMetadata =
+                serde_json::from_value(snap.metadata.clone()).unwrap_or_default();
+            let s = snap.summary();
+            out.emit(&s, || {
+                format!(
+                    "snapshot {}\n  {} refs, {} bundle, {} new",
+                    s.id,
+                    meta.refs.len(),
+                    bytes(s.stats.raw_bytes),
+                    bytes(s.stats.new_bytes)
+                )
+            });
+        }
+        GitCommand::Restore {
+            snapshot,
+            to,
+            bare,
+            source,
+        } => {
+            let pick = Pick {
+                snapshot: snapshot.as_str().into(),
+                source: source.clone(),
+                ..Pick::default()
+            };
+            let snap = repo.pick(&pick, KIND_GIT, None).await?;
+            let options = GitRestoreOptions {
+                to: to.clone(),
+                bare: *bare,
+            };
+            let report = git_restore(&repo, &snap, &options).await?;
+            out.emit(&report, || {
+                format!(
+                    "restored snapshot {} into {}: {} refs, each naming the commit it named",
+                    report.snapshot, report.to, report.refs
+                )
+            });
+        }
+    }
+    Ok(0)
 }

@@ -17,7 +17,11 @@ use crate::Result;
 
 /// Adds the files actions to `registry`.
 pub fn register(registry: &mut Registry) {
-    registry.typed(FilesBackup).typed(FilesRestore);
+    registry
+        .typed(FilesBackup)
+        .typed(FilesRestore)
+        .typed(GitBundle)
+        .typed(GitRestore);
 }
 
 /// What `files.backup` stored.
@@ -182,6 +186,110 @@ impl TypedAction for FilesRestore {
         let snap = repo.pick(&p.pick(), KIND_FILES, None).await?;
         Ok(Outcome::Done(
             super::restore_files(repo, &snap, &p.options(), Arc::new(NoProgress)).await?,
+        ))
+    }
+}
+
+/// What `git.bundle` stored.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct GitStored {
+    /// The snapshot's id.
+    pub snapshot: String,
+    /// Refs in the bundle.
+    pub refs: usize,
+    /// Bytes uploaded.
+    pub new_bytes: u64,
+}
+
+struct GitBundle;
+
+#[async_trait]
+impl TypedAction for GitBundle {
+    type Params = super::git::GitBundleOptions;
+    type Outputs = GitStored;
+    const NAME: &'static str = "git.bundle";
+    const SUMMARY: &'static str = "Bundles a Git repository (`git bundle create --all`: every branch and tag) into the run's repository.";
+    const IDEMPOTENT: bool = true;
+
+    async fn plan(&self, _: &StepContext, p: super::git::GitBundleOptions) -> Result<Vec<String>> {
+        Ok(vec![format!(
+            "bundles the Git repository {} into the repository",
+            p.path.display()
+        )])
+    }
+
+    async fn run(
+        &self,
+        ctx: &StepContext,
+        p: super::git::GitBundleOptions,
+    ) -> Result<Outcome<GitStored>> {
+        let snap = super::git::git_bundle(ctx.repository()?, &p, Arc::new(NoProgress)).await?;
+        let meta: super::git::GitMetadata =
+            serde_json::from_value(snap.metadata.clone()).unwrap_or_default();
+        Ok(Outcome::Done(GitStored {
+            snapshot: snap.id.to_string(),
+            refs: meta.refs.len(),
+            new_bytes: snap.stats.new_bytes,
+        }))
+    }
+}
+
+/// `git.restore`'s parameters.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct GitRestoreParams {
+    /// `latest` (the newest bundle of `source`, or of the only source), an id or a prefix.
+    #[serde(default)]
+    pub snapshot: SnapshotRef,
+    /// With `latest`: the repository's path as `drkit snapshots` shows it, or its last
+    /// folder's name.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Where the repository goes: missing or empty.
+    pub to: PathBuf,
+    /// A bare mirror (for a Git server) instead of a working tree.
+    #[serde(default)]
+    pub bare: bool,
+}
+
+struct GitRestore;
+
+#[async_trait]
+impl TypedAction for GitRestore {
+    type Params = GitRestoreParams;
+    type Outputs = super::git::GitRestoreReport;
+    const NAME: &'static str = "git.restore";
+    const SUMMARY: &'static str =
+        "Clones a Git bundle of the run's repository into a new folder, every ref as it was.";
+    const IDEMPOTENT: bool = false;
+
+    async fn plan(&self, _: &StepContext, p: GitRestoreParams) -> Result<Vec<String>> {
+        Ok(vec![format!(
+            "clones Git bundle {} into {}{}",
+            p.snapshot,
+            p.to.display(),
+            if p.bare { " (bare)" } else { "" }
+        )])
+    }
+
+    async fn run(
+        &self,
+        ctx: &StepContext,
+        p: GitRestoreParams,
+    ) -> Result<Outcome<super::git::GitRestoreReport>> {
+        let repo = ctx.repository()?;
+        let pick = Pick {
+            snapshot: p.snapshot.clone(),
+            source: p.source.clone(),
+            ..Pick::default()
+        };
+        let snap = repo.pick(&pick, super::git::KIND_GIT, None).await?;
+        let options = super::git::GitRestoreOptions {
+            to: p.to,
+            bare: p.bare,
+        };
+        Ok(Outcome::Done(
+            super::git::git_restore(repo, &snap, &options).await?,
         ))
     }
 }

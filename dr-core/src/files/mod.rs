@@ -13,6 +13,7 @@
 pub mod actions;
 mod backup;
 mod format;
+pub mod git;
 mod restore;
 
 use std::collections::BTreeMap;

@@ -95,6 +95,17 @@ class Repository:
         overwrite: bool = False,
         source: str | None = None,
     ) -> dict[str, Any]: ...
+    def git_bundle(
+        self, path: str | PathLike[str], *, tags: Mapping[str, str] | None = None
+    ) -> dict[str, Any]: ...
+    def git_restore(
+        self,
+        snapshot: str,
+        to: str | PathLike[str],
+        *,
+        bare: bool = False,
+        source: str | None = None,
+    ) -> dict[str, Any]: ...
     def snapshots(self) -> list[dict[str, Any]]: ...
     def restore(
         self,
