@@ -37,6 +37,9 @@ pub enum Command {
     BackupFiles(BackupFilesArgs),
     /// Restore a files snapshot into a folder.
     RestoreFiles(RestoreFilesArgs),
+    /// Restore a Redis snapshot: into a running server key by key, or as the RDB of a
+    /// stopped server's data folder.
+    RestoreRedis(RestoreRedisArgs),
     /// Git repositories: bundle one (every branch and tag) into the repository, or
     /// clone a bundle back.
     #[command(subcommand)]
@@ -894,7 +897,9 @@ pub struct InitArgs {
 /// `drkit backup`.
 #[derive(Debug, Args)]
 pub struct BackupArgs {
-    /// postgres://user:password@host:port/database (the password may come from PGPASSWORD instead).
+    /// postgres://user:password@host:port/database (the password may come from PGPASSWORD
+    /// instead), or redis://[user:password@]host:port (its RDB, taken as a replica takes
+    /// it; the password may come from REDISCLI_AUTH).
     pub database: String,
     /// Tag the snapshot, KEY=VALUE; repeatable.
     #[arg(long = "tag", value_parser = parse_tag)]
@@ -938,6 +943,34 @@ pub enum GitCommand {
         #[arg(long)]
         source: Option<String>,
     },
+}
+
+/// `drkit restore-redis`.
+#[derive(Debug, Args)]
+pub struct RestoreRedisArgs {
+    /// Snapshot id (or a unique prefix), or `latest` (of --source when there are several
+    /// servers).
+    pub snapshot: String,
+    /// A running server, redis://[user:password@]host:port: every key replayed
+    /// (RESTORE … REPLACE), then the key counts compared.
+    #[arg(
+        long,
+        required_unless_present = "data_dir",
+        conflicts_with = "data_dir"
+    )]
+    pub to: Option<String>,
+    /// Or a stopped server's data folder: the RDB written there as --dbfilename.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+    /// The RDB's file name in --data-dir (the server's dbfilename).
+    #[arg(long, default_value = "dump.rdb")]
+    pub dbfilename: String,
+    /// Into a server that holds keys, or over an existing RDB file.
+    #[arg(long)]
+    pub overwrite: bool,
+    /// With `latest`: the server, as `drkit snapshots` shows it.
+    #[arg(long)]
+    pub source: Option<String>,
 }
 
 /// `drkit backup-files`.

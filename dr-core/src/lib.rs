@@ -23,6 +23,7 @@ pub mod fake;
 pub mod files;
 pub mod lock;
 pub mod progress;
+pub mod redis;
 pub mod repo;
 pub mod runbook;
 pub mod store;

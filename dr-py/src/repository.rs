@@ -276,6 +276,67 @@ impl Repository {
         to_python(py, &report)
     }
 
+    /// Backs up a Redis server's RDB (taken as a replica takes it) as a snapshot of kind
+    /// `redis`, as `drkit backup redis://…` does; returns its summary.
+    #[pyo3(signature = (url, *, tags=None, timeout=300.0))]
+    fn backup_redis<'py>(
+        &self,
+        py: Python<'py>,
+        url: &str,
+        tags: Option<std::collections::BTreeMap<String, String>>,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let options = dr_core::redis::RedisBackupOptions {
+            url: dr_core::redis::RedisUrl::parse(url).map_err(crate::errors::to_py)?,
+            tags: tags.unwrap_or_default(),
+            timeout: seconds("timeout", timeout).map_err(crate::errors::to_py)?,
+        };
+        let snap = block_on(
+            py,
+            dr_core::redis::backup_redis(&self.inner, &options, Arc::new(NoProgress)),
+        )?;
+        to_python(py, &snap.summary())
+    }
+
+    /// Restores a `redis` snapshot into a running server (`url`: every key replayed,
+    /// counts compared) or a stopped server's `data_dir`; the same document as
+    /// `drkit restore-redis --json`.
+    #[pyo3(signature = (snapshot, *, url=None, data_dir=None, dbfilename="dump.rdb", overwrite=false, source=None, timeout=300.0))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
+    fn restore_redis<'py>(
+        &self,
+        py: Python<'py>,
+        snapshot: &str,
+        url: Option<&str>,
+        data_dir: Option<std::path::PathBuf>,
+        dbfilename: &str,
+        overwrite: bool,
+        source: Option<String>,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let options = dr_core::redis::RedisRestoreOptions {
+            url: url
+                .map(dr_core::redis::RedisUrl::parse)
+                .transpose()
+                .map_err(crate::errors::to_py)?,
+            data_dir,
+            dbfilename: dbfilename.to_owned(),
+            overwrite,
+            timeout: seconds("timeout", timeout).map_err(crate::errors::to_py)?,
+        };
+        let pick = dr_core::repo::Pick {
+            snapshot: snapshot.into(),
+            source,
+            ..dr_core::repo::Pick::default()
+        };
+        let repo = &self.inner;
+        let report = block_on(py, async move {
+            let snap = dr_core::redis::pick(repo, &pick).await?;
+            dr_core::redis::restore_redis(repo, &snap, &options).await
+        })?;
+        to_python(py, &report)
+    }
+
     /// Every snapshot, oldest first, as summaries.
     fn snapshots<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
         let all = block_on(py, self.inner.snapshots())?;

@@ -10,6 +10,9 @@ use crate::summary;
 
 /// Backs up one database.
 pub async fn backup(cli: &Cli, a: &BackupArgs, out: Output) -> Result<u8> {
+    if a.database.starts_with("redis://") || a.database.starts_with("rediss://") {
+        return super::redis::backup(cli, a, out).await;
+    }
     let conn = ConnInfo::parse(&a.database)?;
     let repo = super::open_repo(cli).await?;
     let options = BackupOptions {

@@ -8,6 +8,7 @@ pub mod files;
 mod k8s;
 mod pitr;
 mod prune;
+pub mod redis;
 mod repo;
 mod restore;
 mod runbook;

@@ -14,6 +14,8 @@ pub mod actions;
 mod backup;
 mod format;
 pub mod git;
+
+pub(crate) use format::unwrap_io as unwrap_io_error;
 mod restore;
 
 use std::collections::BTreeMap;
@@ -215,8 +217,8 @@ pub async fn restore_files(
                 .to_vec()
         })
         .collect();
-    let tree = blocking_reader(repo, snapshot, TREE_FILE)?;
-    let data = blocking_reader(repo, snapshot, DATA_FILE)?;
+    let tree = blocking_snapshot_reader(repo, snapshot, TREE_FILE)?;
+    let data = blocking_snapshot_reader(repo, snapshot, DATA_FILE)?;
     let as_root = rustix::process::geteuid().is_root();
     progress.phase("restore");
     let target = to.clone();
@@ -293,7 +295,7 @@ fn prepare_target(to: &std::path::Path, overwrite: bool) -> Result<PathBuf> {
 
 /// A blocking reader over one stream of a snapshot; a damaged chunk comes back out of
 /// it as the repository's own error.
-fn blocking_reader(
+pub(crate) fn blocking_snapshot_reader(
     repo: &Repository,
     snapshot: &Snapshot,
     name: &str,

@@ -39,6 +39,7 @@ pub fn register(registry: &mut Registry) {
         .typed(TrafficSwitch)
         .typed(TrafficRestore);
     crate::files::actions::register(registry);
+    crate::redis::actions::register(registry);
 }
 
 /// No outputs.

@@ -106,6 +106,20 @@ class Repository:
         bare: bool = False,
         source: str | None = None,
     ) -> dict[str, Any]: ...
+    def backup_redis(
+        self, url: str, *, tags: Mapping[str, str] | None = None, timeout: float = 300.0
+    ) -> dict[str, Any]: ...
+    def restore_redis(
+        self,
+        snapshot: str,
+        *,
+        url: str | None = None,
+        data_dir: str | PathLike[str] | None = None,
+        dbfilename: str = "dump.rdb",
+        overwrite: bool = False,
+        source: str | None = None,
+        timeout: float = 300.0,
+    ) -> dict[str, Any]: ...
     def snapshots(self) -> list[dict[str, Any]]: ...
     def restore(
         self,

@@ -9,12 +9,14 @@ mod faults;
 pub mod k8s;
 mod postgres;
 mod receiver;
+mod redis;
 mod services;
 
 pub use cli::Drkit;
 pub use faults::{Fault, FaultProxy};
 pub use postgres::{PgCluster, PASSWORD};
 pub use receiver::{Received, Receiver};
+pub use redis::Redis;
 pub use services::{
     free_port, s3_client, venv, Garage, Moto, BUCKET, GARAGE_KEY_ID, GARAGE_SECRET,
 };

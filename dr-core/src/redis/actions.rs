@@ -1,0 +1,127 @@
+//! The runbook actions of Redis: `redis.backup`, `redis.restore`.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::{RedisBackupOptions, RedisMetadata, RedisRestoreOptions, RedisRestoreReport};
+use crate::progress::NoProgress;
+use crate::repo::{Pick, SnapshotRef};
+use crate::runbook::action::{Outcome, Registry, StepContext};
+use crate::runbook::{ParamError, TypedAction};
+use crate::Result;
+
+/// Adds the Redis actions to `registry`.
+pub fn register(registry: &mut Registry) {
+    registry.typed(RedisBackup).typed(RedisRestore);
+}
+
+/// What `redis.backup` stored.
+#[derive(Debug, Serialize, Deserialize, JsonSchema)]
+pub struct RedisStored {
+    /// The snapshot's id.
+    pub snapshot: String,
+    /// Keys per database counted in the RDB.
+    pub keys: Option<std::collections::BTreeMap<u64, u64>>,
+    /// Bytes uploaded.
+    pub new_bytes: u64,
+}
+
+struct RedisBackup;
+
+#[async_trait]
+impl TypedAction for RedisBackup {
+    type Params = RedisBackupOptions;
+    type Outputs = RedisStored;
+    const NAME: &'static str = "redis.backup";
+    const SUMMARY: &'static str =
+        "Backs up a Redis server's RDB (taken as a replica takes it) into the run's repository.";
+    const IDEMPOTENT: bool = true;
+
+    async fn plan(&self, _: &StepContext, p: RedisBackupOptions) -> Result<Vec<String>> {
+        Ok(vec![format!("backs up {} into the repository", p.url)])
+    }
+
+    async fn run(&self, ctx: &StepContext, p: RedisBackupOptions) -> Result<Outcome<RedisStored>> {
+        let snap = super::backup_redis(ctx.repository()?, &p, Arc::new(NoProgress)).await?;
+        let meta: RedisMetadata = serde_json::from_value(snap.metadata.clone()).unwrap_or_default();
+        Ok(Outcome::Done(RedisStored {
+            snapshot: snap.id.to_string(),
+            keys: meta.keys,
+            new_bytes: snap.stats.new_bytes,
+        }))
+    }
+}
+
+/// `redis.restore`'s parameters: which snapshot, and where (unknown fields are refused
+/// by the options).
+#[derive(Debug, Deserialize, JsonSchema)]
+pub struct RedisRestoreParams {
+    /// `latest` (of `source`, or of the only server), an id or a unique prefix.
+    #[serde(default)]
+    pub snapshot: SnapshotRef,
+    /// With `latest`: the server, as `drkit snapshots` shows it.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// Where it goes.
+    #[serde(flatten)]
+    pub options: RedisRestoreOptions,
+}
+
+struct RedisRestore;
+
+#[async_trait]
+impl TypedAction for RedisRestore {
+    type Params = RedisRestoreParams;
+    type Outputs = RedisRestoreReport;
+    const NAME: &'static str = "redis.restore";
+    const SUMMARY: &'static str = "Restores a Redis snapshot into a running server (`url:`, every key replayed, counts compared) or a stopped server's `data_dir:`.";
+    const IDEMPOTENT: bool = false;
+
+    fn idempotent(&self, p: &RedisRestoreParams) -> bool {
+        // RESTORE … REPLACE of the same keys again gives the same keys.
+        p.options.overwrite
+    }
+
+    fn check(&self, p: &RedisRestoreParams) -> std::result::Result<(), ParamError> {
+        match (&p.options.url, &p.options.data_dir) {
+            (Some(_), Some(_)) | (None, None) => Err(ParamError::at(
+                "",
+                "give either url (a running server) or data_dir (a stopped server's folder)",
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    async fn plan(&self, _: &StepContext, p: RedisRestoreParams) -> Result<Vec<String>> {
+        Ok(vec![match (&p.options.url, &p.options.data_dir) {
+            (Some(url), _) => format!("replays snapshot {} into {url}, key by key", p.snapshot),
+            (None, Some(dir)) => format!(
+                "writes snapshot {} as {} in {}",
+                p.snapshot,
+                p.options.dbfilename,
+                dir.display()
+            ),
+            (None, None) => "restores a Redis snapshot".to_owned(),
+        }])
+    }
+
+    async fn run(
+        &self,
+        ctx: &StepContext,
+        p: RedisRestoreParams,
+    ) -> Result<Outcome<RedisRestoreReport>> {
+        let repo = ctx.repository()?;
+        let pick = Pick {
+            snapshot: p.snapshot.clone(),
+            source: p.source.clone(),
+            ..Pick::default()
+        };
+        let snap = super::pick(repo, &pick).await?;
+        Ok(Outcome::Done(
+            super::restore_redis(repo, &snap, &p.options).await?,
+        ))
+    }
+}
