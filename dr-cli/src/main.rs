@@ -40,9 +40,40 @@ fn main() -> ExitCode {
         Ok(rt) => rt,
         Err(e) => return report(out, &Error::io("starting the async runtime", e)),
     };
-    match runtime.block_on(run(&cli, out)) {
+    let interrupted = interrupted_note(&cli.command);
+    let outcome = runtime.block_on(async {
+        match interrupted {
+            // Runbooks and drills handle Ctrl-C themselves (journaled, torn down).
+            None => run(&cli, out).await,
+            Some(note) => tokio::select! {
+                r = run(&cli, out) => r,
+                _ = tokio::signal::ctrl_c() => Err(dr_core::err!(Cancelled, "interrupted (Ctrl-C): {note}")),
+            },
+        }
+    });
+    match outcome {
         Ok(code) => ExitCode::from(code),
+        Err(e) if e.kind() == dr_core::ErrorKind::Cancelled => {
+            report(out, &e);
+            ExitCode::from(130)
+        }
         Err(e) => report(out, &e),
+    }
+}
+
+/// What a data command stopped by Ctrl-C leaves behind, for the message it ends with.
+fn interrupted_note(c: &Command) -> Option<&'static str> {
+    match c {
+        Command::Backup(_) | Command::BackupFiles(_) | Command::Basebackup { .. } => Some(
+            "no snapshot was saved; the chunks already uploaded are reused by the next backup or removed by prune",
+        ),
+        Command::RestoreFiles(_) => Some(
+            "the folder holds what was written so far; run the restore again with --overwrite",
+        ),
+        Command::RestoreRedis(_) => Some(
+            "the target holds the keys restored so far; run the restore again with --overwrite",
+        ),
+        _ => None,
     }
 }
 
@@ -115,7 +146,7 @@ fn hint(h: &dr_core::Hint) -> String {
     match h {
         Hint::Repository => "give the repository with --repo URL (or DRKIT_REPO)".to_owned(),
         Hint::InitRepository { url } => format!("create one with `drkit repo init --repo {url}`"),
-        Hint::Source => "name the source (--source URL-or-database) or a snapshot id".to_owned(),
+        Hint::Source => "name the source (--source, as `drkit snapshots` shows it) or a snapshot id".to_owned(),
         Hint::Namespace => "check the name, the namespace (-n) and the context (--context)".to_owned(),
         Hint::Var { name } => format!("pass --var {name}=…"),
         Hint::RerunOrSkip { run, step } => format!(

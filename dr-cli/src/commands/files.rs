@@ -45,14 +45,11 @@ pub async fn backup(cli: &Cli, a: &BackupFilesArgs, out: Output) -> Result<u8> {
     out.emit(&s, || {
         let st = snap.stats;
         let mut t = format!(
-            "snapshot {}\n  {} files, {} folders, {} symbolic links, {} hard links ({} excluded)\n  {} read, {} new in {} new chunks of {}, took {:.1}s",
+            "snapshot {}\n  {}\n  {} of files ({} holding data), {} new in {} new chunks of {}, took {:.1}s",
             snap.id,
-            meta.files,
-            meta.dirs,
-            meta.symlinks,
-            meta.hard_links,
-            meta.excluded,
+            entries(meta.files, meta.dirs, meta.symlinks, meta.hard_links, meta.special, meta.excluded),
             bytes(meta.bytes),
+            bytes(meta.data_bytes),
             bytes(st.new_bytes),
             st.new_chunks,
             st.chunks,
@@ -64,11 +61,44 @@ pub async fn backup(cli: &Cli, a: &BackupFilesArgs, out: Output) -> Result<u8> {
     Ok(0)
 }
 
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
+}
+
+/// "3 files, 1 folder, …", leaving out kinds there are none of (files and folders always).
+fn entries(
+    files: u64,
+    dirs: u64,
+    symlinks: u64,
+    links: u64,
+    special: u64,
+    excluded: u64,
+) -> String {
+    let mut parts = vec![
+        plural(files, "file", "files"),
+        plural(dirs, "folder", "folders"),
+    ];
+    for (n, one, many) in [
+        (symlinks, "symbolic link", "symbolic links"),
+        (links, "hard link", "hard links"),
+        (special, "FIFO or device", "FIFOs and devices"),
+    ] {
+        if n > 0 {
+            parts.push(plural(n, one, many));
+        }
+    }
+    let mut s = parts.join(", ");
+    if excluded > 0 {
+        let _ = write!(s, " ({excluded} excluded)");
+    }
+    s
+}
+
 fn warnings(t: &mut String, w: &dr_core::files::Warnings) {
     if w.count == 0 {
         return;
     }
-    let _ = write!(t, "\n  {} warnings:", w.count);
+    let _ = write!(t, "\n  {}:", plural(w.count, "warning", "warnings"));
     for line in &w.first {
         let _ = write!(t, "\n    {line}");
     }
@@ -106,18 +136,24 @@ pub async fn restore(cli: &Cli, a: &RestoreFilesArgs, out: Output) -> Result<u8>
     let report = report?;
     out.emit(&report, || {
         let mut t = format!(
-            "restored snapshot {} into {}\n  {} files ({}), {} folders, {} symbolic links, {} hard links in {:.1}s",
+            "restored snapshot {} into {}\n  {} ({}) in {:.1}s",
             report.snapshot,
             report.to,
-            report.files,
+            entries(
+                report.files,
+                report.dirs,
+                report.symlinks,
+                report.hard_links,
+                report.special,
+                0
+            ),
             bytes(report.bytes),
-            report.dirs,
-            report.symlinks,
-            report.hard_links,
             report.seconds
         );
         if !report.owners_restored {
-            t.push_str("\n  owners not restored (not running as root): the files belong to this user");
+            t.push_str(
+                "\n  owners not restored (not running as root): the files belong to this user",
+            );
         }
         warnings(&mut t, &report.warnings);
         t

@@ -36,7 +36,7 @@ pub struct FilesStored {
     /// Bytes uploaded (what the repository did not have yet).
     pub new_bytes: u64,
     /// Files removed, changed or skipped while read.
-    pub warnings: u64,
+    pub warnings: super::Warnings,
 }
 
 struct FilesBackup;
@@ -59,7 +59,14 @@ impl TypedAction for FilesBackup {
     }
 
     async fn plan(&self, _: &StepContext, p: BackupFilesOptions) -> Result<Vec<String>> {
-        let paths: Vec<String> = p.paths.iter().map(|p| p.display().to_string()).collect();
+        let paths: Vec<String> = p
+            .paths
+            .iter()
+            .map(|p| match std::fs::symlink_metadata(p) {
+                Ok(_) => p.display().to_string(),
+                Err(_) => format!("{} (missing now)", p.display()),
+            })
+            .collect();
         let leaving_out = if p.exclude.is_empty() {
             String::new()
         } else {
@@ -80,7 +87,7 @@ impl TypedAction for FilesBackup {
             files: meta.files,
             bytes: meta.bytes,
             new_bytes: snap.stats.new_bytes,
-            warnings: meta.warnings.count,
+            warnings: meta.warnings,
         }))
     }
 }
@@ -154,10 +161,15 @@ impl TypedAction for FilesRestore {
         let Ok(repo) = ctx.repository() else {
             return Ok(vec![format!("restores files into {into}")]);
         };
-        let state = match std::fs::read_dir(&p.to).map(|mut d| d.next().is_some()) {
-            Ok(true) if !p.overwrite => "not empty now: the step will refuse it without overwrite",
-            Ok(true) => "not empty: replaces what the snapshot holds",
-            Ok(false) => "empty",
+        let state = match std::fs::symlink_metadata(&p.to) {
+            Ok(m) if !m.is_dir() => "not a folder: the step will refuse it",
+            Ok(_) => match std::fs::read_dir(&p.to).map(|mut d| d.next().is_some()) {
+                Ok(true) if !p.overwrite => {
+                    "not empty now: the step will refuse it without overwrite"
+                }
+                Ok(true) => "not empty: replaces what the snapshot holds",
+                _ => "empty",
+            },
             Err(_) => "made by the step",
         };
         match repo.pick(&p.pick(), KIND_FILES, None).await {
@@ -170,8 +182,7 @@ impl TypedAction for FilesRestore {
                 )])
             }
             Err(e) if e.kind() == crate::ErrorKind::NotFound => Ok(vec![format!(
-                "restores files into {into} ({state}): no snapshot there now ({}); an earlier step must take it",
-                e.message()
+                "restores files into {into} ({state}): the snapshot an earlier step takes (none in the repository now)"
             )]),
             Err(e) => Err(e),
         }

@@ -65,6 +65,12 @@ pub(crate) fn excludes(patterns: &[String]) -> Result<(GlobSet, GlobSet)> {
     let mut paths = GlobSetBuilder::new();
     for p in patterns {
         let anchored = p.trim_start_matches('/').trim_end_matches('/');
+        if anchored.is_empty() {
+            return Err(err!(
+                InvalidInput,
+                "--exclude {p:?} matches nothing; give a name or a glob like *.log"
+            ));
+        }
         let glob = globset::GlobBuilder::new(anchored)
             .literal_separator(true)
             .backslash_escape(true)

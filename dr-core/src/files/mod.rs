@@ -85,17 +85,20 @@ pub struct FilesMetadata {
 /// How to back up files: the same options from `drkit backup-files`, Python and a
 /// runbook's `files.backup` step.
 #[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
-#[serde(default, deny_unknown_fields)]
+#[serde(deny_unknown_fields)]
 pub struct BackupFilesOptions {
     /// Files and folders to back up. One folder is stored as the snapshot's root; several
     /// paths are stored each under its own name.
     pub paths: Vec<PathBuf>,
     /// Glob patterns to leave out: without `/` they match a name anywhere (`*.log`,
     /// `node_modules`), with `/` a path from the root (`media/cache/*`).
+    #[serde(default)]
     pub exclude: Vec<String>,
     /// Do not cross into other file systems (mounts inside the folders).
+    #[serde(default)]
     pub one_file_system: bool,
     /// Tags for the manifest.
+    #[serde(default)]
     pub tags: BTreeMap<String, String>,
 }
 
@@ -217,13 +220,20 @@ pub async fn restore_files(
                 .to_vec()
         })
         .collect();
+    let preflight = {
+        let tree = blocking_snapshot_reader(repo, snapshot, TREE_FILE)?;
+        let (select, to, overwrite) = (select.clone(), to.clone(), options.overwrite);
+        tokio::task::spawn_blocking(move || restore::preflight(tree, &select, &to, overwrite))
+            .await
+            .map_err(|e| err!(Io, "the restore worker failed: {e}"))??
+    };
     let tree = blocking_snapshot_reader(repo, snapshot, TREE_FILE)?;
     let data = blocking_snapshot_reader(repo, snapshot, DATA_FILE)?;
     let as_root = rustix::process::geteuid().is_root();
     progress.phase("restore");
     let target = to.clone();
     let (written, warnings) = tokio::task::spawn_blocking(move || {
-        let mut r = restore::Restorer::new(target, select, as_root, &*progress);
+        let mut r = restore::Restorer::new(target, select, as_root, &*progress).with(preflight);
         r.run(tree, data)?;
         Ok::<_, Error>((r.written, r.warnings))
     })
@@ -283,7 +293,7 @@ fn prepare_target(to: &std::path::Path, overwrite: bool) -> Result<PathBuf> {
                 };
                 return Err(err!(
                     Conflict,
-                    "{} is not empty (it holds {:?}{more}); restore into an empty or new folder, or pass --overwrite to replace what the snapshot holds",
+                    "{} is not empty (it holds {:?}{more}); restore into an empty or new folder, or overwrite (--overwrite; `overwrite: true` in a runbook) to replace what the snapshot holds",
                     to.display(),
                     first.file_name()
                 ));

@@ -2,6 +2,7 @@
 //! `tar` would (contents, holes, mode, owner when root, mtime, links), folders finished
 //! last so their mode and mtime survive what is written inside them.
 
+use std::collections::{HashMap, HashSet};
 use std::ffi::OsStr;
 use std::fs::{File, OpenOptions};
 use std::io::{self, Read, Seek, SeekFrom, Write};
@@ -37,6 +38,85 @@ pub(crate) struct Restorer<'a> {
     dirs: Vec<Record>,
     checked_parent: Option<Vec<u8>>,
     buf: Vec<u8>,
+    /// Files not selected that selected hard links point at (from [`preflight`]).
+    link_sources: HashSet<Vec<u8>>,
+    /// Where each of them was written: a hidden folder until its first link takes it.
+    stashed: HashMap<Vec<u8>, PathBuf>,
+}
+
+/// The folder unselected originals of selected hard links wait in.
+const STASH: &str = ".drkit-restore-links";
+
+/// What [`preflight`] learns from the entries before anything is written.
+pub(crate) struct Preflight {
+    pub link_sources: HashSet<Vec<u8>>,
+}
+
+fn kind(b: &Body) -> &'static str {
+    match b {
+        Body::Dir => "folder",
+        Body::File { .. } | Body::HardLink { .. } => "file",
+        Body::Symlink { .. } => "symbolic link",
+        Body::Fifo => "FIFO",
+        Body::CharDev { .. } | Body::BlockDev { .. } => "device",
+    }
+}
+
+/// A first pass over the entries, before anything is written: every `--path` must name
+/// something, a selected hard link whose original is not selected gets its original's
+/// contents, and with `overwrite` no folder in the way of a file is found half-way.
+pub(crate) fn preflight(
+    tree: impl Read,
+    select: &[Vec<u8>],
+    to: &Path,
+    overwrite: bool,
+) -> Result<Preflight> {
+    let mut dec = Decoder::new(tree)?;
+    let mut matched = vec![false; select.len()];
+    let mut link_sources = HashSet::new();
+    let selected = |p: &[u8]| select.is_empty() || select.iter().any(|s| under(p, s));
+    while let Item::Record(r) = dec.next_item()? {
+        for (i, s) in select.iter().enumerate() {
+            if under(&r.path, s) {
+                matched[i] = true;
+            }
+        }
+        if !selected(&r.path) {
+            continue;
+        }
+        if let Body::HardLink { target } = &r.body {
+            if !selected(target) {
+                link_sources.insert(target.clone());
+            }
+        }
+        if overwrite && !matches!(r.body, Body::Dir) && !r.path.is_empty() {
+            let path = to.join(os(&r.path));
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.is_dir()) {
+                return Err(err!(
+                    Conflict,
+                    "{} is a folder, but the snapshot holds a {} there; move the folder away, or restore into another folder (nothing was written)",
+                    path.display(),
+                    kind(&r.body)
+                ));
+            }
+        }
+    }
+    let missing: Vec<String> = select
+        .iter()
+        .zip(&matched)
+        .filter(|(_, m)| !**m)
+        .map(|(s, _)| shown(s))
+        .collect();
+    if !missing.is_empty() {
+        let patterns = missing.iter().any(|m| m.contains(['*', '?', '[']));
+        return Err(err!(
+            NotFound,
+            "the snapshot holds nothing at {} (paths are relative to the snapshot's root{}); nothing was written",
+            missing.join(", "),
+            if patterns { ", and are paths, not patterns" } else { "" }
+        ));
+    }
+    Ok(Preflight { link_sources })
 }
 
 enum Selected {
@@ -104,7 +184,37 @@ impl<'a> Restorer<'a> {
             dirs: Vec::new(),
             checked_parent: None,
             buf: vec![0u8; 1 << 20],
+            link_sources: HashSet::new(),
+            stashed: HashMap::new(),
         }
+    }
+
+    /// Takes what [`preflight`] found.
+    pub fn with(mut self, p: Preflight) -> Self {
+        self.link_sources = p.link_sources;
+        self
+    }
+
+    /// Writes an unselected original of a selected hard link where its link will take it.
+    fn stash(&mut self, mut r: Record, data: &mut impl Read) -> Result<()> {
+        let dir = self.to.join(STASH);
+        if self.stashed.is_empty() {
+            match std::fs::create_dir(&dir) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+                Err(e) => return Err(Error::io(dir.display(), e)),
+            }
+        }
+        let original = std::mem::take(&mut r.path);
+        let n = self.stashed.len();
+        let rel = format!("{STASH}/{n}").into_bytes();
+        r.path.clone_from(&rel);
+        let (files, bytes) = (self.written.files, self.written.bytes);
+        self.entry(r, data)?;
+        // Counted when a link takes it.
+        (self.written.files, self.written.bytes) = (files, bytes);
+        self.stashed.insert(original, self.target(&rel));
+        Ok(())
     }
 
     fn selected(&self, path: &[u8]) -> Selected {
@@ -154,6 +264,8 @@ impl<'a> Restorer<'a> {
             };
             if wanted {
                 self.entry(r, &mut data)?;
+            } else if matches!(r.body, Body::File { .. }) && self.link_sources.contains(&r.path) {
+                self.stash(r, &mut data)?;
             } else {
                 skip(&mut data, r.data_len())?;
             }
@@ -167,6 +279,10 @@ impl<'a> Restorer<'a> {
         }
         while let Some(d) = self.dirs.pop() {
             self.finish_dir(&d)?;
+        }
+        if !self.stashed.is_empty() {
+            let dir = self.to.join(STASH);
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(dir.display(), e))?;
         }
         Ok(())
     }
@@ -251,7 +367,7 @@ impl<'a> Restorer<'a> {
         match std::fs::symlink_metadata(path) {
             Ok(m) if m.is_dir() => Err(err!(
                 Conflict,
-                "{} is a folder, but the snapshot holds a file there; remove it first",
+                "{} is a folder, but the snapshot holds something else there; move the folder away first",
                 path.display()
             )),
             Ok(_) => std::fs::remove_file(path).map_err(|e| Error::io(path.display(), e)),
@@ -303,6 +419,22 @@ impl<'a> Restorer<'a> {
             Body::HardLink { target } => {
                 check_path(target)?;
                 Self::clear(&path)?;
+                if let Some(stashed) = self.stashed.get(target).cloned() {
+                    // The original was not selected: the first link takes its contents,
+                    // the next ones link to that.
+                    if stashed.starts_with(self.to.join(STASH)) {
+                        std::fs::rename(&stashed, &path)
+                            .map_err(|e| Error::io(path.display(), e))?;
+                        self.stashed.insert(target.clone(), path.clone());
+                        self.written.files += 1;
+                        self.written.bytes += std::fs::metadata(&path).map_or(0, |m| m.len());
+                    } else {
+                        std::fs::hard_link(&stashed, &path)
+                            .map_err(|e| Error::io(path.display(), e))?;
+                        self.written.hard_links += 1;
+                    }
+                    return Ok(());
+                }
                 let original = self.target(target);
                 match std::fs::hard_link(&original, &path) {
                     Ok(()) => self.written.hard_links += 1,

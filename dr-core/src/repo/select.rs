@@ -235,6 +235,9 @@ fn one_source(
             .iter()
             .filter(|src| {
                 *src == want
+                    || src
+                        .split_once(":/")
+                        .is_some_and(|(_, p)| format!("/{p}") == *want)
                     || of_kind
                         .iter()
                         .any(|s| &s.source == *src && &subject(s) == want)
