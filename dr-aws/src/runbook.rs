@@ -36,7 +36,46 @@ pub fn register(r: &mut Registry) {
         .typed(RdsRestoreSnapshot)
         .typed(HealthCheck)
         .typed(Record::<SetParams>(std::marker::PhantomData))
-        .typed(Record::<WeightsParams>(std::marker::PhantomData));
+        .typed(Record::<WeightsParams>(std::marker::PhantomData))
+        .typed(S3VerifyReplica);
+}
+
+struct S3VerifyReplica;
+
+#[async_trait]
+impl TypedAction for S3VerifyReplica {
+    type Params = crate::s3::VerifyReplicaOptions;
+    type Outputs = crate::s3::ReplicaReport;
+    const NAME: &'static str = "s3.verify_replica";
+    const SUMMARY: &'static str = "Fails unless every object of `source:` is in `replica:` with the same size and ETag; names what is missing, differs or is extra, and how far behind the replica is.";
+    const IDEMPOTENT: bool = true;
+
+    async fn plan(
+        &self,
+        _: &StepContext,
+        p: crate::s3::VerifyReplicaOptions,
+    ) -> Result<Vec<String>> {
+        Ok(vec![format!(
+            "compares {} with its replica {} (reads only)",
+            p.source, p.replica
+        )])
+    }
+
+    async fn run(
+        &self,
+        _: &StepContext,
+        p: crate::s3::VerifyReplicaOptions,
+    ) -> Result<Outcome<crate::s3::ReplicaReport>> {
+        let r = crate::s3::verify_replica(&p).await?;
+        if !r.in_sync {
+            return Err(dr_core::err!(
+                Conflict,
+                "{}",
+                crate::s3::replica_summary(&r)
+            ));
+        }
+        Ok(Outcome::Done(r))
+    }
 }
 
 /// A request `R` with where to send it: `region`, `endpoint` and `profile` beside the

@@ -40,6 +40,9 @@ pub enum Command {
     /// Restore a Redis snapshot: into a running server key by key, or as the RDB of a
     /// stopped server's data folder.
     RestoreRedis(RestoreRedisArgs),
+    /// Object buckets: check a bucket's replica.
+    #[command(subcommand)]
+    S3(S3Command),
     /// Git repositories: bundle one (every branch and tag) into the repository, or
     /// clone a bundle back.
     #[command(subcommand)]
@@ -916,6 +919,23 @@ pub struct BackupArgs {
     /// Fail instead of waiting longer than this for a table lock (e.g. 30s).
     #[arg(long, value_parser = parse_duration)]
     pub lock_wait_timeout: Option<Duration>,
+}
+
+/// `drkit s3` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum S3Command {
+    /// Every object of SOURCE must be in REPLICA with the same size and ETag: names what
+    /// is missing, differs or is extra, and how far behind the replica is (exit 3 when
+    /// it is behind). Both listings are streamed and merged: memory stays flat.
+    VerifyReplica {
+        /// s3://bucket/prefix?region=… (credentials from the environment or `profile=`).
+        source: String,
+        /// s3://bucket/prefix?region=….
+        replica: String,
+        /// Objects listed per kind of problem.
+        #[arg(long, default_value_t = 20)]
+        list: usize,
+    },
 }
 
 /// `drkit git` subcommands.

@@ -87,6 +87,7 @@ async fn run(cli: &Cli, out: Output) -> Result<u8, Error> {
         Command::BackupFiles(a) => commands::files::backup(cli, a, out).await,
         Command::RestoreFiles(a) => commands::files::restore(cli, a, out).await,
         Command::RestoreRedis(a) => commands::redis::restore(cli, a, out).await,
+        Command::S3(c) => commands::s3(c, out).await,
         Command::Git(c) => commands::files::git(cli, c, out).await,
         Command::Snapshots => commands::snapshots(cli, out).await,
         Command::Restore(a) => commands::restore(cli, a, out).await,

@@ -374,3 +374,25 @@ impl Route53 {
         to_python(py, &hc)
     }
 }
+
+/// Compares every object of the bucket prefix `source` with `replica` (streamed, merged
+/// in key order): missing, differing and extra objects and how far behind the replica
+/// is; the same document as `drkit s3 verify-replica --json` (`in_sync`).
+#[pyfunction]
+#[pyo3(signature = (source, replica, *, list=20))]
+pub fn s3_verify_replica(
+    py: Python<'_>,
+    source: String,
+    replica: String,
+    list: usize,
+) -> PyResult<Bound<'_, PyAny>> {
+    let options = dr_aws::s3::VerifyReplicaOptions {
+        source,
+        replica,
+        list,
+    };
+    crate::repository::to_python(
+        py,
+        &crate::runtime::block_on(py, dr_aws::s3::verify_replica(&options))?,
+    )
+}

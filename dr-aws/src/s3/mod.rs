@@ -10,6 +10,7 @@
 mod download;
 mod options;
 mod pool;
+mod replica;
 mod upload;
 
 use std::ops::Range;
@@ -24,6 +25,9 @@ use futures::{StreamExt, TryStreamExt};
 use tokio::sync::OnceCell;
 
 pub use self::options::{S3Config, Sse};
+pub use self::replica::{
+    replica_summary, verify_replica, Listed, Objects, ReplicaReport, VerifyReplicaOptions,
+};
 use crate::config::to_timestamp;
 use crate::error::classify;
 

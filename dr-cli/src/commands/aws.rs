@@ -254,3 +254,25 @@ pub async fn dns(a: &AwsArgs<DnsCommand>, out: Output) -> Result<u8> {
     out.emit(&doc, || text);
     Ok(0)
 }
+
+/// `drkit s3 verify-replica`.
+pub async fn s3(c: &crate::args::S3Command, out: Output) -> Result<u8> {
+    let crate::args::S3Command::VerifyReplica {
+        source,
+        replica,
+        list,
+    } = c;
+    let options = dr_aws::s3::VerifyReplicaOptions {
+        source: source.clone(),
+        replica: replica.clone(),
+        list: *list,
+    };
+    out.note(&format!("comparing {source} with {replica}"));
+    let report = dr_aws::s3::verify_replica(&options).await?;
+    out.emit(&report, || dr_aws::s3::replica_summary(&report));
+    Ok(if report.in_sync {
+        0
+    } else {
+        crate::EXIT_CHECK_FAILED
+    })
+}
