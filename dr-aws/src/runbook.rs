@@ -37,7 +37,43 @@ pub fn register(r: &mut Registry) {
         .typed(HealthCheck)
         .typed(Record::<SetParams>(std::marker::PhantomData))
         .typed(Record::<WeightsParams>(std::marker::PhantomData))
-        .typed(S3VerifyReplica);
+        .typed(S3VerifyReplica)
+        .typed(S3CheckBucket);
+}
+
+struct S3CheckBucket;
+
+#[async_trait]
+impl TypedAction for S3CheckBucket {
+    type Params = crate::s3::CheckBucketOptions;
+    type Outputs = crate::s3::BucketReport;
+    const NAME: &'static str = "s3.check_bucket";
+    const SUMMARY: &'static str = "Fails unless `bucket:` has versioning enabled, replication enabled to `replicates_to:` and (with `lifecycle: true`) a lifecycle rule, read back.";
+    const IDEMPOTENT: bool = true;
+
+    async fn plan(&self, _: &StepContext, p: crate::s3::CheckBucketOptions) -> Result<Vec<String>> {
+        Ok(vec![format!(
+            "reads back the versioning, replication and lifecycle of {}",
+            p.bucket
+        )])
+    }
+
+    async fn run(
+        &self,
+        _: &StepContext,
+        p: crate::s3::CheckBucketOptions,
+    ) -> Result<Outcome<crate::s3::BucketReport>> {
+        let r = crate::s3::check_bucket(&p).await?;
+        if !r.ok {
+            return Err(dr_core::err!(
+                Conflict,
+                "{}: {}",
+                r.bucket,
+                r.problems.join("; ")
+            ));
+        }
+        Ok(Outcome::Done(r))
+    }
 }
 
 struct S3VerifyReplica;

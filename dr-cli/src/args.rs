@@ -936,6 +936,21 @@ pub enum S3Command {
         #[arg(long, default_value_t = 20)]
         list: usize,
     },
+    /// Read back a bucket's protection: versioning enabled, replication to the named
+    /// bucket enabled, lifecycle rules present (exit 3 when something is missing).
+    CheckBucket {
+        /// s3://bucket?region=….
+        bucket: String,
+        /// Replication must be enabled to this bucket (its name or ARN).
+        #[arg(long)]
+        replicates_to: Option<String>,
+        /// At least one lifecycle rule must be enabled.
+        #[arg(long)]
+        lifecycle: bool,
+        /// Do not require versioning.
+        #[arg(long)]
+        no_versioning: bool,
+    },
 }
 
 /// `drkit git` subcommands.

@@ -90,3 +90,63 @@ fn a_replica_that_is_behind_is_reported_exactly() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no-such-bucket"), "{}", stderr(&out));
 }
+
+#[test]
+fn a_buckets_protection_is_read_back() {
+    let Some(moto) = Moto::start() else {
+        return;
+    };
+    let m = moto.endpoint();
+    // As seed 004 configures an upload bucket: versioned, replicated, with lifecycle rules.
+    boto3(
+        &m,
+        &m,
+        "for b in ['uploads', 'uploads-dr', 'bare']:\n\
+         \x20   dst.create_bucket(Bucket=b)\n\
+         for b in ['uploads', 'uploads-dr']:\n\
+         \x20   dst.put_bucket_versioning(Bucket=b, VersioningConfiguration={'Status': 'Enabled'})\n\
+         dst.put_bucket_replication(Bucket='uploads', ReplicationConfiguration={'Role': 'arn:aws:iam::123456789012:role/replication', 'Rules': [{'ID': 'to-dr', 'Status': 'Enabled', 'Priority': 1, 'Filter': {}, 'DeleteMarkerReplication': {'Status': 'Disabled'}, 'Destination': {'Bucket': 'arn:aws:s3:::uploads-dr'}}]})\n\
+         dst.put_bucket_lifecycle_configuration(Bucket='uploads', LifecycleConfiguration={'Rules': [{'ID': 'old-versions', 'Status': 'Enabled', 'Filter': {}, 'NoncurrentVersionExpiration': {'NoncurrentDays': 30}}]})\n",
+    );
+    let mut d = Drkit::at(BIN, "memory://unused");
+    d.env = vec![
+        ("AWS_ACCESS_KEY_ID".into(), "testing".into()),
+        ("AWS_SECRET_ACCESS_KEY".into(), "testing".into()),
+    ];
+    let url = |b: &str| format!("s3://{b}?endpoint={m}&region=us-east-1");
+    let r = d.json(&[
+        "s3",
+        "check-bucket",
+        &url("uploads"),
+        "--replicates-to",
+        "uploads-dr",
+        "--lifecycle",
+    ]);
+    assert_eq!(r["ok"], true, "{r}");
+    assert_eq!(r["versioning"], "Enabled");
+    assert_eq!(
+        r["replication"][0]["destination"],
+        "arn:aws:s3:::uploads-dr"
+    );
+    assert_eq!(r["lifecycle_rules"][0], "old-versions");
+
+    let out = d.run(&[
+        "--json",
+        "s3",
+        "check-bucket",
+        &url("bare"),
+        "--replicates-to",
+        "uploads-dr",
+        "--lifecycle",
+    ]);
+    assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
+    let r: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let problems = r["problems"].to_string();
+    for want in [
+        "versioning is Off",
+        "no replication rule to arn:aws:s3:::uploads-dr",
+        "no enabled lifecycle rule",
+    ] {
+        assert!(problems.contains(want), "{want}: {problems}");
+    }
+}

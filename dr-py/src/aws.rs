@@ -396,3 +396,26 @@ pub fn s3_verify_replica(
         &crate::runtime::block_on(py, dr_aws::s3::verify_replica(&options))?,
     )
 }
+
+/// Reads back a bucket's versioning, replication and lifecycle and checks them; the same
+/// document as `drkit s3 check-bucket --json` (`ok`, `problems`).
+#[pyfunction]
+#[pyo3(signature = (bucket, *, versioning=true, replicates_to=None, lifecycle=false))]
+pub fn s3_check_bucket(
+    py: Python<'_>,
+    bucket: String,
+    versioning: bool,
+    replicates_to: Option<String>,
+    lifecycle: bool,
+) -> PyResult<Bound<'_, PyAny>> {
+    let options = dr_aws::s3::CheckBucketOptions {
+        bucket,
+        versioning,
+        replicates_to,
+        lifecycle,
+    };
+    crate::repository::to_python(
+        py,
+        &crate::runtime::block_on(py, dr_aws::s3::check_bucket(&options))?,
+    )
+}

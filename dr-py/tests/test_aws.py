@@ -162,3 +162,14 @@ def test_s3_verify_replica(moto, monkeypatch):
     assert [o["key"] for o in report["missing"]["first"]] == ["b"]
     s3.put_object(Bucket="py-uploads-dr", Key="u/b", Body=b"b")
     assert drkit.s3_verify_replica(src, dst)["in_sync"] is True
+
+
+def test_s3_check_bucket(moto, monkeypatch):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    s3 = client("s3", moto)
+    s3.create_bucket(Bucket="py-bare")
+    report = drkit.s3_check_bucket(f"s3://py-bare?endpoint={moto}&region=us-east-1", lifecycle=True)
+    assert report["ok"] is False
+    assert any("versioning" in p for p in report["problems"])
+    assert any("lifecycle" in p for p in report["problems"])

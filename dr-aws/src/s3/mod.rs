@@ -7,6 +7,7 @@
 //! of the first response, re-fetching the rest of a range whose body breaks or stalls.
 //! Create-only puts send `If-None-Match: *`.
 
+mod bucket;
 mod download;
 mod options;
 mod pool;
@@ -24,6 +25,7 @@ use dr_core::{err, Result};
 use futures::{StreamExt, TryStreamExt};
 use tokio::sync::OnceCell;
 
+pub use self::bucket::{check_bucket, BucketReport, CheckBucketOptions, ReplicationRule};
 pub use self::options::{S3Config, Sse};
 pub use self::replica::{
     replica_summary, verify_replica, Listed, Objects, ReplicaReport, VerifyReplicaOptions,

@@ -255,24 +255,63 @@ pub async fn dns(a: &AwsArgs<DnsCommand>, out: Output) -> Result<u8> {
     Ok(0)
 }
 
-/// `drkit s3 verify-replica`.
+/// `drkit s3 verify-replica|check-bucket`.
 pub async fn s3(c: &crate::args::S3Command, out: Output) -> Result<u8> {
-    let crate::args::S3Command::VerifyReplica {
-        source,
-        replica,
-        list,
-    } = c;
-    let options = dr_aws::s3::VerifyReplicaOptions {
-        source: source.clone(),
-        replica: replica.clone(),
-        list: *list,
-    };
-    out.note(&format!("comparing {source} with {replica}"));
-    let report = dr_aws::s3::verify_replica(&options).await?;
-    out.emit(&report, || dr_aws::s3::replica_summary(&report));
-    Ok(if report.in_sync {
-        0
-    } else {
-        crate::EXIT_CHECK_FAILED
-    })
+    use crate::args::S3Command;
+    match c {
+        S3Command::VerifyReplica {
+            source,
+            replica,
+            list,
+        } => {
+            let options = dr_aws::s3::VerifyReplicaOptions {
+                source: source.clone(),
+                replica: replica.clone(),
+                list: *list,
+            };
+            out.note(&format!("comparing {source} with {replica}"));
+            let report = dr_aws::s3::verify_replica(&options).await?;
+            out.emit(&report, || dr_aws::s3::replica_summary(&report));
+            Ok(if report.in_sync {
+                0
+            } else {
+                crate::EXIT_CHECK_FAILED
+            })
+        }
+        S3Command::CheckBucket {
+            bucket,
+            replicates_to,
+            lifecycle,
+            no_versioning,
+        } => {
+            let options = dr_aws::s3::CheckBucketOptions {
+                bucket: bucket.clone(),
+                versioning: !no_versioning,
+                replicates_to: replicates_to.clone(),
+                lifecycle: *lifecycle,
+            };
+            let r = dr_aws::s3::check_bucket(&options).await?;
+            out.emit(&r, || {
+                let mut t = format!(
+                    "{}: versioning {}, {} replication rule(s), {} lifecycle rule(s)",
+                    r.bucket,
+                    r.versioning,
+                    r.replication.len(),
+                    r.lifecycle_rules.len()
+                );
+                for rule in &r.replication {
+                    let _ = write!(
+                        t,
+                        "\n  replicates to {} ({})",
+                        rule.destination, rule.status
+                    );
+                }
+                for p in &r.problems {
+                    let _ = write!(t, "\n  problem: {p}");
+                }
+                t
+            });
+            Ok(if r.ok { 0 } else { crate::EXIT_CHECK_FAILED })
+        }
+    }
 }
