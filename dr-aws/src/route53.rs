@@ -74,7 +74,7 @@ pub struct HealthCheck {
 }
 
 /// `name.` in lower case, as Route 53 returns names.
-fn fqdn(name: &str) -> String {
+pub(crate) fn fqdn(name: &str) -> String {
     let lower = name.trim().to_ascii_lowercase();
     if lower.ends_with('.') {
         lower
@@ -90,6 +90,27 @@ impl Route53 {
         Ok(Self {
             client: Client::new(&sdk),
         })
+    }
+
+    /// The SDK client.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
+    }
+
+    /// The name of hosted zone `zone_id`, fully qualified.
+    pub async fn zone_name(&self, zone_id: &str) -> Result<String> {
+        let out = self
+            .client
+            .get_hosted_zone()
+            .id(zone_id)
+            .send()
+            .await
+            .map_err(|e| classify(format!("reading hosted zone {zone_id}"), e))?;
+        Ok(fqdn(
+            out.hosted_zone()
+                .map(aws_sdk_route53::types::HostedZone::name)
+                .unwrap_or_default(),
+        ))
     }
 
     /// The id of hosted zone `zone` (an id like `Z123…` or a name like `example.com`).

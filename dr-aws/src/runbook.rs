@@ -38,7 +38,149 @@ pub fn register(r: &mut Registry) {
         .typed(Record::<SetParams>(std::marker::PhantomData))
         .typed(Record::<WeightsParams>(std::marker::PhantomData))
         .typed(S3VerifyReplica)
-        .typed(S3CheckBucket);
+        .typed(S3CheckBucket)
+        .typed(ZoneExport)
+        .typed(ZoneImport);
+}
+
+/// What `route53.export` stored.
+#[derive(Serialize, Deserialize, JsonSchema)]
+pub struct ZoneStored {
+    /// The snapshot's id.
+    pub snapshot: String,
+    /// Record sets stored.
+    pub records: usize,
+}
+
+struct ZoneExport;
+
+#[async_trait]
+impl TypedAction for ZoneExport {
+    type Params = Located<crate::zone::ExportOptions>;
+    type Outputs = ZoneStored;
+    const NAME: &'static str = "route53.export";
+    const SUMMARY: &'static str =
+        "Stores every record set of a hosted zone in the run's repository (a `dns` snapshot).";
+    const IDEMPOTENT: bool = true;
+
+    async fn plan(&self, _: &StepContext, p: Self::Params) -> Result<Vec<String>> {
+        Ok(vec![format!(
+            "exports every record set of zone {} into the repository",
+            p.options.zone
+        )])
+    }
+
+    async fn run(&self, ctx: &StepContext, p: Self::Params) -> Result<Outcome<ZoneStored>> {
+        let r53 = Route53::connect(&AwsConfig::resolve(&p.extra)?).await?;
+        let snap = crate::zone::export_zone(ctx.repository()?, &r53, &p.options).await?;
+        let meta: crate::zone::ZoneMetadata =
+            serde_json::from_value(snap.metadata.clone()).unwrap_or_default();
+        Ok(Outcome::Done(ZoneStored {
+            snapshot: snap.id.to_string(),
+            records: meta.records,
+        }))
+    }
+}
+
+/// `route53.import`'s parameters.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneImportParams {
+    /// `latest` (of `source`, or of the only zone), an id or a unique prefix.
+    #[serde(default)]
+    pub snapshot: dr_core::repo::SnapshotRef,
+    /// With `latest`: the zone as `drkit snapshots` shows it (`route53:example.com.`).
+    #[serde(default)]
+    pub source: Option<String>,
+    /// The zone to restore into (name or id); default the exported zone.
+    #[serde(default)]
+    pub zone: Option<String>,
+    /// Also delete record sets the zone has and the snapshot does not.
+    #[serde(default)]
+    pub delete: bool,
+}
+
+impl ZoneImportParams {
+    fn options(&self, dry_run: bool) -> crate::zone::ImportOptions {
+        crate::zone::ImportOptions {
+            zone: self.zone.clone(),
+            delete: self.delete,
+            dry_run,
+        }
+    }
+}
+
+struct ZoneImport;
+
+#[async_trait]
+impl TypedAction for ZoneImport {
+    type Params = Located<ZoneImportParams>;
+    type Outputs = crate::zone::ZonePlan;
+    const NAME: &'static str = "route53.import";
+    const SUMMARY: &'static str = "Restores a `dns` snapshot into its zone or `zone:`: each create, change (and with `delete: true`, delete) in the plan, UPSERTs in batches, INSYNC, read back.";
+    const IDEMPOTENT: bool = true;
+
+    async fn plan(&self, ctx: &StepContext, p: Self::Params) -> Result<Vec<String>> {
+        let Ok(repo) = ctx.repository() else {
+            return Ok(vec!["restores a DNS zone snapshot".to_owned()]);
+        };
+        let r53 = Route53::connect(&AwsConfig::resolve(&p.extra)?).await?;
+        let pick = dr_core::repo::Pick {
+            snapshot: p.options.snapshot.clone(),
+            source: p.options.source.clone(),
+            ..dr_core::repo::Pick::default()
+        };
+        let Ok(snap) = repo.pick(&pick, crate::zone::KIND_DNS, None).await else {
+            return Ok(vec![
+                "restores the DNS zone snapshot an earlier step takes".to_owned()
+            ]);
+        };
+        let options = p.options.options(true);
+        let plan = crate::zone::import_zone(
+            repo,
+            &r53,
+            &snap,
+            &options,
+            &Wait::new(Duration::from_mins(1)),
+        )
+        .await?;
+        let mut lines = vec![format!(
+            "restores zone {} from snapshot {}: {} to create, {} to change, {} to delete, {} unchanged",
+            plan.zone,
+            snap.id,
+            plan.create.len(),
+            plan.change.len(),
+            plan.delete.len(),
+            plan.unchanged
+        )];
+        for (what, list) in [
+            ("create", &plan.create),
+            ("change", &plan.change),
+            ("delete", &plan.delete),
+        ] {
+            lines.extend(list.iter().map(|k| format!("  {what} {k}")));
+        }
+        Ok(lines)
+    }
+
+    async fn run(
+        &self,
+        ctx: &StepContext,
+        p: Self::Params,
+    ) -> Result<Outcome<crate::zone::ZonePlan>> {
+        let repo = ctx.repository()?;
+        let r53 = Route53::connect(&AwsConfig::resolve(&p.extra)?).await?;
+        let pick = dr_core::repo::Pick {
+            snapshot: p.options.snapshot.clone(),
+            source: p.options.source.clone(),
+            ..dr_core::repo::Pick::default()
+        };
+        let snap = repo.pick(&pick, crate::zone::KIND_DNS, None).await?;
+        let wait = Wait::new(Duration::from_mins(30)).poll(Duration::from_secs(2));
+        Ok(Outcome::Done(
+            crate::zone::import_zone(repo, &r53, &snap, &p.options.options(false), &wait).await?,
+        ))
+    }
 }
 
 struct S3CheckBucket;

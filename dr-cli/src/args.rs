@@ -31,7 +31,8 @@ pub enum Command {
     /// Manage the repository.
     #[command(subcommand)]
     Repo(RepoCommand),
-    /// Back up a Postgres database (pg_dump, deduplicated, compressed, encrypted).
+    /// Back up a Postgres database (pg_dump) or a Redis server (its RDB): deduplicated,
+    /// compressed, encrypted.
     Backup(BackupArgs),
     /// Back up files and folders (deduplicated, compressed, encrypted; what tar keeps).
     BackupFiles(BackupFilesArgs),
@@ -828,6 +829,31 @@ pub enum DnsCommand {
         #[arg(required = true)]
         values: Vec<String>,
     },
+    /// Store every record set of a hosted zone in the repository (a snapshot of kind dns).
+    Export {
+        /// The zone: its name (example.com) or id.
+        #[arg(long)]
+        zone: String,
+    },
+    /// Restore a zone snapshot: shows each create, change and delete, UPSERTs in batches,
+    /// waits until INSYNC, reads every record back.
+    Import {
+        /// Snapshot id (or a unique prefix), or `latest` (of --source when there are several
+        /// zones).
+        snapshot: String,
+        /// Restore into this zone (name or id) instead of the exported one; names move to it.
+        #[arg(long)]
+        zone: Option<String>,
+        /// Also delete record sets the zone has and the snapshot does not.
+        #[arg(long)]
+        delete: bool,
+        /// Show the plan only.
+        #[arg(long)]
+        dry_run: bool,
+        /// With `latest`: the zone, as `drkit snapshots` shows it (route53:example.com.).
+        #[arg(long)]
+        source: Option<String>,
+    },
     /// Create a health check and print its id.
     HealthCheck {
         /// HTTP, HTTPS or TCP.
@@ -982,6 +1008,7 @@ pub enum GitCommand {
 
 /// `drkit restore-redis`.
 #[derive(Debug, Args)]
+#[command(group = clap::ArgGroup::new("target").required(true).args(["to", "data_dir"]))]
 pub struct RestoreRedisArgs {
     /// Snapshot id (or a unique prefix), or `latest` (of --source when there are several
     /// servers).

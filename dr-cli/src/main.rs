@@ -42,14 +42,19 @@ fn main() -> ExitCode {
     };
     let interrupted = interrupted_note(&cli.command);
     let outcome = runtime.block_on(async {
-        match interrupted {
+        let r = match interrupted {
             // Runbooks and drills handle Ctrl-C themselves (journaled, torn down).
             None => run(&cli, out).await,
             Some(note) => tokio::select! {
                 r = run(&cli, out) => r,
                 _ = tokio::signal::ctrl_c() => Err(dr_core::err!(Cancelled, "interrupted (Ctrl-C): {note}")),
             },
+        };
+        if r.is_err() && interrupted.is_some() {
+            // A stopped backup removes its in-flight marker in the background.
+            tokio::time::sleep(std::time::Duration::from_millis(300)).await;
         }
+        r
     });
     match outcome {
         Ok(code) => ExitCode::from(code),
@@ -109,7 +114,7 @@ async fn run(cli: &Cli, out: Output) -> Result<u8, Error> {
         Command::Copy(a) => commands::copy(cli, a, out).await,
         Command::Store(c) => commands::store(cli, c, out).await,
         Command::Rds(a) => commands::rds(a, out).await,
-        Command::Dns(a) => commands::dns(a, out).await,
+        Command::Dns(a) => commands::dns(cli, a, out).await,
         Command::K8s(a) => commands::k8s(cli, a, out).await,
         Command::Demo(a) => Box::pin(demo::run(a, out)).await,
         Command::Plan(a) => commands::plan(cli, a, out).await,

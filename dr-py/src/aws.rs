@@ -253,6 +253,61 @@ impl Route53 {
         to_python(py, &route)
     }
 
+    /// Stores every record set of `zone` (name or id) in `repo` as a snapshot of kind
+    /// `dns`, as `drkit dns export` does; returns its summary.
+    fn export_zone<'py>(
+        &self,
+        py: Python<'py>,
+        repo: &crate::repository::Repository,
+        zone: &str,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let options = dr_aws::zone::ExportOptions {
+            zone: zone.to_owned(),
+            tags: BTreeMap::new(),
+        };
+        let snap = block_on(
+            py,
+            dr_aws::zone::export_zone(&repo.inner, &self.inner, &options),
+        )?;
+        to_python(py, &snap.summary())
+    }
+
+    /// Restores a `dns` snapshot (id, prefix or "latest") into its zone or `zone`:
+    /// creates and changes (and with `delete`, deletes) in batches, waits until INSYNC,
+    /// reads back; with `dry_run` only the plan. The same document as
+    /// `drkit dns import --json`.
+    #[pyo3(signature = (repo, snapshot, *, zone=None, delete=false, dry_run=false, source=None, timeout=600.0))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
+    fn import_zone<'py>(
+        &self,
+        py: Python<'py>,
+        repo: &crate::repository::Repository,
+        snapshot: &str,
+        zone: Option<String>,
+        delete: bool,
+        dry_run: bool,
+        source: Option<String>,
+        timeout: f64,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let w = wait(timeout).map_err(py_err)?;
+        let pick = dr_core::repo::Pick {
+            snapshot: snapshot.into(),
+            source,
+            ..dr_core::repo::Pick::default()
+        };
+        let options = dr_aws::zone::ImportOptions {
+            zone,
+            delete,
+            dry_run,
+        };
+        let (r, r53) = (&repo.inner, &self.inner);
+        let plan = block_on(py, async move {
+            let snap = r.pick(&pick, dr_aws::zone::KIND_DNS, None).await?;
+            dr_aws::zone::import_zone(r, r53, &snap, &options, &w).await
+        })?;
+        to_python(py, &plan)
+    }
+
     /// Sends all traffic to set `to` (PRIMARY of a failover pair, or all the weight);
     /// waits until live and reads back. Returns `{"before", "after", "took"}`.
     #[pyo3(signature = (zone, name, to, *, r#type="CNAME", timeout=600.0))]

@@ -246,7 +246,7 @@ pub fn replica_summary(r: &ReplicaReport) -> String {
     use std::fmt::Write as _;
     let mut t = if r.in_sync {
         format!(
-            "{} is in sync with {}: {} objects ({} bytes)",
+            "{} is in sync with {}: {} object(s), {} bytes",
             r.replica, r.source, r.source_objects, r.source_bytes
         )
     } else {
@@ -263,16 +263,12 @@ pub fn replica_summary(r: &ReplicaReport) -> String {
         if objects.count > 0 {
             let keys: Vec<&str> = objects.first.iter().map(|o| o.key.as_str()).collect();
             let more = objects.count - objects.first.len() as u64;
-            let _ = write!(
-                t,
-                "\n  {what}: {}{}",
-                keys.join(", "),
-                if more > 0 {
-                    format!(" and {more} more")
-                } else {
-                    String::new()
-                }
-            );
+            let listed = match (keys.is_empty(), more) {
+                (true, n) => format!("{n} object{}", if n == 1 { "" } else { "s" }),
+                (false, 0) => keys.join(", "),
+                (false, n) => format!("{} and {n} more", keys.join(", ")),
+            };
+            let _ = write!(t, "\n  {what}: {listed}");
         }
     }
     if let (Some(o), Some(lag)) = (&r.oldest_unreplicated, r.lag_seconds) {

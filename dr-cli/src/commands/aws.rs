@@ -180,6 +180,43 @@ fn route_text(r: &Route) -> String {
     lines.join("\n")
 }
 
+fn zone_plan_text(p: &dr_aws::zone::ZonePlan, snapshot: &str) -> String {
+    let mut t = format!(
+        "{} zone {} from snapshot {snapshot}: {} to create, {} to change, {} to delete, {} unchanged",
+        if p.applied { "restored" } else { "plan for" },
+        p.zone,
+        p.create.len(),
+        p.change.len(),
+        p.delete.len(),
+        p.unchanged
+    );
+    for (what, list) in [
+        ("create", &p.create),
+        ("change", &p.change),
+        ("delete", &p.delete),
+    ] {
+        for k in list {
+            let _ = write!(t, "\n  {what} {k}");
+        }
+    }
+    if !p.kept.is_empty() {
+        let _ = write!(
+            t,
+            "\n  {} record sets not in the snapshot kept (--delete removes them): {}",
+            p.kept.len(),
+            p.kept.join(", ")
+        );
+    }
+    if p.applied {
+        let _ = write!(
+            t,
+            "\n  {} batches, INSYNC, every record read back",
+            p.batches
+        );
+    }
+    t
+}
+
 fn switched_doc(s: &Switched) -> (serde_json::Value, String) {
     (
         json!({"before": s.before, "after": s.after, "seconds": secs(s.took)}),
@@ -196,9 +233,68 @@ async fn router(r53: &Route53, r: &RecordArgs) -> Result<Route53Router> {
     Route53Router::new(r53.clone(), &r.zone, &r.name, &r.record_type).await
 }
 
+/// `drkit dns export|import`; `None` for the other subcommands.
+async fn zone_command(
+    cli: &crate::args::Cli,
+    a: &AwsArgs<DnsCommand>,
+    r53: &Route53,
+    out: Output,
+) -> Result<Option<u8>> {
+    match &a.command {
+        DnsCommand::Export { zone } => {
+            let repo = super::open_repo(cli).await?;
+            let options = dr_aws::zone::ExportOptions {
+                zone: zone.clone(),
+                tags: std::collections::BTreeMap::new(),
+            };
+            let snap = dr_aws::zone::export_zone(&repo, r53, &options).await?;
+            let s = snap.summary();
+            let meta: dr_aws::zone::ZoneMetadata =
+                serde_json::from_value(snap.metadata.clone()).unwrap_or_default();
+            out.emit(&s, || {
+                format!(
+                    "snapshot {}\n  zone {} ({}): {} record sets",
+                    s.id, meta.zone, meta.zone_id, meta.records
+                )
+            });
+            Ok(Some(0))
+        }
+        DnsCommand::Import {
+            snapshot,
+            zone,
+            delete,
+            dry_run,
+            source,
+        } => {
+            let repo = super::open_repo(cli).await?;
+            let pick = dr_core::repo::Pick {
+                snapshot: snapshot.as_str().into(),
+                source: source.clone(),
+                ..dr_core::repo::Pick::default()
+            };
+            let snap = repo.pick(&pick, dr_aws::zone::KIND_DNS, None).await?;
+            let options = dr_aws::zone::ImportOptions {
+                zone: zone.clone(),
+                delete: *delete,
+                dry_run: *dry_run,
+            };
+            let (w, bar) = wait(a, out);
+            let plan = dr_aws::zone::import_zone(&repo, r53, &snap, &options, &w).await;
+            bar.finish();
+            let plan = plan?;
+            out.emit(&plan, || zone_plan_text(&plan, &snap.id.to_string()));
+            Ok(Some(0))
+        }
+        _ => Ok(None),
+    }
+}
+
 /// Runs a `drkit dns` subcommand.
-pub async fn dns(a: &AwsArgs<DnsCommand>, out: Output) -> Result<u8> {
+pub async fn dns(cli: &crate::args::Cli, a: &AwsArgs<DnsCommand>, out: Output) -> Result<u8> {
     let r53 = Route53::connect(&aws_config(a)?).await?;
+    if let Some(code) = zone_command(cli, a, &r53, out).await? {
+        return Ok(code);
+    }
     let (w, bar) = wait(a, out);
     let result = async {
         Ok::<_, dr_core::Error>(match &a.command {
@@ -227,6 +323,7 @@ pub async fn dns(a: &AwsArgs<DnsCommand>, out: Output) -> Result<u8> {
                     .switch(&Destination::Values(values.clone()), &w)
                     .await?,
             ),
+            DnsCommand::Export { .. } | DnsCommand::Import { .. } => unreachable!("handled above"),
             DnsCommand::HealthCheck {
                 kind,
                 fqdn,

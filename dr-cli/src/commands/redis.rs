@@ -87,7 +87,12 @@ pub async fn restore(cli: &Cli, a: &RestoreRedisArgs, out: Output) -> Result<u8>
             counts(&report.keys)
         );
         if report.expired > 0 {
-            let _ = write!(t, " ({} had expired and were left out)", report.expired);
+            let _ = write!(
+                t,
+                " ({} expired and {} left out)",
+                report.expired,
+                if report.expired == 1 { "was" } else { "were" }
+            );
         }
         if options.url.is_some() {
             let _ = write!(

@@ -50,6 +50,12 @@ fn git(dir: Option<&Path>) -> Command {
     c
 }
 
+async fn run_git(dir: Option<&Path>, args: &[&str], what: &str) -> Result<String> {
+    let mut c = git(dir);
+    c.args(args);
+    output(c, what).await
+}
+
 async fn output(mut c: Command, what: &str) -> Result<String> {
     let out = c.output().await.map_err(|e| {
         if e.kind() == std::io::ErrorKind::NotFound {
@@ -79,25 +85,39 @@ pub async fn git_bundle(
 ) -> Result<Snapshot> {
     let path =
         std::path::absolute(&options.path).map_err(|e| Error::io(options.path.display(), e))?;
-    let top = output(
-        {
-            let mut c = git(Some(&path));
-            c.args(["rev-parse", "--absolute-git-dir"]);
-            c
-        },
+    let top = run_git(
+        Some(&path),
+        &["rev-parse", "--absolute-git-dir"],
         &format!("read {} as a Git repository", path.display()),
     )
     .await?;
     let git_dir = PathBuf::from(top.trim());
-    let version = output(
-        {
-            let mut c = git(None);
-            c.arg("--version");
-            c
-        },
-        "read its version",
+    // The repository's own folder, however deep inside it `path` is: one source per
+    // repository.
+    let path = match run_git(
+        Some(&path),
+        &["rev-parse", "--show-toplevel"],
+        "find the repository's top folder",
+    )
+    .await
+    {
+        Ok(top) if !top.trim().is_empty() => PathBuf::from(top.trim()),
+        _ => git_dir.clone(),
+    };
+    let refs_now = run_git(
+        Some(&git_dir),
+        &["for-each-ref", "--count=1", "--format=%(refname)"],
+        "list its refs",
     )
     .await?;
+    if refs_now.trim().is_empty() {
+        return Err(err!(
+            InvalidInput,
+            "{} has no commits to back up yet",
+            path.display()
+        ));
+    }
+    let version = run_git(None, &["--version"], "read its version").await?;
 
     let mut writer = repo.begin_snapshot(
         SnapshotKind::new(KIND_GIT),
@@ -142,12 +162,9 @@ pub async fn git_bundle(
             path.display()
         ));
     }
-    let heads = output(
-        {
-            let mut c = git(Some(&git_dir));
-            c.args(["for-each-ref", "--format=%(objectname) %(refname)"]);
-            c
-        },
+    let heads = run_git(
+        Some(&git_dir),
+        &["for-each-ref", "--format=%(objectname) %(refname)"],
         "list its refs",
     )
     .await?;
@@ -205,6 +222,13 @@ pub async fn git_restore(
         ));
     }
     let to = std::path::absolute(&options.to).map_err(|e| Error::io(options.to.display(), e))?;
+    if std::fs::symlink_metadata(&to).is_ok_and(|m| !m.is_dir()) {
+        return Err(err!(
+            Conflict,
+            "{} exists and is not a folder; restore the repository into a new or empty folder",
+            to.display()
+        ));
+    }
     if std::fs::read_dir(&to).is_ok_and(|mut d| d.next().is_some()) {
         return Err(err!(
             Conflict,
@@ -255,12 +279,9 @@ pub async fn git_restore(
         checkout.args(["reset", "--quiet", "--hard"]);
         output(checkout, "check out its default branch").await?;
     }
-    let heads = output(
-        {
-            let mut c = git(Some(&git_dir));
-            c.args(["for-each-ref", "--format=%(objectname) %(refname)"]);
-            c
-        },
+    let heads = run_git(
+        Some(&git_dir),
+        &["for-each-ref", "--format=%(objectname) %(refname)"],
         "list the restored refs",
     )
     .await?;

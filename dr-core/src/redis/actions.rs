@@ -55,9 +55,9 @@ impl TypedAction for RedisBackup {
     }
 }
 
-/// `redis.restore`'s parameters: which snapshot, and where (unknown fields are refused
-/// by the options).
+/// `redis.restore`'s parameters: which snapshot, and where.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct RedisRestoreParams {
     /// `latest` (of `source`, or of the only server), an id or a unique prefix.
     #[serde(default)]
@@ -65,9 +65,34 @@ pub struct RedisRestoreParams {
     /// With `latest`: the server, as `drkit snapshots` shows it.
     #[serde(default)]
     pub source: Option<String>,
-    /// Where it goes.
-    #[serde(flatten)]
-    pub options: RedisRestoreOptions,
+    /// A running server: every key replayed with `RESTORE … REPLACE`.
+    #[serde(default)]
+    pub url: Option<super::RedisUrl>,
+    /// Or a stopped server's data folder: the RDB written there as `dbfilename`.
+    #[serde(default)]
+    pub data_dir: Option<std::path::PathBuf>,
+    /// The RDB's file name in `data_dir`.
+    #[serde(default = "super::default_dbfilename")]
+    pub dbfilename: String,
+    /// Into a server that holds keys, or over an existing RDB file.
+    #[serde(default)]
+    pub overwrite: bool,
+    /// How long the server may take to answer.
+    #[serde(default = "super::default_timeout", with = "crate::duration::human")]
+    #[schemars(schema_with = "crate::duration::json_schema")]
+    pub timeout: std::time::Duration,
+}
+
+impl RedisRestoreParams {
+    fn options(&self) -> RedisRestoreOptions {
+        RedisRestoreOptions {
+            url: self.url.clone(),
+            data_dir: self.data_dir.clone(),
+            dbfilename: self.dbfilename.clone(),
+            overwrite: self.overwrite,
+            timeout: self.timeout,
+        }
+    }
 }
 
 struct RedisRestore;
@@ -82,11 +107,11 @@ impl TypedAction for RedisRestore {
 
     fn idempotent(&self, p: &RedisRestoreParams) -> bool {
         // RESTORE … REPLACE of the same keys again gives the same keys.
-        p.options.overwrite
+        p.overwrite
     }
 
     fn check(&self, p: &RedisRestoreParams) -> std::result::Result<(), ParamError> {
-        match (&p.options.url, &p.options.data_dir) {
+        match (&p.url, &p.data_dir) {
             (Some(_), Some(_)) | (None, None) => Err(ParamError::at(
                 "",
                 "give either url (a running server) or data_dir (a stopped server's folder)",
@@ -96,12 +121,12 @@ impl TypedAction for RedisRestore {
     }
 
     async fn plan(&self, _: &StepContext, p: RedisRestoreParams) -> Result<Vec<String>> {
-        Ok(vec![match (&p.options.url, &p.options.data_dir) {
+        Ok(vec![match (&p.url, &p.data_dir) {
             (Some(url), _) => format!("replays snapshot {} into {url}, key by key", p.snapshot),
             (None, Some(dir)) => format!(
                 "writes snapshot {} as {} in {}",
                 p.snapshot,
-                p.options.dbfilename,
+                p.dbfilename,
                 dir.display()
             ),
             (None, None) => "restores a Redis snapshot".to_owned(),
@@ -121,7 +146,7 @@ impl TypedAction for RedisRestore {
         };
         let snap = super::pick(repo, &pick).await?;
         Ok(Outcome::Done(
-            super::restore_redis(repo, &snap, &p.options).await?,
+            super::restore_redis(repo, &snap, &p.options()).await?,
         ))
     }
 }

@@ -239,6 +239,11 @@ impl Client {
         self.send(args)?;
         self.flush()?;
         match self.reply()? {
+            Reply::Error(e) if e.starts_with("NOAUTH") => Err(err!(
+                PermissionDenied,
+                "{} needs a password: give it in the URL (redis://:PASSWORD@host:port) or in REDISCLI_AUTH",
+                self.shown
+            )),
             Reply::Error(e) => Err(err!(
                 External,
                 "{} refused {}: {e}",
@@ -255,7 +260,11 @@ impl Client {
             .read_until(b'\n', &mut line)
             .map_err(|e| self.io(e))?;
         if !line.ends_with(b"\r\n") {
-            return Err(err!(Unavailable, "{} closed the connection", self.shown));
+            return Err(err!(
+                Unavailable,
+                "{} closed the connection (is a Redis server listening there?)",
+                self.shown
+            ));
         }
         line.truncate(line.len() - 2);
         Ok(String::from_utf8_lossy(&line).into_owned())

@@ -44,7 +44,7 @@ pub struct RedisBackupOptions {
     pub timeout: Duration,
 }
 
-fn default_timeout() -> Duration {
+pub(crate) fn default_timeout() -> Duration {
     Duration::from_mins(5)
 }
 
@@ -383,7 +383,7 @@ pub struct RedisRestoreOptions {
     pub timeout: Duration,
 }
 
-fn default_dbfilename() -> String {
+pub(crate) fn default_dbfilename() -> String {
     "dump.rdb".to_owned()
 }
 

@@ -220,18 +220,18 @@ impl SnapshotWriter {
     }
 
     /// Writes the manifest (create-only), making the snapshot visible.
-    pub async fn commit(self, metadata: serde_json::Value) -> Result<Snapshot> {
+    pub async fn commit(mut self, metadata: serde_json::Value) -> Result<Snapshot> {
         let finished_at = Timestamp::now();
         let snap = Snapshot {
             id: SnapshotId::new(self.started_at)?,
-            kind: self.kind,
-            source: self.source,
+            kind: self.kind.clone(),
+            source: std::mem::take(&mut self.source),
             host: hostname(),
             started_at: self.started_at,
             finished_at,
-            files: self.files,
+            files: std::mem::take(&mut self.files),
             stats: self.stats,
-            tags: self.tags,
+            tags: std::mem::take(&mut self.tags),
             tool_version: format!("drkit {}", env!("CARGO_PKG_VERSION")),
             metadata,
         };
@@ -239,10 +239,26 @@ impl SnapshotWriter {
             .check_reused(self.started_at, &self.reused)
             .await?;
         self.repo.write_manifest(&snap).await?;
-        if let Some(marker) = &self.marker {
-            let _ = self.repo.store().delete(marker).await;
+        if let Some(marker) = self.marker.take() {
+            let _ = self.repo.store().delete(&marker).await;
         }
         Ok(snap)
+    }
+}
+
+impl Drop for SnapshotWriter {
+    /// A backup that failed or was stopped takes its in-flight marker away (in the
+    /// background: a process that exits at once leaves it, and prune takes a marker older
+    /// than a day for a killed backup's).
+    fn drop(&mut self) {
+        if let Some(marker) = self.marker.take() {
+            if let Ok(handle) = tokio::runtime::Handle::try_current() {
+                let store = self.repo.store().clone();
+                handle.spawn(async move {
+                    let _ = store.delete(&marker).await;
+                });
+            }
+        }
     }
 }
 

@@ -351,6 +351,18 @@ class Route53:
         self, zone: str, name: str, values: Sequence[str], *, type: str = ..., timeout: float = 600.0
     ) -> dict[str, Any]: ...
     def restore(self, zone: str, previous: dict[str, Any], *, timeout: float = 600.0) -> dict[str, Any]: ...
+    def export_zone(self, repo: Repository, zone: str) -> dict[str, Any]: ...
+    def import_zone(
+        self,
+        repo: Repository,
+        snapshot: str,
+        *,
+        zone: str | None = None,
+        delete: bool = False,
+        dry_run: bool = False,
+        source: str | None = None,
+        timeout: float = 600.0,
+    ) -> dict[str, Any]: ...
     def create_health_check(
         self,
         *,
