@@ -72,7 +72,8 @@ python3 - "$WORK" "$OBJECTS" <<'PY'
 import json, sys
 w, n = sys.argv[1], int(sys.argv[2])
 r = json.load(open(f"{w}/drkit.json"))
-dk = open(f"{w}/drkit.time").read().split(); bt = open(f"{w}/boto3.time").read().split()
+# GNU time puts "Command exited with non-zero status 3" first: the figures are the last line.
+dk = open(f"{w}/drkit.time").read().splitlines()[-1].split(); bt = open(f"{w}/boto3.time").read().splitlines()[-1].split()
 miss, diff, pages = open(f"{w}/boto3.out").read().split()
 print(f"\n{n:,} objects and their replica (100 missing, 100 changed)\n")
 print(f"{'':28} {'wall s':>8} {'peak RSS MiB':>13} {'list requests':>14} {'missing':>8} {'differing':>10}")
