@@ -592,6 +592,60 @@ pub enum K8sCommand {
         #[arg(long, default_value = "10m", value_parser = parse_duration)]
         timeout: Duration,
     },
+    /// Namespaces: create (labels), delete (and wait until gone).
+    #[command(subcommand)]
+    Namespace(NamespaceCommand),
+    /// Wait until every Deployment of the namespace is available.
+    WaitAvailable {
+        /// Longest wait.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+    /// Pods: delete one and wait until its controller has a ready replacement.
+    #[command(subcommand)]
+    Pod(PodCommand),
+    /// The last lines of each container of a pod (POD or pod/POD).
+    Logs {
+        /// The pod.
+        pod: String,
+        /// Lines per container.
+        #[arg(long, default_value_t = 100)]
+        tail: i64,
+    },
+}
+
+/// `drkit k8s namespace` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum NamespaceCommand {
+    /// Create it (an existing one is left as it is).
+    Create {
+        /// NAME or namespace/NAME.
+        name: String,
+        /// KEY=VALUE labels; repeatable.
+        #[arg(long = "label", short = 'l', value_parser = parse_tag)]
+        labels: Vec<(String, String)>,
+    },
+    /// Delete it with everything in it, and wait until it is gone.
+    Delete {
+        /// NAME or namespace/NAME.
+        name: String,
+        /// Longest wait.
+        #[arg(long, default_value = "10m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
+}
+
+/// `drkit k8s pod` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum PodCommand {
+    /// Delete a pod and wait until its controller has replaced it with a ready one.
+    Delete {
+        /// POD or pod/POD.
+        name: String,
+        /// Longest wait.
+        #[arg(long, default_value = "5m", value_parser = parse_duration)]
+        timeout: Duration,
+    },
 }
 
 /// `drkit k8s secret` subcommands.

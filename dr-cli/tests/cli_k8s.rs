@@ -411,8 +411,19 @@ fn export_apply_secret_rotation_and_maintenance_from_the_cli() {
         "no value printed: {printed}"
     );
 
-    let on = d.json(&["k8s", "-n", "shop", "maintenance", "on", "main-ingress"]);
+    // kubectl's TYPE/NAME form works as the bare name does.
+    let on = d.json(&[
+        "k8s",
+        "-n",
+        "shop",
+        "maintenance",
+        "on",
+        "ingress/main-ingress",
+    ]);
     assert_eq!(on["after"], json!(["drkit-maintenance:80"]));
+    let out = d.run(&["k8s", "-n", "shop", "maintenance", "on", "deployment/api"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("ingress/NAME"), "{}", stderr(&out));
     let off = d.json(&["k8s", "-n", "shop", "maintenance", "off", "main-ingress"]);
     assert_eq!(off["after"], json!(["api:80"]));
 }
@@ -851,4 +862,73 @@ steps:
     let prod = api.object("apps/v1", "deployments", "shop", "api").unwrap();
     assert_eq!(prod["metadata"]["uid"], uid);
     assert_eq!(prod["spec"]["replicas"], 3);
+}
+
+#[test]
+fn namespaces_pods_and_logs_from_the_cli() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, kubeconfig) = cluster(dir.path());
+    let d = Drkit::local(BIN, &dir.path().join("repo"))
+        .with_env([("KUBECONFIG", kubeconfig.display().to_string())]);
+    let made = d.json(&[
+        "k8s",
+        "namespace",
+        "create",
+        "namespace/restore-test",
+        "-l",
+        "purpose=drill",
+    ]);
+    assert_eq!(made["changed"], true);
+    let ns = api.object("v1", "namespaces", "", "restore-test").unwrap();
+    assert_eq!(ns["metadata"]["labels"]["purpose"], "drill");
+    let again = d.json(&["k8s", "namespace", "create", "restore-test"]);
+    assert_eq!(
+        again["changed"], false,
+        "an existing namespace is left as it is"
+    );
+
+    let available = d.json(&["k8s", "-n", "shop", "wait-available", "--timeout", "1m"]);
+    assert_eq!(available, json!(["api"]));
+    let pods = api.objects("v1", "pods", "shop");
+    let pod = pods[0]["metadata"]["name"].as_str().unwrap().to_owned();
+    let logs = d.json(&[
+        "k8s",
+        "-n",
+        "shop",
+        "logs",
+        &format!("pod/{pod}"),
+        "--tail",
+        "5",
+    ]);
+    assert_eq!(logs["pod"], pod.as_str());
+    let replaced = d.json(&[
+        "k8s",
+        "-n",
+        "shop",
+        "pod",
+        "delete",
+        &pod,
+        "--timeout",
+        "1m",
+    ]);
+    assert_eq!(replaced["deleted"], pod.as_str());
+    assert_ne!(replaced["replacement"], pod.as_str());
+    assert!(
+        api.object("v1", "pods", "shop", &pod).is_none(),
+        "the old pod is gone"
+    );
+
+    let gone = d.json(&[
+        "k8s",
+        "namespace",
+        "delete",
+        "restore-test",
+        "--timeout",
+        "1m",
+    ]);
+    assert_eq!(gone["changed"], true);
+    assert!(api.object("v1", "namespaces", "", "restore-test").is_none());
+    let out = d.run(&["k8s", "-n", "shop", "logs", "pod/no-such-pod"]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("no-such-pod"), "{}", stderr(&out));
 }

@@ -7,7 +7,10 @@ use dr_core::{err, Result};
 use dr_k8s::{ConfigMapOptions, ConnectOptions, EnvOptions, Kubernetes, ScaleOptions, Workload};
 use serde_json::json;
 
-use crate::args::{ConfigMapCommand, K8sArgs, K8sCommand, RolloutCommand, SecretCommand};
+use crate::args::{
+    ConfigMapCommand, K8sArgs, K8sCommand, NamespaceCommand, PodCommand, RolloutCommand,
+    SecretCommand,
+};
 use crate::output::Output;
 
 fn changes(list: &[dr_k8s::Change]) -> String {
@@ -186,6 +189,71 @@ pub async fn k8s(cli: &crate::args::Cli, a: &K8sArgs, out: Output) -> Result<u8>
             });
         }
         K8sCommand::Secret(c) => return secret(&k, c, out).await,
+        K8sCommand::Namespace(NamespaceCommand::Create { name, labels }) => {
+            let name = object_name(name, &["namespace", "namespaces", "ns"])?;
+            let labels = labels.iter().cloned().collect();
+            let r = k.namespace_create(&name, &labels).await?;
+            out.emit(&r, || {
+                format!(
+                    "namespace {} {}",
+                    r.name,
+                    if r.changed {
+                        "created"
+                    } else {
+                        "already exists"
+                    }
+                )
+            });
+        }
+        K8sCommand::Namespace(NamespaceCommand::Delete { name, timeout }) => {
+            let name = object_name(name, &["namespace", "namespaces", "ns"])?;
+            let r = k.namespace_delete(&name, *timeout).await?;
+            out.emit(&r, || {
+                format!(
+                    "namespace {} {}",
+                    r.name,
+                    if r.changed {
+                        "deleted, and gone"
+                    } else {
+                        "did not exist"
+                    }
+                )
+            });
+        }
+        K8sCommand::WaitAvailable { timeout } => {
+            let names = k.wait_available(None, *timeout).await?;
+            out.emit(&names, || {
+                format!(
+                    "available: {}",
+                    if names.is_empty() {
+                        "(no deployments)".to_owned()
+                    } else {
+                        names.join(", ")
+                    }
+                )
+            });
+        }
+        K8sCommand::Pod(PodCommand::Delete { name, timeout }) => {
+            let name = object_name(name, &["pod", "pods", "po"])?;
+            let r = k.pod_delete(&name, None, *timeout).await?;
+            out.emit(&r, || {
+                format!(
+                    "pod {} deleted; {} replaced it, ready after {:.1}s",
+                    r.deleted, r.replacement, r.seconds
+                )
+            });
+        }
+        K8sCommand::Logs { pod, tail } => {
+            let name = object_name(pod, &["pod", "pods", "po"])?;
+            let r = k.logs(&name, None, *tail).await?;
+            out.emit(&r, || {
+                r.containers
+                    .iter()
+                    .map(|(c, lines)| format!("== {c} ==\n{}", lines.join("\n")))
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            });
+        }
         K8sCommand::Maintenance {
             state,
             ingress,
@@ -195,7 +263,7 @@ pub async fn k8s(cli: &crate::args::Cli, a: &K8sArgs, out: Output) -> Result<u8>
             dry_run,
         } => {
             let o = dr_k8s::MaintenanceOptions {
-                ingress: ingress.clone(),
+                ingress: object_name(ingress, &["ingress", "ingresses", "ing"])?,
                 namespace: None,
                 service: service.clone(),
                 port: *port,
@@ -358,4 +426,25 @@ async fn secret(k: &Kubernetes, c: &SecretCommand, out: Output) -> Result<u8> {
 
 fn secret_defaults(name: &str) -> dr_k8s::SecretOptions {
     serde_json::from_value(json!({"name": name})).expect("the defaults deserialize")
+}
+
+/// `NAME`, or kubectl's `TYPE/NAME` with TYPE one of `kinds` (any case, API group
+/// allowed: `ingress.networking.k8s.io/main`).
+fn object_name(arg: &str, kinds: &[&str]) -> Result<String> {
+    match arg.split_once('/') {
+        None => Ok(arg.to_owned()),
+        Some((kind, name)) => {
+            let bare = kind.split('.').next().unwrap_or(kind).to_ascii_lowercase();
+            if kinds.contains(&bare.as_str()) && !name.is_empty() && !name.contains('/') {
+                Ok(name.to_owned())
+            } else {
+                Err(dr_core::err!(
+                    InvalidInput,
+                    "{arg:?} is not a {}: give NAME or {}/NAME",
+                    kinds[0],
+                    kinds[0]
+                ))
+            }
+        }
+    }
 }
