@@ -194,9 +194,22 @@ impl TypedAction for S3CheckBucket {
     const IDEMPOTENT: bool = true;
 
     async fn plan(&self, _: &StepContext, p: crate::s3::CheckBucketOptions) -> Result<Vec<String>> {
+        // Read-only: the plan says now what the step will find.
+        let r = crate::s3::check_bucket(&p).await?;
+        if !r.ok {
+            return Err(dr_core::err!(
+                Conflict,
+                "{}: {}",
+                r.bucket,
+                r.problems.join("; ")
+            ));
+        }
         Ok(vec![format!(
-            "reads back the versioning, replication and lifecycle of {}",
-            p.bucket
+            "checks {}: versioning {}, {} replication rule(s), {} lifecycle rule(s) now",
+            r.bucket,
+            r.versioning,
+            r.replication.len(),
+            r.lifecycle_rules.len()
         )])
     }
 

@@ -149,4 +149,35 @@ fn bad_servers_are_refused_naming_the_fix() {
     let out = d.run(&["backup", "rediss://127.0.0.1:1"]);
     assert!(stderr(&out).contains("TLS"), "{}", stderr(&out));
     assert_eq!(d.json(&["snapshots"]).as_array().map(Vec::len), Some(0));
+
+    // `plan` reads the servers: a wrong password and a server holding keys are refused
+    // before anything runs.
+    let _ = server.cli(&["SET", "live", "data"]);
+    let plan = |step: &str| {
+        let book = dir.path().join("redis.yaml");
+        std::fs::write(&book, format!("version: 1\nname: cache-dr\nsteps:\n{step}")).unwrap();
+        let out = d.run(&["plan", book.to_str().unwrap()]);
+        assert!(!out.status.success());
+        format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out))
+    };
+    let err = plan(&format!(
+        "  - id: backup\n    action: redis.backup\n    with: {{ url: \"{wrong}\" }}\n"
+    ));
+    assert!(err.contains("refused the password"), "{err}");
+    assert!(
+        !err.contains(PASSWORD) && !err.contains("not-the-password"),
+        "{err}"
+    );
+    let err = plan(&format!(
+        "  - id: restore\n    action: redis.restore\n    with: {{ url: \"{}\" }}\n",
+        server.url()
+    ));
+    assert!(
+        err.contains("holds 1 keys") && err.contains("overwrite: true"),
+        "{err}"
+    );
+    assert!(
+        !err.contains(PASSWORD) && !err.contains("not-the-password"),
+        "{err}"
+    );
 }

@@ -162,7 +162,9 @@ impl TypedAction for FilesRestore {
             return Ok(vec![format!("restores files into {into}")]);
         };
         let state = match std::fs::symlink_metadata(&p.to) {
-            Ok(m) if !m.is_dir() => "not a folder: the step will refuse it",
+            Ok(m) if !m.is_dir() => {
+                return Err(crate::err!(Conflict, "{into} exists and is not a folder"))
+            }
             Ok(_) => match std::fs::read_dir(&p.to).map(|mut d| d.next().is_some()) {
                 Ok(true) if !p.overwrite => {
                     "not empty now: the step will refuse it without overwrite"
@@ -275,6 +277,13 @@ impl TypedAction for GitRestore {
     const IDEMPOTENT: bool = false;
 
     async fn plan(&self, _: &StepContext, p: GitRestoreParams) -> Result<Vec<String>> {
+        if std::fs::read_dir(&p.to).is_ok_and(|mut d| d.next().is_some()) {
+            return Err(crate::err!(
+                Conflict,
+                "{} is not empty; restore the repository into a new or empty folder",
+                p.to.display()
+            ));
+        }
         Ok(vec![format!(
             "clones Git bundle {} into {}{}",
             p.snapshot,

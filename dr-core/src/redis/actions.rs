@@ -41,7 +41,12 @@ impl TypedAction for RedisBackup {
     const IDEMPOTENT: bool = true;
 
     async fn plan(&self, _: &StepContext, p: RedisBackupOptions) -> Result<Vec<String>> {
-        Ok(vec![format!("backs up {} into the repository", p.url)])
+        let keys = super::keyspace(&p.url, p.timeout).await?;
+        Ok(vec![format!(
+            "backs up {} ({} keys now) into the repository",
+            p.url,
+            keys.values().sum::<u64>()
+        )])
     }
 
     async fn run(&self, ctx: &StepContext, p: RedisBackupOptions) -> Result<Outcome<RedisStored>> {
@@ -120,15 +125,46 @@ impl TypedAction for RedisRestore {
         }
     }
 
-    async fn plan(&self, _: &StepContext, p: RedisRestoreParams) -> Result<Vec<String>> {
+    async fn plan(&self, ctx: &StepContext, p: RedisRestoreParams) -> Result<Vec<String>> {
+        let which = match ctx.repository() {
+            Ok(repo) => {
+                let pick = Pick {
+                    snapshot: p.snapshot.clone(),
+                    source: p.source.clone(),
+                    ..Pick::default()
+                };
+                match super::pick(repo, &pick).await {
+                    Ok(s) => format!("snapshot {} (of {}, {})", s.id, s.source, s.finished_at),
+                    Err(e) if e.kind() == crate::ErrorKind::NotFound => {
+                        "the snapshot an earlier step takes".to_owned()
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+            Err(_) => format!("snapshot {}", p.snapshot),
+        };
         Ok(vec![match (&p.url, &p.data_dir) {
-            (Some(url), _) => format!("replays snapshot {} into {url}, key by key", p.snapshot),
-            (None, Some(dir)) => format!(
-                "writes snapshot {} as {} in {}",
-                p.snapshot,
-                p.dbfilename,
-                dir.display()
-            ),
+            (Some(url), _) => {
+                let held: u64 = super::keyspace(url, p.timeout).await?.values().sum();
+                if held > 0 && !p.overwrite {
+                    return Err(crate::err!(
+                        Conflict,
+                        "{url} holds {held} keys; restore into an empty server, or set overwrite: true to replace the snapshot's keys among them"
+                    ));
+                }
+                format!("replays {which} into {url} ({held} keys now), key by key")
+            }
+            (None, Some(dir)) => {
+                let file = dir.join(&p.dbfilename);
+                if file.exists() && !p.overwrite {
+                    return Err(crate::err!(
+                        Conflict,
+                        "{} already exists; stop the server and set overwrite: true to replace it",
+                        file.display()
+                    ));
+                }
+                format!("writes {which} as {}", file.display())
+            }
             (None, None) => "restores a Redis snapshot".to_owned(),
         }])
     }

@@ -603,3 +603,12 @@ fn replay(
 pub async fn pick(repo: &Repository, pick: &Pick) -> Result<Snapshot> {
     repo.pick(pick, KIND_REDIS, None).await
 }
+
+/// Keys per database of the server `url` names, read with `INFO keyspace` (for plans:
+/// it also proves the address and the password).
+pub async fn keyspace(url: &RedisUrl, timeout: Duration) -> Result<BTreeMap<u64, u64>> {
+    let url = url.clone();
+    tokio::task::spawn_blocking(move || url.connect(timeout)?.keyspace())
+        .await
+        .map_err(|e| err!(Io, "the Redis worker failed: {e}"))?
+}
