@@ -721,6 +721,11 @@ pub enum RolloutCommand {
         /// deployment/NAME or statefulset/NAME.
         workload: String,
     },
+    /// The revisions and their images, and which one runs (as `rollout undo` counts them).
+    History {
+        /// deployment/NAME or statefulset/NAME.
+        workload: String,
+    },
 }
 
 /// `drkit k8s configmap` subcommands.

@@ -31,7 +31,7 @@ pub use maintenance::{
     MaintenanceOptions, MaintenanceOutcome, MaintenanceRouter, ORIGINAL as MAINTENANCE_ANNOTATION,
 };
 pub use namespace::{NamespaceOutcome, PodLogs, PodReplaced};
-pub use rollout::{EnvChange, EnvOptions, RestartOutcome, UndoOutcome};
+pub use rollout::{EnvChange, EnvOptions, RestartOutcome, Revision, RolloutHistory, UndoOutcome};
 pub use secret::{SecretChange, SecretOptions, PREVIOUS_SUFFIX};
 pub use snapshot::{
     Applied, ApplyOptions, ApplyOutcome, ExportOptions, ExportOutcome, ObjectRef, KIND_K8S,

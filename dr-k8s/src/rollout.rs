@@ -15,7 +15,29 @@ use crate::{Change, Kubernetes};
 
 const REVISION: &str = "deployment.kubernetes.io/revision";
 
-/// What a rollout undo did.
+/// A workload's revisions (`kubectl rollout history`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct RolloutHistory {
+    /// The workload.
+    pub workload: Workload,
+    /// Its namespace.
+    pub namespace: String,
+    /// The revision it runs.
+    pub current: i64,
+    /// Every revision, oldest first.
+    pub revisions: Vec<Revision>,
+}
+
+/// One revision of a workload.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
+pub struct Revision {
+    /// Its number.
+    pub revision: i64,
+    /// Its containers' images.
+    pub images: Vec<String>,
+}
+
+/// What a rollback did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct UndoOutcome {
     /// The workload.
@@ -243,6 +265,37 @@ impl Kubernetes {
         .or_else(|| revs.last().map(|(n, _)| *n))
         .unwrap_or(0);
         Ok((revs, current))
+    }
+
+    /// `kubectl rollout history`: every revision of `w` with its images, and which one
+    /// runs now.
+    pub async fn rollout_history(
+        &self,
+        w: &Workload,
+        namespace: Option<&str>,
+    ) -> Result<RolloutHistory> {
+        let ns = self.ns(namespace).to_owned();
+        let obj = self.workload_json(w, &ns).await?;
+        let (revs, current) = self.revisions(w, &ns, &obj).await?;
+        Ok(RolloutHistory {
+            workload: w.clone(),
+            namespace: ns,
+            current,
+            revisions: revs
+                .iter()
+                .map(|(n, t)| Revision {
+                    revision: *n,
+                    images: t["spec"]["containers"]
+                        .as_array()
+                        .map(|cs| {
+                            cs.iter()
+                                .filter_map(|c| c["image"].as_str().map(str::to_owned))
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                })
+                .collect(),
+        })
     }
 
     /// The change [`Kubernetes::rollout_undo`] would make.

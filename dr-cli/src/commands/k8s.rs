@@ -120,6 +120,24 @@ pub async fn k8s(cli: &crate::args::Cli, a: &K8sArgs, out: Output) -> Result<u8>
                 )
             });
         }
+        K8sCommand::Rollout(RolloutCommand::History { workload }) => {
+            let h = k.rollout_history(&workload.parse()?, None).await?;
+            out.emit(&h, || {
+                let mut t = format!(
+                    "{} in namespace {}\nREVISION  IMAGES",
+                    h.workload, h.namespace
+                );
+                for r in &h.revisions {
+                    let mark = if r.revision == h.current {
+                        "  (current)"
+                    } else {
+                        ""
+                    };
+                    let _ = write!(t, "\n{:<9} {}{mark}", r.revision, r.images.join(", "));
+                }
+                t
+            });
+        }
         K8sCommand::Rollout(RolloutCommand::Restart { workload }) => {
             let r = k.rollout_restart(&workload.parse()?, None).await?;
             out.emit(&r, || {
