@@ -39,6 +39,7 @@ pub fn register(r: &mut Registry) {
         .typed(Record::<WeightsParams>(std::marker::PhantomData))
         .typed(S3VerifyReplica)
         .typed(S3CheckBucket)
+        .typed(S3Sync)
         .typed(ZoneExport)
         .typed(ZoneImport);
 }
@@ -180,6 +181,51 @@ impl TypedAction for ZoneImport {
         Ok(Outcome::Done(
             crate::zone::import_zone(repo, &r53, &snap, &p.options.options(false), &wait).await?,
         ))
+    }
+}
+
+struct S3Sync;
+
+#[async_trait]
+impl TypedAction for S3Sync {
+    type Params = crate::s3::SyncOptions;
+    type Outputs = crate::s3::SyncReport;
+    const NAME: &'static str = "s3.sync";
+    const SUMMARY: &'static str = "Copies a folder or bucket prefix to a bucket prefix: only what is missing or differs (size, MD5), in parallel; `delete: true` removes what the source lacks.";
+    const IDEMPOTENT: bool = true;
+
+    async fn plan(&self, _: &StepContext, p: crate::s3::SyncOptions) -> Result<Vec<String>> {
+        let dry = crate::s3::SyncOptions { dry_run: true, ..p };
+        let r = crate::s3::sync(&dry).await?;
+        let mut lines = vec![format!(
+            "copies {} object(s) ({} bytes) from {} to {}, {} unchanged{}",
+            r.copied.count,
+            r.copied.bytes,
+            r.source,
+            r.destination,
+            r.unchanged,
+            if r.deleted.count > 0 {
+                format!(", deletes {}", r.deleted.count)
+            } else {
+                String::new()
+            }
+        )];
+        lines.extend(r.copied.first.iter().map(|o| format!("  copy {}", o.key)));
+        lines.extend(
+            r.deleted
+                .first
+                .iter()
+                .map(|o| format!("  delete {}", o.key)),
+        );
+        Ok(lines)
+    }
+
+    async fn run(
+        &self,
+        _: &StepContext,
+        p: crate::s3::SyncOptions,
+    ) -> Result<Outcome<crate::s3::SyncReport>> {
+        Ok(Outcome::Done(crate::s3::sync(&p).await?))
     }
 }
 

@@ -1021,6 +1021,23 @@ pub enum S3Command {
         #[arg(long, default_value_t = 20)]
         list: usize,
     },
+    /// Copy a folder or a bucket prefix to a bucket prefix: only what is missing or
+    /// differs (size, MD5), in parallel; again after an interruption, only what is left.
+    Sync {
+        /// A local folder, or s3://bucket/prefix?region=….
+        source: String,
+        /// s3://bucket/prefix?region=….
+        destination: String,
+        /// Also delete what the destination has and the source does not.
+        #[arg(long)]
+        delete: bool,
+        /// List what would be copied and deleted; change nothing.
+        #[arg(long)]
+        dry_run: bool,
+        /// Copies in flight at once.
+        #[arg(long, default_value_t = 8)]
+        parallel: usize,
+    },
     /// Read back a bucket's protection: versioning enabled, replication to the named
     /// bucket enabled, lifecycle rules present (exit 3 when something is missing).
     CheckBucket {

@@ -150,3 +150,57 @@ fn a_buckets_protection_is_read_back() {
         assert!(problems.contains(want), "{want}: {problems}");
     }
 }
+
+#[test]
+fn a_folder_syncs_to_a_bucket_and_then_to_another_region() {
+    let (Some(garage), Some(moto)) = (Garage::start(), Moto::start()) else {
+        return;
+    };
+    let (g, m) = (garage.endpoint(), moto.endpoint());
+    boto3(&g, &m, "dst.create_bucket(Bucket='static-dr')\n");
+    let dir = tempfile::tempdir().unwrap();
+    let site = dir.path().join("static");
+    std::fs::create_dir_all(site.join("css")).unwrap();
+    std::fs::write(site.join("index.html"), "<h1>shop</h1>").unwrap();
+    std::fs::write(site.join("logo.png"), vec![7u8; 100_000]).unwrap();
+    std::fs::write(site.join("css/site.css"), "body{}").unwrap();
+    let mut d = Drkit::at(BIN, "memory://unused");
+    d.env = garage
+        .env()
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v))
+        .collect();
+    let bucket = format!("s3://drkit/static?endpoint={g}&region=us-east-1");
+    let site_arg = site.to_str().unwrap();
+
+    let r = d.json(&["s3", "sync", site_arg, &bucket]);
+    assert_eq!(r["copied"]["count"], 3, "{r}");
+    let r = d.json(&["s3", "sync", site_arg, &bucket]);
+    assert_eq!(
+        (r["copied"]["count"].clone(), r["unchanged"].clone()),
+        (0.into(), 3.into()),
+        "only what changed moves: {r}"
+    );
+
+    // Same size, other bytes: the MD5 tells.
+    std::fs::write(site.join("index.html"), "<h1>SHOP</h1>").unwrap();
+    std::fs::remove_file(site.join("css/site.css")).unwrap();
+    let plan = d.json(&["s3", "sync", site_arg, &bucket, "--delete", "--dry-run"]);
+    assert_eq!(plan["copied"]["first"][0]["key"], "index.html", "{plan}");
+    assert_eq!(plan["deleted"]["first"][0]["key"], "css/site.css", "{plan}");
+    let r = d.json(&["s3", "sync", site_arg, &bucket, "--delete"]);
+    assert_eq!(r["copied"]["count"], 1);
+    assert_eq!(r["deleted"]["count"], 1);
+
+    // Bucket to bucket, across servers: the replica is then in sync.
+    let replica = format!("s3://static-dr/static?endpoint={m}&region=us-east-1");
+    let r = d.json(&["s3", "sync", &bucket, &replica]);
+    assert_eq!(r["copied"]["count"], 2, "{r}");
+    let check = d.json(&["s3", "verify-replica", &bucket, &replica]);
+    assert_eq!(check["in_sync"], true, "{check}");
+    boto3(
+        &g,
+        &m,
+        "assert dst.get_object(Bucket='static-dr', Key='static/index.html')['Body'].read() == b'<h1>SHOP</h1>'\n",
+    );
+}

@@ -474,3 +474,29 @@ pub fn s3_check_bucket(
         &crate::runtime::block_on(py, dr_aws::s3::check_bucket(&options))?,
     )
 }
+
+/// Copies a folder or bucket prefix to a bucket prefix, only what is missing or differs;
+/// the same document as `drkit s3 sync --json`.
+#[pyfunction]
+#[pyo3(signature = (source, destination, *, delete=false, dry_run=false, parallel=8))]
+pub fn s3_sync(
+    py: Python<'_>,
+    source: String,
+    destination: String,
+    delete: bool,
+    dry_run: bool,
+    parallel: usize,
+) -> PyResult<Bound<'_, PyAny>> {
+    let options = dr_aws::s3::SyncOptions {
+        source,
+        destination,
+        delete,
+        dry_run,
+        parallel,
+        list: 20,
+    };
+    crate::repository::to_python(
+        py,
+        &crate::runtime::block_on(py, dr_aws::s3::sync(&options))?,
+    )
+}

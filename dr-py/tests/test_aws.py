@@ -173,3 +173,16 @@ def test_s3_check_bucket(moto, monkeypatch):
     assert report["ok"] is False
     assert any("versioning" in p for p in report["problems"])
     assert any("lifecycle" in p for p in report["problems"])
+
+
+def test_s3_sync(moto, monkeypatch, tmp_path):
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    s3 = client("s3", moto)
+    s3.create_bucket(Bucket="py-static")
+    (tmp_path / "site").mkdir()
+    (tmp_path / "site" / "index.html").write_text("<h1>hi</h1>")
+    dst = f"s3://py-static/site?endpoint={moto}&region=us-east-1"
+    assert drkit.s3_sync(str(tmp_path / "site"), dst)["copied"]["count"] == 1
+    assert drkit.s3_sync(str(tmp_path / "site"), dst)["unchanged"] == 1
+    assert s3.get_object(Bucket="py-static", Key="site/index.html")["Body"].read() == b"<h1>hi</h1>"

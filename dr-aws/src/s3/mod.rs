@@ -12,6 +12,7 @@ mod download;
 mod options;
 mod pool;
 mod replica;
+mod sync;
 mod upload;
 
 use std::ops::Range;
@@ -30,6 +31,7 @@ pub use self::options::{S3Config, Sse};
 pub use self::replica::{
     replica_summary, verify_replica, Listed, Objects, ReplicaReport, VerifyReplicaOptions,
 };
+pub use self::sync::{sync, SyncOptions, SyncReport};
 use crate::config::to_timestamp;
 use crate::error::classify;
 

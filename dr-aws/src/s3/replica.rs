@@ -57,7 +57,7 @@ pub struct Objects {
 }
 
 impl Objects {
-    fn add(&mut self, o: &Listed, list: usize) {
+    pub(crate) fn add(&mut self, o: &Listed, list: usize) {
         self.count += 1;
         self.bytes += o.size;
         if self.first.len() < list {
@@ -99,7 +99,8 @@ pub struct ReplicaReport {
     pub in_sync: bool,
 }
 
-fn listing<'a>(
+/// Every object under `config`'s prefix, in key order, keys relative to the prefix.
+pub(crate) fn listing_of<'a>(
     client: &'a Client,
     config: &'a S3Config,
     requests: &'a std::sync::atomic::AtomicU64,
@@ -150,8 +151,8 @@ pub async fn verify_replica(options: &VerifyReplicaOptions) -> Result<ReplicaRep
     let dst = S3Store::from_url(&options.replica)?;
     let (sc, dc) = (src.client().await?, dst.client().await?);
     let requests = std::sync::atomic::AtomicU64::new(0);
-    let mut source = Box::pin(listing(sc, src.config(), &requests).peekable());
-    let mut copy = Box::pin(listing(dc, dst.config(), &requests).peekable());
+    let mut source = Box::pin(listing_of(sc, src.config(), &requests).peekable());
+    let mut copy = Box::pin(listing_of(dc, dst.config(), &requests).peekable());
     let list = options.list;
     let mut r = ReplicaReport {
         source: options.source.clone(),

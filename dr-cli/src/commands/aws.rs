@@ -352,7 +352,8 @@ pub async fn dns(cli: &crate::args::Cli, a: &AwsArgs<DnsCommand>, out: Output) -
     Ok(0)
 }
 
-/// `drkit s3 verify-replica|check-bucket`.
+/// `drkit s3 verify-replica|sync|check-bucket`.
+#[allow(clippy::too_many_lines)] // one arm per subcommand, each building its options and text
 pub async fn s3(c: &crate::args::S3Command, out: Output) -> Result<u8> {
     use crate::args::S3Command;
     match c {
@@ -374,6 +375,50 @@ pub async fn s3(c: &crate::args::S3Command, out: Output) -> Result<u8> {
             } else {
                 crate::EXIT_CHECK_FAILED
             })
+        }
+        S3Command::Sync {
+            source,
+            destination,
+            delete,
+            dry_run,
+            parallel,
+        } => {
+            let options = dr_aws::s3::SyncOptions {
+                source: source.clone(),
+                destination: destination.clone(),
+                delete: *delete,
+                dry_run: *dry_run,
+                parallel: *parallel,
+                list: 20,
+            };
+            out.note(&format!("syncing {source} to {destination}"));
+            let r = dr_aws::s3::sync(&options).await?;
+            out.emit(&r, || {
+                let verb = if r.dry_run { "would copy" } else { "copied" };
+                let mut t = format!(
+                    "{verb} {} object(s), {} bytes; {} unchanged",
+                    r.copied.count, r.copied.bytes, r.unchanged
+                );
+                for o in &r.copied.first {
+                    let _ = write!(t, "\n  {verb} {}", o.key);
+                }
+                if r.deleted.count > 0 {
+                    let verb = if r.dry_run { "would delete" } else { "deleted" };
+                    let _ = write!(t, "\n{verb} {} object(s)", r.deleted.count);
+                    for o in &r.deleted.first {
+                        let _ = write!(t, "\n  {verb} {}", o.key);
+                    }
+                }
+                if r.kept > 0 {
+                    let _ = write!(
+                        t,
+                        "\n{} object(s) only in the destination kept (--delete removes them)",
+                        r.kept
+                    );
+                }
+                t
+            });
+            Ok(0)
         }
         S3Command::CheckBucket {
             bucket,

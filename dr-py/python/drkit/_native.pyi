@@ -27,6 +27,7 @@ __all__ = [
     "resume",
     "runbook_schema",
     "s3_check_bucket",
+    "s3_sync",
     "s3_verify_replica",
     "sql_exec",
     "sql_query",
@@ -429,6 +430,9 @@ def report(run_id: str, *, repo: Repository | None = None, format: str = "json",
 def failover_drill(*, orders: int = 10000, write_for: float = 2.0, keep_repo: bool = False) -> dict[str, Any]: ...
 def s3_check_bucket(
     bucket: str, *, versioning: bool = True, replicates_to: str | None = None, lifecycle: bool = False
+) -> dict[str, Any]: ...
+def s3_sync(
+    source: str, destination: str, *, delete: bool = False, dry_run: bool = False, parallel: int = 8
 ) -> dict[str, Any]: ...
 def s3_verify_replica(source: str, replica: str, *, list: int = 20) -> dict[str, Any]: ...
 def check_runbook(path: str | PathLike[str], *, actions: Any | None = None) -> dict[str, Any]: ...
