@@ -150,11 +150,13 @@ async fn orphans_of_killed_backups_are_reclaimed() {
     let kept = backup(&repo, &data(2 << 20, 4)).await;
     let before = chunk_count(&store).await;
     {
-        // Killed after uploading: no manifest, only chunks and its in-flight marker.
+        // Killed after uploading (no destructor runs, as under SIGKILL): no manifest,
+        // only chunks and its in-flight marker.
         let mut w = repo.begin_snapshot(SnapshotKind::new("test"), "db");
         w.add_file("f", std::io::Cursor::new(data(5 << 20, 5)))
             .await
             .unwrap();
+        std::mem::forget(w);
     }
     assert!(chunk_count(&store).await > before);
     // Within a day the marker still protects them.
@@ -169,5 +171,38 @@ async fn orphans_of_killed_backups_are_reclaimed() {
     assert!(r.chunks_deleted > 0, "{r:?}");
     assert_eq!(chunk_count(&store).await, before);
     assert!(store.list_all("inflight/").await.unwrap().is_empty());
+    assert_eq!(repo.snapshots().await.unwrap()[0].id, kept.id);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_backup_that_fails_takes_its_marker_away_and_prune_reclaims_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store: DynStore = Arc::new(LocalStore::new(dir.path().join("repo")));
+    let repo = Repository::init(store.clone(), &InitOptions::unencrypted())
+        .await
+        .unwrap();
+    let kept = backup(&repo, &data(2 << 20, 4)).await;
+    let before = chunk_count(&store).await;
+    {
+        // Stopped (an error, Ctrl-C): the writer is dropped without a commit.
+        let mut w = repo.begin_snapshot(SnapshotKind::new("test"), "db");
+        w.add_file("f", std::io::Cursor::new(data(5 << 20, 6)))
+            .await
+            .unwrap();
+    }
+    assert!(chunk_count(&store).await > before);
+    // The marker goes in the background; wait for it, however long that takes.
+    while !store.list_all("inflight/").await.unwrap().is_empty() {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    let r = repo
+        .prune(
+            &keep_last(1, false),
+            Timestamp::now() + SignedDuration::from_hours(2),
+        )
+        .await
+        .unwrap();
+    assert!(r.chunks_deleted > 0, "{r:?}");
+    assert_eq!(chunk_count(&store).await, before);
     assert_eq!(repo.snapshots().await.unwrap()[0].id, kept.id);
 }
