@@ -130,5 +130,10 @@ where
             _ => AwsError::Other { what, cause },
         },
     };
+    // A service's own code and message say it all; the SDK's rendering of the same answer
+    // (with its request id) would only repeat it.
+    if matches!(e, SdkError::ServiceError(_)) && e.code().is_some() {
+        return Error::from(failure);
+    }
     Error::from(failure).with_source(e)
 }

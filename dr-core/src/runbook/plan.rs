@@ -78,6 +78,8 @@ impl Engine {
             validate::known_after(id)
         };
         let mut steps = Vec::new();
+        // Every step that would be refused is named, not just the first.
+        let mut refused: Vec<crate::Error> = Vec::new();
         for step in &rb.steps {
             let action = self.registry().get(&step.action).expect("checked");
             let with = expr::resolve(&step.with, &scope, Some(&placeholder))?;
@@ -105,31 +107,11 @@ impl Engine {
                     )]
                 }
                 Err(e) => {
-                    return Err(redactor.error(e.context(format!("planning step {:?}", step.id))))
+                    refused.push(redactor.error(e.context(format!("planning step {:?}", step.id))));
+                    continue;
                 }
             };
-            let mut notes = Vec::new();
-            if let Some(c) = &step.when {
-                notes.push(format!("only if {c}"));
-            }
-            if let Some(g) = &step.guard {
-                notes.push(format!(
-                    "in {:?} mode only after {:?} succeeds",
-                    g.mode, g.step
-                ));
-            }
-            if let Some(r) = &step.retry {
-                notes.push(format!("up to {} attempts", r.attempts));
-            }
-            if let Some(c) = &step.compensate {
-                notes.push(format!(
-                    "undone by {} if a later step compensates",
-                    c.action
-                ));
-            }
-            if step.always {
-                notes.push("runs whatever happened before".into());
-            }
+            let notes = step_notes(step);
             steps.push(PlannedStep {
                 id: step.id.clone(),
                 action: step.action.clone(),
@@ -138,10 +120,58 @@ impl Engine {
                 notes,
             });
         }
+        refuse(refused)?;
         Ok(Plan {
             runbook: rb.name.clone(),
             lock: rb.lock_name().to_owned(),
             steps,
         })
+    }
+}
+
+/// What a plan says of a step beside its changes: conditions, guards, retries, undo.
+fn step_notes(step: &super::model::Step) -> Vec<String> {
+    let mut notes = Vec::new();
+    if let Some(c) = &step.when {
+        notes.push(format!("only if {c}"));
+    }
+    if let Some(g) = &step.guard {
+        notes.push(format!(
+            "in {:?} mode only after {:?} succeeds",
+            g.mode, g.step
+        ));
+    }
+    if let Some(r) = &step.retry {
+        notes.push(format!("up to {} attempts", r.attempts));
+    }
+    if let Some(c) = &step.compensate {
+        notes.push(format!(
+            "undone by {} if a later step compensates",
+            c.action
+        ));
+    }
+    if step.always {
+        notes.push("runs whatever happened before".into());
+    }
+    notes
+}
+
+/// The steps whose plans failed, as one error (the error itself when there is one).
+fn refuse(mut refused: Vec<crate::Error>) -> Result<()> {
+    if refused.len() > 1 {
+        let kind = refused[0].kind();
+        let all: Vec<String> = refused.iter().map(crate::Error::full_message).collect();
+        return Err(crate::Error::new(
+            kind,
+            format!(
+                "{} steps would fail:\n  {}",
+                refused.len(),
+                all.join("\n  ")
+            ),
+        ));
+    }
+    match refused.pop() {
+        Some(e) => Err(e),
+        None => Ok(()),
     }
 }
