@@ -304,6 +304,9 @@ fn a_drill_killed_mid_recovery_is_resumed_and_its_teardown_runs() {
     args.extend(vars.iter().map(String::as_str));
     let mut child = d.cmd(&args).spawn().unwrap();
     let id = d.wait_step_started("pause");
+    // takes-writes runs beside the pause: killed in flight, a non-idempotent step would
+    // (rightly) make the resume ask whether it took effect. Kill once it is done.
+    let _ = d.wait_step_state("takes-writes", "succeeded");
     child.kill().unwrap();
     child.wait().unwrap();
     assert!(!log.exists(), "the teardown has not run yet");

@@ -108,6 +108,13 @@ impl Drkit {
     /// returns the run's id.
     #[must_use]
     pub fn wait_step_started(&self, step: &str) -> String {
+        self.wait_step_state(step, "running")
+    }
+
+    /// Waits (up to a minute) until the journal of the newest run shows `step` in `state`
+    /// (`running`, `succeeded`, …); returns the run's id.
+    #[must_use]
+    pub fn wait_step_state(&self, step: &str, state: &str) -> String {
         let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
         loop {
             let runs = self.json(&["runs"]);
@@ -119,14 +126,14 @@ impl Drkit {
                 let shown = self.json(&["runs", "show", id]);
                 if shown["steps"]
                     .as_array()
-                    .is_some_and(|s| s.iter().any(|s| s["id"] == step && s["state"] == "running"))
+                    .is_some_and(|s| s.iter().any(|s| s["id"] == step && s["state"] == state))
                 {
                     return id.to_owned();
                 }
             }
             assert!(
                 std::time::Instant::now() < deadline,
-                "step {step} never started"
+                "step {step} never reached {state}"
             );
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
