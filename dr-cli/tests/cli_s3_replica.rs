@@ -80,6 +80,11 @@ fn a_replica_that_is_behind_is_reported_exactly() {
     assert_eq!(r["in_sync"], true, "{r}");
     assert_eq!(r["extra"]["count"], 1);
 
+    // The same place twice is not a replica.
+    let out = d.run(&["s3", "verify-replica", &source, &source]);
+    assert!(!out.status.success());
+    assert!(stderr(&out).contains("the same place"), "{}", stderr(&out));
+
     // A bucket that does not exist is named.
     let out = d.run(&[
         "s3",

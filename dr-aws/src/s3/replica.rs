@@ -145,10 +145,24 @@ pub(crate) fn listing_of<'a>(
     .try_flatten()
 }
 
+/// A bucket prefix is not its own replica.
+fn not_the_same(s: &S3Config, d: &S3Config) -> Result<()> {
+    if s.bucket == d.bucket && s.prefix == d.prefix && s.aws.endpoint == d.aws.endpoint {
+        return Err(err!(
+            InvalidInput,
+            "the source and the replica are the same place (s3://{}/{}); name the replica's bucket",
+            s.bucket,
+            s.prefix
+        ));
+    }
+    Ok(())
+}
+
 /// Compares `options.source` with `options.replica`.
 pub async fn verify_replica(options: &VerifyReplicaOptions) -> Result<ReplicaReport> {
     let src = S3Store::from_url(&options.source)?;
     let dst = S3Store::from_url(&options.replica)?;
+    not_the_same(src.config(), dst.config())?;
     let (sc, dc) = (src.client().await?, dst.client().await?);
     let requests = std::sync::atomic::AtomicU64::new(0);
     let mut source = Box::pin(listing_of(sc, src.config(), &requests).peekable());

@@ -435,7 +435,7 @@ pub async fn s3(c: &crate::args::S3Command, out: Output) -> Result<u8> {
             let r = dr_aws::s3::check_bucket(&options).await?;
             out.emit(&r, || {
                 let mut t = format!(
-                    "{}: versioning {}, {} replication rule(s), {} lifecycle rule(s)",
+                    "{}: versioning {}, {} replication rule(s), {} enabled lifecycle rule(s)",
                     r.bucket,
                     r.versioning,
                     r.replication.len(),
