@@ -16,6 +16,7 @@ pub mod rds;
 pub mod route53;
 pub mod runbook;
 pub mod s3;
+pub mod secrets;
 pub mod zone;
 
 pub use config::{AwsConfig, AwsOverrides, StaticCredentials};

@@ -41,7 +41,46 @@ pub fn register(r: &mut Registry) {
         .typed(S3CheckBucket)
         .typed(S3Sync)
         .typed(ZoneExport)
-        .typed(ZoneImport);
+        .typed(ZoneImport)
+        .typed(SecretGet);
+}
+
+struct SecretGet;
+
+#[async_trait]
+impl TypedAction for SecretGet {
+    type Params = Located<crate::secrets::GetSecretOptions>;
+    type Outputs = crate::secrets::SecretRead;
+    const NAME: &'static str = "secretsmanager.get";
+    const SUMMARY: &'static str = "Reads a secret's value, or one key of a JSON secret, from AWS Secrets Manager as the secret output `value`: the input of a later step (`k8s.secret_set`, `env:` of `exec`), never journaled, printed, planned or notified.";
+    const IDEMPOTENT: bool = true;
+    const SECRET_OUTPUTS: &'static [&'static str] = &["value"];
+
+    async fn plan(&self, _: &StepContext, p: Self::Params) -> Result<Vec<String>> {
+        let sm = crate::secrets::SecretsManager::connect(&AwsConfig::resolve(&p.extra)?).await?;
+        let info = sm.describe(&p.options).await?;
+        Ok(vec![format!(
+            "reads secret {} (version {}{}){}: {} characters, kept in memory only",
+            info.name,
+            info.version_id,
+            if info.stages.is_empty() {
+                String::new()
+            } else {
+                format!(", {}", info.stages.join(", "))
+            },
+            info.key.map(|k| format!(", key {k}")).unwrap_or_default(),
+            info.length
+        )])
+    }
+
+    async fn run(
+        &self,
+        _: &StepContext,
+        p: Self::Params,
+    ) -> Result<Outcome<crate::secrets::SecretRead>> {
+        let sm = crate::secrets::SecretsManager::connect(&AwsConfig::resolve(&p.extra)?).await?;
+        Ok(Outcome::Done(sm.get(&p.options).await?))
+    }
 }
 
 /// What `route53.export` stored.

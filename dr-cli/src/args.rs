@@ -96,6 +96,9 @@ pub enum Command {
     Rds(AwsArgs<RdsCommand>),
     /// Route 53: show records, fail over, shift weights, set records, health checks.
     Dns(AwsArgs<DnsCommand>),
+    /// AWS Secrets Manager: what a secret holds (its version, format, keys and length;
+    /// never its value).
+    Secrets(AwsArgs<SecretsCommand>),
     /// Kubernetes: scale, rollouts, environment variables, ConfigMaps (names and flags
     /// as kubectl's); every change read back, `--dry-run` shows it without making it.
     K8s(K8sArgs),
@@ -855,6 +858,27 @@ pub struct RecordArgs {
     /// Record type.
     #[arg(long = "type", default_value = "CNAME")]
     pub record_type: String,
+}
+
+/// `drkit secrets` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Read a secret as a runbook's `secretsmanager.get` step would, and say what it
+    /// holds: version, stages, format, the keys of a JSON secret, the value's length.
+    /// The value itself is never printed.
+    Get {
+        /// The secret's name or ARN (prod/db).
+        secret: String,
+        /// One key of a JSON secret (password).
+        #[arg(long)]
+        key: Option<String>,
+        /// Version stage (default AWSCURRENT; AWSPREVIOUS: before the last rotation).
+        #[arg(long, conflicts_with = "version_id")]
+        stage: Option<String>,
+        /// One version by its id.
+        #[arg(long)]
+        version_id: Option<String>,
+    },
 }
 
 /// `drkit dns` subcommands.

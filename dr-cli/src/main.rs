@@ -115,6 +115,7 @@ async fn run(cli: &Cli, out: Output) -> Result<u8, Error> {
         Command::Store(c) => commands::store(cli, c, out).await,
         Command::Rds(a) => commands::rds(a, out).await,
         Command::Dns(a) => commands::dns(cli, a, out).await,
+        Command::Secrets(a) => commands::secrets(a, out).await,
         Command::K8s(a) => commands::k8s(cli, a, out).await,
         Command::Demo(a) => Box::pin(demo::run(a, out)).await,
         Command::Plan(a) => commands::plan(cli, a, out).await,

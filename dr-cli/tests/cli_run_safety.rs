@@ -349,29 +349,6 @@ const SECRET_VAR: &str = "Secret-Var-4242-xyz";
 const HOOK_TOKEN: &str = "Hook-Token-5151-xyz";
 const GIVEN_SECRET: &str = "Given-Var-6262-xyz";
 
-/// Every file under `dir`, as bytes.
-fn files(dir: &Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                todo.push(p);
-            } else {
-                out.push((p.clone(), std::fs::read(&p).unwrap()));
-            }
-        }
-    }
-    out
-}
-
-fn contains(haystack: &[u8], needle: &str) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w == needle.as_bytes())
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[allow(clippy::too_many_lines)] // one run, then every place a secret could show up
 async fn no_secret_reaches_the_store_the_terminal_runs_show_or_a_notification() {
@@ -463,7 +440,7 @@ steps:
         hooks_seen.iter().any(|b| b.contains("alter")),
         "{hooks_seen:?}"
     );
-    let mut seen: Vec<(String, Vec<u8>)> = files(&repo)
+    let mut seen: Vec<(String, Vec<u8>)> = dr_testkit::files_under(&repo)
         .into_iter()
         .map(|(p, b)| (p.display().to_string(), b))
         .collect();
@@ -488,7 +465,7 @@ steps:
     ] {
         for (where_, bytes) in &seen {
             assert!(
-                !contains(bytes, secret),
+                !dr_testkit::holds(bytes, secret),
                 "{secret} found in {where_}: {}",
                 String::from_utf8_lossy(bytes)
             );
@@ -499,7 +476,7 @@ steps:
     assert!(!journal.is_empty());
     for (p, bytes) in journal {
         assert!(
-            !contains(bytes, "secrets") && !contains(bytes, "alter"),
+            !dr_testkit::holds(bytes, "secrets") && !dr_testkit::holds(bytes, "alter"),
             "{p} is readable"
         );
     }
@@ -615,13 +592,13 @@ fn an_unencrypted_journal_keeps_no_url_password_and_no_secret_default() {
     );
     let run = d.json(&["run", &file]);
     assert_eq!(run["outcome"], "succeeded", "{run}");
-    let stored = files(&dir.path().join("repo"));
+    let stored = dr_testkit::files_under(&dir.path().join("repo"));
     assert!(stored
         .iter()
-        .any(|(p, b)| p.ends_with("run.json") && contains(b, "postgres://u@127.0.0.1:1/db")));
+        .any(|(p, b)| p.ends_with("run.json") && dr_testkit::holds(b, "postgres://u@127.0.0.1:1/db")));
     for (p, b) in &stored {
         for secret in ["UrlPw-4471-abc", "Tok-8812-abc"] {
-            assert!(!contains(b, secret), "{secret} in {}", p.display());
+            assert!(!dr_testkit::holds(b, secret), "{secret} in {}", p.display());
         }
     }
 }

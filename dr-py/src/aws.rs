@@ -500,3 +500,37 @@ pub fn s3_sync(
         &crate::runtime::block_on(py, dr_aws::s3::sync(&options))?,
     )
 }
+
+/// Reads a secret's value, or one key of a JSON secret, from AWS Secrets Manager, as a
+/// runbook's `secretsmanager.get` step does: `value`, `name`, `arn`, `version_id`,
+/// `stages`, `created`. An error names the secret and the keys there are, never a value.
+#[pyfunction]
+#[pyo3(signature = (secret, *, key=None, stage=None, version_id=None, region=None, endpoint=None, profile=None, access_key_id=None, secret_access_key=None))]
+#[allow(clippy::too_many_arguments)] // keyword arguments, as the step's `with:`
+pub fn secretsmanager_get(
+    py: Python<'_>,
+    secret: String,
+    key: Option<String>,
+    stage: Option<String>,
+    version_id: Option<String>,
+    region: Option<String>,
+    endpoint: Option<String>,
+    profile: Option<String>,
+    access_key_id: Option<String>,
+    secret_access_key: Option<String>,
+) -> PyResult<Bound<'_, PyAny>> {
+    let options = dr_aws::secrets::GetSecretOptions {
+        secret,
+        key,
+        stage,
+        version_id,
+    };
+    let aws = config(region, endpoint, profile, access_key_id, secret_access_key).map_err(py_err)?;
+    let read = block_on(py, async move {
+        dr_aws::secrets::SecretsManager::connect(&aws)
+            .await?
+            .get(&options)
+            .await
+    })?;
+    to_python(py, &read)
+}

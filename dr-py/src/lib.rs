@@ -27,6 +27,7 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(runbook::report, m)?)?;
     m.add_function(wrap_pyfunction!(aws::s3_verify_replica, m)?)?;
     m.add_function(wrap_pyfunction!(aws::s3_check_bucket, m)?)?;
+    m.add_function(wrap_pyfunction!(aws::secretsmanager_get, m)?)?;
     m.add_function(wrap_pyfunction!(aws::s3_sync, m)?)?;
     m.add_function(wrap_pyfunction!(runbook::check_runbook, m)?)?;
     m.add_function(wrap_pyfunction!(runbook::runbook_schema, m)?)?;

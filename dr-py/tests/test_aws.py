@@ -186,3 +186,22 @@ def test_s3_sync(moto, monkeypatch, tmp_path):
     assert drkit.s3_sync(str(tmp_path / "site"), dst)["copied"]["count"] == 1
     assert drkit.s3_sync(str(tmp_path / "site"), dst)["unchanged"] == 1
     assert s3.get_object(Bucket="py-static", Key="site/index.html")["Body"].read() == b"<h1>hi</h1>"
+
+
+def test_secretsmanager_get_reads_a_key_and_names_what_is_missing(moto):
+    sm = client("secretsmanager", moto)
+    sm.create_secret(Name="py/db", SecretString='{"username": "app", "password": "Py-Secret-Value-88"}')
+    where = {"endpoint": moto, "region": "us-east-1", **CREDS}
+    got = drkit.secretsmanager_get("py/db", key="password", **where)
+    assert got["value"] == "Py-Secret-Value-88"
+    assert got["name"] == "py/db"
+    assert "AWSCURRENT" in got["stages"]
+    whole = drkit.secretsmanager_get("py/db", **where)
+    assert whole["value"] == '{"username": "app", "password": "Py-Secret-Value-88"}'
+    with pytest.raises(drkit.NotFoundError) as e:
+        drkit.secretsmanager_get("py/db", key="pasword", **where)
+    assert 'no key "pasword"; its keys are password, username' in str(e.value)
+    assert "Py-Secret-Value-88" not in str(e.value)
+    with pytest.raises(drkit.NotFoundError) as e:
+        drkit.secretsmanager_get("py/nope", **where)
+    assert 'reading secret "py/nope"' in str(e.value)

@@ -14,7 +14,7 @@ use dr_core::wait::Wait;
 use dr_core::Result;
 use serde_json::json;
 
-use crate::args::{AwsArgs, DnsCommand, RdsCommand, RecordArgs};
+use crate::args::{AwsArgs, DnsCommand, RdsCommand, RecordArgs, SecretsCommand};
 use crate::output::{secs, Output};
 
 fn aws_config<C: clap::Subcommand>(a: &AwsArgs<C>) -> Result<AwsConfig> {
@@ -456,4 +456,53 @@ pub async fn s3(c: &crate::args::S3Command, out: Output) -> Result<u8> {
             Ok(if r.ok { 0 } else { crate::EXIT_CHECK_FAILED })
         }
     }
+}
+
+/// `drkit secrets get`: what a secret holds, never its value.
+pub async fn secrets(a: &AwsArgs<SecretsCommand>, out: Output) -> Result<u8> {
+    let SecretsCommand::Get {
+        secret,
+        key,
+        stage,
+        version_id,
+    } = &a.command;
+    let options = dr_aws::secrets::GetSecretOptions {
+        secret: secret.clone(),
+        key: key.clone(),
+        stage: stage.clone(),
+        version_id: version_id.clone(),
+    };
+    let sm = dr_aws::secrets::SecretsManager::connect(&aws_config(a)?).await?;
+    let info = sm.describe(&options).await?;
+    out.emit(&json!(info), || {
+        let mut lines = vec![
+            format!("secret {} ({})", info.name, info.arn),
+            format!(
+                "version {}{}{}",
+                info.version_id,
+                if info.stages.is_empty() {
+                    String::new()
+                } else {
+                    format!(" ({})", info.stages.join(", "))
+                },
+                info.created
+                    .as_ref()
+                    .map(|c| format!(", made {c}"))
+                    .unwrap_or_default()
+            ),
+        ];
+        match info.format.as_str() {
+            "json" => lines.push(format!("a JSON object with keys {}", info.keys.join(", "))),
+            other => lines.push(format!("{other} value")),
+        }
+        lines.push(format!(
+            "{}: {} characters (not shown)",
+            info.key
+                .as_ref()
+                .map_or_else(|| "the value".to_owned(), |k| format!("key {k}")),
+            info.length
+        ));
+        lines.join("\n")
+    });
+    Ok(0)
 }

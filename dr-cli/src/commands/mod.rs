@@ -16,7 +16,7 @@ mod sql;
 mod store;
 mod verify;
 
-pub use aws::{dns, rds, s3};
+pub use aws::{dns, rds, s3, secrets};
 pub use backup::{backup, snapshots};
 pub use copy::copy;
 pub use drill::{drill, evidence, report};

@@ -410,6 +410,14 @@ pub trait Action: Send + Sync {
         false
     }
 
+    /// Its outputs that are secrets (`secretsmanager.get`'s `value`): kept in the
+    /// running process only — never journaled, printed, planned or notified — masked
+    /// wherever they would appear, and read again when a resume needs them. An action
+    /// with secret outputs is idempotent (it reads).
+    fn secret_outputs(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// What its target must be (`None`: it takes none, or any).
     fn target_is(&self) -> Option<Provides> {
         None

@@ -145,9 +145,58 @@ pub(super) struct Run {
     pub(super) journal: Arc<Mutex<Journal>>,
     pub(super) notifiers: Notifiers,
     pub(super) scratch: super::action::Scratch,
+    /// The secret outputs of its finished steps, in this process only.
+    pub(super) secrets: SecretOutputs,
     /// How long each step took in earlier runs of the runbook (read only when a
     /// notifier takes `progress`).
     pub(super) estimates: Arc<super::progress::Estimates>,
+}
+
+/// What a secret output reads as in the journal, a plan and `runs show`.
+pub const SECRET_OUTPUT: &str = "<secret>";
+
+/// The secret outputs of a run's finished steps ([`super::Action::secret_outputs`]), by
+/// step: held by the running process, never journaled.
+#[derive(Clone, Default)]
+pub(super) struct SecretOutputs(Arc<std::sync::Mutex<BTreeMap<String, Map<String, Value>>>>);
+
+impl SecretOutputs {
+    fn held(&self) -> std::sync::MutexGuard<'_, BTreeMap<String, Map<String, Value>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// Takes the fields `names` out of step `step`'s `outputs` (leaving
+    /// [`SECRET_OUTPUT`] in their place), teaches their values to `redactor` and keeps
+    /// them.
+    pub(super) fn keep(
+        &self,
+        step: &str,
+        names: &[&str],
+        outputs: &mut Map<String, Value>,
+        redactor: &Redactor,
+    ) {
+        if names.is_empty() {
+            return;
+        }
+        let mut kept = Map::new();
+        for name in names {
+            if let Some(v) = outputs.get_mut(*name).filter(|v| !v.is_null()) {
+                redactor.learn_value(v);
+                kept.insert(
+                    (*name).to_owned(),
+                    std::mem::replace(v, Value::String(SECRET_OUTPUT.to_owned())),
+                );
+            }
+        }
+        self.held().insert(step.to_owned(), kept);
+    }
+
+    /// Step `step`'s secret outputs, if this process holds them.
+    pub(super) fn of(&self, step: &str) -> Option<Map<String, Value>> {
+        self.held().get(step).cloned()
+    }
 }
 
 impl Engine {
@@ -518,6 +567,7 @@ impl Engine {
             estimates: Arc::new(self.estimates(rb, &notifiers).await),
             notifiers,
             scratch: super::action::Scratch::default(),
+            secrets: SecretOutputs::default(),
         };
         self.drive(run, lock, lease, options, false)
             .await

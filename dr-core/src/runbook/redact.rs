@@ -19,10 +19,13 @@ pub const MASK: &str = "***";
 pub const MIN_SECRET_LEN: usize = 4;
 
 /// Masks known secret values; see the module documentation.
+///
+/// Clones share what they know: a secret learnt during a run (a step's secret output) is
+/// masked from then on by the journal, the notifiers and the terminal alike.
 #[derive(Debug, Clone, Default)]
 pub struct Redactor {
     /// Longest first, so a secret containing another is masked whole.
-    secrets: Vec<String>,
+    secrets: std::sync::Arc<std::sync::RwLock<Vec<String>>>,
 }
 
 /// Environment variables whose values are secrets wherever they appear.
@@ -77,30 +80,57 @@ impl Redactor {
 
     /// Masks `secret` from now on (with its percent-encoded form, as it appears in URLs).
     pub fn add(&mut self, secret: &str) {
+        self.learn(secret);
+    }
+
+    /// Masks `secret` from now on, in this redactor and every clone of it: a value a run
+    /// comes to know while it runs (a step's secret output).
+    pub fn learn(&self, secret: &str) {
         if secret.chars().count() < MIN_SECRET_LEN {
             return;
         }
         let encoded =
             percent_encoding::utf8_percent_encode(secret, percent_encoding::NON_ALPHANUMERIC)
                 .to_string();
-        for s in [secret.to_owned(), encoded] {
-            if !self.secrets.contains(&s) {
-                self.secrets.push(s);
+        let mut secrets = self.known_mut();
+        // JSON-escaped too: a value with a quote or a newline appears so in a JSON body.
+        let escaped = serde_json::to_string(secret)
+            .map(|q| q[1..q.len() - 1].to_owned())
+            .unwrap_or_default();
+        for s in [secret.to_owned(), encoded, escaped] {
+            if s.chars().count() >= MIN_SECRET_LEN && !secrets.contains(&s) {
+                secrets.push(s);
             }
         }
+        secrets.sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+    }
+
+    /// Masks every string inside `value` from now on, as [`Redactor::learn`].
+    pub fn learn_value(&self, value: &Value) {
+        match value {
+            Value::String(s) => self.learn(s),
+            Value::Array(a) => a.iter().for_each(|v| self.learn_value(v)),
+            Value::Object(m) => m.values().for_each(|v| self.learn_value(v)),
+            Value::Number(n) => self.learn(&n.to_string()),
+            Value::Bool(_) | Value::Null => {}
+        }
+    }
+
+    fn known(&self) -> std::sync::RwLockReadGuard<'_, Vec<String>> {
         self.secrets
-            .sort_by(|a, b| b.len().cmp(&a.len()).then_with(|| a.cmp(b)));
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn known_mut(&self) -> std::sync::RwLockWriteGuard<'_, Vec<String>> {
+        self.secrets
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Masks every string inside `value` (a secret variable's value).
     pub fn add_value(&mut self, value: &Value) {
-        match value {
-            Value::String(s) => self.add(s),
-            Value::Array(a) => a.iter().for_each(|v| self.add_value(v)),
-            Value::Object(m) => m.values().for_each(|v| self.add_value(v)),
-            Value::Number(n) => self.add(&n.to_string()),
-            Value::Bool(_) | Value::Null => {}
-        }
+        self.learn_value(value);
     }
 
     /// Masks the password of every URL inside `value`.
@@ -151,14 +181,14 @@ impl Redactor {
     /// Whether `s` holds a known secret.
     #[must_use]
     pub fn reveals(&self, s: &str) -> bool {
-        self.secrets.iter().any(|x| s.contains(x.as_str()))
+        self.known().iter().any(|x| s.contains(x.as_str()))
     }
 
     /// `s` with every known secret masked and every URL password stripped.
     #[must_use]
     pub fn str(&self, s: &str) -> String {
         let mut out = strip_url_passwords(s);
-        for secret in &self.secrets {
+        for secret in self.known().iter() {
             if out.contains(secret.as_str()) {
                 out = out.replace(secret.as_str(), MASK);
             }

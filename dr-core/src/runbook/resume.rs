@@ -102,9 +102,13 @@ impl Engine {
             journal: Arc::new(Mutex::new(journal)),
             notifiers,
             scratch: super::action::Scratch::default(),
+            secrets: super::engine::SecretOutputs::default(),
             estimates,
         };
         if let Err(e) = self.settle_in_flight(&run, options).await {
+            return Err(redactor.error(release(e).await));
+        }
+        if let Err(e) = self.read_secrets_again(&run, options).await {
             return Err(redactor.error(release(e).await));
         }
         self.drive(run, lock, lease, options, true)
@@ -184,6 +188,69 @@ impl Engine {
 }
 
 impl Engine {
+    /// Runs again every finished step whose secret outputs a step still to run uses:
+    /// they were never journaled, and this process has not seen them.
+    async fn read_secrets_again(&self, run: &Run, options: &RunOptions) -> Result<()> {
+        let (needed, scope) = {
+            let j = run.journal.lock().await;
+            let state = j.state();
+            let used: std::collections::BTreeSet<String> = run
+                .rb
+                .steps
+                .iter()
+                .filter(|s| state.step(&s.id).is_none_or(|st| !st.state.finished()))
+                .flat_map(|s| {
+                    super::expr::references(&s.with)
+                        .into_iter()
+                        .filter_map(|r| r.strip_prefix("steps.").map(|r| r.split('.').next().unwrap_or_default().to_owned()))
+                })
+                .collect();
+            let needed: Vec<super::model::Step> = run
+                .rb
+                .steps
+                .iter()
+                .filter(|s| used.contains(&s.id))
+                .filter(|s| {
+                    state
+                        .step(&s.id)
+                        .is_some_and(|st| st.state == super::state::StepState::Succeeded)
+                })
+                .filter(|s| {
+                    self.registry
+                        .get(&s.action)
+                        .is_some_and(|a| !a.secret_outputs().is_empty())
+                })
+                .cloned()
+                .collect();
+            (needed, super::schedule::scope_of(run, state, None))
+        };
+        for step in needed {
+            let action = self.registry.get(&step.action).expect("checked above").clone();
+            let with = super::expr::resolve(&step.with, &scope, None)?;
+            let ctx = super::schedule::context(self, run, &step, options);
+            let super::action::Outcome::Done(mut outputs) = action
+                .run(&ctx, &with)
+                .await
+                .map_err(|e| e.context(format!("step {:?}: reading its secret outputs again on resume", step.id)))?
+            else {
+                return Err(err!(
+                    Unavailable,
+                    "step {:?}: its secret outputs could not be read again on resume; resume again later",
+                    step.id
+                ));
+            };
+            let mut j = run.journal.lock().await;
+            run.secrets
+                .keep(&step.id, action.secret_outputs(), &mut outputs, j.redactor());
+            j.append(EventKind::Note {
+                step: Some(step.id.clone()),
+                text: "its secret outputs, never journaled, were read again for the steps still to run".into(),
+            })
+            .await?;
+        }
+        Ok(())
+    }
+
     /// Stops what an in-flight step of a run whose process died left running (its
     /// journaled process groups on this machine), and says so in the journal; a group on
     /// another machine is noted, as drkit cannot see it from here.

@@ -298,6 +298,7 @@ impl Engine {
                         step: step.clone(),
                         action,
                         journal: run.journal.clone(),
+                        secrets: run.secrets.clone(),
                         ctx: StepContext {
                             cancel: steps_token.child_token(),
                             scope: everything,
@@ -691,7 +692,9 @@ fn scope_with(
         .filter(|s| include(&s.id))
         .map(|s| {
             let outputs = if s.state == StepState::Succeeded {
-                Value::Object(s.outputs.clone())
+                let mut outputs = s.outputs.clone();
+                outputs.extend(run.secrets.of(&s.id).unwrap_or_default());
+                Value::Object(outputs)
             } else {
                 Value::Object(Map::new())
             };

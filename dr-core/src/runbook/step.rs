@@ -36,6 +36,8 @@ pub(super) struct StepTask {
     pub(super) step: Step,
     pub(super) action: Arc<dyn Action>,
     pub(super) journal: Arc<Mutex<Journal>>,
+    /// Where its secret outputs are kept (never in the journal).
+    pub(super) secrets: super::engine::SecretOutputs,
     pub(super) scope: Value,
     pub(super) ctx: StepContext,
 }
@@ -68,10 +70,15 @@ impl StepTask {
                 Err(e) => Err(e),
             };
             let e = match result {
-                Ok(Finished::Done(outputs)) => {
-                    self.journal
-                        .lock()
-                        .await
+                Ok(Finished::Done(mut outputs)) => {
+                    let mut journal = self.journal.lock().await;
+                    self.secrets.keep(
+                        &step.id,
+                        self.action.secret_outputs(),
+                        &mut outputs,
+                        journal.redactor(),
+                    );
+                    journal
                         .append(EventKind::StepSucceeded {
                             step: step.id.clone(),
                             outputs,

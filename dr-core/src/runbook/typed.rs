@@ -72,6 +72,9 @@ pub trait TypedAction: Send + Sync + 'static {
     /// What its `TARGET` must be: a step naming a target of another kind is refused
     /// before the run.
     const TARGET_IS: Option<super::action::Provides> = None;
+    /// Its outputs that are secrets (see [`Action::secret_outputs`]); only an
+    /// `IDEMPOTENT` action may have them, as a resume reads them again.
+    const SECRET_OUTPUTS: &'static [&'static str] = &[];
 
     /// Whether a step with these parameters may run again after its run died mid-step
     /// (`IDEMPOTENT`, unless the parameters say more).
@@ -177,7 +180,25 @@ impl<A: TypedAction> Typed<A> {
 #[async_trait]
 impl<A: TypedAction> Action for Typed<A> {
     fn spec(&self) -> ActionSpec {
-        spec_of::<A::Params, A::Outputs>(A::NAME, A::SUMMARY, A::IDEMPOTENT)
+        let mut spec = spec_of::<A::Params, A::Outputs>(A::NAME, A::SUMMARY, A::IDEMPOTENT);
+        for f in &mut spec.outputs {
+            if A::SECRET_OUTPUTS.contains(&f.name.as_str()) {
+                f.description.push_str(
+                    " Secret: kept in memory only, never journaled, printed, planned or notified; use it as another step's input.",
+                );
+            }
+        }
+        spec
+    }
+
+    fn secret_outputs(&self) -> &'static [&'static str] {
+        const {
+            assert!(
+                A::SECRET_OUTPUTS.is_empty() || A::IDEMPOTENT,
+                "an action with secret outputs reads: a resume runs it again"
+            );
+        }
+        A::SECRET_OUTPUTS
     }
 
     fn idempotent(&self, with: &Value) -> bool {

@@ -423,6 +423,11 @@ pub fn validate_with_vars(
                             if !spec.open_outputs && !map.partial.contains(&o.id) && !outs.iter().any(|f| f.name == *key) {
                                 add(place, format!("step {:?} uses {shown}, but {} has no output {key:?}", step.id, o.action), format!("its outputs are {}", if outs.is_empty() { "none".to_owned() } else { outs.iter().map(|f| f.name.clone()).collect::<Vec<_>>().join(", ") }));
                             }
+                            if a.secret_outputs().contains(key) {
+                                if let Some((why, fix)) = secret_misused(step, place, r) {
+                                    add(place, format!("step {:?} uses {shown}, a secret, {why}", step.id), fix.to_owned());
+                                }
+                            }
                         }
                     }
                 },
@@ -638,4 +643,36 @@ fn scope_with_vars(rb: &Runbook, given: Option<&serde_json::Map<String, Value>>)
             "started": "<known when the run starts: run.started>",
         },
     })
+}
+
+/// Why step `step` may not use the secret output `r` where it does (`place`): a secret is
+/// another step's input, not a condition, a message or a command line.
+fn secret_misused(step: &Step, place: &str, r: &str) -> Option<(&'static str, &'static str)> {
+    if place.rsplit('.').next() == Some("if") {
+        return Some((
+            "in its if: (what a condition decides is journaled)",
+            "decide on something that is not secret, or check the secret in the step that uses it",
+        ));
+    }
+    match step.action.as_str() {
+        "notify" => Some((
+            "in a message (a secret is never notified)",
+            "say that it was read, not what it is",
+        )),
+        "assert" => Some((
+            "in an assertion (what it compares is journaled when it fails)",
+            "check the secret in the step that uses it",
+        )),
+        "exec" => {
+            let mut rest = step.with.clone();
+            if let Some(m) = rest.as_object_mut() {
+                m.remove("env");
+            }
+            expr::references(&rest).iter().any(|x| x == r).then_some((
+                "on a command line (every user of the machine reads it with ps)",
+                "pass it in env: and have the program read it from there",
+            ))
+        }
+        _ => None,
+    }
 }

@@ -12,10 +12,10 @@ prove the backup is good::
 """
 
 from drkit import exceptions
-from drkit._native import Kubernetes, Rds, Repository, Route53, TempCluster, __version__, failover_drill, pg_ready, s3_check_bucket, s3_sync, s3_verify_replica, sql_exec, sql_query
+from drkit._native import Kubernetes, Rds, Repository, Route53, TempCluster, __version__, failover_drill, pg_ready, s3_check_bucket, s3_sync, s3_verify_replica, secretsmanager_get, sql_exec, sql_query
 from drkit.exceptions import *  # noqa: F403 (every exception kind, listed in exceptions.__all__)
 from drkit.runbooks import Drill, Run, Runbook, action, report, resume
 from drkit.runbooks import check as check_runbook
 from drkit.runbooks import schema as runbook_schema
 
-__all__ = ["Drill", "Kubernetes", "Rds", "Repository", "Route53", "Run", "Runbook", "TempCluster", "__version__", "action", "check_runbook", "failover_drill", "pg_ready", "report", "resume", "runbook_schema", "s3_check_bucket", "s3_sync", "s3_verify_replica", "sql_exec", "sql_query", *exceptions.__all__]
+__all__ = ["Drill", "Kubernetes", "Rds", "Repository", "Route53", "Run", "Runbook", "TempCluster", "__version__", "action", "check_runbook", "failover_drill", "pg_ready", "report", "resume", "runbook_schema", "s3_check_bucket", "s3_sync", "s3_verify_replica", "secretsmanager_get", "sql_exec", "sql_query", *exceptions.__all__]

@@ -29,6 +29,7 @@ __all__ = [
     "s3_check_bucket",
     "s3_sync",
     "s3_verify_replica",
+    "secretsmanager_get",
     "sql_exec",
     "sql_query",
     "__version__",
@@ -435,6 +436,18 @@ def s3_sync(
     source: str, destination: str, *, delete: bool = False, dry_run: bool = False, parallel: int = 8
 ) -> dict[str, Any]: ...
 def s3_verify_replica(source: str, replica: str, *, list: int = 20) -> dict[str, Any]: ...
+def secretsmanager_get(
+    secret: str,
+    *,
+    key: str | None = None,
+    stage: str | None = None,
+    version_id: str | None = None,
+    region: str | None = None,
+    endpoint: str | None = None,
+    profile: str | None = None,
+    access_key_id: str | None = None,
+    secret_access_key: str | None = None,
+) -> dict[str, Any]: ...
 def check_runbook(path: str | PathLike[str], *, actions: Any | None = None) -> dict[str, Any]: ...
 def runbook_schema(*, actions: Any | None = None) -> dict[str, Any]: ...
 def resume(

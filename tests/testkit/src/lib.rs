@@ -38,6 +38,32 @@ pub fn step(run: &serde_json::Value, id: &str) -> serde_json::Value {
         .clone()
 }
 
+/// Every file under `dir`, as bytes (a search for a secret that must not be there).
+#[must_use]
+pub fn files_under(dir: &std::path::Path) -> Vec<(std::path::PathBuf, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                todo.push(p);
+            } else {
+                out.push((p.clone(), std::fs::read(&p).unwrap()));
+            }
+        }
+    }
+    out
+}
+
+/// Whether `haystack` holds the bytes of `needle`.
+#[must_use]
+pub fn holds(haystack: &[u8], needle: &str) -> bool {
+    haystack
+        .windows(needle.len())
+        .any(|w| w == needle.as_bytes())
+}
+
 /// Whether this run must not skip anything.
 #[must_use]
 pub fn in_ci() -> bool {
