@@ -192,7 +192,9 @@ impl SecretsManager {
             stages: v.stages,
             created: v.created,
             format: format.to_owned(),
-            keys: object.map(|m| m.keys().cloned().collect()).unwrap_or_default(),
+            keys: object
+                .map(|m| m.keys().cloned().collect())
+                .unwrap_or_default(),
             length: value.chars().count(),
             key: o.key.clone(),
         })

@@ -574,10 +574,23 @@ pub enum K8sCommand {
         #[arg(long, short = 'l')]
         selector: Option<String>,
     },
-    /// Apply a namespace snapshot of the repository (latest by default).
+    /// Apply manifests from files and folders (-f, as kubectl apply -f), or a namespace
+    /// snapshot of the repository (latest by default): all of it, or some kinds and
+    /// labels; what others need first, every kind and namespace checked before anything
+    /// is applied.
     Apply {
         /// The snapshot (id or prefix; default latest).
+        #[arg(conflicts_with = "files")]
         snapshot: Option<String>,
+        /// Manifest files or folders (read recursively: *.yaml, *.yml, *.json); repeatable.
+        #[arg(long = "filename", short = 'f')]
+        files: Vec<std::path::PathBuf>,
+        /// Only these kinds (Deployment, configmaps, …).
+        #[arg(long, value_delimiter = ',')]
+        kinds: Vec<String>,
+        /// Only objects with these labels (app=shop,tier!=cache).
+        #[arg(long, short = 'l')]
+        selector: Option<String>,
         /// With latest: the export's namespace (or source), when the repository holds
         /// exports of several.
         #[arg(long)]

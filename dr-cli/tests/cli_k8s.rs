@@ -932,3 +932,212 @@ fn namespaces_pods_and_logs_from_the_cli() {
     assert!(!out.status.success());
     assert!(stderr(&out).contains("no-such-pod"), "{}", stderr(&out));
 }
+
+/// Seed 000's `kubectl apply -f infrastructure/k8s/$ENV/`: a folder of manifests (a
+/// Namespace, a Secret and a ConfigMap in one file, a Deployment and its Service in
+/// another, a JSON Deployment in a subfolder, a README beside them) applied in the order
+/// the cluster needs, each object read back; an edit shows as a diff in a dry run; a part
+/// picked by kind and label; bad input refused before anything is applied; and one
+/// Deployment out of a namespace snapshot (seed 001).
+#[test]
+#[allow(clippy::too_many_lines)] // one folder of manifests, applied several ways
+fn manifests_from_a_folder_are_applied_in_order_and_read_back() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, kubeconfig) = cluster(dir.path());
+    let m = dir.path().join("k8s/prod");
+    std::fs::create_dir_all(m.join("workers")).unwrap();
+    std::fs::write(m.join("README.md"), "how to deploy").unwrap();
+    std::fs::write(
+        m.join("00-namespace.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: web\n  labels: {team: web}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("api.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: api\n  namespace: web\n  labels: {app: api}\nspec:\n  replicas: 2\n  selector: {matchLabels: {app: api}}\n  template:\n    metadata: {labels: {app: api}}\n    spec:\n      containers:\n      - {name: api, image: web/api:7, envFrom: [{configMapRef: {name: web-config}}]}\n---\napiVersion: v1\nkind: Service\nmetadata: {name: api, namespace: web, labels: {app: api}}\nspec:\n  selector: {app: api}\n  ports: [{port: 80, targetPort: 8000}]\n",
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("config.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: web-config, namespace: web}\ndata: {DB_HOST: db-dr.internal}\n---\napiVersion: v1\nkind: Secret\nmetadata: {name: web-db, namespace: web}\nstringData: {password: From-A-File-9931}\n",
+    )
+    .unwrap();
+    std::fs::write(
+        m.join("workers/worker.json"),
+        r#"{"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "worker", "namespace": "web", "labels": {"app": "worker"}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "worker"}}, "template": {"metadata": {"labels": {"app": "worker"}}, "spec": {"containers": [{"name": "worker", "image": "web/worker:7"}]}}}}"#,
+    )
+    .unwrap();
+    let d = Drkit::local(BIN, &dir.path().join("repo"))
+        .with_env([("KUBECONFIG", kubeconfig.display().to_string())]);
+    let folder = m.to_str().unwrap();
+    let order = |doc: &Value| -> Vec<String> {
+        doc["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                format!(
+                    "{} {}",
+                    o["kind"].as_str().unwrap(),
+                    o["action"].as_str().unwrap()
+                )
+            })
+            .collect()
+    };
+
+    // A dry run: everything would be created, in dependency order; nothing is.
+    let dry = d.json(&["k8s", "apply", "-f", folder, "--dry-run"]);
+    assert_eq!(
+        order(&dry),
+        [
+            "Namespace created",
+            "Secret created",
+            "ConfigMap created",
+            "Service created",
+            "Deployment created",
+            "Deployment created"
+        ],
+        "{dry}"
+    );
+    assert!(api.object("v1", "namespaces", "", "web").is_none());
+
+    let applied = d.json(&["k8s", "apply", "-f", folder, "--wait", "--timeout", "1m"]);
+    assert_eq!(applied["snapshot"], Value::Null);
+    assert_eq!(applied["files"], json!([folder]));
+    assert_eq!(
+        api.object("v1", "namespaces", "", "web").unwrap()["metadata"]["labels"]["team"],
+        "web"
+    );
+    let secret = api.object("v1", "secrets", "web", "web-db").unwrap();
+    assert_eq!(
+        base64::Engine::decode(
+            &base64::engine::general_purpose::STANDARD,
+            secret["data"]["password"].as_str().unwrap()
+        )
+        .unwrap(),
+        b"From-A-File-9931"
+    );
+    assert_eq!(
+        api.object("v1", "configmaps", "web", "web-config").unwrap()["data"]["DB_HOST"],
+        "db-dr.internal"
+    );
+    assert_eq!(
+        api.object("apps/v1", "deployments", "web", "api").unwrap()["status"]["readyReplicas"],
+        2,
+        "--wait waited until it was ready"
+    );
+    assert_eq!(
+        api.object("v1", "services", "web", "api").unwrap()["spec"]["ports"][0]["targetPort"],
+        8000
+    );
+    assert!(api
+        .object("apps/v1", "deployments", "web", "worker")
+        .is_some());
+
+    // An edit: the dry run names the change and nothing else; the apply makes it.
+    let text = std::fs::read_to_string(m.join("api.yaml")).unwrap();
+    std::fs::write(
+        m.join("api.yaml"),
+        text.replace("replicas: 2", "replicas: 3"),
+    )
+    .unwrap();
+    let dry = d.json(&["k8s", "apply", "-f", folder, "--dry-run"]);
+    let changed: Vec<&Value> = dry["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|o| o["action"] != "unchanged")
+        .collect();
+    assert_eq!(changed.len(), 1, "{dry}");
+    assert_eq!(changed[0]["name"], "api");
+    assert_eq!(changed[0]["diff"], json!(["spec.replicas: 2 -> 3"]));
+    let shown = d.run(&["k8s", "apply", "-f", folder, "--dry-run"]);
+    let shown = String::from_utf8_lossy(&shown.stdout);
+    assert!(shown.contains("Namespace web: unchanged"), "{shown}");
+    assert!(
+        !shown.contains("From-A-File"),
+        "a Secret's value is never shown: {shown}"
+    );
+
+    // Part of it: one Deployment by kind and label.
+    let part = d.json(&[
+        "k8s",
+        "apply",
+        "-f",
+        folder,
+        "--kinds",
+        "deployments",
+        "-l",
+        "app=api",
+    ]);
+    assert_eq!(order(&part), ["Deployment updated"], "{part}");
+    assert_eq!(
+        api.object("apps/v1", "deployments", "web", "api").unwrap()["spec"]["replicas"],
+        3
+    );
+
+    // Refused before anything is applied, each naming the problem.
+    let refused = |args: &[&str], says: &str| {
+        let out = d.run(args);
+        assert_ne!(out.status.code(), Some(0), "{args:?}");
+        let e = stderr(&out);
+        assert!(e.contains(says), "{args:?}: {e}");
+    };
+    refused(
+        &["k8s", "apply", "-f", folder, "--kinds", "Widget"],
+        "kinds Widget match no object; the objects' kinds are ConfigMap, Deployment, Namespace, Secret, Service",
+    );
+    refused(&["k8s", "apply", "-f", folder, "-l", "app="], "match");
+    let bad = dir.path().join("bad");
+    std::fs::create_dir(&bad).unwrap();
+    std::fs::write(
+        bad.join("a.yaml"),
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: fresh}\n---\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: fresh}\n",
+    )
+    .unwrap();
+    refused(
+        &["k8s", "apply", "-f", bad.to_str().unwrap()],
+        "a.yaml, document 2: kind Widget (example.com/v1) is not served by context \"dr\"; fix apiVersion, or apply its CustomResourceDefinition first",
+    );
+    std::fs::write(
+        bad.join("a.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: nowhere}\n",
+    )
+    .unwrap();
+    refused(
+        &["k8s", "apply", "-f", bad.to_str().unwrap()],
+        "namespace nowhere does not exist in context \"dr\" and no manifest creates it",
+    );
+    assert!(
+        api.object("v1", "namespaces", "", "fresh").is_none(),
+        "nothing was applied"
+    );
+    refused(
+        &["k8s", "apply", "-f", "/no/such/folder"],
+        "manifest path /no/such/folder",
+    );
+
+    // Seed 001: one Deployment out of a namespace snapshot, into another namespace.
+    d.json(&["repo", "init"]);
+    d.json(&["k8s", "-n", "shop", "export"]);
+    let one = d.json(&[
+        "k8s",
+        "apply",
+        "--kinds",
+        "Deployment",
+        "-l",
+        "app=api",
+        "--namespace-map",
+        "shop=shop-one",
+    ]);
+    assert_eq!(order(&one), ["Deployment created"], "{one}");
+    assert!(api
+        .object("apps/v1", "deployments", "shop-one", "api")
+        .is_some());
+    assert!(
+        api.object("v1", "configmaps", "shop-one", "app-config")
+            .is_none(),
+        "only what was picked"
+    );
+}

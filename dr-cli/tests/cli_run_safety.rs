@@ -593,9 +593,9 @@ fn an_unencrypted_journal_keeps_no_url_password_and_no_secret_default() {
     let run = d.json(&["run", &file]);
     assert_eq!(run["outcome"], "succeeded", "{run}");
     let stored = dr_testkit::files_under(&dir.path().join("repo"));
-    assert!(stored
-        .iter()
-        .any(|(p, b)| p.ends_with("run.json") && dr_testkit::holds(b, "postgres://u@127.0.0.1:1/db")));
+    assert!(stored.iter().any(
+        |(p, b)| p.ends_with("run.json") && dr_testkit::holds(b, "postgres://u@127.0.0.1:1/db")
+    ));
     for (p, b) in &stored {
         for secret in ["UrlPw-4471-abc", "Tok-8812-abc"] {
             assert!(!dr_testkit::holds(b, secret), "{secret} in {}", p.display());

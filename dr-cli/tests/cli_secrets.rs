@@ -176,12 +176,17 @@ steps:
             assert!(!r.body.to_string().contains(needle), "notified: {}", r.body);
         }
         for (path, bytes) in dr_testkit::files_under(&repo) {
-            assert!(!dr_testkit::holds(&bytes, needle), "{} holds the secret", path.display());
+            assert!(
+                !dr_testkit::holds(&bytes, needle),
+                "{} holds the secret",
+                path.display()
+            );
         }
     }
     let told = hook.received();
     assert!(
-        told.iter().any(|r| r.body.to_string().contains("\"use\"") || r.body.to_string().contains("use")),
+        told.iter()
+            .any(|r| r.body.to_string().contains("\"use\"") || r.body.to_string().contains("use")),
         "the notifier was told of every step: {:?}",
         told.iter().map(|r| r.body.to_string()).collect::<Vec<_>>()
     );
@@ -204,7 +209,13 @@ fn a_secret_that_is_not_there_is_named_and_its_keys_listed_never_its_value() {
         ("AWS_REGION", "us-east-1".to_owned()),
     ]);
     let info = d.json(&[
-        "secrets", "--endpoint", &m, "get", "prod/db", "--key", "password",
+        "secrets",
+        "--endpoint",
+        &m,
+        "get",
+        "prod/db",
+        "--key",
+        "password",
     ]);
     assert_eq!(info["format"], "json");
     assert_eq!(info["keys"], json!(["password", "username"]));
@@ -213,9 +224,20 @@ fn a_secret_that_is_not_there_is_named_and_its_keys_listed_never_its_value() {
     let text = d.run(&["secrets", "--endpoint", &m, "get", "prod/db"]);
     assert!(text.status.success(), "{}", stderr(&text));
     let text = String::from_utf8_lossy(&text.stdout);
-    assert!(text.contains("(not shown)") && !text.contains(PASSWORD), "{text}");
+    assert!(
+        text.contains("(not shown)") && !text.contains(PASSWORD),
+        "{text}"
+    );
 
-    let typo = d.run(&["secrets", "--endpoint", &m, "get", "prod/db", "--key", "pasword"]);
+    let typo = d.run(&[
+        "secrets",
+        "--endpoint",
+        &m,
+        "get",
+        "prod/db",
+        "--key",
+        "pasword",
+    ]);
     assert_ne!(typo.status.code(), Some(0));
     assert!(
         stderr(&typo).contains("has no key \"pasword\"; its keys are password, username"),

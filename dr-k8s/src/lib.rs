@@ -10,6 +10,7 @@
 //! This crate enables no `k8s-openapi` version feature: the binary that links it picks
 //! one (drkit's own pick `v1_33`).
 
+mod apply;
 mod cas;
 mod cluster;
 mod configmap;
@@ -17,6 +18,7 @@ pub mod drill;
 mod error;
 mod lease;
 mod maintenance;
+pub mod manifests;
 mod namespace;
 mod rollout;
 pub mod runbook;

@@ -176,25 +176,47 @@ impl TypedAction for Apply {
     type Params = OnCluster<ApplyOptions>;
     type Outputs = ApplyOutcome;
     const NAME: &'static str = "k8s.apply";
-    const SUMMARY: &'static str = "Applies a k8s snapshot of the run's repository (latest: the newest export of `source`, or of the one namespace exported) into the target cluster with server-side apply as drkit, in dependency order, namespaces renamed by namespace_map; plan shows each object's diff against what is live.";
+    const SUMMARY: &'static str = "Applies manifest `files:` (files or folders, as kubectl apply -f) or a k8s snapshot of the run's repository (latest: the newest export of `source`, or of the one namespace exported) — all of it, or the objects `kinds:` and `selector:` pick — into the target cluster with server-side apply as drkit, what others need first, namespaces renamed by namespace_map; every kind and namespace checked before anything is applied; plan shows each object's diff against what is live.";
     const IDEMPOTENT: bool = true;
     const TARGET: Option<&'static str> = Some("target");
     const TARGET_IS: Option<Provides> = Some(CLUSTER);
 
+    fn check(&self, p: &Self::Params) -> std::result::Result<(), ParamError> {
+        if !p.options.files.is_empty()
+            && (p.options.snapshot.is_some() || p.options.source.is_some())
+        {
+            return Err(ParamError::at(
+                "files",
+                "applies manifests from files; a snapshot (snapshot, source) is the other way: give one of them",
+            ));
+        }
+        if let Some(s) = &p.options.selector {
+            if let Err(e) = crate::manifests::parse_selector(s) {
+                return Err(ParamError::at("selector", e.message()));
+            }
+        }
+        Ok(())
+    }
+
     async fn plan(&self, ctx: &StepContext, mut p: Self::Params) -> Result<Vec<String>> {
         let k = cluster(ctx, &p)?;
-        let Ok(repo) = ctx.repository() else {
+        let repo = ctx.repository().ok();
+        if repo.is_none() && p.options.files.is_empty() {
             return Ok(vec![
                 "applies a namespace snapshot of the run's repository".into()
             ]);
-        };
+        }
         p.options.dry_run = true;
         let dry = k.apply(repo, &p.options).await?;
         Ok(dry
             .objects
             .iter()
             .map(|a| {
-                let what = format!("{} {}/{}: {}", a.kind, a.namespace, a.name, a.action);
+                let what = if a.namespace.is_empty() {
+                    format!("{} {}: {}", a.kind, a.name, a.action)
+                } else {
+                    format!("{} {}/{}: {}", a.kind, a.namespace, a.name, a.action)
+                };
                 if a.diff.is_empty() {
                     what
                 } else {
@@ -205,7 +227,12 @@ impl TypedAction for Apply {
     }
     async fn run(&self, ctx: &StepContext, p: Self::Params) -> Result<Outcome<ApplyOutcome>> {
         let k = cluster(ctx, &p)?;
-        Ok(Outcome::Done(k.apply(ctx.repository()?, &p.options).await?))
+        let repo = if p.options.files.is_empty() {
+            Some(ctx.repository()?)
+        } else {
+            None
+        };
+        Ok(Outcome::Done(k.apply(repo, &p.options).await?))
     }
 }
 

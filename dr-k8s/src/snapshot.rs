@@ -8,22 +8,16 @@ use std::time::Duration;
 
 use dr_core::repo::{Repository, SnapshotKind, SnapshotRef};
 use dr_core::{err, Result};
-use futures::{StreamExt, TryStreamExt};
-use kube::api::{
-    Api, ApiResource, DynamicObject, GroupVersionKind, ListParams, Patch, PatchParams,
-};
+use kube::api::{Api, ApiResource, DynamicObject, GroupVersionKind, ListParams};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
 use crate::error::classify;
-use crate::workload::{Workload, WorkloadKind};
 use crate::Kubernetes;
 
 /// The kind of the snapshots a namespace export makes.
 pub const KIND_K8S: &str = "k8s";
-const FILE: &str = "objects.json";
-/// Objects of one kind applied at once.
-const APPLY_CONCURRENCY: usize = 8;
+pub(crate) const FILE: &str = "objects.json";
 
 /// The kinds exported, in the order they are applied (what others need comes first).
 const KINDS: &[(&str, &str, &str, &str)] = &[
@@ -99,7 +93,9 @@ pub struct ExportOutcome {
     pub new_bytes: u64,
 }
 
-/// What `drkit k8s apply` and the `k8s.apply` step take.
+/// What `drkit k8s apply` and the `k8s.apply` step take: a snapshot of the repository
+/// (the default: the latest), or manifest files and folders — all of them, or the
+/// objects of some kinds or labels.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ApplyOptions {
@@ -111,6 +107,20 @@ pub struct ApplyOptions {
     /// holds exports of several.
     #[serde(default)]
     pub source: Option<String>,
+    /// Manifest files or folders (read recursively: `*.yaml`, `*.yml`, `*.json`), as
+    /// `kubectl apply -f`, instead of a snapshot.
+    #[serde(default)]
+    pub files: Vec<std::path::PathBuf>,
+    /// The namespace of the files' namespaced objects that name none (default the
+    /// connection's).
+    #[serde(default)]
+    pub namespace: Option<String>,
+    /// Only objects of these kinds (`Deployment`, `deployments`); all when empty.
+    #[serde(default)]
+    pub kinds: Vec<String>,
+    /// Only objects whose labels match (`app=shop,tier!=cache`).
+    #[serde(default)]
+    pub selector: Option<String>,
     /// `OLD: NEW` namespace renames (Velero's `--namespace-mappings`).
     #[serde(default)]
     pub namespace_map: BTreeMap<String, String>,
@@ -133,7 +143,7 @@ pub struct Applied {
     pub kind: String,
     /// Its name.
     pub name: String,
-    /// Its namespace after the mapping.
+    /// Its namespace after the mapping (empty for a cluster-wide object).
     pub namespace: String,
     /// `created`, `updated` or `unchanged`.
     pub action: String,
@@ -145,8 +155,10 @@ pub struct Applied {
 /// What an apply did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct ApplyOutcome {
-    /// The snapshot applied.
-    pub snapshot: String,
+    /// The snapshot applied, when it was one.
+    pub snapshot: Option<String>,
+    /// The manifest files and folders applied, when they were.
+    pub files: Vec<String>,
     /// Whether it was a dry run (nothing changed).
     pub dry_run: bool,
     /// Each object.
@@ -154,7 +166,7 @@ pub struct ApplyOutcome {
 }
 
 /// The manifest as it can be applied anywhere: no status, no server fields, no cluster IP.
-fn clean(mut o: Value) -> Value {
+pub(crate) fn clean(mut o: Value) -> Value {
     if let Some(m) = o.as_object_mut() {
         m.remove("status");
     }
@@ -212,7 +224,7 @@ fn generated(o: &Value) -> bool {
                 || name.ends_with(crate::PREVIOUS_SUFFIX)))
 }
 
-fn diff(path: &str, live: &Value, want: &Value, secret: bool, out: &mut Vec<String>) {
+pub(crate) fn diff(path: &str, live: &Value, want: &Value, secret: bool, out: &mut Vec<String>) {
     match (live, want) {
         (Value::Object(a), Value::Object(b)) => {
             let keys: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
@@ -333,182 +345,5 @@ impl Kubernetes {
             objects: refs,
             new_bytes: snap.stats.new_bytes,
         })
-    }
-
-    #[allow(clippy::too_many_lines)] // read, map, apply and diff each object, then wait
-    /// Applies a `k8s` snapshot: creates or updates each object with server-side apply
-    /// (field manager `drkit`) in dependency order, its namespace renamed by
-    /// `namespace_map`; a dry run diffs against what is live and changes nothing.
-    pub async fn apply(&self, repo: &Repository, o: &ApplyOptions) -> Result<ApplyOutcome> {
-        let pick = dr_core::repo::Pick {
-            snapshot: o.snapshot.clone().unwrap_or_default(),
-            source: o.source.clone(),
-            ..dr_core::repo::Pick::default()
-        };
-        let snap = repo.pick(&pick, KIND_K8S, None).await?;
-        if snap.kind.as_str() != KIND_K8S {
-            return Err(err!(
-                InvalidInput,
-                "snapshot {} is a {} snapshot, not a Kubernetes export",
-                snap.id,
-                snap.kind.as_str()
-            ));
-        }
-        let bytes = repo.read_file_to_vec(&snap, FILE).await?;
-        let objects: Vec<Value> = serde_json::from_slice(&bytes).map_err(|e| {
-            err!(
-                Corrupt,
-                "snapshot {}: {FILE} is not the JSON drkit wrote: {e}",
-                snap.id
-            )
-        })?;
-        let exported_ns = snap.metadata["namespace"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let target_ns = o
-            .namespace_map
-            .get(&exported_ns)
-            .cloned()
-            .unwrap_or_else(|| exported_ns.clone());
-        // A dry run into a namespace that does not exist yet cannot ask the server (it
-        // answers 404): everything in it would be created.
-        let ns_exists = Api::<k8s_openapi::api::core::v1::Namespace>::all(self.client.clone())
-            .get_opt(&target_ns)
-            .await
-            .map_err(|e| classify(self.context(), "get", &format!("namespace {target_ns}"), e))?
-            .is_some();
-        if !o.dry_run {
-            self.namespace_create(&target_ns, &BTreeMap::new()).await?;
-        }
-        let mut pp = PatchParams::apply("drkit").force();
-        pp.dry_run = o.dry_run;
-        // Kind after kind, in dependency order; the objects of one kind eight at a time.
-        let mut applied: Vec<Applied> = Vec::new();
-        let mut rest = objects.into_iter().peekable();
-        while let Some(first) = rest.next() {
-            let kind = first["kind"].clone();
-            let mut group = vec![first];
-            while rest.peek().is_some_and(|n| n["kind"] == kind) {
-                group.extend(rest.next());
-            }
-            let done: Vec<Option<Applied>> = futures::stream::iter(group)
-                .map(|obj| {
-                    self.apply_one(
-                        obj,
-                        &target_ns,
-                        &o.namespace_map,
-                        &pp,
-                        o.dry_run && !ns_exists,
-                    )
-                })
-                .buffered(APPLY_CONCURRENCY)
-                .try_collect()
-                .await?;
-            applied.extend(done.into_iter().flatten());
-        }
-        let workloads: Vec<Workload> = applied
-            .iter()
-            .filter_map(|a| match a.kind.as_str() {
-                "Deployment" => Some(Workload {
-                    kind: WorkloadKind::Deployment,
-                    name: a.name.clone(),
-                }),
-                "StatefulSet" => Some(Workload {
-                    kind: WorkloadKind::StatefulSet,
-                    name: a.name.clone(),
-                }),
-                _ => None,
-            })
-            .collect();
-        if o.wait && !o.dry_run {
-            let timeout = o.timeout.unwrap_or(Duration::from_mins(10));
-            for w in &workloads {
-                self.wait_ready(w, Some(&target_ns), timeout).await?;
-            }
-        }
-        Ok(ApplyOutcome {
-            snapshot: snap.id.to_string(),
-            dry_run: o.dry_run,
-            objects: applied,
-        })
-    }
-
-    /// Applies one object (its namespace set to `target_ns`, RoleBinding subjects
-    /// renamed by `map`); `None` for a kind drkit does not apply. `assume_created`: a dry
-    /// run into a namespace that does not exist yet, which the server cannot be asked about.
-    async fn apply_one(
-        &self,
-        mut obj: Value,
-        target_ns: &str,
-        map: &BTreeMap<String, String>,
-        pp: &PatchParams,
-        assume_created: bool,
-    ) -> Result<Option<Applied>> {
-        let kind = obj["kind"].as_str().unwrap_or_default().to_owned();
-        let name = obj["metadata"]["name"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned();
-        let Some((group, version, api_kind, plural)) = kind_named(&kind) else {
-            return Ok(None);
-        };
-        obj["metadata"]["namespace"] = json!(target_ns);
-        if let Some(subjects) = obj.get_mut("subjects").and_then(Value::as_array_mut) {
-            for s in subjects {
-                if let Some(n) = s["namespace"].as_str().and_then(|n| map.get(n)) {
-                    s["namespace"] = json!(n);
-                }
-            }
-        }
-        if assume_created {
-            return Ok(Some(Applied {
-                kind,
-                name,
-                namespace: target_ns.to_owned(),
-                action: "created".into(),
-                diff: Vec::new(),
-            }));
-        }
-        let ar = resource(group, version, api_kind, plural);
-        let api: Api<DynamicObject> = Api::namespaced_with(self.client.clone(), target_ns, &ar);
-        let what = format!("{kind} {name} in namespace {target_ns}");
-        let live = api
-            .get_opt(&name)
-            .await
-            .map_err(|e| classify(self.context(), "get", &what, e))?;
-        let result = api
-            .patch(&name, pp, &Patch::Apply(&obj))
-            .await
-            .map_err(|e| classify(self.context(), "patch", &what, e))?;
-        let after = clean(serde_json::to_value(&result).unwrap_or_default());
-        let (action, found) = match live {
-            None => ("created", Vec::new()),
-            Some(before) => {
-                let mut changes = Vec::new();
-                diff(
-                    "",
-                    &clean(serde_json::to_value(&before).unwrap_or_default()),
-                    &after,
-                    kind == "Secret",
-                    &mut changes,
-                );
-                (
-                    if changes.is_empty() {
-                        "unchanged"
-                    } else {
-                        "updated"
-                    },
-                    changes,
-                )
-            }
-        };
-        Ok(Some(Applied {
-            kind,
-            name,
-            namespace: target_ns.to_owned(),
-            action: action.into(),
-            diff: found,
-        }))
     }
 }

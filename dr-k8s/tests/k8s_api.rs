@@ -869,7 +869,7 @@ async fn a_namespace_exported_then_applied_elsewhere_has_the_same_objects() {
     let map = BTreeMap::from([(shop.clone(), shop_dr.clone())]);
     let dry = k
         .apply(
-            &repo,
+            Some(&repo),
             &dr_k8s::ApplyOptions {
                 namespace_map: map.clone(),
                 dry_run: true,
@@ -886,7 +886,7 @@ async fn a_namespace_exported_then_applied_elsewhere_has_the_same_objects() {
 
     let applied = k
         .apply(
-            &repo,
+            Some(&repo),
             &dr_k8s::ApplyOptions {
                 namespace_map: map,
                 wait: true,
@@ -960,7 +960,7 @@ async fn a_namespace_exported_then_applied_elsewhere_has_the_same_objects() {
     .unwrap();
     let dry = k
         .apply(
-            &repo,
+            Some(&repo),
             &dr_k8s::ApplyOptions {
                 namespace_map: BTreeMap::from([(shop.clone(), shop_dr.clone())]),
                 dry_run: true,

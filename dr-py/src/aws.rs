@@ -525,7 +525,8 @@ pub fn secretsmanager_get(
         stage,
         version_id,
     };
-    let aws = config(region, endpoint, profile, access_key_id, secret_access_key).map_err(py_err)?;
+    let aws =
+        config(region, endpoint, profile, access_key_id, secret_access_key).map_err(py_err)?;
     let read = block_on(py, async move {
         dr_aws::secrets::SecretsManager::connect(&aws)
             .await?

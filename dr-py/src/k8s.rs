@@ -270,15 +270,21 @@ impl Kubernetes {
         to_python(py, &block_on(py, self.inner.export(&repo.inner, &o))?)
     }
 
-    /// Applies a namespace snapshot of `repo` (latest by default).
-    #[pyo3(signature = (repo, *, snapshot=None, source=None, namespace_map=None, dry_run=false, wait=false, timeout=600.0))]
+    /// Applies manifest `files` (files or folders, as `kubectl apply -f`) or a namespace
+    /// snapshot of `repo` (latest by default): all of it, or the objects `kinds` and
+    /// `selector` pick; the same document as `drkit k8s apply --json`.
+    #[pyo3(signature = (repo=None, *, snapshot=None, source=None, files=None, namespace=None, kinds=None, selector=None, namespace_map=None, dry_run=false, wait=false, timeout=600.0))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
     fn apply<'py>(
         &self,
         py: Python<'py>,
-        repo: &crate::repository::Repository,
+        repo: Option<&crate::repository::Repository>,
         snapshot: Option<&str>,
         source: Option<String>,
+        files: Option<Vec<std::path::PathBuf>>,
+        namespace: Option<String>,
+        kinds: Option<Vec<String>>,
+        selector: Option<String>,
         namespace_map: Option<BTreeMap<String, String>>,
         dry_run: bool,
         wait: bool,
@@ -287,12 +293,17 @@ impl Kubernetes {
         let o = dr_k8s::ApplyOptions {
             snapshot: snapshot.map(dr_core::repo::SnapshotRef::from),
             source,
+            files: files.unwrap_or_default(),
+            namespace,
+            kinds: kinds.unwrap_or_default(),
+            selector,
             namespace_map: namespace_map.unwrap_or_default(),
             dry_run,
             wait,
             timeout: Some(seconds(timeout)?),
         };
-        to_python(py, &block_on(py, self.inner.apply(&repo.inner, &o))?)
+        let repo = repo.map(|r| &r.inner);
+        to_python(py, &block_on(py, self.inner.apply(repo, &o))?)
     }
 
     /// Puts back what the last change of Secret `name` replaced, then restarts its users.

@@ -131,3 +131,21 @@ def test_a_throwaway_namespace_its_pods_and_logs_from_python(cluster):
     assert gone["changed"]
     out = subprocess.run(["kubectl", "get", "namespace", "dr-drill"], env=env, capture_output=True, text=True)
     assert out.returncode != 0 and "NotFound" in out.stderr
+
+
+def test_apply_manifests_from_files_from_python(cluster, tmp_path):
+    kubeconfig, env = cluster
+    k = drkit.Kubernetes(kubeconfig=kubeconfig, context="dr")
+    folder = tmp_path / "manifests"
+    folder.mkdir()
+    (folder / "app.yaml").write_text(MANIFEST.replace("replicas: 2", "replicas: 3").replace("db-primary", "db-dr"))
+    dry = k.apply(files=[folder], dry_run=True)
+    assert dry["snapshot"] is None
+    changes = {o["kind"]: o["diff"] for o in dry["objects"]}
+    assert changes == {"ConfigMap": ["data.DB_HOST: \"db-primary.internal\" -> \"db-dr.internal\""], "Deployment": ["spec.replicas: 2 -> 3"]}
+    done = k.apply(files=[folder], kinds=["configmaps"])
+    assert [o["kind"] for o in done["objects"]] == ["ConfigMap"]
+    assert kubectl_json(env, "get", "configmap", "app-config")["data"] == {"DB_HOST": "db-dr.internal"}
+    assert kubectl_json(env, "get", "deployment", "api")["spec"]["replicas"] == 2, "only what was picked"
+    with pytest.raises(drkit.InvalidInputError, match="kinds secrets match no object"):
+        k.apply(files=[folder], kinds=["secrets"])

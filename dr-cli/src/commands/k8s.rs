@@ -335,31 +335,46 @@ pub async fn k8s(cli: &crate::args::Cli, a: &K8sArgs, out: Output) -> Result<u8>
         }
         K8sCommand::Apply {
             snapshot,
+            files,
+            kinds,
+            selector,
             source,
             namespace_map,
             dry_run,
             wait,
             timeout,
         } => {
-            let repo = super::open_repo(cli).await?;
+            let repo = if files.is_empty() {
+                Some(super::open_repo(cli).await?)
+            } else {
+                None
+            };
             let options = dr_k8s::ApplyOptions {
                 snapshot: snapshot.as_deref().map(dr_core::repo::SnapshotRef::from),
                 source: source.clone(),
+                files: files.clone(),
+                namespace: None,
+                kinds: kinds.clone(),
+                selector: selector.clone(),
                 namespace_map: pairs(namespace_map)?,
                 dry_run: *dry_run,
                 wait: *wait,
                 timeout: Some(*timeout),
             };
-            let r = k.apply(&repo, &options).await?;
+            let r = k.apply(repo.as_ref(), &options).await?;
             out.emit(&r, || {
                 let verb = if r.dry_run { "would apply" } else { "applied" };
-                let mut text = format!("{verb} snapshot {}", r.snapshot);
+                let mut text = match &r.snapshot {
+                    Some(s) => format!("{verb} snapshot {s}"),
+                    None => format!("{verb} {}", r.files.join(", ")),
+                };
                 for obj in &r.objects {
-                    let _ = write!(
-                        text,
-                        "\n  {} {}/{}: {}",
-                        obj.kind, obj.namespace, obj.name, obj.action
-                    );
+                    let place = if obj.namespace.is_empty() {
+                        obj.name.clone()
+                    } else {
+                        format!("{}/{}", obj.namespace, obj.name)
+                    };
+                    let _ = write!(text, "\n  {} {place}: {}", obj.kind, obj.action);
                     for d in &obj.diff {
                         let _ = write!(text, "\n      {d}");
                     }

@@ -202,7 +202,10 @@ impl Engine {
                 .flat_map(|s| {
                     super::expr::references(&s.with)
                         .into_iter()
-                        .filter_map(|r| r.strip_prefix("steps.").map(|r| r.split('.').next().unwrap_or_default().to_owned()))
+                        .filter_map(|r| {
+                            r.strip_prefix("steps.")
+                                .map(|r| r.split('.').next().unwrap_or_default().to_owned())
+                        })
                 })
                 .collect();
             let needed: Vec<super::model::Step> = run
@@ -225,13 +228,20 @@ impl Engine {
             (needed, super::schedule::scope_of(run, state, None))
         };
         for step in needed {
-            let action = self.registry.get(&step.action).expect("checked above").clone();
+            let action = self
+                .registry
+                .get(&step.action)
+                .expect("checked above")
+                .clone();
             let with = super::expr::resolve(&step.with, &scope, None)?;
             let ctx = super::schedule::context(self, run, &step, options);
-            let super::action::Outcome::Done(mut outputs) = action
-                .run(&ctx, &with)
-                .await
-                .map_err(|e| e.context(format!("step {:?}: reading its secret outputs again on resume", step.id)))?
+            let super::action::Outcome::Done(mut outputs) =
+                action.run(&ctx, &with).await.map_err(|e| {
+                    e.context(format!(
+                        "step {:?}: reading its secret outputs again on resume",
+                        step.id
+                    ))
+                })?
             else {
                 return Err(err!(
                     Unavailable,
@@ -240,8 +250,12 @@ impl Engine {
                 ));
             };
             let mut j = run.journal.lock().await;
-            run.secrets
-                .keep(&step.id, action.secret_outputs(), &mut outputs, j.redactor());
+            run.secrets.keep(
+                &step.id,
+                action.secret_outputs(),
+                &mut outputs,
+                j.redactor(),
+            );
             j.append(EventKind::Note {
                 step: Some(step.id.clone()),
                 text: "its secret outputs, never journaled, were read again for the steps still to run".into(),

@@ -316,10 +316,14 @@ class Kubernetes:
     ) -> dict[str, Any]: ...
     def apply(
         self,
-        repo: Repository,
+        repo: Repository | None = None,
         *,
         snapshot: str | None = None,
         source: str | None = None,
+        files: list[str | PathLike[str]] | None = None,
+        namespace: str | None = None,
+        kinds: list[str] | None = None,
+        selector: str | None = None,
         namespace_map: dict[str, str] | None = None,
         dry_run: bool = False,
         wait: bool = False,
