@@ -128,31 +128,7 @@ impl Kubernetes {
         o: &ApplyOptions,
     ) -> Result<Vec<Resolved>> {
         let selector = o.selector.as_deref().map(parse_selector).transpose()?;
-        // Kinds a CustomResourceDefinition of this apply defines: (group, kind) → its
-        // resource and whether it is namespaced.
-        let defined: HashMap<(String, String), (String, bool)> = manifests
-            .iter()
-            .filter(|m| m.object["kind"] == "CustomResourceDefinition")
-            .map(|m| {
-                let spec = &m.object["spec"];
-                (
-                    (
-                        spec["group"].as_str().unwrap_or_default().to_owned(),
-                        spec["names"]["kind"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_owned(),
-                    ),
-                    (
-                        spec["names"]["plural"]
-                            .as_str()
-                            .unwrap_or_default()
-                            .to_owned(),
-                        spec["scope"] == "Namespaced",
-                    ),
-                )
-            })
-            .collect();
+        let defined = crd_kinds(&manifests);
         let mut served: HashMap<(String, String), Option<(ApiResource, bool)>> = HashMap::new();
         let mut problems = Vec::new();
         let mut out = Vec::new();
@@ -170,20 +146,7 @@ impl Kubernetes {
             };
             let key = (api_version.clone(), kind.clone());
             if !served.contains_key(&key) {
-                let found = match kube::discovery::pinned_kind(&self.client, &gvk).await {
-                    Ok((ar, caps)) => Some((ar, caps.scope == Scope::Namespaced)),
-                    Err(kube::Error::Api(s)) if s.code == 404 => None,
-                    Err(kube::Error::Discovery(_)) => None,
-                    Err(e) => {
-                        return Err(classify(
-                            self.context(),
-                            "discover",
-                            &format!("{kind} ({api_version})"),
-                            e,
-                        ))
-                    }
-                };
-                served.insert(key.clone(), found);
+                served.insert(key.clone(), self.served(&gvk).await?);
             }
             let (resource, namespaced, pending_crd) = match (
                 &served[&key],
@@ -259,6 +222,22 @@ impl Kubernetes {
             ));
         }
         Ok(out)
+    }
+
+    /// How the cluster serves `gvk` (its resource, and whether it is namespaced), or
+    /// `None` when it does not.
+    async fn served(&self, gvk: &GroupVersionKind) -> Result<Option<(ApiResource, bool)>> {
+        match kube::discovery::pinned_kind(&self.client, gvk).await {
+            Ok((ar, caps)) => Ok(Some((ar, caps.scope == Scope::Namespaced))),
+            Err(kube::Error::Api(s)) if s.code == 404 => Ok(None),
+            Err(kube::Error::Discovery(_)) => Ok(None),
+            Err(e) => Err(classify(
+                self.context(),
+                "discover",
+                &format!("{} ({}/{})", gvk.kind, gvk.group, gvk.version),
+                e,
+            )),
+        }
     }
 
     /// Makes sure every namespace the objects go to is there: created by the apply
@@ -381,6 +360,34 @@ impl Kubernetes {
             diff: found,
         })
     }
+}
+
+/// Kinds a CustomResourceDefinition among `manifests` defines: (group, kind) → its
+/// plural and whether it is namespaced.
+fn crd_kinds(manifests: &[Manifest]) -> HashMap<(String, String), (String, bool)> {
+    manifests
+        .iter()
+        .filter(|m| m.object["kind"] == "CustomResourceDefinition")
+        .map(|m| {
+            let spec = &m.object["spec"];
+            (
+                (
+                    spec["group"].as_str().unwrap_or_default().to_owned(),
+                    spec["names"]["kind"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                ),
+                (
+                    spec["names"]["plural"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_owned(),
+                    spec["scope"] == "Namespaced",
+                ),
+            )
+        })
+        .collect()
 }
 
 /// The object as it goes to the cluster: its namespace (its own, else `default_ns`)

@@ -237,52 +237,299 @@ fn server_side_apply_names_the_other_manager_of_a_field_unless_forced() {
     );
 }
 
+/// What a created object holds that its creator chose: no server fields, no status, no
+/// address the server assigns, no empty `resources` (kubectl's JSON carries `{}`, its
+/// protobuf an empty message).
+fn content(mut o: serde_json::Value) -> serde_json::Value {
+    fn strip(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                m.retain(|k, v| {
+                    let server = matches!(
+                        k.as_str(),
+                        "creationTimestamp"
+                            | "uid"
+                            | "resourceVersion"
+                            | "generation"
+                            | "managedFields"
+                            | "status"
+                            | "clusterIP"
+                            | "clusterIPs"
+                    );
+                    let empty =
+                        k == "resources" && v.as_object().is_some_and(serde_json::Map::is_empty);
+                    !server && !empty
+                });
+                m.values_mut().for_each(strip);
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(strip),
+            _ => {}
+        }
+    }
+    if let Some(m) = o["metadata"].as_object_mut() {
+        m.remove("namespace");
+        m.remove("name");
+        // Its controller's, set once it has seen it.
+        if let Some(a) = m
+            .get_mut("annotations")
+            .and_then(serde_json::Value::as_object_mut)
+        {
+            a.remove("deployment.kubernetes.io/revision");
+            if a.is_empty() {
+                m.remove("annotations");
+            }
+        }
+    }
+    strip(&mut o);
+    o
+}
+
+/// Every `kubectl create <kind>` whose kind the test API serves sends protobuf; what it
+/// makes must be what the same command's JSON (its client-side dry run, applied in
+/// another namespace) makes.
 #[test]
-fn kubectl_create_deployment_in_protobuf_makes_what_its_json_makes() {
+#[allow(clippy::too_many_lines)] // one table of commands
+fn every_kubectl_create_in_protobuf_makes_what_its_json_makes() {
     let (api, dir, kc) = setup();
-    let create = [
-        "create",
-        "deployment",
-        "web",
-        "--image=shop/web:1",
-        "--replicas=2",
-        "--port=8080",
+    // (apiVersion, plural, name, the command after `create`)
+    let commands: &[(&str, &str, &str, &[&str])] = &[
+        (
+            "v1",
+            "secrets",
+            "s",
+            &[
+                "secret",
+                "generic",
+                "s",
+                "--from-literal=password=hunter2-long",
+                "--type=Opaque",
+            ],
+        ),
+        (
+            "v1",
+            "secrets",
+            "reg",
+            &[
+                "secret",
+                "docker-registry",
+                "reg",
+                "--docker-server=r.example.com",
+                "--docker-username=u",
+                "--docker-password=p",
+            ],
+        ),
+        (
+            "v1",
+            "configmaps",
+            "c",
+            &[
+                "configmap",
+                "c",
+                "--from-literal=A=1",
+                "--from-literal=B=two",
+            ],
+        ),
+        (
+            "apps/v1",
+            "deployments",
+            "web",
+            &[
+                "deployment",
+                "web",
+                "--image=shop/web:1",
+                "--replicas=2",
+                "--port=8080",
+                "--",
+                "serve",
+                "--fast",
+            ],
+        ),
+        (
+            "v1",
+            "services",
+            "api",
+            &[
+                "service",
+                "clusterip",
+                "api",
+                "--tcp=80:8000",
+                "--tcp=443:https",
+            ],
+        ),
+        (
+            "v1",
+            "services",
+            "headless",
+            &[
+                "service",
+                "clusterip",
+                "headless",
+                "--clusterip=None",
+                "--tcp=5432:5432",
+            ],
+        ),
+        (
+            "v1",
+            "services",
+            "np",
+            &[
+                "service",
+                "nodeport",
+                "np",
+                "--tcp=80:8080",
+                "--node-port=30080",
+            ],
+        ),
+        (
+            "v1",
+            "services",
+            "lb",
+            &["service", "loadbalancer", "lb", "--tcp=80:8080"],
+        ),
+        (
+            "v1",
+            "services",
+            "ext",
+            &[
+                "service",
+                "externalname",
+                "ext",
+                "--external-name",
+                "db.example.com",
+            ],
+        ),
+        (
+            "networking.k8s.io/v1",
+            "ingresses",
+            "main",
+            &[
+                "ingress",
+                "main",
+                "--class=nginx",
+                "--rule=shop.example.com/=api:80",
+                "--rule=shop.example.com/admin*=admin:http",
+                "--rule=tls.example.com/*=api:80,tls=tls-secret",
+                "--default-backend=api:80",
+                "--annotation",
+                "a=b",
+            ],
+        ),
+        (
+            "v1",
+            "serviceaccounts",
+            "robot",
+            &["serviceaccount", "robot"],
+        ),
+        (
+            "rbac.authorization.k8s.io/v1",
+            "roles",
+            "reader",
+            &[
+                "role",
+                "reader",
+                "--verb=get,list",
+                "--resource=pods,deployments.apps",
+                "--resource-name=x",
+            ],
+        ),
+        (
+            "rbac.authorization.k8s.io/v1",
+            "rolebindings",
+            "rb",
+            &[
+                "rolebinding",
+                "rb",
+                "--role=reader",
+                "--serviceaccount=proto:robot",
+                "--user=alice",
+                "--group=ops",
+            ],
+        ),
+        (
+            "batch/v1",
+            "jobs",
+            "once",
+            &["job", "once", "--image=busybox", "--", "echo", "hi"],
+        ),
+        (
+            "batch/v1",
+            "cronjobs",
+            "nightly",
+            &[
+                "cronjob",
+                "nightly",
+                "--image=busybox",
+                "--schedule=0 3 * * *",
+                "--restart=Never",
+                "--",
+                "echo",
+                "hi",
+            ],
+        ),
     ];
-    let Some((code, out)) = run(&kc, &create) else {
-        return;
-    };
-    assert_eq!(code, 0, "{out}");
-    // The same command's JSON (client-side dry run), created under another name in
-    // another namespace: the objects must not differ.
-    let mut args = create.to_vec();
-    args.extend(["--dry-run=client", "-o", "json"]);
-    let (code, json_text) = run(&kc, &args).unwrap();
-    assert_eq!(code, 0, "{json_text}");
-    let file = dir.path().join("web.json");
-    std::fs::write(&file, json_text).unwrap();
-    let (code, out) = run(&kc, &["create", "namespace", "json"]).unwrap();
-    assert_eq!(code, 0, "{out}");
-    let (code, out) = run(&kc, &["-n", "json", "apply", "-f", file.to_str().unwrap()]).unwrap();
-    assert_eq!(code, 0, "{out}");
-    let spec = |ns: &str| {
-        let mut d = api.object("apps/v1", "deployments", ns, "web").unwrap();
-        if let Some(a) = d["spec"]["template"]["metadata"].as_object_mut() {
-            a.remove("creationTimestamp");
-        }
-        if let Some(c) = d["spec"]["template"]["spec"]["containers"][0].as_object_mut() {
-            // kubectl's JSON carries `resources: {}`, its protobuf an empty message.
-            c.remove("resources");
-        }
-        d["spec"].clone()
-    };
-    assert_eq!(spec("default"), spec("json"));
+    for ns in ["proto", "json"] {
+        let Some((code, out)) = run(&kc, &["create", "namespace", ns]) else {
+            return;
+        };
+        assert_eq!(code, 0, "kubectl create namespace (protobuf): {out}");
+    }
+    for (api_version, plural, name, command) in commands {
+        let mut create = vec!["-n", "proto", "create"];
+        create.extend(*command);
+        let (code, out) = run(&kc, &create).unwrap();
+        assert_eq!(code, 0, "kubectl {}: {out}", create.join(" "));
+        // The same command's JSON, flags before a `--`.
+        let mut dry = vec!["-n", "json", "create"];
+        let at = command
+            .iter()
+            .position(|a| *a == "--")
+            .unwrap_or(command.len());
+        dry.extend(&command[..at]);
+        dry.extend(["--dry-run=client", "-o", "json"]);
+        dry.extend(&command[at..]);
+        let (code, json_text) = run(&kc, &dry).unwrap();
+        assert_eq!(code, 0, "{json_text}");
+        let file = dir.path().join(format!("{plural}-{name}.json"));
+        std::fs::write(&file, json_text).unwrap();
+        let (code, out) =
+            run(&kc, &["-n", "json", "create", "-f", file.to_str().unwrap()]).unwrap();
+        assert_eq!(code, 0, "{out}");
+        let made = |ns: &str| content(api.object(api_version, plural, ns, name).unwrap());
+        assert_eq!(
+            made("proto"),
+            made("json"),
+            "kubectl create {}",
+            command.join(" ")
+        );
+    }
+    let svc = api.object("v1", "services", "proto", "api").unwrap();
+    assert_eq!(svc["spec"]["ports"][1]["targetPort"], "https", "{svc}");
+    let ing = api
+        .object("networking.k8s.io/v1", "ingresses", "proto", "main")
+        .unwrap();
     assert_eq!(
-        spec("default")["template"]["spec"]["containers"][0]["ports"][0]["containerPort"],
-        8080
+        ing["spec"]["rules"][0]["http"]["paths"][1]["backend"]["service"]["port"]["name"], "http",
+        "{ing}"
+    );
+    assert_eq!(ing["spec"]["tls"][0]["secretName"], "tls-secret");
+    let role = api
+        .object("rbac.authorization.k8s.io/v1", "roles", "proto", "reader")
+        .unwrap();
+    assert_eq!(
+        role["rules"][0]["apiGroups"],
+        serde_json::json!([""]),
+        "the core group: {role}"
     );
     let (code, out) = run(
         &kc,
-        &["rollout", "status", "deployment/web", "--timeout=30s"],
+        &[
+            "-n",
+            "proto",
+            "rollout",
+            "status",
+            "deployment/web",
+            "--timeout=30s",
+        ],
     )
     .unwrap();
     assert_eq!(code, 0, "{out}");

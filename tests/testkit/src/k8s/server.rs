@@ -181,7 +181,10 @@ fn parse_body(bytes: &[u8], content_type: &str) -> Result<Value, Status> {
             Status::new(
                 415,
                 "UnsupportedMediaType",
-                format!("the test API reads protobuf only for Secrets, ConfigMaps and Namespaces ({content_type}); send JSON"),
+                format!(
+                    "the test API reads protobuf only for {} ({content_type}); send JSON",
+                    super::protobuf::READ.join(", ")
+                ),
             )
         });
     }
