@@ -565,8 +565,17 @@ pub enum K8sCommand {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Export a namespace into the repository (--repo) as a snapshot.
+    /// Export a namespace (-n), or several (--namespaces) with the cluster-wide objects
+    /// they need (--cluster), into the repository (--repo) as a snapshot.
     Export {
+        /// Several namespaces into one snapshot (shop,billing).
+        #[arg(long, value_delimiter = ',')]
+        namespaces: Vec<String>,
+        /// With what the namespaces need of the cluster: the Namespaces, the StorageClasses
+        /// their claims use, ClusterRoles and ClusterRoleBindings of their RoleBindings
+        /// and ServiceAccounts, CustomResourceDefinitions and the custom resources in them.
+        #[arg(long)]
+        cluster: bool,
         /// Only these kinds (deployments,configmaps,…).
         #[arg(long, value_delimiter = ',')]
         kinds: Vec<String>,

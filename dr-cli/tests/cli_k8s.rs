@@ -1141,3 +1141,214 @@ fn manifests_from_a_folder_are_applied_in_order_and_read_back() {
         "only what was picked"
     );
 }
+
+/// Seed 000's cluster recovery: two namespaces of the `prod` cluster and what they need
+/// of it — their Namespaces, the StorageClass their claim uses, the ClusterRoles their
+/// RoleBinding and ServiceAccount are bound to, a CustomResourceDefinition and its
+/// custom resource — exported into one snapshot, then applied in order into a new,
+/// empty cluster (`dr`, a second API behind a second context), and read back there.
+/// What the namespaces do not need stays behind.
+#[test]
+#[allow(clippy::too_many_lines)] // two clusters, each object read back
+fn namespaces_and_what_they_need_of_the_cluster_are_restored_into_a_new_cluster() {
+    let dir = tempfile::tempdir().unwrap();
+    let (prod, dr) = (K8sTestApi::start(), K8sTestApi::start());
+    let kubeconfig = dir.path().join("kubeconfig");
+    dr_testkit::k8s::write_kubeconfig(&kubeconfig, &[(&prod, "prod"), (&dr, "dr")]);
+    let crd = |plural: &str, kind: &str| {
+        json!({"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": format!("{plural}.example.com")},
+            "spec": {"group": "example.com", "scope": "Namespaced",
+                "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind},
+                "versions": [{"name": "v1", "served": true, "storage": true,
+                    "schema": {"openAPIV3Schema": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}]}})
+    };
+    for obj in [
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "shop", "labels": {"team": "shop", "pod-security.kubernetes.io/enforce": "baseline"}}}),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "billing"}}),
+        json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "other"}}),
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "fast"}, "provisioner": "ebs.csi.aws.com", "parameters": {"type": "gp3"}}),
+        json!({"apiVersion": "storage.k8s.io/v1", "kind": "StorageClass", "metadata": {"name": "slow"}, "provisioner": "ebs.csi.aws.com"}),
+        json!({"apiVersion": "v1", "kind": "PersistentVolumeClaim", "metadata": {"name": "data", "namespace": "shop"}, "spec": {"storageClassName": "fast", "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "10Gi"}}}}),
+        json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {"name": "robot", "namespace": "shop"}}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "viewer"}, "rules": [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get", "list"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "robot-role"}, "rules": [{"apiGroups": ["apps"], "resources": ["deployments"], "verbs": ["patch"]}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": {"name": "unrelated"}, "rules": []}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "robot-binding"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "robot-role"}, "subjects": [{"kind": "ServiceAccount", "name": "robot", "namespace": "shop"}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": {"name": "other-binding"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "unrelated"}, "subjects": [{"kind": "ServiceAccount", "name": "x", "namespace": "other"}]}),
+        json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": {"name": "read-all", "namespace": "billing"}, "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "viewer"}, "subjects": [{"kind": "User", "name": "bob", "apiGroup": "rbac.authorization.k8s.io"}]}),
+        crd("widgets", "Widget"),
+        crd("gadgets", "Gadget"),
+        json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1", "namespace": "shop"}, "spec": {"size": 3}}),
+        json!({"apiVersion": "example.com/v1", "kind": "Gadget", "metadata": {"name": "g1", "namespace": "other"}, "spec": {}}),
+        deployment("shop", "api", 2, "shop/api:7"),
+        deployment("billing", "worker", 1, "billing/worker:3"),
+    ] {
+        prod.create(obj);
+    }
+    let d = Drkit::local(BIN, &dir.path().join("repo"))
+        .with_env([("KUBECONFIG", kubeconfig.display().to_string())]);
+    d.json(&["repo", "init"]);
+    let exported = d.json(&[
+        "k8s",
+        "--context",
+        "prod",
+        "export",
+        "--namespaces",
+        "shop,billing",
+        "--cluster",
+    ]);
+    assert_eq!(exported["namespaces"], json!(["shop", "billing"]));
+    let listed: Vec<String> = exported["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| {
+            format!(
+                "{} {}",
+                o["kind"].as_str().unwrap(),
+                o["name"].as_str().unwrap()
+            )
+        })
+        .collect();
+    for want in [
+        "Namespace shop",
+        "Namespace billing",
+        "CustomResourceDefinition widgets.example.com",
+        "StorageClass fast",
+        "PersistentVolumeClaim data",
+        "ClusterRole viewer",
+        "ClusterRole robot-role",
+        "ClusterRoleBinding robot-binding",
+        "RoleBinding read-all",
+        "Deployment api",
+        "Deployment worker",
+        "Widget w1",
+    ] {
+        assert!(
+            listed.iter().any(|l| l == want),
+            "{want} missing from {listed:?}"
+        );
+    }
+    for not in [
+        "Namespace other",
+        "StorageClass slow",
+        "ClusterRole unrelated",
+        "ClusterRoleBinding other-binding",
+        "CustomResourceDefinition gadgets.example.com",
+        "Gadget g1",
+    ] {
+        assert!(
+            !listed.iter().any(|l| l == not),
+            "{not} is not needed: {listed:?}"
+        );
+    }
+
+    // Into the new cluster: a dry run first (nothing there yet, every object created, in
+    // the order the cluster needs them), then the apply.
+    let dry = d.json(&["k8s", "--context", "dr", "apply", "--dry-run"]);
+    let kinds: Vec<&str> = dry["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.first(), Some(&"Namespace"), "{kinds:?}");
+    assert_eq!(kinds.last(), Some(&"Widget"), "{kinds:?}");
+    let at = |k: &str| kinds.iter().position(|x| *x == k).unwrap();
+    assert!(at("CustomResourceDefinition") < at("StorageClass"));
+    assert!(at("StorageClass") < at("PersistentVolumeClaim"));
+    assert!(
+        at("ClusterRole") < at("ClusterRoleBinding")
+            && at("ClusterRoleBinding") < at("RoleBinding")
+    );
+    assert!(
+        dry["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["action"] == "created"),
+        "{dry}"
+    );
+    assert!(
+        dr.object("v1", "namespaces", "", "shop").is_none(),
+        "a dry run changes nothing"
+    );
+
+    let applied = d.json(&[
+        "k8s",
+        "--context",
+        "dr",
+        "apply",
+        "--wait",
+        "--timeout",
+        "1m",
+    ]);
+    assert_eq!(
+        applied["objects"].as_array().unwrap().len(),
+        listed.len(),
+        "{applied}"
+    );
+    let ns = dr.object("v1", "namespaces", "", "shop").unwrap();
+    assert_eq!(
+        ns["metadata"]["labels"]["pod-security.kubernetes.io/enforce"],
+        "baseline"
+    );
+    assert_eq!(
+        dr.object("storage.k8s.io/v1", "storageclasses", "", "fast")
+            .unwrap()["parameters"]["type"],
+        "gp3"
+    );
+    assert!(dr
+        .object("storage.k8s.io/v1", "storageclasses", "", "slow")
+        .is_none());
+    assert_eq!(
+        dr.object("v1", "persistentvolumeclaims", "shop", "data")
+            .unwrap()["spec"]["storageClassName"],
+        "fast"
+    );
+    assert_eq!(
+        dr.object(
+            "rbac.authorization.k8s.io/v1",
+            "clusterrolebindings",
+            "",
+            "robot-binding"
+        )
+        .unwrap()["subjects"][0]["namespace"],
+        "shop"
+    );
+    assert_eq!(
+        dr.object(
+            "rbac.authorization.k8s.io/v1",
+            "rolebindings",
+            "billing",
+            "read-all"
+        )
+        .unwrap()["roleRef"]["name"],
+        "viewer"
+    );
+    assert!(dr
+        .object("rbac.authorization.k8s.io/v1", "clusterroles", "", "viewer")
+        .is_some());
+    assert_eq!(
+        dr.object("example.com/v1", "widgets", "shop", "w1")
+            .unwrap()["spec"]["size"],
+        3,
+        "the custom resource, after its definition"
+    );
+    assert_eq!(
+        dr.object("apps/v1", "deployments", "billing", "worker")
+            .unwrap()["status"]["readyReplicas"],
+        1
+    );
+    // The same snapshot again: everything unchanged.
+    let again = d.json(&["k8s", "--context", "dr", "apply", "--dry-run"]);
+    assert!(
+        again["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["action"] == "unchanged"),
+        "{again}"
+    );
+}

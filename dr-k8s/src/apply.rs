@@ -84,6 +84,12 @@ impl Kubernetes {
             while rest.peek().is_some_and(|n| n.object["kind"] == kind) {
                 group.extend(rest.next());
             }
+            // A kind whose definition was just applied is served once the cluster has
+            // taken it in (Established).
+            if !o.dry_run && group[0].pending_crd {
+                self.wait_served(&group[0].resource, Duration::from_mins(1))
+                    .await?;
+            }
             let done: Vec<Applied> = futures::stream::iter(group)
                 .map(|r| {
                     let assume = o.dry_run
@@ -237,6 +243,28 @@ impl Kubernetes {
                 &format!("{} ({}/{})", gvk.kind, gvk.group, gvk.version),
                 e,
             )),
+        }
+    }
+
+    /// Waits until the cluster serves `ar` (a CustomResourceDefinition just applied).
+    async fn wait_served(&self, ar: &ApiResource, timeout: Duration) -> Result<()> {
+        let gvk = GroupVersionKind::gvk(&ar.group, &ar.version, &ar.kind);
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.served(&gvk).await?.is_some() {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(err!(
+                    Timeout,
+                    "kind {} ({}) is still not served by context {:?} {}s after its CustomResourceDefinition was applied; look at the CRD's conditions (kubectl get crd -o yaml), then apply again",
+                    ar.kind,
+                    ar.api_version,
+                    self.context(),
+                    timeout.as_secs()
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
         }
     }
 
@@ -469,15 +497,9 @@ async fn read_snapshot(
     let id = snap.id.to_string();
     let manifests = objects
         .into_iter()
-        .map(|mut object| {
-            // Exported from one namespace: each object goes to its (mapped) namespace.
-            if let Some(m) = object["metadata"].as_object_mut() {
-                m.remove("namespace");
-            }
-            Manifest {
-                object,
-                origin: format!("snapshot {id}"),
-            }
+        .map(|object| Manifest {
+            object,
+            origin: format!("snapshot {id}"),
         })
         .collect();
     Ok((manifests, exported_ns, id))

@@ -836,9 +836,9 @@ async fn a_namespace_exported_then_applied_elsewhere_has_the_same_objects() {
     assert_eq!(
         names,
         [
-            "RoleBinding/reader",
-            "ConfigMap/app-config",
             "Secret/db",
+            "ConfigMap/app-config",
+            "RoleBinding/reader",
             "Service/api",
             "Deployment/api"
         ],

@@ -251,18 +251,24 @@ impl Kubernetes {
         to_python(py, &block_on(py, self.inner.secret_set(&o))?)
     }
 
-    /// Exports namespace `namespace` into `repo` as a snapshot.
-    #[pyo3(signature = (repo, *, namespace=None, kinds=None, selector=None))]
+    /// Exports namespace `namespace` — or several, `namespaces`, with the cluster-wide
+    /// objects they need when `cluster` — into `repo` as a snapshot.
+    #[pyo3(signature = (repo, *, namespace=None, namespaces=None, cluster=false, kinds=None, selector=None))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
     fn export<'py>(
         &self,
         py: Python<'py>,
         repo: &crate::repository::Repository,
         namespace: Option<String>,
+        namespaces: Option<Vec<String>>,
+        cluster: bool,
         kinds: Option<Vec<String>>,
         selector: Option<String>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let o = dr_k8s::ExportOptions {
             namespace,
+            namespaces: namespaces.unwrap_or_default(),
+            cluster,
             kinds: kinds.unwrap_or_default(),
             selector,
             tags: BTreeMap::new(),

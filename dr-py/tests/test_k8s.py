@@ -149,3 +149,17 @@ def test_apply_manifests_from_files_from_python(cluster, tmp_path):
     assert kubectl_json(env, "get", "deployment", "api")["spec"]["replicas"] == 2, "only what was picked"
     with pytest.raises(drkit.InvalidInputError, match="kinds secrets match no object"):
         k.apply(files=[folder], kinds=["secrets"])
+
+
+def test_several_namespaces_with_what_they_need_of_the_cluster(cluster, tmp_path):
+    kubeconfig, env = cluster
+    k = drkit.Kubernetes(kubeconfig=kubeconfig, context="dr")
+    k.namespace_create("billing", labels={"team": "billing"})
+    repo = drkit.Repository.init(f"file://{tmp_path}/repo", password="pw")
+    out = k.export(repo, namespaces=["default", "billing"], cluster=True)
+    assert out["namespaces"] == ["default", "billing"]
+    namespaces = [o["name"] for o in out["objects"] if o["kind"] == "Namespace"]
+    assert namespaces == ["default", "billing"]
+    assert {o.get("namespace") for o in out["objects"] if o["kind"] == "Deployment"} == {"default"}
+    with pytest.raises(drkit.InvalidInputError, match="nor a custom resource"):
+        k.export(repo, namespaces=["default"], cluster=True, kinds=["widgets"])

@@ -309,10 +309,17 @@ pub async fn k8s(cli: &crate::args::Cli, a: &K8sArgs, out: Output) -> Result<u8>
                 )
             });
         }
-        K8sCommand::Export { kinds, selector } => {
+        K8sCommand::Export {
+            namespaces,
+            cluster,
+            kinds,
+            selector,
+        } => {
             let repo = super::open_repo(cli).await?;
             let o = dr_k8s::ExportOptions {
                 namespace: None,
+                namespaces: namespaces.clone(),
+                cluster: *cluster,
                 kinds: kinds.clone(),
                 selector: selector.clone(),
                 tags: BTreeMap::new(),
@@ -322,12 +329,19 @@ pub async fn k8s(cli: &crate::args::Cli, a: &K8sArgs, out: Output) -> Result<u8>
                 let list: Vec<String> = e
                     .objects
                     .iter()
-                    .map(|o| format!("  {}/{}", o.kind, o.name))
+                    .map(|o| match &o.namespace {
+                        Some(ns) if e.namespaces.len() > 1 => {
+                            format!("  {}/{} (in {ns})", o.kind, o.name)
+                        }
+                        Some(_) => format!("  {}/{}", o.kind, o.name),
+                        None => format!("  {}/{} (cluster-wide)", o.kind, o.name),
+                    })
                     .collect();
                 format!(
-                    "snapshot {} of namespace {}: {} objects\n{}",
+                    "snapshot {} of namespace{} {}: {} objects\n{}",
                     e.snapshot,
-                    e.namespace,
+                    if e.namespaces.len() > 1 { "s" } else { "" },
+                    e.namespaces.join(", "),
                     e.objects.len(),
                     list.join("\n")
                 )

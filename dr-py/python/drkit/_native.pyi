@@ -312,7 +312,14 @@ class Kubernetes:
         dry_run: bool = False,
     ) -> dict[str, Any]: ...
     def export(
-        self, repo: Repository, *, namespace: str | None = None, kinds: list[str] | None = None, selector: str | None = None
+        self,
+        repo: Repository,
+        *,
+        namespace: str | None = None,
+        namespaces: list[str] | None = None,
+        cluster: bool = False,
+        kinds: list[str] | None = None,
+        selector: str | None = None,
     ) -> dict[str, Any]: ...
     def apply(
         self,

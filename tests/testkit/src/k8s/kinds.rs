@@ -1,5 +1,7 @@
 //! The resources the test API serves, and its discovery documents.
 
+use std::collections::BTreeMap;
+
 use serde_json::{json, Value};
 
 /// One resource type.
@@ -47,7 +49,16 @@ impl Kind {
     pub fn has_generation(&self) -> bool {
         !matches!(
             self.plural,
-            "configmaps" | "secrets" | "serviceaccounts" | "roles" | "rolebindings" | "events"
+            "configmaps"
+                | "secrets"
+                | "serviceaccounts"
+                | "roles"
+                | "rolebindings"
+                | "events"
+                | "storageclasses"
+                | "clusterroles"
+                | "clusterrolebindings"
+                | "persistentvolumes"
         )
     }
 }
@@ -250,20 +261,122 @@ pub const KINDS: &[Kind] = &[
         &["hpa"],
         &["status"],
     ),
+    k(
+        "",
+        "v1",
+        "persistentvolumes",
+        "persistentvolume",
+        "PersistentVolume",
+        false,
+        &["pv"],
+        &["status"],
+    ),
+    k(
+        "storage.k8s.io",
+        "v1",
+        "storageclasses",
+        "storageclass",
+        "StorageClass",
+        false,
+        &["sc"],
+        &[],
+    ),
+    k(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterroles",
+        "clusterrole",
+        "ClusterRole",
+        false,
+        &[],
+        &[],
+    ),
+    k(
+        "rbac.authorization.k8s.io",
+        "v1",
+        "clusterrolebindings",
+        "clusterrolebinding",
+        "ClusterRoleBinding",
+        false,
+        &[],
+        &[],
+    ),
+    k(
+        "apiextensions.k8s.io",
+        "v1",
+        "customresourcedefinitions",
+        "customresourcedefinition",
+        "CustomResourceDefinition",
+        false,
+        &["crd", "crds"],
+        &["status"],
+    ),
 ];
 
-/// The resource at `group`/`version`/`plural`.
-pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Kind> {
-    KINDS
-        .iter()
-        .find(|k| k.group == group && k.version == version && k.plural == plural)
+/// Every resource served: the built-in ones, then `custom` (what the stored
+/// CustomResourceDefinitions define).
+fn all<'a>(custom: &'a [&'static Kind]) -> impl Iterator<Item = &'static Kind> + 'a {
+    KINDS.iter().chain(custom.iter().copied())
 }
 
-/// The resource of an object's `apiVersion` and `kind`.
-pub fn of_kind(api_version: &str, kind: &str) -> Option<&'static Kind> {
-    KINDS
-        .iter()
-        .find(|k| k.api_version() == api_version && k.kind == kind)
+/// The built-in resource at `group`/`version`/`plural`.
+pub fn find(group: &str, version: &str, plural: &str) -> Option<&'static Kind> {
+    find_in(&[], group, version, plural)
+}
+
+/// The resource at `group`/`version`/`plural`, custom ones included.
+pub fn find_in(
+    custom: &[&'static Kind],
+    group: &str,
+    version: &str,
+    plural: &str,
+) -> Option<&'static Kind> {
+    all(custom).find(|k| k.group == group && k.version == version && k.plural == plural)
+}
+
+/// The resource of an object's `apiVersion` and `kind`, custom ones included.
+pub fn of_kind_in(
+    custom: &[&'static Kind],
+    api_version: &str,
+    kind: &str,
+) -> Option<&'static Kind> {
+    all(custom).find(|k| k.api_version() == api_version && k.kind == kind)
+}
+
+/// What a CustomResourceDefinition makes served: a resource per served version. The
+/// strings live as long as the process (a test server's few CRDs).
+pub fn from_crd(crd: &Value) -> Vec<&'static Kind> {
+    let leak = |v: &Value| -> &'static str {
+        Box::leak(v.as_str().unwrap_or_default().to_owned().into_boxed_str())
+    };
+    let spec = &crd["spec"];
+    let names = &spec["names"];
+    let short: &'static [&'static str] = Box::leak(
+        names["shortNames"]
+            .as_array()
+            .map(|a| a.iter().map(leak).collect::<Vec<_>>())
+            .unwrap_or_default()
+            .into_boxed_slice(),
+    );
+    spec["versions"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|v| v["served"] != false)
+        .map(|v| {
+            let has_status = v["subresources"]["status"].is_object();
+            &*Box::leak(Box::new(Kind {
+                group: leak(&spec["group"]),
+                version: leak(&v["name"]),
+                plural: leak(&names["plural"]),
+                singular: leak(&names["singular"]),
+                kind: leak(&names["kind"]),
+                namespaced: spec["scope"] != "Cluster",
+                short,
+                subresources: if has_status { &["status"] } else { &[] },
+            }))
+        })
+        .collect()
 }
 
 const VERBS: &[&str] = &[
@@ -277,16 +390,16 @@ const VERBS: &[&str] = &[
     "watch",
 ];
 
-fn groups() -> Vec<&'static str> {
-    let mut g: Vec<&str> = KINDS
-        .iter()
-        .map(|k| k.group)
-        .filter(|g| !g.is_empty())
-        .collect();
-    g.dedup();
-    g.sort_unstable();
-    g.dedup();
-    g
+/// Each group and its versions.
+fn groups(custom: &[&'static Kind]) -> Vec<(&'static str, Vec<&'static str>)> {
+    let mut g: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for k in all(custom).filter(|k| !k.group.is_empty()) {
+        let versions = g.entry(k.group).or_default();
+        if !versions.contains(&k.version) {
+            versions.push(k.version);
+        }
+    }
+    g.into_iter().collect()
 }
 
 /// `/api`.
@@ -295,21 +408,23 @@ pub fn core_versions() -> Value {
 }
 
 /// `/apis`.
-pub fn group_list() -> Value {
-    let groups: Vec<Value> = groups()
+pub fn group_list(custom: &[&'static Kind]) -> Value {
+    let groups: Vec<Value> = groups(custom)
         .into_iter()
-        .map(|g| {
-            let gv = json!({"groupVersion": format!("{g}/v1"), "version": "v1"});
-            json!({"name": g, "versions": [gv], "preferredVersion": gv})
+        .map(|(g, versions)| {
+            let gvs: Vec<Value> = versions
+                .iter()
+                .map(|v| json!({"groupVersion": format!("{g}/{v}"), "version": v}))
+                .collect();
+            json!({"name": g, "versions": gvs, "preferredVersion": gvs[0]})
         })
         .collect();
     json!({"kind": "APIGroupList", "apiVersion": "v1", "groups": groups})
 }
 
 /// `/api/v1` or `/apis/{group}/{version}`.
-pub fn resource_list(group: &str, version: &str) -> Option<Value> {
-    let mine: Vec<&Kind> = KINDS
-        .iter()
+pub fn resource_list(custom: &[&'static Kind], group: &str, version: &str) -> Option<Value> {
+    let mine: Vec<&Kind> = all(custom)
         .filter(|k| k.group == group && k.version == version)
         .collect();
     if mine.is_empty() {
@@ -350,23 +465,25 @@ pub fn resource_list(group: &str, version: &str) -> Option<Value> {
 
 /// `/openapi/v3`: one entry per group version. Their documents say that writes take the
 /// `fieldValidation` parameter, so kubectl leaves validation to the server.
-pub fn openapi_root() -> Value {
+pub fn openapi_root(custom: &[&'static Kind]) -> Value {
     let mut paths = serde_json::Map::new();
     paths.insert(
         "api/v1".into(),
         json!({"serverRelativeURL": "/openapi/v3/api/v1?hash=drkit"}),
     );
-    for g in groups() {
-        paths.insert(
-            format!("apis/{g}/v1"),
-            json!({"serverRelativeURL": format!("/openapi/v3/apis/{g}/v1?hash=drkit")}),
-        );
+    for (g, versions) in groups(custom) {
+        for v in versions {
+            paths.insert(
+                format!("apis/{g}/{v}"),
+                json!({"serverRelativeURL": format!("/openapi/v3/apis/{g}/{v}?hash=drkit")}),
+            );
+        }
     }
     json!({ "paths": paths })
 }
 
 /// `/openapi/v3/apis/{group}/{version}`: every write operation with `fieldValidation`.
-pub fn openapi_group(group: &str, version: &str) -> Option<Value> {
+pub fn openapi_group(custom: &[&'static Kind], group: &str, version: &str) -> Option<Value> {
     let prefix = if group.is_empty() {
         format!("/api/{version}")
     } else {
@@ -380,10 +497,7 @@ pub fn openapi_group(group: &str, version: &str) -> Option<Value> {
             "responses": {"200": {"description": "OK"}},
         })
     };
-    for kind in KINDS
-        .iter()
-        .filter(|k| k.group == group && k.version == version)
-    {
+    for kind in all(custom).filter(|k| k.group == group && k.version == version) {
         let base = if kind.namespaced {
             format!("{prefix}/namespaces/{{namespace}}/{}", kind.plural)
         } else {

@@ -216,7 +216,7 @@ impl K8sTestApi {
     /// Stores `obj` as a client would create it (server fields filled).
     pub fn create(&self, obj: Value) -> Value {
         let mut s = self.state.lock().expect("state");
-        let kind = state::kind_of(&obj).expect("a served kind");
+        let kind = s.kind_of(&obj).expect("a served kind");
         let ns = obj["metadata"]["namespace"]
             .as_str()
             .unwrap_or("default")

@@ -118,7 +118,7 @@ struct Target {
     sub: Option<String>,
 }
 
-fn route(path: &str) -> Result<Option<Target>, Status> {
+fn route(custom: &[&'static Kind], path: &str) -> Result<Option<Target>, Status> {
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     let (group, version, rest) = match segs.as_slice() {
         ["api", v, rest @ ..] => ("", *v, rest),
@@ -126,7 +126,7 @@ fn route(path: &str) -> Result<Option<Target>, Status> {
         _ => return Ok(None),
     };
     let find = |plural: &str| {
-        kinds::find(group, version, plural).ok_or_else(|| {
+        kinds::find_in(custom, group, version, plural).ok_or_else(|| {
             Status::new(
                 404,
                 "NotFound",
@@ -136,7 +136,7 @@ fn route(path: &str) -> Result<Option<Target>, Status> {
     };
     let t = match rest {
         ["namespaces", ns, plural, more @ ..]
-            if kinds::find(group, version, plural).is_some_and(|k| k.namespaced) =>
+            if kinds::find_in(custom, group, version, plural).is_some_and(|k| k.namespaced) =>
         {
             let kind = find(plural)?;
             Target {
@@ -243,6 +243,8 @@ async fn handle(req: Request<hyper::body::Incoming>, st: Shared) -> Response<Bod
             }
         }
     }
+    // What the stored CustomResourceDefinitions serve, as this request finds them.
+    let custom = st.lock().expect("state").custom.clone();
     match path.as_str() {
         "/version" => {
             return json_response(
@@ -252,8 +254,8 @@ async fn handle(req: Request<hyper::body::Incoming>, st: Shared) -> Response<Bod
         }
         "/healthz" | "/readyz" | "/livez" => return full(200, "text/plain", b"ok".to_vec()),
         "/api" => return json_response(200, &kinds::core_versions()),
-        "/apis" => return json_response(200, &kinds::group_list()),
-        "/openapi/v3" => return json_response(200, &kinds::openapi_root()),
+        "/apis" => return json_response(200, &kinds::group_list(&custom)),
+        "/openapi/v3" => return json_response(200, &kinds::openapi_root(&custom)),
         // Not a Kubernetes path: how many requests this server answered, by verb, for
         // benchmarks run against the binary.
         "/_test/requests" => {
@@ -270,8 +272,8 @@ async fn handle(req: Request<hyper::body::Incoming>, st: Shared) -> Response<Bod
     if let Some(rest) = path.strip_prefix("/openapi/v3/") {
         let segs: Vec<&str> = rest.split('/').collect();
         let doc = match segs.as_slice() {
-            ["api", v] => kinds::openapi_group("", v),
-            ["apis", g, v] => kinds::openapi_group(g, v),
+            ["api", v] => kinds::openapi_group(&custom, "", v),
+            ["apis", g, v] => kinds::openapi_group(&custom, g, v),
             _ => None,
         };
         return match doc {
@@ -286,7 +288,7 @@ async fn handle(req: Request<hyper::body::Incoming>, st: Shared) -> Response<Bod
     let segs: Vec<&str> = path.trim_matches('/').split('/').collect();
     match segs.as_slice() {
         ["api", v] => {
-            return kinds::resource_list("", v).map_or_else(
+            return kinds::resource_list(&custom, "", v).map_or_else(
                 || {
                     status_response(
                         &Status::new(
@@ -302,7 +304,7 @@ async fn handle(req: Request<hyper::body::Incoming>, st: Shared) -> Response<Bod
             )
         }
         ["apis", g, v] => {
-            return kinds::resource_list(g, v).map_or_else(
+            return kinds::resource_list(&custom, g, v).map_or_else(
                 || {
                     status_response(
                         &Status::new(
@@ -319,7 +321,7 @@ async fn handle(req: Request<hyper::body::Incoming>, st: Shared) -> Response<Bod
         }
         _ => {}
     }
-    let t = match route(&path) {
+    let t = match route(&custom, &path) {
         Ok(Some(t)) => t,
         Ok(None) => {
             return status_response(
@@ -709,7 +711,7 @@ fn apply_verb(
             if body.is_null() {
                 return Err(Status::bad("a create needs a body"));
             }
-            if let Some(k) = super::state::kind_of(&body) {
+            if let Some(k) = s.kind_of(&body) {
                 if k.plural != t.kind.plural {
                     return Err(Status::bad(format!("the API version in the data ({}) does not match the expected API version ({})", body["apiVersion"], t.kind.api_version())));
                 }

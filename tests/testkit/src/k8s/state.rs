@@ -115,7 +115,12 @@ pub struct State {
     pub settled: std::collections::HashMap<String, String>,
     /// Whether an object was deleted since the controllers last looked for orphans.
     pub removed: bool,
+    /// The resources the stored CustomResourceDefinitions define.
+    pub custom: Vec<&'static Kind>,
 }
+
+/// Where CustomResourceDefinitions are stored.
+const CRDS: &str = "apiextensions.k8s.io/v1/customresourcedefinitions";
 
 const HISTORY: usize = 4096;
 
@@ -219,7 +224,31 @@ impl State {
         if let Some(u) = Self::controller_of(&obj) {
             self.owners.entry(u).or_default().insert(key.clone());
         }
+        let crd = key.0 == CRDS;
         self.objects.insert(key, obj);
+        if crd {
+            self.crds_changed();
+        }
+    }
+
+    /// Serves what the CustomResourceDefinitions now define (and no longer what a
+    /// deleted one did).
+    fn crds_changed(&mut self) {
+        self.custom = self
+            .objects
+            .iter()
+            .filter(|(k, _)| k.0 == CRDS)
+            .flat_map(|(_, crd)| super::kinds::from_crd(crd))
+            .collect();
+    }
+
+    /// The resource of an object's `apiVersion` and `kind`, custom ones included.
+    pub fn kind_of(&self, obj: &Value) -> Option<&'static Kind> {
+        super::kinds::of_kind_in(
+            &self.custom,
+            obj["apiVersion"].as_str()?,
+            obj["kind"].as_str()?,
+        )
     }
 
     fn namespace_exists(&self, namespace: &str) -> Result<(), Status> {
@@ -472,15 +501,30 @@ impl State {
             }
             self.rv += 1;
             old["metadata"]["resourceVersion"] = json!(self.rv.to_string());
-            if let Some(kind) = kind_of(&old) {
+            let defined = if key.0 == CRDS {
+                super::kinds::from_crd(&old)
+            } else {
+                Vec::new()
+            };
+            if let Some(kind) = self.kind_of(&old) {
                 self.record(kind, &key.1, "DELETED", old);
+            }
+            if key.0 == CRDS {
+                // Its custom resources go with it, as the real server deletes them.
+                let gone: Vec<String> = defined.iter().map(|k| resource_key(k)).collect();
+                let doomed: Vec<Key> = self
+                    .objects
+                    .keys()
+                    .filter(|k| gone.contains(&k.0))
+                    .cloned()
+                    .collect();
+                for k in doomed {
+                    self.remove(&k);
+                }
+                self.crds_changed();
             }
         }
     }
-}
-
-pub fn kind_of(obj: &Value) -> Option<&'static Kind> {
-    super::kinds::of_kind(obj["apiVersion"].as_str()?, obj["kind"].as_str()?)
 }
 
 fn is_dns_label(s: &str) -> bool {
