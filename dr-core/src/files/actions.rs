@@ -277,13 +277,7 @@ impl TypedAction for GitRestore {
     const IDEMPOTENT: bool = false;
 
     async fn plan(&self, _: &StepContext, p: GitRestoreParams) -> Result<Vec<String>> {
-        if std::fs::read_dir(&p.to).is_ok_and(|mut d| d.next().is_some()) {
-            return Err(crate::err!(
-                Conflict,
-                "{} is not empty; restore the repository into a new or empty folder",
-                p.to.display()
-            ));
-        }
+        super::git::check_target(&p.to)?;
         Ok(vec![format!(
             "clones Git bundle {} into {}{}",
             p.snapshot,

@@ -222,20 +222,7 @@ pub async fn git_restore(
         ));
     }
     let to = std::path::absolute(&options.to).map_err(|e| Error::io(options.to.display(), e))?;
-    if std::fs::symlink_metadata(&to).is_ok_and(|m| !m.is_dir()) {
-        return Err(err!(
-            Conflict,
-            "{} exists and is not a folder; restore the repository into a new or empty folder",
-            to.display()
-        ));
-    }
-    if std::fs::read_dir(&to).is_ok_and(|mut d| d.next().is_some()) {
-        return Err(err!(
-            Conflict,
-            "{} is not empty; restore the repository into a new or empty folder",
-            to.display()
-        ));
-    }
+    check_target(&to)?;
     let meta: GitMetadata = serde_json::from_value(snapshot.metadata.clone()).unwrap_or_default();
     // git clone reads a bundle from a file: spool it beside the target.
     let parent = to.parent().unwrap_or(Path::new("/")).to_path_buf();
@@ -311,4 +298,27 @@ pub async fn git_restore(
         refs: meta.refs.len(),
         refs_matching,
     })
+}
+
+/// Refuses a target that is a file or a folder that is not empty: a Git restore only
+/// makes a new repository.
+///
+/// # Errors
+/// `Conflict` naming the target.
+pub fn check_target(to: &std::path::Path) -> Result<()> {
+    if std::fs::symlink_metadata(to).is_ok_and(|m| !m.is_dir()) {
+        return Err(err!(
+            Conflict,
+            "{} exists and is not a folder; restore the repository into a new or empty folder",
+            to.display()
+        ));
+    }
+    if std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some()) {
+        return Err(err!(
+            Conflict,
+            "{} is not empty; restore the repository into a new or empty folder",
+            to.display()
+        ));
+    }
+    Ok(())
 }
