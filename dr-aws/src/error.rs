@@ -31,6 +31,8 @@ pub(crate) enum AwsError {
     Timeout { what: String, cause: String },
     #[error("{what}: the service is unavailable after every retry ({cause}); try again later")]
     Unavailable { what: String, cause: String },
+    #[error("{what}: nothing answers at the endpoint ({cause}); check the endpoint (--endpoint, endpoint= in a URL, AWS_ENDPOINT_URL), the region and the network")]
+    Unreachable { what: String, cause: String },
     #[error("{what}: rejected as invalid ({cause})")]
     Invalid { what: String, cause: String },
     #[error("{what} failed: {cause}")]
@@ -48,7 +50,7 @@ impl From<AwsError> for Error {
             AwsError::AlreadyExists { .. } => ErrorKind::AlreadyExists,
             AwsError::Conflict { .. } => ErrorKind::Conflict,
             AwsError::Timeout { .. } => ErrorKind::Timeout,
-            AwsError::Unavailable { .. } => ErrorKind::Unavailable,
+            AwsError::Unavailable { .. } | AwsError::Unreachable { .. } => ErrorKind::Unavailable,
             AwsError::Other { .. } => ErrorKind::External,
         };
         Error::new(kind, e.to_string())
@@ -81,10 +83,7 @@ where
     let failure = match &e {
         SdkError::TimeoutError(_) => AwsError::Timeout { what, cause },
         SdkError::DispatchFailure(d) if d.is_timeout() => AwsError::Timeout { what, cause },
-        SdkError::DispatchFailure(d) if d.is_io() => AwsError::Unavailable {
-            what,
-            cause: format!("cannot reach the endpoint: {cause}"),
-        },
+        SdkError::DispatchFailure(d) if d.is_io() => AwsError::Unreachable { what, cause },
         SdkError::DispatchFailure(_) | SdkError::ConstructionFailure(_)
             if lower.contains("credential") =>
         {

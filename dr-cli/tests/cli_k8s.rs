@@ -1089,6 +1089,26 @@ fn manifests_from_a_folder_are_applied_in_order_and_read_back() {
         "kinds Widget match no object; the objects' kinds are ConfigMap, Deployment, Namespace, Secret, Service",
     );
     refused(&["k8s", "apply", "-f", folder, "-l", "app="], "match");
+    refused(
+        &["k8s", "apply", "-f", folder, "--kinds", "Deploymnet"],
+        "(did you mean Deployment?)",
+    );
+    refused(
+        &["k8s", "apply", "-f", folder, "-n", "other", "--dry-run"],
+        "Deployment api is in namespace web, not other (the namespace given)",
+    );
+    let short = d.json(&[
+        "k8s",
+        "apply",
+        "-f",
+        folder,
+        "--kinds",
+        "deploy,cm",
+        "--dry-run",
+    ]);
+    assert_eq!(short["objects"].as_array().unwrap().len(), 3, "{short}");
+    // Every problem at once: a kind nobody serves, a namespace nothing makes, an object
+    // given twice.
     let bad = dir.path().join("bad");
     std::fs::create_dir(&bad).unwrap();
     std::fs::write(
@@ -1096,19 +1116,21 @@ fn manifests_from_a_folder_are_applied_in_order_and_read_back() {
         "apiVersion: v1\nkind: Namespace\nmetadata: {name: fresh}\n---\napiVersion: example.com/v1\nkind: Widget\nmetadata: {name: w, namespace: fresh}\n",
     )
     .unwrap();
-    refused(
-        &["k8s", "apply", "-f", bad.to_str().unwrap()],
-        "a.yaml, document 2: kind Widget (example.com/v1) is not served by context \"dr\"; fix apiVersion, or apply its CustomResourceDefinition first",
-    );
     std::fs::write(
-        bad.join("a.yaml"),
-        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: nowhere}\n",
+        bad.join("b.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: nowhere}\n---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: nowhere}\n",
     )
     .unwrap();
-    refused(
-        &["k8s", "apply", "-f", bad.to_str().unwrap()],
+    let out = d.run(&["k8s", "apply", "-f", bad.to_str().unwrap()]);
+    assert_ne!(out.status.code(), Some(0));
+    let e = stderr(&out);
+    for says in [
+        "a.yaml, document 2: kind Widget (example.com/v1) is not served by context \"dr\"; fix apiVersion, or apply its CustomResourceDefinition first",
+        "b.yaml, document 2: ConfigMap nowhere/c is also in",
         "namespace nowhere does not exist in context \"dr\" and no manifest creates it",
-    );
+    ] {
+        assert!(e.contains(says), "{says}: {e}");
+    }
     assert!(
         api.object("v1", "namespaces", "", "fresh").is_none(),
         "nothing was applied"

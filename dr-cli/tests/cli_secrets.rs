@@ -78,7 +78,7 @@ steps:
     action: exec
     needs: [db]
     with:
-      argv: [sh, -c, 'echo "the program saw $DB_PASSWORD"; printf %s "$DB_PASSWORD" | sha256sum']
+      argv: [sh, -c, 'echo "the program saw $DB_PASSWORD"; printf %s "$DB_PASSWORD" | base64; printf %s "$DB_PASSWORD" | sha256sum']
       env: {{ DB_PASSWORD: "${{steps.db.outputs.value}}" }}
   - id: gate
     action: approve

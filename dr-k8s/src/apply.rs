@@ -47,16 +47,22 @@ impl Kubernetes {
     /// the first object the server refuses (what came before it stays applied; applying
     /// again is safe).
     pub async fn apply(&self, repo: Option<&Repository>, o: &ApplyOptions) -> Result<ApplyOutcome> {
-        let from_files = !o.files.is_empty();
+        let from_files = o.files.is_some();
         if from_files && (o.snapshot.is_some() || o.source.is_some()) {
             return Err(err!(
                 InvalidInput,
                 "apply either a snapshot (snapshot, source) or files, not both"
             ));
         }
-        let (manifests, default_ns, snapshot) = if from_files {
+        let (manifests, default_ns, snapshot) = if let Some(files) = &o.files {
+            if files.is_empty() {
+                return Err(err!(
+                    InvalidInput,
+                    "files is empty: give manifest files or folders, or leave it out to apply a snapshot"
+                ));
+            }
             let ns = self.ns(o.namespace.as_deref()).to_owned();
-            (read_paths(&o.files)?, ns, None)
+            (read_paths(files)?, ns, None)
         } else {
             let repo = repo.ok_or_else(|| {
                 err!(
@@ -67,11 +73,11 @@ impl Kubernetes {
             let (manifests, ns, id) = read_snapshot(repo, o).await?;
             (manifests, ns, Some(id))
         };
-        let mut objects = self.resolve_all(manifests, &default_ns, o).await?;
+        let (mut objects, mut problems) = self.resolve_all(manifests, &default_ns, o).await?;
         objects.sort_by_key(|r| rank(r.object["kind"].as_str().unwrap_or_default()));
         // A snapshot's namespace is made when missing; files must create theirs.
         let created = self
-            .namespaces_ready(&objects, !from_files, o.dry_run)
+            .namespaces_ready(&objects, !from_files, o.dry_run, &mut problems)
             .await?;
         let mut pp = PatchParams::apply("drkit").force();
         pp.dry_run = o.dry_run;
@@ -119,20 +125,25 @@ impl Kubernetes {
         }
         Ok(ApplyOutcome {
             snapshot,
-            files: o.files.iter().map(|f| f.display().to_string()).collect(),
+            files: o
+                .files
+                .iter()
+                .flatten()
+                .map(|f| f.display().to_string())
+                .collect(),
             dry_run: o.dry_run,
             objects: applied,
         })
     }
 
-    /// Each manifest's resource and namespace, those `kinds:` and `selector:` pick;
-    /// every problem at once.
+    /// Each manifest's resource and namespace, those `kinds:` and `selector:` pick, and
+    /// every problem found (nothing is applied while there is one).
     async fn resolve_all(
         &self,
         manifests: Vec<Manifest>,
         default_ns: &str,
         o: &ApplyOptions,
-    ) -> Result<Vec<Resolved>> {
+    ) -> Result<(Vec<Resolved>, Vec<String>)> {
         let selector = o.selector.as_deref().map(parse_selector).transpose()?;
         let defined = crd_kinds(&manifests);
         let mut served: HashMap<(String, String), Option<(ApiResource, bool)>> = HashMap::new();
@@ -140,16 +151,14 @@ impl Kubernetes {
         let mut out = Vec::new();
         let mut kinds_seen: BTreeSet<String> = BTreeSet::new();
         let mut kinds_matched: BTreeSet<String> = BTreeSet::new();
+        let mut origins: BTreeMap<String, String> = BTreeMap::new();
         for m in manifests {
             let api_version = m.object["apiVersion"]
                 .as_str()
                 .unwrap_or_default()
                 .to_owned();
             let kind = m.object["kind"].as_str().unwrap_or_default().to_owned();
-            let gvk = match api_version.split_once('/') {
-                Some((g, v)) => GroupVersionKind::gvk(g, v, &kind),
-                None => GroupVersionKind::gvk("", &api_version, &kind),
-            };
+            let gvk = gvk_of(&api_version, &kind);
             let key = (api_version.clone(), kind.clone());
             if !served.contains_key(&key) {
                 served.insert(key.clone(), self.served(&gvk).await?);
@@ -175,9 +184,11 @@ impl Kubernetes {
             };
             kinds_seen.insert(kind.clone());
             if !o.kinds.is_empty() {
-                let Some(k) = o.kinds.iter().find(|k| {
-                    k.eq_ignore_ascii_case(&kind) || k.eq_ignore_ascii_case(&resource.plural)
-                }) else {
+                let Some(k) = o
+                    .kinds
+                    .iter()
+                    .find(|k| names_kind(k, &kind, &resource.plural))
+                else {
                     continue;
                 };
                 kinds_matched.insert(k.to_ascii_lowercase());
@@ -185,49 +196,50 @@ impl Kubernetes {
             if selector.as_ref().is_some_and(|s| !selects(s, &m.object)) {
                 continue;
             }
-            out.push(place(
+            let own = m.object["metadata"]["namespace"]
+                .as_str()
+                .filter(|n| !n.is_empty());
+            if let (true, Some(given), Some(own)) = (namespaced, &o.namespace, own) {
+                if given != own {
+                    problems.push(format!(
+                        "{}: {kind} {} is in namespace {own}, not {given} (the namespace given); drop one of them, as kubectl refuses this too",
+                        m.origin,
+                        m.object["metadata"]["name"].as_str().unwrap_or_default()
+                    ));
+                    continue;
+                }
+            }
+            let r = place(
                 m.object,
                 resource,
                 namespaced,
                 pending_crd,
                 default_ns,
                 &o.namespace_map,
+            );
+            let key = format!(
+                "{kind} {}{}",
+                r.namespace
+                    .as_ref()
+                    .map(|n| format!("{n}/"))
+                    .unwrap_or_default(),
+                r.object["metadata"]["name"].as_str().unwrap_or_default()
+            );
+            if let Some(first) = origins.insert(key.clone(), m.origin.clone()) {
+                problems.push(format!("{}: {key} is also in {first}; keep one", m.origin));
+                continue;
+            }
+            out.push(r);
+        }
+        if problems.is_empty() {
+            problems.extend(picked_nothing(
+                o,
+                &kinds_matched,
+                kinds_seen,
+                out.is_empty(),
             ));
         }
-        let unmatched: Vec<&String> = o
-            .kinds
-            .iter()
-            .filter(|k| !kinds_matched.contains(&k.to_ascii_lowercase()))
-            .collect();
-        if !unmatched.is_empty() && problems.is_empty() {
-            problems.push(format!(
-                "kinds {} match no object; the objects' kinds are {}",
-                unmatched
-                    .iter()
-                    .map(|k| k.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                kinds_seen.into_iter().collect::<Vec<_>>().join(", ")
-            ));
-        }
-        if out.is_empty() && problems.is_empty() {
-            problems.push(format!(
-                "nothing to apply: no object {}",
-                match (&o.selector, o.kinds.is_empty()) {
-                    (Some(s), _) => format!("matches selector {s:?}"),
-                    (None, false) => "is of those kinds".to_owned(),
-                    (None, true) => "was found".to_owned(),
-                }
-            ));
-        }
-        if !problems.is_empty() {
-            return Err(err!(
-                InvalidInput,
-                "nothing was applied: {}",
-                problems.join("; ")
-            ));
-        }
-        Ok(out)
+        Ok((out, problems))
     }
 
     /// How the cluster serves `gvk` (its resource, and whether it is namespaced), or
@@ -277,6 +289,7 @@ impl Kubernetes {
         objects: &[Resolved],
         make: bool,
         dry_run: bool,
+        problems: &mut Vec<String>,
     ) -> Result<BTreeSet<String>> {
         let applied: BTreeSet<&str> = objects
             .iter()
@@ -303,12 +316,23 @@ impl Kubernetes {
             .iter()
             .filter(|n| !applied.contains(n.as_str()))
             .collect();
-        if !orphans.is_empty() && !make {
-            return Err(err!(
-                NotFound,
-                "nothing was applied: namespace {} does not exist in context {:?} and no manifest creates it; add a Namespace manifest, create it first (drkit k8s namespace create NAME), or map it (namespace_map)",
+        let unmade = !orphans.is_empty() && !make;
+        if unmade {
+            problems.push(format!(
+                "namespace {} does not exist in context {:?} and no manifest creates it; add a Namespace manifest, create it first (drkit k8s namespace create NAME), or map it (--namespace-map OLD=NEW; namespace_map: in a runbook)",
                 orphans.iter().map(|n| n.as_str()).collect::<Vec<_>>().join(", "),
                 self.context()
+            ));
+        }
+        if !problems.is_empty() {
+            let kind = if unmade && problems.len() == 1 {
+                dr_core::ErrorKind::NotFound
+            } else {
+                dr_core::ErrorKind::InvalidInput
+            };
+            return Err(dr_core::Error::new(
+                kind,
+                format!("nothing was applied: {}", problems.join("; ")),
             ));
         }
         if !dry_run {
@@ -388,6 +412,113 @@ impl Kubernetes {
             diff: found,
         })
     }
+}
+
+/// What is wrong with `kinds:` and `selector:` when they pick nothing: kinds that match
+/// no object (with the nearest kind there is), or no object at all.
+fn picked_nothing(
+    o: &ApplyOptions,
+    kinds_matched: &BTreeSet<String>,
+    kinds_seen: BTreeSet<String>,
+    nothing: bool,
+) -> Option<String> {
+    let unmatched: Vec<&String> = o
+        .kinds
+        .iter()
+        .filter(|k| !kinds_matched.contains(&k.to_ascii_lowercase()))
+        .collect();
+    if !unmatched.is_empty() {
+        let seen: Vec<String> = kinds_seen.into_iter().collect();
+        let near: Vec<&str> = unmatched.iter().filter_map(|k| closest(k, &seen)).collect();
+        return Some(format!(
+            "kinds {} match no object; the objects' kinds are {}{}",
+            unmatched
+                .iter()
+                .map(|k| k.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            seen.join(", "),
+            if near.is_empty() {
+                String::new()
+            } else {
+                format!(" (did you mean {}?)", near.join(", "))
+            }
+        ));
+    }
+    nothing.then(|| {
+        format!(
+            "nothing to apply: no object {}",
+            match (&o.selector, o.kinds.is_empty()) {
+                (Some(s), _) => format!("matches selector {s:?}"),
+                (None, false) => "is of those kinds".to_owned(),
+                (None, true) => "was found".to_owned(),
+            }
+        )
+    })
+}
+
+/// The group, version and kind of an object's `apiVersion` and `kind`.
+fn gvk_of(api_version: &str, kind: &str) -> GroupVersionKind {
+    match api_version.split_once('/') {
+        Some((g, v)) => GroupVersionKind::gvk(g, v, kind),
+        None => GroupVersionKind::gvk("", api_version, kind),
+    }
+}
+
+/// kubectl's short names of the kinds drkit applies most.
+const SHORT: &[(&str, &str)] = &[
+    ("cm", "ConfigMap"),
+    ("cj", "CronJob"),
+    ("crd", "CustomResourceDefinition"),
+    ("crds", "CustomResourceDefinition"),
+    ("deploy", "Deployment"),
+    ("ds", "DaemonSet"),
+    ("hpa", "HorizontalPodAutoscaler"),
+    ("ing", "Ingress"),
+    ("ns", "Namespace"),
+    ("pdb", "PodDisruptionBudget"),
+    ("pv", "PersistentVolume"),
+    ("pvc", "PersistentVolumeClaim"),
+    ("sa", "ServiceAccount"),
+    ("sc", "StorageClass"),
+    ("sts", "StatefulSet"),
+    ("svc", "Service"),
+];
+
+/// Whether `name` (as `kinds:` gives it: `Deployment`, `deployment`, `deployments`,
+/// `deploy`) names kind `kind`, served as `plural`.
+fn names_kind(name: &str, kind: &str, plural: &str) -> bool {
+    name.eq_ignore_ascii_case(kind)
+        || name.eq_ignore_ascii_case(plural)
+        || SHORT
+            .iter()
+            .any(|(s, k)| name.eq_ignore_ascii_case(s) && *k == kind)
+}
+
+/// The kind among `seen` that `name` most likely meant (at most two letters off).
+fn closest<'a>(name: &str, seen: &'a [String]) -> Option<&'a str> {
+    let distance = |a: &str, b: &str| {
+        let a: Vec<char> = a.to_ascii_lowercase().chars().collect();
+        let b: Vec<char> = b.to_ascii_lowercase().chars().collect();
+        let mut prev: Vec<usize> = (0..=b.len()).collect();
+        for (i, ca) in a.iter().enumerate() {
+            let mut cur = vec![i + 1];
+            for (j, cb) in b.iter().enumerate() {
+                cur.push(
+                    (prev[j] + usize::from(ca != cb))
+                        .min(prev[j + 1] + 1)
+                        .min(cur[j] + 1),
+                );
+            }
+            prev = cur;
+        }
+        prev[b.len()]
+    };
+    seen.iter()
+        .map(|k| (distance(name, k).min(distance(name, &format!("{k}s"))), k))
+        .filter(|(d, _)| *d <= 2)
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, k)| k.as_str())
 }
 
 /// Kinds a CustomResourceDefinition among `manifests` defines: (group, kind) → its

@@ -189,16 +189,30 @@ pub fn parse_selector(s: &str) -> Result<Selector> {
                 && k.chars()
                     .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | '/'))
         };
+        // A label value: empty, or up to 63 letters, digits, `-`, `_`, `.`, starting and
+        // ending with a letter or digit.
+        let value_ok = |v: &str| {
+            v.is_empty()
+                || (v.len() <= 63
+                    && v.chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+                    && v.starts_with(|c: char| c.is_ascii_alphanumeric())
+                    && v.ends_with(|c: char| c.is_ascii_alphanumeric()))
+        };
         let set = |rest: &str| -> Option<std::collections::BTreeSet<String>> {
             let inner = rest.trim().strip_prefix('(')?.strip_suffix(')')?;
-            Some(inner.split(',').map(|v| v.trim().to_owned()).collect())
+            let values: std::collections::BTreeSet<String> =
+                inner.split(',').map(|v| v.trim().to_owned()).collect();
+            values.iter().all(|v| value_ok(v)).then_some(values)
         };
         let e = if let Some(k) = t.strip_prefix('!') {
             key_ok(k.trim()).then(|| Expression::DoesNotExist(k.trim().to_owned()))
         } else if let Some((k, v)) = t.split_once("!=") {
-            key_ok(k.trim()).then(|| Expression::NotEqual(k.trim().to_owned(), v.trim().to_owned()))
+            (key_ok(k.trim()) && value_ok(v.trim()))
+                .then(|| Expression::NotEqual(k.trim().to_owned(), v.trim().to_owned()))
         } else if let Some((k, v)) = t.split_once("==").or_else(|| t.split_once('=')) {
-            key_ok(k.trim()).then(|| Expression::Equal(k.trim().to_owned(), v.trim().to_owned()))
+            (key_ok(k.trim()) && value_ok(v.trim()))
+                .then(|| Expression::Equal(k.trim().to_owned(), v.trim().to_owned()))
         } else if let Some((k, rest)) = t.split_once(" notin ") {
             set(rest)
                 .filter(|_| key_ok(k.trim()))
@@ -252,6 +266,8 @@ mod tests {
         assert!(selects(&exists, &obj(json!({"app": "x"}))));
         assert!(!selects(&exists, &json!({"metadata": {}})));
         assert!(parse_selector("app==shop").is_ok());
+        assert!(parse_selector("app=(").is_err(), "not a label value");
+        assert!(parse_selector("env in (prod,-x)").is_err());
         let e = parse_selector("app=shop,=x").unwrap_err();
         assert!(
             e.message().contains("\"=x\" is not a label requirement"),

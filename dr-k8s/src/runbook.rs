@@ -182,8 +182,13 @@ impl TypedAction for Apply {
     const TARGET_IS: Option<Provides> = Some(CLUSTER);
 
     fn check(&self, p: &Self::Params) -> std::result::Result<(), ParamError> {
-        if !p.options.files.is_empty()
-            && (p.options.snapshot.is_some() || p.options.source.is_some())
+        if p.options.files.as_ref().is_some_and(Vec::is_empty) {
+            return Err(ParamError::at(
+                "files",
+                "is empty: give manifest files or folders, or leave it out to apply a snapshot",
+            ));
+        }
+        if p.options.files.is_some() && (p.options.snapshot.is_some() || p.options.source.is_some())
         {
             return Err(ParamError::at(
                 "files",
@@ -201,11 +206,13 @@ impl TypedAction for Apply {
     async fn plan(&self, ctx: &StepContext, mut p: Self::Params) -> Result<Vec<String>> {
         let k = cluster(ctx, &p)?;
         let repo = ctx.repository().ok();
-        if repo.is_none() && p.options.files.is_empty() {
+        if repo.is_none() && p.options.files.is_none() {
             return Ok(vec![
                 "applies a namespace snapshot of the run's repository".into()
             ]);
         }
+        // A step that is a dry run itself says so on every line.
+        let only = if p.options.dry_run { "(dry run) " } else { "" };
         p.options.dry_run = true;
         let dry = k.apply(repo, &p.options).await?;
         Ok(dry
@@ -218,16 +225,16 @@ impl TypedAction for Apply {
                     format!("{} {}/{}: {}", a.kind, a.namespace, a.name, a.action)
                 };
                 if a.diff.is_empty() {
-                    what
+                    format!("{only}{what}")
                 } else {
-                    format!("{what} ({})", a.diff.join("; "))
+                    format!("{only}{what} ({})", a.diff.join("; "))
                 }
             })
             .collect())
     }
     async fn run(&self, ctx: &StepContext, p: Self::Params) -> Result<Outcome<ApplyOutcome>> {
         let k = cluster(ctx, &p)?;
-        let repo = if p.options.files.is_empty() {
+        let repo = if p.options.files.is_none() {
             Some(ctx.repository()?)
         } else {
             None
@@ -473,6 +480,7 @@ impl TypedAction for SecretSet {
     const NAME: &'static str = "k8s.secret_set";
     const SUMMARY: &'static str = "Sets keys of a Secret from values or an env file (compare-and-swap), keeping what it replaced in NAME-drkit-previous, then restarts the workloads that use it; values are never printed, journaled or planned; compensated by k8s.secret_restore.";
     const IDEMPOTENT: bool = true;
+    const SECRET_INPUTS: &'static [&'static str] = &["set"];
     const TARGET: Option<&'static str> = Some("target");
     const TARGET_IS: Option<Provides> = Some(CLUSTER);
 

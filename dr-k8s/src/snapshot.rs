@@ -123,11 +123,12 @@ pub struct ApplyOptions {
     #[serde(default)]
     pub source: Option<String>,
     /// Manifest files or folders (read recursively: `*.yaml`, `*.yml`, `*.json`), as
-    /// `kubectl apply -f`, instead of a snapshot.
+    /// `kubectl apply -f`, instead of a snapshot; relative paths are from the folder
+    /// drkit runs in.
     #[serde(default)]
-    pub files: Vec<std::path::PathBuf>,
+    pub files: Option<Vec<std::path::PathBuf>>,
     /// The namespace of the files' namespaced objects that name none (default the
-    /// connection's).
+    /// connection's); an object that names another is refused, as kubectl refuses it.
     #[serde(default)]
     pub namespace: Option<String>,
     /// Only objects of these kinds (`Deployment`, `deployments`); all when empty.

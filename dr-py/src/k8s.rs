@@ -299,7 +299,7 @@ impl Kubernetes {
         let o = dr_k8s::ApplyOptions {
             snapshot: snapshot.map(dr_core::repo::SnapshotRef::from),
             source,
-            files: files.unwrap_or_default(),
+            files,
             namespace,
             kinds: kinds.unwrap_or_default(),
             selector,

@@ -366,8 +366,13 @@ pub async fn k8s(cli: &crate::args::Cli, a: &K8sArgs, out: Output) -> Result<u8>
             let options = dr_k8s::ApplyOptions {
                 snapshot: snapshot.as_deref().map(dr_core::repo::SnapshotRef::from),
                 source: source.clone(),
-                files: files.clone(),
-                namespace: None,
+                files: (!files.is_empty()).then(|| files.clone()),
+                // -n given with -f: the objects' namespaces must agree, as kubectl's do.
+                namespace: if files.is_empty() {
+                    None
+                } else {
+                    a.namespace.clone()
+                },
                 kinds: kinds.clone(),
                 selector: selector.clone(),
                 namespace_map: pairs(namespace_map)?,

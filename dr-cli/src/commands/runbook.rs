@@ -194,10 +194,14 @@ impl LiveSteps {
 }
 
 fn timeline(s: &RunSummary) -> String {
-    let reason = s
-        .reason
-        .as_deref()
-        .map_or(String::new(), |r| format!(": {r}"));
+    // "interrupted: interrupted (Ctrl-C)" says it twice: the reason without the outcome.
+    let outcome = s.outcome.to_string();
+    let reason = s.reason.as_deref().map_or(String::new(), |r| {
+        r.strip_prefix(outcome.as_str()).map_or_else(
+            || format!(": {r}"),
+            |rest| format!(" {}", rest.trim_start()),
+        )
+    });
     let mut t = format!(
         "run {} of {}: {}{reason} ({:.1}s, started {} by {}@{})\n",
         s.id, s.runbook, s.outcome, s.seconds, s.started, s.by.user, s.by.host
@@ -250,10 +254,26 @@ fn timeline(s: &RunSummary) -> String {
         );
     }
     if matches!(s.outcome, RunOutcome::Interrupted | RunOutcome::Stopped) {
+        let running: Vec<&str> = s
+            .steps
+            .iter()
+            .filter(|st| st.state == dr_core::runbook::StepState::Running)
+            .map(|st| st.id.as_str())
+            .collect();
         let _ = writeln!(
             t,
-            "resumable: drkit run --resume {} (finished steps are not run again)",
-            s.id
+            "resumable: drkit run --resume {} (finished steps are not run again{})",
+            s.id,
+            if running.is_empty() {
+                String::new()
+            } else {
+                format!(
+                    "; {} was stopped mid-step: run again on resume if idempotent, else the resume asks for --rerun {} or --skip {}",
+                    running.join(", "),
+                    running[0],
+                    running[0]
+                )
+            }
         );
     }
     t.trim_end().to_owned()
@@ -329,22 +349,28 @@ pub(crate) async fn run_setup(cli: &Cli, a: &RunArgs, out: Output) -> Result<Run
         if !out.json && std::io::IsTerminal::is_terminal(&std::io::stdin()) {
             let live = live.clone();
             Some(Arc::new(move |step: &str, message: &str| {
-                let ask = || {
-                    eprint!(
-                        "approve step {step}{}? type yes to go on: ",
-                        if message.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" ({message})")
-                        }
-                    );
-                    let mut answer = String::new();
-                    std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == "yes"
-                };
-                match &live {
-                    Some(live) => live.multi.suspend(ask),
-                    None => ask(),
+                // The live display is hidden while a person answers (its spinners would
+                // draw over the question), and shown again after; a run stopped meanwhile
+                // leaves this thread reading and exits without it.
+                if let Some(live) = &live {
+                    live.multi
+                        .set_draw_target(indicatif::ProgressDrawTarget::hidden());
                 }
+                eprint!(
+                    "\napprove step {step}{}? type yes to go on: ",
+                    if message.is_empty() {
+                        String::new()
+                    } else {
+                        format!(" ({message})")
+                    }
+                );
+                let mut answer = String::new();
+                let yes = std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == "yes";
+                if let Some(live) = &live {
+                    live.multi
+                        .set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                }
+                yes
             }))
         } else {
             None
@@ -589,7 +615,18 @@ fn actions_text(
             );
         }
         if !s.outputs.is_empty() {
-            let names: Vec<&str> = s.outputs.iter().map(|o| o.name.as_str()).collect();
+            let secret = r.get(&s.name).map_or(&[][..], |a| a.secret_outputs());
+            let names: Vec<String> = s
+                .outputs
+                .iter()
+                .map(|o| {
+                    if secret.contains(&o.name.as_str()) {
+                        format!("{} (secret)", o.name)
+                    } else {
+                        o.name.clone()
+                    }
+                })
+                .collect();
             let _ = writeln!(t, "    -> {}", names.join(", "));
         }
     }

@@ -174,11 +174,18 @@ impl Repository {
         if of_kind.is_empty() {
             return Err(crate::err!(
                 NotFound,
-                "repository {url} has no {kind} snapshot{}; take one with `drkit backup`",
+                "repository {url} has no {kind} snapshot{}; take one with `{}`",
                 if pick.tags.is_empty() {
                     String::new()
                 } else {
                     " with those tags".to_owned()
+                },
+                match kind {
+                    "k8s" => "drkit k8s export",
+                    "dns" => "drkit dns export",
+                    "files" => "drkit backup-files",
+                    "git" => "drkit git bundle",
+                    _ => "drkit backup",
                 }
             ));
         }

@@ -151,10 +151,13 @@ impl Approvals {
         }
         let ask = self.ask.clone()?;
         let (step, message) = (step.to_owned(), message.to_owned());
-        let yes = tokio::task::spawn_blocking(move || ask(&step, &message))
-            .await
-            .unwrap_or(false);
-        yes.then_some("prompt")
+        // A thread of its own, not the blocking pool: a prompt nobody answers must not
+        // keep a stopped run's process from exiting.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(ask(&step, &message));
+        });
+        rx.await.unwrap_or(false).then_some("prompt")
     }
 }
 
@@ -415,6 +418,12 @@ pub trait Action: Send + Sync {
     /// wherever they would appear, and read again when a resume needs them. An action
     /// with secret outputs is idempotent (it reads).
     fn secret_outputs(&self) -> &'static [&'static str] {
+        &[]
+    }
+
+    /// Its parameters that may carry a secret output of an earlier step (`env` of
+    /// `exec`): a secret anywhere else is refused before the run.
+    fn secret_inputs(&self) -> &'static [&'static str] {
         &[]
     }
 

@@ -109,7 +109,13 @@ impl TypedAction for Approve {
         ])
     }
     async fn run(&self, ctx: &StepContext, p: ApproveParams) -> Result<Outcome<Approved>> {
-        Ok(match ctx.approvals.granted(&ctx.step, &p.message).await {
+        // Ctrl-C or a signal at the prompt stops the run at once (the run waits again on
+        // resume).
+        let granted = tokio::select! {
+            g = ctx.approvals.granted(&ctx.step, &p.message) => g,
+            () = ctx.cancel.cancelled() => return Err(ctx.cancelled()),
+        };
+        Ok(match granted {
             Some(how) => Outcome::Done(Approved {
                 approved_by: how.to_owned(),
             }),
@@ -201,6 +207,7 @@ impl TypedAction for Exec {
     const NAME: &'static str = "exec";
     const SUMMARY: &'static str = "Runs a program (argv, never a shell string) in its own process group; fails on a non-zero exit. Not idempotent unless it says so: a run that died while it ran asks before running it again.";
     const IDEMPOTENT: bool = false;
+    const SECRET_INPUTS: &'static [&'static str] = &["env"];
 
     fn idempotent(&self, p: &ExecParams) -> bool {
         p.idempotent
@@ -984,6 +991,7 @@ impl TypedAction for HttpCheck {
     const NAME: &'static str = "http.check";
     const SUMMARY: &'static str = "Requests a URL (never through a proxy; any method, headers and a text or JSON body) until it answers `successes` times in a row with an expected status (default 2xx/3xx), the body text and within max_latency; gives up after timeout. Outputs the last answer's status, body and JSON. An optional breaker pauses after repeated failures.";
     const IDEMPOTENT: bool = true;
+    const SECRET_INPUTS: &'static [&'static str] = &["headers", "body", "json"];
 
     fn idempotent(&self, p: &HttpParams) -> bool {
         p.idempotent

@@ -97,7 +97,17 @@ impl Redactor {
         let escaped = serde_json::to_string(secret)
             .map(|q| q[1..q.len() - 1].to_owned())
             .unwrap_or_default();
-        for s in [secret.to_owned(), encoded, escaped] {
+        // Base64 too, as a Kubernetes Secret or a basic-auth header carries it (padding
+        // left out: what precedes it in a longer text does not change these bytes).
+        let b64 = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD_NO_PAD.encode(secret)
+        };
+        let b64url = {
+            use base64::Engine as _;
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret)
+        };
+        for s in [secret.to_owned(), encoded, escaped, b64, b64url] {
             if s.chars().count() >= MIN_SECRET_LEN && !secrets.contains(&s) {
                 secrets.push(s);
             }

@@ -335,8 +335,8 @@ fn refuse_torn_down(rb: &super::model::Runbook, state: &RunSummary) -> Result<()
     Ok(())
 }
 
-/// `--rerun` and `--skip` name steps that were in flight; `--approve` one that waits or
-/// has yet to run.
+/// `--rerun` and `--skip` name steps that were in flight; `--approve` one that waits, was
+/// asking, or has yet to run.
 fn check_resume_flags(state: &RunSummary, options: &RunOptions) -> Result<()> {
     for (flag, ids) in [("--rerun", &options.rerun), ("--skip", &options.skip)] {
         for id in ids {
@@ -353,10 +353,14 @@ fn check_resume_flags(state: &RunSummary, options: &RunOptions) -> Result<()> {
     }
     for id in &options.approve {
         let now = state.state(id);
-        if !matches!(now, StepState::Waiting | StepState::Pending) {
+        // Running: it was asking at a terminal when the run was stopped.
+        if !matches!(
+            now,
+            StepState::Waiting | StepState::Pending | StepState::Running
+        ) {
             return Err(err!(
                 InvalidInput,
-                "--approve {id}: step {id:?} is {now}; only a step waiting for approval (or yet to run) can be approved"
+                "--approve {id}: step {id:?} is {now}; only a step waiting for approval (asking when the run stopped, or yet to run) can be approved"
             ));
         }
     }

@@ -671,13 +671,14 @@ fn step_scope(run: &Run, state: &RunSummary, step: &Step) -> Value {
                 .map(str::to_owned)
         })
         .collect();
-    scope_with(run, state, None, |id| named.contains(id))
+    scope_with(run, state, None, |id| named.contains(id), true)
 }
 
-/// The scope references and conditions read: variables, finished steps' outputs and
-/// states, objectives, the run.
+/// The scope conditions and `assert` read: variables, finished steps' outputs and
+/// states, objectives, the run — secret outputs only as `<secret>` (only a step's
+/// parameters get their values).
 pub(super) fn scope_of(run: &Run, state: &RunSummary, outcome: Option<&str>) -> Value {
-    scope_with(run, state, outcome, |_| true)
+    scope_with(run, state, outcome, |_| true, false)
 }
 
 fn scope_with(
@@ -685,6 +686,7 @@ fn scope_with(
     state: &RunSummary,
     outcome: Option<&str>,
     include: impl Fn(&str) -> bool,
+    secrets: bool,
 ) -> Value {
     let steps: Map<String, Value> = state
         .steps
@@ -693,7 +695,9 @@ fn scope_with(
         .map(|s| {
             let outputs = if s.state == StepState::Succeeded {
                 let mut outputs = s.outputs.clone();
-                outputs.extend(run.secrets.of(&s.id).unwrap_or_default());
+                if secrets {
+                    outputs.extend(run.secrets.of(&s.id).unwrap_or_default());
+                }
                 Value::Object(outputs)
             } else {
                 Value::Object(Map::new())

@@ -75,6 +75,8 @@ pub trait TypedAction: Send + Sync + 'static {
     /// Its outputs that are secrets (see [`Action::secret_outputs`]); only an
     /// `IDEMPOTENT` action may have them, as a resume reads them again.
     const SECRET_OUTPUTS: &'static [&'static str] = &[];
+    /// Its parameters that may carry a secret output (see [`Action::secret_inputs`]).
+    const SECRET_INPUTS: &'static [&'static str] = &[];
 
     /// Whether a step with these parameters may run again after its run died mid-step
     /// (`IDEMPOTENT`, unless the parameters say more).
@@ -181,6 +183,12 @@ impl<A: TypedAction> Typed<A> {
 impl<A: TypedAction> Action for Typed<A> {
     fn spec(&self) -> ActionSpec {
         let mut spec = spec_of::<A::Params, A::Outputs>(A::NAME, A::SUMMARY, A::IDEMPOTENT);
+        for f in &mut spec.params {
+            if A::SECRET_INPUTS.contains(&f.name.as_str()) {
+                f.description
+                    .push_str(" May carry a secret output of an earlier step.");
+            }
+        }
         for f in &mut spec.outputs {
             if A::SECRET_OUTPUTS.contains(&f.name.as_str()) {
                 f.description.push_str(
@@ -189,6 +197,10 @@ impl<A: TypedAction> Action for Typed<A> {
             }
         }
         spec
+    }
+
+    fn secret_inputs(&self) -> &'static [&'static str] {
+        A::SECRET_INPUTS
     }
 
     fn secret_outputs(&self) -> &'static [&'static str] {

@@ -351,6 +351,23 @@ pub fn validate_with_vars(
             .into_iter()
             .map(|r| (format!("{here}.with"), format!("${{{r}}}"), r))
             .collect();
+        if step.action == "assert" {
+            // `that:` is an expression over the run's names even without `${…}`.
+            if let Some(that) = step
+                .with
+                .get("that")
+                .and_then(Value::as_str)
+                .filter(|t| !t.contains("${"))
+            {
+                refs.extend(
+                    expr::condition_paths(that)
+                        .unwrap_or_default()
+                        .into_iter()
+                        .filter(|p| p.starts_with("steps."))
+                        .map(|p| (format!("{here}.with"), format!("that: {p}"), p)),
+                );
+            }
+        }
         if let Some(c) = &step.compensate {
             refs.extend(
                 expr::references(&c.with)
@@ -394,6 +411,8 @@ pub fn validate_with_vars(
                 }
             }
         }
+        let mut seen = BTreeSet::new();
+        refs.retain(|(place, shown, _)| seen.insert((place.clone(), shown.clone())));
         for (place, shown, r) in &refs {
             let parts: Vec<&str> = r.split('.').collect();
             let in_compensation = place.ends_with(".compensate");
@@ -423,9 +442,17 @@ pub fn validate_with_vars(
                             if !spec.open_outputs && !map.partial.contains(&o.id) && !outs.iter().any(|f| f.name == *key) {
                                 add(place, format!("step {:?} uses {shown}, but {} has no output {key:?}", step.id, o.action), format!("its outputs are {}", if outs.is_empty() { "none".to_owned() } else { outs.iter().map(|f| f.name.clone()).collect::<Vec<_>>().join(", ") }));
                             }
-                            if a.secret_outputs().contains(key) {
-                                if let Some((why, fix)) = secret_misused(step, place, r) {
-                                    add(place, format!("step {:?} uses {shown}, a secret, {why}", step.id), fix.to_owned());
+                        }
+                        if let Some(a) = registry.get(&o.action) {
+                            // The whole map, a key read by subscript or filter, or a secret field.
+                            let secret = match rest {
+                                ["outputs"] => !a.secret_outputs().is_empty(),
+                                ["outputs", key, ..] => a.secret_outputs().contains(key),
+                                _ => false,
+                            };
+                            if secret {
+                                if let Some((why, fix)) = secret_misused(step, registry, place, r) {
+                                    add(place, format!("step {:?} uses {shown}, a secret, {why}", step.id), fix);
                                 }
                             }
                         }
@@ -645,34 +672,75 @@ fn scope_with_vars(rb: &Runbook, given: Option<&serde_json::Map<String, Value>>)
     })
 }
 
-/// Why step `step` may not use the secret output `r` where it does (`place`): a secret is
-/// another step's input, not a condition, a message or a command line.
-fn secret_misused(step: &Step, place: &str, r: &str) -> Option<(&'static str, &'static str)> {
+/// Why step `step` may not use the secret output `r` where it does (`place`): a secret
+/// is the input of a parameter that takes one (`env:` of `exec`, `set:` of
+/// `k8s.secret_set`, `headers:` of `http.check`: `drkit runbook actions` names them), not
+/// a condition, a message, a label or a command line.
+fn secret_misused(
+    step: &Step,
+    registry: &Registry,
+    place: &str,
+    r: &str,
+) -> Option<(String, String)> {
     if place.rsplit('.').next() == Some("if") {
         return Some((
-            "in its if: (what a condition decides is journaled)",
-            "decide on something that is not secret, or check the secret in the step that uses it",
+            "in its if: (what a condition decides is journaled)".into(),
+            "decide on something that is not secret, or check the secret in the step that uses it"
+                .into(),
         ));
     }
-    match step.action.as_str() {
-        "notify" => Some((
-            "in a message (a secret is never notified)",
-            "say that it was read, not what it is",
-        )),
-        "assert" => Some((
-            "in an assertion (what it compares is journaled when it fails)",
-            "check the secret in the step that uses it",
-        )),
-        "exec" => {
-            let mut rest = step.with.clone();
-            if let Some(m) = rest.as_object_mut() {
-                m.remove("env");
-            }
-            expr::references(&rest).iter().any(|x| x == r).then_some((
-                "on a command line (every user of the machine reads it with ps)",
-                "pass it in env: and have the program read it from there",
-            ))
-        }
-        _ => None,
+    if place.rsplit('.').next() == Some("compensate") {
+        return Some((
+            "in its compensation".into(),
+            "compensate with what is not secret".into(),
+        ));
     }
+    let takes: &[&str] = registry
+        .get(&step.action)
+        .map_or(&[], |a| a.secret_inputs());
+    let mut rest = step.with.clone();
+    if let Some(m) = rest.as_object_mut() {
+        for f in takes {
+            m.remove(*f);
+        }
+    }
+    let mut outside = expr::references(&rest);
+    if step.action == "assert" {
+        // `that:` is an expression over the run's names even without `${…}`.
+        if let Some(that) = step.with.get("that").and_then(Value::as_str) {
+            outside.extend(expr::condition_paths(that).unwrap_or_default());
+        }
+    }
+    if !outside
+        .iter()
+        .any(|x| x == r || x.starts_with(&format!("{r}.")) || r.starts_with(&format!("{x}.")))
+    {
+        return None;
+    }
+    Some(if takes.is_empty() {
+        (
+            format!("in {} (which takes no secret)", step.action),
+            "a secret is the input of env: of exec, set: of k8s.secret_set, or headers:, body: or json: of http.check".into(),
+        )
+    } else {
+        (
+            format!(
+                "outside {} (what {} takes a secret in)",
+                takes
+                    .iter()
+                    .map(|t| format!("{t}:"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                step.action
+            ),
+            format!(
+                "pass it in {}",
+                takes
+                    .iter()
+                    .map(|t| format!("{t}:"))
+                    .collect::<Vec<_>>()
+                    .join(" or ")
+            ),
+        )
+    })
 }
