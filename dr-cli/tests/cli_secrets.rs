@@ -115,6 +115,11 @@ steps:
         "{printed}"
     );
 
+    assert!(
+        printed.contains("set from what an earlier step gives at run time: password, whole"),
+        "{printed}"
+    );
+
     // The run reads it, hands it to the program, and stops at the approval.
     let out = d.run(&["--json", "run", book]);
     printed.push_str(&String::from_utf8_lossy(&out.stdout));

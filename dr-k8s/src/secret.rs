@@ -176,10 +176,28 @@ impl Kubernetes {
         if now.is_none() && !o.create {
             return Err(err!(NotFound, "secret {} in namespace {ns} in context {:?} does not exist; give create: true to create it", o.name, self.context()));
         }
-        let mut keys: Vec<String> = o.set.keys().cloned().collect();
+        // Values known now are compared with what the Secret holds; a value a plan
+        // cannot know yet (another step's output) is said to be set at run time.
+        let current = now
+            .as_ref()
+            .and_then(|s| s.data.clone())
+            .unwrap_or_default();
+        let mut values: BTreeMap<String, String> = o.set.clone();
         if let Some(f) = &o.from_env_file {
-            keys.extend(env_file(f)?.into_keys());
+            values.extend(env_file(f)?);
         }
+        let later =
+            |v: &str| dr_core::runbook::is_unknown(&serde_json::Value::String(v.to_owned()));
+        let mut keys: Vec<String> = values
+            .iter()
+            .filter(|(k, v)| !later(v) && current.get(*k).is_none_or(|c| c.0 != v.as_bytes()))
+            .map(|(k, _)| k.clone())
+            .collect();
+        let at_run: Vec<&String> = values
+            .iter()
+            .filter(|(_, v)| later(v))
+            .map(|(k, _)| k)
+            .collect();
         keys.extend(o.rotate.iter().cloned());
         keys.sort();
         keys.dedup();
@@ -195,17 +213,37 @@ impl Kubernetes {
             } else {
                 "(absent)".into()
             }),
-            to: Some(format!(
-                "{} key{} change ({}){}",
-                keys.len(),
-                if keys.len() == 1 { "" } else { "s" },
-                keys.join(", "),
-                if o.rotate.is_empty() {
-                    String::new()
-                } else {
-                    ", rotated to fresh random values".into()
+            to: Some({
+                let mut said = Vec::new();
+                if !keys.is_empty() {
+                    said.push(format!(
+                        "{} key{} change ({}){}",
+                        keys.len(),
+                        if keys.len() == 1 { "" } else { "s" },
+                        keys.join(", "),
+                        if o.rotate.is_empty() {
+                            ""
+                        } else {
+                            ", rotated to fresh random values"
+                        }
+                    ));
                 }
-            )),
+                if !at_run.is_empty() {
+                    said.push(format!(
+                        "set from what an earlier step gives at run time: {}",
+                        at_run
+                            .iter()
+                            .map(|k| k.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                if said.is_empty() {
+                    "no key changes (every value is the one it holds)".to_owned()
+                } else {
+                    said.join("; ")
+                }
+            }),
         })
     }
 

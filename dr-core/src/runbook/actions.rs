@@ -194,6 +194,9 @@ pub struct ExecParams {
 pub struct Exited {
     /// Its standard output (the last 64 KiB, after a line saying how much came before).
     pub stdout: String,
+    /// Its standard error, kept the same way.
+    #[serde(default)]
+    pub stderr: String,
     /// Its exit status.
     pub code: i32,
 }
@@ -278,16 +281,27 @@ impl TypedAction for Exec {
                 Some(e) => crate::Error::io(format!("step {:?}: running {program}", ctx.step), e),
             })?;
         if !out.status.success() {
+            // What it said on both streams: a program may explain itself on either.
+            let said: Vec<String> = [out.stdout.text(), out.stderr.text()]
+                .into_iter()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect();
             return Err(err!(
                 External,
                 "step {:?}: {program} exited with {}: {}",
                 ctx.step,
                 out.status,
-                out.stderr.text().trim()
+                if said.is_empty() {
+                    "it printed nothing".to_owned()
+                } else {
+                    said.join("\n")
+                }
             ));
         }
         Ok(Outcome::Done(Exited {
             stdout: out.stdout.text(),
+            stderr: out.stderr.text(),
             code: out.status.code().unwrap_or(0),
         }))
     }
