@@ -4,6 +4,7 @@
 //! Locally, a test whose service is missing prints one line saying what to install and
 //! returns early; with `CI` set, a missing service fails the test instead.
 
+pub mod app;
 mod cli;
 mod faults;
 pub mod k8s;

@@ -187,16 +187,36 @@ impl K8sTestApi {
         namespace: &str,
         name: &str,
     ) -> Option<Value> {
-        self.state
-            .lock()
-            .expect("state")
-            .objects
-            .get(&(
-                format!("{api_version}/{plural}"),
-                namespace.to_owned(),
-                name.to_owned(),
-            ))
-            .cloned()
+        self.objects_handle()
+            .object(api_version, plural, namespace, name)
+    }
+
+    /// Writes `obj` over the stored object of its name, as a client's PUT would (its
+    /// `resourceVersion` ignored): a change made by hand, outside drkit.
+    pub fn replace(&self, mut obj: Value) -> Value {
+        let mut s = self.state.lock().expect("state");
+        let kind = s.kind_of(&obj).expect("a served kind");
+        let ns = if kind.namespaced {
+            obj["metadata"]["namespace"]
+                .as_str()
+                .unwrap_or("default")
+                .to_owned()
+        } else {
+            String::new()
+        };
+        let name = obj["metadata"]["name"].as_str().expect("a name").to_owned();
+        if let Some(m) = obj["metadata"].as_object_mut() {
+            m.remove("resourceVersion");
+        }
+        s.update(kind, &ns, &name, obj, false, false)
+            .expect("replaced")
+    }
+
+    /// A handle that reads this API's objects from anywhere (the test app reads its
+    /// configuration through it, as an app reads a mounted ConfigMap).
+    #[must_use]
+    pub fn objects_handle(&self) -> Objects {
+        Objects(self.state.clone())
     }
 
     /// Every object of `apiVersion`/`plural` in `namespace`.
@@ -240,6 +260,33 @@ impl Drop for K8sTestApi {
         if let Some(rt) = self.runtime.take() {
             rt.shutdown_background();
         }
+    }
+}
+
+/// Reads the objects of a [`K8sTestApi`]; cheap to clone.
+#[derive(Clone)]
+pub struct Objects(Arc<Mutex<State>>);
+
+impl Objects {
+    /// The object `apiVersion`/`plural` `namespace`/`name`, as stored.
+    #[must_use]
+    pub fn object(
+        &self,
+        api_version: &str,
+        plural: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<Value> {
+        self.0
+            .lock()
+            .expect("state")
+            .objects
+            .get(&(
+                format!("{api_version}/{plural}"),
+                namespace.to_owned(),
+                name.to_owned(),
+            ))
+            .cloned()
     }
 }
 
