@@ -16,14 +16,22 @@ fn root() -> PathBuf {
         .to_path_buf()
 }
 
-fn yaml_files(dir: &Path) -> Vec<PathBuf> {
-    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
-        .collect();
+/// The `.yaml` files of `dir`; with `deep`, of its subfolders too (one per seed system).
+fn yaml_files_in(dir: &Path, deep: bool) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    for p in std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().path()) {
+        if p.is_dir() && deep {
+            files.extend(yaml_files_in(&p, deep));
+        } else if p.extension().is_some_and(|e| e == "yaml") {
+            files.push(p);
+        }
+    }
     files.sort();
     files
+}
+
+fn yaml_files(dir: &Path) -> Vec<PathBuf> {
+    yaml_files_in(dir, false)
 }
 
 /// `drkit runbook check --json FILE`: exit status and document.
@@ -166,7 +174,7 @@ fn plan_and_run_name_a_bad_runbook_before_asking_for_a_repository() {
 fn good_runbooks_examples_and_documented_runbooks_pass() {
     let dir = tempfile::tempdir().unwrap();
     let mut files = yaml_files(&root().join("tests/runbooks/good"));
-    files.extend(yaml_files(&root().join("examples/runbooks")));
+    files.extend(yaml_files_in(&root().join("examples/runbooks"), true));
     // Every complete runbook of the docs (a block starting `version: 1`).
     let docs = std::fs::read_to_string(root().join("docs/runbooks.md")).unwrap();
     for (i, block) in docs.split("```yaml\n").skip(1).enumerate() {

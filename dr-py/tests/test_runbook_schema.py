@@ -34,7 +34,7 @@ def documented(tmp: pathlib.Path) -> list[pathlib.Path]:
 def corpus(tmp: pathlib.Path) -> list[pathlib.Path]:
     files = sorted((ROOT / "tests" / "runbooks" / "bad").glob("*.yaml"))
     files += sorted((ROOT / "tests" / "runbooks" / "good").glob("*.yaml"))
-    files += sorted((ROOT / "examples" / "runbooks").glob("*.yaml"))
+    files += sorted((ROOT / "examples" / "runbooks").rglob("*.yaml"))
     return files + documented(tmp)
 
 
