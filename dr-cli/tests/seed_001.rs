@@ -61,6 +61,7 @@ fn the_emergency_failover_moves_traffic_database_and_app_to_the_dr_region() {
         dsn: format!("postgres://postgres:{}@{{}}/shop", dr_testkit::PASSWORD),
         deployment: Some("myapp-deployment".into()),
         table: "items".into(),
+        stopped_when: None,
     });
     let health = format!("{}/health", app.url());
     assert_eq!(

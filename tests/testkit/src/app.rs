@@ -76,6 +76,9 @@ pub struct AppOptions {
     pub deployment: Option<String>,
     /// The table `/health` counts and `/items` writes (`items`).
     pub table: String,
+    /// While this file exists the app is stopped (`docker compose stop backend` in a
+    /// compose deployment): it refuses traffic.
+    pub stopped_when: Option<PathBuf>,
 }
 
 /// A running test app; it stops when dropped.
@@ -162,6 +165,9 @@ fn down(why: impl Into<String>) -> (u16, Value) {
 async fn answer(o: &AppOptions, method: &str, path: &str, body: &Value) -> (u16, Value) {
     if let Some(why) = scaled_away(o) {
         return down(why);
+    }
+    if let Some(flag) = o.stopped_when.as_ref().filter(|f| f.exists()) {
+        return down(format!("stopped ({} exists)", flag.display()));
     }
     let dsn = match found(o) {
         Ok(v) => o.dsn.replace("{}", &v),

@@ -39,6 +39,7 @@ fn the_app_follows_its_configuration_and_its_deployment() {
         dsn: dsn.clone(),
         deployment: Some("api".into()),
         table: "items".into(),
+        stopped_when: None,
     });
     let (status, doc) = health(&app);
     assert_eq!((status, doc["rows"].clone()), (200, json!(30)), "{doc}");
@@ -140,6 +141,7 @@ fn the_app_follows_its_configuration_and_its_deployment() {
             dsn,
             deployment: None,
             table: "items".into(),
+            stopped_when: None,
         });
         let (status, doc) = health(&app);
         assert_eq!(
