@@ -90,14 +90,7 @@ fn the_emergency_failover_moves_traffic_database_and_app_to_the_dr_region() {
             "reason=us-east-1 is down".to_owned(),
         ]
     };
-    let run = |db_host: &str| {
-        let vars = vars(db_host);
-        let mut args = vec!["--json", "run", BOOK];
-        for v in &vars {
-            args.extend(["--var", v.as_str()]);
-        }
-        d.run(&args)
-    };
+    let run = |db_host: &str| d.run_book(BOOK, &vars(db_host));
     let out = run(&at(&replica));
     let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     assert_eq!(out.status.code(), Some(0), "{printed}");

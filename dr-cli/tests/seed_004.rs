@@ -80,14 +80,7 @@ fn a_lost_database_comes_back_from_the_newest_backup_and_users_log_in() {
             format!("login={}/login", app.url()),
         ]
     };
-    let run = |start: &str| {
-        let vars = vars(start);
-        let mut args = vec!["--json", "run", BOOK];
-        for v in &vars {
-            args.extend(["--var", v.as_str()]);
-        }
-        d.run(&args)
-    };
+    let run = |start: &str| d.run_book(BOOK, &vars(start));
     let out = run(&format!("rm -f {}", stopped.display()));
     let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
     assert_eq!(out.status.code(), Some(0), "{printed}");

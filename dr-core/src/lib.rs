@@ -22,6 +22,7 @@ pub mod error;
 pub mod fake;
 pub mod files;
 pub mod lock;
+pub mod nearest;
 pub mod progress;
 pub mod redis;
 pub mod repo;

@@ -495,30 +495,13 @@ fn names_kind(name: &str, kind: &str, plural: &str) -> bool {
             .any(|(s, k)| name.eq_ignore_ascii_case(s) && *k == kind)
 }
 
-/// The kind among `seen` that `name` most likely meant (at most two letters off).
+/// The kind among `seen` that `name` most likely meant (at most two letters off its
+/// name or its plural).
 fn closest<'a>(name: &str, seen: &'a [String]) -> Option<&'a str> {
-    let distance = |a: &str, b: &str| {
-        let a: Vec<char> = a.to_ascii_lowercase().chars().collect();
-        let b: Vec<char> = b.to_ascii_lowercase().chars().collect();
-        let mut prev: Vec<usize> = (0..=b.len()).collect();
-        for (i, ca) in a.iter().enumerate() {
-            let mut cur = vec![i + 1];
-            for (j, cb) in b.iter().enumerate() {
-                cur.push(
-                    (prev[j] + usize::from(ca != cb))
-                        .min(prev[j + 1] + 1)
-                        .min(cur[j] + 1),
-                );
-            }
-            prev = cur;
-        }
-        prev[b.len()]
-    };
-    seen.iter()
-        .map(|k| (distance(name, k).min(distance(name, &format!("{k}s"))), k))
-        .filter(|(d, _)| *d <= 2)
-        .min_by_key(|(d, _)| *d)
-        .map(|(_, k)| k.as_str())
+    let singular = name.strip_suffix('s').unwrap_or(name);
+    dr_core::nearest::nearest(singular, seen.iter().map(String::as_str), 2, 1)
+        .first()
+        .copied()
 }
 
 /// Kinds a CustomResourceDefinition among `manifests` defines: (group, kind) → its

@@ -711,14 +711,10 @@ impl Registry {
     /// The action names closest to `name`, for "did you mean".
     #[must_use]
     pub fn closest(&self, name: &str) -> Vec<String> {
-        let mut scored: Vec<(usize, &String)> = self
-            .actions
-            .keys()
-            .map(|k| (distance(k, name), k))
-            .filter(|(d, _)| *d <= 3)
-            .collect();
-        scored.sort();
-        scored.into_iter().take(3).map(|(_, k)| k.clone()).collect()
+        crate::nearest::nearest(name, self.actions.keys().map(String::as_str), 3, 3)
+            .into_iter()
+            .map(str::to_owned)
+            .collect()
     }
 }
 
@@ -771,18 +767,4 @@ fn accept_references(mut schema: Value) -> Value {
         wrapped["description"] = d;
     }
     wrapped
-}
-
-fn distance(a: &str, b: &str) -> usize {
-    let b: Vec<char> = b.chars().collect();
-    let mut prev: Vec<usize> = (0..=b.len()).collect();
-    for (i, ca) in a.chars().enumerate() {
-        let mut cur = vec![i + 1];
-        for (j, cb) in b.iter().enumerate() {
-            let sub = prev[j] + usize::from(ca != *cb);
-            cur.push(sub.min(prev[j + 1] + 1).min(cur[j] + 1));
-        }
-        prev = cur;
-    }
-    prev[b.len()]
 }

@@ -84,6 +84,17 @@ impl Drkit {
         self.cmd(args).output().unwrap()
     }
 
+    /// `drkit --json run BOOK --var NAME=VALUE …`: what it printed (the run document on
+    /// stdout, whatever the outcome).
+    #[must_use]
+    pub fn run_book(&self, book: &str, vars: &[String]) -> Output {
+        let mut args = vec!["--json", "run", book];
+        for v in vars {
+            args.extend(["--var", v.as_str()]);
+        }
+        self.run(&args)
+    }
+
     /// Runs with --json, expects success, returns the document.
     #[allow(clippy::must_use_candidate)] // tests often run a command for its effect
     pub fn json(&self, args: &[&str]) -> Value {
