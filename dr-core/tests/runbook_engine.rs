@@ -779,6 +779,64 @@ async fn every_run_is_measured_against_its_rto_objective() {
     assert_eq!(run.rto.unwrap().met, Some(false));
 }
 
+/// A step its own `if:` skips was not needed: the steps after it run (seed 001's failover
+/// skips the test-only data-plane promotion in production, and must still repoint and
+/// scale). A step skipped because a need failed takes its dependents with it.
+#[tokio::test]
+async fn a_step_not_needed_does_not_stop_the_steps_after_it() {
+    let w = world();
+    let yaml = r#"version: 1
+name: not-needed
+vars:
+  data_plane: { default: "" }
+steps:
+  - id: promote
+    action: exec
+    with: { argv: ["true"] }
+  - id: data-plane
+    action: exec
+    needs: [promote]
+    if: vars.data_plane != ""
+    with: { argv: ["echo", "${vars.data_plane}"] }
+  - id: repoint
+    action: exec
+    needs: [data-plane]
+    with: { argv: ["echo", "repointed"] }
+  - id: scale
+    action: exec
+    needs: [repoint]
+    with: { argv: ["echo", "scaled"] }
+"#;
+    let (rb, map) = parse_yaml(yaml, "not-needed.yaml").unwrap();
+    let run = w
+        .engine
+        .run(&rb, &map, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(run.outcome, "succeeded", "{run:#?}");
+    assert_eq!(run.step("data-plane").unwrap().state, "skipped");
+    assert_eq!(run.step("repoint").unwrap().state, "succeeded");
+    assert_eq!(
+        run.step("scale").unwrap().outputs["stdout"]
+            .as_str()
+            .map(str::trim),
+        Some("scaled")
+    );
+
+    // The same chain after a failure: nothing after it runs.
+    let failing = yaml.replace(r#"argv: ["true"]"#, r#"argv: ["false"]"#);
+    let (rb, map) = parse_yaml(&failing, "not-needed.yaml").unwrap();
+    let run = w
+        .engine
+        .run(&rb, &map, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(run.outcome, "failed");
+    for id in ["data-plane", "repoint", "scale"] {
+        assert_eq!(run.step(id).unwrap().state, "skipped", "{id}");
+    }
+}
+
 /// Seed 002's database failure: restart first, and only if that failed, restore. The
 /// failed restart is a branch, not the run's failure; time references name today.
 #[tokio::test]

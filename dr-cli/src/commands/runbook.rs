@@ -79,7 +79,7 @@ fn event_line(e: &Event) -> Option<String> {
                 if *will_retry { " (will retry)" } else { "" }
             )
         }
-        EventKind::StepSkipped { step, why } => format!("{t}  {step}: skipped ({why})"),
+        EventKind::StepSkipped { step, why, .. } => format!("{t}  {step}: skipped ({why})"),
         EventKind::StepWaiting { step, why } => {
             format!("{t}  {step}: waiting for {why}")
         }
@@ -181,7 +181,7 @@ impl LiveSteps {
                 let took = elapsed(step);
                 self.finish(step, format!("✗ {step}{took}: {message}"));
             }
-            EventKind::StepSkipped { step, why } => {
+            EventKind::StepSkipped { step, why, .. } => {
                 self.finish(step, format!("- {step}: skipped ({why})"));
             }
             _ => {

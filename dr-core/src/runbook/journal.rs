@@ -140,6 +140,9 @@ pub enum EventKind {
         step: String,
         /// Why.
         why: String,
+        /// Its own `if:` was false: it was not needed, and the steps that need it run.
+        #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+        not_needed: bool,
     },
     /// A step waits for something outside the run (an approval): the run stops to wait
     /// and is resumed once it is given.
@@ -229,9 +232,14 @@ impl EventKind {
                 message: r.str(&message),
                 will_retry,
             },
-            Self::StepSkipped { step, why } => Self::StepSkipped {
+            Self::StepSkipped {
+                step,
+                why,
+                not_needed,
+            } => Self::StepSkipped {
                 step,
                 why: r.str(&why),
+                not_needed,
             },
             Self::StepWaiting { step, why } => Self::StepWaiting {
                 step,

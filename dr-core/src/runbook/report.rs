@@ -168,7 +168,7 @@ fn describe(e: &EventKind) -> String {
             "{step} attempt {attempt} failed{}: {message}",
             if *will_retry { " (will retry)" } else { "" }
         ),
-        EventKind::StepSkipped { step, why } => format!("{step} skipped: {why}"),
+        EventKind::StepSkipped { step, why, .. } => format!("{step} skipped: {why}"),
         EventKind::StepWaiting { step, why } => format!("{step} waits: {why}"),
         EventKind::StepProcess { step, group } => format!("{step} started process {}", group.pid),
         EventKind::StepSkippedByOperator { step, why } => {

@@ -29,6 +29,7 @@ use crate::{err, Error, ErrorKind, Result};
 struct Standing<'a> {
     position: &'a HashMap<&'a str, usize>,
     states: Vec<StepState>,
+    passes: Vec<bool>,
 }
 
 impl Standing<'_> {
@@ -36,6 +37,11 @@ impl Standing<'_> {
         self.position
             .get(id)
             .map_or(StepState::Pending, |&i| self.states[i])
+    }
+
+    /// Whether the steps that need `id` may run (it succeeded, or was not needed).
+    fn passes(&self, id: &str) -> bool {
+        self.position.get(id).is_some_and(|&i| self.passes[i])
     }
 }
 
@@ -149,22 +155,21 @@ impl Engine {
         Self::tell(run, NotifyOn::Progress, text, Severity::Info, false).await
     }
 
-    /// Whether `step` is skipped, and why: the run stopping, a need that did not succeed,
-    /// a guard, an `if:`. Guards not applied in this mode are journaled.
+    /// Whether `step` is skipped, why, and whether only its own `if:` said so (it was
+    /// not needed): the run stopping, a need that did not succeed, a guard, an `if:`.
+    /// Guards not applied in this mode are journaled.
     async fn skip_reason(
         run: &Run,
         step: &Step,
         state: &Standing<'_>,
         stopping: Option<&str>,
-    ) -> Result<Option<String>> {
+    ) -> Result<Option<(String, bool)>> {
         let skip = match stopping {
             Some(why) if !step.always => Some(format!("the run is stopping: {why}")),
             _ => step
                 .needs
                 .iter()
-                .find(|n| {
-                    !step.always && !state.state(n).satisfies_needs() && !branched(run, state, n)
-                })
+                .find(|n| !step.always && !state.passes(n) && !branched(run, state, n))
                 .map(|n| format!("it needs {n:?}, which did not succeed")),
         };
         let skip = match (skip, &step.guard) {
@@ -185,10 +190,10 @@ impl Engine {
             (None, None) => None,
         };
         Ok(match (skip, &step.when) {
-            (Some(why), _) => Some(why),
+            (Some(why), _) => Some((why, false)),
             (None, Some(cond)) => {
                 let scope = scope_of(run, run.journal.lock().await.state(), None);
-                (!expr::condition(cond, &scope)?).then(|| format!("if: {cond} is false"))
+                (!expr::condition(cond, &scope)?).then(|| (format!("if: {cond} is false"), true))
             }
             (None, None) => None,
         })
@@ -242,9 +247,13 @@ impl Engine {
             let mut progressed = true;
             while progressed && tasks.len() < limit {
                 progressed = false;
-                let state = Standing {
-                    position: &position,
-                    states: run.journal.lock().await.state().states(),
+                let state = {
+                    let journal = run.journal.lock().await;
+                    Standing {
+                        position: &position,
+                        states: journal.state().states(),
+                        passes: journal.state().passes(),
+                    }
                 };
                 let waiting = state.states.contains(&StepState::Waiting);
                 let others_done = rb
@@ -266,7 +275,7 @@ impl Engine {
                         continue;
                     }
                     progressed = true;
-                    if let Some(why) =
+                    if let Some((why, not_needed)) =
                         Self::skip_reason(run, step, &state, stopping.as_deref()).await?
                     {
                         Self::journal(
@@ -274,6 +283,7 @@ impl Engine {
                             EventKind::StepSkipped {
                                 step: step.id.clone(),
                                 why,
+                                not_needed,
                             },
                         )
                         .await?;

@@ -254,6 +254,9 @@ pub struct StepSummary {
     pub outputs: Map<String, Value>,
     /// Whether a compensation undid it.
     pub compensated: bool,
+    /// Skipped by its own `if:`: not needed, so the steps that need it may run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub not_needed: bool,
     /// The process groups its attempts started (stopped by a resume if still running).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub processes: Vec<crate::lock::ProcessId>,
@@ -360,6 +363,7 @@ impl RunSummary {
                     note: None,
                     outputs: Map::new(),
                     compensated: false,
+                    not_needed: false,
                     processes: Vec::new(),
                 })
                 .collect(),
@@ -459,6 +463,16 @@ impl RunSummary {
         self.steps.iter().map(|s| s.state).collect()
     }
 
+    /// Per step, whether the steps that need it may run: it succeeded, an operator
+    /// counted it as done, or its own `if:` said it was not needed.
+    #[must_use]
+    pub fn passes(&self) -> Vec<bool> {
+        self.steps
+            .iter()
+            .map(|s| s.state.satisfies_needs() || s.not_needed)
+            .collect()
+    }
+
     /// Where step `id` stands (`Pending` for an unknown id).
     #[must_use]
     pub fn state(&self, id: &str) -> StepState {
@@ -541,9 +555,14 @@ impl RunSummary {
                     }
                 }
             }
-            EventKind::StepSkipped { step, why } => {
+            EventKind::StepSkipped {
+                step,
+                why,
+                not_needed,
+            } => {
                 if let Some(s) = self.step_mut(step) {
                     s.state = StepState::Skipped;
+                    s.not_needed = *not_needed;
                     s.note = Some(why.clone());
                 }
             }

@@ -79,3 +79,28 @@ pub fn missing(service: &str, install: &str) {
     );
     eprintln!("SKIPPED: {service} not available; {install}");
 }
+
+/// The environment that makes a program's clock run `offset` (`-10d`) from now through
+/// libfaketime (the monotonic clock untouched): a backup taken "ten days ago" for the
+/// retention tests. `None` (a skip, or a failure in CI) when libfaketime is missing.
+#[must_use]
+pub fn faketime_env(offset: &str) -> Option<Vec<(String, String)>> {
+    let lib = std::fs::read_dir("/usr/lib")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|d| d.path().join("faketime/libfaketime.so.1"))
+        .find(|p| p.exists());
+    let Some(lib) = lib else {
+        missing(
+            "libfaketime",
+            "apt-get install faketime (scripts/setup --services)",
+        );
+        return None;
+    };
+    Some(vec![
+        ("LD_PRELOAD".into(), lib.display().to_string()),
+        ("FAKETIME".into(), offset.to_owned()),
+        ("FAKETIME_DONT_FAKE_MONOTONIC".into(), "1".into()),
+    ])
+}
