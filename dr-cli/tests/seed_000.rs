@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use dr_testkit::app::{request, AppOptions, Source, TestApp};
 use dr_testkit::k8s::{deployment, K8sTestApi};
-use dr_testkit::{stderr, Drkit, PgCluster};
+use dr_testkit::{stderr, Drkit, Moto, PgCluster};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_drkit");
@@ -217,4 +217,263 @@ fn the_blog_database_is_backed_up_daily_verified_and_restored_with_the_app_stopp
     // One step wrong: the API never scaled back up, and verification fails the run.
     let failed = fails(&d, "full-database-restore.yaml", &restore(0));
     assert_eq!(dr_testkit::step(&failed, "verify")["state"], "failed");
+}
+
+/// The CNAME of `name` in zone `zone`, read with a separate client.
+async fn cname(r53: &aws_sdk_route53::Client, zone: &str, name: &str) -> Option<String> {
+    let sets = r53
+        .list_resource_record_sets()
+        .hosted_zone_id(zone)
+        .send()
+        .await
+        .unwrap();
+    sets.resource_record_sets()
+        .iter()
+        .find(|r| r.name() == format!("{name}."))
+        .and_then(|r| r.resource_records().first().map(|v| v.value().to_owned()))
+}
+
+fn write(path: &Path, text: &str) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, text).unwrap();
+}
+
+fn backends(api: &K8sTestApi) -> Value {
+    api.object("networking.k8s.io/v1", "ingresses", NS, "main-ingress")
+        .map_or(Value::Null, |i| {
+            i["spec"]["rules"][0]["http"]["paths"][0]["backend"]["service"]["name"].clone()
+        })
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // a bad release, maintenance, then three losses, each recovered and read back
+fn the_environment_comes_back_from_a_bad_release_a_lost_namespace_a_lost_cluster_and_lost_dns() {
+    use dr_testkit::k8s::kubectl;
+    let Some(moto) = Moto::start() else { return };
+    let Some(pg) = PgCluster::start() else { return };
+    blog(&pg, 20, 30);
+    let dir = tempfile::tempdir().unwrap();
+    let site = Monolith::start(dir.path(), &pg);
+    let new_cluster = K8sTestApi::start();
+    dr_testkit::k8s::write_kubeconfig(
+        &site.kubeconfig,
+        &[
+            (&site.api, "production"),
+            (&new_cluster, "fullstack-prod-2"),
+        ],
+    );
+    let kc = site.kubeconfig.as_path();
+    let api = &site.api;
+    api.create(deployment(NS, "nextjs-web", 3, "blog-web:17"));
+    api.create(json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls", "metadata": {"name": "yourapp-tls", "namespace": NS}, "stringData": {"tls.crt": "-----BEGIN CERTIFICATE-----\nMIIBseed000\n-----END CERTIFICATE-----\n", "tls.key": "-----BEGIN PRIVATE KEY-----\nMIIEseed000key\n-----END PRIVATE KEY-----\n"}}));
+    api.create(json!({
+        "apiVersion": "networking.k8s.io/v1", "kind": "Ingress",
+        "metadata": {"name": "main-ingress", "namespace": NS},
+        "spec": {"rules": [{"host": "yourapp.com", "http": {"paths": [{"path": "/", "pathType": "Prefix", "backend": {"service": {"name": "django-api-service", "port": {"number": 8000}}}}]}}]},
+    }));
+    // What the configuration backup takes besides the cluster: manifests, code, assets.
+    let infra = dir.path().join("infrastructure");
+    write(
+        &infra.join("k8s/production/web.yaml"),
+        "apiVersion: apps/v1\nkind: Deployment\nmetadata:\n  name: nextjs-web\n  labels: {app: nextjs-web}\nspec:\n  replicas: 3\n  selector: {matchLabels: {app: nextjs-web}}\n  template:\n    metadata: {labels: {app: nextjs-web}}\n    spec: {containers: [{name: app, image: \"blog-web:17\"}]}\n",
+    );
+    let git = dir.path().join("code");
+    write(&git.join("manage.py"), "print('blog')\n");
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "."],
+        &[
+            "-c",
+            "user.email=ci@example.com",
+            "-c",
+            "user.name=ci",
+            "commit",
+            "-qm",
+            "blog",
+        ],
+    ] {
+        assert!(std::process::Command::new("git")
+            .args(args)
+            .current_dir(&git)
+            .status()
+            .unwrap()
+            .success());
+    }
+    let assets = dir.path().join("static");
+    write(&assets.join("css/site.css"), "body { color: #333 }\n");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (r53, zone) = rt.block_on(async {
+        let sdk = moto.aws("us-east-1").load().await.unwrap();
+        let r53 = aws_sdk_route53::Client::new(&sdk);
+        let zone = r53
+            .create_hosted_zone()
+            .name("yourapp.com")
+            .caller_reference("seed-000")
+            .send()
+            .await
+            .unwrap()
+            .hosted_zone()
+            .unwrap()
+            .id()
+            .to_owned();
+        (r53, zone)
+    });
+    let d = Drkit::local(BIN, &dir.path().join("repo"))
+        .with_env(moto.env())
+        .with_env([
+            ("PGPASSWORD", dr_testkit::PASSWORD.to_owned()),
+            ("KUBECONFIG", site.kubeconfig.display().to_string()),
+        ]);
+    d.json(&["repo", "init"]);
+    d.json(&[
+        "dns",
+        "set",
+        "--zone",
+        "yourapp.com",
+        "--name",
+        "www.yourapp.com",
+        "lb-1.elb.example.net",
+    ]);
+    let server = format!("postgres://postgres@127.0.0.1:{}", pg.port());
+    d.json(&["backup", &format!("{server}/fullstack_blog")]);
+
+    // Configuration backups: every kind of state, each a snapshot.
+    ok(
+        &d,
+        "configuration-backup.yaml",
+        &[
+            format!("infrastructure={}", infra.display()),
+            format!("git={}", git.display()),
+            format!("assets={}", assets.display()),
+        ],
+    );
+    let kinds: Vec<String> = d
+        .json(&["snapshots"])
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["kind"].as_str().unwrap().to_owned())
+        .collect();
+    for kind in ["pg-logical", "k8s", "dns", "files", "git"] {
+        assert!(kinds.iter().any(|k| k == kind), "{kind} in {kinds:?}");
+    }
+
+    // A bad release, rolled back.
+    let health = site.health();
+    kubectl(
+        kc,
+        &[
+            "-n",
+            NS,
+            "set",
+            "image",
+            "deployment/django-api",
+            "app=blog-api:42",
+        ],
+    )
+    .unwrap();
+    let undone = ok(
+        &d,
+        "rolling-back-deployment.yaml",
+        &[format!("health={health}"), "verify_for=5s".into()],
+    );
+    let image = |api: &K8sTestApi, name: &str| {
+        api.object("apps/v1", "deployments", NS, name).unwrap()["spec"]["template"]["spec"]
+            ["containers"][0]["image"]
+            .clone()
+    };
+    assert_eq!(image(api, "django-api"), "blog-api:41");
+    assert_eq!(
+        dr_testkit::step(&undone, "undo")["outputs"]["image_before"],
+        "blog-api:42"
+    );
+
+    // Maintenance mode on, then off: the Ingress serves the page while the apps are down.
+    ok(&d, "maintenance-mode.yaml", &["state=on".into()]);
+    assert_eq!(backends(api), "drkit-maintenance");
+    assert_eq!(site.ready("nextjs-web"), json!(0));
+    assert_eq!(request("GET", &health, None).0, 503, "the API is down");
+    ok(&d, "maintenance-mode.yaml", &["state=off".into()]);
+    assert_eq!(backends(api), "django-api-service");
+    assert_eq!(
+        (site.ready("django-api"), site.ready("nextjs-web")),
+        (json!(3), json!(3))
+    );
+    assert_eq!(request("GET", &health, None).0, 200);
+
+    // Network recovery: the record repointed by mistake, the Ingress and the TLS Secret gone.
+    d.json(&[
+        "dns",
+        "set",
+        "--zone",
+        "yourapp.com",
+        "--name",
+        "www.yourapp.com",
+        "wrong.example.net",
+    ]);
+    kubectl(kc, &["-n", NS, "delete", "ingress", "main-ingress"]).unwrap();
+    kubectl(kc, &["-n", NS, "delete", "secret", "yourapp-tls"]).unwrap();
+    ok(&d, "network-recovery.yaml", &[]);
+    assert_eq!(
+        rt.block_on(cname(&r53, &zone, "www.yourapp.com"))
+            .as_deref(),
+        Some("lb-1.elb.example.net")
+    );
+    assert_eq!(backends(api), "django-api-service");
+    let tls = api.object("v1", "secrets", NS, "yourapp-tls").unwrap();
+    assert_eq!(tls["type"], "kubernetes.io/tls");
+    assert!(tls["data"]["tls.key"]
+        .as_str()
+        .is_some_and(|k| !k.is_empty()));
+
+    // Full environment recovery: the namespace and the database are gone.
+    kubectl(kc, &["delete", "namespace", NS]).unwrap();
+    pg.psql("postgres", "DROP DATABASE fullstack_blog WITH (FORCE)");
+    assert_eq!(request("GET", &health, None).0, 503);
+    let env_vars = vec![
+        format!("server={server}"),
+        format!("manifests={}", infra.join("k8s/production").display()),
+        format!("health={health}"),
+        "verify_for=5s".to_owned(),
+    ];
+    ok(&d, "full-environment-recovery.yaml", &env_vars);
+    let (status, doc) = request("GET", &health, None);
+    assert_eq!((status, doc["rows"].clone()), (200, json!(30)), "{doc}");
+    assert_eq!(
+        (site.ready("django-api"), site.ready("nextjs-web")),
+        (json!(3), json!(3))
+    );
+
+    // Cluster recovery: a new cluster gets the namespace and the applications; its app
+    // finds the database through the restored ConfigMap.
+    let dr_app = TestApp::start(AppOptions {
+        objects: Some(new_cluster.objects_handle()),
+        namespace: NS.into(),
+        source: Source::ConfigMap {
+            name: "django-config".into(),
+            key: "DATABASE_HOST".into(),
+        },
+        dsn: format!(
+            "postgres://postgres:{}@{{}}/fullstack_blog",
+            dr_testkit::PASSWORD
+        ),
+        deployment: Some("django-api".into()),
+        table: "blog_post".into(),
+        stopped_when: None,
+    });
+    ok(
+        &d,
+        "cluster-recovery.yaml",
+        &[
+            "create=true".into(),
+            "context=fullstack-prod-2".into(),
+            format!("manifests={}", infra.join("k8s").display()),
+        ],
+    );
+    let (status, doc) = request("GET", &format!("{}/health", dr_app.url()), None);
+    assert_eq!((status, doc["rows"].clone()), (200, json!(30)), "{doc}");
+    assert_eq!(image(&new_cluster, "nextjs-web"), "blog-web:17");
+    assert!(new_cluster
+        .object("v1", "secrets", NS, "yourapp-tls")
+        .is_some());
 }
