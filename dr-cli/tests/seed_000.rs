@@ -477,3 +477,111 @@ fn the_environment_comes_back_from_a_bad_release_a_lost_namespace_a_lost_cluster
         .object("v1", "secrets", NS, "yourapp-tls")
         .is_some());
 }
+
+#[test]
+#[allow(clippy::too_many_lines)] // the failover read back, then who heard what
+fn the_manual_failover_moves_traffic_and_tells_people_by_severity_as_it_goes() {
+    let Some(moto) = Moto::start() else { return };
+    let Some(pg) = PgCluster::start() else { return };
+    blog(&pg, 20, 30);
+    let dir = tempfile::tempdir().unwrap();
+    let backup = Monolith::start(dir.path(), &pg);
+    backup.api.write_kubeconfig(&backup.kubeconfig, "backup-cluster");
+    for name in ["django-api", "celery-worker"] {
+        dr_testkit::k8s::kubectl(&backup.kubeconfig, &["-n", NS, "scale", &format!("deployment/{name}"), "--replicas=0"]).unwrap();
+    }
+    backup.api.create(deployment(NS, "nextjs-web", 0, "blog-web:17"));
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let r53 = rt.block_on(moto.failover_pair(
+        "yourapp.com",
+        "api.yourapp.com",
+        ("us-east-1", "api-use1.yourapp.com"),
+        ("us-west-2", "api-usw2.yourapp.com"),
+    ));
+    let rx = rt.block_on(dr_testkit::Receiver::start());
+    let secrets = [
+        ("INCIDENTS_SLACK_WEBHOOK", format!("{}/incidents/T0SEED/B0SEED/slack-secret-0000", rx.url())),
+        ("STAKEHOLDERS_SLACK_WEBHOOK", format!("{}/stakeholders/T0SEED/B0SEED/slack-secret-0001", rx.url())),
+        ("MANAGEMENT_WEBHOOK", format!("{}/management/hook-secret-0002", rx.url())),
+        ("TECH_TEAM_WEBHOOK", format!("{}/tech/hook-secret-0003", rx.url())),
+        ("STATUSPAGE_API_KEY", "statuspage-key-secret-0004".to_owned()),
+    ];
+    let d = Drkit::local(BIN, &dir.path().join("repo"))
+        .with_env(moto.env())
+        .with_env(secrets.clone())
+        .with_env([("KUBECONFIG", backup.kubeconfig.display().to_string())]);
+    d.json(&["repo", "init"]);
+    let health = backup.health();
+    assert_eq!(request("GET", &health, None).0, 503, "the backup region is scaled to zero");
+    let failover = |more: &[String]| {
+        let mut vars = vec![
+            "reason=us-east-1 outage".to_owned(),
+            format!("health={health}"),
+            "verify_for=5s".to_owned(),
+            "statuspage_page=blog".to_owned(),
+            format!("statuspage_api={}/sp", rx.url()),
+        ];
+        vars.extend_from_slice(more);
+        vars
+    };
+    let out = d.run_book(&book("manual-failover.yaml"), &failover(&[]));
+    let shown = printed(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+
+    // Traffic follows the backup region's record; its apps are up and healthy.
+    rt.block_on(async {
+        let zone = r53.list_hosted_zones().send().await.unwrap().hosted_zones()[0].id().to_owned();
+        let sets = r53.list_resource_record_sets().hosted_zone_id(zone).send().await.unwrap();
+        let primary = sets
+            .resource_record_sets()
+            .iter()
+            .find(|r| r.failover().map(|f| f.as_str()) == Some("PRIMARY"))
+            .and_then(|r| r.set_identifier().map(str::to_owned));
+        assert_eq!(primary.as_deref(), Some("us-west-2"));
+    });
+    assert_eq!((backup.ready("django-api"), backup.ready("nextjs-web")), (json!(3), json!(3)));
+    assert_eq!(request("GET", &health, None).0, 200);
+
+    // Who heard what: the incident channel everything with the progress, the
+    // stakeholders the critical news and the end, the team
+    // every message, the status page an incident opened, updated and resolved.
+    let heard = |prefix: &str| -> Vec<dr_testkit::Received> {
+        rx.received().into_iter().filter(|r| r.path.starts_with(prefix)).collect()
+    };
+    let stakeholders: Vec<String> = heard("/stakeholders").iter().map(|r| r.body["text"].to_string()).collect();
+    assert!(stakeholders.iter().any(|t| t.contains("CRITICAL: failing over from us-east-1 to us-west-2")), "{stakeholders:?}");
+    let incidents: Vec<String> = heard("/incidents").iter().map(|r| r.body["text"].to_string()).collect();
+    assert!(incidents.iter().any(|t| t.contains("% complete")), "progress updates: {incidents:?}");
+    assert!(incidents.iter().any(|t| t.contains("HIGH: serving")), "{incidents:?}");
+    assert!(!stakeholders.iter().any(|t| t.contains("HIGH: serving")), "high is not for stakeholders: {stakeholders:?}");
+    let tech: Vec<String> = heard("/tech").iter().map(|r| r.body["message"].to_string()).collect();
+    assert!(tech.iter().any(|t| t.contains("HIGH: serving from us-west-2")), "{tech:?}");
+    let sp = heard("/sp");
+    assert_eq!((sp[0].method.as_str(), sp[0].path.as_str()), ("POST", "/sp/v1/pages/blog/incidents"));
+    assert_eq!(sp[0].body["incident"]["status"], "investigating");
+    assert!(sp.iter().any(|r| r.body["incident"]["status"] == "monitoring"), "{sp:?}");
+    assert_eq!(sp.last().unwrap().body["incident"]["status"], "resolved");
+
+    // Stakeholder notification by severity: medium reaches the team only.
+    let before = (heard("/stakeholders").len(), heard("/management").len(), heard("/tech").len());
+    let said = d.run_book(&book("stakeholder-notification.yaml"), &["severity=medium".into(), "description=search is slow".into()]);
+    assert_eq!(said.status.code(), Some(0), "{}", printed(&said));
+    assert_eq!(
+        (heard("/stakeholders").len(), heard("/management").len(), heard("/tech").len()),
+        (before.0, before.1, before.2 + 1)
+    );
+    let said = d.run_book(&book("stakeholder-notification.yaml"), &["severity=critical".into(), "description=the site is down".into()]);
+    assert_eq!(said.status.code(), Some(0), "{}", printed(&said));
+    assert_eq!(
+        (heard("/stakeholders").len(), heard("/management").len(), heard("/tech").len()),
+        (before.0 + 1, before.1 + 1, before.2 + 2)
+    );
+
+    // No webhook URL or key in anything printed or stored.
+    let stored = dr_testkit::files_under(&dir.path().join("repo"));
+    for (_, secret) in &secrets {
+        let needle = secret.rsplit('/').next().unwrap();
+        assert!(!shown.contains(needle), "{needle} printed");
+        assert!(!stored.iter().any(|(_, b)| dr_testkit::holds(b, needle)), "{needle} stored");
+    }
+}
