@@ -486,11 +486,25 @@ fn the_manual_failover_moves_traffic_and_tells_people_by_severity_as_it_goes() {
     blog(&pg, 20, 30);
     let dir = tempfile::tempdir().unwrap();
     let backup = Monolith::start(dir.path(), &pg);
-    backup.api.write_kubeconfig(&backup.kubeconfig, "backup-cluster");
+    backup
+        .api
+        .write_kubeconfig(&backup.kubeconfig, "backup-cluster");
     for name in ["django-api", "celery-worker"] {
-        dr_testkit::k8s::kubectl(&backup.kubeconfig, &["-n", NS, "scale", &format!("deployment/{name}"), "--replicas=0"]).unwrap();
+        dr_testkit::k8s::kubectl(
+            &backup.kubeconfig,
+            &[
+                "-n",
+                NS,
+                "scale",
+                &format!("deployment/{name}"),
+                "--replicas=0",
+            ],
+        )
+        .unwrap();
     }
-    backup.api.create(deployment(NS, "nextjs-web", 0, "blog-web:17"));
+    backup
+        .api
+        .create(deployment(NS, "nextjs-web", 0, "blog-web:17"));
     let rt = tokio::runtime::Runtime::new().unwrap();
     let r53 = rt.block_on(moto.failover_pair(
         "yourapp.com",
@@ -500,11 +514,26 @@ fn the_manual_failover_moves_traffic_and_tells_people_by_severity_as_it_goes() {
     ));
     let rx = rt.block_on(dr_testkit::Receiver::start());
     let secrets = [
-        ("INCIDENTS_SLACK_WEBHOOK", format!("{}/incidents/T0SEED/B0SEED/slack-secret-0000", rx.url())),
-        ("STAKEHOLDERS_SLACK_WEBHOOK", format!("{}/stakeholders/T0SEED/B0SEED/slack-secret-0001", rx.url())),
-        ("MANAGEMENT_WEBHOOK", format!("{}/management/hook-secret-0002", rx.url())),
-        ("TECH_TEAM_WEBHOOK", format!("{}/tech/hook-secret-0003", rx.url())),
-        ("STATUSPAGE_API_KEY", "statuspage-key-secret-0004".to_owned()),
+        (
+            "INCIDENTS_SLACK_WEBHOOK",
+            format!("{}/incidents/T0SEED/B0SEED/slack-secret-0000", rx.url()),
+        ),
+        (
+            "STAKEHOLDERS_SLACK_WEBHOOK",
+            format!("{}/stakeholders/T0SEED/B0SEED/slack-secret-0001", rx.url()),
+        ),
+        (
+            "MANAGEMENT_WEBHOOK",
+            format!("{}/management/hook-secret-0002", rx.url()),
+        ),
+        (
+            "TECH_TEAM_WEBHOOK",
+            format!("{}/tech/hook-secret-0003", rx.url()),
+        ),
+        (
+            "STATUSPAGE_API_KEY",
+            "statuspage-key-secret-0004".to_owned(),
+        ),
     ];
     let d = Drkit::local(BIN, &dir.path().join("repo"))
         .with_env(moto.env())
@@ -512,7 +541,11 @@ fn the_manual_failover_moves_traffic_and_tells_people_by_severity_as_it_goes() {
         .with_env([("KUBECONFIG", backup.kubeconfig.display().to_string())]);
     d.json(&["repo", "init"]);
     let health = backup.health();
-    assert_eq!(request("GET", &health, None).0, 503, "the backup region is scaled to zero");
+    assert_eq!(
+        request("GET", &health, None).0,
+        503,
+        "the backup region is scaled to zero"
+    );
     let failover = |more: &[String]| {
         let mut vars = vec![
             "reason=us-east-1 outage".to_owned(),
@@ -530,8 +563,15 @@ fn the_manual_failover_moves_traffic_and_tells_people_by_severity_as_it_goes() {
 
     // Traffic follows the backup region's record; its apps are up and healthy.
     rt.block_on(async {
-        let zone = r53.list_hosted_zones().send().await.unwrap().hosted_zones()[0].id().to_owned();
-        let sets = r53.list_resource_record_sets().hosted_zone_id(zone).send().await.unwrap();
+        let zone = r53.list_hosted_zones().send().await.unwrap().hosted_zones()[0]
+            .id()
+            .to_owned();
+        let sets = r53
+            .list_resource_record_sets()
+            .hosted_zone_id(zone)
+            .send()
+            .await
+            .unwrap();
         let primary = sets
             .resource_record_sets()
             .iter()
@@ -539,41 +579,105 @@ fn the_manual_failover_moves_traffic_and_tells_people_by_severity_as_it_goes() {
             .and_then(|r| r.set_identifier().map(str::to_owned));
         assert_eq!(primary.as_deref(), Some("us-west-2"));
     });
-    assert_eq!((backup.ready("django-api"), backup.ready("nextjs-web")), (json!(3), json!(3)));
+    assert_eq!(
+        (backup.ready("django-api"), backup.ready("nextjs-web")),
+        (json!(3), json!(3))
+    );
     assert_eq!(request("GET", &health, None).0, 200);
 
     // Who heard what: the incident channel everything with the progress, the
     // stakeholders the critical news and the end, the team
     // every message, the status page an incident opened, updated and resolved.
     let heard = |prefix: &str| -> Vec<dr_testkit::Received> {
-        rx.received().into_iter().filter(|r| r.path.starts_with(prefix)).collect()
+        rx.received()
+            .into_iter()
+            .filter(|r| r.path.starts_with(prefix))
+            .collect()
     };
-    let stakeholders: Vec<String> = heard("/stakeholders").iter().map(|r| r.body["text"].to_string()).collect();
-    assert!(stakeholders.iter().any(|t| t.contains("CRITICAL: failing over from us-east-1 to us-west-2")), "{stakeholders:?}");
-    let incidents: Vec<String> = heard("/incidents").iter().map(|r| r.body["text"].to_string()).collect();
-    assert!(incidents.iter().any(|t| t.contains("% complete")), "progress updates: {incidents:?}");
-    assert!(incidents.iter().any(|t| t.contains("HIGH: serving")), "{incidents:?}");
-    assert!(!stakeholders.iter().any(|t| t.contains("HIGH: serving")), "high is not for stakeholders: {stakeholders:?}");
-    let tech: Vec<String> = heard("/tech").iter().map(|r| r.body["message"].to_string()).collect();
-    assert!(tech.iter().any(|t| t.contains("HIGH: serving from us-west-2")), "{tech:?}");
+    let stakeholders: Vec<String> = heard("/stakeholders")
+        .iter()
+        .map(|r| r.body["text"].to_string())
+        .collect();
+    assert!(
+        stakeholders
+            .iter()
+            .any(|t| t.contains("CRITICAL: failing over from us-east-1 to us-west-2")),
+        "{stakeholders:?}"
+    );
+    let incidents: Vec<String> = heard("/incidents")
+        .iter()
+        .map(|r| r.body["text"].to_string())
+        .collect();
+    assert!(
+        incidents.iter().any(|t| t.contains("% complete")),
+        "progress updates: {incidents:?}"
+    );
+    assert!(
+        incidents.iter().any(|t| t.contains("HIGH: serving")),
+        "{incidents:?}"
+    );
+    assert!(
+        !stakeholders.iter().any(|t| t.contains("HIGH: serving")),
+        "high is not for stakeholders: {stakeholders:?}"
+    );
+    let tech: Vec<String> = heard("/tech")
+        .iter()
+        .map(|r| r.body["message"].to_string())
+        .collect();
+    assert!(
+        tech.iter()
+            .any(|t| t.contains("HIGH: serving from us-west-2")),
+        "{tech:?}"
+    );
     let sp = heard("/sp");
-    assert_eq!((sp[0].method.as_str(), sp[0].path.as_str()), ("POST", "/sp/v1/pages/blog/incidents"));
+    assert_eq!(
+        (sp[0].method.as_str(), sp[0].path.as_str()),
+        ("POST", "/sp/v1/pages/blog/incidents")
+    );
     assert_eq!(sp[0].body["incident"]["status"], "investigating");
-    assert!(sp.iter().any(|r| r.body["incident"]["status"] == "monitoring"), "{sp:?}");
+    assert!(
+        sp.iter()
+            .any(|r| r.body["incident"]["status"] == "monitoring"),
+        "{sp:?}"
+    );
     assert_eq!(sp.last().unwrap().body["incident"]["status"], "resolved");
 
     // Stakeholder notification by severity: medium reaches the team only.
-    let before = (heard("/stakeholders").len(), heard("/management").len(), heard("/tech").len());
-    let said = d.run_book(&book("stakeholder-notification.yaml"), &["severity=medium".into(), "description=search is slow".into()]);
+    let before = (
+        heard("/stakeholders").len(),
+        heard("/management").len(),
+        heard("/tech").len(),
+    );
+    let said = d.run_book(
+        &book("stakeholder-notification.yaml"),
+        &[
+            "severity=medium".into(),
+            "description=search is slow".into(),
+        ],
+    );
     assert_eq!(said.status.code(), Some(0), "{}", printed(&said));
     assert_eq!(
-        (heard("/stakeholders").len(), heard("/management").len(), heard("/tech").len()),
+        (
+            heard("/stakeholders").len(),
+            heard("/management").len(),
+            heard("/tech").len()
+        ),
         (before.0, before.1, before.2 + 1)
     );
-    let said = d.run_book(&book("stakeholder-notification.yaml"), &["severity=critical".into(), "description=the site is down".into()]);
+    let said = d.run_book(
+        &book("stakeholder-notification.yaml"),
+        &[
+            "severity=critical".into(),
+            "description=the site is down".into(),
+        ],
+    );
     assert_eq!(said.status.code(), Some(0), "{}", printed(&said));
     assert_eq!(
-        (heard("/stakeholders").len(), heard("/management").len(), heard("/tech").len()),
+        (
+            heard("/stakeholders").len(),
+            heard("/management").len(),
+            heard("/tech").len()
+        ),
         (before.0 + 1, before.1 + 1, before.2 + 2)
     );
 
@@ -582,6 +686,138 @@ fn the_manual_failover_moves_traffic_and_tells_people_by_severity_as_it_goes() {
     for (_, secret) in &secrets {
         let needle = secret.rsplit('/').next().unwrap();
         assert!(!shown.contains(needle), "{needle} printed");
-        assert!(!stored.iter().any(|(_, b)| dr_testkit::holds(b, needle)), "{needle} stored");
+        assert!(
+            !stored.iter().any(|(_, b)| dr_testkit::holds(b, needle)),
+            "{needle} stored"
+        );
+    }
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // the drill, its report, its metrics line and its post-incident draft
+fn the_monthly_dr_test_restores_a_throwaway_environment_and_reports_its_rto_and_rpo() {
+    let Some(pg) = PgCluster::start() else { return };
+    blog(&pg, 20, 30);
+    let dir = tempfile::tempdir().unwrap();
+    let site = Monolith::start(dir.path(), &pg);
+    let d = Drkit::local(BIN, &dir.path().join("repo")).with_env([
+        ("PGPASSWORD", dr_testkit::PASSWORD.to_owned()),
+        ("KUBECONFIG", site.kubeconfig.display().to_string()),
+    ]);
+    d.json(&["repo", "init"]);
+    let server = format!("postgres://postgres@127.0.0.1:{}", pg.port());
+    d.json(&["backup", &format!("{server}/fullstack_blog")]);
+    d.json(&["k8s", "-n", NS, "export"]);
+    // The throwaway environment's app: the namespace the drill names after today, its
+    // ConfigMap from the production export, the throwaway database.
+    let today = String::from_utf8(
+        std::process::Command::new("date")
+            .args(["-u", "+%Y%m%d"])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap();
+    let test_ns = format!("dr-test-{}", today.trim());
+    let app = TestApp::start(AppOptions {
+        objects: Some(site.api.objects_handle()),
+        namespace: test_ns.clone(),
+        source: Source::ConfigMap {
+            name: "django-config".into(),
+            key: "DATABASE_HOST".into(),
+        },
+        dsn: format!("postgres://postgres:{}@{{}}/dr_test", dr_testkit::PASSWORD),
+        deployment: Some("django-api".into()),
+        table: "blog_post".into(),
+        stopped_when: None,
+    });
+    let csv = dir.path().join("dr-metrics.csv");
+    let html = dir.path().join("dr-report.html");
+    let out = d.run(&[
+        "--json",
+        "drill",
+        &book("monthly-dr-test.yaml"),
+        "--var",
+        &format!("server={server}"),
+        "--var",
+        &format!("health={}/health", app.url()),
+        "--var",
+        "verify_for=10s",
+        "--metrics-csv",
+        csv.to_str().unwrap(),
+        "--report-html",
+        html.to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", printed(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (rto, rpo) = (&report["rto"], &report["rpo"]);
+    eprintln!(
+        "monthly DR test: RTO {} s, RPO {} s",
+        rto["achieved_seconds"], rpo["achieved_seconds"]
+    );
+    assert_eq!(
+        (rto["verdict"].clone(), rpo["verdict"].clone()),
+        (json!("met"), json!("met")),
+        "{report}"
+    );
+    assert!(
+        rpo["achieved_seconds"].as_f64().unwrap() >= 0.5,
+        "the writes after the nightly backup are lost: {rpo}"
+    );
+    let canary = &report["drill"]["canary"];
+    assert!(canary["lost"].as_u64().unwrap() >= 3, "{canary}");
+    // The throwaway environment is gone; production was never touched.
+    assert!(
+        site.api.object("v1", "namespaces", "", &test_ns).is_none(),
+        "{test_ns} deleted"
+    );
+    assert_eq!(
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_database WHERE datname = 'dr_test'"
+        ),
+        "0"
+    );
+    assert_eq!(site.ready("django-api"), json!(3));
+    assert_eq!(
+        pg.psql("fullstack_blog", "SELECT count(*) FROM blog_post"),
+        "30"
+    );
+
+    // The figures kept: one CSV line with the run's RTO and RPO, the HTML page, and a
+    // post-incident draft from the same journal.
+    let run = report["run"].as_str().unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(&csv)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(
+        lines[0],
+        "time,runbook,kind,run,outcome,rto_seconds,rpo_seconds,objectives_met"
+    );
+    let fields: Vec<&str> = lines[1].split(',').collect();
+    assert_eq!(
+        (fields[1], fields[3], fields[4], fields[7]),
+        ("monthly-dr-test", run, "succeeded", "true"),
+        "{lines:?}"
+    );
+    let csv_rto: f64 = fields[5].parse().unwrap();
+    assert!(
+        (csv_rto - rto["achieved_seconds"].as_f64().unwrap()).abs() < 0.01,
+        "{lines:?}"
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(
+        page.contains("monthly-dr-test") && page.contains("<svg"),
+        "the HTML report"
+    );
+    let draft = d.run(&["report", run, "--format", "postmortem"]);
+    let draft = String::from_utf8_lossy(&draft.stdout);
+    for part in ["monthly-dr-test", "Timeline", "database-lost", "healthy"] {
+        assert!(
+            draft.contains(part),
+            "{part} in the post-incident draft:\n{draft}"
+        );
     }
 }

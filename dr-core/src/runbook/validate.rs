@@ -482,7 +482,13 @@ pub fn validate_with_vars(
                 );
             }
         }
-        if step.always {
+        // A drill's canary and teardown steps are ordered after everything by the drill
+        // itself, not by needs someone wrote.
+        let ordered_by_drill = matches!(
+            step.phase,
+            Some(super::model::Phase::Canary | super::model::Phase::Teardown)
+        );
+        if step.always && !ordered_by_drill {
             let mut maybe: Vec<&str> = before()
                 .iter()
                 .map(String::as_str)
