@@ -1,4 +1,6 @@
-//! Seed 004's complete database recovery
+//! Seed 004 (the SaaS on docker-compose): the runbooks of `examples/runbooks/saas-compose/`.
+//!
+//! The complete database recovery
 //! (`examples/runbooks/saas-compose/complete-database-recovery.yaml`) on a real
 //! PostgreSQL, with the test kit's app standing for the compose backend: it reads
 //! DATABASE_URL from its `.env`, is stopped and started by the runbook's commands (a flag
@@ -8,7 +10,9 @@
 //! start the app again fails its verification (exit 3).
 
 use dr_testkit::app::{request, AppOptions, Source, TestApp};
-use dr_testkit::{stderr, Drkit, PgCluster};
+use std::path::Path;
+
+use dr_testkit::{stderr, Drkit, Moto, PgCluster};
 use serde_json::{json, Value};
 
 const BIN: &str = env!("CARGO_BIN_EXE_drkit");
@@ -16,6 +20,42 @@ const BOOK: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
     "/../examples/runbooks/saas-compose/complete-database-recovery.yaml"
 );
+
+fn book(name: &str) -> String {
+    format!(
+        "{}/../examples/runbooks/saas-compose/{name}",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+fn printed(out: &std::process::Output) -> String {
+    format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(out))
+}
+
+/// The test app as the compose backend: DATABASE_URL from `env`, stopped while `stopped`
+/// exists.
+fn backend(env: &Path, stopped: &Path) -> TestApp {
+    TestApp::start(AppOptions {
+        objects: None,
+        namespace: String::new(),
+        source: Source::EnvFile {
+            path: env.to_owned(),
+            var: "DATABASE_URL".into(),
+        },
+        dsn: "{}".into(),
+        deployment: None,
+        table: "items".into(),
+        stopped_when: Some(stopped.to_owned()),
+    })
+}
+
+fn database_url(pg: &PgCluster, db: &str) -> String {
+    format!(
+        "DATABASE_URL=postgres://postgres:{}@127.0.0.1:{}/{db}\n",
+        dr_testkit::PASSWORD,
+        pg.port()
+    )
+}
 
 #[test]
 #[allow(clippy::too_many_lines)] // the data lost, recovered, each item of the checklist read back
@@ -29,27 +69,8 @@ fn a_lost_database_comes_back_from_the_newest_backup_and_users_log_in() {
     let dir = tempfile::tempdir().unwrap();
     let stopped = dir.path().join("backend.stopped");
     let env = dir.path().join(".env");
-    std::fs::write(
-        &env,
-        format!(
-            "DATABASE_URL=postgres://postgres:{}@127.0.0.1:{}/saas_production\n",
-            dr_testkit::PASSWORD,
-            pg.port()
-        ),
-    )
-    .unwrap();
-    let app = TestApp::start(AppOptions {
-        objects: None,
-        namespace: String::new(),
-        source: Source::EnvFile {
-            path: env.clone(),
-            var: "DATABASE_URL".into(),
-        },
-        dsn: "{}".into(),
-        deployment: None,
-        table: "items".into(),
-        stopped_when: Some(stopped.clone()),
-    });
+    std::fs::write(&env, database_url(&pg, "saas_production")).unwrap();
+    let app = backend(&env, &stopped);
     let health = format!("{}/health", app.url());
     let d = Drkit::local(BIN, &dir.path().join("repo")).with_env([
         ("PGPASSWORD", dr_testkit::PASSWORD.to_owned()),
@@ -124,5 +145,306 @@ fn a_lost_database_comes_back_from_the_newest_backup_and_users_log_in() {
         dr_testkit::step(&failed, "verify")["state"],
         "failed",
         "{printed}"
+    );
+}
+
+/// The test checklist as a drill: the recovery under test is the complete database
+/// recovery, unchanged; the RPO is the age of the data restored.
+#[test]
+#[allow(clippy::too_many_lines)] // the drill, then each item of the checklist
+fn the_restore_drill_runs_the_complete_recovery_and_measures_rto_and_rpo() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.fill_items("saas_drill", 50);
+    pg.psql(
+        "saas_drill",
+        "CREATE TABLE users (name text, password text); INSERT INTO users VALUES ('drill', 'Login-Check-7730')",
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let stopped = dir.path().join("backend.stopped");
+    let env = dir.path().join(".env");
+    std::fs::write(&env, database_url(&pg, "saas_drill")).unwrap();
+    let app = backend(&env, &stopped);
+    let d = Drkit::local(BIN, &dir.path().join("repo")).with_env([
+        ("PGPASSWORD", dr_testkit::PASSWORD.to_owned()),
+        ("LOGIN_CHECK_PASSWORD", "Login-Check-7730".to_owned()),
+    ]);
+    d.json(&["repo", "init"]);
+    let out = d.run(&[
+        "--json",
+        "drill",
+        &book("restore-drill.yaml"),
+        "--var",
+        &format!("host=127.0.0.1:{}", pg.port()),
+        "--var",
+        &format!("stop=touch {}", stopped.display()),
+        "--var",
+        &format!("start=rm -f {}", stopped.display()),
+        "--var",
+        "migrate=true",
+        "--var",
+        &format!("health={}/health", app.url()),
+        "--var",
+        &format!("login={}/login", app.url()),
+        "--var",
+        "verify_for=10s",
+    ]);
+    let shown = printed(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (rto, rpo) = (&report["rto"], &report["rpo"]);
+    eprintln!(
+        "seed 004 restore drill: RTO {} s, RPO {} s",
+        rto["achieved_seconds"], rpo["achieved_seconds"]
+    );
+    assert_eq!(
+        (rto["verdict"].clone(), rpo["verdict"].clone()),
+        (json!("met"), json!("met")),
+        "{report}"
+    );
+    assert!(rpo["achieved_seconds"].as_f64().unwrap() >= 0.5, "{rpo}");
+    // The checklist: restored, started, login works.
+    let (status, doc) = request("GET", &format!("{}/health", app.url()), None);
+    assert_eq!((status, doc["rows"].clone()), (200, json!(50)), "{doc}");
+    let run = d.json(&["runs", "show", report["run"].as_str().unwrap()]);
+    assert_eq!(
+        dr_testkit::step(&run, "recovery/login-works")["state"],
+        "succeeded"
+    );
+    assert!(!shown.contains("Login-Check-7730"));
+}
+
+#[test]
+fn application_recovery_restarts_the_app_and_fails_on_errors_in_its_logs() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.fill_items("saas_production", 10);
+    let dir = tempfile::tempdir().unwrap();
+    let stopped = dir.path().join("backend.stopped");
+    std::fs::write(&stopped, "").unwrap();
+    let env = dir.path().join(".env");
+    std::fs::write(&env, database_url(&pg, "saas_production")).unwrap();
+    let app = backend(&env, &stopped);
+    let log = dir.path().join("backend.log");
+    let d = Drkit::local(BIN, &dir.path().join("repo"));
+    d.json(&["repo", "init"]);
+    let vars = || {
+        vec![
+            "pull=true".to_owned(),
+            format!("build=echo built > {}", dir.path().join("built").display()),
+            format!("start=rm -f {}", stopped.display()),
+            format!("logs=cat {}", log.display()),
+            format!("health={}/health", app.url()),
+            "verify_for=5s".to_owned(),
+        ]
+    };
+    std::fs::write(&log, "INFO booting\nINFO listening on :8000\n").unwrap();
+    let out = d.run_book(&book("application-recovery.yaml"), &vars());
+    assert_eq!(out.status.code(), Some(0), "{}", printed(&out));
+    assert_eq!(
+        request("GET", &format!("{}/health", app.url()), None).0,
+        200
+    );
+    assert!(dir.path().join("built").exists(), "rebuilt");
+
+    // An error in the logs after the restart fails the run, naming why.
+    std::fs::write(&stopped, "").unwrap();
+    std::fs::write(&log, "INFO booting\nERROR cannot reach redis:6379\n").unwrap();
+    let out = d.run_book(&book("application-recovery.yaml"), &vars());
+    assert_eq!(out.status.code(), Some(3), "{}", printed(&out));
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dr_testkit::step(&run, "no-errors")["state"], "failed");
+    assert!(
+        printed(&out).contains("logs hold errors"),
+        "{}",
+        printed(&out)
+    );
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // the failover, each effect read back
+fn the_multi_region_failover_promotes_repoints_moves_dns_and_takes_writes() {
+    let Some(moto) = Moto::start() else { return };
+    let Some(primary) = PgCluster::start() else {
+        return;
+    };
+    primary.fill_items("saas_production", 25);
+    let replica = primary.start_replica();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (rds, r53) = rt.block_on(async {
+        let rds = moto
+            .rds_primary_with_replica("saas-production", "saas-production-replica")
+            .await;
+        let r53 = moto
+            .failover_pair(
+                "yourdomain.com",
+                "api.yourdomain.com",
+                ("us-east-1", "api-use1.yourdomain.com"),
+                ("us-west-2", "api-usw2.yourdomain.com"),
+            )
+            .await;
+        (rds, r53)
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let stopped = dir.path().join("backend.stopped");
+    let env = dir.path().join(".env");
+    // The secondary region's app still points at the lost primary.
+    std::fs::write(
+        &env,
+        "DATABASE_URL=postgres://saas:pw@127.0.0.1:1/saas_production\n",
+    )
+    .unwrap();
+    let app = backend(&env, &stopped);
+    let d = Drkit::local(BIN, &dir.path().join("repo"))
+        .with_env(moto.env())
+        .with_env([("DATABASE_PASSWORD", dr_testkit::PASSWORD.to_owned())]);
+    d.json(&["repo", "init"]);
+    let out = d.run_book(
+        &book("multi-region-failover.yaml"),
+        &[
+            "region=us-east-1".into(),
+            format!("db_host=127.0.0.1:{}", replica.port()),
+            "db_user=postgres".into(),
+            format!("data_plane={}", replica.dsn("postgres")),
+            format!("env_file={}", env.display()),
+            "restart=true".into(),
+            format!("health={}/health", app.url()),
+            format!("write_check={}/items", app.url()),
+            "verify_for=5s".into(),
+        ],
+    );
+    let shown = printed(&out);
+    assert_eq!(out.status.code(), Some(0), "{shown}");
+    // The app's DATABASE_URL is the promoted replica, which takes writes.
+    let url = std::fs::read_to_string(&env).unwrap();
+    assert!(
+        url.contains(&format!("@127.0.0.1:{}/saas_production", replica.port())),
+        "{url}"
+    );
+    assert_eq!(replica.psql("postgres", "SELECT pg_is_in_recovery()"), "f");
+    assert_eq!(
+        replica.psql(
+            "saas_production",
+            "SELECT count(*) FROM items WHERE sku LIKE 'failover-check-%'"
+        ),
+        "1",
+        "the write check's row is in the promoted database"
+    );
+    rt.block_on(async {
+        let seen = rds
+            .describe_db_instances()
+            .db_instance_identifier("saas-production-replica")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            seen.db_instances()[0].read_replica_source_db_instance_identifier(),
+            None
+        );
+        let zone = r53.list_hosted_zones().send().await.unwrap().hosted_zones()[0]
+            .id()
+            .to_owned();
+        let sets = r53
+            .list_resource_record_sets()
+            .hosted_zone_id(zone)
+            .send()
+            .await
+            .unwrap();
+        let primary = sets
+            .resource_record_sets()
+            .iter()
+            .find(|r| r.failover().map(|f| f.as_str()) == Some("PRIMARY"))
+            .and_then(|r| r.set_identifier().map(str::to_owned));
+        assert_eq!(primary.as_deref(), Some("us-west-2"));
+    });
+    assert!(
+        !shown.contains(dr_testkit::PASSWORD),
+        "the database password is never printed"
+    );
+}
+
+#[test]
+fn the_media_bucket_is_versioned_replicated_and_its_copy_complete() {
+    use aws_sdk_s3::primitives::ByteStream;
+    use aws_sdk_s3::types::{
+        BucketVersioningStatus, Destination, ReplicationConfiguration, ReplicationRule,
+        ReplicationRuleStatus, VersioningConfiguration,
+    };
+    let Some(moto) = Moto::start() else { return };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let s3 = rt.block_on(dr_testkit::s3_client(&moto.aws("us-east-1")));
+    let put = |bucket: &str, key: &str, body: &str| {
+        rt.block_on(
+            s3.put_object()
+                .bucket(bucket)
+                .key(key)
+                .body(ByteStream::from(body.as_bytes().to_vec()))
+                .send(),
+        )
+        .unwrap();
+    };
+    rt.block_on(async {
+        for b in ["saas-media-production", "saas-media-production-replica"] {
+            s3.create_bucket().bucket(b).send().await.unwrap();
+            s3.put_bucket_versioning()
+                .bucket(b)
+                .versioning_configuration(
+                    VersioningConfiguration::builder()
+                        .status(BucketVersioningStatus::Enabled)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        s3.put_bucket_replication()
+            .bucket("saas-media-production")
+            .replication_configuration(
+                ReplicationConfiguration::builder()
+                    .role("arn:aws:iam::123456789012:role/replication")
+                    .rules(
+                        ReplicationRule::builder()
+                            .id("media-to-usw2")
+                            .status(ReplicationRuleStatus::Enabled)
+                            .priority(1)
+                            .destination(
+                                Destination::builder()
+                                    .bucket("arn:aws:s3:::saas-media-production-replica")
+                                    .build()
+                                    .unwrap(),
+                            )
+                            .build()
+                            .unwrap(),
+                    )
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    });
+    // moto does not replicate: the test writes the copy as replication would.
+    for (key, body) in [("avatars/1.png", "png-1"), ("uploads/report.pdf", "pdf-2")] {
+        put("saas-media-production", key, body);
+        put("saas-media-production-replica", key, body);
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let d = Drkit::local(BIN, &dir.path().join("repo")).with_env(moto.env());
+    d.json(&["repo", "init"]);
+    let vars = ["replica_region=us-east-1".to_owned()];
+    let out = d.run_book(&book("media-replication.yaml"), &vars);
+    assert_eq!(out.status.code(), Some(0), "{}", printed(&out));
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        dr_testkit::step(&run, "replicated")["outputs"]["source_objects"],
+        2
+    );
+
+    // An upload the copy lacks fails the check and is named.
+    put("saas-media-production", "uploads/new.pdf", "pdf-3");
+    let out = d.run_book(&book("media-replication.yaml"), &vars);
+    assert_eq!(out.status.code(), Some(3), "{}", printed(&out));
+    assert!(
+        printed(&out).contains("uploads/new.pdf"),
+        "{}",
+        printed(&out)
     );
 }
