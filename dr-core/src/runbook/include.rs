@@ -284,7 +284,10 @@ fn rewrite(
 }
 
 /// Rewrites `${vars.X}` to the binding's text and `${steps.Y.` to the prefixed id; in an
-/// `if:` expression (`bare`), `vars.X` and `steps.Y.` are rewritten without `${}`.
+/// `if:` expression (`bare`), `vars.X` becomes the binding as an expression (a binding
+/// that is one reference, `${vars.P}` of the including runbook, becomes `vars.P`; any
+/// other value a literal) and `steps.Y.` the prefixed id. One pass: a binding's own text
+/// is never rewritten again.
 fn rewrite_text(
     s: &str,
     bindings: &serde_json::Map<String, Value>,
@@ -292,19 +295,42 @@ fn rewrite_text(
     ids: &BTreeSet<String>,
     bare: bool,
 ) -> String {
-    let mut out = s.to_owned();
-    for (k, v) in bindings {
-        let text = match v {
-            Value::String(t) => t.clone(),
-            other => other.to_string(),
-        };
-        if bare {
-            let literal = serde_json::to_string(v).unwrap_or_default();
-            out = out.replace(&format!("vars.{k}"), &literal);
-        } else {
-            out = out.replace(&format!("${{vars.{k}}}"), &text);
+    let open = if bare { "vars." } else { "${vars." };
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(i) = rest.find(open) {
+        let name_at = i + open.len();
+        let len = rest[name_at..]
+            .find(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+            .unwrap_or(rest.len() - name_at);
+        let name = &rest[name_at..name_at + len];
+        let word_start = i == 0
+            || !rest[..i]
+                .chars()
+                .next_back()
+                .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '.');
+        let closed = bare || rest[name_at + len..].starts_with('}');
+        match bindings.get(name) {
+            Some(v) if word_start && closed => {
+                out.push_str(&rest[..i]);
+                if bare {
+                    out.push_str(&as_expression(v));
+                    rest = &rest[name_at + len..];
+                } else {
+                    out.push_str(&match v {
+                        Value::String(t) => t.clone(),
+                        other => other.to_string(),
+                    });
+                    rest = &rest[name_at + len + 1..];
+                }
+            }
+            _ => {
+                out.push_str(&rest[..name_at]);
+                rest = &rest[name_at..];
+            }
         }
     }
+    out.push_str(rest);
     for id in ids {
         if bare {
             out = out.replace(
@@ -319,4 +345,22 @@ fn rewrite_text(
         }
     }
     out
+}
+
+/// A binding as an `if:` expression: one reference of the including runbook
+/// (`${vars.P}`, `${steps.S.outputs.K}`) is that name; anything else a literal.
+fn as_expression(v: &Value) -> String {
+    if let Some(inner) = v
+        .as_str()
+        .map(str::trim)
+        .and_then(|t| t.strip_prefix("${"))
+        .and_then(|t| t.strip_suffix('}'))
+        .filter(|t| !t.contains("${") && !t.contains('}') && !t.contains('|'))
+    {
+        let inner = inner.trim();
+        if inner.starts_with("vars.") || inner.starts_with("steps.") {
+            return inner.to_owned();
+        }
+    }
+    serde_json::to_string(v).unwrap_or_default()
 }
