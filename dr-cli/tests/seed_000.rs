@@ -575,7 +575,11 @@ fn the_manual_failover_moves_traffic_and_tells_people_by_severity_as_it_goes() {
         let primary = sets
             .resource_record_sets()
             .iter()
-            .find(|r| r.failover().map(|f| f.as_str()) == Some("PRIMARY"))
+            .find(|r| {
+                r.failover()
+                    .map(aws_sdk_route53::types::ResourceRecordSetFailover::as_str)
+                    == Some("PRIMARY")
+            })
             .and_then(|r| r.set_identifier().map(str::to_owned));
         assert_eq!(primary.as_deref(), Some("us-west-2"));
     });

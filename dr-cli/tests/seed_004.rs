@@ -351,7 +351,11 @@ fn the_multi_region_failover_promotes_repoints_moves_dns_and_takes_writes() {
         let primary = sets
             .resource_record_sets()
             .iter()
-            .find(|r| r.failover().map(|f| f.as_str()) == Some("PRIMARY"))
+            .find(|r| {
+                r.failover()
+                    .map(aws_sdk_route53::types::ResourceRecordSetFailover::as_str)
+                    == Some("PRIMARY")
+            })
             .and_then(|r| r.set_identifier().map(str::to_owned));
         assert_eq!(primary.as_deref(), Some("us-west-2"));
     });

@@ -502,6 +502,7 @@ impl RunSummary {
     }
 
     /// Applies one event: the one place a journal becomes state.
+    #[allow(clippy::too_many_lines)] // one arm per kind of event
     pub fn apply(&mut self, e: &Event) {
         // A new writer (a resume, with a new fencing token) ends the time the run was
         // stopped, whatever it journals first (a take-over, an operator's --skip).
