@@ -234,10 +234,31 @@ fn compile<'env>(
 /// Checks an `if:` expression compiles, and returns the dotted paths it reads
 /// (`steps.lag.outputs.seconds`, `vars.region`), as far as they are written with dots.
 pub fn condition_paths(expr: &str) -> Result<Vec<String>> {
+    // A step of an included runbook is read by subscript (`steps["db/restore"].state`,
+    // its id holding a `/`), which minijinja does not follow: name it for the analysis.
+    let mut ids = Vec::new();
+    let mut plain = String::with_capacity(expr.len());
+    let mut rest = expr;
+    while let Some(i) = rest.find("steps[\"") {
+        let from = i + "steps[\"".len();
+        let Some(len) = rest[from..].find("\"]") else {
+            break;
+        };
+        plain.push_str(&rest[..i]);
+        plain.push_str(&format!("steps.drkit_step_{}", ids.len()));
+        ids.push(rest[from..from + len].to_owned());
+        rest = &rest[from + len + 2..];
+    }
+    plain.push_str(rest);
     let env = minijinja::Environment::new();
-    let mut paths: Vec<String> = compile(&env, expr)?
+    let mut paths: Vec<String> = compile(&env, &plain)?
         .undeclared_variables(true)
         .into_iter()
+        .map(|p| {
+            ids.iter().enumerate().rev().fold(p, |p, (n, id)| {
+                p.replace(&format!("steps.drkit_step_{n}"), &format!("steps.{id}"))
+            })
+        })
         .collect();
     paths.sort();
     Ok(paths)
@@ -258,6 +279,14 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+
+    #[test]
+    fn an_included_steps_subscript_is_a_path() {
+        assert_eq!(
+            condition_paths(r#"steps["db/answers"].state == "failed" and vars.x"#).unwrap(),
+            ["steps.db/answers.state", "vars.x"]
+        );
+    }
 
     #[test]
     fn a_doubled_dollar_is_a_literal_and_an_unclosed_reference_an_error() {

@@ -48,6 +48,21 @@ impl PgCluster {
         })
     }
 
+    /// A shell command running `pg_ctl ARGS` on this cluster as its owner (`stop -m
+    /// fast`, `start -w`): a runbook's restart command in a test.
+    #[must_use]
+    pub fn pg_ctl(&self, args: &str) -> String {
+        let root = std::fs::metadata("/proc/self")
+            .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+        format!(
+            "{}{} -D {} -l {} {args}",
+            if root { "runuser -u postgres -- " } else { "" },
+            self.bindir().join("pg_ctl").display(),
+            self.inner.dir().join("data").display(),
+            self.inner.dir().join("restart.log").display(),
+        )
+    }
+
     /// Starts a streaming replica of this cluster (`pg_basebackup -R`).
     #[must_use]
     pub fn start_replica(&self) -> Self {
