@@ -438,7 +438,7 @@ fn the_media_bucket_is_versioned_replicated_and_its_copy_complete() {
     assert_eq!(out.status.code(), Some(0), "{}", printed(&out));
     let run: Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(
-        dr_testkit::step(&run, "replicated")["outputs"]["source_objects"],
+        dr_testkit::step(&run, "media/replicated")["outputs"]["source_objects"],
         2
     );
 

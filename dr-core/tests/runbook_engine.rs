@@ -529,6 +529,48 @@ async fn uses_runs_a_shared_procedure_in_place_with_its_variables() {
     assert!(e.contains("uses itself"), "{e}");
 }
 
+/// An `if:` on the using step holds for what it brings in, an included `if:` reads a
+/// variable bound to the includer's reference, its targets read its variables, and a
+/// step after it does not wait for its `always` steps.
+#[tokio::test]
+async fn uses_takes_its_if_its_bindings_into_conditions_and_targets_and_skips_always_leaves() {
+    let w = world();
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("restore.yaml"),
+        "version: 1\nname: restore\nvars:\n  plane: { default: \"\" }\n  host: {}\ntargets:\n  db: { kind: fake, url: \"postgres://app@${vars.host}/shop\" }\nsteps:\n  - id: main\n    action: test.count\n  - id: plane\n    action: test.count\n    if: vars.plane != \"\"\n    needs: [main]\n  - id: tell\n    action: test.count\n    always: true\n",
+    )
+    .unwrap();
+    let main = dir.path().join("main.yaml");
+    std::fs::write(
+        &main,
+        "version: 1\nname: main\nvars:\n  kind: { default: data }\n  local: { default: \"x\" }\nsteps:\n  - id: data\n    uses: restore.yaml\n    if: vars.kind == \"data\"\n    with: { plane: \"${vars.local}\", host: \"db.internal:5432\" }\n  - id: full\n    uses: restore.yaml\n    if: vars.kind == \"full\"\n    with: { host: \"db.internal:5432\" }\n  - id: after\n    action: test.count\n    needs: [data]\n",
+    )
+    .unwrap();
+    let (mut rb, map) = w.engine.load_file(&main).unwrap();
+    assert_eq!(rb.step("after").unwrap().needs, ["data/plane"]);
+    assert_eq!(
+        rb.targets["db"].fields["url"],
+        json!("postgres://app@db.internal:5432/shop")
+    );
+    rb.targets.remove("db"); // no step acts on it; the fakes have none to give
+    let run = w
+        .engine
+        .run(&rb, &map, &RunOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(run.outcome, "succeeded", "{run:#?}");
+    let state = |id: &str| run.step(id).unwrap().state.clone();
+    assert_eq!(
+        [state("data/main"), state("data/plane"), state("after")],
+        ["succeeded", "succeeded", "succeeded"]
+    );
+    assert_eq!(
+        [state("full/main"), state("full/plane")],
+        ["skipped", "skipped"]
+    );
+}
+
 #[tokio::test]
 async fn a_problem_in_an_included_runbook_names_its_file_line_and_column() {
     let w = world();

@@ -158,7 +158,12 @@ fn expand_in(
                 ),
             }
         }
-        for (name, t) in child.targets {
+        for (name, mut t) in child.targets {
+            // A target's fields read the included runbook's variables: give them theirs.
+            t.fields = match rewrite(&Value::Object(t.fields), &bindings, "", &BTreeSet::new()) {
+                Value::Object(m) => m,
+                _ => unreachable!("an object rewrites to an object"),
+            };
             match rb.targets.get(&name) {
                 Some(mine) if *mine != t => add(
                     problems,
@@ -199,7 +204,9 @@ fn expand_in(
             map.files
                 .entry(renamed)
                 .or_insert_with(|| child_map.file_of(&key).unwrap_or_else(|| file.clone()));
-            if !needed.contains(&c.id) {
+            // An `always` step runs after every other one: a step that needs the using
+            // step waits for the rest, not for it.
+            if !needed.contains(&c.id) && !c.always {
                 leaves.push(format!("{prefix}{}", c.id));
             }
             c.needs = if c.needs.is_empty() {
@@ -213,9 +220,17 @@ fn expand_in(
             if let Some(comp) = &mut c.compensate {
                 comp.with = rewrite(&comp.with, &bindings, &prefix, &ids);
             }
-            if let Some(w) = &c.when {
-                c.when = Some(rewrite_text(w, &bindings, &prefix, &ids, true));
-            }
+            let own = c
+                .when
+                .as_ref()
+                .map(|w| rewrite_text(w, &bindings, &prefix, &ids, true));
+            // The using step's `if:` (in this runbook's names) holds for every step it
+            // brings in.
+            c.when = match (&step.when, own) {
+                (Some(outer), Some(own)) => Some(format!("({outer}) and ({own})")),
+                (Some(outer), None) => Some(outer.clone()),
+                (None, own) => own,
+            };
             if let Some(g) = &mut c.guard {
                 g.step = format!("{prefix}{}", g.step);
             }
