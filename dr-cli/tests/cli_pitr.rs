@@ -5,6 +5,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use dr_testkit::pitr::{
+    archiving_cluster, archiving_cluster_with, switch_and_wait, workdir, Setup,
+};
 use dr_testkit::{free_port, Drkit, PgCluster, PASSWORD};
 use serde_json::Value;
 
@@ -12,77 +15,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_drkit");
 
 fn is_root() -> bool {
     std::fs::metadata("/proc/self").is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0)
-}
-
-/// A folder the postgres user owns, holding the repository and the recovered clusters.
-fn workdir() -> tempfile::TempDir {
-    let dir = tempfile::tempdir().unwrap();
-    if is_root() {
-        assert!(Command::new("chown")
-            .args(["postgres:postgres"])
-            .arg(dir.path())
-            .status()
-            .unwrap()
-            .success());
-    }
-    dir
-}
-
-struct Setup {
-    drkit: Drkit,
-    pg: PgCluster,
-    dir: tempfile::TempDir,
-}
-
-/// A key-file repository and a cluster archiving into it through drkit.
-fn archiving_cluster() -> Option<Setup> {
-    archiving_cluster_with(dr_pg::ClusterOptions::default())
-}
-
-/// The same with cluster options (segment size, first WAL file).
-fn archiving_cluster_with(options: dr_pg::ClusterOptions) -> Option<Setup> {
-    let dir = workdir();
-    let key = dir.path().join("key");
-    let repo = dir.path().join("repo");
-    let mut drkit = Drkit::local(BIN, &repo);
-    drkit.env = vec![("DRKIT_KEY_FILE".into(), key.display().to_string())];
-    drkit.as_postgres = true;
-    let out = drkit.run(&["repo", "init", "--generate-key-file", key.to_str().unwrap()]);
-    assert!(
-        out.status.success(),
-        "repo init: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let archive = format!(
-        "DRKIT_KEY_FILE={} {BIN} --quiet --repo file://{} wal-push %p",
-        key.display(),
-        repo.display()
-    );
-    let pg = PgCluster::start_with_options(dr_pg::ClusterOptions {
-        extra_conf: format!("archive_mode = on\narchive_command = '{archive}'\n"),
-        ..options
-    })?;
-    Some(Setup { drkit, pg, dir })
-}
-
-/// Switches WAL and waits until the archiver has stored the segment it closed.
-fn switch_and_wait(pg: &PgCluster) {
-    let closed = pg.psql("postgres", "SELECT pg_walfile_name(pg_switch_wal())");
-    let deadline = Instant::now() + Duration::from_mins(1);
-    loop {
-        let s = pg.psql(
-            "postgres",
-            "SELECT coalesce(last_archived_wal, '') || ' ' || failed_count FROM pg_stat_archiver",
-        );
-        if s.split(' ')
-            .next()
-            .is_some_and(|last| last >= closed.as_str())
-        {
-            return;
-        }
-        assert!(Instant::now() < deadline, "{closed} not archived: {s}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 fn insert_batch(pg: &PgCluster, batch: i32) {
@@ -276,7 +208,7 @@ fn check_writable_and_intact(latest: &Recovered) {
 
 #[test]
 fn recovers_to_a_time_an_lsn_a_restore_point_and_the_latest_then_across_timelines() {
-    let Some(Setup { drkit, pg, dir }) = archiving_cluster() else {
+    let Some(Setup { drkit, pg, dir }) = archiving_cluster(BIN) else {
         return;
     };
     pg.psql("postgres", "CREATE TABLE t (batch int, n int)");
@@ -378,7 +310,7 @@ fn recovers_to_a_time_an_lsn_a_restore_point_and_the_latest_then_across_timeline
 
 #[test]
 fn a_missing_segment_is_reported_and_recovery_past_it_refused() {
-    let Some(Setup { drkit, pg, dir }) = archiving_cluster() else {
+    let Some(Setup { drkit, pg, dir }) = archiving_cluster(BIN) else {
         return;
     };
     pg.psql("postgres", "CREATE TABLE t (batch int, n int)");
@@ -473,7 +405,7 @@ fn a_missing_segment_is_reported_and_recovery_past_it_refused() {
 
 #[test]
 fn prune_drops_an_old_base_backup_and_only_the_wal_before_the_kept_one() {
-    let Some(Setup { drkit, pg, dir }) = archiving_cluster() else {
+    let Some(Setup { drkit, pg, dir }) = archiving_cluster(BIN) else {
         return;
     };
     pg.psql("postgres", "CREATE TABLE t (batch int, n int)");
@@ -530,7 +462,7 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
 
 #[test]
 fn a_copy_recovers_on_its_own_with_the_wal_copied_before_the_snapshots() {
-    let Some(Setup { drkit, pg, dir }) = archiving_cluster() else {
+    let Some(Setup { drkit, pg, dir }) = archiving_cluster(BIN) else {
         return;
     };
     pg.psql("postgres", "CREATE TABLE t (batch int, n int)");
@@ -606,7 +538,7 @@ fn a_copy_recovers_on_its_own_with_the_wal_copied_before_the_snapshots() {
 
 #[test]
 fn a_cluster_with_a_tablespace_is_backed_up_and_recovers_with_it_moved() {
-    let Some(Setup { drkit, pg, dir }) = archiving_cluster() else {
+    let Some(Setup { drkit, pg, dir }) = archiving_cluster(BIN) else {
         return;
     };
     let ts = dir.path().join("ts");
@@ -684,11 +616,14 @@ fn a_cluster_with_a_tablespace_is_backed_up_and_recovers_with_it_moved() {
 #[test]
 fn one_mib_segments_archive_and_replay_across_a_log_boundary() {
     // 4,096 one-MiB segments per log file: start just before the boundary.
-    let Some(Setup { drkit, pg, dir }) = archiving_cluster_with(dr_pg::ClusterOptions {
-        wal_segment_mib: Some(1),
-        first_wal: Some("000000010000000000000FFA".into()),
-        ..dr_pg::ClusterOptions::default()
-    }) else {
+    let Some(Setup { drkit, pg, dir }) = archiving_cluster_with(
+        BIN,
+        dr_pg::ClusterOptions {
+            wal_segment_mib: Some(1),
+            first_wal: Some("000000010000000000000FFA".into()),
+            ..dr_pg::ClusterOptions::default()
+        },
+    ) else {
         return;
     };
     pg.psql("postgres", "CREATE TABLE t (batch int, n int)");
@@ -772,7 +707,7 @@ fn a_base_backup_whose_wal_cannot_be_archived_gives_up_and_stores_nothing() {
 
 #[test]
 fn a_runbook_takes_a_base_backup_and_recovers_from_it() {
-    let Some(Setup { drkit, pg, dir }) = archiving_cluster() else {
+    let Some(Setup { drkit, pg, dir }) = archiving_cluster(BIN) else {
         return;
     };
     pg.psql("postgres", "CREATE TABLE t (batch int, n int)");

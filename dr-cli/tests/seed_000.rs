@@ -825,3 +825,111 @@ fn the_monthly_dr_test_restores_a_throwaway_environment_and_reports_its_rto_and_
         );
     }
 }
+
+/// A recovered server, stopped when dropped.
+struct Stopped(PathBuf);
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        let bindir = dr_pg::TempCluster::server_bindir().unwrap();
+        let pg_ctl = format!(
+            "{} -D {} -m immediate -w stop",
+            bindir.join("pg_ctl").display(),
+            self.0.display()
+        );
+        let root = std::fs::metadata("/proc/self")
+            .is_ok_and(|m| std::os::unix::fs::MetadataExt::uid(&m) == 0);
+        let cmd = if root {
+            format!("runuser -u postgres -- {pg_ctl}")
+        } else {
+            pg_ctl
+        };
+        let _ = std::process::Command::new("sh").args(["-c", &cmd]).output();
+    }
+}
+
+#[test]
+#[allow(clippy::too_many_lines)] // archiving, the mistake, the recovery, read back
+fn point_in_time_recovery_brings_the_posts_back_as_they_were_before_the_mistake() {
+    use dr_testkit::pitr::{archiving_cluster, switch_and_wait, Setup};
+    let Some(Setup { drkit, pg, dir }) = archiving_cluster(BIN) else {
+        return;
+    };
+    blog(&pg, 20, 30);
+    drkit.json(&["basebackup", &pg.dsn("postgres")]);
+    pg.psql(
+        "fullstack_blog",
+        "INSERT INTO blog_post SELECT g, 1, 'post ' || g FROM generate_series(31, 40) g",
+    );
+    switch_and_wait(&pg);
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let target_time = pg.psql(
+        "postgres",
+        "SELECT to_char(clock_timestamp() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US\"Z\"')",
+    );
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    // The mistake: every post deleted.
+    pg.psql("fullstack_blog", "DELETE FROM blog_post");
+    switch_and_wait(&pg);
+
+    let api = K8sTestApi::start();
+    let kubeconfig = dir.path().join("kubeconfig");
+    api.write_kubeconfig(&kubeconfig, "production");
+    api.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}}));
+    api.create(json!({
+        "apiVersion": "apps/v1", "kind": "StatefulSet",
+        "metadata": {"name": "postgres", "namespace": NS},
+        "spec": {"replicas": 1, "serviceName": "postgres", "selector": {"matchLabels": {"app": "postgres"}},
+                 "template": {"metadata": {"labels": {"app": "postgres"}}, "spec": {"containers": [{"name": "postgres", "image": "postgres:15-alpine"}]}}},
+    }));
+    let port = dr_testkit::free_port();
+    let pgdata = dir.path().join("recovered");
+    let _stop = Stopped(pgdata.clone());
+    let d = drkit.with_env([("KUBECONFIG", kubeconfig.display().to_string())]);
+    let out = d.run_book(
+        &book("point-in-time-recovery.yaml"),
+        &[
+            format!("target_time={target_time}"),
+            format!("namespace={NS}"),
+            format!("pgdata={}", pgdata.display()),
+            format!("port={port}"),
+            "start_here=true".into(),
+            format!(
+                "check_url=postgres://postgres:{}@127.0.0.1:{port}/fullstack_blog",
+                dr_testkit::PASSWORD
+            ),
+            "checks=SELECT count(*) = 40 FROM blog_post".into(),
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}\n{}",
+        printed(&out),
+        std::fs::read_to_string(pgdata.join("drkit-recovery.log")).unwrap_or_default()
+    );
+    let run: Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!(
+        "point-in-time recovery: {:.2} s",
+        run["seconds"].as_f64().unwrap_or(0.0)
+    );
+    assert_eq!(
+        dr_testkit::step(&run, "recover")["outputs"]["promoted"],
+        true
+    );
+    let check = dr_testkit::step(&run, "check");
+    assert_eq!(
+        (
+            check["state"].clone(),
+            check["outputs"]["checks"][0]["ok"].clone()
+        ),
+        (json!("succeeded"), json!(true)),
+        "the 40 posts of before the mistake: {check}"
+    );
+    assert_eq!(dr_testkit::step(&run, "stop")["outputs"]["previous"], 1);
+    assert_eq!(
+        api.object("apps/v1", "statefulsets", NS, "postgres")
+            .unwrap()["spec"]["replicas"],
+        1
+    );
+}

@@ -8,6 +8,7 @@ pub mod app;
 mod cli;
 mod faults;
 pub mod k8s;
+pub mod pitr;
 mod postgres;
 mod receiver;
 mod redis;
