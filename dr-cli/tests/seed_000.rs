@@ -217,6 +217,32 @@ fn the_blog_database_is_backed_up_daily_verified_and_restored_with_the_app_stopp
     // One step wrong: the API never scaled back up, and verification fails the run.
     let failed = fails(&d, "full-database-restore.yaml", &restore(0));
     assert_eq!(dr_testkit::step(&failed, "verify")["state"], "failed");
+
+    // Multi-region storage: the repository copied to the other region's; a restore from
+    // the copy alone gives the same posts.
+    let west = dir.path().join("west");
+    ok(
+        &d,
+        "multi-region-storage.yaml",
+        &[format!("to=file://{}", west.display())],
+    );
+    let from_west =
+        Drkit::local(BIN, &west).with_env([("PGPASSWORD", dr_testkit::PASSWORD.to_owned())]);
+    from_west.json(&[
+        "restore",
+        &good,
+        "--to",
+        &format!("{server}/blog_from_west"),
+    ]);
+    assert_eq!(
+        pg.psql("blog_from_west", "SELECT count(*) FROM blog_post"),
+        "35"
+    );
+    assert_eq!(
+        d.json(&["snapshots"]),
+        from_west.json(&["snapshots"]),
+        "every snapshot copied"
+    );
 }
 
 /// The CNAME of `name` in zone `zone`, read with a separate client.

@@ -289,6 +289,22 @@ fn the_automated_backup_keeps_thirty_days_and_each_recovery_type_brings_back_its
         "today's database, data and configuration: {kinds:?}"
     );
 
+    // The monthly backup-restore test: restored in isolation, validated, recorded.
+    let out = d.run_book(
+        &book("dr-test-backup-restore.yaml"),
+        &[format!("test_server=postgres://postgres@{host}/postgres")],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", printed(&out));
+    let status = d.json(&["status"]);
+    assert!(
+        status["sources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|s| s["newest_verified"].is_string()),
+        "{status}"
+    );
+
     // The validation checklist passes, and fails on an empty users table.
     let validate = [
         format!("api={health}"),

@@ -452,3 +452,80 @@ fn the_media_bucket_is_versioned_replicated_and_its_copy_complete() {
         printed(&out)
     );
 }
+
+#[test]
+#[allow(clippy::too_many_lines)] // the rebuild, read back on the new server, the app and DNS
+fn an_infrastructure_rebuild_restores_onto_a_new_server_and_moves_dns() {
+    let Some(moto) = Moto::start() else { return };
+    let Some(old) = PgCluster::start() else {
+        return;
+    };
+    old.fill_items("saas_production", 45);
+    let Some(new) = PgCluster::start() else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(async {
+        let sdk = moto.aws("us-east-1").load().await.unwrap();
+        aws_sdk_route53::Client::new(&sdk)
+            .create_hosted_zone()
+            .name("yourdomain.com")
+            .caller_reference("seed-004")
+            .send()
+            .await
+            .unwrap();
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let stopped = dir.path().join("backend.stopped");
+    std::fs::write(&stopped, "").unwrap();
+    // The env file from its secure location points the app at the new server.
+    let secure = dir.path().join("secure.env");
+    std::fs::write(&secure, database_url(&new, "saas_production")).unwrap();
+    let env = dir.path().join(".env");
+    let app = backend(&env, &stopped);
+    let d = Drkit::local(BIN, &dir.path().join("repo"))
+        .with_env(moto.env())
+        .with_env([("PGPASSWORD", dr_testkit::PASSWORD.to_owned())]);
+    d.json(&["repo", "init"]);
+    d.json(&[
+        "backup",
+        &format!(
+            "postgres://postgres@127.0.0.1:{}/saas_production",
+            old.port()
+        ),
+    ]);
+    drop(old); // the server is gone
+    let provisioned = dir.path().join("provisioned");
+    let out = d.run_book(
+        &book("infrastructure-rebuild.yaml"),
+        &[
+            format!("provision=echo \"$NEW_SERVER\" > {}", provisioned.display()),
+            format!("configure=cp {} {}", secure.display(), env.display()),
+            "new_server=203.0.113.7".into(),
+            format!("db=postgres://postgres@127.0.0.1:{}", new.port()),
+            format!("start=rm -f {}", stopped.display()),
+            format!("health={}/health", app.url()),
+            "verify_for=10s".into(),
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", printed(&out));
+    assert_eq!(
+        std::fs::read_to_string(&provisioned).unwrap().trim(),
+        "203.0.113.7"
+    );
+    let (status, doc) = request("GET", &format!("{}/health", app.url()), None);
+    assert_eq!((status, doc["rows"].clone()), (200, json!(45)), "{doc}");
+    assert_eq!(
+        doc["database"],
+        format!("127.0.0.1:{}/saas_production", new.port())
+    );
+    let shown = d.json(&[
+        "dns",
+        "show",
+        "--zone",
+        "yourdomain.com",
+        "--name",
+        "api.yourdomain.com",
+    ]);
+    assert!(shown.to_string().contains("203.0.113.7"), "{shown}");
+}
