@@ -375,6 +375,84 @@ fn a_region_failure_promotes_the_replica_moves_dns_and_scales_the_dr_region_up()
             .and_then(|r| r.set_identifier().map(str::to_owned));
         assert_eq!(primary_set.as_deref(), Some("dr"));
     });
+
+    // Q2 drill: the same procedure, unchanged, after a primary lost while a canary
+    // writes; the platform put back first (traffic home, the DR app at zero, pointed at
+    // a fresh replica).
+    let Some(primary) = PgCluster::start() else {
+        return;
+    };
+    orders(&primary, "fruitfulplanet");
+    let replica = primary.start_replica();
+    d.json(&[
+        "dns",
+        "failover",
+        "--zone",
+        "fruitfulplanet.com",
+        "--name",
+        "fruitfulplanet.com",
+        "--to",
+        "primary",
+    ]);
+    dr_testkit::k8s::kubectl(
+        &kubeconfig,
+        &[
+            "-n",
+            NS,
+            "scale",
+            "deployment/fruitfulplanet-app",
+            "--replicas=0",
+        ],
+    )
+    .unwrap();
+    let replica_url = format!(
+        "postgres://postgres:{}@127.0.0.1:{}/fruitfulplanet",
+        dr_testkit::PASSWORD,
+        replica.port()
+    );
+    api.replace(json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "app-secrets", "namespace": NS}, "data": {"DATABASE_URL": base64::Engine::encode(&base64::engine::general_purpose::STANDARD, &replica_url)}}));
+    let plain =
+        |pg: &PgCluster, db: &str| format!("postgres://postgres@127.0.0.1:{}/{db}", pg.port());
+    let out = d.run(&[
+        "--json",
+        "drill",
+        &book("region-failure-drill.yaml"),
+        "--var",
+        &format!("primary={}", plain(&primary, "fruitfulplanet")),
+        "--var",
+        &format!("replica={}", plain(&replica, "fruitfulplanet")),
+        "--var",
+        &format!("replica_server={}", plain(&replica, "postgres")),
+        "--var",
+        "dr_region=us-east-1",
+        "--var",
+        "replicas=4",
+        "--var",
+        &format!("health={}/health", app.url()),
+        "--var",
+        "verify_for=10s",
+    ]);
+    assert_eq!(out.status.code(), Some(0), "{}", printed(&out));
+    let report: Value = serde_json::from_slice(&out.stdout).unwrap();
+    eprintln!(
+        "seed 002 region failure drill: RTO {} s, RPO {} s",
+        report["rto"]["achieved_seconds"], report["rpo"]["achieved_seconds"]
+    );
+    assert_eq!(
+        (
+            report["rto"]["verdict"].clone(),
+            report["rpo"]["verdict"].clone()
+        ),
+        (json!("met"), json!("met")),
+        "{report}"
+    );
+    assert_eq!(
+        replica.psql(
+            "fruitfulplanet",
+            "SELECT count(*) FROM orders WHERE id = 900000"
+        ),
+        "1"
+    );
 }
 
 #[test]
