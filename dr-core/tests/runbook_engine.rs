@@ -560,7 +560,7 @@ async fn uses_takes_its_if_its_bindings_into_conditions_and_targets_and_skips_al
         .await
         .unwrap();
     assert_eq!(run.outcome, "succeeded", "{run:#?}");
-    let state = |id: &str| run.step(id).unwrap().state.clone();
+    let state = |id: &str| run.step(id).unwrap().state;
     assert_eq!(
         [state("data/main"), state("data/plane"), state("after")],
         ["succeeded", "succeeded", "succeeded"]

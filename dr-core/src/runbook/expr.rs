@@ -245,7 +245,8 @@ pub fn condition_paths(expr: &str) -> Result<Vec<String>> {
             break;
         };
         plain.push_str(&rest[..i]);
-        plain.push_str(&format!("steps.drkit_step_{}", ids.len()));
+        plain.push_str("steps.drkit_step_");
+        plain.push_str(&ids.len().to_string());
         ids.push(rest[from..from + len].to_owned());
         rest = &rest[from + len + 2..];
     }

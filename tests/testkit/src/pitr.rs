@@ -12,6 +12,7 @@ fn is_root() -> bool {
 }
 
 /// A folder the postgres user owns, holding the repository and the recovered clusters.
+#[must_use]
 pub fn workdir() -> tempfile::TempDir {
     let dir = tempfile::tempdir().unwrap();
     if is_root() {
@@ -36,11 +37,13 @@ pub struct Setup {
 }
 
 /// A key-file repository and a cluster archiving into it through drkit.
+#[must_use]
 pub fn archiving_cluster(bin: &str) -> Option<Setup> {
     archiving_cluster_with(bin, dr_pg::ClusterOptions::default())
 }
 
 /// The same with cluster options (segment size, first WAL file).
+#[must_use]
 pub fn archiving_cluster_with(bin: &str, options: dr_pg::ClusterOptions) -> Option<Setup> {
     let dir = workdir();
     let key = dir.path().join("key");
