@@ -17,8 +17,10 @@ cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/drkit-target}"
 ROUNDS="${ROUNDS:-3}"
 OUT="${BENCH_DIR:-/var/tmp/drkit-bench-seeds}"
-rm -rf "$OUT"; mkdir -p "$OUT"
 tests=(seed_000 seed_001 seed_002 seed_003 seed_004)
+# FIGURES_ONLY=1 reads the logs of the last run again.
+if [ -z "${FIGURES_ONLY:-}" ]; then
+rm -rf "$OUT"; mkdir -p "$OUT"
 args=(); for t in "${tests[@]}"; do args+=(--test "$t"); done
 cargo test --release --locked -q -p dr-cli "${args[@]}" --no-run 2>/dev/null
 for round in $(seq 1 "$ROUNDS"); do
@@ -30,16 +32,18 @@ for round in $(seq 1 "$ROUNDS"); do
     echo "$t $(echo "$end - $start" | bc)" >> "$OUT/walls"
   done
 done
+fi
 python3 - "$OUT" "$ROUNDS" <<'PY'
 import collections, re, statistics, sys, glob
 out, rounds = sys.argv[1], int(sys.argv[2])
 figures = collections.defaultdict(list)
 for log in sorted(glob.glob(f"{out}/*.log")):
     for line in open(log, errors="replace"):
-        m = re.match(r"(.+?): RTO ([0-9.]+) s, RPO ([0-9.]+) s", line)
+        # (cargo's progress dots may lead the line)
+        m = re.search(r"([A-Za-z0-9][^:]*?): RTO ([0-9.]+) s, RPO ([0-9.]+) s", line)
         if m:
             figures[m.group(1)].append((float(m.group(2)), float(m.group(3))))
-        m = re.match(r"emergency failover: ([0-9.]+) s", line)
+        m = re.search(r"emergency failover: ([0-9.]+) s", line)
         if m:
             figures["emergency failover (wall, seed 001)"].append((float(m.group(1)), None))
 for name, runs in sorted(figures.items()):

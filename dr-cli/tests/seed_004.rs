@@ -146,6 +146,32 @@ fn a_lost_database_comes_back_from_the_newest_backup_and_users_log_in() {
         "failed",
         "{printed}"
     );
+
+    // A database with no backup (a misspelt name, an empty repository) is refused before
+    // the app stops or anything is dropped; so is a server that does not answer.
+    std::fs::remove_file(&stopped).ok();
+    pg.fill_items("saas_other", 500);
+    let mut other = vars(&format!("rm -f {}", stopped.display()));
+    other.push("database=saas_other".into());
+    let out = d.run_book(BOOK, &other);
+    let printed = format!("{}{}", String::from_utf8_lossy(&out.stdout), stderr(&out));
+    assert_eq!(out.status.code(), Some(3), "{printed}");
+    let refused: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        dr_testkit::step(&refused, "backup")["state"],
+        "failed",
+        "{printed}"
+    );
+    assert_eq!(dr_testkit::step(&refused, "stop")["state"], "skipped");
+    assert!(!stopped.exists(), "the app was never stopped");
+    assert_eq!(pg.psql("saas_other", "SELECT count(*) FROM items"), "500");
+    let mut unreachable = vars(&format!("rm -f {}", stopped.display()));
+    unreachable[0] = "host=127.0.0.1:1".into();
+    unreachable.push("reachable_within=1s".into());
+    let out = d.run_book(BOOK, &unreachable);
+    let refused: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(dr_testkit::step(&refused, "reachable")["state"], "failed");
+    assert!(!stopped.exists(), "the app was never stopped");
 }
 
 /// The test checklist as a drill: the recovery under test is the complete database

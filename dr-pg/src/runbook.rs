@@ -30,6 +30,7 @@ pub fn register(r: &mut Registry, open: OpenStore) {
         .typed(PgBackup)
         .typed(PgVerify)
         .typed(PgRestore)
+        .typed(PgFindBackup)
         .typed(PgBasebackup)
         .typed(PgPitr)
         .typed(WalVerify)
@@ -374,6 +375,99 @@ impl RestoreParams {
     }
 }
 
+/// `pg.find_backup`'s parameters: the choice `pg.restore` makes, without restoring.
+#[derive(Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FindBackupParams {
+    /// The database a restore would go into (`latest` is the newest dump of the
+    /// database it names, or of `source`); nothing connects to it.
+    pub url: ConnInfo,
+    /// `latest` (default), an id or a prefix.
+    #[serde(default)]
+    pub snapshot: SnapshotRef,
+    /// With latest: the source, by URL or database name.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// With latest: the newest taken before this moment.
+    #[serde(default)]
+    pub before: Option<jiff::Timestamp>,
+    /// With latest: only snapshots with these tags.
+    #[serde(default)]
+    pub tags: std::collections::BTreeMap<String, String>,
+    /// With latest: one at random among those finished within this long.
+    #[serde(default, with = "dr_core::duration::human::option")]
+    #[schemars(schema_with = "dr_core::duration::optional_json_schema")]
+    pub random_within: Option<Duration>,
+}
+
+/// The dump `pg.find_backup` found.
+#[derive(Serialize, Deserialize, JsonSchema)]
+pub struct FoundBackup {
+    /// Its id: give it to `pg.restore`'s `snapshot:` so the same dump is restored.
+    pub snapshot: String,
+    /// The database it is of.
+    pub source: String,
+    /// When it finished (RFC 3339).
+    pub finished: String,
+    /// Its age in seconds: the data a restore of it gives up.
+    pub age_seconds: f64,
+    /// Its size before deduplication, in bytes.
+    pub bytes: u64,
+}
+
+struct PgFindBackup;
+
+#[async_trait]
+impl TypedAction for PgFindBackup {
+    type Params = FindBackupParams;
+    type Outputs = FoundBackup;
+    const NAME: &'static str = "pg.find_backup";
+    const SUMMARY: &'static str = "Finds the dump `pg.restore` would restore with the same choice (latest of the database `url` names or of `source`, before, tags, random_within) and outputs it, changing nothing; fails when there is none — a check to make before stopping an app for a restore.";
+    const IDEMPOTENT: bool = true;
+
+    async fn plan(&self, ctx: &StepContext, p: FindBackupParams) -> Result<Vec<String>> {
+        let Ok(repo) = ctx.repository() else {
+            return Ok(vec![format!(
+                "finds the dump a restore into {} would use",
+                p.url
+            )]);
+        };
+        let snap = crate::dump_for(repo, &p.pick(), &p.url).await?;
+        Ok(vec![format!(
+            "finds snapshot {} (of {}, {})",
+            snap.id, snap.source, snap.finished_at
+        )])
+    }
+
+    async fn run(&self, ctx: &StepContext, p: FindBackupParams) -> Result<Outcome<FoundBackup>> {
+        let repo = ctx.repository()?;
+        let snap = crate::dump_for(repo, &p.pick(), &p.url).await?;
+        let age = jiff::Timestamp::now()
+            .duration_since(snap.finished_at)
+            .as_secs_f64()
+            .max(0.0);
+        Ok(Outcome::Done(FoundBackup {
+            snapshot: snap.id.to_string(),
+            source: snap.source.clone(),
+            finished: snap.finished_at.to_string(),
+            age_seconds: age,
+            bytes: snap.stats.raw_bytes,
+        }))
+    }
+}
+
+impl FindBackupParams {
+    fn pick(&self) -> Pick {
+        Pick {
+            snapshot: self.snapshot.clone(),
+            source: self.source.clone(),
+            before: self.before,
+            tags: self.tags.clone(),
+            random_within: self.random_within,
+        }
+    }
+}
+
 struct PgRestore;
 
 #[async_trait]
@@ -401,8 +495,12 @@ impl TypedAction for PgRestore {
             Err(e) => return Err(e),
         };
         Ok(vec![format!(
-            "restores snapshot {} (of {}, {}) into {} ({:?})",
-            snap.id, snap.source, snap.finished_at, p.url, p.options.mode
+            "restores snapshot {} (of {}, {}) into {} (mode {})",
+            snap.id,
+            snap.source,
+            snap.finished_at,
+            p.url,
+            format!("{:?}", p.options.mode).to_lowercase()
         )])
     }
     async fn run(

@@ -2,6 +2,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::io::Write;
 use std::sync::Arc;
 
 use dr_core::runbook::journal::{Event, EventKind};
@@ -296,7 +297,9 @@ pub(crate) fn step_display(
     } else {
         Some(Arc::new(|e: &Event| {
             if let Some(l) = event_line(e) {
-                eprintln!("{l}");
+                // A reader that went away (`| head`, a pager quit) stops the lines, not
+                // the run.
+                let _ = writeln!(std::io::stderr(), "{l}");
             }
         }))
     };
