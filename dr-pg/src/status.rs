@@ -58,12 +58,15 @@ struct RawObjective {
     #[schemars(schema_with = "dr_core::duration::optional_json_schema")]
     drilled_within: Option<serde_json::Value>,
     /// Most data that may be lost (`15m`).
+    #[serde(default)]
     #[schemars(schema_with = "dr_core::duration::optional_json_schema")]
     rpo: Option<serde_json::Value>,
     /// Longest a restore may take, as measured by the newest restore test (`1h`).
+    #[serde(default)]
     #[schemars(schema_with = "dr_core::duration::optional_json_schema")]
     rto: Option<serde_json::Value>,
     /// How recently a snapshot must have passed a verify (`7d`).
+    #[serde(default)]
     #[schemars(schema_with = "dr_core::duration::optional_json_schema")]
     verified_within: Option<serde_json::Value>,
 }
