@@ -341,15 +341,29 @@ async fn feed_pg_restore(
             .suffix(".dump")
             .tempfile_in(&dir)
             .map_err(|e| Error::io(format!("creating a spool file in {}", dir.display()), e))?;
+        let held = spool
+            .reopen()
+            .map_err(|e| Error::io("opening spool file", e))?;
+        // The spool is a decrypted copy of the database: on Linux its name is removed at
+        // once and pg_restore reaches it through this process's descriptor, so a restore
+        // killed mid-way (kill -9, a lost machine) leaves nothing behind.
+        let (spool_path, _named) = match unlinked_path(&held) {
+            Some(p) => {
+                spool
+                    .close()
+                    .map_err(|e| Error::io("removing the spool file's name", e))?;
+                (p, None)
+            }
+            None => (spool.path().to_owned(), Some(spool)),
+        };
         let mut file = tokio::fs::File::from_std(
-            spool
-                .reopen()
+            held.try_clone()
                 .map_err(|e| Error::io("opening spool file", e))?,
         );
         progress.phase("fetch");
         let fetch = Instant::now();
         let size = snapshot.file(DUMP_FILE)?.size;
-        let bytes = spool_with_offsets(repo, snapshot, &mut file, spool.path(), &*progress)
+        let bytes = spool_with_offsets(repo, snapshot, &mut file, &spool_path, &*progress)
             .await
             .map_err(|e| {
                 if e.kind() == ErrorKind::Corrupt {
@@ -369,8 +383,7 @@ async fn feed_pg_restore(
         );
         progress.phase("pg_restore");
         let load = Instant::now();
-        cmd.arg(format!("--jobs={}", options.jobs))
-            .arg(spool.path());
+        cmd.arg(format!("--jobs={}", options.jobs)).arg(&spool_path);
         spawn(cmd, "pg_restore", Stdio::null(), Stdio::null())?
             .finish()
             .await?;
@@ -397,6 +410,26 @@ async fn feed_pg_restore(
         }
         run.finish().await?;
         fed
+    }
+}
+
+/// The spool as other processes of this user can open it once its name is gone
+/// (`/proc/PID/fd/N`), where the system offers that.
+fn unlinked_path(held: &std::fs::File) -> Option<PathBuf> {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        let p = PathBuf::from(format!(
+            "/proc/{}/fd/{}",
+            std::process::id(),
+            held.as_raw_fd()
+        ));
+        p.exists().then_some(p)
+    }
+    #[cfg(not(target_os = "linux"))]
+    {
+        let _ = held;
+        None
     }
 }
 
