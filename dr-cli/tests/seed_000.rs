@@ -532,7 +532,7 @@ fn the_manual_failover_moves_traffic_and_tells_people_by_severity_as_it_goes() {
         .api
         .create(deployment(NS, "nextjs-web", 0, "blog-web:17"));
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let r53 = rt.block_on(moto.failover_pair(
+    rt.block_on(moto.failover_pair(
         "yourapp.com",
         "api.yourapp.com",
         ("us-east-1", "api-use1.yourapp.com"),
@@ -589,24 +589,7 @@ fn the_manual_failover_moves_traffic_and_tells_people_by_severity_as_it_goes() {
 
     // Traffic follows the backup region's record; its apps are up and healthy.
     rt.block_on(async {
-        let zone = r53.list_hosted_zones().send().await.unwrap().hosted_zones()[0]
-            .id()
-            .to_owned();
-        let sets = r53
-            .list_resource_record_sets()
-            .hosted_zone_id(zone)
-            .send()
-            .await
-            .unwrap();
-        let primary = sets
-            .resource_record_sets()
-            .iter()
-            .find(|r| {
-                r.failover()
-                    .map(aws_sdk_route53::types::ResourceRecordSetFailover::as_str)
-                    == Some("PRIMARY")
-            })
-            .and_then(|r| r.set_identifier().map(str::to_owned));
+        let primary = moto.failover_primary().await;
         assert_eq!(primary.as_deref(), Some("us-west-2"));
     });
     assert_eq!(

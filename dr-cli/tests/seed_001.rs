@@ -420,64 +420,14 @@ fn the_automated_backup_keeps_thirty_days_and_each_recovery_type_brings_back_its
 
 #[test]
 fn the_critical_data_prefix_is_replicated_to_the_west_bucket() {
-    use aws_sdk_s3::primitives::ByteStream;
-    use aws_sdk_s3::types::{
-        BucketVersioningStatus, Destination, ReplicationConfiguration, ReplicationRule,
-        ReplicationRuleStatus, VersioningConfiguration,
-    };
     let Some(moto) = Moto::start() else { return };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let s3 = rt.block_on(dr_testkit::s3_client(&moto.aws("us-east-1")));
-    let put = |bucket: &str, key: &str| {
-        rt.block_on(
-            s3.put_object()
-                .bucket(bucket)
-                .key(key)
-                .body(ByteStream::from(format!("bytes of {key}").into_bytes()))
-                .send(),
-        )
-        .unwrap();
-    };
-    rt.block_on(async {
-        for b in ["company-backups", "backup-bucket-west"] {
-            s3.create_bucket().bucket(b).send().await.unwrap();
-            s3.put_bucket_versioning()
-                .bucket(b)
-                .versioning_configuration(
-                    VersioningConfiguration::builder()
-                        .status(BucketVersioningStatus::Enabled)
-                        .build(),
-                )
-                .send()
-                .await
-                .unwrap();
-        }
-        s3.put_bucket_replication()
-            .bucket("company-backups")
-            .replication_configuration(
-                ReplicationConfiguration::builder()
-                    .role("arn:aws:iam::123456789012:role/replication-role")
-                    .rules(
-                        ReplicationRule::builder()
-                            .id("ReplicateToWest")
-                            .status(ReplicationRuleStatus::Enabled)
-                            .priority(1)
-                            .destination(
-                                Destination::builder()
-                                    .bucket("arn:aws:s3:::backup-bucket-west")
-                                    .build()
-                                    .unwrap(),
-                            )
-                            .build()
-                            .unwrap(),
-                    )
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
-    });
+    let put = |bucket: &str, key: &str| rt.block_on(moto.put_object(bucket, key, key));
+    rt.block_on(moto.replicated_buckets(
+        "company-backups",
+        "backup-bucket-west",
+        "ReplicateToWest",
+    ));
     // moto does not replicate: the test writes the replica as replication would; what is
     // outside critical-data/ is not replicated and not asked for.
     for key in ["critical-data/ledger.db", "critical-data/keys/kms.json"] {
@@ -580,29 +530,7 @@ fn the_failover_simulation_fails_back_and_the_full_exercise_validates_and_backs_
         );
         (report, replica)
     };
-    let primary_set = |rt: &tokio::runtime::Runtime| {
-        rt.block_on(async {
-            let sdk = moto.aws("us-east-1").load().await.unwrap();
-            let r53 = aws_sdk_route53::Client::new(&sdk);
-            let zone = r53.list_hosted_zones().send().await.unwrap().hosted_zones()[0]
-                .id()
-                .to_owned();
-            let sets = r53
-                .list_resource_record_sets()
-                .hosted_zone_id(zone)
-                .send()
-                .await
-                .unwrap();
-            sets.resource_record_sets()
-                .iter()
-                .find(|r| {
-                    r.failover()
-                        .map(aws_sdk_route53::types::ResourceRecordSetFailover::as_str)
-                        == Some("PRIMARY")
-                })
-                .and_then(|r| r.set_identifier().map(str::to_owned))
-        })
-    };
+    let primary_set = |rt: &tokio::runtime::Runtime| rt.block_on(moto.failover_primary());
 
     // Failover simulation: failed over, validated, then failed back.
     let (report, _replica) = drill("dr-test-failover-simulation.yaml");

@@ -274,7 +274,7 @@ fn a_region_failure_promotes_the_replica_moves_dns_and_scales_the_dr_region_up()
     orders(&primary, "fruitfulplanet");
     let replica = primary.start_replica();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (rds, r53) = rt.block_on(async {
+    let (rds, _) = rt.block_on(async {
         let rds = moto
             .rds_primary_with_replica("fruitfulplanet-prod", "fruitfulplanet-replica-eu")
             .await;
@@ -355,24 +355,7 @@ fn a_region_failure_promotes_the_replica_moves_dns_and_scales_the_dr_region_up()
             seen.db_instances()[0].read_replica_source_db_instance_identifier(),
             None
         );
-        let zone = r53.list_hosted_zones().send().await.unwrap().hosted_zones()[0]
-            .id()
-            .to_owned();
-        let sets = r53
-            .list_resource_record_sets()
-            .hosted_zone_id(zone)
-            .send()
-            .await
-            .unwrap();
-        let primary_set = sets
-            .resource_record_sets()
-            .iter()
-            .find(|r| {
-                r.failover()
-                    .map(aws_sdk_route53::types::ResourceRecordSetFailover::as_str)
-                    == Some("PRIMARY")
-            })
-            .and_then(|r| r.set_identifier().map(str::to_owned));
+        let primary_set = moto.failover_primary().await;
         assert_eq!(primary_set.as_deref(), Some("dr"));
     });
 

@@ -487,24 +487,7 @@ fn pitr_to_a_new_instance_cluster_recovery_and_cross_region_failover() {
             seen.db_instances()[0].read_replica_source_db_instance_identifier(),
             None
         );
-        let zone = r53.list_hosted_zones().send().await.unwrap().hosted_zones()[0]
-            .id()
-            .to_owned();
-        let sets = r53
-            .list_resource_record_sets()
-            .hosted_zone_id(zone)
-            .send()
-            .await
-            .unwrap();
-        let primary_set = sets
-            .resource_record_sets()
-            .iter()
-            .find(|r| {
-                r.failover()
-                    .map(aws_sdk_route53::types::ResourceRecordSetFailover::as_str)
-                    == Some("PRIMARY")
-            })
-            .and_then(|r| r.set_identifier().map(str::to_owned));
+        let primary_set = moto.failover_primary().await;
         assert_eq!(primary_set.as_deref(), Some("dr"));
     });
     assert!(

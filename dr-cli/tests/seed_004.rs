@@ -295,7 +295,7 @@ fn the_multi_region_failover_promotes_repoints_moves_dns_and_takes_writes() {
     primary.fill_items("saas_production", 25);
     let replica = primary.start_replica();
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let (rds, r53) = rt.block_on(async {
+    let (rds, _) = rt.block_on(async {
         let rds = moto
             .rds_primary_with_replica("saas-production", "saas-production-replica")
             .await;
@@ -365,24 +365,7 @@ fn the_multi_region_failover_promotes_repoints_moves_dns_and_takes_writes() {
             seen.db_instances()[0].read_replica_source_db_instance_identifier(),
             None
         );
-        let zone = r53.list_hosted_zones().send().await.unwrap().hosted_zones()[0]
-            .id()
-            .to_owned();
-        let sets = r53
-            .list_resource_record_sets()
-            .hosted_zone_id(zone)
-            .send()
-            .await
-            .unwrap();
-        let primary = sets
-            .resource_record_sets()
-            .iter()
-            .find(|r| {
-                r.failover()
-                    .map(aws_sdk_route53::types::ResourceRecordSetFailover::as_str)
-                    == Some("PRIMARY")
-            })
-            .and_then(|r| r.set_identifier().map(str::to_owned));
+        let primary = moto.failover_primary().await;
         assert_eq!(primary.as_deref(), Some("us-west-2"));
     });
     assert!(
@@ -393,64 +376,14 @@ fn the_multi_region_failover_promotes_repoints_moves_dns_and_takes_writes() {
 
 #[test]
 fn the_media_bucket_is_versioned_replicated_and_its_copy_complete() {
-    use aws_sdk_s3::primitives::ByteStream;
-    use aws_sdk_s3::types::{
-        BucketVersioningStatus, Destination, ReplicationConfiguration, ReplicationRule,
-        ReplicationRuleStatus, VersioningConfiguration,
-    };
     let Some(moto) = Moto::start() else { return };
     let rt = tokio::runtime::Runtime::new().unwrap();
-    let s3 = rt.block_on(dr_testkit::s3_client(&moto.aws("us-east-1")));
-    let put = |bucket: &str, key: &str, body: &str| {
-        rt.block_on(
-            s3.put_object()
-                .bucket(bucket)
-                .key(key)
-                .body(ByteStream::from(body.as_bytes().to_vec()))
-                .send(),
-        )
-        .unwrap();
-    };
-    rt.block_on(async {
-        for b in ["saas-media-production", "saas-media-production-replica"] {
-            s3.create_bucket().bucket(b).send().await.unwrap();
-            s3.put_bucket_versioning()
-                .bucket(b)
-                .versioning_configuration(
-                    VersioningConfiguration::builder()
-                        .status(BucketVersioningStatus::Enabled)
-                        .build(),
-                )
-                .send()
-                .await
-                .unwrap();
-        }
-        s3.put_bucket_replication()
-            .bucket("saas-media-production")
-            .replication_configuration(
-                ReplicationConfiguration::builder()
-                    .role("arn:aws:iam::123456789012:role/replication")
-                    .rules(
-                        ReplicationRule::builder()
-                            .id("media-to-usw2")
-                            .status(ReplicationRuleStatus::Enabled)
-                            .priority(1)
-                            .destination(
-                                Destination::builder()
-                                    .bucket("arn:aws:s3:::saas-media-production-replica")
-                                    .build()
-                                    .unwrap(),
-                            )
-                            .build()
-                            .unwrap(),
-                    )
-                    .build()
-                    .unwrap(),
-            )
-            .send()
-            .await
-            .unwrap();
-    });
+    let put = |bucket: &str, key: &str, body: &str| rt.block_on(moto.put_object(bucket, key, body));
+    rt.block_on(moto.replicated_buckets(
+        "saas-media-production",
+        "saas-media-production-replica",
+        "media-to-usw2",
+    ));
     // moto does not replicate: the test writes the copy as replication would.
     for (key, body) in [("avatars/1.png", "png-1"), ("uploads/report.pdf", "pdf-2")] {
         put("saas-media-production", key, body);

@@ -341,6 +341,88 @@ impl Moto {
         r53
     }
 
+    /// The set identifier of the PRIMARY record of the failover pair in the first hosted
+    /// zone, read with a separate SDK client: where traffic goes.
+    pub async fn failover_primary(&self) -> Option<String> {
+        use aws_sdk_route53::types::ResourceRecordSetFailover;
+        let sdk = self.aws("us-east-1").load().await.unwrap();
+        let r53 = aws_sdk_route53::Client::new(&sdk);
+        let zone = r53.list_hosted_zones().send().await.unwrap().hosted_zones()[0]
+            .id()
+            .to_owned();
+        let sets = r53
+            .list_resource_record_sets()
+            .hosted_zone_id(zone)
+            .send()
+            .await
+            .unwrap();
+        sets.resource_record_sets()
+            .iter()
+            .find(|r| r.failover().map(ResourceRecordSetFailover::as_str) == Some("PRIMARY"))
+            .and_then(|r| r.set_identifier().map(str::to_owned))
+    }
+
+    /// Creates buckets `source` and `replica`, both versioned, and a replication rule
+    /// `rule` from the first to the second (moto records it; it does not replicate).
+    pub async fn replicated_buckets(&self, source: &str, replica: &str, rule: &str) {
+        use aws_sdk_s3::types::{
+            BucketVersioningStatus, Destination, ReplicationConfiguration, ReplicationRule,
+            ReplicationRuleStatus, VersioningConfiguration,
+        };
+        let s3 = s3_client(&self.aws("us-east-1")).await;
+        for b in [source, replica] {
+            s3.create_bucket().bucket(b).send().await.unwrap();
+            s3.put_bucket_versioning()
+                .bucket(b)
+                .versioning_configuration(
+                    VersioningConfiguration::builder()
+                        .status(BucketVersioningStatus::Enabled)
+                        .build(),
+                )
+                .send()
+                .await
+                .unwrap();
+        }
+        let to = Destination::builder()
+            .bucket(format!("arn:aws:s3:::{replica}"))
+            .build()
+            .unwrap();
+        let rule = ReplicationRule::builder()
+            .id(rule)
+            .status(ReplicationRuleStatus::Enabled)
+            .priority(1)
+            .destination(to)
+            .build()
+            .unwrap();
+        s3.put_bucket_replication()
+            .bucket(source)
+            .replication_configuration(
+                ReplicationConfiguration::builder()
+                    .role("arn:aws:iam::123456789012:role/replication")
+                    .rules(rule)
+                    .build()
+                    .unwrap(),
+            )
+            .send()
+            .await
+            .unwrap();
+    }
+
+    /// Writes object `key` with `body` into `bucket`.
+    pub async fn put_object(&self, bucket: &str, key: &str, body: &str) {
+        s3_client(&self.aws("us-east-1"))
+            .await
+            .put_object()
+            .bucket(bucket)
+            .key(key)
+            .body(aws_sdk_s3::primitives::ByteStream::from(
+                body.as_bytes().to_vec(),
+            ))
+            .send()
+            .await
+            .unwrap();
+    }
+
     /// Creates RDS instance `primary` (postgres) in us-east-1 and its read replica
     /// `replica`, with a separate SDK client, which it returns for reading back.
     pub async fn rds_primary_with_replica(
