@@ -1050,6 +1050,16 @@ pub struct BackupArgs {
     /// Fail instead of waiting longer than this for a table lock (e.g. 30s).
     #[arg(long, value_parser = parse_duration)]
     pub lock_wait_timeout: Option<Duration>,
+    /// `streams` (tables read by parallel COPY sessions from one snapshot) or `pg-dump`
+    /// (one pg_dump -Fc archive).
+    #[arg(long, default_value = "streams")]
+    pub format: dr_pg::LogicalFormat,
+    /// Sessions reading tables at once (default: one per core).
+    #[arg(long, short)]
+    pub jobs: Option<usize>,
+    /// Read tables larger than this many bytes as several ranges of pages, in parallel.
+    #[arg(long, default_value_t = dr_pg::DEFAULT_SPLIT_BYTES)]
+    pub split_bytes: u64,
 }
 
 /// `drkit s3` subcommands.
@@ -1237,7 +1247,8 @@ pub struct RestoreArgs {
     /// The database must not exist; create it.
     #[arg(long, group = "mode")]
     pub create: bool,
-    /// pg_restore parallel jobs (default: one per core); 1 streams with no local spool file.
+    /// Sessions loading tables at once and building indexes (default: one per core); for
+    /// a pg-dump snapshot, 1 streams to pg_restore with no local spool file.
     #[arg(long, short)]
     pub jobs: Option<usize>,
     /// Also restore roles and tablespaces.
@@ -1256,7 +1267,8 @@ pub struct RestoreArgs {
     /// With --swap, end other sessions on the old database so it can be renamed.
     #[arg(long, requires = "swap")]
     pub terminate_connections: bool,
-    /// Folder for the spooled dump when restoring with several jobs.
+    /// Folder for the spooled archive (a streams snapshot's schema; a pg-dump snapshot's
+    /// whole dump with several jobs).
     #[arg(long)]
     pub scratch_dir: Option<PathBuf>,
 }

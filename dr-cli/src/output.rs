@@ -75,6 +75,7 @@ impl Output {
         std::sync::Arc::new(Bar {
             bar,
             new_bytes: AtomicU64::new(0),
+            items: std::sync::Mutex::new(Vec::new()),
         })
     }
 }
@@ -84,12 +85,42 @@ impl Output {
 pub struct Bar {
     bar: ProgressBar,
     new_bytes: AtomicU64,
+    /// The items (tables) under way, oldest first.
+    items: std::sync::Mutex<Vec<String>>,
 }
 
 impl Bar {
     /// Removes the bar from the terminal.
     pub fn finish(&self) {
         self.bar.finish_and_clear();
+    }
+}
+
+impl Bar {
+    /// New bytes so far and the tables under way.
+    fn show(&self) {
+        let new = self.new_bytes.load(Ordering::Relaxed);
+        let items = self
+            .items
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut msg = if new > 0 {
+            format!("{} new", HumanBytes(new))
+        } else {
+            String::new()
+        };
+        if !items.is_empty() {
+            let shown: Vec<&str> = items.iter().take(3).map(String::as_str).collect();
+            let more = items.len().saturating_sub(3);
+            if !msg.is_empty() {
+                msg.push_str("  ");
+            }
+            msg.push_str(&shown.join(", "));
+            if more > 0 {
+                msg.push_str(&format!(" +{more}"));
+            }
+        }
+        self.bar.set_message(msg);
     }
 }
 
@@ -101,9 +132,30 @@ impl Progress for Bar {
     fn advance(&self, raw: u64, stored_new: u64) {
         self.bar.inc(raw);
         if stored_new > 0 {
-            let total = self.new_bytes.fetch_add(stored_new, Ordering::Relaxed) + stored_new;
-            self.bar.set_message(format!("{} new", HumanBytes(total)));
+            self.new_bytes.fetch_add(stored_new, Ordering::Relaxed);
+            self.show();
         }
+    }
+
+    fn item_started(&self, name: &str) {
+        self.items
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(name.to_owned());
+        self.show();
+    }
+
+    fn item_finished(&self, name: &str) {
+        {
+            let mut items = self
+                .items
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(i) = items.iter().position(|n| n == name) {
+                items.remove(i);
+            }
+        }
+        self.show();
     }
 }
 

@@ -40,3 +40,33 @@ pub fn tools(s: &SnapshotSummary) -> String {
         .unwrap_or("unknown folder");
     format!("{version} from {from}")
 }
+
+/// The tables that took longest to read, for a streams snapshot (empty otherwise).
+pub fn slowest_tables(s: &SnapshotSummary) -> String {
+    let Some(tables) = s.metadata.get("tables").and_then(|t| t.as_array()) else {
+        return String::new();
+    };
+    let mut timed: Vec<(f64, String, u64)> = tables
+        .iter()
+        .filter_map(|t| {
+            let secs = t.get("secs")?.as_f64()?;
+            let name = format!(
+                "{}.{}",
+                t.get("schema")?.as_str()?,
+                t.get("table")?.as_str()?
+            );
+            let bytes = t.get("copied_bytes")?.as_u64()?;
+            (secs > 0.0).then_some((secs, name, bytes))
+        })
+        .collect();
+    if timed.is_empty() {
+        return String::new();
+    }
+    timed.sort_by(|a, b| b.0.total_cmp(&a.0));
+    let mut out =
+        String::from("\n  slowest tables (--json lists every table's bytes and seconds):");
+    for (secs, name, b) in timed.iter().take(5) {
+        out.push_str(&format!("\n    {name:<40} {:>10}  {secs:>6.1}s", bytes(*b)));
+    }
+    out
+}

@@ -6,6 +6,10 @@ pub trait Progress: Send + Sync {
     fn phase(&self, _name: &str) {}
     /// `raw` bytes of source were processed; `stored_new` of them went to the store as new data.
     fn advance(&self, _raw: u64, _stored_new: u64) {}
+    /// Work on one named item (a table, a range of one) started; several may be under way.
+    fn item_started(&self, _name: &str) {}
+    /// Work on one named item finished.
+    fn item_finished(&self, _name: &str) {}
 }
 
 /// Progress that goes nowhere.

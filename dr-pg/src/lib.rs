@@ -35,11 +35,13 @@ pub use cluster::{ClusterOptions, TempCluster};
 pub use connect::ConnInfo;
 pub use logical::archive::OffsetIndex;
 pub use logical::backup::{
-    backup, BackupOptions, RowCounts, DUMP_FILE, GLOBALS_FILE, KIND_LOGICAL,
+    backup, BackupOptions, RowCounts, DEFAULT_SPLIT_BYTES, DUMP_FILE, GLOBALS_FILE, KIND_LOGICAL,
 };
-pub use logical::metadata::{LogicalMetadata, TableCount};
+pub use logical::load::TableLoad;
+pub use logical::metadata::{DataFile, DataPart, LogicalFormat, LogicalMetadata, TableCount};
 pub use logical::restore::{dump_for, restore, RestoreMode, RestoreOptions, RestoreReport};
 pub use logical::roles::NeededRoles;
+pub use logical::streams::SCHEMA_FILE;
 pub use logical::verify::{
     check_server, verify, verify_by_restore, AmcheckResult, ServerChecks, SqlCheck, TableCheck,
     VerifyOptions, VerifyOutcome, VerifyRestoreReport,

@@ -141,7 +141,10 @@ impl Repository {
     }
 
     /// Backs up the Postgres database `dsn` names; returns the snapshot summary.
-    #[pyo3(signature = (dsn, *, tags=None, skip_globals=false, row_counts=true, lock_wait_timeout=None))]
+    /// `format` is `"streams"` (tables read by parallel sessions, `jobs` of them, tables
+    /// above `split_bytes` in ranges) or `"pg-dump"`.
+    #[pyo3(signature = (dsn, *, tags=None, skip_globals=false, row_counts=true, lock_wait_timeout=None, format="streams", jobs=None, split_bytes=dr_pg::DEFAULT_SPLIT_BYTES))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
     fn backup<'py>(
         &self,
         py: Python<'py>,
@@ -150,13 +153,20 @@ impl Repository {
         skip_globals: bool,
         row_counts: bool,
         lock_wait_timeout: Option<f64>,
+        format: &str,
+        jobs: Option<usize>,
+        split_bytes: u64,
     ) -> PyResult<Bound<'py, PyAny>> {
         let conn = ConnInfo::parse(dsn).map_err(crate::errors::to_py)?;
+        let format: dr_pg::LogicalFormat = format.parse().map_err(crate::errors::to_py)?;
         let lock_wait_timeout = lock_wait_timeout
             .map(|t| seconds("lock_wait_timeout", t))
             .transpose()
             .map_err(crate::errors::to_py)?;
         let options = BackupOptions {
+            format,
+            jobs,
+            split_bytes,
             row_counts: if row_counts {
                 RowCounts::All
             } else {

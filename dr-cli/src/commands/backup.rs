@@ -16,6 +16,9 @@ pub async fn backup(cli: &Cli, a: &BackupArgs, out: Output) -> Result<u8> {
     let conn = ConnInfo::parse(&a.database)?;
     let repo = super::open_repo(cli).await?;
     let options = BackupOptions {
+        format: a.format,
+        jobs: a.jobs,
+        split_bytes: a.split_bytes,
         row_counts: match (a.no_row_counts, a.count_max_bytes) {
             (true, _) => RowCounts::Skip,
             (false, Some(b)) => RowCounts::UpTo(b),
@@ -35,7 +38,7 @@ pub async fn backup(cli: &Cli, a: &BackupArgs, out: Output) -> Result<u8> {
         let st = s.stats;
         let ratio = if st.raw_bytes > 0 { st.stored_bytes as f64 / st.raw_bytes as f64 * 100.0 } else { 0.0 };
         format!(
-            "snapshot {}\n  {} read, {} stored ({ratio:.1} %), {} new in {} new chunks of {}\n  {} tables counted, took {:.1}s\n  {}",
+            "snapshot {}\n  {} read, {} stored ({ratio:.1} %), {} new in {} new chunks of {}\n  {} tables counted, took {:.1}s\n  {}{}",
             s.id,
             bytes(st.raw_bytes),
             bytes(st.stored_bytes),
@@ -44,7 +47,8 @@ pub async fn backup(cli: &Cli, a: &BackupArgs, out: Output) -> Result<u8> {
             st.chunks,
             summary::tables(&s),
             s.duration_secs,
-            summary::tools(&s)
+            summary::tools(&s),
+            summary::slowest_tables(&s)
         )
     });
     Ok(0)

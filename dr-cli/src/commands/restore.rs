@@ -38,7 +38,14 @@ pub async fn restore(cli: &Cli, a: &RestoreArgs, out: Output) -> Result<u8> {
         scratch_dir: a.scratch_dir.clone(),
     };
     out.note(&format!("restoring snapshot {} into {target}", snap.id));
-    let total = snap.file(dr_pg::DUMP_FILE).map(|f| f.size).ok();
+    // What the restore reads: every file but the roles script.
+    let total = Some(
+        snap.files
+            .iter()
+            .filter(|f| f.name != dr_pg::GLOBALS_FILE)
+            .map(|f| f.size)
+            .sum(),
+    );
     let bar = out.progress(total);
     let report = dr_pg::restore(&repo, &snap, &target, &options, bar.clone()).await;
     bar.finish();
@@ -52,6 +59,25 @@ pub async fn restore(cli: &Cli, a: &RestoreArgs, out: Output) -> Result<u8> {
             secs(report.duration),
             report.jobs
         );
+        if !report.tables.is_empty() {
+            let mut slow: Vec<&dr_pg::TableLoad> = report.tables.iter().collect();
+            slow.sort_by(|a, b| b.secs.total_cmp(&a.secs));
+            let _ = write!(
+                t,
+                "\n  {} tables; slowest (--json lists every table's bytes and seconds):",
+                report.tables.len()
+            );
+            for l in slow.iter().take(5) {
+                let _ = write!(
+                    t,
+                    "\n    {:<40} {:>10} rows {:>10}  {:>6.1}s",
+                    l.table,
+                    l.rows,
+                    bytes(l.bytes),
+                    l.secs
+                );
+            }
+        }
         if let Some(old) = &report.previous_database {
             let _ = write!(t, "\nthe previous database is kept as {old:?}");
         }

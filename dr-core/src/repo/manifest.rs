@@ -118,6 +118,17 @@ pub struct SnapshotStats {
     pub new_chunks: u64,
 }
 
+impl SnapshotStats {
+    /// Adds another part's figures to these.
+    pub fn add(&mut self, other: &Self) {
+        self.raw_bytes += other.raw_bytes;
+        self.stored_bytes += other.stored_bytes;
+        self.new_bytes += other.new_bytes;
+        self.chunks += other.chunks;
+        self.new_chunks += other.new_chunks;
+    }
+}
+
 /// A committed snapshot.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Snapshot {

@@ -55,7 +55,7 @@ pub use self::manifest::{
 pub use self::prune::{PruneOptions, PruneReport, Verified, STALE_MARKER};
 pub use self::reader::{ChunkProblem, VerifyReport};
 pub use self::select::{subject, Pick, Selection, SnapshotRef};
-pub use self::writer::{Segmented, SnapshotWriter};
+pub use self::writer::{FileSink, Segmented, SnapshotWriter, StoredFile};
 use crate::store::{BackupStore, BackupStoreExt, DynStore, PutMode};
 use crate::{err, Error, ErrorKind, Result};
 

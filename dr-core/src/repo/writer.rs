@@ -135,87 +135,38 @@ impl SnapshotWriter {
     }
 
     async fn add_reader(&mut self, name: &str, reader: Box<dyn Segmented>) -> Result<&FileEntry> {
+        self.check_name(name)?;
+        let sink = self.files().await?;
+        let stored = sink.store_reader(name, reader).await?;
+        self.add_stored(stored)
+    }
+
+    fn check_name(&self, name: &str) -> Result<()> {
         if self.files.iter().any(|f| f.name == name) {
             return Err(err!(
                 InvalidInput,
                 "snapshot already has a file named {name:?}"
             ));
         }
-        let known = self.known().await?;
-        let params = self.repo.config().chunker;
-        let workers = self.repo.parallelism();
-        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>>>(workers);
+        Ok(())
+    }
 
-        // The chunker reads the source on a blocking thread; CDC itself is cheap.
-        let chunker = tokio::task::spawn_blocking(move || {
-            let mut reader = reader;
-            loop {
-                let cdc =
-                    fastcdc::v2020::StreamCDC::new(&mut reader, params.min, params.avg, params.max);
-                for item in cdc {
-                    let msg = item
-                        .map(|c| c.data)
-                        .map_err(|e| err!(Io, "reading the source stream: {e}"));
-                    let stop = msg.is_err();
-                    if tx.blocking_send(msg).is_err() || stop {
-                        return;
-                    }
-                }
-                if !reader.next_segment() {
-                    return;
-                }
-            }
-        });
+    /// A handle that stores files concurrently (one table per task, say); each file it
+    /// stores joins this snapshot through [`add_stored`](Self::add_stored).
+    pub async fn files(&mut self) -> Result<FileSink> {
+        Ok(FileSink {
+            repo: self.repo.clone(),
+            known: self.known().await?,
+            progress: self.progress.clone(),
+        })
+    }
 
-        let repo = self.repo.clone();
-        let mut results = tokio_stream_of(rx)
-            .map(move |data| {
-                let repo = repo.clone();
-                let known = known.clone();
-                async move { process(repo, known, data?).await }
-            })
-            .buffered(workers);
-
-        let keys = self.repo.keys().cloned();
-        let mut file_hash = match &keys {
-            Some(k) => blake3::Hasher::new_keyed(k.id_key()),
-            None => blake3::Hasher::new(),
-        };
-        let mut entry = FileEntry {
-            name: name.to_owned(),
-            size: 0,
-            hash: ChunkId([0; 32]),
-            chunks: Vec::new(),
-        };
-        let outcome: Result<()> = async {
-            while let Some(p) = results.next().await {
-                let (p, data_hash) = p?;
-                file_hash.update(&data_hash);
-                entry.size += u64::from(p.len);
-                entry.chunks.push(ChunkRef {
-                    id: p.id,
-                    len: p.len,
-                });
-                self.stats.raw_bytes += u64::from(p.len);
-                self.stats.chunks += 1;
-                self.stats.stored_bytes += p.stored;
-                if p.new {
-                    self.stats.new_bytes += p.stored;
-                    self.stats.new_chunks += 1;
-                } else {
-                    self.reused.insert(p.id);
-                }
-                self.progress
-                    .advance(u64::from(p.len), if p.new { p.stored } else { 0 });
-            }
-            Ok(())
-        }
-        .await;
-        drop(results);
-        chunker.await.map_err(|e| err!(Io, "chunker failed: {e}"))?;
-        outcome.map_err(|e| e.context(format!("storing {name}")))?;
-        entry.hash = ChunkId(*file_hash.finalize().as_bytes());
-        self.files.push(entry);
+    /// Adds a file stored through [`files`](Self::files).
+    pub fn add_stored(&mut self, stored: StoredFile) -> Result<&FileEntry> {
+        self.check_name(&stored.entry.name)?;
+        self.stats.add(&stored.stats);
+        self.reused.extend(stored.reused);
+        self.files.push(stored.entry);
         Ok(self.files.last().expect("just pushed"))
     }
 
@@ -243,6 +194,144 @@ impl SnapshotWriter {
             let _ = self.repo.store().delete(&marker).await;
         }
         Ok(snap)
+    }
+}
+
+/// Stores files for one [`SnapshotWriter`] from several tasks at once; cheap to clone.
+#[derive(Clone)]
+pub struct FileSink {
+    repo: Repository,
+    known: Known,
+    progress: Arc<dyn Progress>,
+}
+
+impl std::fmt::Debug for FileSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FileSink").finish_non_exhaustive()
+    }
+}
+
+/// A file stored by a [`FileSink`], not yet part of a snapshot.
+#[derive(Debug)]
+pub struct StoredFile {
+    entry: FileEntry,
+    stats: SnapshotStats,
+    reused: HashSet<ChunkId>,
+}
+
+impl StoredFile {
+    /// Its entry (name, size, chunks).
+    #[must_use]
+    pub fn entry(&self) -> &FileEntry {
+        &self.entry
+    }
+
+    /// What storing it cost and saved.
+    #[must_use]
+    pub fn stats(&self) -> SnapshotStats {
+        self.stats
+    }
+}
+
+impl FileSink {
+    /// Streams `reader` into the repository as file `name`.
+    pub async fn store<R>(&self, name: &str, reader: R) -> Result<StoredFile>
+    where
+        R: AsyncRead + Send + Unpin + 'static,
+    {
+        self.store_reader(name, Box::new(OneSegment(SyncIoBridge::new(reader))))
+            .await
+    }
+
+    /// The same from a blocking reader, read on the chunker's thread.
+    pub async fn store_blocking<R>(&self, name: &str, reader: R) -> Result<StoredFile>
+    where
+        R: std::io::Read + Send + 'static,
+    {
+        self.store_reader(name, Box::new(OneSegment(reader))).await
+    }
+
+    async fn store_reader(&self, name: &str, reader: Box<dyn Segmented>) -> Result<StoredFile> {
+        let params = self.repo.config().chunker;
+        let workers = self.repo.parallelism();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Vec<u8>>>(workers);
+
+        // The chunker reads the source on a blocking thread; CDC itself is cheap.
+        let chunker = tokio::task::spawn_blocking(move || {
+            let mut reader = reader;
+            loop {
+                let cdc =
+                    fastcdc::v2020::StreamCDC::new(&mut reader, params.min, params.avg, params.max);
+                for item in cdc {
+                    let msg = item
+                        .map(|c| c.data)
+                        .map_err(|e| err!(Io, "reading the source stream: {e}"));
+                    let stop = msg.is_err();
+                    if tx.blocking_send(msg).is_err() || stop {
+                        return;
+                    }
+                }
+                if !reader.next_segment() {
+                    return;
+                }
+            }
+        });
+
+        let repo = self.repo.clone();
+        let known = self.known.clone();
+        let mut results = tokio_stream_of(rx)
+            .map(move |data| {
+                let repo = repo.clone();
+                let known = known.clone();
+                async move { process(repo, known, data?).await }
+            })
+            .buffered(workers);
+
+        let keys = self.repo.keys().cloned();
+        let mut file_hash = match &keys {
+            Some(k) => blake3::Hasher::new_keyed(k.id_key()),
+            None => blake3::Hasher::new(),
+        };
+        let mut stored = StoredFile {
+            entry: FileEntry {
+                name: name.to_owned(),
+                size: 0,
+                hash: ChunkId([0; 32]),
+                chunks: Vec::new(),
+            },
+            stats: SnapshotStats::default(),
+            reused: HashSet::new(),
+        };
+        let outcome: Result<()> = async {
+            while let Some(p) = results.next().await {
+                let (p, data_hash) = p?;
+                file_hash.update(&data_hash);
+                stored.entry.size += u64::from(p.len);
+                stored.entry.chunks.push(ChunkRef {
+                    id: p.id,
+                    len: p.len,
+                });
+                let st = &mut stored.stats;
+                st.raw_bytes += u64::from(p.len);
+                st.chunks += 1;
+                st.stored_bytes += p.stored;
+                if p.new {
+                    st.new_bytes += p.stored;
+                    st.new_chunks += 1;
+                } else {
+                    stored.reused.insert(p.id);
+                }
+                self.progress
+                    .advance(u64::from(p.len), if p.new { p.stored } else { 0 });
+            }
+            Ok(())
+        }
+        .await;
+        drop(results);
+        chunker.await.map_err(|e| err!(Io, "chunker failed: {e}"))?;
+        outcome.map_err(|e| e.context(format!("storing {name}")))?;
+        stored.entry.hash = ChunkId(*file_hash.finalize().as_bytes());
+        Ok(stored)
     }
 }
 

@@ -1,4 +1,5 @@
-//! Logical backups: `pg_dump -Fc -Z0` streamed into the repository, roles beside it.
+//! Logical backups: parallel COPY streams from one exported snapshot (or one
+//! `pg_dump -Fc -Z0` stream), roles beside them.
 
 use std::collections::BTreeMap;
 use std::process::Stdio;
@@ -12,8 +13,11 @@ use tokio::process::Command;
 
 use crate::connect::ConnInfo;
 use crate::error::query_error;
-use crate::logical::metadata::{count_rows, server_facts, LogicalMetadata};
+use crate::logical::metadata::{
+    count_rows, server_facts, LogicalFormat, LogicalMetadata, ServerFacts,
+};
 use crate::logical::roles::NeededRoles;
+use crate::logical::streams;
 use crate::process::spawn;
 use crate::tools::PgTools;
 
@@ -41,10 +45,19 @@ pub enum RowCounts {
 
 /// How to take a logical backup: the same options from the CLI, Python and a runbook's
 /// `pg.backup` step.
-#[derive(Debug, Clone, Default, Deserialize, schemars::JsonSchema)]
+#[derive(Debug, Clone, Deserialize, schemars::JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackupOptions {
-    /// Row counts to record for later verification.
+    /// `streams` (parallel COPY streams, the default) or `pg-dump` (one `pg_dump -Fc`
+    /// archive).
+    pub format: LogicalFormat,
+    /// Sessions reading tables at once (streams format); the number of cores when `None`.
+    pub jobs: Option<usize>,
+    /// Tables whose heap is larger than this many bytes are read as several ranges of
+    /// pages, one session each (streams format).
+    pub split_bytes: u64,
+    /// Row counts to record for later verification (`pg-dump` format: the streams format
+    /// counts every table's rows as it reads them).
     pub row_counts: RowCounts,
     /// Skip `pg_dumpall --globals-only`.
     pub skip_globals: bool,
@@ -56,10 +69,32 @@ pub struct BackupOptions {
     pub lock_wait_timeout: Option<std::time::Duration>,
 }
 
+impl Default for BackupOptions {
+    fn default() -> Self {
+        Self {
+            format: LogicalFormat::Streams,
+            jobs: None,
+            split_bytes: DEFAULT_SPLIT_BYTES,
+            row_counts: RowCounts::All,
+            skip_globals: false,
+            tags: BTreeMap::new(),
+            lock_wait_timeout: None,
+        }
+    }
+}
+
+/// Tables above this size are split into ranges by default: 256 MiB.
+pub const DEFAULT_SPLIT_BYTES: u64 = 256 << 20;
+
+/// The number of cores, the default for parallel sessions.
+pub(crate) fn cores() -> usize {
+    std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
+}
+
 /// Backs up the database `conn` names into `repo` and returns the committed snapshot.
 ///
-/// The dump and the row counts read the same MVCC snapshot (exported from a
-/// repeatable-read transaction), so the counts describe exactly what was dumped.
+/// Everything is read from one MVCC snapshot (exported from a repeatable-read
+/// transaction): the streams, the schema and the row counts describe the same moment.
 pub async fn backup(
     repo: &Repository,
     conn: &ConnInfo,
@@ -70,6 +105,9 @@ pub async fn backup(
     let client = conn.connect().await?;
     let facts = server_facts(&client, conn).await?;
     let roles = NeededRoles::read(&client, conn).await?;
+    if options.format == LogicalFormat::Streams {
+        return backup_streams(repo, conn, options, progress, &tools, client, facts, roles).await;
+    }
 
     // An exported snapshot lets pg_dump and our counts see the same data.
     client
@@ -152,6 +190,146 @@ pub async fn backup(
         tools: format!("{} (found by {})", tools.bindir.display(), tools.found_by),
         globals,
         roles,
+        format: LogicalFormat::PgDump,
+        data: Vec::new(),
+        jobs: 1,
+    };
+    progress.phase("commit");
+    writer
+        .commit(serde_json::to_value(&meta).expect("metadata serializes"))
+        .await
+}
+
+/// The streams format: see [`streams`].
+#[allow(clippy::too_many_arguments)] // the facts `backup` already gathered, passed on
+async fn backup_streams(
+    repo: &Repository,
+    conn: &ConnInfo,
+    options: &BackupOptions,
+    progress: Arc<dyn Progress>,
+    tools: &PgTools,
+    client: tokio_postgres::Client,
+    facts: ServerFacts,
+    roles: NeededRoles,
+) -> Result<Snapshot> {
+    let mut session = streams::SESSION.to_owned();
+    if let Some(t) = options.lock_wait_timeout {
+        session.push_str(&format!("; SET lock_timeout = {}", t.as_millis().max(1)));
+    }
+    client
+        .batch_execute(&format!(
+            "{session}; BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"
+        ))
+        .await
+        .map_err(|e| query_error(conn, "starting the backup transaction", e))?;
+    let exported: String = client
+        .query_one("SELECT pg_export_snapshot()", &[])
+        .await
+        .map(|r| r.get(0))
+        .map_err(|e| {
+            query_error(conn, "exporting a snapshot for parallel sessions", e)
+                .context("the streams format needs pg_export_snapshot(); use format pg-dump (--format pg-dump) on this server".to_owned())
+        })?;
+    progress.phase("tables");
+    let tables = streams::list_tables(&client, conn).await?;
+    streams::lock_tables(&client, conn, &tables).await?;
+    let block_size: i64 = client
+        .query_one("SELECT current_setting('block_size')::int8", &[])
+        .await
+        .map_err(|e| query_error(conn, "reading block_size", e))?
+        .get(0);
+    let jobs = options.jobs.unwrap_or_else(cores).max(1);
+    let plan = streams::plan(&tables, jobs, options.split_bytes, block_size);
+    tracing::info!(
+        tables = tables.len(),
+        streams = plan.len(),
+        jobs,
+        "reading tables in parallel streams"
+    );
+
+    let mut writer = repo.begin_snapshot(SnapshotKind::new(KIND_LOGICAL), &conn.redacted());
+    for (k, v) in &options.tags {
+        writer.tag(k, v);
+    }
+    writer.set_progress(progress.clone());
+    let sink = writer.files().await?;
+    progress.phase("data");
+    let sessions = jobs.min(plan.len());
+    let queue = Arc::new(std::sync::Mutex::new(
+        plan.into_iter().collect::<std::collections::VecDeque<_>>(),
+    ));
+    let shared = Arc::new(tables.clone());
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..sessions {
+        workers.spawn(streams::worker(
+            conn.clone(),
+            exported.clone(),
+            queue.clone(),
+            shared.clone(),
+            sink.clone(),
+            progress.clone(),
+        ));
+    }
+    let rest = streams::dump_rest(
+        tools,
+        conn,
+        &exported,
+        options.lock_wait_timeout,
+        &tables,
+        &sink,
+    );
+    let read_all = async {
+        let mut outputs = Vec::new();
+        while let Some(done) = workers.join_next().await {
+            // The first failure stops the others (dropping the set aborts them).
+            outputs.push(done.map_err(streams::joined)??);
+        }
+        Ok::<_, Error>(outputs)
+    };
+    let (rest, outputs) = tokio::join!(rest, read_all);
+    let outputs = outputs?;
+    let rest = rest?;
+    let _ = client.batch_execute("COMMIT").await;
+
+    writer.add_stored(rest)?;
+    let mut data = Vec::new();
+    let mut secs = Vec::new();
+    for out in outputs {
+        for (stored, file) in out.files {
+            writer.add_stored(stored)?;
+            data.push(file);
+        }
+        secs.extend(out.secs);
+    }
+    data.sort_by(|a, b| a.file.cmp(&b.file));
+    let counts = streams::table_counts(&tables, &data, &secs);
+
+    let globals = if options.skip_globals {
+        "skipped (--skip-globals)".to_owned()
+    } else {
+        progress.phase("globals");
+        match dump_globals(tools, conn, &mut writer).await {
+            Ok(note) => note,
+            Err(e) => format!("not saved: {}", e.message()),
+        }
+    };
+    let meta = LogicalMetadata {
+        database: conn.dbname().to_owned(),
+        server: conn.server(),
+        server_version: facts.version,
+        server_version_num: facts.version_num,
+        database_size: facts.size,
+        start_lsn: facts.lsn,
+        in_recovery: facts.in_recovery,
+        consistent_counts: true,
+        tables: counts,
+        pg_dump_version: tools.version(),
+        tools: format!("{} (found by {})", tools.bindir.display(), tools.found_by),
+        globals,
+        roles,
+        format: LogicalFormat::Streams,
+        data,
+        jobs: sessions,
     };
     progress.phase("commit");
     writer

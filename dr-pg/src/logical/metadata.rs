@@ -8,7 +8,7 @@ use crate::connect::{ident, ConnInfo};
 use crate::error::query_error;
 
 /// One table's exact row count at the dump's snapshot.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct TableCount {
     /// Schema.
     pub schema: String,
@@ -16,8 +16,83 @@ pub struct TableCount {
     pub table: String,
     /// Rows, or `None` when counting was skipped for this table.
     pub rows: Option<i64>,
-    /// On-disk size in bytes when counted.
+    /// On-disk size in bytes (indexes and TOAST included).
     pub bytes: i64,
+    /// The columns its COPY streams hold, in order (streams format).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub columns: Vec<String>,
+    /// Whether its streams are in COPY's binary format (every column of a built-in
+    /// type) rather than text.
+    #[serde(default)]
+    pub binary: bool,
+    /// Bytes of COPY data read (streams format).
+    #[serde(default)]
+    pub copied_bytes: u64,
+    /// Seconds spent reading it, summed over its ranges (streams format).
+    #[serde(default)]
+    pub secs: f64,
+}
+
+/// How a logical snapshot holds its data.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, schemars::JsonSchema,
+)]
+#[serde(rename_all = "kebab-case")]
+pub enum LogicalFormat {
+    /// The tables' rows as parallel `COPY` streams read from one exported snapshot
+    /// (large tables split into page ranges), the rest of the database (schema, large
+    /// objects, sequences) as a `pg_dump -Fc` archive without those rows.
+    #[default]
+    Streams,
+    /// One `pg_dump -Fc` archive of everything (`database.dump`), the format of
+    /// snapshots taken before streams existed.
+    PgDump,
+}
+
+impl LogicalFormat {
+    fn recorded_before_streams() -> Self {
+        Self::PgDump
+    }
+}
+
+impl std::str::FromStr for LogicalFormat {
+    type Err = dr_core::Error;
+    fn from_str(s: &str) -> Result<Self> {
+        match s {
+            "streams" => Ok(Self::Streams),
+            "pg-dump" => Ok(Self::PgDump),
+            other => Err(dr_core::err!(
+                InvalidInput,
+                "format {other:?} is not one of streams, pg-dump"
+            )),
+        }
+    }
+}
+
+/// One file of COPY data in a streams snapshot: table parts, one after another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataFile {
+    /// The file's name in the snapshot.
+    pub file: String,
+    /// Its parts, in order.
+    pub parts: Vec<DataPart>,
+}
+
+/// A table, or a range of its pages, as one complete COPY stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DataPart {
+    /// Index into the metadata's `tables`.
+    pub table: usize,
+    /// First heap page of the range, when the table was split.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from_page: Option<u32>,
+    /// Page after the range's last; `None` for the last range (to the end).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub to_page: Option<u32>,
+    /// Bytes of the stream.
+    pub bytes: u64,
+    /// Rows in it.
+    pub rows: i64,
 }
 
 /// Source metadata of a `pg-logical` snapshot.
@@ -50,6 +125,15 @@ pub struct LogicalMetadata {
     /// The roles the objects need (empty in snapshots taken before this was recorded).
     #[serde(default)]
     pub roles: crate::logical::roles::NeededRoles,
+    /// How the data is held (`pg-dump` in snapshots taken before streams existed).
+    #[serde(default = "LogicalFormat::recorded_before_streams")]
+    pub format: LogicalFormat,
+    /// The COPY data files (streams format).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub data: Vec<DataFile>,
+    /// Sessions that read the tables (streams format).
+    #[serde(default)]
+    pub jobs: usize,
 }
 
 pub(crate) struct ServerFacts {
@@ -119,6 +203,10 @@ pub(crate) async fn count_rows(
             table,
             rows: count,
             bytes,
+            columns: Vec::new(),
+            binary: false,
+            copied_bytes: 0,
+            secs: 0.0,
         });
     }
     Ok(out)

@@ -1,5 +1,7 @@
-//! Restoring logical snapshots with `pg_restore`: into a new database, in place with
-//! `--clean`, or beside the live one and swapped in by an atomic rename.
+//! Restoring logical snapshots: into a new database (built under a temporary name and
+//! renamed when complete), in place with `--clean`, or beside the live one and swapped in
+//! by an atomic rename. Streams snapshots load straight from the repository
+//! ([`load`](super::load)); `pg-dump` snapshots go through `pg_restore`.
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -17,8 +19,10 @@ use crate::connect::{ident, ConnInfo};
 use crate::error::query_error;
 use crate::logical::archive::{ChannelReader, OffsetIndex};
 use crate::logical::backup::{DUMP_FILE, GLOBALS_FILE, KIND_LOGICAL};
-use crate::logical::metadata::USER_TABLES;
-use crate::logical::roles::{self, NeededRoles};
+use crate::logical::load::TableLoad;
+use crate::logical::metadata::{LogicalFormat, LogicalMetadata, USER_TABLES};
+use crate::logical::roles;
+use crate::logical::streams::SCHEMA_FILE;
 use crate::process::spawn;
 use crate::tools::PgTools;
 
@@ -63,7 +67,9 @@ impl std::str::FromStr for RestoreMode {
 pub struct RestoreOptions {
     /// Target database handling.
     pub mode: RestoreMode,
-    /// `pg_restore -j`; above 1 the dump is first spooled (and fully verified) to a local file.
+    /// Sessions loading tables at once, and `pg_restore -j` for indexes and constraints
+    /// (for a `pg-dump` snapshot above 1 the dump is first spooled, every chunk verified,
+    /// to a local file).
     pub jobs: usize,
     /// Also replay roles and tablespaces (errors for objects that already exist are ignored).
     pub globals: bool,
@@ -77,7 +83,8 @@ pub struct RestoreOptions {
     pub no_privileges: bool,
     /// In swap mode, end other sessions on the old database so the rename can proceed.
     pub terminate_connections: bool,
-    /// Folder for the spooled dump; the system temp folder when `None`.
+    /// Folder for the spooled archive (the schema of a streams snapshot, the whole dump of
+    /// a `pg-dump` one); the system temp folder when `None`.
     pub scratch_dir: Option<PathBuf>,
 }
 
@@ -85,7 +92,7 @@ impl Default for RestoreOptions {
     fn default() -> Self {
         Self {
             mode: RestoreMode::Auto,
-            jobs: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            jobs: crate::logical::backup::cores(),
             globals: false,
             create_roles: false,
             no_owner: false,
@@ -105,10 +112,14 @@ pub struct RestoreReport {
     pub target: String,
     /// Mode used.
     pub mode: RestoreMode,
-    /// Bytes of dump fed to pg_restore.
+    /// How the snapshot holds its data.
+    pub format: LogicalFormat,
+    /// Bytes of data loaded (COPY streams, or the dump fed to pg_restore).
     pub bytes: u64,
-    /// pg_restore jobs.
+    /// Sessions that loaded it.
     pub jobs: usize,
+    /// Each table as it was loaded (streams snapshots).
+    pub tables: Vec<TableLoad>,
     /// Wall time.
     #[serde(rename = "duration_secs", with = "dr_core::duration_secs")]
     #[schemars(with = "f64")]
@@ -117,22 +128,6 @@ pub struct RestoreReport {
     pub previous_database: Option<String>,
     /// Whether roles and tablespaces were replayed.
     pub globals_restored: bool,
-}
-
-fn snapshot_roles(snapshot: &Snapshot) -> Result<NeededRoles> {
-    #[derive(Deserialize)]
-    struct Roles {
-        #[serde(default)]
-        roles: NeededRoles,
-    }
-    let r: Roles = serde_json::from_value(snapshot.metadata.clone()).map_err(|e| {
-        err!(
-            Corrupt,
-            "snapshot {} has unreadable metadata: {e}",
-            snapshot.id
-        )
-    })?;
-    Ok(r.roles)
 }
 
 /// The dump snapshot `pick` names for a restore into `target`: `latest` is the newest
@@ -163,7 +158,17 @@ pub async fn restore(
             snapshot.kind
         ));
     }
-    snapshot.file(DUMP_FILE)?;
+    let meta: LogicalMetadata = serde_json::from_value(snapshot.metadata.clone()).map_err(|e| {
+        err!(
+            Corrupt,
+            "snapshot {} has unreadable metadata: {e}",
+            snapshot.id
+        )
+    })?;
+    snapshot.file(match meta.format {
+        LogicalFormat::Streams => SCHEMA_FILE,
+        LogicalFormat::PgDump => DUMP_FILE,
+    })?;
     let tools = PgTools::discover()?;
     let started = Instant::now();
     let db = target.dbname().to_owned();
@@ -175,7 +180,7 @@ pub async fn restore(
     let admin_client = admin.connect().await?;
     let exists = database_exists(&admin_client, &admin, &db).await?;
     // A fresh server lacks the roles the objects need: refuse now, not half-way through.
-    let needed = snapshot_roles(snapshot)?.required(options.no_owner, options.no_privileges);
+    let needed = meta.roles.required(options.no_owner, options.no_privileges);
     let missing_roles = roles::missing(&admin_client, &admin, &needed).await?;
     if !missing_roles.is_empty() && !options.globals && !options.create_roles {
         return Err(roles::refuse(
@@ -185,8 +190,9 @@ pub async fn restore(
         ));
     }
 
-    let (into, created) =
-        prepare_target(&admin_client, &admin, target, options.mode, exists).await?;
+    let prepared = prepare_target(&admin_client, &admin, target, options.mode, exists).await?;
+    let into = prepared.into.clone();
+    let marker = Marker::set(&admin_client, &admin, &into, snapshot).await?;
 
     let run = async {
         if options.globals {
@@ -196,21 +202,35 @@ pub async fn restore(
             let still = roles::missing(&admin_client, &admin, &needed).await?;
             roles::create(&admin_client, &admin, &still).await?;
         }
-        progress.phase("restore");
-        feed_pg_restore(
-            repo,
-            snapshot,
-            &tools,
-            &target.with_dbname(&into),
-            options,
-            progress.clone(),
-        )
-        .await
+        let into = target.with_dbname(&into);
+        match meta.format {
+            LogicalFormat::Streams => {
+                progress.phase("fetch");
+                let spool = Spool::fetch(repo, snapshot, SCHEMA_FILE, options, &*progress).await?;
+                crate::logical::load::load(
+                    repo,
+                    snapshot,
+                    &meta,
+                    &tools,
+                    &into,
+                    options,
+                    &spool.path,
+                    progress.clone(),
+                )
+                .await
+            }
+            LogicalFormat::PgDump => {
+                progress.phase("restore");
+                feed_pg_restore(repo, snapshot, &tools, &into, options, progress.clone())
+                    .await
+                    .map(|b| (b, Vec::new()))
+            }
+        }
     };
-    let bytes = match run.await {
+    let (bytes, tables) = match run.await {
         Ok(b) => b,
         Err(e) => {
-            let note = if created {
+            let note = if prepared.created {
                 match drop_database(&admin_client, &admin, &into).await {
                     Ok(()) => format!("; the partly restored database {into:?} was dropped"),
                     Err(d) => format!(
@@ -218,9 +238,13 @@ pub async fn restore(
                         d.message()
                     ),
                 }
-            } else if options.mode == RestoreMode::Clean || options.jobs > 1 {
-                format!("; database {into:?} may be partly restored: restore again with --clean, or drop it")
+            } else if options.mode == RestoreMode::Clean
+                || options.jobs > 1
+                || meta.format == LogicalFormat::Streams
+            {
+                format!("; database {into:?} is partly restored (its comment says so): restore again with --clean, or drop it")
             } else {
+                marker.clear(&admin_client, &admin).await.ok();
                 format!("; the single-transaction restore was rolled back, {into:?} is unchanged")
             };
             return Err(Error::new(
@@ -234,6 +258,7 @@ pub async fn restore(
             ));
         }
     };
+    marker.clear(&admin_client, &admin).await?;
 
     let mut previous = None;
     if options.mode == RestoreMode::Swap {
@@ -246,28 +271,183 @@ pub async fn restore(
             options.terminate_connections,
         )
         .await?;
+    } else if into != db {
+        rename_into_place(&admin_client, &admin, &into, &db).await?;
     }
     Ok(RestoreReport {
         snapshot: snapshot.id.to_string(),
         target: target.redacted(),
         mode: options.mode,
+        format: meta.format,
         bytes,
         jobs: options.jobs.max(1),
+        tables,
         duration: started.elapsed(),
         previous_database: previous,
         globals_restored: options.globals,
     })
 }
 
-/// Checks and creates the database to restore into; returns its name and whether it was
-/// created here (and so may be dropped if the restore fails).
+/// Where a restore goes: the database it loads into and whether it created it (and so
+/// may drop it when the restore fails).
+struct Prepared {
+    into: String,
+    created: bool,
+}
+
+/// The comment a database carries while a restore fills it, so that a restore stopped
+/// half-way (kill -9, a lost machine) is recognisable as incomplete, and a database made
+/// by one may be dropped by the next.
+const INCOMPLETE: &str = "drkit: incomplete restore";
+
+struct Marker {
+    database: String,
+    previous: Option<String>,
+}
+
+impl Marker {
+    async fn set(
+        client: &tokio_postgres::Client,
+        conn: &ConnInfo,
+        database: &str,
+        snapshot: &Snapshot,
+    ) -> Result<Self> {
+        let previous = database_comment(client, conn, database).await?;
+        let note = format!(
+            "{INCOMPLETE} of snapshot {} started {}; not usable until drkit finishes it",
+            snapshot.id,
+            jiff::Timestamp::now()
+                .round(jiff::Unit::Second)
+                .unwrap_or_else(|_| jiff::Timestamp::now())
+        );
+        set_comment(client, conn, database, Some(&note)).await?;
+        Ok(Self {
+            database: database.to_owned(),
+            previous,
+        })
+    }
+
+    async fn clear(&self, client: &tokio_postgres::Client, conn: &ConnInfo) -> Result<()> {
+        set_comment(client, conn, &self.database, self.previous.as_deref()).await
+    }
+}
+
+async fn database_comment(
+    client: &tokio_postgres::Client,
+    conn: &ConnInfo,
+    database: &str,
+) -> Result<Option<String>> {
+    let row = client
+        .query_opt(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+            &[&database],
+        )
+        .await
+        .map_err(|e| query_error(conn, "reading the database's comment", e))?;
+    Ok(row.and_then(|r| r.get(0)))
+}
+
+async fn set_comment(
+    client: &tokio_postgres::Client,
+    conn: &ConnInfo,
+    database: &str,
+    comment: Option<&str>,
+) -> Result<()> {
+    let value = comment.map_or_else(
+        || "NULL".to_owned(),
+        |c| format!("'{}'", c.replace('\'', "''")),
+    );
+    client
+        .batch_execute(&format!(
+            "COMMENT ON DATABASE {} IS {value}",
+            ident(database)
+        ))
+        .await
+        .map_err(|e| {
+            query_error(
+                conn,
+                &format!("setting the comment of database {database:?}"),
+                e,
+            )
+        })
+}
+
+/// Whether `database` was left by a restore that never finished.
+async fn left_incomplete(
+    client: &tokio_postgres::Client,
+    conn: &ConnInfo,
+    database: &str,
+) -> Result<bool> {
+    Ok(database_comment(client, conn, database)
+        .await?
+        .is_some_and(|c| c.starts_with(INCOMPLETE)))
+}
+
+/// Drops `side` if a stopped restore left it; refuses if it is anything else.
+async fn clear_leftover(
+    client: &tokio_postgres::Client,
+    conn: &ConnInfo,
+    side: &str,
+) -> Result<()> {
+    if !database_exists(client, conn, side).await? {
+        return Ok(());
+    }
+    if left_incomplete(client, conn, side).await? {
+        tracing::warn!(
+            database = side,
+            "dropping the database an interrupted restore left"
+        );
+        return drop_database(client, conn, side).await;
+    }
+    Err(err!(
+        Conflict,
+        "database {side:?} already exists on {} and is not an interrupted restore's; drop or rename it first",
+        conn.server()
+    ))
+}
+
+async fn rename_into_place(
+    client: &tokio_postgres::Client,
+    conn: &ConnInfo,
+    from: &str,
+    to: &str,
+) -> Result<()> {
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE {} RENAME TO {}",
+            ident(from),
+            ident(to)
+        ))
+        .await
+        .map_err(|e| {
+            query_error(
+                conn,
+                &format!("renaming the restored database {from:?} to {to:?}"),
+                e,
+            )
+            .context(format!("the restore is complete in {from:?}"))
+        })
+}
+
+/// The name a restore into a new database `db` builds under: `<db>_restoring`, or `db`
+/// itself when that would be too long for PostgreSQL (63 bytes).
+fn building_name(db: &str) -> String {
+    let side = format!("{db}_restoring");
+    if side.len() <= 63 {
+        side
+    } else {
+        db.to_owned()
+    }
+}
+
+/// Checks and creates the database to restore into.
 async fn prepare_target(
     admin_client: &tokio_postgres::Client,
     admin: &ConnInfo,
     target: &ConnInfo,
     mode: RestoreMode,
     exists: bool,
-) -> Result<(String, bool)> {
+) -> Result<Prepared> {
     let db = target.dbname().to_owned();
     Ok(match mode {
         RestoreMode::Auto if exists => {
@@ -280,31 +460,47 @@ async fn prepare_target(
                 )
                 .with_hint(dr_core::Hint::CleanOrSwap));
             }
-            (db.clone(), false)
+            Prepared {
+                into: db.clone(),
+                created: false,
+            }
         }
         RestoreMode::Auto | RestoreMode::Create => {
             if exists {
                 return Err(err!(AlreadyExists, "database {db:?} already exists on {}; --create restores only into a new database", target.server()));
             }
-            create_database(admin_client, admin, &db).await?;
-            (db.clone(), true)
+            // Built under another name, so that until it is complete no database of
+            // this name exists for an application or a check to find.
+            let side = building_name(&db);
+            if side != db {
+                clear_leftover(admin_client, admin, &side).await?;
+            }
+            create_database(admin_client, admin, &side).await?;
+            Prepared {
+                into: side,
+                created: true,
+            }
         }
         RestoreMode::Clean => {
             if !exists {
                 return Err(err!(NotFound, "database {db:?} does not exist on {}; --clean restores in place, drop the flag to create it", target.server()));
             }
-            (db.clone(), false)
+            Prepared {
+                into: db.clone(),
+                created: false,
+            }
         }
         RestoreMode::Swap => {
             let side = format!("{db}_restored");
-            if database_exists(admin_client, admin, &side).await? {
-                return Err(err!(Conflict, "database {side:?} already exists on {} (left by an earlier restore?); drop it first", target.server()));
-            }
+            clear_leftover(admin_client, admin, &side).await?;
             if exists && database_exists(admin_client, admin, &format!("{db}_old")).await? {
                 return Err(err!(Conflict, "database \"{db}_old\" already exists on {}; drop or rename it so the swap can keep the current database there", target.server()));
             }
             create_database(admin_client, admin, &side).await?;
-            (side, true)
+            Prepared {
+                into: side,
+                created: true,
+            }
         }
     })
 }
@@ -332,55 +528,10 @@ async fn feed_pg_restore(
     if options.jobs > 1 {
         // Parallel restore needs a seekable file; spooling also means every chunk is
         // verified before the database is touched.
-        let dir = options
-            .scratch_dir
-            .clone()
-            .unwrap_or_else(std::env::temp_dir);
-        let spool = tempfile::Builder::new()
-            .prefix("drkit-restore-")
-            .suffix(".dump")
-            .tempfile_in(&dir)
-            .map_err(|e| Error::io(format!("creating a spool file in {}", dir.display()), e))?;
-        let held = spool
-            .reopen()
-            .map_err(|e| Error::io("opening spool file", e))?;
-        // The spool is a decrypted copy of the database: on Linux its name is removed at
-        // once and pg_restore reaches it through this process's descriptor, so a restore
-        // killed mid-way (kill -9, a lost machine) leaves nothing behind.
-        let (spool_path, _named) = match unlinked_path(&held) {
-            Some(p) => {
-                spool
-                    .close()
-                    .map_err(|e| Error::io("removing the spool file's name", e))?;
-                (p, None)
-            }
-            None => (spool.path().to_owned(), Some(spool)),
-        };
-        let mut file = tokio::fs::File::from_std(
-            held.try_clone()
-                .map_err(|e| Error::io("opening spool file", e))?,
-        );
         progress.phase("fetch");
-        let fetch = Instant::now();
-        let size = snapshot.file(DUMP_FILE)?.size;
-        let bytes = spool_with_offsets(repo, snapshot, &mut file, &spool_path, &*progress)
-            .await
-            .map_err(|e| {
-                if e.kind() == ErrorKind::Corrupt {
-                    e
-                } else {
-                    e.context(format!(
-                        "spooling the dump ({size} bytes) to {} for a parallel restore; free space there, pass --scratch-dir, or --jobs 1 to stream without a spool file",
-                        dir.display()
-                    ))
-                }
-            })?;
-        drop(file);
-        tracing::info!(
-            bytes,
-            secs = fetch.elapsed().as_secs_f64(),
-            "spooled and verified the dump"
-        );
+        let spool = Spool::fetch(repo, snapshot, DUMP_FILE, options, &*progress).await?;
+        let bytes = spool.bytes;
+        let spool_path = spool.path.clone();
         progress.phase("pg_restore");
         let load = Instant::now();
         cmd.arg(format!("--jobs={}", options.jobs)).arg(&spool_path);
@@ -392,6 +543,7 @@ async fn feed_pg_restore(
             jobs = options.jobs,
             "pg_restore finished"
         );
+        drop(spool);
         Ok(bytes)
     } else {
         cmd.arg("--single-transaction");
@@ -410,6 +562,79 @@ async fn feed_pg_restore(
         }
         run.finish().await?;
         fed
+    }
+}
+
+/// An archive of the snapshot copied to a local file for `pg_restore`, every chunk
+/// verified on the way; its name is gone as soon as it exists (where the system allows),
+/// so a restore killed mid-way leaves no decrypted copy behind.
+pub(crate) struct Spool {
+    pub path: PathBuf,
+    pub bytes: u64,
+    _held: std::fs::File,
+    _named: Option<tempfile::NamedTempFile>,
+}
+
+impl Spool {
+    pub(crate) async fn fetch(
+        repo: &Repository,
+        snapshot: &Snapshot,
+        name: &str,
+        options: &RestoreOptions,
+        progress: &dyn Progress,
+    ) -> Result<Self> {
+        let dir = options
+            .scratch_dir
+            .clone()
+            .unwrap_or_else(std::env::temp_dir);
+        let spool = tempfile::Builder::new()
+            .prefix("drkit-restore-")
+            .suffix(".dump")
+            .tempfile_in(&dir)
+            .map_err(|e| Error::io(format!("creating a spool file in {}", dir.display()), e))?;
+        let held = spool
+            .reopen()
+            .map_err(|e| Error::io("opening spool file", e))?;
+        // pg_restore reaches an unlinked spool through this process's descriptor.
+        let (path, named) = match unlinked_path(&held) {
+            Some(p) => {
+                spool
+                    .close()
+                    .map_err(|e| Error::io("removing the spool file's name", e))?;
+                (p, None)
+            }
+            None => (spool.path().to_owned(), Some(spool)),
+        };
+        let mut file = tokio::fs::File::from_std(
+            held.try_clone()
+                .map_err(|e| Error::io("opening spool file", e))?,
+        );
+        let fetch = Instant::now();
+        let size = snapshot.file(name)?.size;
+        let bytes = spool_with_offsets(repo, snapshot, name, &mut file, &path, progress)
+            .await
+            .map_err(|e| {
+                if e.kind() == ErrorKind::Corrupt {
+                    e
+                } else {
+                    e.context(format!(
+                        "spooling {name} ({size} bytes) to {} for pg_restore; free space there or pass --scratch-dir",
+                        dir.display()
+                    ))
+                }
+            })?;
+        drop(file);
+        tracing::info!(
+            bytes,
+            secs = fetch.elapsed().as_secs_f64(),
+            "spooled and verified {name}"
+        );
+        Ok(Self {
+            path,
+            bytes,
+            _held: held,
+            _named: named,
+        })
     }
 }
 
@@ -438,6 +663,7 @@ fn unlinked_path(held: &std::fs::File) -> Option<PathBuf> {
 async fn spool_with_offsets(
     repo: &Repository,
     snapshot: &Snapshot,
+    name: &str,
     file: &mut tokio::fs::File,
     path: &std::path::Path,
     progress: &dyn Progress,
@@ -447,7 +673,7 @@ async fn spool_with_offsets(
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
     let scanner = tokio::task::spawn_blocking(move || OffsetIndex::scan(ChannelReader::new(rx)));
     let mut tx = Some(tx);
-    let mut stream = repo.read_file(snapshot, DUMP_FILE)?;
+    let mut stream = repo.read_file(snapshot, name)?;
     let mut written = 0u64;
     while let Some(part) = stream.try_next().await? {
         file.write_all(&part)

@@ -81,6 +81,9 @@ class Repository:
         skip_globals: bool = False,
         row_counts: bool = True,
         lock_wait_timeout: float | None = None,
+        format: Literal["streams", "pg-dump"] = "streams",
+        jobs: int | None = None,
+        split_bytes: int = 268435456,
     ) -> dict[str, Any]: ...
     def backup_files(
         self,

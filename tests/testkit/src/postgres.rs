@@ -142,6 +142,17 @@ impl PgCluster {
         );
     }
 
+    /// A checksum of every table and materialized view (rows in text form, sorted),
+    /// every large object and every sequence's state in `db`: two databases with equal
+    /// sums hold the same data.
+    #[must_use]
+    pub fn content_sums(&self, db: &str) -> Vec<String> {
+        self.psql(db, CONTENT_SUMS)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    }
+
     /// A connected client for `db`.
     pub async fn client(&self, db: &str) -> tokio_postgres::Client {
         let (client, conn) = tokio_postgres::connect(&self.dsn(db), tokio_postgres::NoTls)
@@ -151,3 +162,24 @@ impl PgCluster {
         client
     }
 }
+
+const CONTENT_SUMS: &str = r#"
+CREATE FUNCTION pg_temp.sums() RETURNS SETOF text LANGUAGE plpgsql AS $$
+DECLARE r record; s text;
+BEGIN
+  FOR r IN SELECT format('%I.%I', n.nspname, c.relname) AS t FROM pg_class c
+           JOIN pg_namespace n ON n.oid = c.relnamespace
+           WHERE c.relkind IN ('r', 'm') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+             AND n.nspname NOT LIKE 'pg_toast%' ORDER BY 1
+  LOOP
+    EXECUTE format('SELECT count(*) || '':'' || coalesce(md5(string_agg(x::text, '''' ORDER BY x::text)), ''-'') FROM %s x', r.t) INTO s;
+    RETURN NEXT r.t || ' ' || s;
+  END LOOP;
+  RETURN NEXT 'large objects ' || (SELECT coalesce(md5(string_agg(oid::text || ':' || encode(lo_get(oid), 'hex'), ',' ORDER BY oid)), '-') FROM pg_largeobject_metadata);
+  FOR r IN SELECT format('%I.%I', schemaname, sequencename) AS q FROM pg_sequences ORDER BY 1 LOOP
+    EXECUTE format('SELECT last_value || '' '' || is_called FROM %s', r.q) INTO s;
+    RETURN NEXT r.q || ' ' || s;
+  END LOOP;
+END $$;
+SELECT * FROM pg_temp.sums();
+"#;
