@@ -344,7 +344,7 @@ pub async fn run(
     let (mut demo, size) = Demo::setup(note, a.rows).await?;
     let first = demo
         .backup(
-            "backup (pg_dump → chunks → zstd → XChaCha20-Poly1305)",
+            "backup (parallel COPY streams → chunks → zstd → XChaCha20-Poly1305)",
             None,
         )
         .await?;

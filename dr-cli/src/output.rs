@@ -1,5 +1,6 @@
 //! How results reach people (text, progress bars) and machines (`--json`).
 
+use std::fmt::Write as _;
 use std::io::IsTerminal;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
@@ -73,7 +74,7 @@ impl Output {
         );
         bar.enable_steady_tick(Duration::from_millis(200));
         std::sync::Arc::new(Bar {
-            bar,
+            line: bar,
             new_bytes: AtomicU64::new(0),
             items: std::sync::Mutex::new(Vec::new()),
         })
@@ -83,7 +84,7 @@ impl Output {
 /// A progress bar that also counts bytes newly stored (dedup shows as their ratio).
 #[derive(Debug)]
 pub struct Bar {
-    bar: ProgressBar,
+    line: ProgressBar,
     new_bytes: AtomicU64,
     /// The items (tables) under way, oldest first.
     items: std::sync::Mutex<Vec<String>>,
@@ -92,7 +93,7 @@ pub struct Bar {
 impl Bar {
     /// Removes the bar from the terminal.
     pub fn finish(&self) {
-        self.bar.finish_and_clear();
+        self.line.finish_and_clear();
     }
 }
 
@@ -117,20 +118,20 @@ impl Bar {
             }
             msg.push_str(&shown.join(", "));
             if more > 0 {
-                msg.push_str(&format!(" +{more}"));
+                let _ = write!(msg, " +{more}");
             }
         }
-        self.bar.set_message(msg);
+        self.line.set_message(msg);
     }
 }
 
 impl Progress for Bar {
     fn phase(&self, name: &str) {
-        self.bar.set_prefix(name.to_owned());
+        self.line.set_prefix(name.to_owned());
     }
 
     fn advance(&self, raw: u64, stored_new: u64) {
-        self.bar.inc(raw);
+        self.line.inc(raw);
         if stored_new > 0 {
             self.new_bytes.fetch_add(stored_new, Ordering::Relaxed);
             self.show();

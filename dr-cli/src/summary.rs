@@ -1,5 +1,7 @@
 //! One-line snapshot descriptions for people.
 
+use std::fmt::Write as _;
+
 use dr_core::repo::SnapshotSummary;
 
 use crate::output::bytes;
@@ -66,7 +68,7 @@ pub fn slowest_tables(s: &SnapshotSummary) -> String {
     let mut out =
         String::from("\n  slowest tables (--json lists every table's bytes and seconds):");
     for (secs, name, b) in timed.iter().take(5) {
-        out.push_str(&format!("\n    {name:<40} {:>10}  {secs:>6.1}s", bytes(*b)));
+        let _ = write!(out, "\n    {name:<40} {:>10}  {secs:>6.1}s", bytes(*b));
     }
     out
 }

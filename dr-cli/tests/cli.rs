@@ -198,6 +198,88 @@ fn killing_a_backup_leaves_no_snapshot_and_the_next_one_works() {
 }
 
 #[test]
+fn killing_a_restore_leaves_no_database_that_looks_complete() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.fill_items("big", 1_500_000);
+    let dir = tempfile::tempdir().unwrap();
+    let drkit = new_drkit(&dir.path().join("repo"));
+    drkit.json(&["repo", "init"]);
+    drkit.json(&["backup", "--jobs", "2", &pg.dsn("big")]);
+    let expected = pg.psql(
+        "big",
+        "SELECT count(*), sum(qty), md5(string_agg(sku, ',' ORDER BY id)) FROM items",
+    );
+
+    let copying = || {
+        pg.psql(
+            "postgres",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'copy_restoring' AND query LIKE 'COPY%FROM STDIN%'",
+        ) != "0"
+    };
+    let mut child = drkit
+        .cmd(&[
+            "--quiet",
+            "restore",
+            "latest",
+            "--source",
+            "big",
+            "--to",
+            &pg.dsn("copy"),
+        ])
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    while !copying() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the restore loaded nothing in 60 s"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "restore finished before it could be killed; use more rows"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL, mid-COPY
+    child.wait().unwrap();
+    let names = pg.psql(
+        "postgres",
+        "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database",
+    );
+    assert!(
+        !names.split(',').any(|d| d == "copy"),
+        "no database of the target's name: {names}"
+    );
+    assert!(
+        pg.psql("postgres", "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = 'copy_restoring'")
+            .starts_with("drkit: incomplete restore of snapshot"),
+        "the half-loaded database says what it is"
+    );
+
+    // The next restore takes the leftover away and completes.
+    drkit.json(&[
+        "restore",
+        "latest",
+        "--source",
+        "big",
+        "--to",
+        &pg.dsn("copy"),
+    ]);
+    assert_eq!(
+        pg.psql(
+            "copy",
+            "SELECT count(*), sum(qty), md5(string_agg(sku, ',' ORDER BY id)) FROM items"
+        ),
+        expected
+    );
+    let names = pg.psql(
+        "postgres",
+        "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database",
+    );
+    assert!(!names.contains("copy_restoring"), "{names}");
+}
+
+#[test]
 fn a_corrupt_chunk_fails_verify_and_restore_loudly() {
     let Some(pg) = PgCluster::start() else { return };
     pg.fill_items("shop", 100_000);

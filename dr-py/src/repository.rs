@@ -142,8 +142,8 @@ impl Repository {
 
     /// Backs up the Postgres database `dsn` names; returns the snapshot summary.
     /// `format` is `"streams"` (tables read by parallel sessions, `jobs` of them, tables
-    /// above `split_bytes` in ranges) or `"pg-dump"`.
-    #[pyo3(signature = (dsn, *, tags=None, skip_globals=false, row_counts=true, lock_wait_timeout=None, format="streams", jobs=None, split_bytes=dr_pg::DEFAULT_SPLIT_BYTES))]
+    /// above `split_bytes`, default 256 MiB, in ranges) or `"pg-dump"`.
+    #[pyo3(signature = (dsn, *, tags=None, skip_globals=false, row_counts=true, lock_wait_timeout=None, format="streams", jobs=None, split_bytes=None))]
     #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
     fn backup<'py>(
         &self,
@@ -155,7 +155,7 @@ impl Repository {
         lock_wait_timeout: Option<f64>,
         format: &str,
         jobs: Option<usize>,
-        split_bytes: u64,
+        split_bytes: Option<u64>,
     ) -> PyResult<Bound<'py, PyAny>> {
         let conn = ConnInfo::parse(dsn).map_err(crate::errors::to_py)?;
         let format: dr_pg::LogicalFormat = format.parse().map_err(crate::errors::to_py)?;
@@ -166,7 +166,7 @@ impl Repository {
         let options = BackupOptions {
             format,
             jobs,
-            split_bytes,
+            split_bytes: split_bytes.unwrap_or(dr_pg::DEFAULT_SPLIT_BYTES),
             row_counts: if row_counts {
                 RowCounts::All
             } else {

@@ -62,6 +62,26 @@ def test_backup_restore_verify(tmp_path, cluster):
     assert checked["tables"][0]["actual"] == 20000
 
 
+def test_both_formats_and_per_table_figures(tmp_path, cluster):
+    repo = drkit.Repository.init(f"file://{tmp_path}/repo", password="correct horse")
+    streams = repo.backup(cluster.dsn("shop"), jobs=2, split_bytes=64 * 1024)
+    assert streams["metadata"]["format"] == "streams"
+    table = streams["metadata"]["tables"][0]
+    assert table["rows"] == 20000 and table["copied_bytes"] > 0 and table["secs"] >= 0
+    assert len({p["from_page"] for f in streams["metadata"]["data"] for p in f["parts"]}) > 1, "split into ranges"
+    old = repo.backup(cluster.dsn("shop"), format="pg-dump")
+    assert old["metadata"]["format"] == "pg-dump"
+    with pytest.raises(drkit.InvalidInputError, match="streams, pg-dump"):
+        repo.backup(cluster.dsn("shop"), format="tar")
+
+    for snap, db in [(streams, "shop_streams"), (old, "shop_dump")]:
+        report = repo.restore(snap["id"], to=cluster.dsn(db))
+        assert report["format"] == snap["metadata"]["format"]
+        assert psql(cluster, db, CHECKSUM) == psql(cluster, "shop", CHECKSUM)
+    loaded = repo.restore(streams["id"], to=cluster.dsn("shop_again"))["tables"]
+    assert [(t["table"], t["rows"]) for t in loaded] == [("public.orders", 20000)]
+
+
 def test_errors_are_typed_and_say_what_to_do(tmp_path, cluster):
     with pytest.raises(drkit.NotFoundError, match=r"create one with drkit\.Repository\.init\("):
         drkit.Repository.open(f"file://{tmp_path}/nothing", password="x")

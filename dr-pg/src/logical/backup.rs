@@ -2,6 +2,7 @@
 //! `pg_dump -Fc -Z0` stream), roles beside them.
 
 use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::process::Stdio;
 use std::sync::Arc;
 
@@ -106,9 +107,30 @@ pub async fn backup(
     let facts = server_facts(&client, conn).await?;
     let roles = NeededRoles::read(&client, conn).await?;
     if options.format == LogicalFormat::Streams {
-        return backup_streams(repo, conn, options, progress, &tools, client, facts, roles).await;
+        return Box::pin(backup_streams(
+            repo, conn, options, progress, &tools, client, facts, roles,
+        ))
+        .await;
     }
+    Box::pin(backup_pg_dump(
+        repo, conn, options, progress, &tools, client, facts, roles,
+    ))
+    .await
+}
 
+/// The pg-dump format: one `pg_dump -Fc -Z0` stream; the row counts read the same
+/// exported snapshot.
+#[allow(clippy::too_many_arguments)] // the facts `backup` already gathered, passed on
+async fn backup_pg_dump(
+    repo: &Repository,
+    conn: &ConnInfo,
+    options: &BackupOptions,
+    progress: Arc<dyn Progress>,
+    tools: &PgTools,
+    client: tokio_postgres::Client,
+    facts: ServerFacts,
+    roles: NeededRoles,
+) -> Result<Snapshot> {
     // An exported snapshot lets pg_dump and our counts see the same data.
     client
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -170,7 +192,7 @@ pub async fn backup(
         "skipped (--skip-globals)".to_owned()
     } else {
         progress.phase("globals");
-        match dump_globals(&tools, conn, &mut writer).await {
+        match dump_globals(tools, conn, &mut writer).await {
             Ok(note) => note,
             Err(e) => format!("not saved: {}", e.message()),
         }
@@ -202,6 +224,7 @@ pub async fn backup(
 
 /// The streams format: see [`streams`].
 #[allow(clippy::too_many_arguments)] // the facts `backup` already gathered, passed on
+#[allow(clippy::too_many_lines)] // one sequence: snapshot, plan, streams, metadata, commit
 async fn backup_streams(
     repo: &Repository,
     conn: &ConnInfo,
@@ -214,7 +237,7 @@ async fn backup_streams(
 ) -> Result<Snapshot> {
     let mut session = streams::SESSION.to_owned();
     if let Some(t) = options.lock_wait_timeout {
-        session.push_str(&format!("; SET lock_timeout = {}", t.as_millis().max(1)));
+        let _ = write!(session, "; SET lock_timeout = {}", t.as_millis().max(1));
     }
     client
         .batch_execute(&format!(
@@ -282,13 +305,12 @@ async fn backup_streams(
         let mut outputs = Vec::new();
         while let Some(done) = workers.join_next().await {
             // The first failure stops the others (dropping the set aborts them).
-            outputs.push(done.map_err(streams::joined)??);
+            outputs.push(done.map_err(|e| dr_core::err!(Io, "a backup session failed: {e}"))??);
         }
         Ok::<_, Error>(outputs)
     };
-    let (rest, outputs) = tokio::join!(rest, read_all);
-    let outputs = outputs?;
-    let rest = rest?;
+    // The first failure stops the rest: pg_dump is killed, the sessions are aborted.
+    let (rest, outputs) = tokio::try_join!(rest, read_all)?;
     let _ = client.batch_execute("COMMIT").await;
 
     writer.add_stored(rest)?;

@@ -68,6 +68,7 @@ pub(crate) fn pg_restore(
 
 /// Loads the schema, the streams and the post-data of `meta` into `into`, the schema
 /// archive already spooled at `archive`.
+#[allow(clippy::too_many_arguments)] // what `restore` resolved, passed on
 pub(crate) async fn load(
     repo: &Repository,
     snapshot: &Snapshot,
@@ -129,9 +130,8 @@ pub(crate) async fn load(
         }
         Ok::<_, Error>(loads)
     };
-    let (rest, loads) = tokio::join!(rest, all);
-    let loads = loads?;
-    rest?;
+    // The first failure stops the rest: pg_restore is killed, the sessions are aborted.
+    let (_, loads) = tokio::try_join!(rest, all)?;
 
     progress.phase("indexes");
     spawn(

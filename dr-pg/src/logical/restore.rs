@@ -143,6 +143,7 @@ pub async fn dump_for(
 }
 
 /// Restores `snapshot` into the database `target` names.
+#[allow(clippy::too_many_lines)] // one sequence: checks, target, load, marker, rename or swap
 pub async fn restore(
     repo: &Repository,
     snapshot: &Snapshot,
@@ -207,7 +208,7 @@ pub async fn restore(
             LogicalFormat::Streams => {
                 progress.phase("fetch");
                 let spool = Spool::fetch(repo, snapshot, SCHEMA_FILE, options, &*progress).await?;
-                crate::logical::load::load(
+                Box::pin(crate::logical::load::load(
                     repo,
                     snapshot,
                     &meta,
@@ -216,7 +217,7 @@ pub async fn restore(
                     options,
                     &spool.path,
                     progress.clone(),
-                )
+                ))
                 .await
             }
             LogicalFormat::PgDump => {
@@ -406,12 +407,36 @@ async fn clear_leftover(
     ))
 }
 
+/// Waits until the sessions this restore opened on `database` have ended (the server
+/// ends a backend a moment after its client leaves), so that it can be renamed.
+async fn wait_until_unused(
+    client: &tokio_postgres::Client,
+    conn: &ConnInfo,
+    database: &str,
+) -> Result<()> {
+    for _ in 0..100 {
+        let row = client
+            .query_one(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = $1",
+                &[&database],
+            )
+            .await
+            .map_err(|e| query_error(conn, "listing sessions", e))?;
+        if row.get::<_, i64>(0) == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Ok(())
+}
+
 async fn rename_into_place(
     client: &tokio_postgres::Client,
     conn: &ConnInfo,
     from: &str,
     to: &str,
 ) -> Result<()> {
+    wait_until_unused(client, conn, from).await?;
     client
         .batch_execute(&format!(
             "ALTER DATABASE {} RENAME TO {}",
@@ -831,6 +856,7 @@ async fn swap(
     terminate: bool,
 ) -> Result<Option<String>> {
     let old = format!("{db}_old");
+    wait_until_unused(client, conn, side).await?;
     if exists && terminate {
         client
             .execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()", &[&db])

@@ -12,7 +12,7 @@ use std::time::Instant;
 use bytes::{Bytes, BytesMut};
 use dr_core::progress::Progress;
 use dr_core::repo::{FileSink, StoredFile};
-use dr_core::{err, Error, Result};
+use dr_core::{err, Result};
 use futures::StreamExt;
 use tokio::process::Command;
 use tokio_postgres::Client;
@@ -411,11 +411,6 @@ pub(crate) fn table_counts(
         out[i].secs += s;
     }
     out
-}
-
-/// The error for a backup session that ended without a result.
-pub(crate) fn joined(e: tokio::task::JoinError) -> Error {
-    err!(Io, "a backup session failed: {e}")
 }
 
 #[cfg(test)]

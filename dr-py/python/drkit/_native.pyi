@@ -83,7 +83,7 @@ class Repository:
         lock_wait_timeout: float | None = None,
         format: Literal["streams", "pg-dump"] = "streams",
         jobs: int | None = None,
-        split_bytes: int = 268435456,
+        split_bytes: int | None = None,
     ) -> dict[str, Any]: ...
     def backup_files(
         self,

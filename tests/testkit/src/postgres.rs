@@ -163,7 +163,7 @@ impl PgCluster {
     }
 }
 
-const CONTENT_SUMS: &str = r#"
+const CONTENT_SUMS: &str = r"
 CREATE FUNCTION pg_temp.sums() RETURNS SETOF text LANGUAGE plpgsql AS $$
 DECLARE r record; s text;
 BEGIN
@@ -182,4 +182,4 @@ BEGIN
   END LOOP;
 END $$;
 SELECT * FROM pg_temp.sums();
-"#;
+";
