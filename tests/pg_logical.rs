@@ -60,22 +60,6 @@ fn content(pg: &PgCluster, db: &str) -> Vec<String> {
     out
 }
 
-fn schema(pg: &PgCluster, db: &str) -> String {
-    let out = pg.tool("pg_dump", db, &["--schema-only"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    // pg_dump ≥ 15.14 fences its output with a random restrict key; it is not schema.
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 /// A default backup of `conn` into `repo`.
 async fn backup(repo: &Repository, conn: &ConnInfo) -> dr_core::Result<dr_core::repo::Snapshot> {
     dr_pg::backup(repo, conn, &BackupOptions::default(), Arc::new(NoProgress)).await
@@ -169,7 +153,7 @@ async fn rich_database_round_trips_to_a_new_cluster() {
         .sum();
     assert_eq!(report.bytes, streamed, "every stream was loaded");
     assert!(
-        schema(&src, "shop") == schema(&dst, "shop"),
+        src.schema("shop") == dst.schema("shop"),
         "schema-only dumps of source and restored differ"
     );
     assert_eq!(

@@ -42,21 +42,6 @@ fn meta(snap: &Snapshot) -> LogicalMetadata {
     serde_json::from_value(snap.metadata.clone()).unwrap()
 }
 
-fn schema(pg: &PgCluster, db: &str) -> String {
-    let out = pg.tool("pg_dump", db, &["--schema-only"]);
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .unwrap()
-        .lines()
-        .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
-        .collect::<Vec<_>>()
-        .join("\n")
-}
-
 async fn restore(
     repo: &Repository,
     snap: &Snapshot,
@@ -148,7 +133,7 @@ async fn every_kind_of_table_round_trips_through_parallel_streams() {
             .unwrap();
         assert_eq!(loaded.rows, 30_000 - 2_727);
         assert_eq!(pg.content_sums(db), before, "{db}: contents differ");
-        assert_eq!(schema(&pg, db), schema(&pg, "edge"), "{db}: schemas differ");
+        assert_eq!(pg.schema(db), pg.schema("edge"), "{db}: schemas differ");
         assert_eq!(
             pg.psql(db, "SELECT coalesce(shobj_description(oid, 'pg_database'), 'none') FROM pg_database WHERE datname = current_database()"),
             "none",
@@ -177,7 +162,7 @@ async fn every_kind_of_table_round_trips_through_parallel_streams() {
         before,
         "--clean restored the snapshot's data"
     );
-    assert_eq!(schema(&pg, "edge"), schema(&pg, "edge_parallel"));
+    assert_eq!(pg.schema("edge"), pg.schema("edge_parallel"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]

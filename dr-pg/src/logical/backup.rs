@@ -188,38 +188,14 @@ async fn backup_pg_dump(
     let tables = tables?;
     let _ = client.batch_execute("COMMIT").await;
 
-    let globals = if options.skip_globals {
-        "skipped (--skip-globals)".to_owned()
-    } else {
-        progress.phase("globals");
-        match dump_globals(tools, conn, &mut writer).await {
-            Ok(note) => note,
-            Err(e) => format!("not saved: {}", e.message()),
-        }
-    };
-
-    let meta = LogicalMetadata {
-        database: conn.dbname().to_owned(),
-        server: conn.server(),
-        server_version: facts.version,
-        server_version_num: facts.version_num,
-        database_size: facts.size,
-        start_lsn: facts.lsn,
-        in_recovery: facts.in_recovery,
-        consistent_counts: exported.is_some(),
+    let read = Read {
         tables,
-        pg_dump_version: tools.version(),
-        tools: format!("{} (found by {})", tools.bindir.display(), tools.found_by),
-        globals,
-        roles,
+        consistent_counts: exported.is_some(),
         format: LogicalFormat::PgDump,
         data: Vec::new(),
         jobs: 1,
     };
-    progress.phase("commit");
-    writer
-        .commit(serde_json::to_value(&meta).expect("metadata serializes"))
-        .await
+    finish(writer, tools, conn, options, &*progress, facts, roles, read).await
 }
 
 /// The streams format: see [`streams`].
@@ -326,6 +302,37 @@ async fn backup_streams(
     data.sort_by(|a, b| a.file.cmp(&b.file));
     let counts = streams::table_counts(&tables, &data, &secs);
 
+    let read = Read {
+        tables: counts,
+        consistent_counts: true,
+        format: LogicalFormat::Streams,
+        data,
+        jobs: sessions,
+    };
+    finish(writer, tools, conn, options, &*progress, facts, roles, read).await
+}
+
+/// What a format read, for the metadata.
+struct Read {
+    tables: Vec<crate::logical::metadata::TableCount>,
+    consistent_counts: bool,
+    format: LogicalFormat,
+    data: Vec<crate::logical::metadata::DataFile>,
+    jobs: usize,
+}
+
+/// Saves the roles beside the data and commits the snapshot with its metadata.
+#[allow(clippy::too_many_arguments)] // what the backup gathered, recorded
+async fn finish(
+    mut writer: dr_core::repo::SnapshotWriter,
+    tools: &PgTools,
+    conn: &ConnInfo,
+    options: &BackupOptions,
+    progress: &dyn Progress,
+    facts: ServerFacts,
+    roles: NeededRoles,
+    read: Read,
+) -> Result<Snapshot> {
     let globals = if options.skip_globals {
         "skipped (--skip-globals)".to_owned()
     } else {
@@ -343,15 +350,15 @@ async fn backup_streams(
         database_size: facts.size,
         start_lsn: facts.lsn,
         in_recovery: facts.in_recovery,
-        consistent_counts: true,
-        tables: counts,
+        consistent_counts: read.consistent_counts,
+        tables: read.tables,
         pg_dump_version: tools.version(),
         tools: format!("{} (found by {})", tools.bindir.display(), tools.found_by),
         globals,
         roles,
-        format: LogicalFormat::Streams,
-        data,
-        jobs: sessions,
+        format: read.format,
+        data: read.data,
+        jobs: read.jobs,
     };
     progress.phase("commit");
     writer

@@ -83,15 +83,15 @@ pub(crate) async fn load(
         drop_foreign_keys(into, &meta.tables).await?;
     }
     progress.phase("schema");
-    spawn(
-        pg_restore(tools, into, options, "pre-data", archive),
-        "pg_restore",
-        Stdio::null(),
-        Stdio::null(),
-    )?
-    .finish()
-    .await
-    .map_err(|e| e.context("creating the schema (pg_restore --section=pre-data)".to_owned()))?;
+    section(
+        tools,
+        into,
+        options,
+        "pre-data",
+        archive,
+        "creating the schema",
+    )
+    .await?;
 
     progress.phase("data");
     let mut files: Vec<DataFile> = meta.data.clone();
@@ -110,19 +110,14 @@ pub(crate) async fn load(
             progress.clone(),
         ));
     }
-    let rest = async {
-        spawn(
-            pg_restore(tools, into, options, "data", archive),
-            "pg_restore",
-            Stdio::null(),
-            Stdio::null(),
-        )?
-        .finish()
-        .await
-        .map_err(|e| {
-            e.context("loading large objects and sequences (pg_restore --section=data)".to_owned())
-        })
-    };
+    let rest = section(
+        tools,
+        into,
+        options,
+        "data",
+        archive,
+        "loading large objects and sequences",
+    );
     let all = async {
         let mut loads = Vec::new();
         while let Some(done) = workers.join_next().await {
@@ -131,23 +126,18 @@ pub(crate) async fn load(
         Ok::<_, Error>(loads)
     };
     // The first failure stops the rest: pg_restore is killed, the sessions are aborted.
-    let (_, loads) = tokio::try_join!(rest, all)?;
+    let ((), loads) = tokio::try_join!(rest, all)?;
 
     progress.phase("indexes");
-    spawn(
-        pg_restore(tools, into, options, "post-data", archive),
-        "pg_restore",
-        Stdio::null(),
-        Stdio::null(),
-    )?
-    .finish()
-    .await
-    .map_err(|e| {
-        e.context(
-            "building indexes, constraints and triggers (pg_restore --section=post-data)"
-                .to_owned(),
-        )
-    })?;
+    section(
+        tools,
+        into,
+        options,
+        "post-data",
+        archive,
+        "building indexes, constraints and triggers",
+    )
+    .await?;
 
     let mut per_table: Vec<TableLoad> = meta
         .tables
@@ -168,6 +158,27 @@ pub(crate) async fn load(
         total += bytes;
     }
     Ok((total, per_table))
+}
+
+/// Runs `pg_restore` for one section; its error says what the section was doing.
+async fn section(
+    tools: &PgTools,
+    into: &ConnInfo,
+    options: &RestoreOptions,
+    name: &str,
+    archive: &Path,
+    doing: &str,
+) -> Result<()> {
+    spawn(
+        pg_restore(tools, into, options, name, archive),
+        "pg_restore",
+        Stdio::null(),
+        Stdio::null(),
+    )?
+    .finish()
+    .await
+    .map(|_| ())
+    .map_err(|e| e.context(format!("{doing} (pg_restore --section={name})")))
 }
 
 /// In `--clean` mode, drops the foreign keys between the snapshot's tables first: the

@@ -153,6 +153,24 @@ impl PgCluster {
             .collect()
     }
 
+    /// `pg_dump --schema-only` of `db`, without the random restrict-key lines of
+    /// pg_dump ≥ 15.14: two databases with equal schemas give equal text.
+    #[must_use]
+    pub fn schema(&self, db: &str) -> String {
+        let out = self.tool("pg_dump", db, &["--schema-only"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout)
+            .unwrap()
+            .lines()
+            .filter(|l| !l.starts_with("\\restrict ") && !l.starts_with("\\unrestrict "))
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
     /// A connected client for `db`.
     pub async fn client(&self, db: &str) -> tokio_postgres::Client {
         let (client, conn) = tokio_postgres::connect(&self.dsn(db), tokio_postgres::NoTls)
