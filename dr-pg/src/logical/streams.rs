@@ -430,8 +430,8 @@ mod tests {
 
     #[test]
     fn large_tables_split_into_ranges_that_cover_every_page() {
-        let tables = vec![table("big", 1000 * 8192), table("mid", 5 << 20)];
-        let jobs = plan(&tables, 2, 300 * 8192, 8192);
+        let tables = vec![table("big", 4000 * 8192), table("mid", 5 << 20)];
+        let jobs = plan(&tables, 2, 10_000_000, 8192);
         let big: Vec<_> = jobs
             .iter()
             .flat_map(|j| &j.pieces)
