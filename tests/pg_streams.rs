@@ -142,8 +142,10 @@ async fn every_kind_of_table_round_trips_through_parallel_streams() {
     }
     assert!(!databases(&pg).iter().any(|d| d.ends_with("_restoring")));
 
-    // In place with --clean: foreign keys in a cycle and all.
+    // In place with --clean: foreign keys in a cycle and all, over the marker an
+    // interrupted restore left (which a complete one must not put back).
     pg.psql("edge", "DELETE FROM public.people WHERE id > 250; UPDATE geo.places SET name = 'changed'; SELECT setval('public.ticket', 5)");
+    pg.psql("postgres", "COMMENT ON DATABASE edge IS 'drkit: incomplete restore of snapshot x started 2026-01-01T00:00:00Z; not usable until drkit finishes it'");
     assert_ne!(pg.content_sums("edge"), before);
     restore(
         &repo,
@@ -224,7 +226,7 @@ struct UpdateWhenRead {
 
 impl Progress for UpdateWhenRead {
     fn item_started(&self, name: &str) {
-        if name == "public.counter" && !self.done.swap(true, Ordering::SeqCst) {
+        if name.starts_with("public.counter") && !self.done.swap(true, Ordering::SeqCst) {
             let dsn = self.dsn.clone();
             std::thread::spawn(move || {
                 let rt = tokio::runtime::Builder::new_current_thread()
@@ -419,4 +421,101 @@ async fn a_table_that_fails_to_load_is_named_and_the_database_marked_incomplete(
         .starts_with("drkit: incomplete restore"),
         "the database says it is incomplete"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_swap_that_could_not_switch_is_finished_by_the_same_restore_run_again() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.fill_items("shop", 20_000);
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(dir.path()).await;
+    let conn = ConnInfo::parse(&pg.dsn("shop")).unwrap();
+    let snap = dr_pg::backup(
+        &repo,
+        &conn,
+        &BackupOptions::default(),
+        Arc::new(NoProgress),
+    )
+    .await
+    .unwrap();
+    let before = pg.content_sums("shop");
+    pg.psql("shop", "DELETE FROM items WHERE id > 100");
+
+    let e = restore(
+        &repo,
+        &snap,
+        &pg,
+        "shop",
+        RestoreOptions {
+            jobs: 0,
+            ..RestoreOptions::default()
+        },
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind(), dr_core::ErrorKind::InvalidInput, "{e}");
+
+    // An application session holds the live database: the switch is refused.
+    let app = pg.client("shop").await;
+    let swapping = RestoreOptions {
+        mode: RestoreMode::Swap,
+        ..RestoreOptions::default()
+    };
+    let e = restore(&repo, &snap, &pg, "shop", swapping.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        e.to_string().contains("run again switches that copy in"),
+        "{e}"
+    );
+    assert_eq!(
+        pg.content_sums("shop_restored"),
+        before,
+        "the copy is complete"
+    );
+
+    // Run again, ending that session: the finished copy is switched in, not loaded again.
+    let report = restore(
+        &repo,
+        &snap,
+        &pg,
+        "shop",
+        RestoreOptions {
+            terminate_connections: true,
+            ..swapping
+        },
+    )
+    .await
+    .unwrap();
+    drop(app);
+    assert_eq!(report.previous_database.as_deref(), Some("shop_old"));
+    assert_eq!(report.bytes, 0, "nothing was loaded twice");
+    assert_eq!(pg.content_sums("shop"), before);
+    assert_eq!(
+        pg.psql("postgres", "SELECT coalesce(shobj_description(oid, 'pg_database'), 'none') FROM pg_database WHERE datname = 'shop'"),
+        "none"
+    );
+    assert!(!databases(&pg).contains(&"shop_restored".to_owned()));
+}
+
+#[test]
+fn ranges_smaller_than_eight_pages_and_zero_sessions_are_refused() {
+    for options in [
+        BackupOptions {
+            split_bytes: 8191,
+            ..BackupOptions::default()
+        },
+        BackupOptions {
+            split_bytes: 0,
+            ..BackupOptions::default()
+        },
+        BackupOptions {
+            jobs: Some(0),
+            ..BackupOptions::default()
+        },
+    ] {
+        let e = options.check().unwrap_err();
+        assert_eq!(e.kind(), dr_core::ErrorKind::InvalidInput, "{e}");
+    }
+    assert!(BackupOptions::default().check().is_ok());
 }

@@ -78,6 +78,9 @@ fn interrupted_note(c: &Command) -> Option<&'static str> {
         Command::RestoreRedis(_) => Some(
             "the target holds the keys restored so far; run the restore again with --overwrite",
         ),
+        Command::Restore(_) => Some(
+            "a database the restore was building (<db>_restoring, or <db>_restored with --swap) is left with the comment \"drkit: incomplete restore …\" and the next restore drops it; with --clean the database is partly restored: restore again with --clean",
+        ),
         _ => None,
     }
 }

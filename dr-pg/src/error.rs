@@ -15,7 +15,7 @@ pub(crate) enum PgError {
         user: String,
         cause: String,
     },
-    #[error("database {database:?} does not exist on {server}; create it, or pass --create to restore into a new one")]
+    #[error("database {database:?} does not exist on {server}; check its name (a restore creates it when it is missing)")]
     NoDatabase { server: String, database: String },
     #[error("connecting to Postgres at {target} timed out after {secs} s; check the host, firewall and connect_timeout")]
     Timeout { target: String, secs: u64 },

@@ -18,6 +18,13 @@ pub(crate) struct Running {
 
 /// Starts `cmd` with stdin/stdout as given and stderr captured.
 pub(crate) fn spawn(mut cmd: Command, name: &str, stdin: Stdio, stdout: Stdio) -> Result<Running> {
+    // The PostgreSQL programs need none of drkit's own secrets.
+    for (key, _) in std::env::vars_os() {
+        let k = key.to_string_lossy();
+        if k.starts_with("DRKIT_") || k.starts_with("AWS_SECRET") || k == "AWS_SESSION_TOKEN" {
+            cmd.env_remove(&key);
+        }
+    }
     cmd.stdin(stdin)
         .stdout(stdout)
         .stderr(Stdio::piped())

@@ -380,7 +380,7 @@ impl Repository {
         let defaults = RestoreOptions::default();
         let options = RestoreOptions {
             mode: mode.parse().map_err(crate::errors::to_py)?,
-            jobs: jobs.unwrap_or(defaults.jobs).max(1),
+            jobs: jobs.unwrap_or(defaults.jobs),
             globals,
             create_roles,
             no_owner,

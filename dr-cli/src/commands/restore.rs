@@ -29,7 +29,7 @@ pub async fn restore(cli: &Cli, a: &RestoreArgs, out: Output) -> Result<u8> {
     let defaults = RestoreOptions::default();
     let options = RestoreOptions {
         mode,
-        jobs: a.jobs.unwrap_or(defaults.jobs).max(1),
+        jobs: a.jobs.unwrap_or(defaults.jobs),
         globals: a.globals,
         create_roles: a.create_roles,
         no_owner: a.no_owner,
@@ -52,12 +52,13 @@ pub async fn restore(cli: &Cli, a: &RestoreArgs, out: Output) -> Result<u8> {
     let report = report?;
     out.emit(&report, || {
         let mut t = format!(
-            "restored snapshot {} into {} ({} in {:.1}s, {} jobs)",
+            "restored snapshot {} into {} ({} in {:.1}s, {} session{})",
             report.snapshot,
             report.target,
             bytes(report.bytes),
             secs(report.duration),
-            report.jobs
+            report.jobs,
+            if report.jobs == 1 { "" } else { "s" }
         );
         if !report.tables.is_empty() {
             let mut slow: Vec<&dr_pg::TableLoad> = report.tables.iter().collect();

@@ -87,6 +87,29 @@ impl Default for BackupOptions {
 /// Tables above this size are split into ranges by default: 256 MiB.
 pub const DEFAULT_SPLIT_BYTES: u64 = 256 << 20;
 
+/// The smallest range worth a COPY of its own: 64 KiB (eight pages).
+pub const MIN_SPLIT_BYTES: u64 = 64 << 10;
+
+impl BackupOptions {
+    /// Refuses settings that cannot work, before anything is read.
+    pub fn check(&self) -> Result<()> {
+        if self.jobs == Some(0) {
+            return Err(dr_core::err!(
+                InvalidInput,
+                "jobs must be at least 1 (the default is one per core)"
+            ));
+        }
+        if self.split_bytes < MIN_SPLIT_BYTES {
+            return Err(dr_core::err!(
+                InvalidInput,
+                "split_bytes {} is below {MIN_SPLIT_BYTES} (64 KiB); ranges smaller than that cost more than they gain",
+                self.split_bytes
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// The number of cores, the default for parallel sessions.
 pub(crate) fn cores() -> usize {
     std::thread::available_parallelism().map_or(2, std::num::NonZero::get)
@@ -102,6 +125,7 @@ pub async fn backup(
     options: &BackupOptions,
     progress: Arc<dyn Progress>,
 ) -> Result<Snapshot> {
+    options.check()?;
     let tools = PgTools::discover()?;
     let client = conn.connect().await?;
     let facts = server_facts(&client, conn).await?;

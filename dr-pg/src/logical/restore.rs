@@ -166,6 +166,21 @@ pub async fn restore(
             snapshot.id
         )
     })?;
+    if options.jobs == 0 {
+        return Err(err!(
+            InvalidInput,
+            "jobs must be at least 1 (the default is one per core)"
+        ));
+    }
+    if let Some(dir) = &options.scratch_dir {
+        if !dir.is_dir() {
+            return Err(err!(
+                NotFound,
+                "scratch folder {} does not exist; create it or pass another --scratch-dir",
+                dir.display()
+            ));
+        }
+    }
     snapshot.file(match meta.format {
         LogicalFormat::Streams => SCHEMA_FILE,
         LogicalFormat::PgDump => DUMP_FILE,
@@ -191,79 +206,96 @@ pub async fn restore(
         ));
     }
 
-    let prepared = prepare_target(&admin_client, &admin, target, options.mode, exists).await?;
+    let prepared = prepare_target(
+        &admin_client,
+        &admin,
+        target,
+        options.mode,
+        exists,
+        snapshot.id.as_str(),
+    )
+    .await?;
     let into = prepared.into.clone();
-    let marker = Marker::set(&admin_client, &admin, &into, snapshot).await?;
+    // A swap whose switch failed left a finished copy of this snapshot: it is switched in.
+    let (bytes, tables) = if prepared.ready {
+        (0, Vec::new())
+    } else {
+        let marker = Marker::set(&admin_client, &admin, &into, snapshot).await?;
 
-    let run = async {
-        if options.globals {
-            restore_globals(repo, snapshot, &tools, &admin).await?;
-        }
-        if options.create_roles {
-            let still = roles::missing(&admin_client, &admin, &needed).await?;
-            roles::create(&admin_client, &admin, &still).await?;
-        }
-        let into = target.with_dbname(&into);
-        match meta.format {
-            LogicalFormat::Streams => {
-                progress.phase("fetch");
-                let spool = Spool::fetch(repo, snapshot, SCHEMA_FILE, options, &*progress).await?;
-                Box::pin(crate::logical::load::load(
-                    repo,
-                    snapshot,
-                    &meta,
-                    &tools,
-                    &into,
-                    options,
-                    &spool.path,
-                    progress.clone(),
-                ))
-                .await
+        let run = async {
+            if options.globals {
+                restore_globals(repo, snapshot, &tools, &admin).await?;
             }
-            LogicalFormat::PgDump => {
-                progress.phase("restore");
-                feed_pg_restore(repo, snapshot, &tools, &into, options, progress.clone())
+            if options.create_roles {
+                let still = roles::missing(&admin_client, &admin, &needed).await?;
+                roles::create(&admin_client, &admin, &still).await?;
+            }
+            let into = target.with_dbname(&into);
+            match meta.format {
+                LogicalFormat::Streams => {
+                    progress.phase("fetch");
+                    let spool =
+                        Spool::fetch(repo, snapshot, SCHEMA_FILE, options, &*progress).await?;
+                    Box::pin(crate::logical::load::load(
+                        repo,
+                        snapshot,
+                        &meta,
+                        &tools,
+                        &into,
+                        options,
+                        &spool.path,
+                        progress.clone(),
+                    ))
                     .await
-                    .map(|b| (b, Vec::new()))
-            }
-        }
-    };
-    let (bytes, tables) = match run.await {
-        Ok(b) => b,
-        Err(e) => {
-            let note = if prepared.created {
-                match drop_database(&admin_client, &admin, &into).await {
-                    Ok(()) => format!("; the partly restored database {into:?} was dropped"),
-                    Err(d) => format!(
-                        "; dropping the partly restored database {into:?} also failed: {}",
-                        d.message()
-                    ),
                 }
-            } else if options.mode == RestoreMode::Clean
-                || options.jobs > 1
-                || meta.format == LogicalFormat::Streams
-            {
-                format!("; database {into:?} is partly restored (its comment says so): restore again with --clean, or drop it")
-            } else {
-                marker.clear(&admin_client, &admin).await.ok();
-                format!("; the single-transaction restore was rolled back, {into:?} is unchanged")
-            };
-            return Err(Error::new(
-                e.kind(),
-                format!(
-                    "restoring snapshot {} into {}: {}{note}",
-                    snapshot.id,
-                    target.redacted(),
-                    e.message()
-                ),
-            ));
-        }
+                LogicalFormat::PgDump => {
+                    progress.phase("restore");
+                    feed_pg_restore(repo, snapshot, &tools, &into, options, progress.clone())
+                        .await
+                        .map(|b| (b, Vec::new()))
+                }
+            }
+        };
+        let loaded = match run.await {
+            Ok(b) => b,
+            Err(e) => {
+                let note = if prepared.created {
+                    match drop_database(&admin_client, &admin, &into).await {
+                        Ok(()) => format!("; the partly restored database {into:?} was dropped"),
+                        Err(d) => format!(
+                            "; dropping the partly restored database {into:?} also failed: {}",
+                            d.message()
+                        ),
+                    }
+                } else if options.mode == RestoreMode::Clean
+                    || options.jobs > 1
+                    || meta.format == LogicalFormat::Streams
+                {
+                    format!("; database {into:?} is partly restored (its comment says so): restore again with --clean, or drop it")
+                } else {
+                    marker.clear(&admin_client, &admin).await.ok();
+                    format!(
+                        "; the single-transaction restore was rolled back, {into:?} is unchanged"
+                    )
+                };
+                return Err(Error::new(
+                    e.kind(),
+                    format!(
+                        "restoring snapshot {} into {}: {}{note}",
+                        snapshot.id,
+                        target.redacted(),
+                        e.message()
+                    ),
+                ));
+            }
+        };
+        marker.clear(&admin_client, &admin).await?;
+        loaded
     };
-    marker.clear(&admin_client, &admin).await?;
 
     let mut previous = None;
     if options.mode == RestoreMode::Swap {
-        previous = swap(
+        let switched = swap(
             &admin_client,
             &admin,
             &db,
@@ -271,7 +303,21 @@ pub async fn restore(
             exists,
             options.terminate_connections,
         )
-        .await?;
+        .await;
+        previous = match switched {
+            Ok(p) => p,
+            Err(e) => {
+                // The same restore, run again, switches this copy in without loading it again.
+                let note = format!("{READY}{}", snapshot.id);
+                set_comment(&admin_client, &admin, &into, Some(&note))
+                    .await
+                    .ok();
+                return Err(e);
+            }
+        };
+        if prepared.ready {
+            set_comment(&admin_client, &admin, &db, None).await?;
+        }
     } else if into != db {
         rename_into_place(&admin_client, &admin, &into, &db).await?;
     }
@@ -294,12 +340,18 @@ pub async fn restore(
 struct Prepared {
     into: String,
     created: bool,
+    /// A finished copy of this snapshot, left by a swap whose switch failed.
+    ready: bool,
 }
 
 /// The comment a database carries while a restore fills it, so that a restore stopped
 /// half-way (kill -9, a lost machine) is recognisable as incomplete, and a database made
 /// by one may be dropped by the next.
 const INCOMPLETE: &str = "drkit: incomplete restore";
+
+/// The comment of a complete copy that a swap could not switch in, followed by the
+/// snapshot's id.
+const READY: &str = "drkit: complete, not yet switched in: snapshot ";
 
 struct Marker {
     database: String,
@@ -313,7 +365,10 @@ impl Marker {
         database: &str,
         snapshot: &Snapshot,
     ) -> Result<Self> {
-        let previous = database_comment(client, conn, database).await?;
+        // A stale marker of an earlier, interrupted restore is not worth keeping.
+        let previous = database_comment(client, conn, database)
+            .await?
+            .filter(|c| !c.starts_with(INCOMPLETE) && !c.starts_with(READY));
         let note = format!(
             "{INCOMPLETE} of snapshot {} started {}; not usable until drkit finishes it",
             snapshot.id,
@@ -472,6 +527,7 @@ async fn prepare_target(
     target: &ConnInfo,
     mode: RestoreMode,
     exists: bool,
+    snapshot: &str,
 ) -> Result<Prepared> {
     let db = target.dbname().to_owned();
     Ok(match mode {
@@ -488,6 +544,7 @@ async fn prepare_target(
             Prepared {
                 into: db.clone(),
                 created: false,
+                ready: false,
             }
         }
         RestoreMode::Auto | RestoreMode::Create => {
@@ -504,6 +561,7 @@ async fn prepare_target(
             Prepared {
                 into: side,
                 created: true,
+                ready: false,
             }
         }
         RestoreMode::Clean => {
@@ -513,10 +571,22 @@ async fn prepare_target(
             Prepared {
                 into: db.clone(),
                 created: false,
+                ready: false,
             }
         }
         RestoreMode::Swap => {
             let side = format!("{db}_restored");
+            if database_comment(admin_client, admin, &side)
+                .await?
+                .as_deref()
+                == Some(format!("{READY}{snapshot}").as_str())
+            {
+                return Ok(Prepared {
+                    into: side,
+                    created: false,
+                    ready: true,
+                });
+            }
             clear_leftover(admin_client, admin, &side).await?;
             if exists && database_exists(admin_client, admin, &format!("{db}_old")).await? {
                 return Err(err!(Conflict, "database \"{db}_old\" already exists on {}; drop or rename it so the swap can keep the current database there", target.server()));
@@ -525,6 +595,7 @@ async fn prepare_target(
             Prepared {
                 into: side,
                 created: true,
+                ready: false,
             }
         }
     })
@@ -886,7 +957,7 @@ async fn swap(
         return Err(Error::new(
             if busy { ErrorKind::Conflict } else { ErrorKind::External },
             format!(
-                "the restored copy is complete in database {side:?}, but switching it in failed: {}{hint}; nothing else was changed",
+                "the restored copy is complete in database {side:?}, but switching it in failed: {}{hint}; nothing else was changed, and the same restore run again switches that copy in without restoring it again",
                 crate::error::db_message(&e)
             ),
         ));

@@ -154,7 +154,7 @@ pub(crate) fn plan(tables: &[Table], jobs: usize, split_bytes: u64, block_size: 
     for (i, t) in tables.iter().enumerate() {
         if t.heap_bytes > split {
             let pages = (t.heap_bytes / block_size.max(1)).max(1);
-            let n = (t.heap_bytes + split - 1) / split;
+            let n = ((t.heap_bytes + split - 1) / split).min(pages);
             let step = u32::try_from((pages + n - 1) / n)
                 .unwrap_or(u32::MAX)
                 .max(1);
@@ -302,7 +302,11 @@ async fn read_job(
     for piece in &job.pieces {
         let table = &tables[piece.table];
         let label = table.label();
-        progress.item_started(&label);
+        let shown = match piece.from_page {
+            Some(from) => format!("{label} from page {from}"),
+            None => label.clone(),
+        };
+        progress.item_started(&shown);
         let started = Instant::now();
         let sql = copy_out_sql(table, piece);
         let stream = client
@@ -321,7 +325,7 @@ async fn read_job(
                 send(&tx, batch.split().freeze()).await?;
             }
         }
-        progress.item_finished(&label);
+        progress.item_finished(&shown);
         secs.push((piece.table, started.elapsed().as_secs_f64()));
         parts.push(DataPart {
             table: piece.table,
