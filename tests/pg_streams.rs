@@ -23,6 +23,21 @@ async fn repo(dir: &std::path::Path) -> Repository {
     .unwrap()
 }
 
+/// A repository in a temporary folder holding one backup of `db`.
+async fn backed_up(
+    pg: &PgCluster,
+    db: &str,
+    options: &BackupOptions,
+) -> (tempfile::TempDir, Repository, Snapshot) {
+    let dir = tempfile::tempdir().unwrap();
+    let repo = repo(dir.path()).await;
+    let conn = ConnInfo::parse(&pg.dsn(db)).unwrap();
+    let snap = dr_pg::backup(&repo, &conn, options, Arc::new(NoProgress))
+        .await
+        .unwrap();
+    (dir, repo, snap)
+}
+
 fn load_fixture(pg: &PgCluster, db: &str, name: &str) {
     pg.psql("postgres", &format!("CREATE DATABASE {db}"));
     let file = format!("{}/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"));
@@ -64,17 +79,12 @@ fn databases(pg: &PgCluster) -> Vec<String> {
 async fn every_kind_of_table_round_trips_through_parallel_streams() {
     let Some(pg) = PgCluster::start() else { return };
     load_fixture(&pg, "edge", "edge.sql");
-    let dir = tempfile::tempdir().unwrap();
-    let repo = repo(dir.path()).await;
-    let conn = ConnInfo::parse(&pg.dsn("edge")).unwrap();
     let options = BackupOptions {
         jobs: Some(3),
         split_bytes: 256 << 10,
         ..BackupOptions::default()
     };
-    let snap = dr_pg::backup(&repo, &conn, &options, Arc::new(NoProgress))
-        .await
-        .unwrap();
+    let (_dir, repo, snap) = backed_up(&pg, "edge", &options).await;
     let m = meta(&snap);
     assert_eq!(m.format, LogicalFormat::Streams);
     assert!(snap.file(dr_pg::SCHEMA_FILE).is_ok());
@@ -184,17 +194,7 @@ async fn two_thousand_small_tables_round_trip() {
             ),
         );
     }
-    let dir = tempfile::tempdir().unwrap();
-    let repo = repo(dir.path()).await;
-    let conn = ConnInfo::parse(&pg.dsn("many")).unwrap();
-    let snap = dr_pg::backup(
-        &repo,
-        &conn,
-        &BackupOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let (_dir, repo, snap) = backed_up(&pg, "many", &BackupOptions::default()).await;
     let m = meta(&snap);
     assert_eq!(m.tables.len(), 2000);
     assert!(
@@ -375,17 +375,7 @@ async fn pg_dump_snapshots_still_restore_and_verify() {
 async fn a_table_that_fails_to_load_is_named_and_the_database_marked_incomplete() {
     let Some(pg) = PgCluster::start() else { return };
     pg.fill_items("shop", 20_000);
-    let dir = tempfile::tempdir().unwrap();
-    let repo = repo(dir.path()).await;
-    let conn = ConnInfo::parse(&pg.dsn("shop")).unwrap();
-    let snap = dr_pg::backup(
-        &repo,
-        &conn,
-        &BackupOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let (_dir, repo, snap) = backed_up(&pg, "shop", &BackupOptions::default()).await;
 
     // The target refuses some of the rows: every new table gets a CHECK they break.
     pg.psql(
@@ -427,17 +417,7 @@ async fn a_table_that_fails_to_load_is_named_and_the_database_marked_incomplete(
 async fn a_swap_that_could_not_switch_is_finished_by_the_same_restore_run_again() {
     let Some(pg) = PgCluster::start() else { return };
     pg.fill_items("shop", 20_000);
-    let dir = tempfile::tempdir().unwrap();
-    let repo = repo(dir.path()).await;
-    let conn = ConnInfo::parse(&pg.dsn("shop")).unwrap();
-    let snap = dr_pg::backup(
-        &repo,
-        &conn,
-        &BackupOptions::default(),
-        Arc::new(NoProgress),
-    )
-    .await
-    .unwrap();
+    let (_dir, repo, snap) = backed_up(&pg, "shop", &BackupOptions::default()).await;
     let before = pg.content_sums("shop");
     pg.psql("shop", "DELETE FROM items WHERE id > 100");
 

@@ -9,6 +9,25 @@ fn new_drkit(dir: &Path) -> Drkit {
     Drkit::local(env!("CARGO_BIN_EXE_drkit"), dir)
 }
 
+/// Kills `child` with SIGKILL as soon as `ready` holds, which must happen within a minute
+/// and before the command ends by itself.
+fn kill_when(child: &mut std::process::Child, what: &str, ready: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
+    while !ready() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{what} did not get there in 60 s"
+        );
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "{what} finished before it could be killed; use more rows"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+}
+
 #[test]
 fn backup_list_restore_verify_round_trip() {
     let Some(pg) = PgCluster::start() else { return };
@@ -171,21 +190,7 @@ fn killing_a_backup_leaves_no_snapshot_and_the_next_one_works() {
         .spawn()
         .unwrap();
     let chunks = repo_dir.join("chunks");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
-    let count = |p: &Path| walk_count(p);
-    while count(&chunks) < 3 {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "backup wrote no chunks in 60 s"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "backup finished before it could be killed; use more rows"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
+    kill_when(&mut child, "backup", || walk_count(&chunks) >= 3);
     assert!(
         drkit.json(&["snapshots"]).as_array().unwrap().is_empty(),
         "a killed backup must not look complete"
@@ -228,20 +233,7 @@ fn killing_a_restore_leaves_no_database_that_looks_complete() {
         ])
         .spawn()
         .unwrap();
-    let deadline = std::time::Instant::now() + std::time::Duration::from_mins(1);
-    while !copying() {
-        assert!(
-            std::time::Instant::now() < deadline,
-            "the restore loaded nothing in 60 s"
-        );
-        assert!(
-            child.try_wait().unwrap().is_none(),
-            "restore finished before it could be killed; use more rows"
-        );
-        std::thread::sleep(std::time::Duration::from_millis(20));
-    }
-    child.kill().unwrap(); // SIGKILL, mid-COPY
-    child.wait().unwrap();
+    kill_when(&mut child, "restore", copying);
     let names = pg.psql(
         "postgres",
         "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database",

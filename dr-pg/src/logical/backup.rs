@@ -128,33 +128,41 @@ pub async fn backup(
     options.check()?;
     let tools = PgTools::discover()?;
     let client = conn.connect().await?;
-    let facts = server_facts(&client, conn).await?;
-    let roles = NeededRoles::read(&client, conn).await?;
+    let source = Source {
+        facts: server_facts(&client, conn).await?,
+        roles: NeededRoles::read(&client, conn).await?,
+        tools,
+    };
     if options.format == LogicalFormat::Streams {
         return Box::pin(backup_streams(
-            repo, conn, options, progress, &tools, client, facts, roles,
+            repo, conn, options, progress, client, source,
         ))
         .await;
     }
     Box::pin(backup_pg_dump(
-        repo, conn, options, progress, &tools, client, facts, roles,
+        repo, conn, options, progress, client, source,
     ))
     .await
 }
 
+/// What `backup` learnt of the source before reading it, for the metadata.
+struct Source {
+    tools: PgTools,
+    facts: ServerFacts,
+    roles: NeededRoles,
+}
+
 /// The pg-dump format: one `pg_dump -Fc -Z0` stream; the row counts read the same
 /// exported snapshot.
-#[allow(clippy::too_many_arguments)] // the facts `backup` already gathered, passed on
 async fn backup_pg_dump(
     repo: &Repository,
     conn: &ConnInfo,
     options: &BackupOptions,
     progress: Arc<dyn Progress>,
-    tools: &PgTools,
     client: tokio_postgres::Client,
-    facts: ServerFacts,
-    roles: NeededRoles,
+    source: Source,
 ) -> Result<Snapshot> {
+    let tools = &source.tools;
     // An exported snapshot lets pg_dump and our counts see the same data.
     client
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -219,22 +227,20 @@ async fn backup_pg_dump(
         data: Vec::new(),
         jobs: 1,
     };
-    finish(writer, tools, conn, options, &*progress, facts, roles, read).await
+    finish(writer, conn, options, &*progress, source, read).await
 }
 
 /// The streams format: see [`streams`].
-#[allow(clippy::too_many_arguments)] // the facts `backup` already gathered, passed on
 #[allow(clippy::too_many_lines)] // one sequence: snapshot, plan, streams, metadata, commit
 async fn backup_streams(
     repo: &Repository,
     conn: &ConnInfo,
     options: &BackupOptions,
     progress: Arc<dyn Progress>,
-    tools: &PgTools,
     client: tokio_postgres::Client,
-    facts: ServerFacts,
-    roles: NeededRoles,
+    source: Source,
 ) -> Result<Snapshot> {
+    let tools = &source.tools;
     let mut session = streams::SESSION.to_owned();
     if let Some(t) = options.lock_wait_timeout {
         let _ = write!(session, "; SET lock_timeout = {}", t.as_millis().max(1));
@@ -333,7 +339,7 @@ async fn backup_streams(
         data,
         jobs: sessions,
     };
-    finish(writer, tools, conn, options, &*progress, facts, roles, read).await
+    finish(writer, conn, options, &*progress, source, read).await
 }
 
 /// What a format read, for the metadata.
@@ -346,17 +352,20 @@ struct Read {
 }
 
 /// Saves the roles beside the data and commits the snapshot with its metadata.
-#[allow(clippy::too_many_arguments)] // what the backup gathered, recorded
 async fn finish(
     mut writer: dr_core::repo::SnapshotWriter,
-    tools: &PgTools,
     conn: &ConnInfo,
     options: &BackupOptions,
     progress: &dyn Progress,
-    facts: ServerFacts,
-    roles: NeededRoles,
+    source: Source,
     read: Read,
 ) -> Result<Snapshot> {
+    let Source {
+        tools,
+        facts,
+        roles,
+    } = source;
+    let tools = &tools;
     let globals = if options.skip_globals {
         "skipped (--skip-globals)".to_owned()
     } else {
