@@ -216,6 +216,41 @@ async fn two_thousand_small_tables_round_trip() {
     );
 }
 
+/// A large table whose rows compress smaller spelled out as text is read as text; one
+/// whose binary form compresses smaller stays binary; both restore exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_tables_are_read_in_the_copy_format_that_compresses_smaller() {
+    let Some(pg) = PgCluster::start() else { return };
+    pg.psql("postgres", "CREATE DATABASE formats");
+    // `notes` repeats each body's hex digest in its bytea: text writes both as hex, which
+    // the compressor matches; binary writes the bytea raw. `readings` is random
+    // timestamps, uuids and floats, longer and no more compressible as text.
+    pg.psql(
+        "formats",
+        "CREATE TABLE notes (id bigint PRIMARY KEY, title text, body text, blob bytea); \
+         INSERT INTO notes SELECT g, 'Note ' || g, repeat('lorem ipsum dolor sit amet ', 5 + g % 20) \
+             || md5(g::text), decode(md5(g::text) || md5((g + 1)::text), 'hex') \
+           FROM generate_series(1, 80000) g; \
+         CREATE TABLE readings (id bigint, at timestamptz, ref uuid, x float8); \
+         INSERT INTO readings SELECT g, now() - random() * interval '1 year', gen_random_uuid(), random() \
+           FROM generate_series(1, 560000) g",
+    );
+    let sizes = pg.psql(
+        "formats",
+        "SELECT pg_relation_size('notes') >= 32 << 20 AND pg_relation_size('readings') >= 32 << 20",
+    );
+    assert_eq!(sizes, "t", "both tables are large enough to be sampled");
+    let (_dir, repo, snap) = backed_up(&pg, "formats", &BackupOptions::default()).await;
+    let m = meta(&snap);
+    let format = |name: &str| m.tables.iter().find(|t| t.table == name).unwrap().binary;
+    assert!(!format("notes"), "notes compresses smaller as text");
+    assert!(format("readings"), "readings compresses smaller in binary");
+    restore(&repo, &snap, &pg, "formats_copy", RestoreOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(pg.content_sums("formats_copy"), pg.content_sums("formats"));
+}
+
 /// Updates every row of `counter` (moving each to a new page) the first time a session
 /// starts reading it: a backup that did not read one snapshot would see some rows twice,
 /// some never, or a mix of values.

@@ -248,8 +248,8 @@ fn killing_a_restore_leaves_no_database_that_looks_complete() {
         "the half-loaded database says what it is"
     );
 
-    // The next restore takes the leftover away and completes.
-    drkit.json(&[
+    // The next restore takes the leftover away, says so, and completes.
+    let report = drkit.json(&[
         "restore",
         "latest",
         "--source",
@@ -257,6 +257,7 @@ fn killing_a_restore_leaves_no_database_that_looks_complete() {
         "--to",
         &pg.dsn("copy"),
     ]);
+    assert_eq!(report["dropped_leftover"], "copy_restoring", "{report}");
     assert_eq!(
         pg.psql(
             "copy",

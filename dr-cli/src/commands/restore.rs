@@ -79,6 +79,12 @@ pub async fn restore(cli: &Cli, a: &RestoreArgs, out: Output) -> Result<u8> {
                 );
             }
         }
+        if let Some(left) = &report.dropped_leftover {
+            let _ = write!(
+                t,
+                "\ndropped {left:?}, which an interrupted restore had left"
+            );
+        }
         if let Some(old) = &report.previous_database {
             let _ = write!(t, "\nthe previous database is kept as {old:?}");
         }

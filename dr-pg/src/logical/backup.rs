@@ -260,15 +260,30 @@ async fn backup_streams(
                 .context("the streams format needs pg_export_snapshot(); use format pg-dump (--format pg-dump) on this server".to_owned())
         })?;
     progress.phase("tables");
-    let tables = streams::list_tables(&client, conn).await?;
+    let mut tables = streams::list_tables(&client, conn).await?;
     streams::lock_tables(&client, conn, &tables).await?;
     let block_size: i64 = client
         .query_one("SELECT current_setting('block_size')::int8", &[])
         .await
         .map_err(|e| query_error(conn, "reading block_size", e))?
         .get(0);
+    streams::choose_formats(
+        &client,
+        conn,
+        &mut tables,
+        repo.config().compression_level,
+        block_size,
+    )
+    .await?;
     let jobs = options.jobs.unwrap_or_else(cores).max(1);
-    let plan = streams::plan(&tables, jobs, options.split_bytes, block_size);
+    // Before PostgreSQL 14 a ctid range is a filter over a whole-table scan, not a TID
+    // range scan: every range would read the whole table, so tables are not split.
+    let split_bytes = if source.facts.version_num >= 140_000 {
+        options.split_bytes
+    } else {
+        u64::MAX
+    };
+    let plan = streams::plan(&tables, jobs, split_bytes, block_size);
     tracing::info!(
         tables = tables.len(),
         streams = plan.len(),

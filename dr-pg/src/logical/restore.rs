@@ -126,6 +126,10 @@ pub struct RestoreReport {
     pub duration: Duration,
     /// In swap mode, the name the previous database now has.
     pub previous_database: Option<String>,
+    /// A database an interrupted restore had left (marked incomplete), dropped before
+    /// this one was built in its place.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dropped_leftover: Option<String>,
     /// Whether roles and tablespaces were replayed.
     pub globals_restored: bool,
 }
@@ -331,6 +335,7 @@ pub async fn restore(
         tables,
         duration: started.elapsed(),
         previous_database: previous,
+        dropped_leftover: prepared.dropped.clone(),
         globals_restored: options.globals,
     })
 }
@@ -342,6 +347,8 @@ struct Prepared {
     created: bool,
     /// A finished copy of this snapshot, left by a swap whose switch failed.
     ready: bool,
+    /// The leftover of an interrupted restore, dropped to make room.
+    dropped: Option<String>,
 }
 
 /// The comment a database carries while a restore fills it, so that a restore stopped
@@ -439,21 +446,23 @@ async fn left_incomplete(
         .is_some_and(|c| c.starts_with(INCOMPLETE)))
 }
 
-/// Drops `side` if a stopped restore left it; refuses if it is anything else.
+/// Drops `side` if a stopped restore left it (and says so); refuses if it is anything
+/// else.
 async fn clear_leftover(
     client: &tokio_postgres::Client,
     conn: &ConnInfo,
     side: &str,
-) -> Result<()> {
+) -> Result<Option<String>> {
     if !database_exists(client, conn, side).await? {
-        return Ok(());
+        return Ok(None);
     }
     if left_incomplete(client, conn, side).await? {
         tracing::warn!(
             database = side,
             "dropping the database an interrupted restore left"
         );
-        return drop_database(client, conn, side).await;
+        drop_database(client, conn, side).await?;
+        return Ok(Some(side.to_owned()));
     }
     Err(err!(
         Conflict,
@@ -545,6 +554,7 @@ async fn prepare_target(
                 into: db.clone(),
                 created: false,
                 ready: false,
+                dropped: None,
             }
         }
         RestoreMode::Auto | RestoreMode::Create => {
@@ -554,14 +564,17 @@ async fn prepare_target(
             // Built under another name, so that until it is complete no database of
             // this name exists for an application or a check to find.
             let side = building_name(&db);
-            if side != db {
-                clear_leftover(admin_client, admin, &side).await?;
-            }
+            let dropped = if side == db {
+                None
+            } else {
+                clear_leftover(admin_client, admin, &side).await?
+            };
             create_database(admin_client, admin, &side).await?;
             Prepared {
                 into: side,
                 created: true,
                 ready: false,
+                dropped,
             }
         }
         RestoreMode::Clean => {
@@ -572,6 +585,7 @@ async fn prepare_target(
                 into: db.clone(),
                 created: false,
                 ready: false,
+                dropped: None,
             }
         }
         RestoreMode::Swap => {
@@ -585,9 +599,10 @@ async fn prepare_target(
                     into: side,
                     created: false,
                     ready: true,
+                    dropped: None,
                 });
             }
-            clear_leftover(admin_client, admin, &side).await?;
+            let dropped = clear_leftover(admin_client, admin, &side).await?;
             if exists && database_exists(admin_client, admin, &format!("{db}_old")).await? {
                 return Err(err!(Conflict, "database \"{db}_old\" already exists on {}; drop or rename it so the swap can keep the current database there", target.server()));
             }
@@ -596,6 +611,7 @@ async fn prepare_target(
                 into: side,
                 created: true,
                 ready: false,
+                dropped,
             }
         }
     })

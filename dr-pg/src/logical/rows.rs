@@ -91,6 +91,17 @@ impl Binary {
             } else {
                 4
             };
+            if self.have == 0 && data.len() >= width {
+                // The whole word is here: no copy through `int`.
+                let value = if width == 2 {
+                    i32::from(i16::from_be_bytes([data[0], data[1]]))
+                } else {
+                    i32::from_be_bytes([data[0], data[1], data[2], data[3]])
+                };
+                data = &data[width..];
+                self.next(value);
+                continue;
+            }
             let n = (width - self.have).min(data.len());
             self.int[self.have..self.have + n].copy_from_slice(&data[..n]);
             self.have += n;
