@@ -15,7 +15,7 @@ use std::sync::Arc;
 use dr_core::repo::{InitOptions, Repository, Secret};
 use dr_core::runbook::journal::Observer;
 use dr_core::runbook::report::{self, Report};
-use dr_core::runbook::{Engine, RunOptions, RunSummary, Runbook, SourceMap};
+use dr_core::runbook::{Engine, Keyed, RunOptions, RunSummary, Runbook, SourceMap};
 use dr_core::store::LocalStore;
 use dr_core::{err, Error, Result};
 use dr_pg::{ClusterOptions, ConnInfo, TempCluster};
@@ -92,6 +92,12 @@ pub async fn run(
     o: &DrillOptions,
 ) -> Result<DrillOutcome> {
     require_drill(rb, &map.origin)?;
+    let rb = canary_kept_or_not(rb, o);
+    let summary = engine.run(&rb, map, &options).await?;
+    finish(engine, summary, o).await
+}
+
+fn canary_kept_or_not(rb: &Runbook, o: &DrillOptions) -> Runbook {
     let mut rb = rb.clone();
     if o.keep_canary {
         // The canary's rows stay: the drill is run (and journaled) without its drop.
@@ -100,8 +106,35 @@ pub async fn run(
             c.keep = true;
         }
     }
-    let summary = engine.run(&rb, map, &options).await?;
-    finish(engine, summary, o).await
+    rb
+}
+
+/// Runs the drill `rb` as schedule `options.key` ([`Engine::resume_or_start`]): the
+/// schedule's unfinished drill is resumed, a firing that already ran is not run again.
+/// The outcome is `None` when another process runs the schedule now; for a firing that
+/// already ran it is that run's, and no report file or CSV line is written again.
+pub async fn resume_or_start(
+    engine: &Engine,
+    rb: &Runbook,
+    map: &SourceMap,
+    options: RunOptions,
+    o: &DrillOptions,
+) -> Result<(Keyed, Option<DrillOutcome>)> {
+    require_drill(rb, &map.origin)?;
+    let rb = canary_kept_or_not(rb, o);
+    let keyed = engine.resume_or_start(&rb, map, &options).await?;
+    let outcome = match &keyed {
+        Keyed::Started { run } | Keyed::Resumed { run } => {
+            Some(finish(engine, run.clone(), o).await?)
+        }
+        Keyed::AlreadyRan { run } => Some(DrillOutcome {
+            summary: run.clone(),
+            report: engine.report(run.id.as_str()).await?,
+            report_html: None,
+        }),
+        Keyed::Busy { .. } => None,
+    };
+    Ok((keyed, outcome))
 }
 
 /// Goes on with drill run `id` (its teardown runs, whatever stopped it). Whether the

@@ -20,6 +20,12 @@ pub struct Cli {
     /// No progress bars.
     #[arg(long, short, global = true)]
     pub quiet: bool,
+    /// Also write the outcome here as one JSON object of at most 4 KiB: the command, its
+    /// exit status, the error or the result's figures (a run's id and outcome, a
+    /// drill's RTO and RPO). /dev/termination-log in a Kubernetes pod, where `kubectl
+    /// describe` and `kubectl get pod -o jsonpath='{..terminated.message}'` show it.
+    #[arg(long, global = true, env = "DRKIT_RESULT_FILE", value_name = "FILE")]
+    pub result_file: Option<std::path::PathBuf>,
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -253,9 +259,24 @@ pub struct RunArgs {
     #[arg(long, default_value = "1m", value_parser = parse_duration)]
     pub lock_ttl: Duration,
     /// Take the run's lock on a Kubernetes Lease, k8s:CONTEXT/NAMESPACE/NAME, instead of
-    /// in the store (needed where the store ignores create-only writes, e.g. garage).
+    /// in the store (needed where the store ignores create-only writes, e.g. garage);
+    /// k8s:in-cluster/NAMESPACE/NAME inside a pod, with its service account.
     #[arg(long)]
     pub lock: Option<String>,
+    /// Run FILE as schedule NAME (a CronJob's name): resume the schedule's unfinished run
+    /// if there is one, else start a new one; exit 0 doing nothing when another process
+    /// runs the schedule now.
+    #[arg(
+        long,
+        value_name = "NAME",
+        requires = "file",
+        conflicts_with = "resume"
+    )]
+    pub resume_or_start: Option<String>,
+    /// With --resume-or-start: this firing of the schedule (a Job's name); a firing whose
+    /// run has ended is not run again.
+    #[arg(long, value_name = "ID", requires = "resume_or_start")]
+    pub occurrence: Option<String>,
 }
 
 /// `drkit drill`.

@@ -56,6 +56,25 @@ fn main() -> ExitCode {
         }
         r
     });
+    if let Some(path) = &cli.result_file {
+        let (exit, error) = match &outcome {
+            Ok(code) => (*code, None),
+            Err(e) if e.kind() == dr_core::ErrorKind::Cancelled => (130, Some(e)),
+            Err(e) => (1, Some(e)),
+        };
+        let doc = output::result_document(
+            &command_name(&cli.command),
+            exit,
+            error,
+            output::take_emitted().as_ref(),
+        );
+        if let Err(e) = std::fs::write(path, doc) {
+            eprintln!(
+                "drkit: cannot write the result to {} (--result-file): {e}",
+                path.display()
+            );
+        }
+    }
     match outcome {
         Ok(code) => ExitCode::from(code),
         Err(e) if e.kind() == dr_core::ErrorKind::Cancelled => {
@@ -64,6 +83,23 @@ fn main() -> ExitCode {
         }
         Err(e) => report(out, &e),
     }
+}
+
+/// The subcommand's name (`run`, `drill`, `backup`), for `--result-file`.
+fn command_name(c: &Command) -> String {
+    let debug = format!("{c:?}");
+    let variant: String = debug
+        .chars()
+        .take_while(char::is_ascii_alphanumeric)
+        .collect();
+    let mut name = String::new();
+    for (i, ch) in variant.chars().enumerate() {
+        if ch.is_ascii_uppercase() && i > 0 {
+            name.push('-');
+        }
+        name.push(ch.to_ascii_lowercase());
+    }
+    name
 }
 
 /// What a data command stopped by Ctrl-C leaves behind, for the message it ends with.

@@ -31,9 +31,70 @@ pub struct Output {
     pub quiet: bool,
 }
 
+/// The last result a command emitted, for `--result-file`.
+static EMITTED: std::sync::Mutex<Option<serde_json::Value>> = std::sync::Mutex::new(None);
+
+/// The last result emitted, taken.
+pub fn take_emitted() -> Option<serde_json::Value> {
+    EMITTED
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+}
+
+/// The largest termination message Kubernetes keeps.
+const RESULT_MAX: usize = 4096;
+
+/// The figures of `value` that fit a termination message: scalars, and objects of them
+/// down to `depth`; lists and long text left out.
+fn brief(value: &serde_json::Value, depth: usize) -> Option<serde_json::Value> {
+    use serde_json::Value;
+    match value {
+        Value::String(s) if s.len() > 300 => None,
+        Value::Array(_) => None,
+        Value::Object(_) if depth == 0 => None,
+        Value::Object(m) => Some(Value::Object(
+            m.iter()
+                .filter_map(|(k, v)| brief(v, depth - 1).map(|v| (k.clone(), v)))
+                .collect(),
+        )),
+        v => Some(v.clone()),
+    }
+}
+
+/// The outcome of a command as `--result-file` holds it: at most 4 KiB of JSON.
+pub fn result_document(
+    command: &str,
+    exit: u8,
+    error: Option<&dr_core::Error>,
+    result: Option<&serde_json::Value>,
+) -> String {
+    for depth in (0..=3).rev() {
+        let mut doc = serde_json::json!({ "command": command, "exit": exit });
+        if let Some(e) = error {
+            let mut message = e.full_message();
+            message.truncate(message.floor_char_boundary(2000));
+            doc["error"] = serde_json::json!({ "kind": e.kind().as_str(), "message": message });
+        }
+        if let Some(r) = result.and_then(|r| brief(r, depth)) {
+            doc["result"] = r;
+        }
+        let text = doc.to_string();
+        if text.len() <= RESULT_MAX {
+            return text;
+        }
+    }
+    serde_json::json!({ "command": command, "exit": exit }).to_string()
+}
+
 impl Output {
     /// Prints `value` as JSON, or `text()` for people.
     pub fn emit<T: Serialize>(self, value: &T, text: impl FnOnce() -> String) {
+        if let Ok(v) = serde_json::to_value(value) {
+            *EMITTED
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(v);
+        }
         if self.json {
             stdout_line(&serde_json::to_string_pretty(value).expect("output serializes"));
         } else {

@@ -602,3 +602,140 @@ fn an_unencrypted_journal_keeps_no_url_password_and_no_secret_default() {
         }
     }
 }
+
+/// `drkit --json --quiet run FILE --resume-or-start nightly --occurrence OCC …`, spawned.
+fn keyed(d: &Drkit, file: &str, occurrence: &str, extra: &[&str]) -> std::process::Command {
+    let mut args = vec![
+        "--json",
+        "--quiet",
+        "run",
+        file,
+        "--resume-or-start",
+        "nightly",
+        "--occurrence",
+        occurrence,
+    ];
+    args.extend_from_slice(extra);
+    let mut c = d.cmd(&args);
+    c.stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    c
+}
+
+#[test]
+fn a_schedule_fired_several_times_at_once_runs_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = drkit(dir.path());
+    let log = dir.path().join("effects.log");
+    let file = book(
+        dir.path(),
+        "nightly",
+        &format!(
+            "version: 1\nname: nightly\nsteps:\n  - id: backup\n    action: exec\n    with: {{ argv: [sh, -c, \"echo backup >> {}; sleep 2\"] }}\n",
+            log.display()
+        ),
+    );
+    // Three Jobs of one firing at once (a CronJob that fired twice, a retried Job).
+    let firing: Vec<_> = (0..3)
+        .map(|_| keyed(&d, &file, "nightly-1", &[]).spawn().unwrap())
+        .collect();
+    let mut did = Vec::new();
+    for child in firing {
+        let out = child.wait_with_output().unwrap();
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let doc: Value = serde_json::from_slice(&out.stdout).unwrap();
+        did.push(doc["did"].as_str().unwrap().to_owned());
+        if doc["did"] == "started" {
+            assert_eq!(doc["run"]["outcome"], "succeeded", "{doc}");
+        }
+    }
+    did.sort();
+    assert_eq!(
+        did.iter().filter(|d| *d == "started").count(),
+        1,
+        "one of them ran: {did:?}"
+    );
+    assert!(
+        did.iter()
+            .all(|d| d == "started" || d == "busy" || d == "already_ran"),
+        "{did:?}"
+    );
+    assert_eq!(count(&log, "backup"), 1, "the effect once");
+
+    // The same firing again, later: already ran, nothing done; the next firing runs.
+    let again = keyed(&d, &file, "nightly-1", &[]).output().unwrap();
+    let doc: Value = serde_json::from_slice(&again.stdout).unwrap();
+    assert_eq!(doc["did"], "already_ran", "{doc}");
+    assert_eq!(again.status.code(), Some(0));
+    assert_eq!(count(&log, "backup"), 1);
+    let next = keyed(&d, &file, "nightly-2", &[]).output().unwrap();
+    let doc: Value = serde_json::from_slice(&next.stdout).unwrap();
+    assert_eq!(doc["did"], "started", "{doc}");
+    assert_eq!(count(&log, "backup"), 2);
+}
+
+#[test]
+fn the_next_start_of_a_schedule_resumes_its_run_stopped_by_sigterm_or_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = drkit(dir.path());
+    let log = dir.path().join("effects.log");
+    let first = dir.path().join("first");
+    // `dump` is slow the first time (when it is stopped), quick when run again.
+    let file = book(
+        dir.path(),
+        "nightly",
+        &format!(
+            "version: 1\nname: nightly\nsteps:\n  - id: dump\n    action: exec\n    with: {{ argv: [sh, -c, \"test -f {first} || {{ touch {first}; sleep 30; }}\"], idempotent: true }}\n  - id: upload\n    action: exec\n    needs: [dump]\n    with: {{ argv: [sh, -c, \"echo upload >> {log}\"] }}\n",
+            first = first.display(),
+            log = log.display()
+        ),
+    );
+    let result = dir.path().join("termination-log");
+    for (round, sig) in ["-TERM", "-KILL"].into_iter().enumerate() {
+        let _ = std::fs::remove_file(&first);
+        let child = keyed(
+            &d,
+            &file,
+            &format!("nightly-{round}a"),
+            &["--lock-ttl", "1h"],
+        )
+        .spawn()
+        .unwrap();
+        let id = d.wait_step_started("dump");
+        signal(&child, sig);
+        child.wait_with_output().unwrap();
+        let _ = std::process::Command::new("pkill")
+            .args(["-f", "^sleep 30$"])
+            .status();
+        // The next firing (another Job) finishes that run instead of starting one.
+        let next = d
+            .cmd(&[
+                "--json",
+                "--result-file",
+                result.to_str().unwrap(),
+                "run",
+                &file,
+                "--resume-or-start",
+                "nightly",
+                "--occurrence",
+                &format!("nightly-{round}b"),
+            ])
+            .output()
+            .unwrap();
+        assert_eq!(next.status.code(), Some(0), "{sig}: {}", stderr(&next));
+        let doc: Value = serde_json::from_slice(&next.stdout).unwrap();
+        assert_eq!(doc["did"], "resumed", "{sig}: {doc}");
+        assert_eq!(doc["run"]["id"], id.as_str(), "{sig}: the same run");
+        assert_eq!(doc["run"]["outcome"], "succeeded", "{sig}: {doc}");
+        assert_eq!(count(&log, "upload"), round + 1, "{sig}: the rest ran once");
+        // What a pod's termination message carries.
+        let message: Value =
+            serde_json::from_str(&std::fs::read_to_string(&result).unwrap()).unwrap();
+        assert_eq!(message["command"], "run", "{message}");
+        assert_eq!(message["exit"], 0);
+        assert_eq!(message["result"]["did"], "resumed");
+        assert_eq!(message["result"]["run"]["id"], id.as_str());
+        assert_eq!(message["result"]["run"]["outcome"], "succeeded");
+        assert!(message.to_string().len() <= 4096);
+    }
+}

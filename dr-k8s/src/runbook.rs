@@ -943,16 +943,29 @@ impl TypedAction for ConfigMapSet {
     }
 }
 
+/// The context name of `--lock k8s:in-cluster/NAMESPACE/NAME`: the pod's own service
+/// account, not a kubeconfig context.
+pub const IN_CLUSTER: &str = "in-cluster";
+
 /// The lock a `--lock` flag names: `k8s:CONTEXT/NAMESPACE/NAME`, a Kubernetes Lease
-/// reached through the kubeconfig (`KUBECONFIG`, else `~/.kube/config`). It is the lock
+/// reached through the kubeconfig (`KUBECONFIG`, else `~/.kube/config`), or
+/// `k8s:in-cluster/NAMESPACE/NAME` through the pod's service account. It is the lock
 /// for stores that ignore create-only writes (garage), where the store's own lock
 /// refuses to run.
 pub async fn open_lock(spec: &str) -> Result<Arc<dyn dr_core::lock::Lock>> {
     let (context, namespace, name) = crate::LeaseLock::parse_spec(spec)?;
-    let k8s = Kubernetes::connect(&ConnectOptions {
-        context: Some(context),
-        ..ConnectOptions::default()
-    })
-    .await?;
+    // Inside a pod: its service account, as kubectl does there.
+    let options = if context == IN_CLUSTER {
+        ConnectOptions {
+            in_cluster: true,
+            ..ConnectOptions::default()
+        }
+    } else {
+        ConnectOptions {
+            context: Some(context),
+            ..ConnectOptions::default()
+        }
+    };
+    let k8s = Kubernetes::connect(&options).await?;
     Ok(Arc::new(crate::LeaseLock::new(k8s, &namespace, &name)))
 }

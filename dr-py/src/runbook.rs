@@ -306,6 +306,47 @@ impl Runbook {
         let run = block_on(py, async { engine.run(&rb, &map, &options).await })?;
         to_python(py, &run)
     }
+
+    /// Runs it as schedule `schedule`: resumes the schedule's unfinished run, or starts
+    /// one; nothing runs when `occurrence`'s run already ended or another process runs
+    /// the schedule now. Returns `{"did": "started" | "resumed" | "already_ran" | "busy",
+    /// "run": {...}}` (`holder`, `purpose`, `until` when busy).
+    #[pyo3(signature = (schedule, *, occurrence=None, repo=None, vars=None, mode="planned", yes=false, approve=None, actions=None))]
+    #[allow(clippy::too_many_arguments)] // mirrors the Python keyword arguments one to one
+    fn resume_or_start<'py>(
+        &self,
+        py: Python<'py>,
+        schedule: &str,
+        occurrence: Option<&str>,
+        repo: Option<&Bound<'py, Repository>>,
+        vars: Option<&Bound<'py, PyAny>>,
+        mode: &str,
+        yes: bool,
+        approve: Option<Vec<String>>,
+        actions: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let engine = engine(py, repo, actions)?;
+        let (rb, map) = self.checked(&engine)?;
+        let options = RunOptions {
+            key: Some(
+                dr_core::runbook::RunKey::new(schedule, occurrence)
+                    .map_err(crate::errors::to_py)?,
+            ),
+            ..options(
+                py,
+                vars,
+                mode,
+                yes,
+                approve.unwrap_or_default(),
+                Vec::new(),
+                Vec::new(),
+            )?
+        };
+        let keyed = block_on(py, async {
+            engine.resume_or_start(&rb, &map, &options).await
+        })?;
+        to_python(py, &keyed)
+    }
 }
 
 impl Runbook {

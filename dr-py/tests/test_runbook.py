@@ -45,6 +45,26 @@ def test_a_python_action_runs_stops_at_an_approval_and_resumes(tmp_path):
     assert resumed.id == run.id
 
 
+def test_a_schedule_resumes_its_waiting_run_and_runs_a_firing_once(tmp_path):
+    calls.clear()
+    repo = drkit.Repository.init(f"file://{tmp_path}/repo", password="pw")
+    rb = drkit.Runbook.from_dict(BOOK)
+    did, run = rb.resume_or_start("nightly", occurrence="nightly-1", repo=repo)
+    assert did == "started" and run is not None and run.outcome == "waiting"
+    assert calls == ["first python"]
+    # The next firing finishes the schedule's run instead of starting another.
+    did, again = rb.resume_or_start("nightly", occurrence="nightly-2", repo=repo, approve=["ok"])
+    assert did == "resumed" and again is not None
+    assert again.id == run.id and again.outcome == "succeeded", again.to_json()
+    assert calls == ["first python", "second 1"]
+    # A firing whose run ended runs nothing again.
+    did, same = rb.resume_or_start("nightly", occurrence="nightly-2", repo=repo)
+    assert did == "already_ran" and same is not None and same.id == run.id
+    assert calls == ["first python", "second 1"]
+    with pytest.raises(drkit.InvalidInputError, match="schedule name"):
+        rb.resume_or_start("", repo=repo)
+
+
 def test_bad_runbooks_and_ended_runs_are_typed_errors(tmp_path):
     repo = drkit.Repository.init(f"file://{tmp_path}/repo", password="pw")
     bad = tmp_path / "bad.yaml"

@@ -18,6 +18,44 @@ pub async fn drill(cli: &Cli, a: &DrillArgs, out: Output) -> Result<u8> {
         report_html: a.report_html.clone(),
         metrics_csv: a.metrics_csv.clone(),
     };
+    if let (Some(_), Some((rb, map))) = (&a.run.resume_or_start, &setup.book) {
+        let (keyed, outcome) =
+            drkit::drill::resume_or_start(&setup.engine, rb, map, setup.options.clone(), &o)
+                .await?;
+        setup.done();
+        let mut doc = serde_json::to_value(&keyed).unwrap_or_default();
+        if let Some(run) = doc.get_mut("run").and_then(|r| r.as_object_mut()) {
+            run.remove("events");
+        }
+        if let Some(outcome) = &outcome {
+            doc["report"] = serde_json::to_value(&outcome.report).unwrap_or_default();
+        }
+        out.emit(&doc, || match (&keyed, &outcome) {
+            (dr_core::runbook::Keyed::AlreadyRan { run }, Some(outcome)) => format!(
+                "nothing done: this firing already ran as run {}\n{}",
+                run.id,
+                report::text(&outcome.report)
+            ),
+            (dr_core::runbook::Keyed::Resumed { run }, Some(outcome)) => format!(
+                "resumed the schedule's unfinished drill {}\n{}",
+                run.id,
+                report::text(&outcome.report)
+            ),
+            (_, Some(outcome)) => report::text(&outcome.report),
+            (_, None) => super::runbook::keyed_text(&keyed),
+        });
+        return Ok(match outcome {
+            None => 0,
+            Some(outcome) => {
+                let status = setup.exit_status(outcome.summary.outcome);
+                if status == 0 && !outcome.ok() {
+                    crate::EXIT_CHECK_FAILED
+                } else {
+                    status
+                }
+            }
+        });
+    }
     let outcome = match (&a.run.resume, &setup.book) {
         (Some(id), _) => drkit::drill::resume(&setup.engine, id, setup.options.clone(), &o).await?,
         (None, Some((rb, map))) => {

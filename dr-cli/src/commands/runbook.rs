@@ -6,7 +6,7 @@ use std::io::Write;
 use std::sync::Arc;
 
 use dr_core::runbook::journal::{Event, EventKind};
-use dr_core::runbook::{RunOptions, RunOutcome, RunSummary, StopHandle};
+use dr_core::runbook::{Keyed, RunOptions, RunOutcome, RunSummary, StopHandle};
 use dr_core::Result;
 use serde_json::Value;
 
@@ -390,6 +390,11 @@ pub(crate) async fn run_setup(cli: &Cli, a: &RunArgs, out: Output) -> Result<Run
         stop,
         observer,
         approver,
+        key: a
+            .resume_or_start
+            .as_deref()
+            .map(|name| dr_core::runbook::RunKey::new(name, a.occurrence.as_deref()))
+            .transpose()?,
     };
     Ok(RunSetup {
         engine,
@@ -400,9 +405,25 @@ pub(crate) async fn run_setup(cli: &Cli, a: &RunArgs, out: Output) -> Result<Run
     })
 }
 
-/// `drkit run FILE` / `drkit run --resume ID`.
+/// `drkit run FILE` / `drkit run --resume ID` / `drkit run FILE --resume-or-start NAME`.
 pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
     let setup = run_setup(cli, a, out).await?;
+    if let (Some(_), Some((rb, map))) = (&a.resume_or_start, &setup.book) {
+        let keyed = setup
+            .engine
+            .resume_or_start(rb, map, &setup.options)
+            .await?;
+        setup.done();
+        let status = keyed.run().map_or(0, |r| setup.exit_status(r.outcome));
+        let mut shown = keyed.clone();
+        if let Keyed::Started { run } | Keyed::Resumed { run } | Keyed::AlreadyRan { run } =
+            &mut shown
+        {
+            run.events.clear();
+        }
+        out.emit(&shown, || keyed_text(&keyed));
+        return Ok(status);
+    }
     let summary = match (&a.resume, &setup.book) {
         (Some(id), _) => setup.engine.resume(id, &setup.options).await?,
         (None, Some((rb, map))) => setup.engine.run(rb, map, &setup.options).await?,
@@ -413,6 +434,33 @@ pub async fn run_runbook(cli: &Cli, a: &RunArgs, out: Output) -> Result<u8> {
     shown.events.clear();
     out.emit(&shown, || timeline(&summary));
     Ok(setup.exit_status(summary.outcome))
+}
+
+/// What a keyed run did, for a person.
+pub(crate) fn keyed_text(keyed: &Keyed) -> String {
+    match keyed {
+        Keyed::Started { run } => timeline(run),
+        Keyed::Resumed { run } => format!(
+            "resumed the schedule's unfinished run {}\n{}",
+            run.id,
+            timeline(run)
+        ),
+        Keyed::Busy {
+            run,
+            holder,
+            purpose,
+            until,
+        } => format!(
+            "nothing done: {holder} runs this schedule now (it holds the lock for {}{} until {until}, renewing it)",
+            purpose,
+            run.as_ref()
+                .map_or(String::new(), |r| format!("; drkit runs show {r}"))
+        ),
+        Keyed::AlreadyRan { run } => format!(
+            "nothing done: this firing already ran as run {} ({}); see drkit runs show {}",
+            run.id, run.outcome, run.id
+        ),
+    }
 }
 
 /// The signal that stopped a run, for its exit status (128 + its number, as shells do).
@@ -488,7 +536,7 @@ pub async fn runs(
                 let mut t = timeline(&s);
                 for e in &s.events {
                     let line = match &e.kind {
-                        EventKind::RunStarted { resumed: true } => Some(format!(
+                        EventKind::RunStarted { resumed: true, .. } => Some(format!(
                             "{}  resumed by {}@{}",
                             e.at.strftime("%H:%M:%S"),
                             e.by.user,

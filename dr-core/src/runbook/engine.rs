@@ -90,6 +90,18 @@ pub struct RunOptions {
     /// Asked about an approval step neither `yes` nor `approve` settles (a terminal's
     /// prompt): step id and message in, yes or no out. Without it the run waits.
     pub approver: Option<Approver>,
+    /// The schedule and firing a new run belongs to (journaled in its header); what
+    /// [`Engine::resume_or_start`] looks runs up by.
+    pub key: Option<super::keyed::RunKey>,
+}
+
+/// What a new run has checked and built before it takes its lock.
+pub(super) struct ReadyToStart {
+    vars: Map<String, Value>,
+    journaled: Map<String, Value>,
+    redactor: Arc<Redactor>,
+    targets: BTreeMap<String, Target>,
+    notifiers: Notifiers,
 }
 
 /// Asks a person to approve a step: `(step, message) -> approved`.
@@ -109,6 +121,7 @@ impl Default for RunOptions {
             stop: StopHandle::new(),
             observer: None,
             approver: None,
+            key: None,
         }
     }
 }
@@ -515,6 +528,24 @@ impl Engine {
         map: &SourceMap,
         options: &RunOptions,
     ) -> Result<RunSummary> {
+        let id = RunId::new();
+        let ready = self.ready_to_start(rb, map, options, &id).await?;
+        let lock = (self.locks)(rb.lock_name())?;
+        let lease = lock
+            .acquire(&LockRequest::new(format!("run {id}"), options.lock_ttl))
+            .await?;
+        self.start_locked(rb, map, options, id, ready, lock, lease)
+            .await
+    }
+
+    /// Everything a new run checks and builds before it takes its lock.
+    pub(super) async fn ready_to_start(
+        &self,
+        rb: &Runbook,
+        map: &SourceMap,
+        options: &RunOptions,
+        id: &RunId,
+    ) -> Result<ReadyToStart> {
         self.check(rb, map)?;
         Self::check_flags(rb, options, false)?;
         let (vars, journaled) = Self::resolve_vars(rb, &options.vars, None)?;
@@ -526,12 +557,35 @@ impl Engine {
             return Err(shown(super::parse::report(&map.origin, &problems)));
         }
         let targets = self.build_targets(rb, &vars).await.map_err(shown)?;
-        let id = RunId::new();
-        let (notifiers, _) = Self::notifiers(rb, &vars, &id, &redactor).map_err(shown)?;
-        let lock = (self.locks)(rb.lock_name())?;
-        let lease = lock
-            .acquire(&LockRequest::new(format!("run {id}"), options.lock_ttl))
-            .await?;
+        let (notifiers, _) = Self::notifiers(rb, &vars, id, &redactor).map_err(shown)?;
+        Ok(ReadyToStart {
+            vars,
+            journaled,
+            redactor,
+            targets,
+            notifiers,
+        })
+    }
+
+    /// Journals and drives new run `id` under `lease`, which this process holds.
+    #[allow(clippy::too_many_arguments)] // the pieces a start is made of, each once
+    pub(super) async fn start_locked(
+        &self,
+        rb: &Runbook,
+        map: &SourceMap,
+        options: &RunOptions,
+        id: RunId,
+        ready: ReadyToStart,
+        lock: Arc<dyn Lock>,
+        lease: crate::lock::Lease,
+    ) -> Result<RunSummary> {
+        let ReadyToStart {
+            vars,
+            journaled,
+            redactor,
+            targets,
+            notifiers,
+        } = ready;
         let header = RunHeader {
             id: id.clone(),
             runbook: frozen(rb),
@@ -541,6 +595,7 @@ impl Engine {
             started: Timestamp::now(),
             by: Actor::current(),
             drkit: super::journal::VERSION.to_owned(),
+            key: options.key.clone(),
         };
         let journal = match Journal::create(
             self.journals.clone(),
@@ -676,7 +731,7 @@ impl Engine {
 
     /// A run with no end journaled runs only while its lock is held for it by a live
     /// process; otherwise it stopped.
-    async fn settle_outcome(&self, header: &RunHeader, s: &mut RunSummary) {
+    pub(super) async fn settle_outcome(&self, header: &RunHeader, s: &mut RunSummary) {
         if s.outcome != RunOutcome::Running {
             return;
         }

@@ -93,6 +93,9 @@ pub struct RunHeader {
     /// The version of drkit that started it.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub drkit: String,
+    /// The schedule and firing it was started for (`drkit run --resume-or-start`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<super::keyed::RunKey>,
 }
 
 /// The version of drkit in this build.
@@ -106,6 +109,10 @@ pub enum EventKind {
     RunStarted {
         /// Whether this is a resume.
         resumed: bool,
+        /// The firing of the run's schedule that resumed it (`--resume-or-start …
+        /// --occurrence`): that firing has run too.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        occurrence: Option<String>,
     },
     /// An attempt of a step is about to run.
     StepStarted {

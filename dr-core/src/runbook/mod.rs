@@ -31,6 +31,7 @@ pub mod expr;
 mod http;
 mod include;
 pub mod journal;
+mod keyed;
 mod model;
 pub mod notify;
 mod orchestrator;
@@ -54,6 +55,7 @@ pub use action::{
 pub use engine::{Approver, Engine, LockFactory, RunOptions, StopHandle};
 pub use include::{expand_uses, read_file};
 pub use journal::Journals;
+pub use keyed::{Keyed, RunKey};
 pub use model::{
     Call, Canary, Drill, Guard, Mode, Objectives, OnFailure, Phase, Retry, Runbook, Severity, Step,
     TargetSpec, VarSpec, VarType,

@@ -193,6 +193,7 @@ steps:
             started: Timestamp::now(),
             by: super::super::journal::Actor::current(),
             drkit: String::new(),
+            key: None,
         };
         let state = RunSummary::fold(&header, Vec::new());
         let e = Estimates {

@@ -153,8 +153,12 @@ pub struct Report {
 
 fn describe(e: &EventKind) -> String {
     match e {
-        EventKind::RunStarted { resumed: false } => "run started".into(),
-        EventKind::RunStarted { resumed: true } => "run resumed".into(),
+        EventKind::RunStarted { resumed: false, .. } => "run started".into(),
+        EventKind::RunStarted {
+            resumed: true,
+            occurrence: Some(o),
+        } => format!("run resumed by {o}"),
+        EventKind::RunStarted { resumed: true, .. } => "run resumed".into(),
         EventKind::StepStarted { step, attempt: 1 } => format!("{step} started"),
         EventKind::StepStarted { step, attempt } => format!("{step} attempt {attempt} started"),
         EventKind::StepSucceeded { step, .. } => format!("{step} succeeded"),

@@ -207,7 +207,19 @@ impl Engine {
         lost: &CancellationToken,
         resumed: bool,
     ) -> Result<()> {
-        Self::journal(run, EventKind::RunStarted { resumed }).await?;
+        let occurrence = if resumed {
+            options.key.as_ref().and_then(|k| k.occurrence.clone())
+        } else {
+            None
+        };
+        Self::journal(
+            run,
+            EventKind::RunStarted {
+                resumed,
+                occurrence,
+            },
+        )
+        .await?;
         Self::tell(
             run,
             NotifyOn::Start,

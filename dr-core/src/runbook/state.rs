@@ -513,7 +513,7 @@ impl RunSummary {
         }
         self.last_token = Some(e.token);
         match &e.kind {
-            EventKind::RunStarted { resumed } => {
+            EventKind::RunStarted { resumed, .. } => {
                 if *resumed {
                     // What was in flight or waiting when it stopped runs again (a resume
                     // settles non-idempotent in-flight steps before this event).

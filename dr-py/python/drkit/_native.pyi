@@ -429,6 +429,18 @@ class Runbook:
         approve: Sequence[str] | None = None,
         actions: Any | None = None,
     ) -> dict[str, Any]: ...
+    def resume_or_start(
+        self,
+        schedule: str,
+        *,
+        occurrence: str | None = None,
+        repo: Repository | None = None,
+        vars: Any | None = None,
+        mode: str = "planned",
+        yes: bool = False,
+        approve: Sequence[str] | None = None,
+        actions: Any | None = None,
+    ) -> dict[str, Any]: ...
     def drill(
         self,
         *,

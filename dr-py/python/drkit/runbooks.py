@@ -90,6 +90,27 @@ class Runbook:
         """Runs it, journaled in ``repo`` (default: ``DRKIT_REPO``) under its lock."""
         return Run(self._native.run(repo=repo, vars=vars, mode=mode, yes=yes, approve=list(approve or []), actions=_ACTIONS))
 
+    def resume_or_start(
+        self,
+        schedule: str,
+        *,
+        occurrence: str | None = None,
+        repo: _native.Repository | None = None,
+        vars: Mapping[str, Any] | None = None,
+        mode: str = "planned",
+        yes: bool = False,
+        approve: Sequence[str] | None = None,
+    ) -> tuple[str, Run | None]:
+        """Runs it as ``schedule`` (``drkit run --resume-or-start``): resumes the
+        schedule's unfinished run, or starts one; nothing runs when ``occurrence``'s run
+        already ended or another process runs the schedule now. Returns what it did
+        (``"started"``, ``"resumed"``, ``"already_ran"``, ``"busy"``) and the run (None
+        when busy)."""
+        doc = self._native.resume_or_start(
+            schedule, occurrence=occurrence, repo=repo, vars=vars, mode=mode, yes=yes, approve=list(approve or []), actions=_ACTIONS
+        )
+        return doc["did"], Run(doc["run"]) if "run" in doc else None
+
 
 class Drill:
     """A drill: a runbook file with a ``drill:`` section (its sandbox, canary, disaster,
