@@ -523,9 +523,85 @@ pub struct K8sArgs {
     pub command: K8sCommand,
 }
 
+/// What a rendered Job runs.
+#[derive(Debug, Subcommand)]
+pub enum RenderWork {
+    /// `drkit backup` of the database URL in the Secret's key --source-key.
+    Backup {
+        /// The Secret's key that holds the database URL (e.g. DATABASE_URL).
+        #[arg(long, value_name = "KEY")]
+        source_key: String,
+        #[command(flatten)]
+        common: RenderArgs,
+    },
+    /// `drkit run FILE --resume-or-start NAME`: a runbook as the schedule's keyed run.
+    Run {
+        /// The runbook (YAML): put into a ConfigMap; its Kubernetes steps tell the RBAC.
+        file: PathBuf,
+        #[command(flatten)]
+        common: RenderArgs,
+    },
+    /// `drkit drill FILE --resume-or-start NAME`: a drill on a schedule.
+    Drill {
+        /// The drill runbook (YAML).
+        file: PathBuf,
+        #[command(flatten)]
+        common: RenderArgs,
+    },
+    /// `drkit prune` with the retention flags given after `--`.
+    Prune {
+        #[command(flatten)]
+        common: RenderArgs,
+        /// `drkit prune` flags, after `--` (`-- --keep-daily 7 --keep-weekly 4`).
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+}
+
+/// What every rendered Job shares.
+#[derive(Debug, Args)]
+pub struct RenderArgs {
+    /// The CronJob's (or Job's) name, and the prefix of the other objects.
+    #[arg(long)]
+    pub name: String,
+    /// A cron schedule ("0 2 * * *"): a CronJob; none: one Job.
+    #[arg(long)]
+    pub schedule: Option<String>,
+    /// The CronJob's time zone (Europe/Lisbon).
+    #[arg(long)]
+    pub time_zone: Option<String>,
+    /// The image with the drkit binary and the PostgreSQL client programs.
+    #[arg(long)]
+    pub image: String,
+    /// The Secret whose keys become the pod's environment (DRKIT_PASSWORD, AWS keys,
+    /// database URLs, the runbook's secret variables).
+    #[arg(long)]
+    pub secret: String,
+    /// Environment that is not secret, NAME=VALUE (AWS_REGION, AWS_ENDPOINT_URL); repeatable.
+    #[arg(long = "env", value_name = "NAME=VALUE")]
+    pub env: Vec<String>,
+    /// The Lease the run locks (default: --name).
+    #[arg(long)]
+    pub lease: Option<String>,
+    /// How long the lock lasts unless renewed: how soon a killed pod's run is taken over.
+    #[arg(long, default_value = "1m", value_parser = parse_duration)]
+    pub lock_ttl: Duration,
+    /// Longest a Job may run (activeDeadlineSeconds).
+    #[arg(long, value_parser = parse_duration)]
+    pub deadline: Option<Duration>,
+    /// How long a finished Job is kept.
+    #[arg(long, default_value = "7d", value_parser = parse_duration)]
+    pub keep_finished: Duration,
+}
+
 /// `drkit k8s` subcommands.
 #[derive(Debug, Subcommand)]
 pub enum K8sCommand {
+    /// Print the manifests that run drkit in the cluster: a CronJob (with --schedule) or a
+    /// Job, its ServiceAccount and least RBAC, the runbook's ConfigMap; no cluster is
+    /// contacted. `kubectl apply -f -` takes them.
+    #[command(subcommand)]
+    Render(RenderWork),
     /// Set a Deployment's or StatefulSet's replicas (deployment/NAME, sts/NAME).
     Scale {
         /// deployment/NAME or statefulset/NAME.

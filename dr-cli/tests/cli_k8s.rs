@@ -1374,3 +1374,166 @@ fn namespaces_and_what_they_need_of_the_cluster_are_restored_into_a_new_cluster(
         "{again}"
     );
 }
+
+const SCHEDULED: &str = r"version: 1
+name: nightly-failover-check
+targets:
+  here: { kind: kubernetes, in_cluster: true, namespace: shop }
+steps:
+  - id: stop
+    action: k8s.scale
+    with: { target: here, workload: deployment/api, replicas: 0 }
+  - id: repoint
+    action: k8s.configmap_set
+    needs: [stop]
+    with: { target: here, name: app-config, set: { DB_HOST: db-dr.internal } }
+";
+
+const RENDER: [&str; 6] = [
+    "--name",
+    "nightly",
+    "--image",
+    "drkit:test",
+    "--secret",
+    "drkit-env",
+];
+
+/// `drkit k8s render` makes what `kubectl apply` takes: a CronJob that runs the runbook
+/// as its schedule's keyed run under a Lease, a pod that cannot write its image or become
+/// root, and RBAC that grants the Lease and what the runbook's steps touch, nothing more.
+#[test]
+fn rendered_manifests_apply_and_grant_what_the_runbook_touches_and_nothing_else() {
+    let dir = tempfile::tempdir().unwrap();
+    let (api, kubeconfig) = cluster(dir.path());
+    api.create(json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "drkit"}}));
+    let d = Drkit::local(BIN, &dir.path().join("repo"));
+    let book = dir.path().join("nightly.yaml");
+    std::fs::write(&book, SCHEDULED).unwrap();
+    let mut args = vec!["k8s", "render", "run", book.to_str().unwrap()];
+    args.extend(RENDER);
+    args.extend(["--schedule", "0 2 * * *", "--env", "AWS_REGION=eu-west-1"]);
+    let out = d.run(&args);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let manifests = dir.path().join("drkit.yaml");
+    std::fs::write(&manifests, &out.stdout).unwrap();
+    let Some(applied) =
+        dr_testkit::k8s::kubectl(&kubeconfig, &["apply", "-f", manifests.to_str().unwrap()])
+    else {
+        return;
+    };
+    assert!(applied.status.success(), "{}", stderr(&applied));
+
+    let get = |args: &[&str]| kubectl_json(&kubeconfig, args).unwrap();
+    let cron = get(&["get", "cronjob", "nightly", "-n", "drkit"]);
+    assert_eq!(cron["spec"]["schedule"], "0 2 * * *");
+    assert_eq!(cron["spec"]["concurrencyPolicy"], "Forbid");
+    let job = &cron["spec"]["jobTemplate"]["spec"];
+    assert_eq!(job["backoffLimit"], 1);
+    assert!(job["ttlSecondsAfterFinished"].as_u64().unwrap() > 0);
+    let pod = &job["template"]["spec"];
+    assert_eq!(pod["restartPolicy"], "Never");
+    assert_eq!(pod["serviceAccountName"], "nightly");
+    assert_eq!(pod["securityContext"]["runAsNonRoot"], true);
+    let c = &pod["containers"][0];
+    assert_eq!(c["securityContext"]["readOnlyRootFilesystem"], true);
+    assert_eq!(c["securityContext"]["allowPrivilegeEscalation"], false);
+    assert_eq!(c["terminationMessagePath"], "/dev/termination-log");
+    let container_args: Vec<&str> = c["args"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap())
+        .collect();
+    let joined = container_args.join(" ");
+    for part in [
+        "--result-file /dev/termination-log",
+        "run /etc/drkit/runbooks/nightly.yaml",
+        "--resume-or-start nightly --occurrence $(DRKIT_JOB_NAME)",
+        "--lock k8s:in-cluster/drkit/nightly",
+    ] {
+        assert!(joined.contains(part), "{part:?} in {joined}");
+    }
+    assert_eq!(c["envFrom"][0]["secretRef"]["name"], "drkit-env");
+    let cm = get(&["get", "configmap", "nightly-runbook", "-n", "drkit"]);
+    assert_eq!(
+        cm["data"]["nightly.yaml"], SCHEDULED,
+        "the runbook as written"
+    );
+
+    // drkit's own Role: its Lease (by name) and its Job's Events.
+    let own = get(&["get", "role", "nightly", "-n", "drkit"]);
+    let rules = own["rules"].to_string();
+    assert!(rules.contains("\"resourceNames\":[\"nightly\"]"), "{rules}");
+    assert!(
+        rules.contains("leases") && rules.contains("events"),
+        "{rules}"
+    );
+    // The runbook's Role, where its steps act: scale and the ConfigMap, no Secrets.
+    let shop = get(&["get", "role", "nightly-runbook", "-n", "shop"]);
+    let rules = shop["rules"].to_string();
+    assert!(
+        rules.contains("deployments/scale") && rules.contains("configmaps"),
+        "{rules}"
+    );
+    assert!(
+        !rules.contains("secrets") && !rules.contains("\"*\""),
+        "{rules}"
+    );
+    let binding = get(&["get", "rolebinding", "nightly-runbook", "-n", "shop"]);
+    assert_eq!(binding["subjects"][0]["namespace"], "drkit");
+    let cluster_roles = get(&[
+        "get",
+        "clusterroles",
+        "-l",
+        "app.kubernetes.io/instance=nightly",
+    ]);
+    assert_eq!(
+        cluster_roles["items"].as_array().unwrap().len(),
+        0,
+        "nothing cluster-wide"
+    );
+}
+
+/// Without a schedule, one Job; a target that would look for a kubeconfig in the pod is
+/// pointed out; names Kubernetes or cron would refuse are refused first.
+#[test]
+fn render_makes_a_job_without_a_schedule_and_points_out_what_cannot_work_in_a_pod() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Drkit::local(BIN, &dir.path().join("repo"));
+    let book = dir.path().join("nightly.yaml");
+    std::fs::write(
+        &book,
+        SCHEDULED.replace("in_cluster: true", "context: prod"),
+    )
+    .unwrap();
+    let mut args = vec!["k8s", "render", "drill", book.to_str().unwrap()];
+    args.extend(RENDER);
+    let doc = d.json(&args);
+    let kinds: Vec<&str> = doc["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds.last(), Some(&"Job"), "{kinds:?}");
+    assert!(
+        doc["notes"][0]
+            .as_str()
+            .unwrap()
+            .contains("in_cluster: true"),
+        "{doc}"
+    );
+
+    // Bad input is refused, naming the fix.
+    for (name, schedule, says) in [
+        ("Nightly_Backup", "0 2 * * *", "not a Kubernetes name"),
+        ("nightly", "at 2am", "not a cron schedule"),
+    ] {
+        let mut args = vec!["k8s", "render", "backup", "--source-key", "DATABASE_URL"];
+        args.extend(&RENDER[2..]);
+        args.extend(["--name", name, "--schedule", schedule]);
+        let out = d.run(&args);
+        assert_eq!(out.status.code(), Some(1));
+        assert!(stderr(&out).contains(says), "{}", stderr(&out));
+    }
+}

@@ -20,6 +20,7 @@ mod lease;
 mod maintenance;
 pub mod manifests;
 mod namespace;
+pub mod render;
 mod rollout;
 pub mod runbook;
 mod secret;

@@ -45,9 +45,79 @@ fn env_vars(items: &[String]) -> Result<BTreeMap<String, Option<String>>> {
         .collect()
 }
 
+/// `drkit k8s render …`: the options from the flags, the manifests printed.
+fn render(
+    cli: &crate::args::Cli,
+    a: &K8sArgs,
+    work: &crate::args::RenderWork,
+    out: Output,
+) -> Result<u8> {
+    use crate::args::RenderWork as W;
+    use dr_k8s::render::{RenderOptions, Work};
+    let (work, c) = match work {
+        W::Backup { source_key, common } => (
+            Work::Backup {
+                source_key: source_key.clone(),
+            },
+            common,
+        ),
+        W::Run { file, common } => (
+            Work::Run {
+                runbook: file.clone(),
+            },
+            common,
+        ),
+        W::Drill { file, common } => (
+            Work::Drill {
+                runbook: file.clone(),
+            },
+            common,
+        ),
+        W::Prune { common, args } => (Work::Prune { args: args.clone() }, common),
+    };
+    let repo = cli.repo.clone().ok_or_else(|| {
+        err!(
+            InvalidInput,
+            "the Jobs need the repository: give --repo URL (or DRKIT_REPO)"
+        )
+    })?;
+    let defaults: RenderOptions = serde_json::from_value(json!({
+        "work": work,
+        "name": c.name,
+        "image": c.image,
+        "repo": repo,
+        "secret": c.secret,
+    }))
+    .map_err(|e| err!(InvalidInput, "{e}"))?;
+    let o = RenderOptions {
+        namespace: a.namespace.clone().unwrap_or(defaults.namespace.clone()),
+        schedule: c.schedule.clone(),
+        time_zone: c.time_zone.clone(),
+        env: pairs(&c.env)?,
+        lease: c.lease.clone(),
+        lock_ttl: c.lock_ttl,
+        deadline: c.deadline,
+        keep_finished: c.keep_finished,
+        ..defaults
+    };
+    let rendered = dr_k8s::render::render(&o)?;
+    if out.json {
+        out.emit(&rendered, String::new);
+    } else {
+        for n in &rendered.notes {
+            eprintln!("note: {n}");
+        }
+        crate::output::stdout_line(rendered.yaml()?.trim_end());
+    }
+    Ok(0)
+}
+
 /// `drkit k8s …`.
 #[allow(clippy::too_many_lines)] // one arm per subcommand, each only converting and printing
 pub async fn k8s(cli: &crate::args::Cli, a: &K8sArgs, out: Output) -> Result<u8> {
+    if let K8sCommand::Render(work) = &a.command {
+        return render(cli, a, work, out);
+    }
     let k = Kubernetes::connect(&ConnectOptions {
         kubeconfig: a.kubeconfig.clone(),
         context: a.context.clone(),
@@ -56,6 +126,7 @@ pub async fn k8s(cli: &crate::args::Cli, a: &K8sArgs, out: Output) -> Result<u8>
     })
     .await?;
     match &a.command {
+        K8sCommand::Render(_) => unreachable!("rendered before connecting"),
         K8sCommand::Scale {
             workload,
             replicas,
